@@ -1,0 +1,138 @@
+#include "common/jwt.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <vector>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "parley/v1/token.pb.h"
+
+namespace parley {
+namespace {
+
+constexpr absl::string_view kTokenErrorUrl = "type.parley.dev/token-error";
+
+absl::Status TokenFailure(TokenError kind, absl::string_view message) {
+  absl::Status status = absl::UnauthenticatedError(message);
+  status.SetPayload(kTokenErrorUrl,
+                    absl::Cord(absl::StrCat(static_cast<int>(kind))));
+  return status;
+}
+
+std::string Hmac(absl::string_view secret, absl::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out,
+       &len);
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &json, options);
+  return json;
+}
+
+bool FromJson(absl::string_view json, google::protobuf::Message* m) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  return google::protobuf::util::JsonStringToMessage(
+             google::protobuf::StringPiece(json.data(), json.size()), m,
+             options)
+      .ok();
+}
+
+}  // namespace
+
+std::string MintToken(const TokenClaims& claims, absl::string_view secret) {
+  v1::JwtHeader header;
+  header.set_alg("HS256");
+  header.set_typ("JWT");
+  v1::TokenClaims body;
+  body.set_sub(claims.subject);
+  body.set_exp(absl::ToUnixSeconds(claims.expires_at));
+  if (claims.issued_at != absl::UnixEpoch()) {
+    body.set_iat(absl::ToUnixSeconds(claims.issued_at));
+  }
+  body.set_dev(claims.device);
+  std::string signing_input =
+      absl::StrCat(absl::WebSafeBase64Escape(ToJson(header)), ".",
+                   absl::WebSafeBase64Escape(ToJson(body)));
+  return absl::StrCat(signing_input, ".",
+                      absl::WebSafeBase64Escape(Hmac(secret, signing_input)));
+}
+
+absl::StatusOr<TokenClaims> VerifyToken(absl::string_view token,
+                                        absl::string_view secret,
+                                        absl::Time now) {
+  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+  if (parts.size() != 3) {
+    return TokenFailure(TokenError::kMalformed,
+                        "token is not a JWT (want header.claims.signature)");
+  }
+  std::string header_json, claims_json, signature;
+  if (!absl::WebSafeBase64Unescape(parts[0], &header_json) ||
+      !absl::WebSafeBase64Unescape(parts[1], &claims_json) ||
+      !absl::WebSafeBase64Unescape(parts[2], &signature)) {
+    return TokenFailure(TokenError::kMalformed, "token is not base64url");
+  }
+  v1::JwtHeader header;
+  if (!FromJson(header_json, &header)) {
+    return TokenFailure(TokenError::kMalformed, "token header is not JSON");
+  }
+  if (header.alg() != "HS256") {
+    return TokenFailure(TokenError::kBadSignature,
+                        absl::StrCat("token algorithm \"", header.alg(),
+                                     "\" is not HS256"));
+  }
+  const std::string expected = Hmac(
+      secret, absl::string_view(token.data(), parts[2].data() - token.data() - 1));
+  if (signature.size() != expected.size() ||
+      CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0) {
+    return TokenFailure(TokenError::kBadSignature,
+                        "token signature does not match");
+  }
+  v1::TokenClaims body;
+  if (!FromJson(claims_json, &body)) {
+    return TokenFailure(TokenError::kMalformed, "token claims are not JSON");
+  }
+  if (body.sub().empty()) {
+    return TokenFailure(TokenError::kMalformed, "token has no sub claim");
+  }
+  if (body.exp() == 0) {
+    return TokenFailure(TokenError::kMalformed, "token has no exp claim");
+  }
+  TokenClaims claims;
+  claims.subject = body.sub();
+  claims.expires_at = absl::FromUnixSeconds(body.exp());
+  claims.issued_at = absl::FromUnixSeconds(body.iat());
+  claims.device = body.dev();
+  if (claims.expires_at <= now) {
+    return TokenFailure(
+        TokenError::kExpired,
+        absl::StrCat("token expired at ",
+                     absl::FormatTime(absl::RFC3339_sec, claims.expires_at,
+                                      absl::UTCTimeZone())));
+  }
+  return claims;
+}
+
+TokenError ClassifyTokenError(const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kTokenErrorUrl);
+  if (!payload.has_value()) return TokenError::kNone;
+  int kind = 0;
+  if (!absl::SimpleAtoi(std::string(*payload), &kind)) return TokenError::kNone;
+  return static_cast<TokenError>(kind);
+}
+
+}  // namespace parley
