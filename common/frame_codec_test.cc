@@ -1,0 +1,172 @@
+// The proto round-trip tests: every ClientFrame and ServerFrame type through
+// both encodings, and the JSON names client authors rely on.
+#include "common/frame_codec.h"
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "parley/v1/client.pb.h"
+
+namespace parley {
+namespace {
+
+using ::google::protobuf::Message;
+using ::google::protobuf::TextFormat;
+using ::google::protobuf::util::MessageDifferencer;
+using ::parley::v1::ClientFrame;
+using ::parley::v1::ServerFrame;
+using ::testing::HasSubstr;
+
+template <typename T>
+T Parse(const std::string& text) {
+  T m;
+  EXPECT_TRUE(TextFormat::ParseFromString(text, &m)) << text;
+  return m;
+}
+
+// One fully populated sample of every client frame.
+std::vector<ClientFrame> ClientSamples() {
+  return {
+      Parse<ClientFrame>(
+          R"(hello { token: "a.b.c" device: "laptop" inbox_seq: 42 })"),
+      Parse<ClientFrame>(
+          R"(send { client_msg_id: "c-1" to { user: "bob" } text: "hi ✓" })"),
+      Parse<ClientFrame>(
+          R"(send { client_msg_id: "c-2" to { group: "team" } text: "all" })"),
+      Parse<ClientFrame>(R"(sync { after_seq: 18446744073709551615 limit: 50 })"),
+      Parse<ClientFrame>(R"(read { conversation: "d:alice:bob" seq: 7 })"),
+      Parse<ClientFrame>(R"(typing { to { user: "bob" } })"),
+      Parse<ClientFrame>(R"(ping { nonce: "n1" })"),
+  };
+}
+
+const char kMessage[] = R"(
+  inbox_seq: 9 message_id: "123" conversation: "d:alice:bob" seq: 4
+  from: "alice" to { user: "bob" } text: "hello"
+  sent_at { seconds: 1700000000 nanos: 5000000 } client_msg_id: "c-9")";
+
+// One fully populated sample of every server frame.
+std::vector<ServerFrame> ServerSamples() {
+  return {
+      Parse<ServerFrame>(R"(welcome { session_id: "gw1-7" user_id: "alice"
+                            inbox_seq: 12 heartbeat_ms: 25000 })"),
+      Parse<ServerFrame>(R"(ack { client_msg_id: "c-1" message_id: "123"
+                            conversation: "d:alice:bob" seq: 4 inbox_seq: 9
+                            sent_at { seconds: 1700000000 } })"),
+      Parse<ServerFrame>(std::string("message {") + kMessage + "}"),
+      Parse<ServerFrame>(std::string("synced { messages {") + kMessage +
+                         "} inbox_seq: 20 more: true }"),
+      Parse<ServerFrame>(
+          R"(receipt { conversation: "g:team" user: "bob" seq: 3 })"),
+      Parse<ServerFrame>(R"(typing { from: "bob" conversation: "d:alice:bob" })"),
+      Parse<ServerFrame>(R"(presence { user: "bob" online: true })"),
+      Parse<ServerFrame>(R"(error { code: ERROR_CODE_RATE_LIMITED
+                            message: "slow down" client_msg_id: "c-3" })"),
+      Parse<ServerFrame>(R"(pong { nonce: "n1" })"),
+      Parse<ServerFrame>(R"(announcement { text: "maintenance at 10"
+                            sent_at { seconds: 1700000000 } })"),
+  };
+}
+
+// Names of the oneof members the samples cover.
+template <typename T>
+std::set<std::string> Covered(const std::vector<T>& samples) {
+  std::set<std::string> names;
+  for (const T& m : samples) {
+    const auto* oneof = T::descriptor()->FindOneofByName("frame");
+    const auto* field = m.GetReflection()->GetOneofFieldDescriptor(m, oneof);
+    EXPECT_NE(field, nullptr);
+    if (field != nullptr) names.insert(field->name());
+  }
+  return names;
+}
+
+template <typename T>
+std::set<std::string> AllFrames() {
+  std::set<std::string> names;
+  const auto* oneof = T::descriptor()->FindOneofByName("frame");
+  for (int i = 0; i < oneof->field_count(); ++i) {
+    names.insert(oneof->field(i)->name());
+  }
+  return names;
+}
+
+TEST(FrameCodecTest, SamplesCoverEveryFrameType) {
+  EXPECT_EQ(Covered(ClientSamples()), AllFrames<ClientFrame>());
+  EXPECT_EQ(Covered(ServerSamples()), AllFrames<ServerFrame>());
+}
+
+template <typename T>
+void ExpectRoundTrip(const std::vector<T>& samples) {
+  for (Encoding encoding : {Encoding::kJson, Encoding::kBinary}) {
+    for (const T& sample : samples) {
+      const std::string wire = EncodeFrame(encoding, sample);
+      T decoded;
+      ASSERT_TRUE(DecodeFrame(encoding, wire, &decoded).ok()) << wire;
+      EXPECT_TRUE(MessageDifferencer::Equals(sample, decoded))
+          << "encoding " << static_cast<int>(encoding) << ": " << wire;
+    }
+  }
+}
+
+TEST(FrameCodecTest, EveryClientFrameRoundTripsInBothEncodings) {
+  ExpectRoundTrip(ClientSamples());
+}
+
+TEST(FrameCodecTest, EveryServerFrameRoundTripsInBothEncodings) {
+  ExpectRoundTrip(ServerSamples());
+}
+
+TEST(FrameCodecTest, JsonUsesTheDocumentedNames) {
+  ClientFrame send = ClientSamples()[1];
+  EXPECT_EQ(EncodeFrame(Encoding::kJson, send),
+            R"({"send":{"clientMsgId":"c-1","to":{"user":"bob"},"text":"hi ✓"}})");
+  std::string ack = EncodeFrame(Encoding::kJson, ServerSamples()[1]);
+  EXPECT_THAT(ack, HasSubstr(R"("inboxSeq":"9")"));
+  EXPECT_THAT(ack, HasSubstr(R"("sentAt":"2023-11-14T22:13:20Z")"));
+  EXPECT_THAT(EncodeFrame(Encoding::kJson, ServerSamples()[7]),
+              HasSubstr(R"("code":"ERROR_CODE_RATE_LIMITED")"));
+}
+
+TEST(FrameCodecTest, JsonAcceptsNumbersForSixtyFourBitFields) {
+  ClientFrame f;
+  ASSERT_TRUE(DecodeFrame(Encoding::kJson,
+                          R"({"hello":{"token":"t","inboxSeq":42}})", &f)
+                  .ok());
+  EXPECT_EQ(f.hello().inbox_seq(), 42u);
+}
+
+TEST(FrameCodecTest, BadInputIsAnErrorNamingTheProblem) {
+  ClientFrame f;
+  absl::Status not_json = DecodeFrame(Encoding::kJson, "{nope", &f);
+  EXPECT_EQ(not_json.code(), absl::StatusCode::kInvalidArgument);
+  absl::Status unknown =
+      DecodeFrame(Encoding::kJson, R"({"shout":{"text":"x"}})", &f);
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unknown.message()), HasSubstr("shout"));
+  absl::Status bad_binary =
+      DecodeFrame(Encoding::kBinary, std::string("\xff\xff\xff", 3), &f);
+  EXPECT_EQ(bad_binary.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FrameCodecTest, EmptyObjectDecodesToNoFrame) {
+  ClientFrame f;
+  ASSERT_TRUE(DecodeFrame(Encoding::kJson, "{}", &f).ok());
+  EXPECT_EQ(f.frame_case(), ClientFrame::FRAME_NOT_SET);
+}
+
+TEST(FrameCodecTest, SubprotocolNamesMapToEncodings) {
+  EXPECT_EQ(*EncodingForSubprotocol("parley.v1.json"), Encoding::kJson);
+  EXPECT_EQ(*EncodingForSubprotocol("parley.v1.proto"), Encoding::kBinary);
+  EXPECT_EQ(EncodingForSubprotocol("chat").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(SubprotocolName(Encoding::kBinary), "parley.v1.proto");
+}
+
+}  // namespace
+}  // namespace parley

@@ -1,0 +1,121 @@
+#include "common/jwt.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace parley {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kNow = absl::FromUnixSeconds(1700000000);
+
+TokenClaims Alice() {
+  TokenClaims c;
+  c.subject = "alice";
+  c.expires_at = kNow + absl::Hours(1);
+  c.issued_at = kNow;
+  c.device = "laptop";
+  return c;
+}
+
+TEST(JwtTest, MintedTokenVerifiesWithItsClaims) {
+  std::string token = MintToken(Alice(), "s3cret");
+  absl::StatusOr<TokenClaims> claims = VerifyToken(token, "s3cret", kNow);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->subject, "alice");
+  EXPECT_EQ(claims->device, "laptop");
+  EXPECT_EQ(claims->expires_at, kNow + absl::Hours(1));
+  EXPECT_EQ(claims->issued_at, kNow);
+}
+
+TEST(JwtTest, TokenIsAStandardJwt) {
+  std::vector<std::string> parts = absl::StrSplit(MintToken(Alice(), "k"), '.');
+  ASSERT_EQ(parts.size(), 3u);
+  std::string header, claims;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[0], &header));
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[1], &claims));
+  EXPECT_THAT(header, HasSubstr(R"("alg":"HS256")"));
+  EXPECT_THAT(claims, HasSubstr(R"("sub":"alice")"));
+  EXPECT_THAT(claims, HasSubstr(R"("exp":"1700003600")"));
+  EXPECT_EQ(parts[2].size(), 43u);  // 32 bytes, base64url, unpadded.
+}
+
+// A token minted by another backend, signed here with OpenSSL directly:
+// exp is a JSON number (as most JWT libraries write it) and there are claims
+// Parley does not read.
+TEST(JwtTest, AcceptsTokensFromOtherMinters) {
+  const std::string signing_input =
+      absl::WebSafeBase64Escape(R"({"typ":"JWT","alg":"HS256"})") + "." +
+      absl::WebSafeBase64Escape(R"({"sub":"bob","exp":1700003600,"iss":"x"})");
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), "k", 1,
+       reinterpret_cast<const unsigned char*>(signing_input.data()),
+       signing_input.size(), mac, &len);
+  const std::string token =
+      signing_input + "." +
+      absl::WebSafeBase64Escape(
+          absl::string_view(reinterpret_cast<char*>(mac), len));
+  absl::StatusOr<TokenClaims> claims = VerifyToken(token, "k", kNow);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->subject, "bob");
+  EXPECT_EQ(claims->expires_at, absl::FromUnixSeconds(1700003600));
+}
+
+TEST(JwtTest, DistinguishesMalformedBadSignatureAndExpired) {
+  std::string good = MintToken(Alice(), "k");
+
+  absl::Status malformed = VerifyToken("not-a-jwt", "k", kNow).status();
+  EXPECT_EQ(ClassifyTokenError(malformed), TokenError::kMalformed);
+
+  absl::Status garbage = VerifyToken("a.b!.c", "k", kNow).status();
+  EXPECT_EQ(ClassifyTokenError(garbage), TokenError::kMalformed);
+
+  absl::Status bad_sig = VerifyToken(good, "other-secret", kNow).status();
+  EXPECT_EQ(ClassifyTokenError(bad_sig), TokenError::kBadSignature);
+  EXPECT_THAT(std::string(bad_sig.message()), HasSubstr("signature"));
+
+  absl::Status expired =
+      VerifyToken(good, "k", kNow + absl::Hours(2)).status();
+  EXPECT_EQ(ClassifyTokenError(expired), TokenError::kExpired);
+  EXPECT_THAT(std::string(expired.message()), HasSubstr("expired"));
+
+  EXPECT_EQ(ClassifyTokenError(absl::OkStatus()), TokenError::kNone);
+  EXPECT_EQ(ClassifyTokenError(absl::InternalError("x")), TokenError::kNone);
+}
+
+TEST(JwtTest, TamperedClaimsFailTheSignature) {
+  std::vector<std::string> parts = absl::StrSplit(MintToken(Alice(), "k"), '.');
+  TokenClaims mallory = Alice();
+  mallory.subject = "mallory";
+  std::vector<std::string> forged =
+      absl::StrSplit(MintToken(mallory, "guess"), '.');
+  std::string token = parts[0] + "." + forged[1] + "." + parts[2];
+  EXPECT_EQ(ClassifyTokenError(VerifyToken(token, "k", kNow).status()),
+            TokenError::kBadSignature);
+}
+
+TEST(JwtTest, AlgNoneIsRefused) {
+  std::string header = absl::WebSafeBase64Escape(R"({"alg":"none"})");
+  std::string body = absl::WebSafeBase64Escape(R"({"sub":"a","exp":1800000000})");
+  absl::Status s = VerifyToken(header + "." + body + ".", "k", kNow).status();
+  EXPECT_EQ(ClassifyTokenError(s), TokenError::kBadSignature);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("none"));
+}
+
+TEST(JwtTest, MissingClaimsAreMalformed) {
+  TokenClaims nobody = Alice();
+  nobody.subject = "";
+  EXPECT_EQ(ClassifyTokenError(
+                VerifyToken(MintToken(nobody, "k"), "k", kNow).status()),
+            TokenError::kMalformed);
+}
+
+}  // namespace
+}  // namespace parley

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what Parley needs from Debian's packages, idempotently: packages
+# already present are not touched and nothing is printed for them.
+#
+#   tools/deps.sh build   compilers, Bazel, the -dev libraries
+#   tools/deps.sh test    build + Python test clients
+#
+# Runs apt-get as root, or through sudo when not root.
+set -euo pipefail
+
+BUILD_PACKAGES=(
+  bazel-bootstrap g++ pkg-config git ca-certificates
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libwebsocketpp-dev libasio-dev libabsl-dev libgtest-dev libgmock-dev
+  libsqlite3-dev libssl-dev
+)
+TEST_PACKAGES=(
+  python3 python3-grpcio python3-protobuf python3-websockets python3-pytest
+)
+
+packages=("${BUILD_PACKAGES[@]}")
+case "${1:-build}" in
+  build) ;;
+  test) packages+=("${TEST_PACKAGES[@]}") ;;
+  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "parley: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Third-party apt sources that cannot be reached must not stop the install
+# from Debian's own mirror, so update failures are only reported.
+$SUDO apt-get update -qq >/dev/null 2>&1 || echo "parley: apt-get update reported errors; continuing" >&2
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

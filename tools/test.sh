@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every Parley test: installs what it needs (Debian packages, quietly
+# when present), builds everything offline with Bazel, runs the gtest suites
+# and the cross-process pytest suites against the real binaries, and ends
+# with the line `N passed, N failed`. Exit status 0 only when nothing failed.
+#
+# Artifacts (logs, JUnit XML, screenshots) go to tests/artifacts/ or to
+# $PARLEY_ARTIFACTS.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+tools/deps.sh test || { echo "0 passed, 1 failed"; exit 1; }
+
+ARTIFACTS=${PARLEY_ARTIFACTS:-$ROOT/tests/artifacts}
+rm -rf "$ARTIFACTS" && mkdir -p "$ARTIFACTS"
+
+BAZEL_FLAGS=(--noshow_progress --show_result=0)
+echo "== bazel build //..."
+bazel build "${BAZEL_FLAGS[@]}" //... > "$ARTIFACTS/bazel-build.log" 2>&1
+if [ $? -ne 0 ]; then
+  grep -E '^ERROR' "$ARTIFACTS/bazel-build.log" | head -20
+  tail -30 "$ARTIFACTS/bazel-build.log"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+echo "== bazel test //..."
+bazel test "${BAZEL_FLAGS[@]}" --test_summary=short //... > "$ARTIFACTS/bazel-test.log" 2>&1
+grep -E '^//' "$ARTIFACTS/bazel-test.log" || true
+TESTLOGS=$(bazel info bazel-testlogs 2>/dev/null)
+BIN_DIR=$(bazel info bazel-bin 2>/dev/null)
+
+echo "== pytest tests/"
+PARLEY_BIN_DIR=$BIN_DIR PARLEY_ARTIFACTS=$ARTIFACTS \
+  /usr/bin/python3 -m pytest tests -q -p no:cacheprovider \
+  --junitxml="$ARTIFACTS/pytest.xml" 2>&1 | tee "$ARTIFACTS/pytest.log" | tail -25
+
+summary=$(/usr/bin/python3 tools/summarize_tests.py "$ARTIFACTS/bazel-test.log" \
+  "$TESTLOGS" "$ARTIFACTS/pytest.xml")
+echo "$summary"
+case "$summary" in
+  *" 0 failed"*) exit 0 ;;
+  *) exit 1 ;;
+esac
