@@ -1,0 +1,446 @@
+#include "gateway/session.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace parley::gateway {
+namespace {
+
+using parley::v1::ClientFrame;
+using parley::v1::ErrorCode;
+using parley::v1::ServerFrame;
+
+constexpr size_t kMaxClientMsgIdBytes = 128;
+
+// Checks the fields the gateway needs before forwarding; the service checks
+// the rest (membership, text limits, ...).
+absl::Status ValidateFrame(const ClientFrame& frame) {
+  switch (frame.frame_case()) {
+    case ClientFrame::kSend: {
+      const auto& send = frame.send();
+      if (send.client_msg_id().empty() ||
+          send.client_msg_id().size() > kMaxClientMsgIdBytes) {
+        return absl::InvalidArgumentError(
+            "send.clientMsgId must be 1 to 128 bytes");
+      }
+      if (send.to().kind_case() == parley::v1::Recipient::KIND_NOT_SET) {
+        return absl::InvalidArgumentError("send.to needs a user or a group");
+      }
+      if (send.text().empty()) {
+        return absl::InvalidArgumentError("send.text is empty");
+      }
+      return absl::OkStatus();
+    }
+    case ClientFrame::kRead:
+      if (frame.read().conversation().empty()) {
+        return absl::InvalidArgumentError("read.conversation is empty");
+      }
+      return absl::OkStatus();
+    case ClientFrame::kTyping:
+      if (frame.typing().to().kind_case() ==
+          parley::v1::Recipient::KIND_NOT_SET) {
+        return absl::InvalidArgumentError("typing.to needs a user or a group");
+      }
+      return absl::OkStatus();
+    default:
+      return absl::OkStatus();
+  }
+}
+
+}  // namespace
+
+uint16_t CloseCodeForReject(parley::v1::RejectReason reason) {
+  switch (reason) {
+    case parley::v1::REJECT_REASON_TOKEN_MALFORMED:
+    case parley::v1::REJECT_REASON_TOKEN_BAD_SIGNATURE:
+    case parley::v1::REJECT_REASON_TOKEN_EXPIRED:
+    case parley::v1::REJECT_REASON_UNKNOWN_USER:
+      return kCloseUnauthorized;
+    case parley::v1::REJECT_REASON_TOO_MANY_SESSIONS:
+      return kCloseTooManySessions;
+    default:
+      return kCloseTryAgainLater;
+  }
+}
+
+const std::string& OutboundFrame::Encoded(Encoding encoding) const {
+  if (encoding == Encoding::kJson) {
+    std::call_once(json_once_,
+                   [this] { json_ = EncodeFrame(Encoding::kJson, frame_); });
+    return json_;
+  }
+  std::call_once(binary_once_,
+                 [this] { binary_ = EncodeFrame(Encoding::kBinary, frame_); });
+  return binary_;
+}
+
+Session::Session(const SessionOptions& options, std::string session_id,
+                 Encoding encoding, std::string peer_address,
+                 Connection* connection, Upstream* upstream,
+                 std::function<absl::Time()> clock,
+                 std::function<void(absl::Duration)> on_ack_latency)
+    : options_(options),
+      session_id_(std::move(session_id)),
+      encoding_(encoding),
+      peer_address_(std::move(peer_address)),
+      connection_(connection),
+      upstream_(upstream),
+      clock_(std::move(clock)),
+      on_ack_latency_(std::move(on_ack_latency)),
+      connected_at_(clock_()),
+      rate_(options.rate_limit_per_second, options.rate_limit_burst,
+            connected_at_),
+      error_budget_(options.abuse_error_per_second, options.abuse_error_burst,
+                    connected_at_) {}
+
+void Session::Start(const ConnectParams& params) {
+  if (state_ != State::kAwaitingAuth) return;
+  if (!params.token.empty()) {
+    BeginOpen(params.token, params.device, params.inbox_seq);
+  }
+}
+
+void Session::OnClientMessage(absl::string_view payload, bool binary) {
+  if (state_ == State::kClosed) return;
+  if (!rate_.TryTake(clock_())) {
+    SendClientError(parley::v1::ERROR_CODE_RATE_LIMITED,
+                    absl::StrCat("too many frames: the limit is ",
+                                 options_.rate_limit_per_second,
+                                 " per second; slow down and retry"));
+    return;
+  }
+  const bool want_binary = encoding_ == Encoding::kBinary;
+  if (binary != want_binary) {
+    SendClientError(
+        parley::v1::ERROR_CODE_INVALID_FRAME,
+        absl::StrCat(binary ? "binary" : "text", " frame on subprotocol ",
+                     SubprotocolName(encoding_), "; send ",
+                     want_binary ? "binary" : "text", " frames"));
+    return;
+  }
+  ClientFrame frame;
+  absl::Status decoded = DecodeFrame(encoding_, payload, &frame);
+  if (!decoded.ok()) {
+    SendClientError(parley::v1::ERROR_CODE_INVALID_FRAME, decoded.message());
+    return;
+  }
+  if (frame.frame_case() == ClientFrame::FRAME_NOT_SET) {
+    SendClientError(parley::v1::ERROR_CODE_INVALID_FRAME,
+                    "the frame names no known frame (hello, send, sync, read, "
+                    "typing or ping)");
+    return;
+  }
+  HandleFrame(std::move(frame));
+}
+
+void Session::HandleFrame(ClientFrame frame) {
+  if (frame.has_ping()) {
+    ServerFrame pong;
+    pong.mutable_pong()->set_nonce(frame.ping().nonce());
+    SendFrame(pong);
+    return;
+  }
+  if (frame.has_hello()) {
+    if (state_ != State::kAwaitingAuth) {
+      SendClientError(parley::v1::ERROR_CODE_INVALID_ARGUMENT,
+                      "already authenticated: hello may only be sent once");
+      return;
+    }
+    if (frame.hello().token().empty()) {
+      Close(kCloseUnauthorized, "hello.token is empty");
+      return;
+    }
+    BeginOpen(frame.hello().token(), frame.hello().device(),
+              frame.hello().inbox_seq());
+    return;
+  }
+  if (state_ == State::kAwaitingAuth) {
+    SendClientError(parley::v1::ERROR_CODE_UNAUTHENTICATED,
+                    "not authenticated: send hello with a token first");
+    return;
+  }
+  absl::Status valid = ValidateFrame(frame);
+  if (!valid.ok()) {
+    SendClientError(parley::v1::ERROR_CODE_INVALID_ARGUMENT, valid.message(),
+                    frame.has_send() ? frame.send().client_msg_id() : "");
+    return;
+  }
+  Forward(frame);
+}
+
+void Session::BeginOpen(std::string token, std::string device,
+                        uint64_t inbox_seq) {
+  token_ = std::move(token);
+  device_ = std::move(device);
+  hello_inbox_seq_ = inbox_seq;
+  parley::v1::SessionOpen open;
+  open.set_session_id(session_id_);
+  open.set_token(token_);
+  open.set_device(device_);
+  open.set_peer_address(peer_address_);
+  open.set_resume_after(inbox_seq);
+  open.set_connected_at_unix_ms(absl::ToUnixMillis(connected_at_));
+  std::optional<uint64_t> generation = upstream_->Open(open);
+  if (!generation.has_value()) {
+    Close(kCloseTryAgainLater, "service unavailable; retry later");
+    return;
+  }
+  generation_ = *generation;
+  open_upstream_ = true;
+  state_ = State::kOpening;
+}
+
+size_t Session::HeldFrames() const {
+  return unacked_.size() + pending_.size() + unanswered_syncs_.size();
+}
+
+void Session::Forward(const ClientFrame& frame) {
+  if (frame.has_send()) {
+    const std::string& id = frame.send().client_msg_id();
+    if (unacked_index_.count(id) > 0) {
+      // A client retry of a send still in flight: idempotent upstream, and
+      // already tracked for re-send.
+      if (link_ok_) WriteUpstream(frame);
+      return;
+    }
+    if (HeldFrames() >= options_.max_buffered_frames) {
+      SendError(parley::v1::ERROR_CODE_BACKPRESSURE,
+                "too many sends awaiting the service; retry later", id);
+      return;
+    }
+    auto it = unacked_.insert(unacked_.end(), UnackedSend{frame, clock_()});
+    unacked_index_.emplace(id, it);
+    if (link_ok_) WriteUpstream(frame);
+    return;
+  }
+  if (frame.has_typing()) {
+    // Ephemeral: a typing notice is worthless after a reconnect.
+    if (link_ok_) WriteUpstream(frame);
+    return;
+  }
+  if (link_ok_ && WriteUpstream(frame)) {
+    if (frame.has_sync()) unanswered_syncs_.push_back(frame);
+    return;
+  }
+  if (HeldFrames() >= options_.max_buffered_frames) {
+    SendError(parley::v1::ERROR_CODE_BACKPRESSURE,
+              "the service is unreachable and this session's buffer is full; "
+              "retry later");
+    return;
+  }
+  pending_.push_back(frame);
+}
+
+bool Session::WriteUpstream(const ClientFrame& frame) {
+  parley::v1::SessionFrame session_frame;
+  session_frame.set_session_id(session_id_);
+  *session_frame.mutable_frame() = frame;
+  if (!upstream_->Frame(generation_, std::move(session_frame))) {
+    link_ok_ = false;
+    return false;
+  }
+  return true;
+}
+
+void Session::FlushHeld() {
+  for (const UnackedSend& send : unacked_) {
+    if (!WriteUpstream(send.frame)) return;
+  }
+  for (const ClientFrame& sync : unanswered_syncs_) {
+    if (!WriteUpstream(sync)) return;
+  }
+  while (!pending_.empty()) {
+    if (!WriteUpstream(pending_.front())) return;
+    if (pending_.front().has_sync()) {
+      unanswered_syncs_.push_back(std::move(pending_.front()));
+    }
+    pending_.pop_front();
+  }
+}
+
+void Session::Resume() {
+  parley::v1::SessionOpen open;
+  open.set_session_id(session_id_);
+  open.set_token(token_);
+  open.set_device(device_);
+  open.set_peer_address(peer_address_);
+  open.set_resume_after(last_delivered_);
+  open.set_reannounce(true);
+  open.set_connected_at_unix_ms(absl::ToUnixMillis(connected_at_));
+  std::optional<uint64_t> generation = upstream_->Open(open);
+  if (!generation.has_value()) {
+    link_ok_ = false;
+    return;
+  }
+  generation_ = *generation;
+  link_ok_ = true;
+  FlushHeld();
+}
+
+void Session::OnAuthDeadline() {
+  if (state_ == State::kAwaitingAuth || state_ == State::kOpening) {
+    Close(kCloseAuthTimeout, "not authenticated within the auth deadline");
+  }
+}
+
+void Session::Shutdown(uint16_t code, absl::string_view reason) {
+  Close(code, reason);
+}
+
+void Session::OnConnectionClosed(absl::string_view reason) {
+  if (open_upstream_) {
+    parley::v1::SessionClose close;
+    close.set_session_id(session_id_);
+    close.set_reason(std::string(reason));
+    upstream_->Close(std::move(close));
+    open_upstream_ = false;
+  }
+  state_ = State::kClosed;
+  unacked_.clear();
+  unacked_index_.clear();
+  pending_.clear();
+  unanswered_syncs_.clear();
+}
+
+void Session::OnAccepted(const parley::v1::SessionAccepted& accepted) {
+  // A re-announcement's acceptance needs nothing: the client already has
+  // its Welcome.
+  if (state_ != State::kOpening) return;
+  state_ = State::kLive;
+  user_id_ = accepted.user_id();
+  if (!accepted.device().empty()) device_ = accepted.device();
+  // Hello.inbox_seq = 0 replays nothing: live deliveries start after the
+  // head. Otherwise the service replays from the client's point.
+  last_delivered_ =
+      hello_inbox_seq_ != 0 ? hello_inbox_seq_ : accepted.inbox_seq();
+  ServerFrame welcome;
+  welcome.mutable_welcome()->set_session_id(session_id_);
+  welcome.mutable_welcome()->set_user_id(user_id_);
+  welcome.mutable_welcome()->set_inbox_seq(accepted.inbox_seq());
+  welcome.mutable_welcome()->set_heartbeat_ms(
+      static_cast<uint32_t>(options_.heartbeat.count()));
+  SendFrame(welcome);
+  if (state_ != State::kLive) return;
+  link_ok_ = true;
+  FlushHeld();
+}
+
+void Session::OnRejected(const parley::v1::SessionRejected& rejected) {
+  if (state_ != State::kOpening && state_ != State::kLive) return;
+  open_upstream_ = false;
+  std::string reason = rejected.message();
+  if (reason.empty()) {
+    reason = parley::v1::RejectReason_Name(rejected.reason());
+  }
+  Close(CloseCodeForReject(rejected.reason()), reason);
+}
+
+void Session::OnDelivery(const OutboundFrame& frame) {
+  if (state_ != State::kLive) return;
+  NoteDelivered(frame.frame());
+  SendEncoded(frame.Encoded(encoding_));
+}
+
+void Session::NoteDelivered(const ServerFrame& frame) {
+  auto forget_send = [this](const std::string& id) {
+    auto it = unacked_index_.find(id);
+    if (it == unacked_index_.end()) return;
+    if (on_ack_latency_) on_ack_latency_(clock_() - it->second->received_at);
+    unacked_.erase(it->second);
+    unacked_index_.erase(it);
+  };
+  switch (frame.frame_case()) {
+    case ServerFrame::kAck:
+      forget_send(frame.ack().client_msg_id());
+      break;
+    case ServerFrame::kError:
+      if (!frame.error().client_msg_id().empty()) {
+        forget_send(frame.error().client_msg_id());
+      }
+      break;
+    case ServerFrame::kMessage:
+      last_delivered_ = std::max(last_delivered_, frame.message().inbox_seq());
+      break;
+    case ServerFrame::kSynced:
+      if (!unanswered_syncs_.empty()) unanswered_syncs_.pop_front();
+      for (const auto& message : frame.synced().messages()) {
+        last_delivered_ = std::max(last_delivered_, message.inbox_seq());
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+void Session::OnDisconnect(const parley::v1::DisconnectOrder& order) {
+  if (state_ == State::kClosed) return;
+  open_upstream_ = false;
+  std::string reason = order.reason();
+  if (!absl::StartsWith(reason, "reconnect:") &&
+      !absl::StartsWith(reason, "no-reconnect:")) {
+    reason = absl::StrCat(order.reconnect() ? "reconnect: " : "no-reconnect: ",
+                          reason);
+  }
+  Close(order.close_code() != 0 ? static_cast<uint16_t>(order.close_code())
+                                : kCloseOperator,
+        reason);
+}
+
+void Session::OnLinkDown(uint64_t generation) {
+  if (generation < generation_) return;
+  if (state_ == State::kOpening) {
+    open_upstream_ = false;
+    Close(kCloseTryAgainLater, "service unavailable; retry later");
+    return;
+  }
+  link_ok_ = false;
+}
+
+void Session::OnLinkUp(uint64_t generation) {
+  if (state_ != State::kLive) return;
+  if (link_ok_ && generation <= generation_) return;
+  Resume();
+}
+
+void Session::SendFrame(const ServerFrame& frame) {
+  if (state_ == State::kClosed) return;
+  SendEncoded(EncodeFrame(encoding_, frame));
+}
+
+void Session::SendEncoded(const std::string& encoded) {
+  if (state_ == State::kClosed) return;
+  connection_->Send(encoded);
+  if (connection_->BufferedAmount() > options_.send_buffer_cap_bytes) {
+    Close(kCloseTryAgainLater, "slow consumer");
+  }
+}
+
+void Session::SendError(ErrorCode code, absl::string_view message,
+                        absl::string_view client_msg_id) {
+  ServerFrame frame;
+  frame.mutable_error()->set_code(code);
+  frame.mutable_error()->set_message(std::string(message));
+  frame.mutable_error()->set_client_msg_id(std::string(client_msg_id));
+  SendFrame(frame);
+}
+
+void Session::SendClientError(ErrorCode code, absl::string_view message,
+                              absl::string_view client_msg_id) {
+  if (!error_budget_.TryTake(clock_())) {
+    Close(kClosePolicyViolation,
+          "policy violation: too many invalid or excess frames");
+    return;
+  }
+  SendError(code, message, client_msg_id);
+}
+
+void Session::Close(uint16_t code, absl::string_view reason) {
+  if (state_ == State::kClosed) return;
+  OnConnectionClosed(absl::StrCat("gateway closed ", code, " ", reason));
+  connection_->Close(code, reason);
+}
+
+}  // namespace parley::gateway

@@ -1,0 +1,262 @@
+// Session: one client WebSocket connection's protocol state machine.
+//
+// The Session knows nothing of sockets or gRPC. The WebSocket adapter
+// (gateway/ws_server.h) feeds it client frames and connection events, and it
+// answers through two small interfaces: a Connection (send an encoded frame,
+// close with a code and reason, read the outgoing buffered amount) and an
+// Upstream (gateway/upstream.h: open/frame/close towards parley-service). The
+// upstream link feeds it service events (OnAccepted, OnDelivery, ...) by
+// posting them to the connection's executor through a SessionHandle.
+//
+// States:
+//
+//   kAwaitingAuth --token (?token= or hello)--> kOpening --accepted--> kLive
+//        |                                         |                    |
+//        +--------------- any close ---------------+--------------------+-->
+//        kClosed
+//
+// What it decides:
+//   * authentication: ?token= or a first `hello`; the auth deadline (4008);
+//     rejections mapped to close codes (4001, 4029, 1013); service
+//     unreachable at that moment (1013);
+//   * malformed frames get an `error` frame and the connection stays open;
+//     too many frames get RATE_LIMITED errors (token bucket); sustained abuse
+//     (the error budget runs out) closes with 1008;
+//   * app-level ping -> pong;
+//   * while the link is down, frames wait in a bounded per-session buffer
+//     (full: a retryable BACKPRESSURE error); Sends stay tracked until their
+//     Ack and are re-sent after a reconnect, after the re-announcement, which
+//     carries resume_after = the last inbox_seq delivered to this session;
+//   * slow consumer: when the connection's buffered amount passes the cap,
+//     close 1013 "slow consumer" and drop further output (memory stays
+//     bounded by the cap plus one frame);
+//   * operator disconnects (4003) and drain (1001).
+//
+// Threading: thread-compatible. Every method runs on the connection's
+// executor (its strand), one at a time; the Connection and Upstream it is
+// given must outlive it.
+#ifndef PARLEY_GATEWAY_SESSION_H_
+#define PARLEY_GATEWAY_SESSION_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/frame_codec.h"
+#include "gateway/token_bucket.h"
+#include "gateway/upstream.h"
+#include "parley/v1/client.pb.h"
+#include "parley/v1/gateway_link.pb.h"
+
+namespace parley::gateway {
+
+// WebSocket close codes the gateway uses (see proto/parley/v1/client.proto).
+inline constexpr uint16_t kCloseNormal = 1000;
+inline constexpr uint16_t kCloseGoingAway = 1001;
+inline constexpr uint16_t kCloseInvalidPayload = 1007;
+inline constexpr uint16_t kClosePolicyViolation = 1008;
+inline constexpr uint16_t kCloseMessageTooBig = 1009;
+inline constexpr uint16_t kCloseTryAgainLater = 1013;
+inline constexpr uint16_t kCloseUnauthorized = 4001;
+inline constexpr uint16_t kCloseOperator = 4003;
+inline constexpr uint16_t kCloseAuthTimeout = 4008;
+inline constexpr uint16_t kCloseTooManySessions = 4029;
+
+// The close code for a SessionRejected reason.
+uint16_t CloseCodeForReject(parley::v1::RejectReason reason);
+
+// The connection a Session writes to. Implemented by the WebSocket adapter
+// (and by a fake in tests). Called only on the session's executor.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Queues one encoded frame (text for JSON, binary for protobuf).
+  virtual void Send(const std::string& frame) noexcept = 0;
+  // Starts the closing handshake. Called at most once per Session.
+  virtual void Close(uint16_t code, absl::string_view reason) noexcept = 0;
+  // Bytes queued for the peer and not yet written to the socket.
+  virtual size_t BufferedAmount() const noexcept = 0;
+};
+
+// A server frame shared by every session a Delivery names. Each encoding is
+// computed once, on first use. Thread-safe (immutable after construction,
+// encodings behind std::call_once).
+class OutboundFrame final {
+ public:
+  explicit OutboundFrame(parley::v1::ServerFrame frame)
+      : frame_(std::move(frame)) {}
+  const parley::v1::ServerFrame& frame() const { return frame_; }
+  const std::string& Encoded(Encoding encoding) const;
+
+ private:
+  const parley::v1::ServerFrame frame_;
+  mutable std::once_flag json_once_;
+  mutable std::once_flag binary_once_;
+  mutable std::string json_;
+  mutable std::string binary_;
+};
+
+// Per-session limits and settings. Parsed once from flags (gateway/main.cc).
+struct SessionOptions {
+  // Sent in Welcome.heartbeat_ms: how often the gateway pings.
+  std::chrono::milliseconds heartbeat{25000};
+  // Outgoing bytes queued on the connection above which the client is a
+  // slow consumer and is closed with 1013.
+  size_t send_buffer_cap_bytes = 1 << 20;
+  // Client frames held for the upstream per session: Sends not yet acked
+  // plus frames waiting while the link is down. Above it: BACKPRESSURE.
+  size_t max_buffered_frames = 256;
+  // Inbound frames per second, sustained, and the burst allowed above it.
+  double rate_limit_per_second = 50;
+  double rate_limit_burst = 100;
+  // Error frames a client may provoke (malformed, rate limited, ...) in a
+  // burst, and how many per second refill; when exhausted, close 1008.
+  double abuse_error_burst = 50;
+  double abuse_error_per_second = 2;
+};
+
+// What the client gave in the upgrade request's query string.
+struct ConnectParams {
+  std::string token;       // ?token=
+  std::string device;      // ?device=
+  uint64_t inbox_seq = 0;  // ?inboxSeq=
+};
+
+class Session final {
+ public:
+  enum class State { kAwaitingAuth, kOpening, kLive, kClosed };
+
+  // `on_ack_latency` (may be empty) observes the time from a Send's arrival
+  // to its Ack leaving, for the end-to-end latency histogram.
+  Session(const SessionOptions& options, std::string session_id,
+          Encoding encoding, std::string peer_address, Connection* connection,
+          Upstream* upstream, std::function<absl::Time()> clock,
+          std::function<void(absl::Duration)> on_ack_latency = {});
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // --- From the WebSocket adapter, in this order: Start, then any number of
+  // OnClientMessage/OnAuthDeadline/Shutdown, then OnConnectionClosed once.
+
+  // The WebSocket is open. Authenticates now when `params.token` is set.
+  void Start(const ConnectParams& params);
+  // One complete client message. `binary` tells the opcode.
+  void OnClientMessage(absl::string_view payload, bool binary);
+  // The auth deadline passed: close 4008 unless the session is live.
+  void OnAuthDeadline();
+  // Closes the client with `code` (e.g. 1001 when draining, 1013 when the
+  // pong timed out).
+  void Shutdown(uint16_t code, absl::string_view reason);
+  // The connection is gone (either side closed, or it failed). Tells the
+  // service once.
+  void OnConnectionClosed(absl::string_view reason);
+
+  // --- From the upstream link, posted to this session's executor.
+
+  void OnAccepted(const parley::v1::SessionAccepted& accepted);
+  void OnRejected(const parley::v1::SessionRejected& rejected);
+  void OnDelivery(const OutboundFrame& frame);
+  void OnDisconnect(const parley::v1::DisconnectOrder& order);
+  // The session's stream went down (generation `generation` ended).
+  void OnLinkDown(uint64_t generation);
+  // The session's stream is up again at `generation`: re-announce, re-send.
+  void OnLinkUp(uint64_t generation);
+
+  State state() const { return state_; }
+  const std::string& session_id() const { return session_id_; }
+  const std::string& user_id() const { return user_id_; }
+  Encoding encoding() const { return encoding_; }
+  // The highest inbox_seq delivered to this session (resume_after).
+  uint64_t last_delivered_inbox_seq() const { return last_delivered_; }
+  // Sends not yet acknowledged (re-sent after a reconnect).
+  size_t unacked_sends() const { return unacked_.size(); }
+  // Frames held while the link is down or the session is opening.
+  size_t buffered_frames() const { return pending_.size(); }
+
+ private:
+  struct UnackedSend {
+    parley::v1::ClientFrame frame;
+    absl::Time received_at;
+  };
+
+  void BeginOpen(std::string token, std::string device, uint64_t inbox_seq);
+  void HandleFrame(parley::v1::ClientFrame frame);
+  void HandleLiveFrame(parley::v1::ClientFrame frame);
+  // Sends the frame upstream now if the link is up, else holds it.
+  void Forward(const parley::v1::ClientFrame& frame);
+  bool WriteUpstream(const parley::v1::ClientFrame& frame);
+  // Re-announces and re-sends everything held; stops if the link drops.
+  void Resume();
+  void FlushHeld();
+  size_t HeldFrames() const;
+
+  void SendFrame(const parley::v1::ServerFrame& frame);
+  void SendEncoded(const std::string& encoded);
+  // Sends an error frame charged to the client's error budget.
+  void SendClientError(parley::v1::ErrorCode code, absl::string_view message,
+                       absl::string_view client_msg_id = "");
+  void SendError(parley::v1::ErrorCode code, absl::string_view message,
+                 absl::string_view client_msg_id = "");
+  void Close(uint16_t code, absl::string_view reason);
+  void NoteDelivered(const parley::v1::ServerFrame& frame);
+
+  const SessionOptions options_;
+  const std::string session_id_;
+  const Encoding encoding_;
+  const std::string peer_address_;
+  Connection* const connection_;
+  Upstream* const upstream_;
+  const std::function<absl::Time()> clock_;
+  const std::function<void(absl::Duration)> on_ack_latency_;
+  const absl::Time connected_at_;
+
+  State state_ = State::kAwaitingAuth;
+  std::string token_;
+  std::string device_;
+  std::string user_id_;
+  uint64_t hello_inbox_seq_ = 0;
+  // True once a SessionOpen was queued and no SessionClose yet.
+  bool open_upstream_ = false;
+  // The stream generation this session is announced on, and whether frames
+  // may be written to it right now.
+  uint64_t generation_ = 0;
+  bool link_ok_ = false;
+  uint64_t last_delivered_ = 0;
+
+  // Sends not acked, in arrival order; indexed by client_msg_id.
+  std::list<UnackedSend> unacked_;
+  std::unordered_map<std::string, std::list<UnackedSend>::iterator>
+      unacked_index_;
+  // Syncs written and not yet answered: re-sent after a reconnect.
+  std::deque<parley::v1::ClientFrame> unanswered_syncs_;
+  // Non-Send frames held while opening or while the link is down.
+  std::deque<parley::v1::ClientFrame> pending_;
+
+  TokenBucket rate_;
+  TokenBucket error_budget_;
+};
+
+// How the upstream link reaches a session from its own threads.
+// Implemented by the WebSocket adapter; the link holds it by shared_ptr.
+class SessionHandle {
+ public:
+  virtual ~SessionHandle() = default;
+  // Runs `fn` later on the session's executor, never inline. Does nothing if
+  // the connection is gone by then. Thread-safe, non-blocking.
+  virtual void Post(std::function<void(Session&)> fn) = 0;
+};
+
+}  // namespace parley::gateway
+
+#endif  // PARLEY_GATEWAY_SESSION_H_

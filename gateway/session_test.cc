@@ -1,0 +1,559 @@
+// Session logic with a fake Connection and a fake Upstream: no sockets, no
+// threads, a manual clock.
+#include "gateway/session.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "common/frame_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace parley::gateway {
+namespace {
+
+using parley::v1::ClientFrame;
+using parley::v1::GatewayEvent;
+using parley::v1::ServerFrame;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+class FakeConnection final : public Connection {
+ public:
+  void Send(const std::string& frame) noexcept override {
+    sent.push_back(frame);
+    buffered += frame.size() * (stalled ? 1 : 0);
+  }
+  void Close(uint16_t code, absl::string_view reason) noexcept override {
+    ++close_calls;
+    close_code = code;
+    close_reason = std::string(reason);
+  }
+  size_t BufferedAmount() const noexcept override { return buffered; }
+
+  // Decodes every sent frame (JSON).
+  std::vector<ServerFrame> Frames(Encoding encoding = Encoding::kJson) const {
+    std::vector<ServerFrame> out;
+    for (const std::string& s : sent) {
+      ServerFrame f;
+      EXPECT_TRUE(DecodeFrame(encoding, s, &f).ok()) << s;
+      out.push_back(f);
+    }
+    return out;
+  }
+  ServerFrame Last() const { return Frames().back(); }
+
+  std::vector<std::string> sent;
+  size_t buffered = 0;
+  bool stalled = false;
+  int close_calls = 0;
+  uint16_t close_code = 0;
+  std::string close_reason;
+};
+
+class FakeUpstream final : public Upstream {
+ public:
+  std::optional<uint64_t> Open(const parley::v1::SessionOpen& open) override {
+    if (!up) return std::nullopt;
+    GatewayEvent e;
+    *e.mutable_open() = open;
+    events.push_back(e);
+    return generation;
+  }
+  bool Frame(uint64_t gen, parley::v1::SessionFrame frame) override {
+    if (!up || gen != generation) return false;
+    GatewayEvent e;
+    *e.mutable_frame() = std::move(frame);
+    events.push_back(e);
+    return true;
+  }
+  void Close(parley::v1::SessionClose close) override {
+    if (!up) return;
+    GatewayEvent e;
+    *e.mutable_close() = std::move(close);
+    events.push_back(e);
+  }
+
+  // The client_msg_ids of the Send frames forwarded, in order.
+  std::vector<std::string> SendIds() const {
+    std::vector<std::string> ids;
+    for (const auto& e : events) {
+      if (e.has_frame() && e.frame().frame().has_send()) {
+        ids.push_back(e.frame().frame().send().client_msg_id());
+      }
+    }
+    return ids;
+  }
+
+  bool up = true;
+  uint64_t generation = 1;
+  std::vector<GatewayEvent> events;
+};
+
+std::string Json(const ClientFrame& frame) {
+  return EncodeFrame(Encoding::kJson, frame);
+}
+
+std::string SendJson(const std::string& id, const std::string& to = "bob") {
+  ClientFrame f;
+  f.mutable_send()->set_client_msg_id(id);
+  f.mutable_send()->mutable_to()->set_user(to);
+  f.mutable_send()->set_text("hi " + id);
+  return Json(f);
+}
+
+ServerFrame AckFor(const std::string& id, uint64_t inbox_seq) {
+  ServerFrame f;
+  f.mutable_ack()->set_client_msg_id(id);
+  f.mutable_ack()->set_inbox_seq(inbox_seq);
+  return f;
+}
+
+ServerFrame MessageWith(uint64_t inbox_seq) {
+  ServerFrame f;
+  f.mutable_message()->set_inbox_seq(inbox_seq);
+  f.mutable_message()->set_text("m");
+  return f;
+}
+
+class SessionTest : public ::testing::Test {
+ protected:
+  SessionTest() { Reset(SessionOptions{}); }
+
+  void Reset(const SessionOptions& options,
+             Encoding encoding = Encoding::kJson) {
+    session_ = std::make_unique<Session>(options, "gw-1", encoding,
+                                         "127.0.0.1:5000", &connection_,
+                                         &upstream_, [this] { return now_; });
+  }
+
+  // Authenticates with ?token= and accepts the session.
+  void GoLive(uint64_t head = 10) {
+    session_->Start({"tok", "phone", 0});
+    parley::v1::SessionAccepted accepted;
+    accepted.set_session_id("gw-1");
+    accepted.set_user_id("alice");
+    accepted.set_inbox_seq(head);
+    session_->OnAccepted(accepted);
+    ASSERT_EQ(session_->state(), Session::State::kLive);
+  }
+
+  void Deliver(const ServerFrame& frame) {
+    session_->OnDelivery(OutboundFrame(frame));
+  }
+
+  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
+  FakeConnection connection_;
+  FakeUpstream upstream_;
+  std::unique_ptr<Session> session_;
+};
+
+TEST_F(SessionTest, QueryTokenOpensUpstreamImmediately) {
+  session_->Start({"tok", "phone", 7});
+  EXPECT_EQ(session_->state(), Session::State::kOpening);
+  ASSERT_THAT(upstream_.events, SizeIs(1));
+  const auto& open = upstream_.events[0].open();
+  EXPECT_EQ(open.session_id(), "gw-1");
+  EXPECT_EQ(open.token(), "tok");
+  EXPECT_EQ(open.device(), "phone");
+  EXPECT_EQ(open.resume_after(), 7u);
+  EXPECT_EQ(open.peer_address(), "127.0.0.1:5000");
+  EXPECT_FALSE(open.reannounce());
+}
+
+TEST_F(SessionTest, HelloFrameOpensSessionAndAcceptSendsWelcome) {
+  session_->Start({});
+  EXPECT_TRUE(upstream_.events.empty());
+  session_->OnClientMessage(
+      R"({"hello":{"token":"t","device":"web","inboxSeq":"3"}})", false);
+  ASSERT_THAT(upstream_.events, SizeIs(1));
+  EXPECT_EQ(upstream_.events[0].open().token(), "t");
+  EXPECT_EQ(upstream_.events[0].open().resume_after(), 3u);
+
+  parley::v1::SessionAccepted accepted;
+  accepted.set_user_id("alice");
+  accepted.set_inbox_seq(9);
+  session_->OnAccepted(accepted);
+  ASSERT_THAT(connection_.sent, SizeIs(1));
+  const ServerFrame welcome = connection_.Last();
+  ASSERT_TRUE(welcome.has_welcome());
+  EXPECT_EQ(welcome.welcome().session_id(), "gw-1");
+  EXPECT_EQ(welcome.welcome().user_id(), "alice");
+  EXPECT_EQ(welcome.welcome().inbox_seq(), 9u);
+  EXPECT_EQ(welcome.welcome().heartbeat_ms(), 25000u);
+  // The client resumes from 3: the service replays 4..9 next.
+  EXPECT_EQ(session_->last_delivered_inbox_seq(), 3u);
+}
+
+TEST_F(SessionTest, FramesSentWhileOpeningAreForwardedAfterAccept) {
+  session_->Start({"tok", "", 0});
+  session_->OnClientMessage(SendJson("c1"), false);
+  session_->OnClientMessage(R"({"sync":{"afterSeq":"0"}})", false);
+  EXPECT_THAT(upstream_.events, SizeIs(1));  // Only the open.
+  parley::v1::SessionAccepted accepted;
+  accepted.set_user_id("alice");
+  session_->OnAccepted(accepted);
+  ASSERT_THAT(upstream_.events, SizeIs(3));
+  EXPECT_TRUE(upstream_.events[1].frame().frame().has_send());
+  EXPECT_TRUE(upstream_.events[2].frame().frame().has_sync());
+  EXPECT_EQ(session_->buffered_frames(), 0u);
+}
+
+TEST_F(SessionTest, FrameBeforeAuthGetsUnauthenticatedErrorAndStaysOpen) {
+  session_->Start({});
+  session_->OnClientMessage(SendJson("c1"), false);
+  ASSERT_THAT(connection_.sent, SizeIs(1));
+  EXPECT_EQ(connection_.Last().error().code(),
+            parley::v1::ERROR_CODE_UNAUTHENTICATED);
+  EXPECT_EQ(connection_.close_calls, 0);
+  EXPECT_TRUE(upstream_.events.empty());
+}
+
+TEST_F(SessionTest, EmptyHelloTokenClosesUnauthorized) {
+  session_->Start({});
+  session_->OnClientMessage(R"({"hello":{"device":"x"}})", false);
+  EXPECT_EQ(connection_.close_code, kCloseUnauthorized);
+  EXPECT_TRUE(upstream_.events.empty());
+}
+
+TEST_F(SessionTest, MalformedFramesGetErrorFramesAndConnectionStaysOpen) {
+  GoLive();
+  connection_.sent.clear();
+  session_->OnClientMessage("{not json", false);
+  session_->OnClientMessage(R"({"dance":{}})", false);
+  session_->OnClientMessage("{}", false);
+  session_->OnClientMessage(
+      R"({"send":{"clientMsgId":"c9","to":{"user":"b"}}})", false);
+  session_->OnClientMessage("\x08\x01", true);  // Binary on the JSON protocol.
+  const auto frames = connection_.Frames();
+  ASSERT_THAT(frames, SizeIs(5));
+  EXPECT_EQ(frames[0].error().code(), parley::v1::ERROR_CODE_INVALID_FRAME);
+  EXPECT_EQ(frames[1].error().code(), parley::v1::ERROR_CODE_INVALID_FRAME);
+  EXPECT_EQ(frames[2].error().code(), parley::v1::ERROR_CODE_INVALID_FRAME);
+  EXPECT_THAT(frames[2].error().message(), HasSubstr("no known frame"));
+  EXPECT_EQ(frames[3].error().code(), parley::v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_EQ(frames[3].error().client_msg_id(), "c9");
+  EXPECT_THAT(frames[3].error().message(), HasSubstr("text"));
+  EXPECT_EQ(frames[4].error().code(), parley::v1::ERROR_CODE_INVALID_FRAME);
+  EXPECT_EQ(connection_.close_calls, 0);
+  EXPECT_EQ(session_->state(), Session::State::kLive);
+  // Nothing malformed went upstream: only the open.
+  EXPECT_THAT(upstream_.events, SizeIs(1));
+}
+
+TEST_F(SessionTest, AppPingIsAnsweredWithPongEvenBeforeAuth) {
+  session_->Start({});
+  session_->OnClientMessage(R"({"ping":{"nonce":"n1"}})", false);
+  ASSERT_THAT(connection_.sent, SizeIs(1));
+  EXPECT_EQ(connection_.Last().pong().nonce(), "n1");
+  EXPECT_TRUE(upstream_.events.empty());
+}
+
+TEST_F(SessionTest, ProtoSubprotocolUsesBinaryFrames) {
+  Reset(SessionOptions{}, Encoding::kBinary);
+  ClientFrame ping;
+  ping.mutable_ping()->set_nonce("b");
+  session_->OnClientMessage(EncodeFrame(Encoding::kBinary, ping), true);
+  ASSERT_THAT(connection_.sent, SizeIs(1));
+  EXPECT_EQ(connection_.Frames(Encoding::kBinary)[0].pong().nonce(), "b");
+  session_->OnClientMessage(R"({"ping":{}})", false);
+  EXPECT_EQ(connection_.Frames(Encoding::kBinary)[1].error().code(),
+            parley::v1::ERROR_CODE_INVALID_FRAME);
+}
+
+TEST_F(SessionTest, AuthDeadlineClosesWith4008UnlessLive) {
+  session_->Start({});
+  session_->OnAuthDeadline();
+  EXPECT_EQ(connection_.close_code, kCloseAuthTimeout);
+  EXPECT_EQ(session_->state(), Session::State::kClosed);
+}
+
+TEST_F(SessionTest, AuthDeadlineWhileOpeningClosesAndTellsService) {
+  session_->Start({"tok", "", 0});
+  session_->OnAuthDeadline();
+  EXPECT_EQ(connection_.close_code, kCloseAuthTimeout);
+  ASSERT_THAT(upstream_.events, SizeIs(2));
+  EXPECT_EQ(upstream_.events[1].close().session_id(), "gw-1");
+}
+
+TEST_F(SessionTest, AuthDeadlineAfterLiveDoesNothing) {
+  GoLive();
+  session_->OnAuthDeadline();
+  EXPECT_EQ(connection_.close_calls, 0);
+}
+
+TEST_F(SessionTest, ServiceUnreachableAtAuthClosesWith1013) {
+  upstream_.up = false;
+  session_->Start({"tok", "", 0});
+  EXPECT_EQ(connection_.close_code, kCloseTryAgainLater);
+}
+
+TEST_F(SessionTest, LinkDownWhileOpeningClosesWith1013) {
+  session_->Start({"tok", "", 0});
+  session_->OnLinkDown(1);
+  EXPECT_EQ(connection_.close_code, kCloseTryAgainLater);
+}
+
+TEST_F(SessionTest, RejectionsMapToCloseCodes) {
+  struct Case {
+    parley::v1::RejectReason reason;
+    uint16_t code;
+  };
+  for (const Case& c :
+       std::vector<Case>{{parley::v1::REJECT_REASON_TOKEN_MALFORMED, 4001},
+                         {parley::v1::REJECT_REASON_TOKEN_BAD_SIGNATURE, 4001},
+                         {parley::v1::REJECT_REASON_TOKEN_EXPIRED, 4001},
+                         {parley::v1::REJECT_REASON_UNKNOWN_USER, 4001},
+                         {parley::v1::REJECT_REASON_TOO_MANY_SESSIONS, 4029},
+                         {parley::v1::REJECT_REASON_UNAVAILABLE, 1013}}) {
+    connection_ = FakeConnection();
+    upstream_.events.clear();
+    Reset(SessionOptions{});
+    session_->Start({"tok", "", 0});
+    parley::v1::SessionRejected rejected;
+    rejected.set_reason(c.reason);
+    rejected.set_message("token expired at noon");
+    session_->OnRejected(rejected);
+    EXPECT_EQ(connection_.close_code, c.code) << c.reason;
+    EXPECT_EQ(connection_.close_reason, "token expired at noon");
+    // The service already dropped the session: no SessionClose.
+    EXPECT_THAT(upstream_.events, SizeIs(1));
+  }
+}
+
+TEST_F(SessionTest, RateLimitErrorsThenSustainedAbuseCloses1008) {
+  SessionOptions options;
+  options.rate_limit_per_second = 10;
+  options.rate_limit_burst = 5;
+  options.abuse_error_burst = 3;
+  options.abuse_error_per_second = 1;
+  Reset(options);
+  GoLive();
+  connection_.sent.clear();
+  for (int i = 0; i < 4; ++i) {
+    session_->OnClientMessage(R"({"ping":{"nonce":"x"}})", false);
+  }
+  // The 5th token was spent by nothing: GoLive used none (query token).
+  session_->OnClientMessage(R"({"ping":{"nonce":"x"}})", false);
+  session_->OnClientMessage(R"({"ping":{"nonce":"x"}})", false);
+  auto frames = connection_.Frames();
+  ASSERT_THAT(frames, SizeIs(6));
+  EXPECT_TRUE(frames[4].has_pong());
+  EXPECT_EQ(frames[5].error().code(), parley::v1::ERROR_CODE_RATE_LIMITED);
+  EXPECT_EQ(connection_.close_calls, 0);
+
+  // A tenth of a second later one token is back.
+  now_ += absl::Milliseconds(100);
+  session_->OnClientMessage(R"({"ping":{"nonce":"y"}})", false);
+  EXPECT_TRUE(connection_.Last().has_pong());
+
+  // Keep hammering: two more errors use the budget, then 1008.
+  for (int i = 0; i < 3; ++i) {
+    session_->OnClientMessage(R"({"ping":{"nonce":"z"}})", false);
+  }
+  EXPECT_EQ(connection_.close_code, kClosePolicyViolation);
+  EXPECT_EQ(session_->state(), Session::State::kClosed);
+}
+
+TEST_F(SessionTest, SlowConsumerIsClosedWith1013AndOutputDropped) {
+  SessionOptions options;
+  options.send_buffer_cap_bytes = 1000;
+  Reset(options);
+  GoLive();
+  connection_.stalled = true;
+  ServerFrame big = MessageWith(11);
+  big.mutable_message()->set_text(std::string(400, 'x'));
+  Deliver(big);
+  Deliver(big);
+  EXPECT_EQ(connection_.close_calls, 0);
+  Deliver(big);
+  EXPECT_EQ(connection_.close_code, kCloseTryAgainLater);
+  EXPECT_EQ(connection_.close_reason, "slow consumer");
+  const size_t sent = connection_.sent.size();
+  for (int i = 0; i < 100; ++i) Deliver(big);
+  EXPECT_EQ(connection_.sent.size(), sent);
+  EXPECT_EQ(connection_.close_calls, 1);
+}
+
+TEST_F(SessionTest, LinkRestartReannouncesWithResumeAfterAndResendsUnacked) {
+  GoLive(/*head=*/10);
+  session_->OnClientMessage(SendJson("c1"), false);
+  session_->OnClientMessage(SendJson("c2"), false);
+  Deliver(AckFor("c1", 11));
+  Deliver(MessageWith(12));
+  EXPECT_EQ(session_->last_delivered_inbox_seq(), 12u);
+  EXPECT_EQ(session_->unacked_sends(), 1u);
+
+  // The stream breaks: the service never saw these.
+  upstream_.up = false;
+  session_->OnLinkDown(1);
+  session_->OnClientMessage(SendJson("c3"), false);
+  session_->OnClientMessage(R"({"read":{"conversation":"d:a:b","seq":"4"}})",
+                            false);
+  session_->OnClientMessage(R"({"typing":{"to":{"user":"bob"}}})", false);
+  EXPECT_EQ(connection_.close_calls, 0);
+  EXPECT_EQ(session_->buffered_frames(), 1u);  // The read; typing dropped.
+  upstream_.events.clear();
+
+  upstream_.up = true;
+  upstream_.generation = 2;
+  session_->OnLinkUp(2);
+  ASSERT_THAT(upstream_.events, SizeIs(4));
+  const auto& open = upstream_.events[0].open();
+  EXPECT_TRUE(open.reannounce());
+  EXPECT_EQ(open.resume_after(), 12u);
+  EXPECT_EQ(open.token(), "tok");
+  EXPECT_THAT(upstream_.SendIds(), ElementsAre("c2", "c3"));
+  EXPECT_TRUE(upstream_.events[3].frame().frame().has_read());
+  EXPECT_EQ(session_->buffered_frames(), 0u);
+  // No second Welcome.
+  int welcomes = 0;
+  for (const auto& f : connection_.Frames()) welcomes += f.has_welcome();
+  EXPECT_EQ(welcomes, 1);
+}
+
+TEST_F(SessionTest, FrameRefusedOnNewGenerationWaitsForReannounce) {
+  GoLive();
+  // The link bounced before this session heard of it.
+  upstream_.generation = 2;
+  upstream_.events.clear();
+  session_->OnClientMessage(R"({"read":{"conversation":"d:a:b","seq":"1"}})",
+                            false);
+  EXPECT_TRUE(upstream_.events.empty());
+  session_->OnLinkDown(1);
+  session_->OnLinkUp(2);
+  ASSERT_THAT(upstream_.events, SizeIs(2));
+  EXPECT_TRUE(upstream_.events[0].open().reannounce());
+  EXPECT_TRUE(upstream_.events[1].frame().frame().has_read());
+}
+
+TEST_F(SessionTest, UnansweredSyncIsResentAfterReconnect) {
+  GoLive();
+  session_->OnClientMessage(R"({"sync":{"afterSeq":"2"}})", false);
+  session_->OnLinkDown(1);
+  upstream_.generation = 2;
+  upstream_.events.clear();
+  session_->OnLinkUp(2);
+  ASSERT_THAT(upstream_.events, SizeIs(2));
+  EXPECT_EQ(upstream_.events[1].frame().frame().sync().after_seq(), 2u);
+
+  ServerFrame synced;
+  synced.mutable_synced()->add_messages()->set_inbox_seq(15);
+  Deliver(synced);
+  EXPECT_EQ(session_->last_delivered_inbox_seq(), 15u);
+  session_->OnLinkDown(2);
+  upstream_.generation = 3;
+  upstream_.events.clear();
+  session_->OnLinkUp(3);
+  ASSERT_THAT(upstream_.events, SizeIs(1));
+  EXPECT_EQ(upstream_.events[0].open().resume_after(), 15u);
+}
+
+TEST_F(SessionTest, FullBufferGivesRetryableBackpressureError) {
+  SessionOptions options;
+  options.max_buffered_frames = 2;
+  Reset(options);
+  GoLive();
+  upstream_.up = false;
+  session_->OnLinkDown(1);
+  session_->OnClientMessage(SendJson("c1"), false);
+  session_->OnClientMessage(SendJson("c2"), false);
+  session_->OnClientMessage(SendJson("c3"), false);
+  const ServerFrame last = connection_.Last();
+  EXPECT_EQ(last.error().code(), parley::v1::ERROR_CODE_BACKPRESSURE);
+  EXPECT_EQ(last.error().client_msg_id(), "c3");
+  EXPECT_EQ(connection_.close_calls, 0);
+  EXPECT_EQ(session_->unacked_sends(), 2u);
+}
+
+TEST_F(SessionTest, RepeatedClientMsgIdIsForwardedButTrackedOnce) {
+  GoLive();
+  session_->OnClientMessage(SendJson("c1"), false);
+  session_->OnClientMessage(SendJson("c1"), false);
+  EXPECT_THAT(upstream_.SendIds(), ElementsAre("c1", "c1"));
+  EXPECT_EQ(session_->unacked_sends(), 1u);
+}
+
+TEST_F(SessionTest, SendErrorFromServiceStopsTracking) {
+  GoLive();
+  session_->OnClientMessage(SendJson("c1", "nobody"), false);
+  ServerFrame error;
+  error.mutable_error()->set_code(parley::v1::ERROR_CODE_NOT_FOUND);
+  error.mutable_error()->set_client_msg_id("c1");
+  Deliver(error);
+  EXPECT_EQ(session_->unacked_sends(), 0u);
+  EXPECT_EQ(connection_.Last().error().code(),
+            parley::v1::ERROR_CODE_NOT_FOUND);
+}
+
+TEST_F(SessionTest, AckLatencyIsObserved) {
+  std::vector<absl::Duration> seen;
+  session_ = std::make_unique<Session>(
+      SessionOptions{}, "gw-1", Encoding::kJson, "p", &connection_, &upstream_,
+      [this] { return now_; }, [&](absl::Duration d) { seen.push_back(d); });
+  GoLive();
+  session_->OnClientMessage(SendJson("c1"), false);
+  now_ += absl::Milliseconds(3);
+  Deliver(AckFor("c1", 11));
+  EXPECT_THAT(seen, ElementsAre(absl::Milliseconds(3)));
+}
+
+TEST_F(SessionTest, DisconnectOrderClosesWithOperatorCodeAndReconnectPrefix) {
+  GoLive();
+  parley::v1::DisconnectOrder order;
+  order.set_close_code(4003);
+  order.set_reason("maintenance");
+  order.set_reconnect(false);
+  session_->OnDisconnect(order);
+  EXPECT_EQ(connection_.close_code, kCloseOperator);
+  EXPECT_EQ(connection_.close_reason, "no-reconnect: maintenance");
+}
+
+TEST_F(SessionTest, ClientCloseTellsServiceOnce) {
+  GoLive();
+  upstream_.events.clear();
+  session_->OnConnectionClosed("client closed 1000");
+  session_->OnConnectionClosed("client closed 1000");
+  ASSERT_THAT(upstream_.events, SizeIs(1));
+  EXPECT_EQ(upstream_.events[0].close().reason(), "client closed 1000");
+}
+
+TEST_F(SessionTest, ShutdownClosesWithGivenCodeAndTellsService) {
+  GoLive();
+  upstream_.events.clear();
+  session_->Shutdown(kCloseGoingAway, "going away");
+  EXPECT_EQ(connection_.close_code, kCloseGoingAway);
+  EXPECT_EQ(connection_.close_reason, "going away");
+  ASSERT_THAT(upstream_.events, SizeIs(1));
+  EXPECT_TRUE(upstream_.events[0].has_close());
+  session_->OnConnectionClosed("closed");
+  EXPECT_THAT(upstream_.events, SizeIs(1));
+}
+
+TEST_F(SessionTest, StaleLinkDownIsIgnored) {
+  GoLive();
+  upstream_.generation = 2;
+  session_->OnLinkUp(2);
+  session_->OnLinkDown(1);
+  upstream_.events.clear();
+  session_->OnClientMessage(SendJson("c5"), false);
+  EXPECT_THAT(upstream_.SendIds(), ElementsAre("c5"));
+}
+
+TEST_F(SessionTest, SharedFrameIsEncodedOncePerEncoding) {
+  OutboundFrame frame(MessageWith(3));
+  const std::string& a = frame.Encoded(Encoding::kJson);
+  const std::string& b = frame.Encoded(Encoding::kJson);
+  EXPECT_EQ(&a, &b);
+  ServerFrame decoded;
+  ASSERT_TRUE(
+      DecodeFrame(Encoding::kBinary, frame.Encoded(Encoding::kBinary), &decoded)
+          .ok());
+  EXPECT_EQ(decoded.message().inbox_seq(), 3u);
+}
+
+}  // namespace
+}  // namespace parley::gateway

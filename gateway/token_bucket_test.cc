@@ -1,0 +1,27 @@
+#include "gateway/token_bucket.h"
+
+#include "gtest/gtest.h"
+
+namespace parley::gateway {
+namespace {
+
+TEST(TokenBucketTest, AllowsBurstThenRefillsAtRate) {
+  const absl::Time t0 = absl::FromUnixSeconds(100);
+  TokenBucket bucket(/*rate_per_second=*/2, /*burst=*/3, t0);
+  EXPECT_TRUE(bucket.TryTake(t0));
+  EXPECT_TRUE(bucket.TryTake(t0));
+  EXPECT_TRUE(bucket.TryTake(t0));
+  EXPECT_FALSE(bucket.TryTake(t0));
+  EXPECT_FALSE(bucket.TryTake(t0 + absl::Milliseconds(400)));
+  EXPECT_TRUE(bucket.TryTake(t0 + absl::Milliseconds(500)));
+  EXPECT_FALSE(bucket.TryTake(t0 + absl::Milliseconds(500)));
+}
+
+TEST(TokenBucketTest, NeverHoldsMoreThanTheBurst) {
+  const absl::Time t0 = absl::FromUnixSeconds(100);
+  TokenBucket bucket(1000, 2, t0);
+  EXPECT_DOUBLE_EQ(bucket.Available(t0 + absl::Hours(1)), 2.0);
+}
+
+}  // namespace
+}  // namespace parley::gateway
