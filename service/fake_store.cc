@@ -1,0 +1,330 @@
+#include "service/fake_store.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace parley::service {
+
+absl::Status FakeStore::CreateUser(const UserRecord& user) {
+  absl::MutexLock lock(&mu_);
+  if (users_.count(user.id) > 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("user \"", user.id, "\" already exists"));
+  }
+  users_[user.id].record = user;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UserRecord> FakeStore::GetUser(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  auto it = users_.find(id);
+  if (it == users_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("user \"", id, "\" does not exist"));
+  }
+  return it->second.record;
+}
+
+absl::StatusOr<std::vector<UserRecord>> FakeStore::ListUsers(
+    absl::string_view after_id, int limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<UserRecord> out;
+  for (auto it = users_.upper_bound(after_id);
+       it != users_.end() && static_cast<int>(out.size()) < limit; ++it) {
+    out.push_back(it->second.record);
+  }
+  return out;
+}
+
+absl::Status FakeStore::DeleteUser(absl::string_view id) {
+  absl::MutexLock order(&order_mu_);
+  absl::MutexLock lock(&mu_);
+  auto it = users_.find(id);
+  if (it == users_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("user \"", id, "\" does not exist"));
+  }
+  const std::string user(id);
+  users_.erase(it);
+  for (auto& [gid, group] : groups_) group.members.erase(user);
+  for (auto i = idempotency_.begin(); i != idempotency_.end();) {
+    i = i->first.first == user ? idempotency_.erase(i) : std::next(i);
+  }
+  for (auto i = cursors_.begin(); i != cursors_.end();) {
+    i = i->first.first == user ? cursors_.erase(i) : std::next(i);
+  }
+  return absl::OkStatus();
+}
+
+GroupRecord FakeStore::ToRecord(const Group& group) const {
+  GroupRecord record = group.record;
+  record.members.assign(group.members.begin(), group.members.end());
+  return record;
+}
+
+absl::Status FakeStore::CreateGroup(const GroupRecord& group,
+                                    size_t max_members) {
+  absl::MutexLock lock(&mu_);
+  if (groups_.count(group.id) > 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("group \"", group.id, "\" already exists"));
+  }
+  std::set<std::string> members(group.members.begin(), group.members.end());
+  for (const std::string& m : members) {
+    if (users_.count(m) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("user \"", m, "\" does not exist"));
+    }
+  }
+  if (members.size() > max_members) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("group would have ", members.size(),
+                     " members; the limit is ", max_members));
+  }
+  Group& g = groups_[group.id];
+  g.record = group;
+  g.record.members.clear();
+  g.members = std::move(members);
+  conversations_[absl::StrCat("g:", group.id)];
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GroupRecord> FakeStore::GetGroup(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(id);
+  if (it == groups_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("group \"", id, "\" does not exist"));
+  }
+  return ToRecord(it->second);
+}
+
+absl::StatusOr<std::vector<GroupRecord>> FakeStore::ListGroups(
+    absl::string_view after_id, int limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<GroupRecord> out;
+  for (auto it = groups_.upper_bound(after_id);
+       it != groups_.end() && static_cast<int>(out.size()) < limit; ++it) {
+    out.push_back(ToRecord(it->second));
+  }
+  return out;
+}
+
+absl::StatusOr<GroupRecord> FakeStore::AddMembers(
+    absl::string_view group_id, const std::vector<std::string>& user_ids,
+    size_t max_members) {
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(group_id);
+  if (it == groups_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("group \"", group_id, "\" does not exist"));
+  }
+  std::set<std::string> members = it->second.members;
+  for (const std::string& u : user_ids) {
+    if (users_.count(u) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("user \"", u, "\" does not exist"));
+    }
+    members.insert(u);
+  }
+  if (members.size() > max_members) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("group would have ", members.size(),
+                     " members; the limit is ", max_members));
+  }
+  it->second.members = std::move(members);
+  return ToRecord(it->second);
+}
+
+absl::StatusOr<GroupRecord> FakeStore::RemoveMembers(
+    absl::string_view group_id, const std::vector<std::string>& user_ids) {
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(group_id);
+  if (it == groups_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("group \"", group_id, "\" does not exist"));
+  }
+  for (const std::string& u : user_ids) it->second.members.erase(u);
+  return ToRecord(it->second);
+}
+
+absl::StatusOr<AppendResult> FakeStore::AppendLocked(
+    const AppendRequest& request) {
+  auto dup = idempotency_.find({request.sender, request.client_msg_id});
+  if (dup != idempotency_.end()) {
+    AppendResult result;
+    result.message = messages_[dup->second.first];
+    result.sender_inbox_seq = dup->second.second;
+    result.duplicate = true;
+    return result;
+  }
+  if (users_.count(request.sender) == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("user \"", request.sender, "\" does not exist"));
+  }
+  std::set<std::string> recipients;
+  if (request.to_group) {
+    auto g = groups_.find(request.to);
+    if (g == groups_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("group \"", request.to, "\" does not exist"));
+    }
+    if (g->second.members.count(request.sender) == 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("user \"", request.sender,
+                       "\" is not a member of group \"", request.to, "\""));
+    }
+    recipients = g->second.members;
+  } else {
+    if (users_.count(request.to) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("user \"", request.to, "\" does not exist"));
+    }
+    recipients = {request.sender, request.to};
+    direct_peers_[request.sender].insert(request.to);
+    direct_peers_[request.to].insert(request.sender);
+  }
+  std::vector<size_t>& conversation = conversations_[request.conversation];
+  StoredMessage message;
+  message.message_id = absl::StrCat(messages_.size() + 1);
+  message.conversation = request.conversation;
+  message.seq = conversation.size() + 1;
+  message.from = request.sender;
+  message.to_group = request.to_group;
+  message.to = request.to;
+  message.text = request.text;
+  message.sent_at = request.sent_at;
+  message.client_msg_id = request.client_msg_id;
+  messages_.push_back(message);
+  const size_t index = messages_.size() - 1;
+  conversation.push_back(index);
+
+  AppendResult result;
+  result.message = std::move(message);
+  for (const std::string& user : recipients) {
+    std::vector<size_t>& inbox = users_[user].inbox;
+    inbox.push_back(index);
+    result.recipients.push_back({user, inbox.size()});
+    if (user == request.sender) result.sender_inbox_seq = inbox.size();
+  }
+  idempotency_[{request.sender, request.client_msg_id}] = {
+      index, result.sender_inbox_seq};
+  return result;
+}
+
+void FakeStore::Append(AppendRequest request, AppendCallback done) {
+  absl::MutexLock order(&order_mu_);
+  absl::StatusOr<AppendResult> result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = AppendLocked(request);
+  }
+  done(std::move(result));
+}
+
+absl::StatusOr<uint64_t> FakeStore::InboxHead(absl::string_view user) {
+  absl::MutexLock lock(&mu_);
+  auto it = users_.find(user);
+  if (it == users_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("user \"", user, "\" does not exist"));
+  }
+  return it->second.inbox.size();
+}
+
+absl::StatusOr<std::vector<InboxMessage>> FakeStore::ReadInbox(
+    absl::string_view user, uint64_t after_seq, uint64_t upto_seq, int limit) {
+  absl::MutexLock lock(&mu_);
+  auto it = users_.find(user);
+  if (it == users_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("user \"", user, "\" does not exist"));
+  }
+  const std::vector<size_t>& inbox = it->second.inbox;
+  uint64_t end = inbox.size();
+  if (upto_seq != 0) end = std::min<uint64_t>(end, upto_seq);
+  std::vector<InboxMessage> out;
+  for (uint64_t seq = after_seq + 1;
+       seq <= end && static_cast<int>(out.size()) < limit; ++seq) {
+    out.push_back({seq, messages_[inbox[seq - 1]]});
+  }
+  return out;
+}
+
+absl::StatusOr<HistoryPage> FakeStore::ReadHistory(
+    absl::string_view conversation, uint64_t before_seq, int limit) {
+  absl::MutexLock lock(&mu_);
+  HistoryPage page;
+  auto it = conversations_.find(conversation);
+  if (it == conversations_.end()) return page;
+  const std::vector<size_t>& all = it->second;
+  uint64_t end = all.size();  // Exclusive bound, as a count of seqs.
+  if (before_seq != 0) end = std::min<uint64_t>(end, before_seq - 1);
+  const uint64_t begin = end > static_cast<uint64_t>(limit)
+                             ? end - static_cast<uint64_t>(limit)
+                             : 0;
+  for (uint64_t i = begin; i < end; ++i) {
+    page.messages.push_back(messages_[all[i]]);
+  }
+  page.more = begin > 0;
+  return page;
+}
+
+absl::StatusOr<uint64_t> FakeStore::ConversationHead(
+    absl::string_view conversation) {
+  absl::MutexLock lock(&mu_);
+  auto it = conversations_.find(conversation);
+  return it == conversations_.end() ? 0 : it->second.size();
+}
+
+void FakeStore::AdvanceReadCursor(std::string user, std::string conversation,
+                                  uint64_t seq, CursorCallback done) {
+  absl::MutexLock order(&order_mu_);
+  absl::StatusOr<bool> result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (users_.count(user) == 0) {
+      result = absl::NotFoundError(
+          absl::StrCat("user \"", user, "\" does not exist"));
+    } else {
+      uint64_t& cursor = cursors_[{user, conversation}];
+      result = seq > cursor;
+      cursor = std::max(cursor, seq);
+    }
+  }
+  done(std::move(result));
+}
+
+absl::StatusOr<uint64_t> FakeStore::ReadCursor(absl::string_view user,
+                                               absl::string_view conversation) {
+  absl::MutexLock lock(&mu_);
+  auto it = cursors_.find({std::string(user), std::string(conversation)});
+  return it == cursors_.end() ? 0 : it->second;
+}
+
+absl::StatusOr<std::vector<std::string>> FakeStore::Contacts(
+    absl::string_view user) {
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> out;
+  const std::string me(user);
+  for (const auto& [id, group] : groups_) {
+    if (group.members.count(me) == 0) continue;
+    out.insert(group.members.begin(), group.members.end());
+  }
+  auto peers = direct_peers_.find(user);
+  if (peers != direct_peers_.end()) {
+    for (const std::string& p : peers->second) {
+      if (users_.count(p) > 0) out.insert(p);
+    }
+  }
+  out.erase(me);
+  return std::vector<std::string>(out.begin(), out.end());
+}
+
+absl::StatusOr<StoreStats> FakeStore::Stats() {
+  absl::MutexLock lock(&mu_);
+  return StoreStats{users_.size(), messages_.size()};
+}
+
+}  // namespace parley::service

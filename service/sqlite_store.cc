@@ -1,0 +1,894 @@
+#include "service/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/status_macros.h"
+
+namespace parley::service {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS users(
+  id TEXT PRIMARY KEY,
+  display_name TEXT NOT NULL,
+  created_us INTEGER NOT NULL,
+  inbox_head INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chat_groups(
+  id TEXT PRIMARY KEY,
+  display_name TEXT NOT NULL,
+  created_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members(
+  group_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  PRIMARY KEY(group_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id, group_id);
+CREATE TABLE IF NOT EXISTS conversations(
+  id TEXT PRIMARY KEY,
+  last_seq INTEGER NOT NULL DEFAULT 0,
+  user_a TEXT,
+  user_b TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS conversations_by_a ON conversations(user_a);
+CREATE INDEX IF NOT EXISTS conversations_by_b ON conversations(user_b);
+CREATE TABLE IF NOT EXISTS messages(
+  id INTEGER PRIMARY KEY,
+  conversation TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  sender TEXT NOT NULL,
+  to_group INTEGER NOT NULL,
+  to_id TEXT NOT NULL,
+  text TEXT NOT NULL,
+  sent_us INTEGER NOT NULL,
+  client_msg_id TEXT NOT NULL,
+  UNIQUE(conversation, seq)
+);
+CREATE TABLE IF NOT EXISTS inbox(
+  user_id TEXT NOT NULL,
+  inbox_seq INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  PRIMARY KEY(user_id, inbox_seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sent(
+  sender TEXT NOT NULL,
+  client_msg_id TEXT NOT NULL,
+  message_id INTEGER NOT NULL,
+  inbox_seq INTEGER NOT NULL,
+  PRIMARY KEY(sender, client_msg_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS read_cursors(
+  user_id TEXT NOT NULL,
+  conversation TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY(user_id, conversation)
+) WITHOUT ROWID;
+)sql";
+
+int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+
+absl::Status NotFoundUser(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("user \"", id, "\" does not exist"));
+}
+absl::Status NotFoundGroup(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("group \"", id, "\" does not exist"));
+}
+
+}  // namespace
+
+// A sqlite3 connection and its statement cache. Used by one thread at a time.
+class SqliteStore::Connection {
+ public:
+  // A prepared statement borrowed from the cache; reset when it goes away.
+  class Stmt {
+   public:
+    Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+    ~Stmt() {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+
+    Stmt& Bind(int index, absl::string_view text) {
+      sqlite3_bind_text(stmt_, index, text.data(),
+                        static_cast<int>(text.size()), SQLITE_TRANSIENT);
+      return *this;
+    }
+    Stmt& Bind(int index, int64_t value) {
+      sqlite3_bind_int64(stmt_, index, value);
+      return *this;
+    }
+    Stmt& BindU(int index, uint64_t value) {
+      return Bind(index, static_cast<int64_t>(value));
+    }
+
+    // True with a row, false when done.
+    absl::StatusOr<bool> Step() {
+      const int rc = sqlite3_step(stmt_);
+      if (rc == SQLITE_ROW) return true;
+      if (rc == SQLITE_DONE) return false;
+      return Error(db_, rc, sqlite3_sql(stmt_));
+    }
+    // Runs a statement that returns no rows (or ignores them).
+    absl::Status Run() {
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, Step());
+        if (!row) return absl::OkStatus();
+      }
+    }
+    int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+    std::string Text(int col) const {
+      const unsigned char* p = sqlite3_column_text(stmt_, col);
+      return p == nullptr ? std::string()
+                          : std::string(reinterpret_cast<const char*>(p),
+                                        sqlite3_column_bytes(stmt_, col));
+    }
+
+   private:
+    sqlite3* db_;
+    sqlite3_stmt* stmt_;
+  };
+
+  static absl::Status Error(sqlite3* db, int rc, absl::string_view what) {
+    const std::string message =
+        absl::StrCat("sqlite: ", sqlite3_errstr(rc), " (",
+                     db ? sqlite3_errmsg(db) : "", ") in: ", what);
+    switch (rc & 0xff) {
+      case SQLITE_BUSY:
+      case SQLITE_LOCKED:
+      case SQLITE_IOERR:
+      case SQLITE_FULL:
+      case SQLITE_CANTOPEN:
+        return absl::UnavailableError(message);
+      default:
+        return absl::InternalError(message);
+    }
+  }
+
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(
+      const SqliteStoreOptions& options) {
+    sqlite3* db = nullptr;
+    const int rc = sqlite3_open_v2(
+        options.path.c_str(), &db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        nullptr);
+    if (rc != SQLITE_OK) {
+      absl::Status status =
+          Error(db, rc, absl::StrCat("opening ", options.path));
+      sqlite3_close(db);
+      return status;
+    }
+    auto conn = std::unique_ptr<Connection>(new Connection(db));
+    sqlite3_busy_timeout(
+        db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
+    RETURN_IF_ERROR(conn->Exec("PRAGMA journal_mode=WAL"));
+    RETURN_IF_ERROR(
+        conn->Exec(absl::StrCat("PRAGMA synchronous=", options.synchronous)));
+    RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys=OFF"));
+    return conn;
+  }
+
+  ~Connection() {
+    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+    sqlite3_close(db_);
+  }
+
+  absl::Status Exec(const std::string& sql) {
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    if (err != nullptr) sqlite3_free(err);
+    if (rc != SQLITE_OK) return Error(db_, rc, sql);
+    return absl::OkStatus();
+  }
+
+  // The cached statement for `sql`. Prepare failures are programming errors
+  // in the fixed SQL of this file, except when the database is unusable.
+  absl::StatusOr<std::unique_ptr<Stmt>> Prepare(const char* sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      sqlite3_stmt* stmt = nullptr;
+      const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                        &stmt, nullptr);
+      if (rc != SQLITE_OK) return Error(db_, rc, sql);
+      it = cache_.emplace(sql, stmt).first;
+    }
+    return std::make_unique<Stmt>(db_, it->second);
+  }
+
+ private:
+  explicit Connection(sqlite3* db) : db_(db) {}
+
+  sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+};
+
+namespace {
+
+using Connection = SqliteStore::Connection;
+using Stmt = SqliteStore::Connection::Stmt;
+
+StoredMessage ReadMessage(const Stmt& s, int first) {
+  StoredMessage m;
+  m.message_id = absl::StrCat(s.Int(first));
+  m.conversation = s.Text(first + 1);
+  m.seq = static_cast<uint64_t>(s.Int(first + 2));
+  m.from = s.Text(first + 3);
+  m.to_group = s.Int(first + 4) != 0;
+  m.to = s.Text(first + 5);
+  m.text = s.Text(first + 6);
+  m.sent_at = FromMicros(s.Int(first + 7));
+  m.client_msg_id = s.Text(first + 8);
+  return m;
+}
+
+absl::StatusOr<bool> UserExists(Connection& c, absl::string_view id) {
+  ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT 1 FROM users WHERE id = ?1"));
+  s->Bind(1, id);
+  return s->Step();
+}
+
+absl::StatusOr<bool> GroupExists(Connection& c, absl::string_view id) {
+  ASSIGN_OR_RETURN(auto s,
+                   c.Prepare("SELECT 1 FROM chat_groups WHERE id = ?1"));
+  s->Bind(1, id);
+  return s->Step();
+}
+
+absl::StatusOr<std::vector<std::string>> GroupMembers(Connection& c,
+                                                      absl::string_view id) {
+  ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT user_id FROM members WHERE "
+                                     "group_id = ?1 ORDER BY user_id"));
+  s->Bind(1, id);
+  std::vector<std::string> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    out.push_back(s->Text(0));
+  }
+  return out;
+}
+
+absl::StatusOr<GroupRecord> LoadGroup(Connection& c, absl::string_view id) {
+  GroupRecord g;
+  {
+    ASSIGN_OR_RETURN(auto s,
+                     c.Prepare("SELECT id, display_name, created_us FROM "
+                               "chat_groups WHERE id = ?1"));
+    s->Bind(1, id);
+    ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) return NotFoundGroup(id);
+    g.id = s->Text(0);
+    g.display_name = s->Text(1);
+    g.created_at = FromMicros(s->Int(2));
+  }
+  ASSIGN_OR_RETURN(g.members, GroupMembers(c, id));
+  return g;
+}
+
+// Adds `user_ids` (existing users) to the group, keeping it within
+// `max_members`.
+absl::Status InsertMembers(Connection& c, absl::string_view group_id,
+                           const std::vector<std::string>& user_ids,
+                           size_t max_members) {
+  for (const std::string& u : user_ids) {
+    ASSIGN_OR_RETURN(bool exists, UserExists(c, u));
+    if (!exists) return NotFoundUser(u);
+    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO members("
+                                       "group_id, user_id) VALUES (?1, ?2)"));
+    s->Bind(1, group_id).Bind(2, u);
+    RETURN_IF_ERROR(s->Run());
+  }
+  ASSIGN_OR_RETURN(auto count,
+                   c.Prepare("SELECT COUNT(*) FROM members WHERE group_id=?1"));
+  count->Bind(1, group_id);
+  RETURN_IF_ERROR(count->Step().status());
+  const uint64_t n = static_cast<uint64_t>(count->Int(0));
+  if (n > max_members) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "group would have ", n, " members; the limit is ", max_members));
+  }
+  return absl::OkStatus();
+}
+
+// Increments a counter column and returns its new value.
+absl::StatusOr<uint64_t> Increment(Connection& c, const char* sql,
+                                   absl::string_view key) {
+  ASSIGN_OR_RETURN(auto s, c.Prepare(sql));
+  s->Bind(1, key);
+  ASSIGN_OR_RETURN(bool row, s->Step());
+  if (!row) return absl::InternalError(absl::StrCat("no row for ", key));
+  return static_cast<uint64_t>(s->Int(0));
+}
+
+absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
+                                 AppendResult* result) {
+  {
+    ASSIGN_OR_RETURN(
+        auto s, c.Prepare("SELECT s.inbox_seq, m.id, m.conversation, m.seq, "
+                          "m.sender, m.to_group, m.to_id, m.text, m.sent_us, "
+                          "m.client_msg_id FROM sent s JOIN messages m ON "
+                          "m.id = s.message_id WHERE s.sender = ?1 AND "
+                          "s.client_msg_id = ?2"));
+    s->Bind(1, r.sender).Bind(2, r.client_msg_id);
+    ASSIGN_OR_RETURN(bool row, s->Step());
+    if (row) {
+      result->sender_inbox_seq = static_cast<uint64_t>(s->Int(0));
+      result->message = ReadMessage(*s, 1);
+      result->duplicate = true;
+      return absl::OkStatus();
+    }
+  }
+  ASSIGN_OR_RETURN(bool sender_exists, UserExists(c, r.sender));
+  if (!sender_exists) return NotFoundUser(r.sender);
+
+  std::vector<std::string> recipients;
+  if (r.to_group) {
+    ASSIGN_OR_RETURN(bool group_exists, GroupExists(c, r.to));
+    if (!group_exists) return NotFoundGroup(r.to);
+    ASSIGN_OR_RETURN(recipients, GroupMembers(c, r.to));
+    if (!std::binary_search(recipients.begin(), recipients.end(), r.sender)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "user \"", r.sender, "\" is not a member of group \"", r.to, "\""));
+    }
+  } else {
+    ASSIGN_OR_RETURN(bool peer_exists, UserExists(c, r.to));
+    if (!peer_exists) return NotFoundUser(r.to);
+    recipients = {std::min(r.sender, r.to), std::max(r.sender, r.to)};
+    if (recipients[0] == recipients[1]) recipients.pop_back();
+    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO conversations("
+                                       "id, last_seq, user_a, user_b) VALUES "
+                                       "(?1, 0, ?2, ?3)"));
+    s->Bind(1, r.conversation)
+        .Bind(2, recipients.front())
+        .Bind(3, recipients.back());
+    RETURN_IF_ERROR(s->Run());
+  }
+
+  StoredMessage& m = result->message;
+  int64_t rowid = 0;
+  ASSIGN_OR_RETURN(m.seq, Increment(c,
+                                    "UPDATE conversations SET last_seq = "
+                                    "last_seq + 1 WHERE id = ?1 RETURNING "
+                                    "last_seq",
+                                    r.conversation));
+  {
+    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO messages(conversation, "
+                                       "seq, sender, to_group, to_id, text, "
+                                       "sent_us, client_msg_id) VALUES (?1, "
+                                       "?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING "
+                                       "id"));
+    s->Bind(1, r.conversation)
+        .BindU(2, m.seq)
+        .Bind(3, r.sender)
+        .Bind(4, int64_t{r.to_group ? 1 : 0})
+        .Bind(5, r.to)
+        .Bind(6, r.text)
+        .Bind(7, ToMicros(r.sent_at))
+        .Bind(8, r.client_msg_id);
+    ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) return absl::InternalError("INSERT INTO messages returned no id");
+    rowid = s->Int(0);
+    m.message_id = absl::StrCat(rowid);
+  }
+  m.conversation = r.conversation;
+  m.from = r.sender;
+  m.to_group = r.to_group;
+  m.to = r.to;
+  m.text = r.text;
+  m.sent_at = r.sent_at;
+  m.client_msg_id = r.client_msg_id;
+
+  for (const std::string& user : recipients) {
+    ASSIGN_OR_RETURN(uint64_t inbox_seq,
+                     Increment(c,
+                               "UPDATE users SET inbox_head = inbox_head + 1 "
+                               "WHERE id = ?1 RETURNING inbox_head",
+                               user));
+    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO inbox(user_id, inbox_seq, "
+                                       "message_id) VALUES (?1, ?2, ?3)"));
+    s->Bind(1, user).BindU(2, inbox_seq).Bind(3, rowid);
+    RETURN_IF_ERROR(s->Run());
+    result->recipients.push_back({user, inbox_seq});
+    if (user == r.sender) result->sender_inbox_seq = inbox_seq;
+  }
+  ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO sent(sender, client_msg_id, "
+                                     "message_id, inbox_seq) VALUES (?1, ?2, "
+                                     "?3, ?4)"));
+  s->Bind(1, r.sender)
+      .Bind(2, r.client_msg_id)
+      .Bind(3, rowid)
+      .BindU(4, result->sender_inbox_seq);
+  return s->Run();
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(SqliteStoreOptions options)
+    : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    SqliteStoreOptions options) {
+  const std::string sync = absl::AsciiStrToUpper(options.synchronous);
+  if (sync != "FULL" && sync != "NORMAL" && sync != "OFF" && sync != "EXTRA") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sqlite synchronous mode \"", options.synchronous,
+                     "\" is not one of FULL, NORMAL, OFF, EXTRA"));
+  }
+  options.synchronous = sync;
+  if (options.max_batch == 0 || options.read_connections < 1) {
+    return absl::InvalidArgumentError(
+        "max_batch and read_connections must be at least 1");
+  }
+  auto store = std::unique_ptr<SqliteStore>(new SqliteStore(options));
+  ASSIGN_OR_RETURN(store->writer_conn_, Connection::Open(options));
+  RETURN_IF_ERROR(store->writer_conn_->Exec(kSchema));
+  for (int i = 0; i < options.read_connections; ++i) {
+    ASSIGN_OR_RETURN(std::unique_ptr<Connection> reader,
+                     Connection::Open(options));
+    RETURN_IF_ERROR(reader->Exec("PRAGMA query_only=1"));
+    absl::MutexLock lock(&store->pool_mu_);
+    store->idle_readers_.push_back(std::move(reader));
+  }
+  store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
+  return store;
+}
+
+SqliteStore::~SqliteStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
+void SqliteStore::Submit(WriteOp op) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back(std::move(op));
+      ++submitted_;
+      return;
+    }
+  }
+  op.done(absl::UnavailableError("store is closing"));
+}
+
+absl::Status SqliteStore::WriteAndWait(
+    std::function<absl::Status(Connection&)> apply) {
+  absl::Notification committed;
+  absl::Status result;
+  Submit({std::move(apply), [&](absl::Status status) {
+            result = std::move(status);
+            committed.Notify();
+          }});
+  committed.WaitForNotification();
+  return result;
+}
+
+void SqliteStore::Flush() {
+  absl::MutexLock lock(&mu_);
+  const uint64_t target = submitted_;
+  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return finished_ >= target;
+  };
+  mu_.Await(absl::Condition(&done));
+}
+
+uint64_t SqliteStore::transactions() const {
+  absl::MutexLock lock(&mu_);
+  return transactions_;
+}
+
+void SqliteStore::WriterLoop() {
+  for (;;) {
+    std::vector<WriteOp> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !queue_.empty() || stopping_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // Stopping, and everything is committed.
+      const size_t n = std::min(queue_.size(), options_.max_batch);
+      batch.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    CommitBatch(batch);
+    absl::MutexLock lock(&mu_);
+    finished_ += batch.size();
+    ++transactions_;
+  }
+}
+
+void SqliteStore::CommitBatch(std::vector<WriteOp>& batch) {
+  Connection& c = *writer_conn_;
+  const absl::Time start = absl::Now();
+  std::vector<absl::Status> statuses(batch.size());
+  absl::Status txn = c.Exec("BEGIN IMMEDIATE");
+  if (txn.ok()) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      absl::Status sp = c.Exec("SAVEPOINT op");
+      if (!sp.ok()) {
+        statuses[i] = sp;
+        continue;
+      }
+      statuses[i] = batch[i].apply(c);
+      if (!statuses[i].ok()) (void)c.Exec("ROLLBACK TO op");
+      (void)c.Exec("RELEASE op");
+    }
+    txn = c.Exec("COMMIT");
+    if (!txn.ok()) (void)c.Exec("ROLLBACK");
+  }
+  if (!txn.ok()) {
+    for (absl::Status& s : statuses) {
+      s = absl::UnavailableError(
+          absl::StrCat("store commit failed: ", txn.message()));
+    }
+  }
+  if (options_.on_commit) options_.on_commit(batch.size(), absl::Now() - start);
+  for (size_t i = 0; i < batch.size(); ++i) batch[i].done(statuses[i]);
+}
+
+template <typename T>
+T SqliteStore::WithReader(const std::function<T(Connection&)>& read) {
+  std::unique_ptr<Connection> conn;
+  {
+    absl::MutexLock lock(&pool_mu_);
+    auto available = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_mu_) {
+      return !idle_readers_.empty();
+    };
+    pool_mu_.Await(absl::Condition(&available));
+    conn = std::move(idle_readers_.back());
+    idle_readers_.pop_back();
+  }
+  T result = read(*conn);
+  absl::MutexLock lock(&pool_mu_);
+  idle_readers_.push_back(std::move(conn));
+  return result;
+}
+
+absl::Status SqliteStore::CreateUser(const UserRecord& user) {
+  return WriteAndWait([user](Connection& c) -> absl::Status {
+    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO users(id, "
+                                       "display_name, created_us) VALUES (?1, "
+                                       "?2, ?3) RETURNING id"));
+    s->Bind(1, user.id)
+        .Bind(2, user.display_name)
+        .Bind(3, ToMicros(user.created_at));
+    ASSIGN_OR_RETURN(bool inserted, s->Step());
+    if (!inserted) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("user \"", user.id, "\" already exists"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<UserRecord> SqliteStore::GetUser(absl::string_view id) {
+  return WithReader<absl::StatusOr<UserRecord>>(
+      [id](Connection& c) -> absl::StatusOr<UserRecord> {
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT id, display_name, "
+                                           "created_us FROM users WHERE id = "
+                                           "?1"));
+        s->Bind(1, id);
+        ASSIGN_OR_RETURN(bool row, s->Step());
+        if (!row) return NotFoundUser(id);
+        return UserRecord{s->Text(0), s->Text(1), FromMicros(s->Int(2))};
+      });
+}
+
+absl::StatusOr<std::vector<UserRecord>> SqliteStore::ListUsers(
+    absl::string_view after_id, int limit) {
+  return WithReader<absl::StatusOr<std::vector<UserRecord>>>(
+      [&](Connection& c) -> absl::StatusOr<std::vector<UserRecord>> {
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT id, display_name, "
+                                           "created_us FROM users WHERE id > "
+                                           "?1 ORDER BY id LIMIT ?2"));
+        s->Bind(1, after_id).Bind(2, int64_t{limit});
+        std::vector<UserRecord> out;
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, s->Step());
+          if (!row) return out;
+          out.push_back({s->Text(0), s->Text(1), FromMicros(s->Int(2))});
+        }
+      });
+}
+
+absl::Status SqliteStore::DeleteUser(absl::string_view id) {
+  return WriteAndWait([user = std::string(id)](Connection& c) -> absl::Status {
+    ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
+    if (!exists) return NotFoundUser(user);
+    for (const char* sql : {
+             "DELETE FROM users WHERE id = ?1",
+             "DELETE FROM members WHERE user_id = ?1",
+             "DELETE FROM inbox WHERE user_id = ?1",
+             "DELETE FROM sent WHERE sender = ?1",
+             "DELETE FROM read_cursors WHERE user_id = ?1",
+         }) {
+      ASSIGN_OR_RETURN(auto s, c.Prepare(sql));
+      s->Bind(1, user);
+      RETURN_IF_ERROR(s->Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteStore::CreateGroup(const GroupRecord& group,
+                                      size_t max_members) {
+  return WriteAndWait([group, max_members](Connection& c) -> absl::Status {
+    {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO chat_groups("
+                                         "id, display_name, created_us) "
+                                         "VALUES (?1, ?2, ?3) RETURNING id"));
+      s->Bind(1, group.id)
+          .Bind(2, group.display_name)
+          .Bind(3, ToMicros(group.created_at));
+      ASSIGN_OR_RETURN(bool inserted, s->Step());
+      if (!inserted) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("group \"", group.id, "\" already exists"));
+      }
+    }
+    {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO conversations("
+                                         "id, last_seq) VALUES (?1, 0)"));
+      s->Bind(1, absl::StrCat("g:", group.id));
+      RETURN_IF_ERROR(s->Run());
+    }
+    return InsertMembers(c, group.id, group.members, max_members);
+  });
+}
+
+absl::StatusOr<GroupRecord> SqliteStore::GetGroup(absl::string_view id) {
+  return WithReader<absl::StatusOr<GroupRecord>>(
+      [id](Connection& c) { return LoadGroup(c, id); });
+}
+
+absl::StatusOr<std::vector<GroupRecord>> SqliteStore::ListGroups(
+    absl::string_view after_id, int limit) {
+  return WithReader<absl::StatusOr<std::vector<GroupRecord>>>(
+      [&](Connection& c) -> absl::StatusOr<std::vector<GroupRecord>> {
+        std::vector<std::string> ids;
+        {
+          ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT id FROM chat_groups "
+                                             "WHERE id > ?1 ORDER BY id "
+                                             "LIMIT ?2"));
+          s->Bind(1, after_id).Bind(2, int64_t{limit});
+          for (;;) {
+            ASSIGN_OR_RETURN(bool row, s->Step());
+            if (!row) break;
+            ids.push_back(s->Text(0));
+          }
+        }
+        std::vector<GroupRecord> out;
+        for (const std::string& id : ids) {
+          ASSIGN_OR_RETURN(GroupRecord g, LoadGroup(c, id));
+          out.push_back(std::move(g));
+        }
+        return out;
+      });
+}
+
+absl::StatusOr<GroupRecord> SqliteStore::AddMembers(
+    absl::string_view group_id, const std::vector<std::string>& user_ids,
+    size_t max_members) {
+  GroupRecord out;
+  RETURN_IF_ERROR(WriteAndWait(
+      [&, id = std::string(group_id)](Connection& c) -> absl::Status {
+        ASSIGN_OR_RETURN(bool exists, GroupExists(c, id));
+        if (!exists) return NotFoundGroup(id);
+        RETURN_IF_ERROR(InsertMembers(c, id, user_ids, max_members));
+        ASSIGN_OR_RETURN(out, LoadGroup(c, id));
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+absl::StatusOr<GroupRecord> SqliteStore::RemoveMembers(
+    absl::string_view group_id, const std::vector<std::string>& user_ids) {
+  GroupRecord out;
+  RETURN_IF_ERROR(WriteAndWait(
+      [&, id = std::string(group_id)](Connection& c) -> absl::Status {
+        ASSIGN_OR_RETURN(bool exists, GroupExists(c, id));
+        if (!exists) return NotFoundGroup(id);
+        for (const std::string& u : user_ids) {
+          ASSIGN_OR_RETURN(auto s, c.Prepare("DELETE FROM members WHERE "
+                                             "group_id = ?1 AND user_id = ?2"));
+          s->Bind(1, id).Bind(2, u);
+          RETURN_IF_ERROR(s->Run());
+        }
+        ASSIGN_OR_RETURN(out, LoadGroup(c, id));
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+void SqliteStore::Append(AppendRequest request, AppendCallback done) {
+  auto result = std::make_shared<AppendResult>();
+  auto req = std::make_shared<AppendRequest>(std::move(request));
+  Submit({[req, result](Connection& c) {
+            *result = AppendResult();
+            return AppendInTransaction(c, *req, result.get());
+          },
+          [result, done = std::move(done)](absl::Status status) {
+            if (!status.ok()) {
+              done(std::move(status));
+            } else {
+              done(std::move(*result));
+            }
+          }});
+}
+
+absl::StatusOr<uint64_t> SqliteStore::InboxHead(absl::string_view user) {
+  return WithReader<absl::StatusOr<uint64_t>>(
+      [user](Connection& c) -> absl::StatusOr<uint64_t> {
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT inbox_head FROM users "
+                                           "WHERE id = ?1"));
+        s->Bind(1, user);
+        ASSIGN_OR_RETURN(bool row, s->Step());
+        if (!row) return NotFoundUser(user);
+        return static_cast<uint64_t>(s->Int(0));
+      });
+}
+
+absl::StatusOr<std::vector<InboxMessage>> SqliteStore::ReadInbox(
+    absl::string_view user, uint64_t after_seq, uint64_t upto_seq, int limit) {
+  return WithReader<absl::StatusOr<std::vector<InboxMessage>>>(
+      [&](Connection& c) -> absl::StatusOr<std::vector<InboxMessage>> {
+        ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
+        if (!exists) return NotFoundUser(user);
+        ASSIGN_OR_RETURN(
+            auto s,
+            c.Prepare("SELECT i.inbox_seq, m.id, m.conversation, m.seq, "
+                      "m.sender, m.to_group, m.to_id, m.text, m.sent_us, "
+                      "m.client_msg_id FROM inbox i JOIN messages m ON m.id = "
+                      "i.message_id WHERE i.user_id = ?1 AND i.inbox_seq > ?2 "
+                      "AND i.inbox_seq <= ?3 ORDER BY i.inbox_seq LIMIT ?4"));
+        s->Bind(1, user)
+            .BindU(2, after_seq)
+            .Bind(3, upto_seq == 0 ? INT64_MAX : static_cast<int64_t>(upto_seq))
+            .Bind(4, int64_t{limit});
+        std::vector<InboxMessage> out;
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, s->Step());
+          if (!row) return out;
+          out.push_back({static_cast<uint64_t>(s->Int(0)), ReadMessage(*s, 1)});
+        }
+      });
+}
+
+absl::StatusOr<HistoryPage> SqliteStore::ReadHistory(
+    absl::string_view conversation, uint64_t before_seq, int limit) {
+  return WithReader<absl::StatusOr<HistoryPage>>(
+      [&](Connection& c) -> absl::StatusOr<HistoryPage> {
+        ASSIGN_OR_RETURN(
+            auto s,
+            c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
+                      "m.to_group, m.to_id, m.text, m.sent_us, "
+                      "m.client_msg_id FROM messages m WHERE m.conversation = "
+                      "?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"));
+        // One more than asked tells whether older messages exist.
+        s->Bind(1, conversation)
+            .Bind(2, before_seq == 0 ? INT64_MAX
+                                     : static_cast<int64_t>(before_seq))
+            .Bind(3, int64_t{limit} + 1);
+        HistoryPage page;
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, s->Step());
+          if (!row) break;
+          page.messages.push_back(ReadMessage(*s, 0));
+        }
+        if (page.messages.size() > static_cast<size_t>(limit)) {
+          page.more = true;
+          page.messages.pop_back();
+        }
+        std::reverse(page.messages.begin(), page.messages.end());
+        return page;
+      });
+}
+
+absl::StatusOr<uint64_t> SqliteStore::ConversationHead(
+    absl::string_view conversation) {
+  return WithReader<absl::StatusOr<uint64_t>>(
+      [conversation](Connection& c) -> absl::StatusOr<uint64_t> {
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT last_seq FROM "
+                                           "conversations WHERE id = ?1"));
+        s->Bind(1, conversation);
+        ASSIGN_OR_RETURN(bool row, s->Step());
+        return row ? static_cast<uint64_t>(s->Int(0)) : 0;
+      });
+}
+
+void SqliteStore::AdvanceReadCursor(std::string user, std::string conversation,
+                                    uint64_t seq, CursorCallback done) {
+  auto advanced = std::make_shared<bool>(false);
+  Submit({[user = std::move(user), conversation = std::move(conversation), seq,
+           advanced](Connection& c) -> absl::Status {
+            ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
+            if (!exists) return NotFoundUser(user);
+            ASSIGN_OR_RETURN(
+                auto s,
+                c.Prepare("INSERT INTO read_cursors(user_id, conversation, "
+                          "seq) VALUES (?1, ?2, ?3) ON CONFLICT(user_id, "
+                          "conversation) DO UPDATE SET seq = excluded.seq "
+                          "WHERE excluded.seq > read_cursors.seq RETURNING "
+                          "seq"));
+            s->Bind(1, user).Bind(2, conversation).BindU(3, seq);
+            ASSIGN_OR_RETURN(*advanced, s->Step());
+            return absl::OkStatus();
+          },
+          [advanced, done = std::move(done)](absl::Status status) {
+            if (!status.ok()) {
+              done(std::move(status));
+            } else {
+              done(*advanced);
+            }
+          }});
+}
+
+absl::StatusOr<uint64_t> SqliteStore::ReadCursor(
+    absl::string_view user, absl::string_view conversation) {
+  return WithReader<absl::StatusOr<uint64_t>>(
+      [&](Connection& c) -> absl::StatusOr<uint64_t> {
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT seq FROM read_cursors "
+                                           "WHERE user_id = ?1 AND "
+                                           "conversation = ?2"));
+        s->Bind(1, user).Bind(2, conversation);
+        ASSIGN_OR_RETURN(bool row, s->Step());
+        return row ? static_cast<uint64_t>(s->Int(0)) : 0;
+      });
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteStore::Contacts(
+    absl::string_view user) {
+  return WithReader<absl::StatusOr<std::vector<std::string>>>(
+      [user](Connection& c) -> absl::StatusOr<std::vector<std::string>> {
+        ASSIGN_OR_RETURN(
+            auto s,
+            c.Prepare(
+                "SELECT m2.user_id FROM members m1 JOIN members m2 ON "
+                "m2.group_id = m1.group_id WHERE m1.user_id = ?1 AND "
+                "m2.user_id <> ?1 "
+                "UNION SELECT c.user_b FROM conversations c JOIN users u ON "
+                "u.id = c.user_b WHERE c.user_a = ?1 AND c.user_b <> ?1 "
+                "UNION SELECT c.user_a FROM conversations c JOIN users u ON "
+                "u.id = c.user_a WHERE c.user_b = ?1 AND c.user_a <> ?1 "
+                "ORDER BY 1"));
+        s->Bind(1, user);
+        std::vector<std::string> out;
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, s->Step());
+          if (!row) return out;
+          out.push_back(s->Text(0));
+        }
+      });
+}
+
+absl::StatusOr<StoreStats> SqliteStore::Stats() {
+  return WithReader<absl::StatusOr<StoreStats>>(
+      [](Connection& c) -> absl::StatusOr<StoreStats> {
+        // Messages are never deleted, so the highest id is their count.
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT (SELECT COUNT(*) FROM "
+                                           "users), (SELECT IFNULL(MAX(id), 0) "
+                                           "FROM messages)"));
+        RETURN_IF_ERROR(s->Step().status());
+        return StoreStats{static_cast<uint64_t>(s->Int(0)),
+                          static_cast<uint64_t>(s->Int(1))};
+      });
+}
+
+}  // namespace parley::service

@@ -1,0 +1,161 @@
+// SqliteStore: the embedded Store, one SQLite database file in WAL mode.
+//
+// Writes: ONE writer thread owns the only writing connection. Writes queue up
+// while a transaction commits; the writer then takes everything queued (up to
+// `max_batch` operations) into the next transaction, each operation under its
+// own SAVEPOINT so one failing operation rolls back alone, and commits once:
+// many appends per transaction and per fsync (group commit). With
+// `synchronous=FULL` (the default) a commit returns only after the WAL is
+// fsynced, so every callback observes a durable write. Callbacks run on the
+// writer thread, in commit order, after the commit.
+//
+// Reads: a small pool of read connections with prepared statements; in WAL
+// mode they never wait for the writer.
+//
+//   SqliteStoreOptions options;
+//   options.path = "/var/lib/parley/parley.db";
+//   absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+//       SqliteStore::Open(options);
+//
+// Threading: thread-safe. Synchronous methods block (disk I/O, or waiting for
+// the writer for admin writes). Destruction commits what is queued, runs its
+// callbacks, then closes.
+#ifndef PARLEY_SERVICE_SQLITE_STORE_H_
+#define PARLEY_SERVICE_SQLITE_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/store.h"
+
+namespace parley::service {
+
+// Options for SqliteStore.
+struct SqliteStoreOptions {
+  // The database file; created with its schema if missing.
+  std::string path;
+  // PRAGMA synchronous: "FULL" (fsync every commit; the default, what makes
+  // an ack durable), "NORMAL" (may lose the last commits on power loss),
+  // "OFF", or "EXTRA".
+  std::string synchronous = "FULL";
+  // Most write operations in one transaction.
+  size_t max_batch = 1024;
+  // Read connections in the pool.
+  int read_connections = 4;
+  // How long a connection waits on a lock before failing.
+  absl::Duration busy_timeout = absl::Seconds(5);
+  // Called on the writer thread after every commit with the number of
+  // operations in it and how long BEGIN..COMMIT took (for metrics).
+  std::function<void(size_t operations, absl::Duration latency)> on_commit;
+};
+
+class SqliteStore final : public Store {
+ public:
+  // Opens (creating if needed) the database and starts the writer thread.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
+      SqliteStoreOptions options);
+  ~SqliteStore() override;
+
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  // Blocks until every write queued before the call has committed and its
+  // callback has run (used on shutdown to finish in-flight writes).
+  void Flush();
+
+  // Transactions committed so far (each holds one or more operations).
+  uint64_t transactions() const;
+
+  absl::Status CreateUser(const UserRecord& user) override;
+  absl::StatusOr<UserRecord> GetUser(absl::string_view id) override;
+  absl::StatusOr<std::vector<UserRecord>> ListUsers(absl::string_view after_id,
+                                                    int limit) override;
+  absl::Status DeleteUser(absl::string_view id) override;
+
+  absl::Status CreateGroup(const GroupRecord& group,
+                           size_t max_members) override;
+  absl::StatusOr<GroupRecord> GetGroup(absl::string_view id) override;
+  absl::StatusOr<std::vector<GroupRecord>> ListGroups(
+      absl::string_view after_id, int limit) override;
+  absl::StatusOr<GroupRecord> AddMembers(
+      absl::string_view group_id, const std::vector<std::string>& user_ids,
+      size_t max_members) override;
+  absl::StatusOr<GroupRecord> RemoveMembers(
+      absl::string_view group_id,
+      const std::vector<std::string>& user_ids) override;
+
+  void Append(AppendRequest request, AppendCallback done) override;
+  absl::StatusOr<uint64_t> InboxHead(absl::string_view user) override;
+  absl::StatusOr<std::vector<InboxMessage>> ReadInbox(absl::string_view user,
+                                                      uint64_t after_seq,
+                                                      uint64_t upto_seq,
+                                                      int limit) override;
+  absl::StatusOr<HistoryPage> ReadHistory(absl::string_view conversation,
+                                          uint64_t before_seq,
+                                          int limit) override;
+  absl::StatusOr<uint64_t> ConversationHead(
+      absl::string_view conversation) override;
+
+  void AdvanceReadCursor(std::string user, std::string conversation,
+                         uint64_t seq, CursorCallback done) override;
+  absl::StatusOr<uint64_t> ReadCursor(absl::string_view user,
+                                      absl::string_view conversation) override;
+
+  absl::StatusOr<std::vector<std::string>> Contacts(
+      absl::string_view user) override;
+  absl::StatusOr<StoreStats> Stats() override;
+
+  class Connection;  // A sqlite3 handle with its prepared statements.
+
+ private:
+  // One queued write: `apply` runs inside the batch transaction under its own
+  // savepoint (an error rolls back this operation only); `done` runs after
+  // the commit with apply's status, or the commit's failure.
+  struct WriteOp {
+    std::function<absl::Status(Connection&)> apply;
+    std::function<void(absl::Status)> done;
+  };
+
+  explicit SqliteStore(SqliteStoreOptions options);
+
+  void Submit(WriteOp op);
+  // Submits `apply` and waits for its commit.
+  absl::Status WriteAndWait(std::function<absl::Status(Connection&)> apply);
+  void WriterLoop();
+  void CommitBatch(std::vector<WriteOp>& batch);
+
+  // Runs `read` on a pooled read connection.
+  template <typename T>
+  T WithReader(const std::function<T(Connection&)>& read);
+
+  const SqliteStoreOptions options_;
+  std::unique_ptr<Connection> writer_conn_;  // Used by the writer thread only.
+
+  mutable absl::Mutex mu_;
+  std::deque<WriteOp> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;  // Ops ever queued.
+  uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;   // Ops whose done() ran.
+  uint64_t transactions_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Mutex pool_mu_;
+  std::vector<std::unique_ptr<Connection>> idle_readers_
+      ABSL_GUARDED_BY(pool_mu_);
+
+  std::thread writer_;
+};
+
+}  // namespace parley::service
+
+#endif  // PARLEY_SERVICE_SQLITE_STORE_H_

@@ -1,0 +1,236 @@
+// SqliteStore specifics: group commit, durability across reopen, gapless
+// sequences and commit-order callbacks under concurrent writers.
+#include "service/sqlite_store.h"
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace parley::service {
+namespace {
+
+std::string TempDbPath() {
+  std::string pattern = ::testing::TempDir() + "/sqlite_store_test.XXXXXX";
+  EXPECT_NE(mkdtemp(pattern.data()), nullptr);
+  return pattern + "/parley.db";
+}
+
+AppendRequest Direct(const std::string& from, const std::string& to,
+                     const std::string& client_msg_id) {
+  AppendRequest r;
+  r.sender = from;
+  r.to = to;
+  r.client_msg_id = client_msg_id;
+  r.text = "text of " + client_msg_id;
+  r.sent_at = absl::FromUnixSeconds(1000);
+  r.conversation = "d:" + std::min(from, to) + ":" + std::max(from, to);
+  return r;
+}
+
+std::unique_ptr<SqliteStore> OpenOrDie(SqliteStoreOptions options) {
+  auto store = SqliteStore::Open(std::move(options));
+  EXPECT_TRUE(store.ok()) << store.status();
+  return std::move(store).value();
+}
+
+TEST(SqliteStoreTest, RejectsUnknownSynchronousMode) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  options.synchronous = "SOMETIMES";
+  EXPECT_EQ(SqliteStore::Open(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SqliteStoreTest, ConcurrentAppendsShareTransactions) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  absl::Mutex mu;
+  std::vector<size_t> batch_sizes;
+  options.on_commit = [&](size_t n, absl::Duration) {
+    absl::MutexLock lock(&mu);
+    batch_sizes.push_back(n);
+  };
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
+  ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
+  const uint64_t before = store->transactions();
+
+  constexpr int kAppends = 500;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < kAppends; ++i) {
+    store->Append(Direct("a", "b", "c" + std::to_string(i)),
+                  [&](absl::StatusOr<AppendResult> r) {
+                    if (r.ok()) ok.fetch_add(1);
+                  });
+  }
+  store->Flush();
+  EXPECT_EQ(ok.load(), kAppends);
+  // Appends queued while a commit runs go into the next one: far fewer
+  // transactions (and fsyncs) than appends.
+  const uint64_t transactions = store->transactions() - before;
+  EXPECT_LT(transactions, static_cast<uint64_t>(kAppends / 5));
+  absl::MutexLock lock(&mu);
+  size_t largest = 0;
+  for (size_t n : batch_sizes) largest = std::max(largest, n);
+  EXPECT_GT(largest, 10u);
+}
+
+TEST(SqliteStoreTest, FailingOperationRollsBackAloneInItsBatch) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
+  ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
+  std::vector<absl::StatusCode> codes(3);
+  store->Append(Direct("a", "b", "1"), [&](absl::StatusOr<AppendResult> r) {
+    codes[0] = r.status().code();
+  });
+  store->Append(Direct("a", "ghost", "2"), [&](absl::StatusOr<AppendResult> r) {
+    codes[1] = r.status().code();
+  });
+  store->Append(Direct("b", "a", "3"), [&](absl::StatusOr<AppendResult> r) {
+    codes[2] = r.status().code();
+  });
+  store->Flush();
+  EXPECT_EQ(codes[0], absl::StatusCode::kOk);
+  EXPECT_EQ(codes[1], absl::StatusCode::kNotFound);
+  EXPECT_EQ(codes[2], absl::StatusCode::kOk);
+  EXPECT_EQ(*store->InboxHead("a"), 2u);
+  EXPECT_EQ(*store->ConversationHead("d:a:b"), 2u);
+  EXPECT_EQ(*store->ConversationHead("d:a:ghost"), 0u);
+}
+
+TEST(SqliteStoreTest, GaplessAndCommitOrderedUnderConcurrentWriters) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  auto store = OpenOrDie(options);
+  const std::vector<std::string> users = {"u0", "u1", "u2", "u3"};
+  for (const auto& u : users) {
+    ASSERT_TRUE(store->CreateUser({u, "", absl::Now()}).ok());
+  }
+  ASSERT_TRUE(store->CreateGroup({"g", "", users, absl::Now()}, 10).ok());
+
+  // Callbacks run one at a time in commit order, so every user's inbox_seqs
+  // must arrive here as 1, 2, 3, ... and every conversation's seqs too.
+  absl::Mutex mu;
+  std::map<std::string, uint64_t> last_inbox;
+  std::map<std::string, uint64_t> last_seq;
+  std::atomic<int> out_of_order{0};
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 100;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        AppendRequest r;
+        const std::string& from = users[(t + i) % users.size()];
+        if (i % 3 == 0) {
+          r.sender = from;
+          r.to = "g";
+          r.to_group = true;
+          r.conversation = "g:g";
+        } else {
+          r = Direct(from, users[(t + i + 1) % users.size()], "");
+        }
+        r.client_msg_id = absl::StrCat("t", t, "-", i);
+        r.text = "x";
+        store->Append(r, [&](absl::StatusOr<AppendResult> result) {
+          ASSERT_TRUE(result.ok()) << result.status();
+          absl::MutexLock lock(&mu);
+          uint64_t& seq = last_seq[result->message.conversation];
+          if (result->message.seq != seq + 1) out_of_order.fetch_add(1);
+          seq = result->message.seq;
+          for (const InboxEntry& e : result->recipients) {
+            uint64_t& inbox = last_inbox[e.user];
+            if (e.inbox_seq != inbox + 1) out_of_order.fetch_add(1);
+            inbox = e.inbox_seq;
+          }
+        });
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  store->Flush();
+  EXPECT_EQ(out_of_order.load(), 0);
+  for (const auto& u : users) {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(*store->InboxHead(u), last_inbox[u]);
+    auto inbox = store->ReadInbox(u, 0, 0, 100000);
+    ASSERT_TRUE(inbox.ok());
+    ASSERT_EQ(inbox->size(), last_inbox[u]);
+    for (size_t i = 0; i < inbox->size(); ++i) {
+      EXPECT_EQ((*inbox)[i].inbox_seq, i + 1);
+    }
+  }
+  EXPECT_EQ(store->Stats()->messages,
+            static_cast<uint64_t>(kThreads * kPerThread));
+}
+
+TEST(SqliteStoreTest, CommittedDataSurvivesReopen) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  std::string message_id;
+  {
+    auto store = OpenOrDie(options);
+    ASSERT_TRUE(store->CreateUser({"a", "Ann", absl::FromUnixSeconds(7)}).ok());
+    ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
+    absl::Notification done;
+    store->Append(Direct("a", "b", "k"), [&](absl::StatusOr<AppendResult> r) {
+      ASSERT_TRUE(r.ok());
+      message_id = r->message.message_id;
+      done.Notify();
+    });
+    done.WaitForNotification();
+  }
+  auto store = OpenOrDie(options);
+  EXPECT_EQ(store->GetUser("a")->display_name, "Ann");
+  EXPECT_EQ(store->GetUser("a")->created_at, absl::FromUnixSeconds(7));
+  auto inbox = store->ReadInbox("b", 0, 0, 10);
+  ASSERT_TRUE(inbox.ok());
+  ASSERT_EQ(inbox->size(), 1u);
+  EXPECT_EQ((*inbox)[0].message.message_id, message_id);
+  EXPECT_EQ((*inbox)[0].message.text, "text of k");
+  // Idempotency keys survive too.
+  absl::Notification again;
+  store->Append(Direct("a", "b", "k"), [&](absl::StatusOr<AppendResult> r) {
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->duplicate);
+    EXPECT_EQ(r->message.message_id, message_id);
+    again.Notify();
+  });
+  again.WaitForNotification();
+}
+
+TEST(SqliteStoreTest, DestructionCommitsQueuedWrites) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  std::atomic<int> acked{0};
+  {
+    auto store = OpenOrDie(options);
+    ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
+    ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
+    for (int i = 0; i < 50; ++i) {
+      store->Append(Direct("a", "b", std::to_string(i)),
+                    [&](absl::StatusOr<AppendResult> r) {
+                      if (r.ok()) acked.fetch_add(1);
+                    });
+    }
+  }
+  EXPECT_EQ(acked.load(), 50);
+  auto store = OpenOrDie(options);
+  EXPECT_EQ(*store->InboxHead("b"), 50u);
+}
+
+}  // namespace
+}  // namespace parley::service

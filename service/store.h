@@ -1,0 +1,196 @@
+// The Store: every fact parley-service keeps (users, groups, members,
+// messages, inboxes, read cursors), behind an interface so that the embedded
+// SQLite store (sqlite_store.h) can be joined by others (PostgreSQL) and the
+// domain logic can be tested against an in-memory fake (fake_store.h).
+//
+// The two sequences the inbox rule of client.proto rests on are the Store's
+// to keep:
+//   * every conversation has a gapless `seq` from 1;
+//   * every user has a gapless `inbox_seq` from 1, advanced once for every
+//     message that enters their inbox (their own sends included).
+// Both are assigned when the message is committed, atomically with it.
+//
+// Writes that the data plane makes (Append, AdvanceReadCursor) are
+// asynchronous: the callback runs once the write is durable, and callbacks of
+// one Store run one at a time, in commit order. That is what lets the caller
+// deliver messages in inbox_seq order without further locking. Callbacks must
+// not call the Store's write methods (they would wait for themselves); reads
+// are fine. Admin writes (users, groups) are synchronous.
+//
+//   store.Append(request, [](absl::StatusOr<AppendResult> result) {
+//     if (result.ok()) DeliverToRecipients(*result);
+//   });
+//
+// Threading: every method may be called from any thread. Synchronous methods
+// block on disk I/O: never call them from a gRPC reactor or asio callback.
+#ifndef PARLEY_SERVICE_STORE_H_
+#define PARLEY_SERVICE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace parley::service {
+
+// A registered user.
+struct UserRecord {
+  std::string id;
+  std::string display_name;
+  absl::Time created_at;
+};
+
+// A group and its members (sorted).
+struct GroupRecord {
+  std::string id;
+  std::string display_name;
+  std::vector<std::string> members;
+  absl::Time created_at;
+};
+
+// A stored message as its conversation holds it.
+struct StoredMessage {
+  // Unique across the service (decimal, assigned at commit).
+  std::string message_id;
+  // "d:<a>:<b>" or "g:<group>".
+  std::string conversation;
+  // Gapless position in the conversation, from 1.
+  uint64_t seq = 0;
+  std::string from;
+  // The recipient as the sender named it: a group id when `to_group`, else a
+  // user id.
+  bool to_group = false;
+  std::string to;
+  std::string text;
+  absl::Time sent_at;
+  std::string client_msg_id;
+};
+
+// A message as one user's inbox holds it.
+struct InboxMessage {
+  uint64_t inbox_seq = 0;
+  StoredMessage message;
+};
+
+// What Append() stores.
+struct AppendRequest {
+  std::string sender;
+  // Idempotency key: a repeat of (sender, client_msg_id) stores nothing.
+  std::string client_msg_id;
+  // The conversation id, computed by the caller from sender and recipient.
+  std::string conversation;
+  bool to_group = false;
+  // The recipient user (direct) or group id.
+  std::string to;
+  std::string text;
+  absl::Time sent_at;
+};
+
+// One inbox a message entered.
+struct InboxEntry {
+  std::string user;
+  uint64_t inbox_seq = 0;
+};
+
+// Append()'s outcome.
+struct AppendResult {
+  StoredMessage message;
+  // The message's inbox_seq in the sender's own inbox.
+  uint64_t sender_inbox_seq = 0;
+  // True when (sender, client_msg_id) was stored before: `message` is the
+  // original and `recipients` is empty (they were served the first time).
+  bool duplicate = false;
+  // Every inbox the message entered, the sender's included, in user order.
+  std::vector<InboxEntry> recipients;
+};
+
+// A page of one conversation, in increasing seq order.
+struct HistoryPage {
+  std::vector<StoredMessage> messages;
+  // Older messages exist before the first one returned.
+  bool more = false;
+};
+
+// Counts for operators.
+struct StoreStats {
+  uint64_t users = 0;
+  uint64_t messages = 0;
+};
+
+using AppendCallback = std::function<void(absl::StatusOr<AppendResult>)>;
+// Receives whether the cursor advanced (false: it was already at or past).
+using CursorCallback = std::function<void(absl::StatusOr<bool>)>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Users. CreateUser: ALREADY_EXISTS when taken. DeleteUser also removes the
+  // user's group memberships, inbox, read cursors and idempotency keys; the
+  // messages they sent stay in their conversations.
+  virtual absl::Status CreateUser(const UserRecord& user) = 0;
+  virtual absl::StatusOr<UserRecord> GetUser(absl::string_view id) = 0;
+  // Users with id > `after_id`, in id order, at most `limit`.
+  virtual absl::StatusOr<std::vector<UserRecord>> ListUsers(
+      absl::string_view after_id, int limit) = 0;
+  virtual absl::Status DeleteUser(absl::string_view id) = 0;
+
+  // Groups. Members must be existing users (NOT_FOUND naming the first one
+  // missing). A group never holds more than `max_members` (RESOURCE_EXHAUSTED,
+  // checked atomically with the change).
+  virtual absl::Status CreateGroup(const GroupRecord& group,
+                                   size_t max_members) = 0;
+  virtual absl::StatusOr<GroupRecord> GetGroup(absl::string_view id) = 0;
+  virtual absl::StatusOr<std::vector<GroupRecord>> ListGroups(
+      absl::string_view after_id, int limit) = 0;
+  virtual absl::StatusOr<GroupRecord> AddMembers(
+      absl::string_view group_id, const std::vector<std::string>& user_ids,
+      size_t max_members) = 0;
+  virtual absl::StatusOr<GroupRecord> RemoveMembers(
+      absl::string_view group_id, const std::vector<std::string>& user_ids) = 0;
+
+  // Stores a message and enters it into every recipient's inbox: for a direct
+  // message the sender and the peer, for a group message the members at
+  // commit time. Fails with NOT_FOUND (sender, peer or group missing) or
+  // PERMISSION_DENIED (sender not a group member); a failed append stores
+  // nothing. `done` runs once, after the commit is durable, in commit order.
+  virtual void Append(AppendRequest request, AppendCallback done) = 0;
+
+  // The user's highest inbox_seq (0 when empty). NOT_FOUND for unknown users.
+  virtual absl::StatusOr<uint64_t> InboxHead(absl::string_view user) = 0;
+  // Inbox messages with after_seq < inbox_seq <= upto_seq (0 = no bound), in
+  // order, at most `limit`.
+  virtual absl::StatusOr<std::vector<InboxMessage>> ReadInbox(
+      absl::string_view user, uint64_t after_seq, uint64_t upto_seq,
+      int limit) = 0;
+  // The newest `limit` messages with seq < before_seq (0 = no bound).
+  virtual absl::StatusOr<HistoryPage> ReadHistory(
+      absl::string_view conversation, uint64_t before_seq, int limit) = 0;
+  // The conversation's highest seq (0 when it has no messages yet).
+  virtual absl::StatusOr<uint64_t> ConversationHead(
+      absl::string_view conversation) = 0;
+
+  // Raises the user's read cursor in a conversation to `seq` (monotonic).
+  // `done` runs after commit, in commit order with appends.
+  virtual void AdvanceReadCursor(std::string user, std::string conversation,
+                                 uint64_t seq, CursorCallback done) = 0;
+  // The user's read cursor in a conversation (0 when never read).
+  virtual absl::StatusOr<uint64_t> ReadCursor(
+      absl::string_view user, absl::string_view conversation) = 0;
+
+  // Users who share a group or a direct conversation with `user` (sorted,
+  // without `user`): who is told about the user's presence.
+  virtual absl::StatusOr<std::vector<std::string>> Contacts(
+      absl::string_view user) = 0;
+
+  virtual absl::StatusOr<StoreStats> Stats() = 0;
+};
+
+}  // namespace parley::service
+
+#endif  // PARLEY_SERVICE_STORE_H_

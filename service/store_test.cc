@@ -1,0 +1,281 @@
+// The Store contract, run against every implementation: FakeStore and
+// SqliteStore must agree on seqs, idempotency, paging and errors.
+#include "service/store.h"
+
+#include <stdlib.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/fake_store.h"
+#include "service/sqlite_store.h"
+
+namespace parley::service {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Field;
+using ::testing::IsEmpty;
+
+struct StoreFactory {
+  std::string name;
+  std::function<std::unique_ptr<Store>()> make;
+};
+
+std::string MakeTempDir() {
+  std::string pattern = ::testing::TempDir() + "/store_test.XXXXXX";
+  char* dir = mkdtemp(pattern.data());
+  EXPECT_NE(dir, nullptr);
+  return pattern;
+}
+
+class StoreTest : public ::testing::TestWithParam<StoreFactory> {
+ protected:
+  void SetUp() override {
+    store_ = GetParam().make();
+    for (const char* id : {"alice", "bob", "carol"}) {
+      ASSERT_TRUE(store_->CreateUser({id, "", absl::FromUnixSeconds(1)}).ok());
+    }
+  }
+
+  absl::StatusOr<AppendResult> AppendSync(const std::string& from,
+                                          const std::string& to, bool group,
+                                          const std::string& client_msg_id,
+                                          const std::string& text = "hi") {
+    AppendRequest r;
+    r.sender = from;
+    r.to = to;
+    r.to_group = group;
+    r.client_msg_id = client_msg_id;
+    r.text = text;
+    r.sent_at = absl::FromUnixSeconds(100);
+    r.conversation = group
+                         ? "g:" + to
+                         : "d:" + std::min(from, to) + ":" + std::max(from, to);
+    absl::StatusOr<AppendResult> out;
+    absl::Notification done;
+    store_->Append(r, [&](absl::StatusOr<AppendResult> result) {
+      out = std::move(result);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return out;
+  }
+
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreTest, CreateUserTwiceIsAlreadyExists) {
+  absl::Status status = store_->CreateUser({"alice", "A", absl::Now()});
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("alice"));
+}
+
+TEST_P(StoreTest, ListUsersPagesInIdOrder) {
+  auto first = store_->ListUsers("", 2);
+  ASSERT_TRUE(first.ok());
+  EXPECT_THAT(*first, ElementsAre(Field(&UserRecord::id, "alice"),
+                                  Field(&UserRecord::id, "bob")));
+  auto second = store_->ListUsers("bob", 2);
+  ASSERT_TRUE(second.ok());
+  EXPECT_THAT(*second, ElementsAre(Field(&UserRecord::id, "carol")));
+}
+
+TEST_P(StoreTest, DirectMessagesGetGaplessSeqAndInboxSeq) {
+  auto m1 = AppendSync("alice", "bob", false, "c1");
+  auto m2 = AppendSync("bob", "alice", false, "c2");
+  auto m3 = AppendSync("alice", "carol", false, "c3");
+  ASSERT_TRUE(m1.ok() && m2.ok() && m3.ok());
+  EXPECT_EQ(m1->message.seq, 1u);
+  EXPECT_EQ(m2->message.seq, 2u);
+  EXPECT_EQ(m2->message.conversation, "d:alice:bob");
+  EXPECT_EQ(m3->message.seq, 1u);  // Another conversation.
+  EXPECT_EQ(m1->sender_inbox_seq, 1u);
+  EXPECT_EQ(m3->sender_inbox_seq, 3u);  // alice's third inbox message.
+  EXPECT_THAT(m2->recipients,
+              ElementsAre(Field(&InboxEntry::inbox_seq, 2u),    // alice
+                          Field(&InboxEntry::inbox_seq, 2u)));  // bob
+  EXPECT_EQ(*store_->InboxHead("alice"), 3u);
+  EXPECT_EQ(*store_->InboxHead("carol"), 1u);
+}
+
+TEST_P(StoreTest, RepeatedClientMsgIdReturnsOriginalAndStoresNothing) {
+  auto first = AppendSync("alice", "bob", false, "same", "one");
+  auto again = AppendSync("alice", "bob", false, "same", "two");
+  ASSERT_TRUE(first.ok() && again.ok());
+  EXPECT_FALSE(first->duplicate);
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->message.message_id, first->message.message_id);
+  EXPECT_EQ(again->message.text, "one");
+  EXPECT_EQ(again->sender_inbox_seq, first->sender_inbox_seq);
+  EXPECT_THAT(again->recipients, IsEmpty());
+  EXPECT_EQ(*store_->InboxHead("bob"), 1u);
+  EXPECT_EQ(store_->Stats()->messages, 1u);
+  // The same client_msg_id from another sender is another message.
+  auto other = AppendSync("bob", "alice", false, "same");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->duplicate);
+}
+
+TEST_P(StoreTest, AppendToUnknownPeerOrGroupStoresNothing) {
+  EXPECT_EQ(AppendSync("alice", "nobody", false, "c1").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(AppendSync("alice", "nogroup", true, "c2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(AppendSync("ghost", "alice", false, "c3").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(*store_->InboxHead("alice"), 0u);
+  EXPECT_EQ(store_->Stats()->messages, 0u);
+}
+
+TEST_P(StoreTest, GroupAppendFansOutToMembersOnly) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "Team", {"alice", "bob"}, absl::Now()}, 10)
+          .ok());
+  auto denied = AppendSync("carol", "team", true, "c0");
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+  auto m = AppendSync("alice", "team", true, "c1");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->message.conversation, "g:team");
+  EXPECT_EQ(m->message.seq, 1u);
+  EXPECT_THAT(m->recipients, ElementsAre(Field(&InboxEntry::user, "alice"),
+                                         Field(&InboxEntry::user, "bob")));
+  EXPECT_EQ(*store_->InboxHead("carol"), 0u);
+  ASSERT_TRUE(store_->AddMembers("team", {"carol"}, 10).ok());
+  auto m2 = AppendSync("carol", "team", true, "c2");
+  ASSERT_TRUE(m2.ok());
+  EXPECT_EQ(m2->message.seq, 2u);
+  EXPECT_EQ(m2->recipients.size(), 3u);
+}
+
+TEST_P(StoreTest, GroupSizeLimitIsEnforcedAtomically) {
+  auto created =
+      store_->CreateGroup({"g", "", {"alice", "bob", "carol"}, absl::Now()}, 2);
+  EXPECT_EQ(created.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->GetGroup("g").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->CreateGroup({"g", "", {"alice"}, absl::Now()}, 2).ok());
+  EXPECT_EQ(store_->AddMembers("g", {"bob", "carol"}, 2).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(store_->GetGroup("g")->members, ElementsAre("alice"));
+  EXPECT_EQ(store_->AddMembers("g", {"nobody"}, 2).status().code(),
+            absl::StatusCode::kNotFound);
+  auto removed = store_->RemoveMembers("g", {"alice", "bob"});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_THAT(removed->members, IsEmpty());
+}
+
+TEST_P(StoreTest, ReadInboxPagesAndBounds) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(
+        AppendSync("alice", "bob", false, "c" + std::to_string(i)).ok());
+  }
+  auto page = store_->ReadInbox("bob", 1, 0, 2);
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(*page, ElementsAre(Field(&InboxMessage::inbox_seq, 2u),
+                                 Field(&InboxMessage::inbox_seq, 3u)));
+  EXPECT_EQ((*page)[0].message.client_msg_id, "c1");
+  auto bounded = store_->ReadInbox("bob", 2, 4, 100);
+  ASSERT_TRUE(bounded.ok());
+  EXPECT_THAT(*bounded, ElementsAre(Field(&InboxMessage::inbox_seq, 3u),
+                                    Field(&InboxMessage::inbox_seq, 4u)));
+  EXPECT_EQ(store_->ReadInbox("nobody", 0, 0, 10).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, ReadHistoryReturnsNewestPageInSeqOrder) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(
+        AppendSync("alice", "bob", false, "c" + std::to_string(i)).ok());
+  }
+  auto newest = store_->ReadHistory("d:alice:bob", 0, 2);
+  ASSERT_TRUE(newest.ok());
+  EXPECT_THAT(newest->messages, ElementsAre(Field(&StoredMessage::seq, 4u),
+                                            Field(&StoredMessage::seq, 5u)));
+  EXPECT_TRUE(newest->more);
+  auto oldest = store_->ReadHistory("d:alice:bob", 3, 10);
+  ASSERT_TRUE(oldest.ok());
+  EXPECT_THAT(oldest->messages, ElementsAre(Field(&StoredMessage::seq, 1u),
+                                            Field(&StoredMessage::seq, 2u)));
+  EXPECT_FALSE(oldest->more);
+  EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), 5u);
+  EXPECT_EQ(*store_->ConversationHead("d:bob:carol"), 0u);
+}
+
+TEST_P(StoreTest, ReadCursorIsMonotonic) {
+  auto advance = [&](uint64_t seq) {
+    absl::StatusOr<bool> out;
+    store_->AdvanceReadCursor("bob", "d:alice:bob", seq,
+                              [&](absl::StatusOr<bool> r) { out = r; });
+    if (auto* sqlite = dynamic_cast<SqliteStore*>(store_.get())) {
+      sqlite->Flush();
+    }
+    return out;
+  };
+  EXPECT_TRUE(*advance(3));
+  EXPECT_FALSE(*advance(2));
+  EXPECT_FALSE(*advance(3));
+  EXPECT_EQ(*store_->ReadCursor("bob", "d:alice:bob"), 3u);
+  EXPECT_TRUE(*advance(4));
+  EXPECT_EQ(*store_->ReadCursor("bob", "d:alice:bob"), 4u);
+  EXPECT_EQ(*store_->ReadCursor("alice", "d:alice:bob"), 0u);
+}
+
+TEST_P(StoreTest, ContactsAreGroupMatesAndDirectPeers) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"g", "", {"alice", "bob"}, absl::Now()}, 10).ok());
+  ASSERT_TRUE(AppendSync("carol", "alice", false, "c1").ok());
+  EXPECT_THAT(*store_->Contacts("alice"), ElementsAre("bob", "carol"));
+  EXPECT_THAT(*store_->Contacts("carol"), ElementsAre("alice"));
+}
+
+TEST_P(StoreTest, DeleteUserRemovesMembershipInboxAndKeys) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"g", "", {"alice", "bob"}, absl::Now()}, 10).ok());
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "k").ok());
+  ASSERT_TRUE(store_->DeleteUser("alice").ok());
+  EXPECT_EQ(store_->GetUser("alice").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DeleteUser("alice").code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(store_->GetGroup("g")->members, ElementsAre("bob"));
+  // Bob keeps the message; a re-created alice starts a fresh inbox and may
+  // reuse the key.
+  EXPECT_EQ(*store_->InboxHead("bob"), 1u);
+  ASSERT_TRUE(store_->CreateUser({"alice", "", absl::Now()}).ok());
+  EXPECT_EQ(*store_->InboxHead("alice"), 0u);
+  auto again = AppendSync("alice", "bob", false, "k");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->duplicate);
+  EXPECT_EQ(again->message.seq, 2u);
+  EXPECT_EQ(again->sender_inbox_seq, 1u);
+}
+
+TEST_P(StoreTest, StatsCountUsersAndMessages) {
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "c1").ok());
+  auto stats = store_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->users, 3u);
+  EXPECT_EQ(stats->messages, 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, StoreTest,
+    ::testing::Values(
+        StoreFactory{"Fake", [] { return std::make_unique<FakeStore>(); }},
+        StoreFactory{"Sqlite",
+                     []() -> std::unique_ptr<Store> {
+                       SqliteStoreOptions options;
+                       options.path = MakeTempDir() + "/parley.db";
+                       auto store = SqliteStore::Open(options);
+                       EXPECT_TRUE(store.ok()) << store.status();
+                       return std::move(store).value();
+                     }}),
+    [](const ::testing::TestParamInfo<StoreFactory>& info) {
+      return info.param.name;
+    });
+
+}  // namespace
+}  // namespace parley::service
