@@ -1,0 +1,362 @@
+// UpstreamLink against an in-process FakeGatewayLink on port 0: the hello,
+// routing, batching, reconnect with re-announcement and re-send, and the
+// flush on shutdown.
+#include "gateway/upstream_link.h"
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/frame_codec.h"
+#include "common/metrics.h"
+#include "gateway/session.h"
+#include "gateway/testing/fake_gateway_link.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace parley::gateway {
+namespace {
+
+using parley::v1::ClientFrame;
+using parley::v1::GatewayEvent;
+using parley::v1::ServerFrame;
+using testing::FakeGatewayLink;
+
+// Polls `done` until it holds; for state that has no event to wait on.
+bool Eventually(const std::function<bool()>& done,
+                absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
+
+// Runs tasks in order on one thread: a stand-in for a connection's strand.
+class Executor final {
+ public:
+  Executor() : thread_([this] { Run(); }) {}
+  ~Executor() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  void Post(std::function<void()> fn) {
+    absl::MutexLock lock(&mu_);
+    if (!stop_) tasks_.push_back(std::move(fn));
+  }
+
+ private:
+  void Run() {
+    while (true) {
+      std::function<void()> fn;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](Executor* e) { return e->stop_ || !e->tasks_.empty(); }, this));
+        if (stop_) return;
+        fn = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      fn();
+    }
+  }
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> tasks_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+class RecordingConnection final : public Connection {
+ public:
+  void Send(const std::string& frame) noexcept override {
+    ServerFrame f;
+    EXPECT_TRUE(DecodeFrame(Encoding::kJson, frame, &f).ok());
+    absl::MutexLock lock(&mu_);
+    frames_.push_back(f);
+  }
+  void Close(uint16_t code, absl::string_view) noexcept override {
+    absl::MutexLock lock(&mu_);
+    close_code_ = code;
+  }
+  size_t BufferedAmount() const noexcept override { return 0; }
+
+  bool WaitFor(const std::function<bool(const std::vector<ServerFrame>&)>& p) {
+    return Eventually([&] {
+      absl::MutexLock lock(&mu_);
+      return p(frames_);
+    });
+  }
+  int close_code() {
+    absl::MutexLock lock(&mu_);
+    return close_code_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<ServerFrame> frames_;
+  int close_code_ = 0;
+};
+
+class TestHandle final : public SessionHandle {
+ public:
+  TestHandle(Executor* executor, Session* session)
+      : executor_(executor), session_(session) {}
+  void Post(std::function<void(Session&)> fn) override {
+    executor_->Post([this, fn = std::move(fn)] { fn(*session_); });
+  }
+
+ private:
+  Executor* executor_;
+  Session* session_;
+};
+
+// A session wired to the link the way ws_server wires a connection.
+class TestClient {
+ public:
+  TestClient(UpstreamLink* link, const std::string& id) : link_(link), id_(id) {
+    session_ = std::make_unique<Session>(SessionOptions{}, id, Encoding::kJson,
+                                         "127.0.0.1:1", &connection_, link,
+                                         [] { return absl::Now(); });
+    link->Attach(id, std::make_shared<TestHandle>(&executor_, session_.get()));
+  }
+  ~TestClient() { link_->Detach(id_); }
+
+  void Run(std::function<void(Session&)> fn) {
+    executor_.Post([this, fn = std::move(fn)] { fn(*session_); });
+  }
+  void SendText(const std::string& json) {
+    Run([json](Session& s) { s.OnClientMessage(json, false); });
+  }
+  RecordingConnection& connection() { return connection_; }
+
+ private:
+  UpstreamLink* link_;
+  std::string id_;
+  RecordingConnection connection_;
+  std::unique_ptr<Session> session_;
+  Executor executor_;  // Destroyed first: no task runs on a dead session.
+};
+
+std::string SendJson(const std::string& id, const std::string& text) {
+  ClientFrame f;
+  f.mutable_send()->set_client_msg_id(id);
+  f.mutable_send()->mutable_to()->set_user("bob");
+  f.mutable_send()->set_text(text);
+  return EncodeFrame(Encoding::kJson, f);
+}
+
+bool HasWelcome(const std::vector<ServerFrame>& frames) {
+  for (const auto& f : frames) {
+    if (f.has_welcome()) return true;
+  }
+  return false;
+}
+
+class UpstreamLinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.service_address = fake_.Start();
+    options_.gateway_id = "gw-test";
+    options_.backoff_initial = std::chrono::milliseconds(20);
+    options_.backoff_max = std::chrono::milliseconds(200);
+    link_ = std::make_unique<UpstreamLink>(
+        options_,
+        parley::v1::GatewayLink::NewStub(UpstreamLink::MakeChannel(options_)),
+        registry_);
+    link_->Start();
+    ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
+  }
+  void TearDown() override {
+    link_->Shutdown(absl::Seconds(2));
+    fake_.Stop();
+  }
+
+  FakeGatewayLink fake_;
+  UpstreamLinkOptions options_;
+  Registry registry_;
+  std::unique_ptr<UpstreamLink> link_;
+};
+
+TEST_F(UpstreamLinkTest, LinkHelloIsFirstAndAcceptedSessionGetsWelcome) {
+  TestClient alice(link_.get(), "s-alice");
+  alice.Run([](Session& s) { s.Start({"ok:alice", "phone", 0}); });
+  ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
+  const std::vector<GatewayEvent> events = fake_.Events();
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[0].hello().gateway_id(), "gw-test");
+  EXPECT_EQ(events[0].hello().stream_index(), 0u);
+  EXPECT_EQ(events[1].open().session_id(), "s-alice");
+  EXPECT_EQ(events[1].open().device(), "phone");
+}
+
+TEST_F(UpstreamLinkTest, DeliveryReachesOnlyTheNamedSessions) {
+  TestClient alice(link_.get(), "s-alice");
+  TestClient bob(link_.get(), "s-bob");
+  alice.Run([](Session& s) { s.Start({"ok:alice", "", 0}); });
+  bob.Run([](Session& s) { s.Start({"ok:bob", "", 0}); });
+  ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
+  ASSERT_TRUE(bob.connection().WaitFor(HasWelcome));
+  alice.SendText(SendJson("c1", "hello bob"));
+  ASSERT_TRUE(bob.connection().WaitFor([](const auto& frames) {
+    for (const auto& f : frames) {
+      if (f.has_message()) return f.message().text() == "hello bob";
+    }
+    return false;
+  }));
+  ASSERT_TRUE(alice.connection().WaitFor(
+      [](const auto& frames) { return frames.back().has_ack(); }));
+  alice.connection().WaitFor([](const auto& frames) {
+    for (const auto& f : frames) EXPECT_FALSE(f.has_message());
+    return true;
+  });
+}
+
+TEST_F(UpstreamLinkTest, RejectedSessionIsClosedWithMappedCode) {
+  TestClient eve(link_.get(), "s-eve");
+  eve.Run([](Session& s) { s.Start({"forged", "", 0}); });
+  ASSERT_TRUE(Eventually([&] { return eve.connection().close_code() != 0; }));
+  EXPECT_EQ(eve.connection().close_code(), kCloseUnauthorized);
+}
+
+TEST_F(UpstreamLinkTest, EventsQueuedDuringAWriteGoOutBatched) {
+  constexpr int kFrames = 3000;
+  std::optional<uint64_t> generation = link_->Open([] {
+    parley::v1::SessionOpen open;
+    open.set_session_id("s-load");
+    open.set_token("ok:load");
+    return open;
+  }());
+  ASSERT_TRUE(generation.has_value());
+  for (int i = 0; i < kFrames; ++i) {
+    parley::v1::SessionFrame frame;
+    frame.set_session_id("s-load");
+    frame.mutable_frame()->mutable_read()->set_conversation("d:a:b");
+    frame.mutable_frame()->mutable_read()->set_seq(i + 1);
+    ASSERT_TRUE(link_->Frame(*generation, std::move(frame)));
+  }
+  ASSERT_TRUE(fake_.WaitFor([](const std::vector<GatewayEvent>& e) {
+    return e.size() >= 2 + kFrames;
+  }));
+  // In order, and far fewer writes than frames.
+  const auto events = fake_.Events();
+  for (int i = 0; i < kFrames; ++i) {
+    ASSERT_EQ(events[2 + i].frame().frame().read().seq(),
+              static_cast<uint64_t>(i + 1));
+  }
+  EXPECT_LT(fake_.batches(), kFrames / 10);
+}
+
+TEST_F(UpstreamLinkTest, StreamBreakReannouncesAndResendsUnackedSends) {
+  TestClient alice(link_.get(), "s-alice");
+  TestClient bob(link_.get(), "s-bob");
+  alice.Run([](Session& s) { s.Start({"ok:alice", "", 0}); });
+  bob.Run([](Session& s) { s.Start({"ok:bob", "", 0}); });
+  ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
+  ASSERT_TRUE(bob.connection().WaitFor(HasWelcome));
+  alice.SendText(SendJson("c1", "acked"));
+  ASSERT_TRUE(bob.connection().WaitFor(
+      [](const auto& frames) { return frames.back().has_message(); }));
+  // "hold..." is never acked by the fake: the gateway must re-send it.
+  alice.SendText(SendJson("c2", "hold me"));
+  ASSERT_TRUE(fake_.WaitFor([](const std::vector<GatewayEvent>& events) {
+    return events.back().has_frame() &&
+           events.back().frame().frame().send().client_msg_id() == "c2";
+  }));
+  const size_t before = fake_.Events().size();
+
+  fake_.BreakStreams();
+  ASSERT_TRUE(fake_.WaitFor([&](const std::vector<GatewayEvent>& events) {
+    int reannounced = 0;
+    bool resent = false;
+    for (size_t i = before; i < events.size(); ++i) {
+      if (events[i].has_open() && events[i].open().reannounce()) ++reannounced;
+      if (events[i].has_frame() &&
+          events[i].frame().frame().send().client_msg_id() == "c2") {
+        resent = true;
+      }
+    }
+    return reannounced == 2 && resent;
+  }));
+  const auto events = fake_.Events();
+  EXPECT_TRUE(events[before].has_hello());
+  for (size_t i = before; i < events.size(); ++i) {
+    if (!events[i].has_open()) continue;
+    // Bob got message inbox_seq 1; Alice's own inbox head was 0 at accept.
+    if (events[i].open().session_id() == "s-bob") {
+      EXPECT_EQ(events[i].open().resume_after(), 1u);
+    }
+  }
+  // c1 was acked: never re-sent.
+  for (size_t i = before; i < events.size(); ++i) {
+    if (events[i].has_frame()) {
+      EXPECT_NE(events[i].frame().frame().send().client_msg_id(), "c1");
+    }
+  }
+  EXPECT_EQ(alice.connection().close_code(), 0);
+  EXPECT_EQ(bob.connection().close_code(), 0);
+  EXPECT_EQ(registry_.GetCounter("parley_gateway_upstream_reconnects_total", "")
+                .Value(),
+            1u);
+}
+
+TEST_F(UpstreamLinkTest, ReconnectsOnceTheServiceStopsRefusing) {
+  fake_.SetRefuse(true);
+  fake_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return fake_.streams_opened() >= 3; }));
+  EXPECT_FALSE(link_->AllStreamsUp());
+  fake_.SetRefuse(false);
+  ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
+}
+
+TEST_F(UpstreamLinkTest, BackoffGrowsBetweenRefusedAttempts) {
+  fake_.SetRefuse(true);
+  const int before = fake_.streams_opened();
+  fake_.BreakStreams();
+  absl::SleepFor(absl::Milliseconds(600));
+  // 20, 40, 80, 160, 200 ms (+/- 20%) fit at most ~6 attempts in 600 ms;
+  // without backoff there would be hundreds.
+  const int attempts = fake_.streams_opened() - before;
+  EXPECT_GE(attempts, 2);
+  EXPECT_LE(attempts, 8);
+  fake_.SetRefuse(false);
+}
+
+TEST_F(UpstreamLinkTest, QuietStreamCountsAsUpAfterGrace) {
+  fake_.SetSendInitialMetadata(false);
+  fake_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return fake_.streams_opened() >= 2; }));
+  ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
+  TestClient alice(link_.get(), "s-alice");
+  alice.Run([](Session& s) { s.Start({"ok:alice", "", 0}); });
+  ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
+}
+
+TEST_F(UpstreamLinkTest, ShutdownFlushesQueuedEvents) {
+  constexpr int kCloses = 500;
+  for (int i = 0; i < kCloses; ++i) {
+    parley::v1::SessionClose close;
+    close.set_session_id(absl::StrCat("s", i));
+    link_->Close(std::move(close));
+  }
+  link_->Shutdown(absl::Seconds(5));
+  const auto events = fake_.Events();
+  int closes = 0;
+  for (const auto& e : events) closes += e.has_close();
+  EXPECT_EQ(closes, kCloses);
+  // Nothing is accepted after shutdown.
+  parley::v1::SessionOpen open;
+  open.set_session_id("late");
+  EXPECT_FALSE(link_->Open(open).has_value());
+}
+
+}  // namespace
+}  // namespace parley::gateway
