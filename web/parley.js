@@ -1,0 +1,1305 @@
+// parley.js: a small client for Parley's public JSON WebSocket protocol.
+//
+// The reference is proto/parley/v1/client.proto (and docs/protocol.md). This
+// module is what the browser client (web/app.js) uses, and any other page can
+// embed it: it has no dependencies and no build step.
+//
+//   import { connect } from './parley.js';
+//   const client = connect('ws://127.0.0.1:8080/', { token, device: 'web' });
+//   client.on('message', (m) => render(m));          // once each, in order
+//   client.on('stopped', ({ message }) => alert(message));
+//   const ack = await client.send({ user: 'bob' }, 'hi');  // stored
+//
+// What it takes care of:
+//   * the inbox rule: messages are applied iff inboxSeq == last + 1; older
+//     ones are duplicates; a gap is held while the client syncs from `last`
+//     (paging while `more`). `last` is persisted per user (localStorage), and
+//     a reconnect or a reload resumes with hello{inboxSeq: last}, so the
+//     service replays exactly the missed messages;
+//   * sends: every send gets a clientMsgId and stays in a pending outbox
+//     (persisted per tab in sessionStorage) until its ack; after a reconnect
+//     every pending send goes out again with the same clientMsgId, which the
+//     service answers with the original ack and stores nothing new;
+//   * reconnecting with jittered exponential backoff, except on the close
+//     codes that say not to (4001, 4029, 4003 "no-reconnect:", and the
+//     "fix the client" codes), which stop the client and say why;
+//   * liveness: an application ping whenever the socket has been quiet, so a
+//     dead path is noticed even though browsers hide WebSocket pings.
+//
+// Threading: none; everything runs on the page's event loop. 64-bit integers
+// (inboxSeq, seq) are handled as JavaScript numbers, exact up to 2^53.
+
+/** Error codes after which the same request may be retried later. */
+export const RETRYABLE_ERRORS = Object.freeze([
+  'ERROR_CODE_RATE_LIMITED',
+  'ERROR_CODE_UNAVAILABLE',
+  'ERROR_CODE_BACKPRESSURE',
+]);
+
+/**
+ * Default options of {@link connect}. Durations are in milliseconds.
+ * @type {Readonly<ConnectOptions>}
+ */
+export const DEFAULTS = Object.freeze({
+  device: '',
+  backoffBaseMs: 500,
+  backoffMaxMs: 30000,
+  backoffJitter: 0.5,
+  // A connection that stayed live this long resets the backoff.
+  stableMs: 5000,
+  // After 1008 (policy violation) wait at least this long.
+  policyBackoffMs: 10000,
+  // Send an application ping when nothing arrived for this long...
+  pingIntervalMs: 20000,
+  // ...and give up on the socket when nothing arrives for this long after it.
+  pongTimeoutMs: 10000,
+  // Close and retry when no welcome arrives this long after the socket opens.
+  authTimeoutMs: 15000,
+  // Close and retry when a sync gets no answer for this long.
+  syncTimeoutMs: 15000,
+  // Messages per sync page.
+  syncLimit: 200,
+  // After welcome, how long the service's replay may take before the client
+  // syncs on its own (the replay normally arrives right behind welcome).
+  catchUpGraceMs: 2000,
+  storagePrefix: 'parley.v1',
+});
+
+/**
+ * Options of {@link connect}. Everything but `token` is optional; the
+ * injectable parts (WebSocket, storage, timers, random) exist for tests and
+ * for non-browser hosts.
+ * @typedef {object} ConnectOptions
+ * @property {string} [token] The JWT (sent in a hello frame, not in the URL).
+ * @property {string} [device] A device name shown to operators.
+ * @property {number} [backoffBaseMs] First reconnect delay before jitter.
+ * @property {number} [backoffMaxMs] Largest reconnect delay before jitter.
+ * @property {number} [backoffJitter] Each delay is scaled by 1 ± this.
+ * @property {number} [stableMs] Live this long, and the backoff starts over.
+ * @property {number} [policyBackoffMs] Minimum delay after close code 1008.
+ * @property {number} [pingIntervalMs] Quiet time before an application ping.
+ * @property {number} [pongTimeoutMs] Quiet time after a ping before giving up.
+ * @property {number} [authTimeoutMs] Time from open to welcome.
+ * @property {number} [syncTimeoutMs] Time from sync to synced.
+ * @property {number} [syncLimit] Messages per sync page.
+ * @property {number} [catchUpGraceMs] Time the replay after welcome may take.
+ * @property {string} [storagePrefix] Prefix of the storage keys.
+ * @property {string|string[]} [protocols] WebSocket subprotocol(s) to ask for
+ *     (none means JSON; "parley.v1.json" names it explicitly).
+ * @property {typeof WebSocket} [WebSocket] The WebSocket constructor.
+ * @property {StorageLike} [storage] Where `last` is kept (localStorage).
+ * @property {StorageLike} [outboxStorage] Where pending sends are kept
+ *     (sessionStorage: they belong to this tab and survive its reloads).
+ * @property {(fn: Function, ms: number) => any} [setTimeout]
+ * @property {(handle: any) => void} [clearTimeout]
+ * @property {() => number} [random] Uniform in [0, 1), for the jitter.
+ * @property {() => number} [now] Milliseconds since the epoch.
+ */
+
+/**
+ * The subset of the Web Storage API this module uses.
+ * @typedef {object} StorageLike
+ * @property {(key: string) => (string|null)} getItem
+ * @property {(key: string, value: string) => void} setItem
+ * @property {(key: string) => void} removeItem
+ */
+
+/**
+ * Who a message or a typing notice is for: exactly one of the two.
+ * @typedef {{user: string}|{group: string}} Recipient
+ */
+
+/**
+ * A stored message, normalized: 64-bit fields are numbers and fields the
+ * JSON mapping omitted hold their defaults.
+ * @typedef {object} Message
+ * @property {number} inboxSeq Its position in this user's inbox.
+ * @property {string} messageId
+ * @property {string} conversation "d:<a>:<b>" or "g:<group>".
+ * @property {number} seq Its position in the conversation.
+ * @property {string} from The sender's user id.
+ * @property {Recipient} to The recipient as the sender named it.
+ * @property {string} text
+ * @property {string} sentAt RFC 3339.
+ * @property {string} clientMsgId The sender's id for the send ("" if none).
+ */
+
+/**
+ * An acknowledgement: the send is durably stored.
+ * @typedef {object} Ack
+ * @property {string} clientMsgId
+ * @property {string} messageId
+ * @property {string} conversation
+ * @property {number} seq
+ * @property {number} inboxSeq In the sender's own inbox (0 if not given).
+ * @property {string} sentAt
+ */
+
+/**
+ * What a close code means for the client.
+ * @typedef {object} ClosePolicy
+ * @property {boolean} retry Whether to reconnect automatically.
+ * @property {number} minDelayMs The least time to wait before reconnecting.
+ * @property {string} message What happened, for a person.
+ */
+
+/**
+ * A request the server refused (an `error` frame), as a rejection value.
+ */
+export class ParleyError extends Error {
+  /**
+   * @param {string} code An ERROR_CODE_* name, or a local code such as
+   *     "STOPPED".
+   * @param {string} message What went wrong.
+   */
+  constructor(code, message) {
+    super(message ? `${code}: ${message}` : code);
+    this.name = 'ParleyError';
+    /** @type {string} */
+    this.code = code;
+    /** @type {boolean} Whether the same request may succeed later. */
+    this.retryable = RETRYABLE_ERRORS.includes(code);
+  }
+}
+
+/**
+ * Reads a 64-bit integer field of the JSON mapping (a string, a number, or
+ * absent for 0).
+ * @param {unknown} value
+ * @returns {number}
+ * @throws {RangeError} if it is not a non-negative integer below 2^53.
+ */
+export function toSeq(value) {
+  if (value === undefined || value === null || value === '') return 0;
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new RangeError(`not a sequence number: ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/**
+ * The conversation id of two users: "d:<a>:<b>" with the ids sorted.
+ * @param {string} a
+ * @param {string} b
+ * @returns {string}
+ */
+export function directConversation(a, b) {
+  return a < b ? `d:${a}:${b}` : `d:${b}:${a}`;
+}
+
+/**
+ * The conversation a send from `me` to `to` lands in.
+ * @param {string} me The sender.
+ * @param {Recipient} to
+ * @returns {string}
+ */
+export function conversationOf(me, to) {
+  return 'group' in to && to.group ? `g:${to.group}` : directConversation(me, to.user);
+}
+
+/**
+ * Who `me` talks to in a conversation: {group} for "g:", {user} (the other
+ * member) for "d:", or null for an id it cannot read.
+ * @param {string} me
+ * @param {string} conversation
+ * @returns {Recipient|null}
+ */
+export function recipientOf(me, conversation) {
+  if (conversation.startsWith('g:')) return { group: conversation.slice(2) };
+  if (!conversation.startsWith('d:')) return null;
+  const rest = conversation.slice(2);
+  // User ids are sorted, so "d:<me>:<peer>" or "d:<peer>:<me>".
+  if (rest.startsWith(`${me}:`)) return { user: rest.slice(me.length + 1) };
+  if (rest.endsWith(`:${me}`)) return { user: rest.slice(0, -(me.length + 1)) };
+  return null;
+}
+
+/**
+ * Normalizes a `message` frame's body (or a synced message).
+ * @param {any} m The JSON object.
+ * @returns {Message}
+ */
+export function normalizeMessage(m) {
+  const to = m.to && m.to.group ? { group: m.to.group } : { user: (m.to && m.to.user) || '' };
+  return {
+    inboxSeq: toSeq(m.inboxSeq),
+    messageId: m.messageId || '',
+    conversation: m.conversation || '',
+    seq: toSeq(m.seq),
+    from: m.from || '',
+    to,
+    text: m.text || '',
+    sentAt: m.sentAt || '',
+    clientMsgId: m.clientMsgId || '',
+  };
+}
+
+/**
+ * Normalizes an `ack` frame's body.
+ * @param {any} a The JSON object.
+ * @returns {Ack}
+ */
+export function normalizeAck(a) {
+  return {
+    clientMsgId: a.clientMsgId || '',
+    messageId: a.messageId || '',
+    conversation: a.conversation || '',
+    seq: toSeq(a.seq),
+    inboxSeq: toSeq(a.inboxSeq),
+    sentAt: a.sentAt || '',
+  };
+}
+
+/**
+ * The reconnect delay after `attempt` failed attempts (0 for the first
+ * retry): base · 2^attempt capped at max, scaled by a uniform factor in
+ * [1 - jitter, 1 + jitter) so that clients dropped together do not return
+ * together.
+ * @param {number} attempt
+ * @param {{baseMs?: number, maxMs?: number, jitter?: number}} [options]
+ * @param {() => number} [random] Uniform in [0, 1).
+ * @returns {number} Milliseconds.
+ */
+export function backoffDelay(attempt, options = {}, random = Math.random) {
+  const base = options.baseMs ?? DEFAULTS.backoffBaseMs;
+  const max = options.maxMs ?? DEFAULTS.backoffMaxMs;
+  const jitter = options.jitter ?? DEFAULTS.backoffJitter;
+  const exp = Math.min(max, base * 2 ** Math.min(attempt, 30));
+  return Math.round(exp * (1 - jitter + 2 * jitter * random()));
+}
+
+/**
+ * What a WebSocket close code (and reason) tells the client to do, following
+ * the table in proto/parley/v1/client.proto.
+ * @param {number} code
+ * @param {string} [reason]
+ * @returns {ClosePolicy}
+ */
+export function closePolicy(code, reason = '') {
+  const why = reason ? ` (${reason})` : '';
+  switch (code) {
+    case 1000:
+      return { retry: false, minDelayMs: 0, message: `The server closed the connection${why}.` };
+    case 1007:
+    case 1009:
+      return {
+        retry: false,
+        minDelayMs: 0,
+        message: `The server refused what this client sent (close ${code}${why}); this is a client bug.`,
+      };
+    case 1008:
+      return {
+        retry: true,
+        minDelayMs: DEFAULTS.policyBackoffMs,
+        message: `Too many requests (close 1008${why}); reconnecting later.`,
+      };
+    case 4001:
+      return {
+        retry: false,
+        minDelayMs: 0,
+        message: `Sign-in refused: the token is invalid, expired or for an unknown user${why}. Get a new token.`,
+      };
+    case 4029:
+      return {
+        retry: false,
+        minDelayMs: 0,
+        message: `Too many sessions for this user${why}. Close another window, then reconnect.`,
+      };
+    case 4003: {
+      if (reason.startsWith('reconnect:')) {
+        return { retry: true, minDelayMs: 0, message: `Disconnected by an operator${why}; reconnecting.` };
+      }
+      // "no-reconnect:" and, to be safe, a reason with neither prefix.
+      return { retry: false, minDelayMs: 0, message: `Disconnected by an operator${why}.` };
+    }
+    case 4008:
+      return { retry: true, minDelayMs: 0, message: `Not authenticated in time${why}; reconnecting.` };
+    default:
+      // 1001 going away, 1006 dropped, 1011/1012/1013 and anything unknown.
+      return { retry: true, minDelayMs: 0, message: `Connection lost (close ${code}${why}); reconnecting.` };
+  }
+}
+
+/**
+ * The inbox rule on its own (no I/O): which messages to apply, in order.
+ * A message with inboxSeq <= last is a duplicate, last + 1 is applied (then
+ * any held successors), anything higher is held until the gap is filled.
+ */
+export class Inbox {
+  /** @param {number} [last] The highest inboxSeq already applied. */
+  constructor(last = 0) {
+    /** @type {number} The highest inboxSeq applied. */
+    this.last = last;
+    /** @type {Map<number, Message>} Messages above a gap, by inboxSeq. */
+    this.held = new Map();
+  }
+
+  /**
+   * Offers one message; returns the messages to apply now, in order (empty
+   * for a duplicate or a held message).
+   * @param {Message} message Normalized.
+   * @returns {Message[]}
+   */
+  offer(message) {
+    const s = message.inboxSeq;
+    if (s <= this.last) return [];
+    if (s > this.last + 1) {
+      if (!this.held.has(s)) this.held.set(s, message);
+      return [];
+    }
+    const applied = [message];
+    this.last = s;
+    this.held.delete(s);
+    for (let next = this.held.get(this.last + 1); next; next = this.held.get(this.last + 1)) {
+      this.held.delete(this.last + 1);
+      applied.push(next);
+      this.last += 1;
+    }
+    return applied;
+  }
+
+  /** @returns {boolean} Whether messages are held above a gap. */
+  get hasGap() {
+    return this.held.size > 0;
+  }
+
+  /**
+   * Starts over at `last` (the server's inbox is behind what was stored:
+   * a different server or a wiped data directory).
+   * @param {number} last
+   */
+  reset(last) {
+    this.last = last;
+    this.held.clear();
+  }
+}
+
+/**
+ * Sends not yet acknowledged, in the order they were made. Pure data: the
+ * client decides when to (re)send them.
+ */
+export class Outbox {
+  constructor() {
+    /** @type {Map<string, {clientMsgId: string, to: Recipient, text: string, createdAt: number}>} */
+    this.entries = new Map();
+  }
+
+  /**
+   * Adds a send unless its clientMsgId is already pending.
+   * @param {{clientMsgId: string, to: Recipient, text: string, createdAt: number}} entry
+   * @returns {boolean} Whether it was added.
+   */
+  add(entry) {
+    if (this.entries.has(entry.clientMsgId)) return false;
+    this.entries.set(entry.clientMsgId, entry);
+    return true;
+  }
+
+  /**
+   * Removes a send (acked, or failed for good).
+   * @param {string} clientMsgId
+   * @returns {boolean} Whether it was pending.
+   */
+  remove(clientMsgId) {
+    return this.entries.delete(clientMsgId);
+  }
+
+  /**
+   * @param {string} clientMsgId
+   * @returns {boolean}
+   */
+  has(clientMsgId) {
+    return this.entries.has(clientMsgId);
+  }
+
+  /** @returns {Array<{clientMsgId: string, to: Recipient, text: string, createdAt: number}>} In order. */
+  list() {
+    return [...this.entries.values()];
+  }
+
+  /** @returns {string} The pending sends, for storage. */
+  serialize() {
+    return JSON.stringify(this.list().map(({ clientMsgId, to, text, createdAt }) => ({ clientMsgId, to, text, createdAt })));
+  }
+
+  /**
+   * Adds the sends of a {@link Outbox#serialize} string; ignores garbage.
+   * @param {string|null} text
+   */
+  restore(text) {
+    if (!text) return;
+    let list;
+    try {
+      list = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(list)) return;
+    for (const e of list) {
+      if (e && typeof e.clientMsgId === 'string' && e.clientMsgId && e.to && typeof e.text === 'string') {
+        const to = e.to.group ? { group: String(e.to.group) } : { user: String(e.to.user || '') };
+        this.add({ clientMsgId: e.clientMsgId, to, text: e.text, createdAt: Number(e.createdAt) || 0 });
+      }
+    }
+  }
+}
+
+/**
+ * The user id (JWT "sub") of a token, read without verifying it, or null.
+ * Used only to find this user's stored inbox position before the welcome.
+ * @param {string} token
+ * @returns {string|null}
+ */
+export function tokenSubject(token) {
+  try {
+    const part = String(token).split('.')[1];
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '=');
+    const json = decodeURIComponent(
+      Array.from(atob(b64), (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`).join(''),
+    );
+    const sub = JSON.parse(json).sub;
+    return typeof sub === 'string' && sub ? sub : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A fresh clientMsgId (a random UUID where the platform has one).
+ * @returns {string}
+ */
+export function newClientMsgId() {
+  const c = globalThis.crypto;
+  if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+  const rnd = () => Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, '0');
+  return `${Date.now().toString(16)}-${rnd()}-${rnd()}`;
+}
+
+function memoryStorage() {
+  const map = new Map();
+  return {
+    getItem: (k) => (map.has(k) ? map.get(k) : null),
+    setItem: (k, v) => map.set(k, String(v)),
+    removeItem: (k) => map.delete(k),
+  };
+}
+
+function defaultStorage(name) {
+  try {
+    const s = globalThis[name];
+    if (s) {
+      const probe = '__parley_probe__';
+      s.setItem(probe, '1');
+      s.removeItem(probe);
+      return s;
+    }
+  } catch {
+    // Storage disabled (private mode, sandboxed frame): keep it in memory.
+  }
+  return memoryStorage();
+}
+
+/**
+ * One user's connection to Parley, kept alive across drops. Create it with
+ * {@link connect}.
+ *
+ * Events (subscribe with {@link ParleyClient#on}):
+ *   - "state"        {state, attempt?, delayMs?, code?, reason?, message?}:
+ *                    state is "connecting", "open" (welcome received),
+ *                    "reconnecting" (waiting delayMs), "stopped" or "closed";
+ *   - "welcome"      {sessionId, userId, inboxSeq, heartbeatMs};
+ *   - "message"      {@link Message}: applied by the inbox rule, so each
+ *                    message once and in inboxSeq order (own sends included);
+ *   - "ack"          {@link Ack}: a pending send is stored;
+ *   - "sendFailed"   {clientMsgId, code, message}: refused for good;
+ *   - "receipt"      {conversation, user, seq};
+ *   - "typing"       {from, conversation};
+ *   - "presence"     {user, online};
+ *   - "announcement" {text, sentAt};
+ *   - "error"        {code, message}: an error frame not tied to a send;
+ *   - "stopped"      {code, reason, message}: no more automatic reconnects;
+ *   - "reset"        {from, to}: the server's inbox is behind the stored
+ *                    position (another server, wiped data); starting over.
+ */
+export class ParleyClient {
+  /**
+   * @param {string} url The gateway's WebSocket URL, e.g. "ws://host:8080/".
+   * @param {ConnectOptions} options
+   */
+  constructor(url, options = {}) {
+    this.url = url;
+    /** @private */
+    this.opts = { ...DEFAULTS, ...options };
+    const o = this.opts;
+    /** @private */
+    this.WebSocketImpl = o.WebSocket || globalThis.WebSocket;
+    /** @private */
+    this.storage = o.storage || defaultStorage('localStorage');
+    /** @private */
+    this.outboxStorage = o.outboxStorage || defaultStorage('sessionStorage');
+    /** @private */
+    this.timers = {
+      set: o.setTimeout || ((fn, ms) => globalThis.setTimeout(fn, ms)),
+      clear: o.clearTimeout || ((h) => globalThis.clearTimeout(h)),
+    };
+    /** @private */
+    this.random = o.random || Math.random;
+    /** @private */
+    this.now = o.now || (() => Date.now());
+    /** @private */
+    this.listeners = new Map();
+
+    /** @type {string} The authenticated user ("" before the first welcome). */
+    this.userId = '';
+    /** @type {string} "connecting", "open", "reconnecting", "stopped" or "closed". */
+    this.state = 'closed';
+    /** @type {number} The user's inbox head, as of the last welcome or sync. */
+    this.head = 0;
+
+    /** @private */ this.inbox = new Inbox(0);
+    /** @private */ this.outbox = new Outbox();
+    /** @private Promise resolvers of pending sends. */ this.deferreds = new Map();
+    /** @private Resend timers of sends refused with a retryable error. */ this.resendTimers = new Map();
+    /** @private */ this.storageUser = null;
+    /** @private */ this.storedLast = null;
+    /** @private */ this.ws = null;
+    /** @private */ this.generation = 0;
+    /** @private */ this.live = false;
+    /** @private */ this.liveSince = 0;
+    /** @private */ this.attempt = 0;
+    /** @private */ this.helloSeq = 0;
+    /** @private */ this.timer = { reconnect: null, auth: null, liveness: null, catchUp: null };
+    /** @private */ this.syncQueue = [];
+    /** @private */ this.catchUpQueued = false;
+    /** @private */ this.historyFloor = null;
+    /** @private */ this.historyChain = Promise.resolve();
+    /** @private Highest seq marked read, per conversation. */ this.readSeqs = new Map();
+    /** @private Conversations whose read is not sent yet. */ this.unsentReads = new Set();
+    /** @private */ this.pingNonce = 0;
+    /** @private */ this.pongWaiters = new Map();
+    /** @private */ this.welcomed = null;
+    /** @private */ this.welcomedResolve = null;
+    this.resetWelcomed();
+
+    const sub = tokenSubject(o.token || '');
+    if (sub) this.useStorageFor(sub);
+  }
+
+  // ---------------------------------------------------------------- public
+
+  /**
+   * Subscribes to an event (see the class comment for the list).
+   * @param {string} event
+   * @param {(payload: any) => void} fn
+   * @returns {() => void} Unsubscribes.
+   */
+  on(event, fn) {
+    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
+    this.listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  /**
+   * Unsubscribes a function given to {@link ParleyClient#on}.
+   * @param {string} event
+   * @param {(payload: any) => void} fn
+   */
+  off(event, fn) {
+    const set = this.listeners.get(event);
+    if (set) set.delete(fn);
+  }
+
+  /**
+   * Opens the connection (done by {@link connect}; again after
+   * {@link ParleyClient#close} or a stop). A token given here replaces the
+   * old one, e.g. after close code 4001.
+   * @param {{token?: string}} [options]
+   */
+  open(options = {}) {
+    if (options.token) {
+      this.opts.token = options.token;
+      const sub = tokenSubject(options.token);
+      if (sub && sub !== this.storageUser) this.useStorageFor(sub);
+    }
+    this.attempt = 0;
+    this.openSocket();
+  }
+
+  /**
+   * Closes the connection for good (no reconnect). Pending sends stay in
+   * the outbox storage and go out when a client for this user opens again.
+   */
+  close() {
+    this.teardown(true);
+    this.failSyncs(new ParleyError('CLOSED', 'the client was closed'));
+    this.setState('closed');
+  }
+
+  /**
+   * While waiting to reconnect, reconnects now (e.g. when the browser says
+   * it is back online). Does nothing in any other state.
+   */
+  retryNow() {
+    if (this.state === 'reconnecting') {
+      this.clearTimer('reconnect');
+      this.openSocket();
+    }
+  }
+
+  /**
+   * Sends a text message. It is kept in the outbox until acknowledged, and
+   * resent with the same clientMsgId after every reconnect until then.
+   * @param {Recipient} to
+   * @param {string} text
+   * @param {{clientMsgId?: string}} [options] Give one to choose the id.
+   * @returns {Promise<Ack> & {clientMsgId: string}} Resolves when the
+   *     message is stored; rejects with a {@link ParleyError} when the server
+   *     refuses it for good. Carries the clientMsgId for matching the
+   *     message when it comes back.
+   */
+  send(to, text, options = {}) {
+    const recipient = to && to.group ? { group: String(to.group) } : { user: String((to && to.user) || '') };
+    if (!recipient.group && !recipient.user) throw new TypeError('send: `to` needs a user or a group');
+    if (typeof text !== 'string' || text === '') throw new TypeError('send: `text` must be a non-empty string');
+    const clientMsgId = options.clientMsgId || newClientMsgId();
+    const existing = this.deferreds.get(clientMsgId);
+    if (existing) return existing.promise;
+    const entry = { clientMsgId, to: recipient, text, createdAt: this.now() };
+    this.outbox.add(entry);
+    this.persistOutbox();
+    const d = this.deferredFor(clientMsgId);
+    if (this.live) this.transmit({ send: { clientMsgId, to: recipient, text } });
+    return d.promise;
+  }
+
+  /**
+   * The sends not yet acknowledged, oldest first (including those restored
+   * from a previous page load of this tab).
+   * @returns {Array<{clientMsgId: string, to: Recipient, text: string, createdAt: number}>}
+   */
+  pending() {
+    return this.outbox.list().map((e) => ({ ...e, to: { ...e.to } }));
+  }
+
+  /**
+   * Marks a conversation read up to `seq` (others see a receipt). Sent now
+   * when connected, else when the connection is back.
+   * @param {string} conversation
+   * @param {number} seq
+   */
+  read(conversation, seq) {
+    if (seq <= (this.readSeqs.get(conversation) || 0)) return;
+    this.readSeqs.set(conversation, seq);
+    this.unsentReads.add(conversation);
+    if (this.live) this.flushReads();
+  }
+
+  /**
+   * Tells the recipient that this user is typing (dropped when offline:
+   * typing notices are ephemeral).
+   * @param {Recipient} to
+   */
+  typing(to) {
+    if (!this.live) return;
+    const recipient = to.group ? { group: to.group } : { user: to.user };
+    this.transmit({ typing: { to: recipient } });
+  }
+
+  /**
+   * Asks for stored messages of this user's inbox after `afterSeq`, one page.
+   * The answer is returned as is: it does not pass through the inbox rule
+   * (use it for history; the client keeps itself up to date on its own).
+   * Waits for the connection if it is down.
+   * @param {{afterSeq?: number, limit?: number}} [request]
+   * @returns {Promise<{messages: Message[], inboxSeq: number, more: boolean}>}
+   */
+  sync(request = {}) {
+    return this.enqueueSync(request.afterSeq || 0, request.limit || 0, 'raw');
+  }
+
+  /**
+   * Loads the page of inbox messages just below what this client has loaded
+   * so far (history: everything up to the inbox position this client started
+   * at). The inbox holds every conversation's messages, so a page may hold
+   * few of any one conversation: call again while `done` is false.
+   * @param {number} [limit] Inbox messages per page.
+   * @returns {Promise<{messages: Message[], done: boolean}>}
+   */
+  loadOlder(limit = 100) {
+    const run = async () => {
+      await this.welcomed;
+      const floor = this.historyFloor;
+      if (floor <= 1) return { messages: [], done: true };
+      const count = Math.min(limit, floor - 1);
+      const after = floor - 1 - count;
+      const messages = [];
+      let cursor = after;
+      // A server may cap the page below `count`: page on until the floor.
+      while (cursor < floor - 1) {
+        const page = await this.enqueueSync(cursor, floor - 1 - cursor, 'history');
+        const inRange = page.messages.filter((m) => m.inboxSeq > cursor && m.inboxSeq < floor);
+        if (inRange.length === 0) break;
+        messages.push(...inRange);
+        cursor = inRange[inRange.length - 1].inboxSeq;
+        if (!page.more) break;
+      }
+      this.historyFloor = after + 1;
+      for (const m of messages) this.settleOwn(m);
+      return { messages, done: this.historyFloor <= 1 };
+    };
+    const result = this.historyChain.then(run, run);
+    this.historyChain = result.catch(() => {});
+    return result;
+  }
+
+  /**
+   * Sends an application ping now.
+   * @returns {Promise<number>} The round trip in milliseconds, when the pong
+   *     arrives (never settles if the connection drops first).
+   */
+  ping() {
+    const nonce = `p${++this.pingNonce}`;
+    const started = this.now();
+    return new Promise((resolve) => {
+      this.pongWaiters.set(nonce, () => resolve(this.now() - started));
+      if (this.live) this.transmit({ ping: { nonce } });
+    });
+  }
+
+  /** @returns {number} The highest inboxSeq applied (the inbox rule's last). */
+  get lastInboxSeq() {
+    return this.inbox.last;
+  }
+
+  // --------------------------------------------------------------- private
+
+  /** @private */
+  emit(event, payload) {
+    const set = this.listeners.get(event);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(payload);
+      } catch (e) {
+        // A listener's bug must not break the protocol state machine.
+        globalThis.console?.error?.('parley: listener for', event, 'threw', e);
+      }
+    }
+  }
+
+  /** @private */
+  setState(state, extra = {}) {
+    this.state = state;
+    this.emit('state', { state, ...extra });
+  }
+
+  /** @private */
+  resetWelcomed() {
+    this.welcomed = new Promise((resolve) => {
+      this.welcomedResolve = resolve;
+    });
+  }
+
+  /** @private */
+  key(what) {
+    return `${this.opts.storagePrefix}:${this.storageUser}:${what}`;
+  }
+
+  /** @private Switches storage to `user`: loads their `last` and outbox. */
+  useStorageFor(user) {
+    this.storageUser = user;
+    let stored = null;
+    try {
+      const raw = this.storage.getItem(this.key('inboxSeq'));
+      if (raw !== null) stored = toSeq(raw);
+    } catch {
+      stored = null;
+    }
+    this.storedLast = stored;
+    this.inbox.reset(stored || 0);
+    try {
+      this.outbox.restore(this.outboxStorage.getItem(this.key('outbox')));
+    } catch {
+      // Unreadable storage: nothing to restore.
+    }
+    for (const e of this.outbox.list()) this.deferredFor(e.clientMsgId);
+    this.persistOutbox();
+  }
+
+  /**
+   * @private Stores `last`. Another tab of the same user may be ahead, so
+   * the stored value only moves back when `force`d (after a reset).
+   */
+  persistLast(force = false) {
+    this.storedLast = this.inbox.last;
+    if (!this.storageUser) return;
+    try {
+      const k = this.key('inboxSeq');
+      const current = Number(this.storage.getItem(k)) || 0;
+      if (force || this.inbox.last > current || this.storage.getItem(k) === null) {
+        this.storage.setItem(k, String(this.inbox.last));
+      }
+    } catch {
+      // Quota or disabled storage: the position lives in memory only.
+    }
+  }
+
+  /** @private */
+  persistOutbox() {
+    if (!this.storageUser) return;
+    try {
+      if (this.outbox.entries.size === 0) this.outboxStorage.removeItem(this.key('outbox'));
+      else this.outboxStorage.setItem(this.key('outbox'), this.outbox.serialize());
+    } catch {
+      // As above.
+    }
+  }
+
+  /** @private */
+  deferredFor(clientMsgId) {
+    let d = this.deferreds.get(clientMsgId);
+    if (d) return d;
+    d = {};
+    d.promise = new Promise((resolve, reject) => {
+      d.resolve = resolve;
+      d.reject = reject;
+    });
+    d.promise.clientMsgId = clientMsgId;
+    // Callers need not await every send: a refusal is also an event.
+    d.promise.catch(() => {});
+    this.deferreds.set(clientMsgId, d);
+    return d;
+  }
+
+  /** @private */
+  clearTimer(name) {
+    if (this.timer[name] !== null) {
+      this.timers.clear(this.timer[name]);
+      this.timer[name] = null;
+    }
+  }
+
+  /** @private */
+  openSocket() {
+    this.teardown(false);
+    const gen = ++this.generation;
+    this.setState('connecting', { attempt: this.attempt });
+    let ws;
+    try {
+      ws = this.opts.protocols
+        ? new this.WebSocketImpl(this.url, this.opts.protocols)
+        : new this.WebSocketImpl(this.url);
+    } catch (e) {
+      this.dropped(gen, 1006, String(e && e.message ? e.message : e));
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      if (gen !== this.generation) return;
+      this.helloSeq = this.storedLast === null ? 0 : this.inbox.last;
+      const hello = { token: this.opts.token || '' };
+      if (this.opts.device) hello.device = this.opts.device;
+      if (this.helloSeq > 0) hello.inboxSeq = String(this.helloSeq);
+      this.transmit({ hello });
+      this.timer.auth = this.timers.set(() => {
+        this.timer.auth = null;
+        this.abandon(gen, 4008, 'no welcome in time');
+      }, this.opts.authTimeoutMs);
+    };
+    ws.onmessage = (ev) => {
+      if (gen !== this.generation) return;
+      this.received(ev.data);
+    };
+    ws.onclose = (ev) => this.dropped(gen, ev.code, ev.reason || '');
+    ws.onerror = () => {};
+  }
+
+  /** @private Gives up on a socket that looks dead, without waiting for it. */
+  abandon(gen, code, reason) {
+    this.dropped(gen, code, reason);
+  }
+
+  /**
+   * @private Stops timers and closes and forgets the socket: events of the
+   * old socket are ignored from here on (they carry an old generation).
+   */
+  teardown(final) {
+    for (const name of Object.keys(this.timer)) this.clearTimer(name);
+    for (const h of this.resendTimers.values()) this.timers.clear(h);
+    this.resendTimers.clear();
+    const ws = this.ws;
+    this.ws = null;
+    this.live = false;
+    this.generation += 1;
+    for (const s of this.syncQueue) {
+      if (s.timer !== undefined) this.timers.clear(s.timer);
+      s.sent = false;
+    }
+    if (ws) {
+      try {
+        if (final) ws.close(1000, 'client closed');
+        else ws.close();
+      } catch {
+        // Already closed.
+      }
+    }
+  }
+
+  /** @private */
+  failSyncs(error) {
+    const queue = this.syncQueue;
+    this.syncQueue = [];
+    for (const s of queue) s.reject(error);
+  }
+
+  /** @private */
+  dropped(gen, code, reason) {
+    if (gen !== this.generation) return;
+    const liveFor = this.live ? this.now() - this.liveSince : 0;
+    this.teardown(false);
+    this.resetWelcomed();
+    if (liveFor >= this.opts.stableMs) this.attempt = 0;
+    const policy = closePolicy(code, reason);
+    if (!policy.retry) {
+      this.failSyncs(new ParleyError('STOPPED', policy.message));
+      this.setState('stopped', { code, reason, message: policy.message });
+      this.emit('stopped', { code, reason, message: policy.message });
+      return;
+    }
+    const minDelay = code === 1008 ? this.opts.policyBackoffMs : policy.minDelayMs;
+    const delayMs = Math.max(
+      minDelay,
+      backoffDelay(
+        this.attempt,
+        { baseMs: this.opts.backoffBaseMs, maxMs: this.opts.backoffMaxMs, jitter: this.opts.backoffJitter },
+        this.random,
+      ),
+    );
+    this.attempt += 1;
+    this.setState('reconnecting', { attempt: this.attempt, delayMs, code, reason, message: policy.message });
+    this.timer.reconnect = this.timers.set(() => {
+      this.timer.reconnect = null;
+      this.openSocket();
+    }, delayMs);
+  }
+
+  /** @private */
+  transmit(frame) {
+    if (!this.ws) return false;
+    try {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** @private Any inbound frame proves the path works: re-arm liveness. */
+  armLiveness() {
+    this.clearTimer('liveness');
+    if (!this.live) return;
+    const gen = this.generation;
+    this.timer.liveness = this.timers.set(() => {
+      this.timer.liveness = null;
+      this.transmit({ ping: { nonce: `l${++this.pingNonce}` } });
+      this.timer.liveness = this.timers.set(() => {
+        this.timer.liveness = null;
+        this.abandon(gen, 1006, 'no answer to ping');
+      }, this.opts.pongTimeoutMs);
+    }, this.opts.pingIntervalMs);
+  }
+
+  /** @private */
+  received(data) {
+    let frame;
+    try {
+      frame = JSON.parse(typeof data === 'string' ? data : String(data));
+    } catch {
+      this.emit('error', { code: 'CLIENT_BAD_FRAME', message: 'unparseable frame from the server' });
+      return;
+    }
+    if (this.live) this.armLiveness();
+    if (frame.welcome) this.onWelcome(frame.welcome);
+    else if (frame.message) this.onMessage(normalizeMessage(frame.message));
+    else if (frame.ack) this.onAck(normalizeAck(frame.ack));
+    else if (frame.synced) this.onSynced(frame.synced);
+    else if (frame.error) this.onError(frame.error);
+    else if (frame.pong) this.onPong(frame.pong);
+    else if (frame.receipt) {
+      const r = frame.receipt;
+      this.emit('receipt', { conversation: r.conversation || '', user: r.user || '', seq: toSeq(r.seq) });
+    } else if (frame.typing) {
+      this.emit('typing', { from: frame.typing.from || '', conversation: frame.typing.conversation || '' });
+    } else if (frame.presence) {
+      this.emit('presence', { user: frame.presence.user || '', online: Boolean(frame.presence.online) });
+    } else if (frame.announcement) {
+      this.emit('announcement', { text: frame.announcement.text || '', sentAt: frame.announcement.sentAt || '' });
+    }
+  }
+
+  /** @private */
+  onWelcome(w) {
+    this.clearTimer('auth');
+    const userId = w.userId || '';
+    if (userId && userId !== this.storageUser) this.useStorageFor(userId);
+    this.userId = userId;
+    this.head = toSeq(w.inboxSeq);
+    if (this.storedLast === null) {
+      // A new device starts at the head; older messages are history.
+      this.inbox.reset(this.head);
+      this.persistLast();
+    } else if (this.inbox.last > this.head) {
+      const from = this.inbox.last;
+      this.inbox.reset(this.head);
+      this.persistLast(true);
+      if (this.historyFloor !== null) this.historyFloor = Math.min(this.historyFloor, this.head + 1);
+      this.emit('reset', { from, to: this.head });
+    }
+    if (this.historyFloor === null) this.historyFloor = this.inbox.last + 1;
+    this.live = true;
+    this.liveSince = this.now();
+    this.armLiveness();
+    const welcome = {
+      sessionId: w.sessionId || '',
+      userId,
+      inboxSeq: this.head,
+      heartbeatMs: Number(w.heartbeatMs) || 0,
+    };
+    this.setState('open', { welcome });
+    this.emit('welcome', welcome);
+    this.welcomedResolve();
+
+    // Everything not acknowledged goes out again, same clientMsgId, in order.
+    for (const e of this.outbox.list()) {
+      this.transmit({ send: { clientMsgId: e.clientMsgId, to: e.to, text: e.text } });
+    }
+    this.flushReads();
+    for (const [nonce] of this.pongWaiters) this.transmit({ ping: { nonce } });
+    this.pumpSync();
+    if (this.head > this.inbox.last) {
+      if (this.helloSeq === this.inbox.last && this.helloSeq > 0) {
+        // The service replays what was missed right behind the welcome; sync
+        // only if that does not arrive.
+        this.scheduleCatchUpCheck();
+      } else {
+        this.catchUp();
+      }
+    }
+  }
+
+  /** @private */
+  scheduleCatchUpCheck() {
+    this.clearTimer('catchUp');
+    const gen = this.generation;
+    this.timer.catchUp = this.timers.set(() => {
+      this.timer.catchUp = null;
+      if (gen === this.generation && (this.inbox.last < this.head || this.inbox.hasGap)) this.catchUp();
+    }, this.opts.catchUpGraceMs);
+  }
+
+  /** @private */
+  apply(messages) {
+    if (messages.length === 0) return;
+    this.persistLast();
+    if (this.inbox.last > this.head) this.head = this.inbox.last;
+    for (const m of messages) this.emit('message', m);
+  }
+
+  /** @private A message of ours that is stored settles its pending send. */
+  settleOwn(m) {
+    if (!m.clientMsgId || m.from !== this.userId || !this.outbox.has(m.clientMsgId)) return;
+    this.settleAck({
+      clientMsgId: m.clientMsgId,
+      messageId: m.messageId,
+      conversation: m.conversation,
+      seq: m.seq,
+      inboxSeq: m.inboxSeq,
+      sentAt: m.sentAt,
+    });
+  }
+
+  /** @private */
+  settleAck(ack) {
+    const entry = this.outbox.entries.get(ack.clientMsgId);
+    if (!entry) return null;
+    this.outbox.remove(ack.clientMsgId);
+    this.persistOutbox();
+    const h = this.resendTimers.get(ack.clientMsgId);
+    if (h !== undefined) {
+      this.timers.clear(h);
+      this.resendTimers.delete(ack.clientMsgId);
+    }
+    const d = this.deferreds.get(ack.clientMsgId);
+    this.deferreds.delete(ack.clientMsgId);
+    this.emit('ack', ack);
+    if (d) d.resolve(ack);
+    return entry;
+  }
+
+  /** @private */
+  onMessage(m) {
+    this.settleOwn(m);
+    this.apply(this.inbox.offer(m));
+    if (this.inbox.hasGap) this.catchUp();
+  }
+
+  /** @private */
+  onAck(ack) {
+    const entry = this.settleAck(ack);
+    // A repeat ack (the send went out twice around a reconnect): done already.
+    if (!entry || ack.inboxSeq === 0) return;
+    // The send is in our own inbox at ack.inboxSeq; apply it by the rule so
+    // it need not wait for a message frame (if one comes, it is a duplicate).
+    this.apply(
+      this.inbox.offer({
+        inboxSeq: ack.inboxSeq,
+        messageId: ack.messageId,
+        conversation: ack.conversation,
+        seq: ack.seq,
+        from: this.userId,
+        to: entry.to,
+        text: entry.text,
+        sentAt: ack.sentAt,
+        clientMsgId: ack.clientMsgId,
+      }),
+    );
+    // The frames in between are normally on their way: sync only if not.
+    if (this.inbox.hasGap) this.scheduleCatchUpCheck();
+  }
+
+  /** @private Syncs from `last` by the inbox rule (one at a time). */
+  catchUp() {
+    if (this.catchUpQueued) return;
+    this.catchUpQueued = true;
+    this.clearTimer('catchUp');
+    const before = this.inbox.last;
+    // Handled synchronously on the synced frame, before any later frame.
+    this.queueSync(before, this.opts.syncLimit, 'catchup',
+      (page) => {
+        this.catchUpQueued = false;
+        for (const m of page.messages) this.settleOwn(m);
+        for (const m of page.messages) this.apply(this.inbox.offer(m));
+        if (page.inboxSeq > this.head) this.head = page.inboxSeq;
+        const progressed = this.inbox.last > before;
+        if (page.more && progressed) this.catchUp();
+        else if (this.inbox.hasGap || this.inbox.last < this.head) {
+          if (progressed) this.catchUp();
+          else this.scheduleCatchUpCheck();
+        }
+      },
+      () => {
+        // The connection dropped; the next welcome starts over.
+        this.catchUpQueued = false;
+      },
+    );
+  }
+
+  /** @private */
+  enqueueSync(afterSeq, limit, kind) {
+    return new Promise((resolve, reject) => this.queueSync(afterSeq, limit, kind, resolve, reject));
+  }
+
+  /** @private */
+  queueSync(afterSeq, limit, kind, resolve, reject) {
+    this.syncQueue.push({ afterSeq, limit, kind, resolve, reject, sent: false });
+    this.pumpSync();
+  }
+
+  /**
+   * @private Synced frames carry no request id, so one sync is in flight at
+   * a time and answers match requests in order; a sync left unanswered
+   * drops the socket (which forgets answers owed on it).
+   */
+  pumpSync() {
+    const head = this.syncQueue[0];
+    if (!head || head.sent || !this.live) return;
+    const frame = { afterSeq: String(head.afterSeq) };
+    if (head.limit > 0) frame.limit = head.limit;
+    if (!this.transmit({ sync: frame })) return;
+    head.sent = true;
+    const gen = this.generation;
+    head.timer = this.timers.set(() => this.abandon(gen, 1006, 'no answer to sync'), this.opts.syncTimeoutMs);
+  }
+
+  /** @private */
+  onSynced(s) {
+    const head = this.syncQueue[0];
+    if (!head || !head.sent) return;
+    this.syncQueue.shift();
+    this.timers.clear(head.timer);
+    const messages = (s.messages || []).map(normalizeMessage);
+    head.resolve({ messages, inboxSeq: toSeq(s.inboxSeq), more: Boolean(s.more) });
+    this.pumpSync();
+  }
+
+  /** @private */
+  onError(e) {
+    const code = e.code || 'ERROR_CODE_UNSPECIFIED';
+    const message = e.message || '';
+    const id = e.clientMsgId || '';
+    if (!id || !this.outbox.has(id)) {
+      this.emit('error', { code, message });
+      return;
+    }
+    if (RETRYABLE_ERRORS.includes(code)) {
+      const entry = this.outbox.entries.get(id);
+      entry.attempts = (entry.attempts || 0) + 1;
+      const delay = backoffDelay(
+        entry.attempts - 1,
+        { baseMs: this.opts.backoffBaseMs, maxMs: this.opts.backoffMaxMs, jitter: this.opts.backoffJitter },
+        this.random,
+      );
+      const old = this.resendTimers.get(id);
+      if (old !== undefined) this.timers.clear(old);
+      const gen = this.generation;
+      this.resendTimers.set(
+        id,
+        this.timers.set(() => {
+          this.resendTimers.delete(id);
+          // On a new socket the welcome has resent it already.
+          if (gen === this.generation && this.outbox.has(id)) {
+            this.transmit({ send: { clientMsgId: id, to: entry.to, text: entry.text } });
+          }
+        }, delay),
+      );
+      return;
+    }
+    this.outbox.remove(id);
+    this.persistOutbox();
+    const d = this.deferreds.get(id);
+    this.deferreds.delete(id);
+    this.emit('sendFailed', { clientMsgId: id, code, message });
+    if (d) d.reject(new ParleyError(code, message));
+  }
+
+  /** @private */
+  onPong(p) {
+    const waiter = this.pongWaiters.get(p.nonce || '');
+    if (waiter) {
+      this.pongWaiters.delete(p.nonce);
+      waiter();
+    }
+  }
+
+  /** @private */
+  flushReads() {
+    for (const conversation of [...this.unsentReads]) {
+      const seq = this.readSeqs.get(conversation);
+      if (this.transmit({ read: { conversation, seq: String(seq) } })) this.unsentReads.delete(conversation);
+    }
+  }
+}
+
+/**
+ * Connects to a Parley gateway and stays connected (see
+ * {@link ParleyClient} for the events and the guarantees).
+ * @param {string} url The WebSocket URL, e.g. "ws://127.0.0.1:8080/".
+ * @param {ConnectOptions} options At least `token`.
+ * @returns {ParleyClient}
+ */
+export function connect(url, options) {
+  const client = new ParleyClient(url, options);
+  client.open();
+  return client;
+}

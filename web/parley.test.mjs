@@ -1,0 +1,592 @@
+// Unit tests of parley.js: the inbox rule, deduplication, the outbox, the
+// backoff and the close-code policy, with a scripted WebSocket and a manual
+// clock (no network, no real timers).
+//
+//   node --test web/
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import {
+  Inbox,
+  Outbox,
+  ParleyError,
+  backoffDelay,
+  closePolicy,
+  conversationOf,
+  directConversation,
+  normalizeMessage,
+  recipientOf,
+  toSeq,
+  tokenSubject,
+  connect,
+} from './parley.js';
+
+// ------------------------------------------------------------------ fakes
+
+/** Timers driven by hand: advance(ms) runs what falls due, in order. */
+class ManualClock {
+  constructor() {
+    this.t = 1_000_000;
+    this.nextId = 1;
+    this.pending = new Map();
+  }
+  setTimeout = (fn, ms) => {
+    const id = this.nextId++;
+    this.pending.set(id, { at: this.t + ms, fn });
+    return id;
+  };
+  clearTimeout = (id) => {
+    this.pending.delete(id);
+  };
+  now = () => this.t;
+  advance(ms) {
+    const end = this.t + ms;
+    for (;;) {
+      let best = null;
+      for (const [id, p] of this.pending) if (p.at <= end && (!best || p.at < best[1].at)) best = [id, p];
+      if (!best) break;
+      this.pending.delete(best[0]);
+      this.t = best[1].at;
+      best[1].fn();
+    }
+    this.t = end;
+  }
+}
+
+/** A WebSocket whose server side the test plays. */
+class FakeSocket {
+  static all = [];
+  constructor(url, protocols) {
+    this.url = url;
+    this.protocols = protocols;
+    this.sent = [];
+    this.readyState = 0;
+    this.closedByClient = null;
+    FakeSocket.all.push(this);
+  }
+  static last() {
+    return FakeSocket.all[FakeSocket.all.length - 1];
+  }
+  send(data) {
+    if (this.readyState !== 1) throw new Error('not open');
+    this.sent.push(JSON.parse(data));
+  }
+  close(code, reason) {
+    if (this.readyState >= 2) return;
+    this.readyState = 3;
+    this.closedByClient = { code, reason };
+  }
+  // --- server side
+  open() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  deliver(frame) {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  serverClose(code, reason = '') {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+  frames(kind) {
+    return this.sent.filter((f) => kind in f).map((f) => f[kind]);
+  }
+  takeSent() {
+    const s = this.sent;
+    this.sent = [];
+    return s;
+  }
+}
+
+function memory() {
+  const m = new Map();
+  return {
+    map: m,
+    getItem: (k) => (m.has(k) ? m.get(k) : null),
+    setItem: (k, v) => m.set(k, String(v)),
+    removeItem: (k) => m.delete(k),
+  };
+}
+
+/** An unsigned JWT with this subject (the client only reads "sub"). */
+function token(sub) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: 9999999999 })}.sig`;
+}
+
+function msg(inboxSeq, extra = {}) {
+  return {
+    inboxSeq: String(inboxSeq),
+    messageId: `m${inboxSeq}`,
+    conversation: 'd:alice:bob',
+    seq: String(inboxSeq),
+    from: 'bob',
+    to: { user: 'alice' },
+    text: `hello ${inboxSeq}`,
+    sentAt: '2026-11-24T10:00:00Z',
+    ...extra,
+  };
+}
+
+/** A client for alice with fakes, plus what it emitted. */
+function setup({ storage = memory(), outboxStorage = memory(), user = 'alice', random = () => 0.5 } = {}) {
+  FakeSocket.all = [];
+  const clock = new ManualClock();
+  const client = connect('ws://gw/', {
+    token: token(user),
+    device: 'test',
+    WebSocket: FakeSocket,
+    storage,
+    outboxStorage,
+    setTimeout: clock.setTimeout,
+    clearTimeout: clock.clearTimeout,
+    now: clock.now,
+    random,
+  });
+  const seen = { message: [], ack: [], state: [], stopped: [], sendFailed: [], error: [], receipt: [], reset: [] };
+  for (const k of Object.keys(seen)) client.on(k, (p) => seen[k].push(p));
+  return { client, clock, seen, storage, outboxStorage };
+}
+
+/** Lets promise callbacks and queued microtasks run. */
+const settle = () => new Promise((r) => setImmediate(r));
+
+function welcome(ws, inboxSeq, userId = 'alice') {
+  ws.open();
+  ws.deliver({ welcome: { sessionId: 's1', userId, inboxSeq: String(inboxSeq), heartbeatMs: 25000 } });
+}
+
+// ------------------------------------------------------------------ tests
+
+describe('toSeq and the JSON mapping', () => {
+  it('reads strings, numbers and omitted fields', () => {
+    assert.equal(toSeq('42'), 42);
+    assert.equal(toSeq(42), 42);
+    assert.equal(toSeq(undefined), 0);
+    assert.equal(toSeq(''), 0);
+    assert.throws(() => toSeq('-1'), RangeError);
+    assert.throws(() => toSeq('1.5'), RangeError);
+    assert.throws(() => toSeq('99999999999999999999'), RangeError);
+  });
+
+  it('normalizes a message whose default fields were omitted', () => {
+    const m = normalizeMessage({ inboxSeq: '3', messageId: 'x', conversation: 'g:team', from: 'bob', to: { group: 'team' }, text: 't' });
+    assert.deepEqual(m, {
+      inboxSeq: 3,
+      messageId: 'x',
+      conversation: 'g:team',
+      seq: 0,
+      from: 'bob',
+      to: { group: 'team' },
+      text: 't',
+      sentAt: '',
+      clientMsgId: '',
+    });
+  });
+
+  it('names conversations like the service does', () => {
+    assert.equal(directConversation('bob', 'alice'), 'd:alice:bob');
+    assert.equal(conversationOf('bob', { user: 'alice' }), 'd:alice:bob');
+    assert.equal(conversationOf('bob', { group: 'team' }), 'g:team');
+    assert.deepEqual(recipientOf('alice', 'd:alice:bob'), { user: 'bob' });
+    assert.deepEqual(recipientOf('bob', 'd:alice:bob'), { user: 'alice' });
+    assert.deepEqual(recipientOf('bob', 'g:team'), { group: 'team' });
+    assert.equal(recipientOf('carol', 'd:alice:bob'), null);
+  });
+
+  it('reads the subject of a token without verifying it', () => {
+    assert.equal(tokenSubject(token('alice')), 'alice');
+    assert.equal(tokenSubject(token('zoë')), 'zoë');
+    assert.equal(tokenSubject('garbage'), null);
+  });
+});
+
+describe('Inbox (the inbox rule)', () => {
+  const m = (s) => normalizeMessage(msg(s));
+
+  it('applies last + 1 and ignores duplicates', () => {
+    const inbox = new Inbox(0);
+    assert.deepEqual(inbox.offer(m(1)).map((x) => x.inboxSeq), [1]);
+    assert.deepEqual(inbox.offer(m(1)), []);
+    assert.deepEqual(inbox.offer(m(2)).map((x) => x.inboxSeq), [2]);
+    assert.equal(inbox.last, 2);
+  });
+
+  it('holds messages above a gap and applies them once it is filled', () => {
+    const inbox = new Inbox(5);
+    assert.deepEqual(inbox.offer(m(8)), []);
+    assert.deepEqual(inbox.offer(m(7)), []);
+    assert.ok(inbox.hasGap);
+    assert.deepEqual(inbox.offer(m(6)).map((x) => x.inboxSeq), [6, 7, 8]);
+    assert.ok(!inbox.hasGap);
+    assert.equal(inbox.last, 8);
+    assert.deepEqual(inbox.offer(m(7)), []);
+  });
+
+  it('holds one copy of a message delivered twice above a gap', () => {
+    const inbox = new Inbox(0);
+    inbox.offer(m(3));
+    inbox.offer(m(3));
+    inbox.offer(m(2));
+    assert.deepEqual(inbox.offer(m(1)).map((x) => x.inboxSeq), [1, 2, 3]);
+  });
+});
+
+describe('Outbox', () => {
+  it('keeps sends in order, once per clientMsgId, and survives serialization', () => {
+    const o = new Outbox();
+    assert.ok(o.add({ clientMsgId: 'a', to: { user: 'bob' }, text: '1', createdAt: 1 }));
+    assert.ok(o.add({ clientMsgId: 'b', to: { group: 'team' }, text: '2', createdAt: 2 }));
+    assert.ok(!o.add({ clientMsgId: 'a', to: { user: 'bob' }, text: 'again', createdAt: 3 }));
+    const copy = new Outbox();
+    copy.restore(o.serialize());
+    assert.deepEqual(copy.list().map((e) => [e.clientMsgId, e.text]), [['a', '1'], ['b', '2']]);
+    assert.deepEqual(copy.list()[1].to, { group: 'team' });
+    copy.restore('{not json');
+    copy.restore('[{"nope":1}]');
+    assert.equal(copy.list().length, 2);
+  });
+});
+
+describe('backoffDelay', () => {
+  it('doubles from the base up to the cap', () => {
+    const mid = () => 0.5; // jitter factor exactly 1
+    assert.deepEqual([0, 1, 2, 3].map((a) => backoffDelay(a, { baseMs: 500, maxMs: 30000 }, mid)), [500, 1000, 2000, 4000]);
+    assert.equal(backoffDelay(10, { baseMs: 500, maxMs: 30000 }, mid), 30000);
+    assert.equal(backoffDelay(1000, { baseMs: 500, maxMs: 30000 }, mid), 30000);
+  });
+
+  it('spreads each delay by the jitter', () => {
+    assert.equal(backoffDelay(2, { baseMs: 500, jitter: 0.5 }, () => 0), 1000);
+    assert.equal(backoffDelay(2, { baseMs: 500, jitter: 0.5 }, () => 0.999999), 3000);
+    const seen = new Set();
+    for (let i = 0; i < 50; i++) seen.add(backoffDelay(3, { baseMs: 500 }));
+    assert.ok(seen.size > 10, 'real randomness gives different delays');
+    for (const d of seen) assert.ok(d >= 2000 && d <= 6000);
+  });
+});
+
+describe('closePolicy', () => {
+  it('does not retry 4001 and 4029, and says why', () => {
+    for (const code of [4001, 4029]) {
+      const p = closePolicy(code, 'x');
+      assert.equal(p.retry, false, `code ${code}`);
+      assert.match(p.message, /\(x\)/);
+    }
+    assert.match(closePolicy(4001).message, /token/);
+  });
+
+  it('follows the reason prefix of 4003', () => {
+    assert.equal(closePolicy(4003, 'reconnect: maintenance').retry, true);
+    assert.equal(closePolicy(4003, 'no-reconnect: banned').retry, false);
+    assert.equal(closePolicy(4003, 'something else').retry, false);
+  });
+
+  it('retries drops, draining, try-again-later and auth timeouts', () => {
+    for (const code of [1001, 1006, 1011, 1012, 1013, 4008]) assert.equal(closePolicy(code).retry, true, `code ${code}`);
+    assert.ok(closePolicy(1008).minDelayMs >= 10000);
+  });
+
+  it('does not retry what only a client fix cures', () => {
+    for (const code of [1000, 1007, 1009]) assert.equal(closePolicy(code).retry, false, `code ${code}`);
+  });
+});
+
+describe('ParleyClient', () => {
+  it('authenticates with hello and starts a new device at the inbox head', () => {
+    const { client, storage } = setup();
+    const ws = FakeSocket.last();
+    ws.open();
+    assert.deepEqual(ws.takeSent(), [{ hello: { token: client.opts.token, device: 'test' } }]);
+    ws.deliver({ welcome: { sessionId: 's', userId: 'alice', inboxSeq: '40' } });
+    assert.equal(client.state, 'open');
+    assert.equal(client.lastInboxSeq, 40);
+    assert.equal(storage.getItem('parley.v1:alice:inboxSeq'), '40');
+    assert.deepEqual(ws.takeSent(), [], 'a new device does not download the whole inbox');
+  });
+
+  it('applies live messages once and in order, syncing across a gap', () => {
+    const { client, seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    ws.takeSent();
+    ws.deliver({ message: msg(1) });
+    ws.deliver({ message: msg(1) });
+    ws.deliver({ message: msg(4) });
+    assert.deepEqual(ws.takeSent(), [{ sync: { afterSeq: '1', limit: 200 } }]);
+    ws.deliver({ message: msg(5) });
+    assert.deepEqual(ws.takeSent(), [], 'one sync at a time');
+    ws.deliver({ synced: { messages: [msg(2)], inboxSeq: '5', more: true } });
+    assert.deepEqual(ws.takeSent(), [{ sync: { afterSeq: '2', limit: 200 } }]);
+    ws.deliver({ synced: { messages: [msg(3), msg(4)], inboxSeq: '5' } });
+    assert.deepEqual(seen.message.map((m) => m.inboxSeq), [1, 2, 3, 4, 5]);
+    assert.equal(client.lastInboxSeq, 5);
+  });
+
+  it('resumes after a drop with hello{inboxSeq: last} and applies the replay exactly once', () => {
+    const { client, clock, seen, storage } = setup();
+    let ws = FakeSocket.last();
+    welcome(ws, 3);
+    ws.deliver({ message: msg(4) });
+    ws.serverClose(1006);
+    assert.equal(client.state, 'reconnecting');
+    clock.advance(10_000);
+    ws = FakeSocket.last();
+    assert.equal(FakeSocket.all.length, 2);
+    ws.open();
+    assert.equal(ws.takeSent()[0].hello.inboxSeq, '4');
+    ws.deliver({ welcome: { userId: 'alice', inboxSeq: '6' } });
+    ws.deliver({ message: msg(4) });
+    ws.deliver({ message: msg(5) });
+    ws.deliver({ message: msg(6) });
+    clock.advance(60_000);
+    assert.deepEqual(ws.frames('sync'), [], 'the replay arrived: no sync needed');
+    assert.deepEqual(seen.message.map((m) => m.inboxSeq), [4, 5, 6]);
+    assert.equal(storage.getItem('parley.v1:alice:inboxSeq'), '6');
+    assert.equal(client.lastInboxSeq, 6);
+  });
+
+  it('syncs on its own when the replay after welcome does not come', () => {
+    const { clock } = setup({ storage: (() => { const s = memory(); s.setItem('parley.v1:alice:inboxSeq', '2'); return s; })() });
+    const ws = FakeSocket.last();
+    welcome(ws, 5);
+    assert.deepEqual(ws.sent[0].hello.inboxSeq, '2');
+    ws.takeSent();
+    clock.advance(1_999);
+    assert.deepEqual(ws.frames('sync'), []);
+    clock.advance(1);
+    assert.deepEqual(ws.frames('sync'), [{ afterSeq: '2', limit: 200 }]);
+  });
+
+  it('a reload continues from the stored position', () => {
+    const storage = memory();
+    const first = setup({ storage });
+    welcome(FakeSocket.last(), 0);
+    FakeSocket.last().deliver({ message: msg(1) });
+    FakeSocket.last().deliver({ message: msg(2) });
+    first.client.close();
+    const second = setup({ storage });
+    const ws = FakeSocket.last();
+    ws.open();
+    assert.equal(ws.sent[0].hello.inboxSeq, '2');
+    ws.deliver({ welcome: { userId: 'alice', inboxSeq: '3' } });
+    ws.deliver({ message: msg(2) });
+    ws.deliver({ message: msg(3) });
+    assert.deepEqual(second.seen.message.map((m) => m.inboxSeq), [3]);
+  });
+
+  it('starts over when the server is behind the stored position', () => {
+    const storage = memory();
+    storage.setItem('parley.v1:alice:inboxSeq', '50');
+    const { client, seen } = setup({ storage });
+    welcome(FakeSocket.last(), 2);
+    assert.equal(client.lastInboxSeq, 2);
+    assert.deepEqual(seen.reset, [{ from: 50, to: 2 }]);
+    FakeSocket.last().deliver({ message: msg(3) });
+    assert.deepEqual(seen.message.map((m) => m.inboxSeq), [3]);
+    assert.equal(storage.getItem('parley.v1:alice:inboxSeq'), '3');
+  });
+
+  it('resolves send on ack and applies the own message by the inbox rule', async () => {
+    const { client, seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 7);
+    ws.takeSent();
+    const p = client.send({ user: 'bob' }, 'hi', { clientMsgId: 'c1' });
+    assert.equal(p.clientMsgId, 'c1');
+    assert.deepEqual(ws.takeSent(), [{ send: { clientMsgId: 'c1', to: { user: 'bob' }, text: 'hi' } }]);
+    assert.equal(client.pending().length, 1);
+    ws.deliver({ ack: { clientMsgId: 'c1', messageId: 'm8', conversation: 'd:alice:bob', seq: '1', inboxSeq: '8', sentAt: 't' } });
+    const ack = await p;
+    assert.equal(ack.seq, 1);
+    assert.equal(client.pending().length, 0);
+    assert.deepEqual(seen.message.map((m) => [m.inboxSeq, m.from, m.text, m.clientMsgId]), [[8, 'alice', 'hi', 'c1']]);
+    ws.deliver({ message: msg(8, { from: 'alice', to: { user: 'bob' }, text: 'hi', clientMsgId: 'c1' }) });
+    ws.deliver({ ack: { clientMsgId: 'c1', messageId: 'm8', conversation: 'd:alice:bob', seq: '1', inboxSeq: '8' } });
+    assert.equal(seen.message.length, 1, 'the echo and a repeated ack change nothing');
+    assert.equal(seen.ack.length, 1);
+  });
+
+  it('queues sends while disconnected and resends unacked ones with the same clientMsgId', async () => {
+    const outboxStorage = memory();
+    const { client, clock, seen } = setup({ outboxStorage });
+    let ws = FakeSocket.last();
+    const early = client.send({ user: 'bob' }, 'before welcome', { clientMsgId: 'c0' });
+    welcome(ws, 0);
+    assert.deepEqual(ws.frames('send').map((s) => s.clientMsgId), ['c0']);
+    const lost = client.send({ group: 'team' }, 'ack lost', { clientMsgId: 'c1' });
+    assert.ok(outboxStorage.getItem('parley.v1:alice:outbox').includes('c1'));
+    ws.serverClose(1001, 'draining');
+    const offline = client.send({ user: 'bob' }, 'while offline', { clientMsgId: 'c2' });
+    clock.advance(10_000);
+    ws = FakeSocket.last();
+    welcome(ws, 0);
+    assert.deepEqual(ws.frames('send').map((s) => s.clientMsgId), ['c0', 'c1', 'c2']);
+    for (const [i, id] of ['c0', 'c1', 'c2'].entries()) {
+      ws.deliver({ ack: { clientMsgId: id, messageId: `m${i + 1}`, conversation: 'x', seq: String(i + 1), inboxSeq: String(i + 1) } });
+    }
+    await Promise.all([early, lost, offline]);
+    assert.equal(outboxStorage.getItem('parley.v1:alice:outbox'), null);
+    assert.deepEqual(seen.ack.map((a) => a.clientMsgId), ['c0', 'c1', 'c2']);
+    assert.deepEqual(seen.message.map((m) => m.clientMsgId), ['c0', 'c1', 'c2']);
+  });
+
+  it('a reloaded tab resends its persisted outbox and settles what sync shows stored', async () => {
+    const outboxStorage = memory();
+    const storage = memory();
+    const first = setup({ storage, outboxStorage });
+    welcome(FakeSocket.last(), 0);
+    first.client.send({ user: 'bob' }, 'one', { clientMsgId: 'k1' });
+    first.client.send({ user: 'bob' }, 'two', { clientMsgId: 'k2' });
+    // The page goes away before any ack.
+    const second = setup({ storage, outboxStorage });
+    assert.deepEqual(second.client.pending().map((e) => e.clientMsgId), ['k1', 'k2']);
+    const ws = FakeSocket.last();
+    welcome(ws, 1);
+    assert.deepEqual(ws.frames('send').map((s) => s.clientMsgId), ['k1', 'k2']);
+    // The first send was stored before the drop: the catch-up sync shows it.
+    assert.deepEqual(ws.frames('sync'), [{ afterSeq: '0', limit: 200 }]);
+    ws.deliver({ synced: { messages: [msg(1, { from: 'alice', clientMsgId: 'k1', text: 'one' })], inboxSeq: '1' } });
+    assert.deepEqual(second.client.pending().map((e) => e.clientMsgId), ['k2']);
+    assert.deepEqual(second.seen.ack.map((a) => a.clientMsgId), ['k1']);
+    assert.deepEqual(second.seen.message.map((m) => m.clientMsgId), ['k1']);
+    // The repeat's original ack changes nothing.
+    ws.deliver({ ack: { clientMsgId: 'k1', messageId: 'm1', conversation: 'd:alice:bob', seq: '1', inboxSeq: '1' } });
+    assert.equal(second.seen.ack.length, 1);
+    assert.equal(second.seen.message.length, 1);
+  });
+
+  it('retries a send refused with a retryable error and fails one refused for good', async () => {
+    const { client, clock, seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    const slow = client.send({ user: 'bob' }, 'a', { clientMsgId: 'r1' });
+    const bad = client.send({ user: 'zed' }, 'b', { clientMsgId: 'r2' });
+    ws.takeSent();
+    ws.deliver({ error: { code: 'ERROR_CODE_RATE_LIMITED', message: 'slow down', clientMsgId: 'r1' } });
+    ws.deliver({ error: { code: 'ERROR_CODE_NOT_FOUND', message: 'no user zed', clientMsgId: 'r2' } });
+    await assert.rejects(bad, (e) => e instanceof ParleyError && e.code === 'ERROR_CODE_NOT_FOUND' && !e.retryable);
+    assert.deepEqual(seen.sendFailed.map((f) => f.clientMsgId), ['r2']);
+    assert.deepEqual(ws.takeSent(), []);
+    clock.advance(1_000);
+    assert.deepEqual(ws.frames('send').map((s) => s.clientMsgId), ['r1']);
+    ws.deliver({ ack: { clientMsgId: 'r1', messageId: 'x', conversation: 'd:alice:bob', seq: '1', inboxSeq: '1' } });
+    assert.equal((await slow).messageId, 'x');
+  });
+
+  it('backs off with growing delays and stops on 4001, saying why', () => {
+    const { client, clock, seen } = setup();
+    for (let i = 0; i < 3; i++) {
+      FakeSocket.last().serverClose(1006);
+      clock.advance(60_000);
+    }
+    const delays = seen.state.filter((s) => s.state === 'reconnecting').map((s) => s.delayMs);
+    assert.deepEqual(delays, [500, 1000, 2000]);
+    FakeSocket.last().serverClose(4001, 'token expired');
+    assert.equal(client.state, 'stopped');
+    assert.match(seen.stopped[0].message, /token expired/);
+    const sockets = FakeSocket.all.length;
+    clock.advance(600_000);
+    assert.equal(FakeSocket.all.length, sockets, 'no reconnect after 4001');
+  });
+
+  it('honours 4003 reconnect: and no-reconnect:', () => {
+    const { client, clock } = setup();
+    welcome(FakeSocket.last(), 0);
+    FakeSocket.last().serverClose(4003, 'reconnect: moving you');
+    assert.equal(client.state, 'reconnecting');
+    clock.advance(10_000);
+    welcome(FakeSocket.last(), 0);
+    FakeSocket.last().serverClose(4003, 'no-reconnect: account closed');
+    assert.equal(client.state, 'stopped');
+    assert.equal(FakeSocket.all.length, 2);
+  });
+
+  it('stops on 4029 and reopens on request', () => {
+    const { client, clock } = setup();
+    FakeSocket.last().serverClose(4029, 'too many sessions');
+    assert.equal(client.state, 'stopped');
+    clock.advance(600_000);
+    assert.equal(FakeSocket.all.length, 1);
+    client.open();
+    assert.equal(FakeSocket.all.length, 2);
+  });
+
+  it('pings a quiet connection and drops it when nothing answers', () => {
+    const { client, clock } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    ws.takeSent();
+    clock.advance(20_000);
+    const pings = ws.frames('ping');
+    assert.equal(pings.length, 1);
+    ws.deliver({ pong: { nonce: pings[0].nonce } });
+    clock.advance(19_999);
+    assert.equal(client.state, 'open');
+    clock.advance(1);
+    assert.equal(ws.frames('ping').length, 2);
+    clock.advance(10_000);
+    assert.equal(client.state, 'reconnecting', 'no pong: the socket is given up');
+    assert.ok(ws.closedByClient);
+  });
+
+  it('drops a socket whose welcome never comes', () => {
+    const { client, clock } = setup();
+    FakeSocket.last().open();
+    clock.advance(15_000);
+    assert.equal(client.state, 'reconnecting');
+  });
+
+  it('sends the highest read once, and again after a reconnect if it was not sent', () => {
+    const { client, clock } = setup();
+    let ws = FakeSocket.last();
+    welcome(ws, 0);
+    ws.takeSent();
+    client.read('d:alice:bob', 3);
+    client.read('d:alice:bob', 2);
+    assert.deepEqual(ws.takeSent(), [{ read: { conversation: 'd:alice:bob', seq: '3' } }]);
+    ws.serverClose(1006);
+    client.read('g:team', 9);
+    clock.advance(10_000);
+    ws = FakeSocket.last();
+    welcome(ws, 0);
+    assert.deepEqual(ws.frames('read'), [{ conversation: 'g:team', seq: '9' }]);
+  });
+
+  it('pages history below the starting position, across server-capped pages', async () => {
+    const { client } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 10);
+    const older = client.loadOlder(4);
+    await settle();
+    assert.deepEqual(ws.frames('sync'), [{ afterSeq: '6', limit: 4 }]);
+    ws.deliver({ synced: { messages: [msg(7), msg(8)], inboxSeq: '10', more: true } });
+    await settle();
+    assert.deepEqual(ws.frames('sync')[1], { afterSeq: '8', limit: 2 });
+    ws.deliver({ synced: { messages: [msg(9), msg(10)], inboxSeq: '10' } });
+    const page = await older;
+    assert.deepEqual(page.messages.map((m) => m.inboxSeq), [7, 8, 9, 10]);
+    assert.equal(page.done, false);
+    assert.equal(client.lastInboxSeq, 10, 'history does not move the inbox position');
+  });
+
+  it('re-sends an unanswered sync after reconnecting and ignores answers owed on the old socket', async () => {
+    const { client, clock } = setup();
+    let ws = FakeSocket.last();
+    welcome(ws, 5);
+    const page = client.sync({ afterSeq: 0, limit: 2 });
+    assert.equal(ws.frames('sync').length, 1);
+    clock.advance(15_000);
+    assert.equal(client.state, 'reconnecting');
+    ws.deliver({ synced: { messages: [msg(99)] } });
+    clock.advance(10_000);
+    ws = FakeSocket.last();
+    welcome(ws, 5);
+    assert.deepEqual(ws.frames('sync'), [{ afterSeq: '0', limit: 2 }]);
+    ws.deliver({ synced: { messages: [msg(1), msg(2)], inboxSeq: '5', more: true } });
+    const r = await page;
+    assert.deepEqual(r.messages.map((m) => m.inboxSeq), [1, 2]);
+    assert.equal(r.more, true);
+  });
+});
