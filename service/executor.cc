@@ -1,0 +1,74 @@
+#include "service/executor.h"
+
+#include <utility>
+
+namespace parley::service {
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& t : threads_) t.join();
+}
+
+void ThreadPool::Post(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  tasks_.push_back(std::move(task));
+}
+
+void ThreadPool::Run() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !tasks_.empty() || stopping_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (tasks_.empty()) return;
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+std::shared_ptr<SerialExecutor> SerialExecutor::Create(ThreadPool* pool) {
+  return std::shared_ptr<SerialExecutor>(new SerialExecutor(pool));
+}
+
+void SerialExecutor::Post(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  tasks_.push_back(std::move(task));
+  if (!scheduled_) {
+    scheduled_ = true;
+    pool_->Post([self = shared_from_this()] { self->Drain(); });
+  }
+}
+
+void SerialExecutor::Drain() {
+  // A bounded turn, then back into the pool's queue: one busy stream must not
+  // hold a pool thread forever.
+  constexpr int kTasksPerTurn = 64;
+  for (int i = 0; i < kTasksPerTurn; ++i) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      if (tasks_.empty()) {
+        scheduled_ = false;
+        return;
+      }
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+  pool_->Post([self = shared_from_this()] { self->Drain(); });
+}
+
+}  // namespace parley::service

@@ -1,0 +1,625 @@
+#include "service/messaging.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/jwt.h"
+#include "common/log.h"
+#include "service/conversation.h"
+
+namespace parley::service {
+namespace {
+
+google::protobuf::Timestamp ToTimestamp(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t us = absl::ToUnixMicros(t);
+  int64_t seconds = us / 1000000;
+  int64_t micros = us % 1000000;
+  if (micros < 0) {
+    micros += 1000000;
+    --seconds;
+  }
+  ts.set_seconds(seconds);
+  ts.set_nanos(static_cast<int32_t>(micros * 1000));
+  return ts;
+}
+
+v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
+  v1::Message out;
+  out.set_inbox_seq(inbox_seq);
+  out.set_message_id(m.message_id);
+  out.set_conversation(m.conversation);
+  out.set_seq(m.seq);
+  out.set_from(m.from);
+  if (m.to_group) {
+    out.mutable_to()->set_group(m.to);
+  } else {
+    out.mutable_to()->set_user(m.to);
+  }
+  out.set_text(m.text);
+  *out.mutable_sent_at() = ToTimestamp(m.sent_at);
+  out.set_client_msg_id(m.client_msg_id);
+  return out;
+}
+
+v1::Ack ToAck(const AppendResult& r) {
+  v1::Ack ack;
+  ack.set_client_msg_id(r.message.client_msg_id);
+  ack.set_message_id(r.message.message_id);
+  ack.set_conversation(r.message.conversation);
+  ack.set_seq(r.message.seq);
+  ack.set_inbox_seq(r.sender_inbox_seq);
+  *ack.mutable_sent_at() = ToTimestamp(r.message.sent_at);
+  return ack;
+}
+
+v1::RejectReason ReasonForToken(TokenError error) {
+  switch (error) {
+    case TokenError::kBadSignature:
+      return v1::REJECT_REASON_TOKEN_BAD_SIGNATURE;
+    case TokenError::kExpired:
+      return v1::REJECT_REASON_TOKEN_EXPIRED;
+    case TokenError::kMalformed:
+    case TokenError::kNone:
+      break;
+  }
+  return v1::REJECT_REASON_TOKEN_MALFORMED;
+}
+
+absl::string_view FrameKind(const v1::ClientFrame& frame) {
+  switch (frame.frame_case()) {
+    case v1::ClientFrame::kHello:
+      return "hello";
+    case v1::ClientFrame::kSend:
+      return "send";
+    case v1::ClientFrame::kSync:
+      return "sync";
+    case v1::ClientFrame::kRead:
+      return "read";
+    case v1::ClientFrame::kTyping:
+      return "typing";
+    case v1::ClientFrame::kPing:
+      return "ping";
+    case v1::ClientFrame::FRAME_NOT_SET:
+      break;
+  }
+  return "empty";
+}
+
+// The recipient's conversation and the users (besides `user`) in it, checking
+// that `user` may speak there.
+struct Audience {
+  std::string conversation;
+  std::vector<std::string> others;
+};
+
+absl::StatusOr<Audience> AudienceOf(Store& store, const std::string& user,
+                                    const v1::Recipient& to) {
+  Audience out;
+  switch (to.kind_case()) {
+    case v1::Recipient::kUser: {
+      absl::Status valid = ValidateId("recipient user id", to.user());
+      if (!valid.ok()) return valid;
+      absl::StatusOr<UserRecord> peer = store.GetUser(to.user());
+      if (!peer.ok()) return peer.status();
+      out.conversation = DirectConversation(user, to.user());
+      if (to.user() != user) out.others.push_back(to.user());
+      return out;
+    }
+    case v1::Recipient::kGroup: {
+      absl::Status valid = ValidateId("recipient group id", to.group());
+      if (!valid.ok()) return valid;
+      absl::StatusOr<GroupRecord> group = store.GetGroup(to.group());
+      if (!group.ok()) return group.status();
+      if (!std::binary_search(group->members.begin(), group->members.end(),
+                              user)) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("user \"", user, "\" is not a member of group \"",
+                         to.group(), "\""));
+      }
+      out.conversation = GroupConversation(to.group());
+      for (std::string& m : group->members) {
+        if (m != user) out.others.push_back(std::move(m));
+      }
+      return out;
+    }
+    case v1::Recipient::KIND_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("\"to\" names neither a user nor a group");
+}
+
+}  // namespace
+
+v1::ErrorCode ErrorCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return v1::ERROR_CODE_INVALID_ARGUMENT;
+    case absl::StatusCode::kUnauthenticated:
+      return v1::ERROR_CODE_UNAUTHENTICATED;
+    case absl::StatusCode::kPermissionDenied:
+      return v1::ERROR_CODE_PERMISSION_DENIED;
+    case absl::StatusCode::kNotFound:
+      return v1::ERROR_CODE_NOT_FOUND;
+    case absl::StatusCode::kResourceExhausted:
+      return v1::ERROR_CODE_TOO_LARGE;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDeadlineExceeded:
+      return v1::ERROR_CODE_UNAVAILABLE;
+    default:
+      return v1::ERROR_CODE_INTERNAL;
+  }
+}
+
+Messaging::Messaging(Store* store, Router* router, ServiceMetrics* metrics,
+                     MessagingOptions options, Clock clock)
+    : store_(store),
+      router_(router),
+      metrics_(metrics),
+      options_(std::move(options)),
+      clock_(std::move(clock)) {}
+
+void Messaging::StreamOpened(LinkStream* stream, const v1::LinkHello& hello) {
+  router_->AddStream(stream, hello.gateway_id());
+  metrics_->link_streams.Set(static_cast<int64_t>(router_->stream_count()));
+}
+
+void Messaging::StreamClosed(LinkStream* stream) {
+  router_->RemoveStream(stream);
+  metrics_->link_streams.Set(static_cast<int64_t>(router_->stream_count()));
+  metrics_->sessions.Set(static_cast<int64_t>(router_->session_count()));
+}
+
+void Messaging::Reject(LinkStream* stream, const std::string& session_id,
+                       v1::RejectReason reason, absl::string_view message,
+                       bool registered) {
+  metrics_->Opens(v1::RejectReason_Name(reason)).Increment();
+  LogInfo("session.rejected", {{"session", session_id},
+                               {"reason", v1::RejectReason_Name(reason)},
+                               {"message", message}});
+  v1::SessionRejected rejected;
+  rejected.set_session_id(session_id);
+  rejected.set_reason(reason);
+  rejected.set_message(std::string(message));
+  if (registered) {
+    if (router_->AbortOpen(stream, rejected)) {
+      metrics_->sessions.Set(static_cast<int64_t>(router_->session_count()));
+    }
+    return;
+  }
+  v1::ServiceEvent event;
+  *event.mutable_rejected() = std::move(rejected);
+  stream->Send(std::move(event));
+}
+
+void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
+  const std::string& session_id = open.session_id();
+  if (session_id.empty()) {
+    Reject(stream, session_id, v1::REJECT_REASON_UNSPECIFIED,
+           "SessionOpen has no session_id", false);
+    return;
+  }
+  if (draining_.load()) {
+    Reject(stream, session_id, v1::REJECT_REASON_UNAVAILABLE,
+           "the service is shutting down; reconnect", false);
+    return;
+  }
+  absl::StatusOr<TokenClaims> claims =
+      VerifyToken(open.token(), options_.token_secret, clock_());
+  if (!claims.ok()) {
+    Reject(stream, session_id,
+           ReasonForToken(ClassifyTokenError(claims.status())),
+           claims.status().message(), false);
+    return;
+  }
+  const std::string& user = claims->subject;
+  absl::StatusOr<UserRecord> record = store_->GetUser(user);
+  if (!record.ok()) {
+    if (absl::IsNotFound(record.status())) {
+      Reject(stream, session_id, v1::REJECT_REASON_UNKNOWN_USER,
+             absl::StrCat("user \"", user, "\" does not exist"), false);
+    } else {
+      Reject(stream, session_id, v1::REJECT_REASON_UNAVAILABLE,
+             record.status().message(), false);
+    }
+    return;
+  }
+
+  SessionInfo info;
+  info.session_id = session_id;
+  info.user_id = user;
+  info.device = open.device().empty() ? claims->device : open.device();
+  info.peer_address = open.peer_address();
+  info.connected_at = open.connected_at_unix_ms() > 0
+                          ? absl::FromUnixMillis(open.connected_at_unix_ms())
+                          : clock_();
+  absl::StatusOr<bool> first = router_->BeginOpen(stream, info);
+  if (!first.ok()) {
+    if (absl::IsResourceExhausted(first.status())) {
+      Reject(stream, session_id, v1::REJECT_REASON_TOO_MANY_SESSIONS,
+             first.status().message(), false);
+    }
+    return;  // Otherwise the stream is closing: nobody to answer.
+  }
+
+  const absl::Time read_start = absl::Now();
+  absl::StatusOr<uint64_t> head = store_->InboxHead(user);
+  std::vector<v1::Message> replay;
+  absl::Status status = head.status();
+  if (status.ok() && open.resume_after() > 0 && open.resume_after() < *head) {
+    absl::StatusOr<std::vector<InboxMessage>> page = store_->ReadInbox(
+        user, open.resume_after(), *head, options_.max_replay);
+    status = page.status();
+    if (page.ok()) {
+      for (const InboxMessage& m : *page) {
+        replay.push_back(ToMessage(m.message, m.inbox_seq));
+      }
+    }
+  }
+  metrics_->read_seconds.Observe(
+      absl::ToDoubleSeconds(absl::Now() - read_start));
+  if (!status.ok()) {
+    Reject(stream, session_id, v1::REJECT_REASON_UNAVAILABLE,
+           absl::StrCat("cannot read the inbox: ", status.message()), true);
+    return;
+  }
+
+  v1::SessionAccepted accepted;
+  accepted.set_session_id(session_id);
+  accepted.set_user_id(user);
+  accepted.set_inbox_seq(*head);
+  accepted.set_device(info.device);
+  if (!router_->CompleteOpen(session_id, accepted, replay)) return;
+  metrics_->Opens("accepted").Increment();
+  metrics_->deliveries.Increment(replay.size());
+  metrics_->sessions.Set(static_cast<int64_t>(router_->session_count()));
+  LogDebug("session.accepted", {{"session", session_id},
+                                {"user", user},
+                                {"head", *head},
+                                {"replayed", replay.size()},
+                                {"reannounce", open.reannounce() ? 1 : 0}});
+  if (*first && !open.reannounce()) AnnouncePresence(user, true);
+}
+
+void Messaging::CloseSession(LinkStream* stream,
+                             const v1::SessionClose& close) {
+  std::optional<std::string> offline =
+      router_->Close(stream, close.session_id());
+  metrics_->sessions.Set(static_cast<int64_t>(router_->session_count()));
+  if (offline.has_value()) AnnouncePresence(*offline, false);
+}
+
+void Messaging::AnnounceOffline(const std::vector<std::string>& users) {
+  metrics_->sessions.Set(static_cast<int64_t>(router_->session_count()));
+  for (const std::string& user : users) AnnouncePresence(user, false);
+}
+
+void Messaging::AnnouncePresence(const std::string& user, bool online) {
+  metrics_->presence.Increment();
+  absl::StatusOr<std::vector<std::string>> contacts = store_->Contacts(user);
+  if (!contacts.ok()) {
+    LogWarn("presence.contacts_failed",
+            {{"user", user}, {"error", contacts.status().ToString()}});
+    return;
+  }
+  v1::ServerFrame frame;
+  frame.mutable_presence()->set_user(user);
+  frame.mutable_presence()->set_online(online);
+  for (const std::string& contact : *contacts) {
+    router_->SendToUser(contact, frame);
+  }
+}
+
+void Messaging::SendError(const std::string& session_id, v1::ErrorCode code,
+                          absl::string_view message,
+                          absl::string_view client_msg_id) {
+  metrics_->Errors(code).Increment();
+  v1::ServerFrame frame;
+  frame.mutable_error()->set_code(code);
+  frame.mutable_error()->set_message(std::string(message));
+  frame.mutable_error()->set_client_msg_id(std::string(client_msg_id));
+  router_->SendToSession(session_id, std::move(frame));
+}
+
+void Messaging::HandleFrame(LinkStream* stream,
+                            const v1::SessionFrame& session_frame) {
+  const std::string& session_id = session_frame.session_id();
+  const v1::ClientFrame& frame = session_frame.frame();
+  metrics_->Frames(FrameKind(frame)).Increment();
+  std::optional<std::string> user = router_->UserOf(stream, session_id);
+  if (!user.has_value()) {
+    metrics_->Errors(v1::ERROR_CODE_UNAUTHENTICATED).Increment();
+    v1::ServerFrame error;
+    error.mutable_error()->set_code(v1::ERROR_CODE_UNAUTHENTICATED);
+    error.mutable_error()->set_message(
+        absl::StrCat("session \"", session_id, "\" is not open"));
+    if (frame.has_send()) {
+      error.mutable_error()->set_client_msg_id(frame.send().client_msg_id());
+    }
+    SendFrameTo(stream, session_id, std::move(error));
+    return;
+  }
+  switch (frame.frame_case()) {
+    case v1::ClientFrame::kSend:
+      HandleSend(session_id, *user, frame.send());
+      return;
+    case v1::ClientFrame::kSync:
+      HandleSync(session_id, *user, frame.sync());
+      return;
+    case v1::ClientFrame::kRead:
+      HandleRead(session_id, *user, frame.read());
+      return;
+    case v1::ClientFrame::kTyping:
+      HandleTyping(session_id, *user, frame.typing());
+      return;
+    case v1::ClientFrame::kPing: {
+      v1::ServerFrame pong;
+      pong.mutable_pong()->set_nonce(frame.ping().nonce());
+      router_->SendToSession(session_id, std::move(pong));
+      return;
+    }
+    case v1::ClientFrame::kHello:
+      SendError(session_id, v1::ERROR_CODE_INVALID_FRAME,
+                "the session is already authenticated; hello is only the "
+                "first frame");
+      return;
+    case v1::ClientFrame::FRAME_NOT_SET:
+      break;
+  }
+  SendError(session_id, v1::ERROR_CODE_INVALID_FRAME,
+            "the frame names no known kind");
+}
+
+absl::StatusOr<AppendRequest> Messaging::PrepareSend(const std::string& sender,
+                                                     const v1::Send& send) {
+  if (send.client_msg_id().empty() ||
+      send.client_msg_id().size() > options_.max_client_msg_id_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("client_msg_id must be 1 to ",
+                     options_.max_client_msg_id_bytes, " bytes"));
+  }
+  if (send.text().empty()) {
+    return absl::InvalidArgumentError("text is empty");
+  }
+  if (send.text().size() > options_.max_text_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("text is ", send.text().size(), " bytes; the limit is ",
+                     options_.max_text_bytes));
+  }
+  if (!IsValidUtf8(send.text())) {
+    return absl::InvalidArgumentError("text is not valid UTF-8");
+  }
+  AppendRequest request;
+  request.sender = sender;
+  request.client_msg_id = send.client_msg_id();
+  request.text = send.text();
+  request.sent_at = clock_();
+  switch (send.to().kind_case()) {
+    case v1::Recipient::kUser: {
+      absl::Status valid = ValidateId("recipient user id", send.to().user());
+      if (!valid.ok()) return valid;
+      request.to = send.to().user();
+      request.conversation = DirectConversation(sender, request.to);
+      return request;
+    }
+    case v1::Recipient::kGroup: {
+      absl::Status valid = ValidateId("recipient group id", send.to().group());
+      if (!valid.ok()) return valid;
+      request.to = send.to().group();
+      request.to_group = true;
+      request.conversation = GroupConversation(request.to);
+      return request;
+    }
+    case v1::Recipient::KIND_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("\"to\" names neither a user nor a group");
+}
+
+v1::Ack Messaging::Deliver(const AppendResult& result,
+                           const std::string& origin_session) {
+  metrics_->acks.Increment();
+  if (result.duplicate) {
+    metrics_->duplicate_sends.Increment();
+    return ToAck(result);
+  }
+  CountStored(1);
+  size_t delivered = 0;
+  for (const InboxEntry& entry : result.recipients) {
+    const bool own = entry.user == result.message.from;
+    delivered += router_->DeliverMessage(
+        entry.user, ToMessage(result.message, entry.inbox_seq),
+        own ? origin_session : "");
+  }
+  metrics_->deliveries.Increment(delivered);
+  return ToAck(result);
+}
+
+void Messaging::HandleSend(const std::string& session_id,
+                           const std::string& user, const v1::Send& send) {
+  absl::StatusOr<AppendRequest> request = PrepareSend(user, send);
+  if (!request.ok()) {
+    SendError(session_id, ErrorCodeFor(request.status()),
+              request.status().message(), send.client_msg_id());
+    return;
+  }
+  metrics_->sends.Increment();
+  const absl::Time start = absl::Now();
+  store_->Append(*std::move(request), [this, session_id, start,
+                                       client_msg_id = send.client_msg_id()](
+                                          absl::StatusOr<AppendResult> result) {
+    metrics_->append_seconds.Observe(
+        absl::ToDoubleSeconds(absl::Now() - start));
+    if (!result.ok()) {
+      SendError(session_id, ErrorCodeFor(result.status()),
+                result.status().message(), client_msg_id);
+      return;
+    }
+    v1::Ack ack = Deliver(*result, session_id);
+    const uint64_t inbox_seq = ack.inbox_seq();
+    v1::ServerFrame frame;
+    *frame.mutable_ack() = std::move(ack);
+    router_->SendToSession(session_id, std::move(frame), inbox_seq);
+  });
+}
+
+void Messaging::SendAs(const std::string& sender, const v1::Send& send,
+                       std::function<void(absl::StatusOr<v1::Ack>)> done) {
+  absl::Status valid = ValidateId("sender user id", sender);
+  if (!valid.ok()) {
+    done(valid);
+    return;
+  }
+  absl::StatusOr<AppendRequest> request = PrepareSend(sender, send);
+  if (!request.ok()) {
+    done(request.status());
+    return;
+  }
+  metrics_->sends.Increment();
+  const absl::Time start = absl::Now();
+  store_->Append(*std::move(request), [this, start, done = std::move(done)](
+                                          absl::StatusOr<AppendResult> result) {
+    metrics_->append_seconds.Observe(
+        absl::ToDoubleSeconds(absl::Now() - start));
+    if (!result.ok()) {
+      done(result.status());
+      return;
+    }
+    done(Deliver(*result, ""));
+  });
+}
+
+void Messaging::HandleSync(const std::string& session_id,
+                           const std::string& user, const v1::Sync& sync) {
+  metrics_->sync_calls.Increment();
+  uint32_t limit =
+      sync.limit() == 0 ? options_.default_page_size : sync.limit();
+  limit = std::min(limit, options_.max_page_size);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<uint64_t> head = store_->InboxHead(user);
+  absl::StatusOr<std::vector<InboxMessage>> page =
+      head.ok() ? store_->ReadInbox(user, sync.after_seq(), *head,
+                                    static_cast<int>(limit) + 1)
+                : head.status();
+  metrics_->read_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  if (!page.ok()) {
+    SendError(session_id, ErrorCodeFor(page.status()),
+              absl::StrCat("sync failed: ", page.status().message()));
+    return;
+  }
+  v1::ServerFrame frame;
+  v1::Synced* synced = frame.mutable_synced();
+  synced->set_inbox_seq(*head);
+  synced->set_more(page->size() > limit);
+  if (page->size() > limit) page->resize(limit);
+  for (const InboxMessage& m : *page) {
+    *synced->add_messages() = ToMessage(m.message, m.inbox_seq);
+  }
+  router_->SendToSession(session_id, std::move(frame));
+}
+
+void Messaging::HandleRead(const std::string& session_id,
+                           const std::string& user, const v1::Read& read) {
+  absl::StatusOr<ConversationRef> ref = ParseConversation(read.conversation());
+  if (!ref.ok()) {
+    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
+              ref.status().message());
+    return;
+  }
+  if (read.seq() == 0) {
+    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
+              "read seq must be at least 1");
+    return;
+  }
+  v1::Recipient to;
+  if (ref->group) {
+    to.set_group(ref->group_id);
+  } else if (ref->user_a == user || ref->user_b == user) {
+    to.set_user(ref->user_a == user ? ref->user_b : ref->user_a);
+  } else {
+    SendError(session_id, v1::ERROR_CODE_PERMISSION_DENIED,
+              absl::StrCat("user \"", user, "\" is not in conversation \"",
+                           read.conversation(), "\""));
+    return;
+  }
+  absl::StatusOr<Audience> audience = AudienceOf(*store_, user, to);
+  absl::StatusOr<uint64_t> head =
+      audience.ok() ? store_->ConversationHead(read.conversation())
+                    : audience.status();
+  if (!head.ok()) {
+    SendError(session_id, ErrorCodeFor(head.status()), head.status().message());
+    return;
+  }
+  if (read.seq() > *head) {
+    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
+              absl::StrCat("read seq ", read.seq(), " is beyond the last seq ",
+                           *head, " of \"", read.conversation(), "\""));
+    return;
+  }
+  store_->AdvanceReadCursor(
+      user, read.conversation(), read.seq(),
+      [this, session_id, user, conversation = read.conversation(),
+       seq = read.seq(),
+       others = std::move(audience->others)](absl::StatusOr<bool> advanced) {
+        if (!advanced.ok()) {
+          SendError(session_id, ErrorCodeFor(advanced.status()),
+                    advanced.status().message());
+          return;
+        }
+        if (!*advanced) return;
+        metrics_->receipts.Increment();
+        v1::ServerFrame frame;
+        frame.mutable_receipt()->set_conversation(conversation);
+        frame.mutable_receipt()->set_user(user);
+        frame.mutable_receipt()->set_seq(seq);
+        for (const std::string& other : others) {
+          router_->SendToUser(other, frame);
+        }
+      });
+}
+
+void Messaging::HandleTyping(const std::string& session_id,
+                             const std::string& user,
+                             const v1::Typing& typing) {
+  absl::StatusOr<Audience> audience = AudienceOf(*store_, user, typing.to());
+  if (!audience.ok()) {
+    SendError(session_id, ErrorCodeFor(audience.status()),
+              audience.status().message());
+    return;
+  }
+  metrics_->typing.Increment();
+  v1::ServerFrame frame;
+  frame.mutable_typing()->set_from(user);
+  frame.mutable_typing()->set_conversation(audience->conversation);
+  for (const std::string& other : audience->others) {
+    router_->SendToUser(other, frame);
+  }
+}
+
+void Messaging::CountStored(int64_t n) {
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  absl::MutexLock lock(&rate_mu_);
+  const int slot = static_cast<int>(now % 10);
+  if (rate_seconds_[slot] != now) {
+    rate_seconds_[slot] = now;
+    rate_counts_[slot] = 0;
+  }
+  rate_counts_[slot] += n;
+}
+
+double Messaging::MessagesPerSecond() {
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  absl::MutexLock lock(&rate_mu_);
+  int64_t total = 0;
+  for (int i = 0; i < 10; ++i) {
+    if (now - rate_seconds_[i] < 10) total += rate_counts_[i];
+  }
+  return static_cast<double>(total) / 10.0;
+}
+
+}  // namespace parley::service

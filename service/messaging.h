@@ -1,0 +1,147 @@
+// Messaging: the IM rules of parley-service, with no gRPC in sight.
+//
+// It turns GatewayLink events (session open, client frames, session close)
+// into Store reads and writes and Router frames:
+//   * SessionOpen: the token is verified (common/jwt.h) and the user looked
+//     up; a rejection names its reason. An accepted session is registered,
+//     gets SessionAccepted with the user's inbox head H, the replay
+//     (resume_after, H] (at most `max_replay` messages; 0 replays nothing),
+//     then live frames: see router.h for why nothing is lost or repeated.
+//   * Send: validated, then appended; once the append is durable every
+//     recipient's sessions get the Message with their own inbox_seq (the
+//     sender's other sessions too) and the sending session gets the Ack,
+//     whose inbox_seq is the message's place in the sender's inbox. A repeat
+//     of (sender, client_msg_id) gets the original Ack and nothing else.
+//   * Sync: a page of the user's inbox after `after_seq`, with the head.
+//   * Read: the user's read cursor rises (never falls); when it rose, the
+//     other members get a Receipt.
+//   * Typing: relayed to the other members' live sessions, never stored.
+//   * Presence: when a user's first session opens or last one closes, their
+//     contacts (Store::Contacts) get a Presence frame. Re-announces after a
+//     link reconnect and the loss of a stream are not presence changes.
+// Failures go back to the one session as an Error frame (client.proto's
+// ErrorCode) naming the problem.
+//
+// Threading: thread-safe. The link methods of one stream must be called in
+// stream order, one at a time, from a worker thread: they block on Store
+// reads. Store callbacks (commit order) deliver; they never block.
+#ifndef PARLEY_SERVICE_MESSAGING_H_
+#define PARLEY_SERVICE_MESSAGING_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "parley/v1/client.pb.h"
+#include "parley/v1/gateway_link.pb.h"
+#include "service/router.h"
+#include "service/service_metrics.h"
+#include "service/store.h"
+
+namespace parley::service {
+
+// Options for Messaging; defaults are the service's.
+struct MessagingOptions {
+  // The HS256 secret client tokens are signed with (required).
+  std::string token_secret;
+  // Longest message text, in bytes of UTF-8.
+  size_t max_text_bytes = 4096;
+  // Longest client_msg_id, in bytes.
+  size_t max_client_msg_id_bytes = 128;
+  // Sync page size when the client asks for 0, and the most it may ask for.
+  uint32_t default_page_size = 100;
+  uint32_t max_page_size = 1000;
+  // Most messages replayed when a session opens with resume_after; a client
+  // further behind sees a gap and syncs (inbox rule 3).
+  int max_replay = 1000;
+};
+
+class Messaging final {
+ public:
+  using Clock = std::function<absl::Time()>;
+
+  // `store`, `router` and `metrics` must outlive this object.
+  Messaging(
+      Store* store, Router* router, ServiceMetrics* metrics,
+      MessagingOptions options, Clock clock = [] { return absl::Now(); });
+
+  Messaging(const Messaging&) = delete;
+  Messaging& operator=(const Messaging&) = delete;
+
+  // Link events, in stream order (see the threading contract).
+  void StreamOpened(LinkStream* stream, const v1::LinkHello& hello);
+  void StreamClosed(LinkStream* stream);
+  void OpenSession(LinkStream* stream, const v1::SessionOpen& open);
+  void HandleFrame(LinkStream* stream, const v1::SessionFrame& frame);
+  void CloseSession(LinkStream* stream, const v1::SessionClose& close);
+
+  // Stores a message from `sender` as a client Send would (the admin API's
+  // SendMessage). `done` runs once: with the Ack after the durable commit and
+  // the deliveries, or with an error status (INVALID_ARGUMENT,
+  // RESOURCE_EXHAUSTED, NOT_FOUND, PERMISSION_DENIED, UNAVAILABLE). Never
+  // blocks.
+  void SendAs(const std::string& sender, const v1::Send& send,
+              std::function<void(absl::StatusOr<v1::Ack>)> done);
+
+  // Tells the contacts of `users` that they went offline (after an operator
+  // closed their sessions). Blocks on a Store read.
+  void AnnounceOffline(const std::vector<std::string>& users);
+
+  // While draining, new sessions are rejected with UNAVAILABLE.
+  void SetDraining(bool draining) { draining_.store(draining); }
+
+  // Messages stored per second over the last 10 seconds.
+  double MessagesPerSecond();
+
+ private:
+  void HandleSend(const std::string& session_id, const std::string& user,
+                  const v1::Send& send);
+  void HandleSync(const std::string& session_id, const std::string& user,
+                  const v1::Sync& sync);
+  void HandleRead(const std::string& session_id, const std::string& user,
+                  const v1::Read& read);
+  void HandleTyping(const std::string& session_id, const std::string& user,
+                    const v1::Typing& typing);
+
+  // Validates a Send and builds its AppendRequest.
+  absl::StatusOr<AppendRequest> PrepareSend(const std::string& sender,
+                                            const v1::Send& send);
+  // After a durable append: delivers to every recipient's sessions except
+  // `origin_session` (which gets the Ack instead) and returns the Ack.
+  v1::Ack Deliver(const AppendResult& result,
+                  const std::string& origin_session);
+  void AnnouncePresence(const std::string& user, bool online);
+  void Reject(LinkStream* stream, const std::string& session_id,
+              v1::RejectReason reason, absl::string_view message,
+              bool registered);
+  void SendError(const std::string& session_id, v1::ErrorCode code,
+                 absl::string_view message,
+                 absl::string_view client_msg_id = "");
+  void CountStored(int64_t n);
+
+  Store* const store_;
+  Router* const router_;
+  ServiceMetrics* const metrics_;
+  const MessagingOptions options_;
+  const Clock clock_;
+  std::atomic<bool> draining_{false};
+
+  // Messages stored per unix second, for the last 10 seconds.
+  absl::Mutex rate_mu_;
+  int64_t rate_seconds_[10] ABSL_GUARDED_BY(rate_mu_) = {};
+  int64_t rate_counts_[10] ABSL_GUARDED_BY(rate_mu_) = {};
+};
+
+// The client ErrorCode for a failed Store or validation status.
+v1::ErrorCode ErrorCodeFor(const absl::Status& status);
+
+}  // namespace parley::service
+
+#endif  // PARLEY_SERVICE_MESSAGING_H_

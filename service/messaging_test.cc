@@ -1,0 +1,578 @@
+// The IM rules against the Store interface: every test runs on the in-memory
+// fake and on the SQLite store, with the Router and recording link streams in
+// place of gateways.
+#include "service/messaging.h"
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "common/jwt.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/fake_store.h"
+#include "service/recording_link_stream.h"
+#include "service/sqlite_store.h"
+
+namespace parley::service {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr char kSecret[] = "test-secret";
+
+struct StoreFactory {
+  std::string name;
+  std::function<std::unique_ptr<Store>()> make;
+};
+
+std::vector<uint64_t> InboxSeqs(const std::vector<v1::ServerFrame>& frames) {
+  std::vector<uint64_t> out;
+  for (const auto& f : frames) {
+    if (f.has_message()) out.push_back(f.message().inbox_seq());
+  }
+  return out;
+}
+
+std::vector<v1::ServerFrame> Only(const std::vector<v1::ServerFrame>& frames,
+                                  v1::ServerFrame::FrameCase kind) {
+  std::vector<v1::ServerFrame> out;
+  for (const auto& f : frames) {
+    if (f.frame_case() == kind) out.push_back(f);
+  }
+  return out;
+}
+
+class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
+ protected:
+  void SetUp() override {
+    store_ = GetParam().make();
+    MessagingOptions options;
+    options.token_secret = kSecret;
+    options.max_text_bytes = 16;
+    messaging_ = std::make_unique<Messaging>(store_.get(), &router_, &metrics_,
+                                             options, [this] { return now_; });
+    for (const char* id : {"alice", "bob", "carol", "dave"}) {
+      ASSERT_TRUE(store_->CreateUser({id, "", now_}).ok());
+    }
+    v1::LinkHello hello;
+    hello.set_gateway_id("gw-1");
+    messaging_->StreamOpened(&gw_, hello);
+  }
+
+  void TearDown() override { Settle(); }
+
+  // Waits until every queued write has committed and its callback has run.
+  void Settle() {
+    if (auto* sqlite = dynamic_cast<SqliteStore*>(store_.get())) {
+      sqlite->Flush();
+    }
+  }
+
+  std::string Token(const std::string& user,
+                    absl::Duration ttl = absl::Hours(1)) {
+    return MintToken({user, now_ + ttl, now_, "phone"}, kSecret);
+  }
+
+  v1::SessionOpen OpenRequest(const std::string& session,
+                              const std::string& token,
+                              uint64_t resume_after = 0) {
+    v1::SessionOpen open;
+    open.set_session_id(session);
+    open.set_token(token);
+    open.set_peer_address("127.0.0.1:5555");
+    open.set_resume_after(resume_after);
+    return open;
+  }
+
+  // Opens a session and returns the event that answered it.
+  v1::ServiceEvent Open(const std::string& session, const std::string& user,
+                        uint64_t resume_after = 0,
+                        RecordingLinkStream* stream = nullptr) {
+    if (stream == nullptr) stream = &gw_;
+    return OpenWith(OpenRequest(session, Token(user), resume_after), stream);
+  }
+
+  v1::ServiceEvent OpenWith(const v1::SessionOpen& open,
+                            RecordingLinkStream* stream = nullptr) {
+    if (stream == nullptr) stream = &gw_;
+    const size_t before = stream->events().size();
+    messaging_->OpenSession(stream, open);
+    std::vector<v1::ServiceEvent> events = stream->events();
+    for (size_t i = before; i < events.size(); ++i) {
+      if (events[i].has_accepted() || events[i].has_rejected()) {
+        return events[i];
+      }
+    }
+    ADD_FAILURE() << "no answer to the open of " << open.session_id();
+    return v1::ServiceEvent();
+  }
+
+  void Frame(const std::string& session, const v1::ClientFrame& frame,
+             RecordingLinkStream* stream = nullptr) {
+    v1::SessionFrame f;
+    f.set_session_id(session);
+    *f.mutable_frame() = frame;
+    messaging_->HandleFrame(stream ? stream : &gw_, f);
+  }
+
+  void SendTo(const std::string& session, const std::string& to,
+              const std::string& client_msg_id, const std::string& text = "hi",
+              bool group = false) {
+    v1::ClientFrame frame;
+    frame.mutable_send()->set_client_msg_id(client_msg_id);
+    if (group) {
+      frame.mutable_send()->mutable_to()->set_group(to);
+    } else {
+      frame.mutable_send()->mutable_to()->set_user(to);
+    }
+    frame.mutable_send()->set_text(text);
+    Frame(session, frame);
+  }
+
+  std::vector<v1::ServerFrame> FramesFor(const std::string& session) {
+    Settle();
+    return gw_.FramesFor(session);
+  }
+
+  absl::Time now_ = absl::FromUnixSeconds(1700000000);
+  std::unique_ptr<Store> store_;
+  Registry registry_;
+  ServiceMetrics metrics_{registry_};
+  Router router_{4};
+  std::unique_ptr<Messaging> messaging_;
+  RecordingLinkStream gw_;
+};
+
+TEST_P(MessagingTest, OpenIsAcceptedWithUserDeviceAndInboxHead) {
+  v1::ServiceEvent answer = Open("s1", "alice");
+  ASSERT_TRUE(answer.has_accepted());
+  EXPECT_EQ(answer.accepted().user_id(), "alice");
+  EXPECT_EQ(answer.accepted().device(), "phone");
+  EXPECT_EQ(answer.accepted().inbox_seq(), 0u);
+  std::vector<SessionInfo> sessions = router_.ListSessions("alice");
+  ASSERT_EQ(sessions.size(), 1u);
+  EXPECT_EQ(sessions[0].gateway_id, "gw-1");
+  EXPECT_EQ(sessions[0].peer_address, "127.0.0.1:5555");
+}
+
+TEST_P(MessagingTest, OpenRejectionsNameEachReason) {
+  std::string token = Token("alice");
+  std::string forged = token.substr(0, token.rfind('.') + 1) + "AAAA";
+  struct Case {
+    std::string token;
+    v1::RejectReason reason;
+  } cases[] = {
+      {"not-a-jwt", v1::REJECT_REASON_TOKEN_MALFORMED},
+      {forged, v1::REJECT_REASON_TOKEN_BAD_SIGNATURE},
+      {MintToken({"alice", now_ + absl::Hours(1), now_, ""}, "other-secret"),
+       v1::REJECT_REASON_TOKEN_BAD_SIGNATURE},
+      {Token("alice", -absl::Seconds(1)), v1::REJECT_REASON_TOKEN_EXPIRED},
+      {Token("nobody"), v1::REJECT_REASON_UNKNOWN_USER},
+  };
+  for (const Case& c : cases) {
+    v1::ServiceEvent answer = OpenWith(OpenRequest("s", c.token));
+    ASSERT_TRUE(answer.has_rejected()) << c.token;
+    EXPECT_EQ(answer.rejected().reason(), c.reason) << c.token;
+    EXPECT_FALSE(answer.rejected().message().empty());
+  }
+  EXPECT_EQ(router_.session_count(), 0u);
+}
+
+TEST_P(MessagingTest, OpenBeyondTheSessionLimitIsRejected) {
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(Open("s" + std::to_string(i), "alice").has_accepted());
+  }
+  v1::ServiceEvent answer = Open("s4", "alice");
+  ASSERT_TRUE(answer.has_rejected());
+  EXPECT_EQ(answer.rejected().reason(), v1::REJECT_REASON_TOO_MANY_SESSIONS);
+}
+
+TEST_P(MessagingTest, OpenWhileDrainingIsUnavailable) {
+  messaging_->SetDraining(true);
+  v1::ServiceEvent answer = Open("s1", "alice");
+  ASSERT_TRUE(answer.has_rejected());
+  EXPECT_EQ(answer.rejected().reason(), v1::REJECT_REASON_UNAVAILABLE);
+}
+
+TEST_P(MessagingTest, SendIsAckedAndDeliveredToBothDevicesOfThePeer) {
+  Open("a1", "alice");
+  Open("b1", "bob");
+  Open("b2", "bob");
+  SendTo("a1", "bob", "c1", "hello");
+  std::vector<v1::ServerFrame> alice = FramesFor("a1");
+  auto acks = Only(alice, v1::ServerFrame::kAck);
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].ack().client_msg_id(), "c1");
+  EXPECT_EQ(acks[0].ack().conversation(), "d:alice:bob");
+  EXPECT_EQ(acks[0].ack().seq(), 1u);
+  EXPECT_EQ(acks[0].ack().inbox_seq(), 1u);
+  EXPECT_FALSE(acks[0].ack().message_id().empty());
+  EXPECT_THAT(InboxSeqs(alice), IsEmpty());  // The Ack stands for it.
+  for (const char* session : {"b1", "b2"}) {
+    auto messages = Only(FramesFor(session), v1::ServerFrame::kMessage);
+    ASSERT_EQ(messages.size(), 1u) << session;
+    const v1::Message& m = messages[0].message();
+    EXPECT_EQ(m.from(), "alice");
+    EXPECT_EQ(m.to().user(), "bob");
+    EXPECT_EQ(m.text(), "hello");
+    EXPECT_EQ(m.inbox_seq(), 1u);
+    EXPECT_EQ(m.message_id(), acks[0].ack().message_id());
+    EXPECT_EQ(m.client_msg_id(), "c1");
+  }
+  EXPECT_EQ(metrics_.acks.Value(), 1u);
+}
+
+TEST_P(MessagingTest, SendersOtherDevicesGetTheMessage) {
+  Open("a1", "alice");
+  Open("a2", "alice");
+  SendTo("a1", "bob", "c1");
+  auto other = Only(FramesFor("a2"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(other.size(), 1u);
+  EXPECT_EQ(other[0].message().inbox_seq(), 1u);
+  EXPECT_EQ(other[0].message().client_msg_id(), "c1");
+}
+
+TEST_P(MessagingTest, RepeatedClientMsgIdGetsTheOriginalAckAndNoNewMessage) {
+  Open("a1", "alice");
+  Open("b1", "bob");
+  SendTo("a1", "bob", "same", "first");
+  SendTo("a1", "bob", "same", "second");
+  auto acks = Only(FramesFor("a1"), v1::ServerFrame::kAck);
+  ASSERT_EQ(acks.size(), 2u);
+  EXPECT_EQ(acks[1].ack().message_id(), acks[0].ack().message_id());
+  EXPECT_EQ(acks[1].ack().seq(), acks[0].ack().seq());
+  EXPECT_EQ(acks[1].ack().inbox_seq(), acks[0].ack().inbox_seq());
+  auto bob = Only(FramesFor("b1"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(bob.size(), 1u);
+  EXPECT_EQ(bob[0].message().text(), "first");
+  EXPECT_EQ(store_->Stats()->messages, 1u);
+}
+
+TEST_P(MessagingTest, SyncAfterAGapReturnsTheMissedMessagesInPages) {
+  Open("a1", "alice");
+  for (int i = 1; i <= 5; ++i) SendTo("a1", "bob", "c" + std::to_string(i));
+  Settle();
+  Open("b1", "bob");
+  v1::ClientFrame sync;
+  sync.mutable_sync()->set_after_seq(1);
+  sync.mutable_sync()->set_limit(3);
+  Frame("b1", sync);
+  sync.mutable_sync()->set_after_seq(4);
+  Frame("b1", sync);
+  auto synced = Only(FramesFor("b1"), v1::ServerFrame::kSynced);
+  ASSERT_EQ(synced.size(), 2u);
+  std::vector<uint64_t> first, second;
+  for (const auto& m : synced[0].synced().messages())
+    first.push_back(m.inbox_seq());
+  for (const auto& m : synced[1].synced().messages())
+    second.push_back(m.inbox_seq());
+  EXPECT_THAT(first, ElementsAre(2, 3, 4));
+  EXPECT_TRUE(synced[0].synced().more());
+  EXPECT_EQ(synced[0].synced().inbox_seq(), 5u);
+  EXPECT_THAT(second, ElementsAre(5));
+  EXPECT_FALSE(synced[1].synced().more());
+  EXPECT_EQ(synced[0].synced().messages(0).client_msg_id(), "c2");
+}
+
+TEST_P(MessagingTest, OpenWithResumeAfterReplaysTheMissedMessagesFirst) {
+  Open("a1", "alice");
+  for (int i = 1; i <= 4; ++i) SendTo("a1", "bob", "c" + std::to_string(i));
+  Settle();
+  v1::ServiceEvent answer = Open("b1", "bob", 2);
+  ASSERT_TRUE(answer.has_accepted());
+  EXPECT_EQ(answer.accepted().inbox_seq(), 4u);
+  SendTo("a1", "bob", "c5");
+  EXPECT_THAT(InboxSeqs(FramesFor("b1")), ElementsAre(3, 4, 5));
+}
+
+TEST_P(MessagingTest, OpenWithoutResumeAfterReplaysNothing) {
+  Open("a1", "alice");
+  SendTo("a1", "bob", "c1");
+  Settle();
+  ASSERT_TRUE(Open("b1", "bob").has_accepted());
+  EXPECT_THAT(InboxSeqs(FramesFor("b1")), IsEmpty());
+}
+
+TEST_P(MessagingTest, ReannounceOnANewStreamResumesWithoutPresence) {
+  Open("a1", "alice");
+  Open("b1", "bob");
+  SendTo("a1", "bob", "c1");
+  Settle();
+  // The link breaks; messages arrive while the gateway reconnects.
+  messaging_->StreamClosed(&gw_);
+  RecordingLinkStream gw2;
+  v1::LinkHello hello;
+  hello.set_gateway_id("gw-1");
+  messaging_->StreamOpened(&gw2, hello);
+  v1::SessionOpen alice = OpenRequest("a1", Token("alice"));
+  alice.set_reannounce(true);
+  ASSERT_TRUE(OpenWith(alice, &gw2).has_accepted());
+  Frame(
+      "a1",
+      [] {
+        v1::ClientFrame f;
+        f.mutable_send()->set_client_msg_id("c2");
+        f.mutable_send()->mutable_to()->set_user("bob");
+        f.mutable_send()->set_text("while away");
+        return f;
+      }(),
+      &gw2);
+  Settle();
+  v1::SessionOpen bob = OpenRequest("b1", Token("bob"), 1);
+  bob.set_reannounce(true);
+  v1::ServiceEvent answer = OpenWith(bob, &gw2);
+  ASSERT_TRUE(answer.has_accepted());
+  EXPECT_EQ(answer.accepted().inbox_seq(), 2u);
+  Settle();
+  std::vector<v1::ServerFrame> frames = gw2.FramesFor("b1");
+  EXPECT_THAT(InboxSeqs(frames), ElementsAre(2));
+  EXPECT_THAT(Only(frames, v1::ServerFrame::kPresence), IsEmpty());
+  EXPECT_THAT(Only(gw2.FramesFor("a1"), v1::ServerFrame::kPresence), IsEmpty());
+}
+
+TEST_P(MessagingTest, GroupSendFansOutWithEachMembersInboxSeq) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "", {"alice", "bob", "carol"}, now_}, 10)
+          .ok());
+  Open("a1", "alice");
+  Open("c1", "carol");
+  SendTo("a1", "carol", "d1");  // carol's inbox_seq 1.
+  Open("b1", "bob");
+  Open("d1", "dave");
+  SendTo("a1", "team", "g1", "hi all", true);
+  auto bob = Only(FramesFor("b1"), v1::ServerFrame::kMessage);
+  auto carol = Only(FramesFor("c1"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(bob.size(), 1u);
+  ASSERT_EQ(carol.size(), 2u);
+  EXPECT_EQ(bob[0].message().conversation(), "g:team");
+  EXPECT_EQ(bob[0].message().to().group(), "team");
+  EXPECT_EQ(bob[0].message().inbox_seq(), 1u);
+  EXPECT_EQ(carol[1].message().inbox_seq(), 2u);
+  EXPECT_EQ(carol[1].message().seq(), 1u);
+  EXPECT_THAT(Only(FramesFor("d1"), v1::ServerFrame::kMessage), IsEmpty());
+  // A non-member may not send to the group.
+  SendTo("d1", "team", "x", "let me in", true);
+  auto errors = Only(FramesFor("d1"), v1::ServerFrame::kError);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].error().code(), v1::ERROR_CODE_PERMISSION_DENIED);
+  EXPECT_EQ(errors[0].error().client_msg_id(), "x");
+}
+
+TEST_P(MessagingTest, BadSendsGetPreciseErrorsAndStoreNothing) {
+  Open("a1", "alice");
+  SendTo("a1", "bob", "long", std::string(17, 'x'));
+  SendTo("a1", "bob", "empty", "");
+  SendTo("a1", "bad id!", "badid");
+  SendTo("a1", "nobody", "unknown");
+  SendTo("a1", "bob", "", "no id");
+  SendTo("a1", "bob", "utf8", "\xff\xfe");
+  // Validation errors come at once, store errors after the commit: match
+  // them by client_msg_id.
+  std::map<std::string, v1::Error> errors;
+  for (const auto& f : Only(FramesFor("a1"), v1::ServerFrame::kError)) {
+    errors[f.error().client_msg_id()] = f.error();
+  }
+  ASSERT_EQ(errors.size(), 6u);
+  EXPECT_EQ(errors["long"].code(), v1::ERROR_CODE_TOO_LARGE);
+  EXPECT_THAT(errors["long"].message(), HasSubstr("16"));
+  EXPECT_EQ(errors["empty"].code(), v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_EQ(errors["badid"].code(), v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_EQ(errors["unknown"].code(), v1::ERROR_CODE_NOT_FOUND);
+  EXPECT_THAT(errors["unknown"].message(), HasSubstr("nobody"));
+  EXPECT_EQ(errors[""].code(), v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_EQ(errors["utf8"].code(), v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_EQ(store_->Stats()->messages, 0u);
+}
+
+TEST_P(MessagingTest, FramesFromAnUnopenedSessionAreUnauthenticated) {
+  SendTo("ghost", "bob", "c1");
+  auto errors = Only(gw_.FramesFor("ghost"), v1::ServerFrame::kError);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].error().code(), v1::ERROR_CODE_UNAUTHENTICATED);
+  EXPECT_EQ(errors[0].error().client_msg_id(), "c1");
+}
+
+TEST_P(MessagingTest, ReadReceiptIsStoredMonotonicAndRelayedToThePeer) {
+  Open("a1", "alice");
+  Open("b1", "bob");
+  SendTo("a1", "bob", "c1");
+  SendTo("a1", "bob", "c2");
+  Settle();
+  auto read = [&](uint64_t seq) {
+    v1::ClientFrame f;
+    f.mutable_read()->set_conversation("d:alice:bob");
+    f.mutable_read()->set_seq(seq);
+    Frame("b1", f);
+  };
+  read(2);
+  read(1);  // Lower: ignored, not relayed.
+  read(3);  // Beyond the conversation.
+  Settle();
+  EXPECT_EQ(*store_->ReadCursor("bob", "d:alice:bob"), 2u);
+  auto receipts = Only(FramesFor("a1"), v1::ServerFrame::kReceipt);
+  ASSERT_EQ(receipts.size(), 1u);
+  EXPECT_EQ(receipts[0].receipt().user(), "bob");
+  EXPECT_EQ(receipts[0].receipt().seq(), 2u);
+  auto errors = Only(FramesFor("b1"), v1::ServerFrame::kError);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].error().code(), v1::ERROR_CODE_INVALID_ARGUMENT);
+  // Only participants may mark a conversation read.
+  Open("c1", "carol");
+  v1::ClientFrame f;
+  f.mutable_read()->set_conversation("d:alice:bob");
+  f.mutable_read()->set_seq(1);
+  Frame("c1", f);
+  auto denied = Only(FramesFor("c1"), v1::ServerFrame::kError);
+  ASSERT_EQ(denied.size(), 1u);
+  EXPECT_EQ(denied[0].error().code(), v1::ERROR_CODE_PERMISSION_DENIED);
+}
+
+TEST_P(MessagingTest, TypingIsRelayedToThePeerAndNotStored) {
+  Open("a1", "alice");
+  Open("b1", "bob");
+  v1::ClientFrame f;
+  f.mutable_typing()->mutable_to()->set_user("bob");
+  Frame("a1", f);
+  auto typing = Only(FramesFor("b1"), v1::ServerFrame::kTyping);
+  ASSERT_EQ(typing.size(), 1u);
+  EXPECT_EQ(typing[0].typing().from(), "alice");
+  EXPECT_EQ(typing[0].typing().conversation(), "d:alice:bob");
+  EXPECT_EQ(store_->Stats()->messages, 0u);
+  EXPECT_EQ(*store_->InboxHead("bob"), 0u);
+}
+
+TEST_P(MessagingTest, PresenceIsAnnouncedToContactsOnFirstOpenAndLastClose) {
+  ASSERT_TRUE(store_->CreateGroup({"g", "", {"alice", "bob"}, now_}, 10).ok());
+  Open("b1", "bob");
+  Open("c1", "carol");  // Not a contact of alice.
+  Open("a1", "alice");
+  Open("a2", "alice");  // Not a change.
+  v1::SessionClose close;
+  close.set_session_id("a1");
+  messaging_->CloseSession(&gw_, close);
+  close.set_session_id("a2");
+  messaging_->CloseSession(&gw_, close);
+  auto presence = Only(FramesFor("b1"), v1::ServerFrame::kPresence);
+  ASSERT_EQ(presence.size(), 2u);
+  EXPECT_EQ(presence[0].presence().user(), "alice");
+  EXPECT_TRUE(presence[0].presence().online());
+  EXPECT_FALSE(presence[1].presence().online());
+  EXPECT_THAT(Only(FramesFor("c1"), v1::ServerFrame::kPresence), IsEmpty());
+}
+
+TEST_P(MessagingTest, PingIsAnsweredAndHelloIsAnInvalidFrame) {
+  Open("a1", "alice");
+  v1::ClientFrame ping;
+  ping.mutable_ping()->set_nonce("n1");
+  Frame("a1", ping);
+  v1::ClientFrame hello;
+  hello.mutable_hello()->set_token("x");
+  Frame("a1", hello);
+  Frame("a1", v1::ClientFrame());
+  std::vector<v1::ServerFrame> frames = FramesFor("a1");
+  ASSERT_EQ(frames.size(), 3u);
+  EXPECT_EQ(frames[0].pong().nonce(), "n1");
+  EXPECT_EQ(frames[1].error().code(), v1::ERROR_CODE_INVALID_FRAME);
+  EXPECT_EQ(frames[2].error().code(), v1::ERROR_CODE_INVALID_FRAME);
+}
+
+TEST_P(MessagingTest, SendAsDeliversLikeAClientSend) {
+  Open("b1", "bob");
+  Open("a1", "alice");
+  absl::Notification done;
+  absl::StatusOr<v1::Ack> ack;
+  v1::Send send;
+  send.set_client_msg_id("bot-1");
+  send.mutable_to()->set_user("bob");
+  send.set_text("system");
+  messaging_->SendAs("alice", send, [&](absl::StatusOr<v1::Ack> a) {
+    ack = std::move(a);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(ack->inbox_seq(), 1u);
+  EXPECT_THAT(InboxSeqs(FramesFor("b1")), ElementsAre(1));
+  EXPECT_THAT(InboxSeqs(FramesFor("a1")), ElementsAre(1));  // All devices.
+}
+
+// Sessions open (with resume_after) while messages keep committing: every
+// session must see every inbox_seq after resume_after exactly once, in order.
+TEST_P(MessagingTest, OpensRacingWithLiveTrafficLoseAndRepeatNothing) {
+  Open("a1", "alice");
+  constexpr int kMessages = 300;
+  std::atomic<bool> stop{false};
+  std::thread sender([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      v1::Send send;
+      send.set_client_msg_id("r" + std::to_string(i));
+      send.mutable_to()->set_user("bob");
+      send.set_text("x");
+      messaging_->SendAs("alice", send, [](absl::StatusOr<v1::Ack>) {});
+    }
+    stop.store(true);
+  });
+  std::vector<std::pair<std::string, uint64_t>> opened;
+  for (int i = 0; !stop.load() || i < 3; ++i) {
+    const std::string session = "b" + std::to_string(i);
+    const uint64_t resume = store_->InboxHead("bob").value_or(0) / 2;
+    if (Open(session, "bob", resume).has_accepted()) {
+      opened.push_back({session, resume});
+    }
+    if (i >= 3) {  // Stay within the session limit.
+      v1::SessionClose close;
+      close.set_session_id(opened[opened.size() - 4].first);
+      messaging_->CloseSession(&gw_, close);
+    }
+  }
+  sender.join();
+  Settle();
+  const uint64_t head = *store_->InboxHead("bob");
+  ASSERT_EQ(head, static_cast<uint64_t>(kMessages));
+  // Sessions still open must have everything from resume_after + 1 (or their
+  // head, when resume_after was 0) to the end.
+  for (size_t i = opened.size() - 3; i < opened.size(); ++i) {
+    const auto& [session, resume] = opened[i];
+    std::vector<uint64_t> seqs = InboxSeqs(gw_.FramesFor(session));
+    ASSERT_FALSE(seqs.empty()) << session;
+    if (resume > 0) {
+      EXPECT_EQ(seqs.front(), resume + 1) << session;
+    }
+    for (size_t k = 1; k < seqs.size(); ++k) {
+      ASSERT_EQ(seqs[k], seqs[k - 1] + 1) << session;
+    }
+    EXPECT_EQ(seqs.back(), head) << session;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, MessagingTest,
+    ::testing::Values(
+        StoreFactory{"Fake", [] { return std::make_unique<FakeStore>(); }},
+        StoreFactory{"Sqlite",
+                     []() -> std::unique_ptr<Store> {
+                       std::string dir =
+                           ::testing::TempDir() + "/messaging_test.XXXXXX";
+                       EXPECT_NE(mkdtemp(dir.data()), nullptr);
+                       SqliteStoreOptions options;
+                       options.path = dir + "/parley.db";
+                       auto store = SqliteStore::Open(options);
+                       EXPECT_TRUE(store.ok()) << store.status();
+                       return std::move(store).value();
+                     }}),
+    [](const ::testing::TestParamInfo<StoreFactory>& info) {
+      return info.param.name;
+    });
+
+}  // namespace
+}  // namespace parley::service

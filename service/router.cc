@@ -1,0 +1,304 @@
+#include "service/router.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace parley::service {
+namespace {
+
+// Inbox messages held for one opening session beyond this are dropped: the
+// client sees the gap and syncs (inbox rule 3), and memory stays bounded.
+constexpr size_t kMaxHeldMessages = 4096;
+
+v1::ServiceEvent DeliveryEvent(const std::vector<std::string>& session_ids,
+                               const v1::ServerFrame& frame) {
+  v1::ServiceEvent event;
+  v1::Delivery* delivery = event.mutable_delivery();
+  for (const std::string& id : session_ids) delivery->add_session_ids(id);
+  *delivery->mutable_frame() = frame;
+  return event;
+}
+
+}  // namespace
+
+void SendFrameTo(LinkStream* stream, absl::string_view session_id,
+                 v1::ServerFrame frame) {
+  v1::ServiceEvent event;
+  event.mutable_delivery()->add_session_ids(std::string(session_id));
+  *event.mutable_delivery()->mutable_frame() = std::move(frame);
+  stream->Send(std::move(event));
+}
+
+Router::Router(size_t max_sessions_per_user)
+    : max_sessions_per_user_(max_sessions_per_user) {}
+
+void Router::AddStream(LinkStream* stream, std::string gateway_id) {
+  absl::MutexLock lock(&mu_);
+  streams_[stream].gateway_id = std::move(gateway_id);
+}
+
+void Router::RemoveStream(LinkStream* stream) {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(stream);
+  if (it == streams_.end()) return;
+  const std::set<std::string> ids = it->second.sessions;
+  for (const std::string& id : ids) RemoveLocked(id);
+  streams_.erase(stream);
+}
+
+bool Router::RemoveLocked(const std::string& session_id) {
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) return false;
+  const std::string user = it->second.info.user_id;
+  auto stream = streams_.find(it->second.stream);
+  if (stream != streams_.end()) stream->second.sessions.erase(session_id);
+  sessions_.erase(it);
+  auto u = by_user_.find(user);
+  if (u == by_user_.end()) return true;
+  u->second.erase(session_id);
+  if (!u->second.empty()) return false;
+  by_user_.erase(u);
+  return true;
+}
+
+absl::StatusOr<bool> Router::BeginOpen(LinkStream* stream,
+                                       const SessionInfo& info) {
+  absl::MutexLock lock(&mu_);
+  auto s = streams_.find(stream);
+  if (s == streams_.end()) {
+    return absl::FailedPreconditionError("the link stream is closed");
+  }
+  // A re-announce replaces the session wherever it was.
+  RemoveLocked(info.session_id);
+  auto u = by_user_.find(info.user_id);
+  const bool first = u == by_user_.end() || u->second.empty();
+  if (!first && u->second.size() >= max_sessions_per_user_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "user \"", info.user_id, "\" already has ", u->second.size(),
+        " sessions; the limit is ", max_sessions_per_user_));
+  }
+  Session& session = sessions_[info.session_id];
+  session.info = info;
+  session.info.gateway_id = s->second.gateway_id;
+  session.stream = stream;
+  s->second.sessions.insert(info.session_id);
+  by_user_[info.user_id].insert(info.session_id);
+  return first;
+}
+
+bool Router::CompleteOpen(const std::string& session_id,
+                          const v1::SessionAccepted& accepted,
+                          const std::vector<v1::Message>& replay) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end() || it->second.live) return false;
+  Session& session = it->second;
+  v1::ServiceEvent event;
+  *event.mutable_accepted() = accepted;
+  session.stream->Send(std::move(event));
+  // A session is owed messages after its head; the replay starts lower.
+  session.last_inbox_seq = accepted.inbox_seq();
+  if (!replay.empty()) {
+    session.last_inbox_seq =
+        std::max(session.last_inbox_seq, replay.back().inbox_seq());
+  }
+  for (const v1::Message& m : replay) {
+    v1::ServerFrame frame;
+    *frame.mutable_message() = m;
+    session.stream->Send(DeliveryEvent({session_id}, frame));
+  }
+  session.live = true;
+  std::vector<Held> held = std::move(session.held);
+  session.held.clear();
+  for (Held& h : held) {
+    ToSessionLocked(session, std::move(h.frame), h.inbox_seq, h.is_message);
+  }
+  return true;
+}
+
+bool Router::AbortOpen(LinkStream* stream,
+                       const v1::SessionRejected& rejected) {
+  absl::MutexLock lock(&mu_);
+  bool last = false;
+  auto it = sessions_.find(rejected.session_id());
+  if (it != sessions_.end() && it->second.stream == stream) {
+    last = RemoveLocked(rejected.session_id());
+  }
+  v1::ServiceEvent event;
+  *event.mutable_rejected() = rejected;
+  stream->Send(std::move(event));
+  return last;
+}
+
+std::optional<std::string> Router::Close(LinkStream* stream,
+                                         absl::string_view session_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end() || it->second.stream != stream) {
+    return std::nullopt;
+  }
+  std::string user = it->second.info.user_id;
+  if (!RemoveLocked(std::string(session_id))) return std::nullopt;
+  return user;
+}
+
+std::optional<std::string> Router::UserOf(LinkStream* stream,
+                                          absl::string_view session_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end() || it->second.stream != stream) {
+    return std::nullopt;
+  }
+  return it->second.info.user_id;
+}
+
+void Router::ToSessionLocked(Session& session, v1::ServerFrame frame,
+                             uint64_t inbox_seq, bool is_message) {
+  if (!session.live) {
+    if (is_message && session.held.size() >= kMaxHeldMessages) return;
+    session.held.push_back({std::move(frame), inbox_seq, is_message});
+    return;
+  }
+  if (is_message && inbox_seq <= session.last_inbox_seq) return;
+  session.last_inbox_seq = std::max(session.last_inbox_seq, inbox_seq);
+  SendFrameTo(session.stream, session.info.session_id, std::move(frame));
+}
+
+size_t Router::DeliverMessage(const std::string& user,
+                              const v1::Message& message,
+                              absl::string_view except_session) {
+  absl::MutexLock lock(&mu_);
+  auto u = by_user_.find(user);
+  if (u == by_user_.end()) return 0;
+  v1::ServerFrame frame;
+  *frame.mutable_message() = message;
+  // Live sessions on one stream share one Delivery.
+  std::map<LinkStream*, std::vector<std::string>> batch;
+  size_t count = 0;
+  for (const std::string& id : u->second) {
+    if (id == except_session) continue;
+    Session& session = sessions_.at(id);
+    if (!session.live) {
+      ToSessionLocked(session, frame, message.inbox_seq(), true);
+      ++count;
+      continue;
+    }
+    if (message.inbox_seq() <= session.last_inbox_seq) continue;
+    session.last_inbox_seq = message.inbox_seq();
+    batch[session.stream].push_back(id);
+    ++count;
+  }
+  for (auto& [stream, ids] : batch) stream->Send(DeliveryEvent(ids, frame));
+  return count;
+}
+
+void Router::SendToSession(absl::string_view session_id, v1::ServerFrame frame,
+                           uint64_t inbox_seq) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) return;
+  ToSessionLocked(it->second, std::move(frame), inbox_seq, false);
+}
+
+void Router::SendToUser(const std::string& user, const v1::ServerFrame& frame,
+                        absl::string_view except_session) {
+  absl::MutexLock lock(&mu_);
+  auto u = by_user_.find(user);
+  if (u == by_user_.end()) return;
+  std::map<LinkStream*, std::vector<std::string>> batch;
+  for (const std::string& id : u->second) {
+    if (id == except_session) continue;
+    Session& session = sessions_.at(id);
+    if (!session.live) {
+      ToSessionLocked(session, frame, 0, false);
+    } else {
+      batch[session.stream].push_back(id);
+    }
+  }
+  for (auto& [stream, ids] : batch) stream->Send(DeliveryEvent(ids, frame));
+}
+
+Router::Disconnected Router::Disconnect(absl::string_view user_id,
+                                        absl::string_view session_id,
+                                        uint32_t close_code,
+                                        const std::string& reason,
+                                        bool reconnect) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> ids;
+  if (!session_id.empty()) {
+    if (sessions_.count(session_id) > 0) ids.emplace_back(session_id);
+  } else {
+    auto u = by_user_.find(user_id);
+    if (u != by_user_.end()) ids.assign(u->second.begin(), u->second.end());
+  }
+  std::map<LinkStream*, std::vector<std::string>> batch;
+  Disconnected out;
+  for (const std::string& id : ids) {
+    const Session& session = sessions_.at(id);
+    batch[session.stream].push_back(id);
+    const std::string user = session.info.user_id;
+    if (RemoveLocked(id)) out.offline_users.push_back(user);
+    ++out.sessions;
+  }
+  for (auto& [stream, session_ids] : batch) {
+    v1::ServiceEvent event;
+    v1::DisconnectOrder* order = event.mutable_disconnect();
+    for (const std::string& id : session_ids) order->add_session_ids(id);
+    order->set_close_code(close_code);
+    order->set_reason(reason);
+    order->set_reconnect(reconnect);
+    stream->Send(std::move(event));
+  }
+  return out;
+}
+
+Router::Broadcasted Router::Broadcast(const v1::ServerFrame& frame) {
+  absl::MutexLock lock(&mu_);
+  Broadcasted out;
+  std::set<std::string> gateways;
+  for (auto& [stream, entry] : streams_) {
+    v1::ServiceEvent event;
+    *event.mutable_broadcast()->mutable_frame() = frame;
+    stream->Send(std::move(event));
+    gateways.insert(entry.gateway_id);
+  }
+  out.gateways = static_cast<uint32_t>(gateways.size());
+  out.sessions = static_cast<uint32_t>(sessions_.size());
+  return out;
+}
+
+std::vector<SessionInfo> Router::ListSessions(absl::string_view user_id) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<SessionInfo> out;
+  for (const auto& [user, ids] : by_user_) {
+    if (!user_id.empty() && user != user_id) continue;
+    for (const std::string& id : ids) out.push_back(sessions_.at(id).info);
+  }
+  return out;
+}
+
+bool Router::IsOnline(absl::string_view user_id) const {
+  absl::MutexLock lock(&mu_);
+  return by_user_.count(user_id) > 0;
+}
+
+size_t Router::session_count() const {
+  absl::MutexLock lock(&mu_);
+  return sessions_.size();
+}
+
+size_t Router::gateway_count() const {
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> gateways;
+  for (const auto& [stream, entry] : streams_)
+    gateways.insert(entry.gateway_id);
+  return gateways.size();
+}
+
+size_t Router::stream_count() const {
+  absl::MutexLock lock(&mu_);
+  return streams_.size();
+}
+
+}  // namespace parley::service
