@@ -4,6 +4,7 @@
 #
 #   tools/deps.sh build   compilers, Bazel, the -dev libraries
 #   tools/deps.sh test    build + Python test clients
+#   tools/deps.sh docker  Docker's daemon, docker-compose, debootstrap
 #
 # Runs apt-get as root, or through sudo when not root.
 set -euo pipefail
@@ -14,6 +15,9 @@ BUILD_PACKAGES=(
   libwebsocketpp-dev libasio-dev libabsl-dev libgtest-dev libgmock-dev
   libsqlite3-dev libssl-dev
 )
+DOCKER_PACKAGES=(
+  docker.io docker-compose iptables debootstrap
+)
 TEST_PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-websockets python3-pytest
 )
@@ -22,7 +26,8 @@ packages=("${BUILD_PACKAGES[@]}")
 case "${1:-build}" in
   build) ;;
   test) packages+=("${TEST_PACKAGES[@]}") ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  docker) packages=("${DOCKER_PACKAGES[@]}") ;;
+  *) echo "usage: $0 build|test|docker" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -11,6 +11,11 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 tools/deps.sh test || { echo "0 passed, 1 failed"; exit 1; }
+# The deploy test (tests/deploy) builds the images and runs the compose stack
+# on Debian's Docker; PARLEY_SKIP_DOCKER=1 skips it for quick local runs.
+if [ "${PARLEY_SKIP_DOCKER:-0}" != 1 ]; then
+  tools/deps.sh docker || { echo "0 passed, 1 failed"; exit 1; }
+fi
 
 ARTIFACTS=${PARLEY_ARTIFACTS:-$ROOT/tests/artifacts}
 rm -rf "$ARTIFACTS" && mkdir -p "$ARTIFACTS"
@@ -33,11 +38,20 @@ BIN_DIR=$(bazel info bazel-bin 2>/dev/null)
 
 echo "== pytest tests/"
 PARLEY_BIN_DIR=$BIN_DIR PARLEY_ARTIFACTS=$ARTIFACTS \
-  /usr/bin/python3 -m pytest tests -q -p no:cacheprovider \
+  /usr/bin/python3 -m pytest tests -q -p no:cacheprovider --import-mode=importlib \
   --junitxml="$ARTIFACTS/pytest.xml" 2>&1 | tee "$ARTIFACTS/pytest.log" | tail -25
 
+reports=("$ARTIFACTS/pytest.xml")
+if [ -x tests/browser/run.sh ]; then
+  echo "== browser (web unit tests, Chromium end to end)"
+  PARLEY_BIN_DIR=$BIN_DIR PARLEY_ARTIFACTS=$ARTIFACTS tests/browser/run.sh \
+    > "$ARTIFACTS/browser.log" 2>&1
+  tail -15 "$ARTIFACTS/browser.log"
+  reports+=("$ARTIFACTS/browser.xml")
+fi
+
 summary=$(/usr/bin/python3 tools/summarize_tests.py "$ARTIFACTS/bazel-test.log" \
-  "$TESTLOGS" "$ARTIFACTS/pytest.xml")
+  "$TESTLOGS" "${reports[@]}")
 echo "$summary"
 case "$summary" in
   *" 0 failed"*) exit 0 ;;

@@ -1,0 +1,201 @@
+"""The docker-compose deployment, for real: Debian's Docker daemon, images
+built from deploy/Dockerfile, the stack from deploy/docker-compose.yml, and
+clients on the host talking to the published ports.
+
+Slow (it builds the images with Bazel inside Docker); tools/test.sh runs it
+unless PARLEY_SKIP_DOCKER=1.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import docker_env  # noqa: E402
+import harness  # noqa: E402
+
+pytestmark = pytest.mark.skipif(os.environ.get("PARLEY_SKIP_DOCKER") == "1",
+                                reason="PARLEY_SKIP_DOCKER=1")
+
+COMPOSE_FILE = os.path.join(harness.REPO, "deploy", "docker-compose.yml")
+PROJECT = "parleytest"
+
+
+class Stack:
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.gateway_port = harness.free_port()
+        self.admin_port = harness.free_port()
+        self.metrics_port = harness.free_port()
+        self.token_secret = secrets.token_hex(32)
+        self.admin_key = secrets.token_hex(24)
+        self.env_file = os.path.join(log_dir, "parley.env")
+        with open(self.env_file, "w", encoding="utf-8") as f:
+            f.write(f"PARLEY_TOKEN_SECRET={self.token_secret}\n"
+                    f"PARLEY_ADMIN_KEY={self.admin_key}\n")
+        self.env = dict(os.environ,
+                        PARLEY_ENV_FILE=self.env_file,
+                        PARLEY_GATEWAY_PORT=str(self.gateway_port),
+                        PARLEY_ADMIN_PORT=str(self.admin_port),
+                        PARLEY_METRICS_PORT=str(self.metrics_port),
+                        PARLEY_IMAGE_TAG="test")
+        self.admin_address = f"127.0.0.1:{self.admin_port}"
+
+    def compose(self, *args, timeout=600, check=True):
+        argv = ["docker-compose", "-p", PROJECT, "-f", COMPOSE_FILE, *args]
+        result = subprocess.run(argv, env=self.env, text=True, timeout=timeout,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        with open(os.path.join(self.log_dir, "compose.log"), "a") as log:
+            log.write(f"$ {' '.join(argv)}\n{result.stdout}\n")
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}")
+        return result.stdout
+
+    def container(self, service):
+        return self.compose("ps", "-q", service).strip()
+
+    def wait_healthy(self, service, timeout=120):
+        deadline = time.monotonic() + timeout
+        while True:
+            cid = self.container(service)
+            status = docker_env.run(
+                [docker_env.DOCKER, "inspect", "--format",
+                 "{{.State.Health.Status}}", cid], check=False).stdout.strip()
+            if status == "healthy":
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{service} is {status!r} after {timeout}s:\n"
+                                   + self.compose("logs", "--no-color", service))
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    log_dir = os.environ.get("PARLEY_ARTIFACTS") or str(
+        tmp_path_factory.mktemp("deploy"))
+    log_dir = os.path.join(log_dir, "deploy")
+    os.makedirs(log_dir, exist_ok=True)
+    env = docker_env.DockerEnv(log_dir)
+    env.start()
+    s = Stack(log_dir)
+    try:
+        s.compose("build", timeout=3600)
+        s.compose("up", "-d")
+        s.wait_healthy("service")
+        s.wait_healthy("gateway")
+        yield s
+    finally:
+        s.compose("logs", "--no-color", check=False)
+        s.compose("down", "-v", check=False)
+        env.stop()
+
+
+def test_example_secrets_are_refused_unless_demo(stack):
+    base = [docker_env.DOCKER, "run", "--rm",
+            "-e", "PARLEY_TOKEN_SECRET=example-token-secret-change-me",
+            "-e", "PARLEY_ADMIN_KEY=example-admin-key-change-me"]
+    refused = docker_env.run(base + ["parley/service:test"], check=False)
+    assert refused.returncode == 78, refused.stdout
+    assert "example secrets" in refused.stdout
+    demo = docker_env.run(base + ["-e", "PARLEY_DEMO=1", "--entrypoint",
+                                  "parley-entrypoint", "parley/service:test",
+                                  "true"], check=False)
+    assert demo.returncode == 0, demo.stdout
+
+
+def test_images_run_as_non_root(stack):
+    for service in ("service", "gateway"):
+        user = docker_env.run([docker_env.DOCKER, "inspect", "--format",
+                               "{{.Config.User}}", f"parley/{service}:test"])
+        assert user.stdout.strip() == "parley"
+
+
+def test_admin_port_is_published_on_loopback_only(stack):
+    out = stack.compose("port", "service", "7401")
+    assert out.strip().startswith("127.0.0.1:"), out
+
+
+async def _recv_frame(ws, kind, timeout=30):
+    """Next frame of this kind (other kinds are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(await asyncio.wait_for(
+            ws.recv(), deadline - time.monotonic()))
+        if kind in frame:
+            return frame[kind]
+
+
+async def _chat_through_service_restart(stack, token_a, token_b):
+    import websockets  # Debian's python3-websockets.
+    url = f"ws://127.0.0.1:{stack.gateway_port}/?token="
+    async with websockets.connect(url + token_a, subprotocols=["parley.v1.json"]) as a, \
+            websockets.connect(url + token_b, subprotocols=["parley.v1.json"]) as b:
+        await _recv_frame(a, "welcome")
+        await _recv_frame(b, "welcome")
+
+        acked, received = {}, {}
+
+        async def read_b():
+            while True:
+                m = await _recv_frame(b, "message", timeout=120)
+                # A repeat of an inboxSeq is ignored by the inbox rule; the
+                # same send under two inboxSeqs would be a doubled message.
+                received.setdefault(m["clientMsgId"], set()).add(m["inboxSeq"])
+
+        async def read_a():
+            while True:
+                frame = json.loads(await a.recv())
+                if "ack" in frame:
+                    acked[frame["ack"]["clientMsgId"]] = frame["ack"]
+
+        readers = [asyncio.ensure_future(read_b()), asyncio.ensure_future(read_a())]
+        total = 60
+        loop = asyncio.get_running_loop()
+        restart = None
+        for i in range(total):
+            await a.send(json.dumps({"send": {
+                "clientMsgId": f"m{i}", "to": {"user": "bob"},
+                "text": f"message {i}"}}))
+            if i == total // 3:
+                restart = loop.run_in_executor(
+                    None, lambda: stack.compose("restart", "service"))
+            await asyncio.sleep(0.05)  # Paced traffic across the restart.
+        await restart
+        # Resend what was never acked (idempotent by clientMsgId).
+        deadline = time.monotonic() + 90
+        while len(acked) < total and time.monotonic() < deadline:
+            for i in range(total):
+                if f"m{i}" not in acked:
+                    await a.send(json.dumps({"send": {
+                        "clientMsgId": f"m{i}", "to": {"user": "bob"},
+                        "text": f"message {i}"}}))
+            await asyncio.sleep(1)
+        while set(received) < set(acked) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for r in readers:
+            r.cancel()
+        assert a.open and b.open, "a client socket closed during the restart"
+        return acked, received
+
+
+def test_two_clients_chat_and_survive_a_service_restart(stack):
+    admin = harness.AdminClient(stack)
+    for user in ("alice", "bob"):
+        admin.call("CreateUser", id=user, display_name=user.title())
+    token_a = admin.call("IssueToken", user_id="alice").token
+    token_b = admin.call("IssueToken", user_id="bob").token
+    admin.close()
+    acked, received = asyncio.run(
+        _chat_through_service_restart(stack, token_a, token_b))
+    assert len(acked) == 60
+    missing = sorted(set(acked) - set(received))
+    assert not missing, f"acknowledged but never delivered: {missing}"
+    doubled = sorted(k for k, seqs in received.items() if len(seqs) > 1)
+    assert not doubled, f"delivered twice: {doubled}"
