@@ -78,6 +78,11 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    for binary in ("service/parley-service", "gateway/parley-gateway"):
+        try:
+            harness.bin_path(binary)
+        except FileNotFoundError as e:
+            pytest.skip(f"nothing to deploy yet: {e}")
     log_dir = os.environ.get("PARLEY_ARTIFACTS") or str(
         tmp_path_factory.mktemp("deploy"))
     log_dir = os.path.join(log_dir, "deploy")
