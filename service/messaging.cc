@@ -8,23 +8,10 @@
 #include "common/jwt.h"
 #include "common/log.h"
 #include "service/conversation.h"
+#include "service/timestamps.h"
 
 namespace parley::service {
 namespace {
-
-google::protobuf::Timestamp ToTimestamp(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t us = absl::ToUnixMicros(t);
-  int64_t seconds = us / 1000000;
-  int64_t micros = us % 1000000;
-  if (micros < 0) {
-    micros += 1000000;
-    --seconds;
-  }
-  ts.set_seconds(seconds);
-  ts.set_nanos(static_cast<int32_t>(micros * 1000));
-  return ts;
-}
 
 v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
   v1::Message out;

@@ -1,0 +1,105 @@
+// AdminApi: what the parley.v1.Admin calls do, without gRPC: validation,
+// limits, paging, and the Store, Router and Messaging calls behind each.
+// admin_service.h adapts it to gRPC (and checks the admin key).
+//
+// Every failure is an absl::Status with the gRPC code the call should
+// return and a message naming the problem: INVALID_ARGUMENT for malformed
+// input, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, RESOURCE_EXHAUSTED
+// for limits, UNAVAILABLE when the store fails. A failed call changes
+// nothing.
+//
+// Paging: page tokens are the last id of the previous page (opaque to
+// callers); page_size 0 means `default_page_size`, larger than
+// `max_page_size` is capped.
+//
+// Threading: thread-safe. Calls block on the Store (SendMessage until the
+// message is durable): run them on gRPC's sync-server threads or a worker.
+#ifndef PARLEY_SERVICE_ADMIN_API_H_
+#define PARLEY_SERVICE_ADMIN_API_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "parley/v1/admin.pb.h"
+#include "service/messaging.h"
+#include "service/router.h"
+#include "service/store.h"
+
+namespace parley::service {
+
+// Options for AdminApi.
+struct AdminOptions {
+  // The HS256 secret tokens are minted with (required).
+  std::string token_secret;
+  // Token lifetime when IssueToken asks for 0, and the longest allowed.
+  absl::Duration default_token_ttl = absl::Hours(24);
+  absl::Duration max_token_ttl = absl::Hours(24 * 365);
+  // Most members in one group.
+  size_t max_group_members = 1000;
+  // List page sizes (users, groups, history).
+  uint32_t default_page_size = 100;
+  uint32_t max_page_size = 1000;
+  // Longest display name and device name, in bytes.
+  size_t max_display_name_bytes = 128;
+  // Longest broadcast text, in bytes.
+  size_t max_text_bytes = 4096;
+};
+
+class AdminApi final {
+ public:
+  using Clock = std::function<absl::Time()>;
+
+  // Everything passed must outlive this object.
+  AdminApi(
+      Store* store, Router* router, Messaging* messaging, AdminOptions options,
+      Clock clock = [] { return absl::Now(); });
+
+  absl::StatusOr<v1::User> CreateUser(const v1::CreateUserRequest& request);
+  absl::StatusOr<v1::User> GetUser(const v1::GetUserRequest& request);
+  absl::StatusOr<v1::ListUsersResponse> ListUsers(
+      const v1::ListUsersRequest& request);
+  absl::StatusOr<v1::DeleteUserResponse> DeleteUser(
+      const v1::DeleteUserRequest& request);
+  absl::StatusOr<v1::IssueTokenResponse> IssueToken(
+      const v1::IssueTokenRequest& request);
+  absl::StatusOr<v1::Group> CreateGroup(const v1::CreateGroupRequest& request);
+  absl::StatusOr<v1::Group> AddMembers(const v1::AddMembersRequest& request);
+  absl::StatusOr<v1::Group> RemoveMembers(
+      const v1::RemoveMembersRequest& request);
+  absl::StatusOr<v1::Group> GetGroup(const v1::GetGroupRequest& request);
+  absl::StatusOr<v1::ListGroupsResponse> ListGroups(
+      const v1::ListGroupsRequest& request);
+  // Blocks until the message is durable and delivered (or failed).
+  absl::StatusOr<v1::Ack> SendMessage(const v1::SendMessageRequest& request);
+  absl::StatusOr<v1::BroadcastResponse> Broadcast(
+      const v1::BroadcastRequest& request);
+  absl::StatusOr<v1::ListSessionsResponse> ListSessions(
+      const v1::ListSessionsRequest& request);
+  absl::StatusOr<v1::DisconnectResponse> Disconnect(
+      const v1::DisconnectRequest& request);
+  absl::StatusOr<v1::GetHistoryResponse> GetHistory(
+      const v1::GetHistoryRequest& request);
+  absl::StatusOr<v1::Stats> GetStats(const v1::GetStatsRequest& request);
+
+ private:
+  uint32_t PageSize(uint32_t requested) const;
+  absl::Status ValidateMembers(
+      const google::protobuf::RepeatedPtrField<std::string>& ids) const;
+
+  Store* const store_;
+  Router* const router_;
+  Messaging* const messaging_;
+  const AdminOptions options_;
+  const Clock clock_;
+  const absl::Time started_at_;
+  // For SendMessage requests without a client_msg_id.
+  std::atomic<uint64_t> generated_ids_{0};
+};
+
+}  // namespace parley::service
+
+#endif  // PARLEY_SERVICE_ADMIN_API_H_

@@ -1,0 +1,162 @@
+// parley-service: users, conversations, durable ordered delivery, offline
+// sync and the admin API, on an embedded SQLite store. See server.h for the
+// listeners and README.md for running it.
+//
+// Every flag can also be set with PARLEY_<FLAG NAME IN CAPITALS> (common/
+// config.h); the command line wins.
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/time/time.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "service/server.h"
+
+ABSL_FLAG(std::string, link_address, "127.0.0.1:7400",
+          "host:port of the GatewayLink gRPC server (and its health service); "
+          "port 0 picks a free one. Default 127.0.0.1:7400.");
+ABSL_FLAG(std::string, admin_address, "127.0.0.1:7401",
+          "host:port of the Admin gRPC server (with health and reflection); "
+          "port 0 picks a free one. Default 127.0.0.1:7401.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9401",
+          "host:port of the HTTP server for /metrics and /healthz; port 0 "
+          "picks a free one. Default 127.0.0.1:9401.");
+ABSL_FLAG(std::string, data_dir, "./data",
+          "Directory holding the SQLite database parley.db (created if "
+          "missing). Default ./data.");
+ABSL_FLAG(std::string, token_secret, "",
+          "HS256 secret that client tokens are signed with. Required; no "
+          "default.");
+ABSL_FLAG(std::string, admin_key, "",
+          "Key the admin API expects as 'authorization: Bearer <key>'. "
+          "Required; no default.");
+ABSL_FLAG(absl::Duration, token_ttl, absl::Hours(24),
+          "Lifetime of tokens minted by IssueToken when the request gives "
+          "none (a duration such as 24h). Default 24h.");
+ABSL_FLAG(absl::Duration, max_token_ttl, absl::Hours(24 * 365),
+          "Longest lifetime IssueToken accepts (a duration). Default 8760h.");
+ABSL_FLAG(uint32_t, max_text_bytes, 4096,
+          "Longest message or broadcast text, in bytes of UTF-8. Default "
+          "4096.");
+ABSL_FLAG(uint32_t, max_group_members, 1000,
+          "Most members in one group. Default 1000.");
+ABSL_FLAG(uint32_t, default_page_size, 100,
+          "Page size (messages, users, groups) when a request asks for 0. "
+          "Default 100.");
+ABSL_FLAG(uint32_t, max_page_size, 1000,
+          "Largest page size; larger requests are capped. Default 1000.");
+ABSL_FLAG(uint32_t, max_sessions_per_user, 16,
+          "Most live sessions of one user; more are rejected "
+          "(TOO_MANY_SESSIONS, close 4029). Default 16.");
+ABSL_FLAG(uint32_t, max_replay, 1000,
+          "Most messages replayed to a session that opens with resume_after; "
+          "a client further behind syncs. Default 1000.");
+ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
+          "SQLite PRAGMA synchronous: FULL (fsync each group commit; an Ack "
+          "survives power loss), NORMAL, OFF or EXTRA. Default FULL.");
+ABSL_FLAG(uint32_t, sqlite_max_batch, 1024,
+          "Most write operations in one group-commit transaction. Default "
+          "1024.");
+ABSL_FLAG(uint32_t, worker_threads, 4,
+          "Threads running link events and store reads (never one per "
+          "stream). Default 4.");
+ABSL_FLAG(uint32_t, link_max_queued_events, 100000,
+          "Events queued for one gateway stream beyond which the stream is "
+          "ended with UNAVAILABLE (the gateway is not reading). Default "
+          "100000.");
+ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
+          "How long SIGTERM may take: drain, flush, close streams (a "
+          "duration). Default 10s.");
+
+namespace {
+
+parley::service::ServerOptions OptionsFromFlags() {
+  parley::service::ServerOptions o;
+  o.link_address = absl::GetFlag(FLAGS_link_address);
+  o.admin_address = absl::GetFlag(FLAGS_admin_address);
+  o.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  o.token_secret = absl::GetFlag(FLAGS_token_secret);
+  o.admin_key = absl::GetFlag(FLAGS_admin_key);
+  o.sqlite_synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
+  o.sqlite_max_batch = absl::GetFlag(FLAGS_sqlite_max_batch);
+  o.worker_threads = static_cast<int>(absl::GetFlag(FLAGS_worker_threads));
+  o.max_sessions_per_user = absl::GetFlag(FLAGS_max_sessions_per_user);
+  o.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  o.messaging.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  o.messaging.default_page_size = absl::GetFlag(FLAGS_default_page_size);
+  o.messaging.max_page_size = absl::GetFlag(FLAGS_max_page_size);
+  o.messaging.max_replay = static_cast<int>(absl::GetFlag(FLAGS_max_replay));
+  o.admin.default_token_ttl = absl::GetFlag(FLAGS_token_ttl);
+  o.admin.max_token_ttl = absl::GetFlag(FLAGS_max_token_ttl);
+  o.admin.max_group_members = absl::GetFlag(FLAGS_max_group_members);
+  o.admin.default_page_size = o.messaging.default_page_size;
+  o.admin.max_page_size = o.messaging.max_page_size;
+  o.admin.max_text_bytes = o.messaging.max_text_bytes;
+  o.link.max_queued_events = absl::GetFlag(FLAGS_link_max_queued_events);
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  parley::ParseConfig(argc, argv,
+                      "parley-service: users, conversations, durable ordered "
+                      "delivery, offline sync and the admin API.\n"
+                      "  parley-service --token_secret=S --admin_key=K "
+                      "[--data_dir=./data] [--link_address=127.0.0.1:7400]");
+  const parley::service::ServerOptions options = OptionsFromFlags();
+  absl::Status valid = parley::service::ValidateServerOptions(options);
+  if (!valid.ok()) {
+    std::fprintf(stderr, "parley-service: %s\n",
+                 std::string(valid.message()).c_str());
+    return 2;
+  }
+
+  // Signals are taken by sigwait() below; every thread started from here on
+  // inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  parley::Registry& registry = parley::DefaultRegistry();
+  parley::AddProcessMetrics(registry);
+  absl::StatusOr<std::unique_ptr<parley::service::Server>> server =
+      parley::service::Server::Start(options, registry);
+  if (!server.ok()) {
+    parley::LogError("service.start_failed",
+                     {{"error", server.status().ToString()}});
+    return 1;
+  }
+  parley::LogInfo("service.ready",
+                  {{"link_address", (*server)->link_address()},
+                   {"admin_address", (*server)->admin_address()},
+                   {"metrics_address", (*server)->metrics_address()},
+                   {"data_dir", options.data_dir},
+                   {"sqlite_synchronous", options.sqlite_synchronous}});
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  parley::LogInfo("service.signal", {{"signal", signal_number}});
+  // If the drain overruns its deadline, exit anyway: every acknowledged
+  // message is already durable.
+  std::thread([timeout = options.shutdown_timeout] {
+    std::this_thread::sleep_for(absl::ToChronoSeconds(timeout) +
+                                std::chrono::seconds(1));
+    parley::LogError("service.shutdown_overran");
+    std::_Exit(1);
+  }).detach();
+  (*server)->Shutdown();
+  server->reset();
+  return 0;
+}

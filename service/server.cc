@@ -1,0 +1,204 @@
+#include "service/server.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+
+namespace parley::service {
+namespace {
+
+// "host:port" with the port the server actually bound.
+std::string BoundAddress(const std::string& asked, int port) {
+  return absl::StrCat(asked.substr(0, asked.rfind(':')), ":", port);
+}
+
+absl::Status MakeDirectory(const std::string& dir) {
+  if (mkdir(dir.c_str(), 0750) == 0 || errno == EEXIST) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat("cannot create --data_dir \"", dir,
+                                             "\": ", std::strerror(errno)));
+}
+
+}  // namespace
+
+absl::Status ValidateServerOptions(const ServerOptions& o) {
+  if (o.token_secret.empty()) {
+    return absl::InvalidArgumentError(
+        "--token_secret is required (the HS256 secret client tokens are "
+        "signed with); set it or PARLEY_TOKEN_SECRET");
+  }
+  if (o.admin_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--admin_key is required (the admin API's bearer key); set it or "
+        "PARLEY_ADMIN_KEY");
+  }
+  for (const auto& [name, address] :
+       {std::pair<const char*, const std::string&>{"link_address",
+                                                   o.link_address},
+        {"admin_address", o.admin_address}}) {
+    if (address.rfind(':') == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " \"", address, "\" is not host:port"));
+    }
+  }
+  if (o.worker_threads < 1) {
+    return absl::InvalidArgumentError("--worker_threads must be at least 1");
+  }
+  if (o.max_sessions_per_user < 1 || o.messaging.max_text_bytes < 1 ||
+      o.admin.max_group_members < 1 || o.messaging.max_page_size < 1 ||
+      o.messaging.default_page_size < 1 ||
+      o.messaging.default_page_size > o.messaging.max_page_size) {
+    return absl::InvalidArgumentError(
+        "limits must be at least 1, and the default page size at most the "
+        "maximum");
+  }
+  if (o.admin.default_token_ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--token_ttl must be positive");
+  }
+  return absl::OkStatus();
+}
+
+Server::Server(const ServerOptions& options, Registry& registry)
+    : options_(options), registry_(registry) {}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(
+    const ServerOptions& options, Registry& registry) {
+  RETURN_IF_ERROR(ValidateServerOptions(options));
+  RETURN_IF_ERROR(MakeDirectory(options.data_dir));
+  auto server = std::unique_ptr<Server>(new Server(options, registry));
+  Server& s = *server;
+  s.metrics_ = std::make_unique<ServiceMetrics>(registry);
+
+  SqliteStoreOptions store_options;
+  store_options.path = options.data_dir + "/parley.db";
+  store_options.synchronous = options.sqlite_synchronous;
+  store_options.max_batch = options.sqlite_max_batch;
+  ServiceMetrics* metrics = s.metrics_.get();
+  store_options.on_commit = [metrics](size_t n, absl::Duration latency) {
+    metrics->commit_batch_size.Observe(static_cast<double>(n));
+    metrics->commit_seconds.Observe(absl::ToDoubleSeconds(latency));
+  };
+  ASSIGN_OR_RETURN(s.store_, SqliteStore::Open(store_options));
+
+  s.router_ = std::make_unique<Router>(options.max_sessions_per_user);
+  MessagingOptions messaging = options.messaging;
+  messaging.token_secret = options.token_secret;
+  s.messaging_ = std::make_unique<Messaging>(s.store_.get(), s.router_.get(),
+                                             metrics, messaging);
+  s.pool_ = std::make_unique<ThreadPool>(options.worker_threads);
+  s.link_service_ = std::make_unique<GatewayLinkService>(
+      s.messaging_.get(), s.pool_.get(), options.link);
+  AdminOptions admin = options.admin;
+  admin.token_secret = options.token_secret;
+  s.admin_api_ = std::make_unique<AdminApi>(s.store_.get(), s.router_.get(),
+                                            s.messaging_.get(), admin);
+  s.admin_service_ =
+      std::make_unique<AdminService>(s.admin_api_.get(), options.admin_key);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(options.link_address,
+                             grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(s.link_service_.get());
+    builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+    // The gateway pings every 20 s; allow pings every 10 s, also with no
+    // call in flight, and never count strikes (see server.h).
+    builder.AddChannelArgument(
+        GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+    s.link_server_ = builder.BuildAndStart();
+    if (s.link_server_ == nullptr || port == 0) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on --link_address ", options.link_address));
+    }
+    s.link_address_ = BoundAddress(options.link_address, port);
+  }
+  {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(options.admin_address,
+                             grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(s.admin_service_.get());
+    s.admin_server_ = builder.BuildAndStart();
+    if (s.admin_server_ == nullptr || port == 0) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on --admin_address ", options.admin_address));
+    }
+    s.admin_address_ = BoundAddress(options.admin_address, port);
+  }
+  if (!options.metrics_address.empty()) {
+    s.http_server_ = std::make_unique<HttpServer>(
+        [&registry, srv = server.get()](absl::string_view path) {
+          if (path == "/metrics") {
+            return HttpResponse{200, "text/plain; version=0.0.4",
+                                registry.Render()};
+          }
+          if (path == "/healthz") {
+            return srv->shut_down_
+                       ? HttpResponse{503, "text/plain", "draining\n"}
+                       : HttpResponse{200, "text/plain", "ok\n"};
+          }
+          return HttpResponse{404, "text/plain", "not found\n"};
+        });
+    ASSIGN_OR_RETURN(s.metrics_address_,
+                     s.http_server_->Start(options.metrics_address));
+  }
+  return server;
+}
+
+void Server::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  const absl::Time deadline = absl::Now() + options_.shutdown_timeout;
+  LogInfo(
+      "service.draining",
+      {{"timeout_ms", absl::ToInt64Milliseconds(options_.shutdown_timeout)}});
+  for (grpc::Server* server : {link_server_.get(), admin_server_.get()}) {
+    if (server != nullptr && server->GetHealthCheckService() != nullptr) {
+      server->GetHealthCheckService()->SetServingStatus(false);
+    }
+  }
+  messaging_->SetDraining(true);
+  link_service_->RefuseNewStreams();
+  // Appends already queued commit now and their Acks are queued on their
+  // streams before the streams are told to end.
+  store_->Flush();
+  link_service_->CloseStreams();
+  if (!link_service_->WaitForStreamsDone(deadline - absl::Now())) {
+    LogWarn("service.drain_timeout", {{"what", "link streams"}});
+  }
+  link_server_->Shutdown(absl::ToChronoTime(deadline));
+  admin_server_->Shutdown(absl::ToChronoTime(deadline));
+  if (http_server_ != nullptr) http_server_->Stop();
+  // Work still queued (a late batch) finishes before the store is flushed.
+  pool_.reset();
+  store_->Flush();
+  LogInfo("service.stopped");
+}
+
+Server::~Server() {
+  if (link_server_ != nullptr && admin_server_ != nullptr) Shutdown();
+  http_server_.reset();
+  admin_server_.reset();
+  link_server_.reset();
+  pool_.reset();
+  if (store_ != nullptr) store_->Flush();
+}
+
+}  // namespace parley::service

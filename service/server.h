@@ -1,0 +1,129 @@
+// Server: parley-service assembled: the SQLite store, the Router, the
+// messaging and admin logic, the two gRPC servers and the metrics HTTP
+// server. main.cc builds one from flags; tests build one in-process on port
+// 0 addresses.
+//
+//   ServerOptions options;
+//   options.data_dir = dir;  options.token_secret = "...";  ...
+//   ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(options));
+//   LogInfo("service.ready", {{"link_address", server->link_address()}, ...});
+//   ... wait for SIGTERM ...
+//   server->Shutdown();
+//
+// Listeners:
+//   link_address:    parley.v1.GatewayLink + grpc.health.v1.Health.
+//   admin_address:   parley.v1.Admin + Health + server reflection.
+//   metrics_address: HTTP /metrics (Prometheus) and /healthz.
+//
+// Keepalive: the link server lets clients ping every 10 s without data
+// (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS = 10000, pings
+// permitted without calls, no ping strikes), so the gateway's 20 s keepalive
+// never earns a GOAWAY "too_many_pings". The server itself pings an idle
+// gateway every 30 s and drops it after 10 s without an answer.
+//
+// Threading: Start(), Shutdown() and the destructor are called from one
+// owner thread.
+#ifndef PARLEY_SERVICE_SERVER_H_
+#define PARLEY_SERVICE_SERVER_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/metrics.h"
+#include "grpcpp/server.h"
+#include "service/admin_api.h"
+#include "service/admin_service.h"
+#include "service/executor.h"
+#include "service/gateway_link_service.h"
+#include "service/http_server.h"
+#include "service/messaging.h"
+#include "service/router.h"
+#include "service/service_metrics.h"
+#include "service/sqlite_store.h"
+
+namespace parley::service {
+
+// Everything configurable in parley-service; main.cc fills it from flags.
+struct ServerOptions {
+  // host:port for GatewayLink (port 0 picks one).
+  std::string link_address = "127.0.0.1:7400";
+  // host:port for Admin and reflection.
+  std::string admin_address = "127.0.0.1:7401";
+  // host:port for HTTP /metrics and /healthz; empty disables it.
+  std::string metrics_address = "127.0.0.1:9401";
+  // Directory of the SQLite database parley.db (created if missing).
+  std::string data_dir = "./data";
+  // The HS256 secret of client tokens (required).
+  std::string token_secret;
+  // The admin API key (required).
+  std::string admin_key;
+  // SQLite PRAGMA synchronous: FULL, NORMAL, OFF or EXTRA.
+  std::string sqlite_synchronous = "FULL";
+  // Most write operations per group commit.
+  size_t sqlite_max_batch = 1024;
+  // Threads that run link events (store reads); never one per stream.
+  int worker_threads = 4;
+  // Most live sessions of one user.
+  size_t max_sessions_per_user = 16;
+  // How long SIGTERM may take before the process exits anyway.
+  absl::Duration shutdown_timeout = absl::Seconds(10);
+  // Largest GatewayBatch accepted from a gateway, in bytes.
+  int max_receive_message_bytes = 16 << 20;
+  MessagingOptions messaging;
+  AdminOptions admin;
+  GatewayLinkOptions link;
+};
+
+// Checks what cannot work (missing secrets, bad limits), naming the option.
+absl::Status ValidateServerOptions(const ServerOptions& options);
+
+class Server final {
+ public:
+  // Opens the store and starts every listener. `registry` (metrics) must
+  // outlive the server.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerOptions& options, Registry& registry);
+  ~Server();
+
+  // The bound addresses ("host:port", the actual port when 0 was asked).
+  const std::string& link_address() const { return link_address_; }
+  const std::string& admin_address() const { return admin_address_; }
+  const std::string& metrics_address() const { return metrics_address_; }
+
+  // The graceful stop (SIGTERM): health NOT_SERVING, new streams and sessions
+  // refused, in-flight writes committed and their acks written, link streams
+  // ended with UNAVAILABLE (the gateway reconnects), servers shut down; all
+  // within shutdown_timeout. Idempotent.
+  void Shutdown();
+
+  Store& store() { return *store_; }
+  Router& router() { return *router_; }
+
+ private:
+  explicit Server(const ServerOptions& options, Registry& registry);
+
+  const ServerOptions options_;
+  Registry& registry_;
+  std::unique_ptr<ServiceMetrics> metrics_;
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<Messaging> messaging_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<GatewayLinkService> link_service_;
+  std::unique_ptr<AdminApi> admin_api_;
+  std::unique_ptr<AdminService> admin_service_;
+  std::unique_ptr<grpc::Server> link_server_;
+  std::unique_ptr<grpc::Server> admin_server_;
+  std::unique_ptr<HttpServer> http_server_;
+  std::string link_address_;
+  std::string admin_address_;
+  std::string metrics_address_;
+  bool shut_down_ = false;
+};
+
+}  // namespace parley::service
+
+#endif  // PARLEY_SERVICE_SERVER_H_
