@@ -42,7 +42,7 @@ class UpstreamLink::StreamReactor final
 
   void Begin() {
     GatewayEvent hello;
-    hello.mutable_hello()->set_gateway_id(link_->options_.gateway_id);
+    hello.mutable_hello()->set_gateway_id(link_->gateway_id_);
     hello.mutable_hello()->set_stream_index(slot_->index);
     *out_.add_events() = std::move(hello);
     link_->stub_->async()->Connect(context_.get(), this);
@@ -310,11 +310,13 @@ UpstreamLink::UpstreamLink(
 
 UpstreamLink::~UpstreamLink() { Shutdown(absl::ZeroDuration()); }
 
-void UpstreamLink::Start() {
+void UpstreamLink::Start(std::string gateway_id) {
   {
     absl::MutexLock lock(&mu_);
     if (started_ || shutting_down_) return;
     started_ = true;
+    gateway_id_ =
+        gateway_id.empty() ? options_.gateway_id : std::move(gateway_id);
     std::fill(next_attempt_.begin(), next_attempt_.end(), absl::Now());
   }
   reconnect_thread_ = std::thread([this] { ReconnectLoop(); });

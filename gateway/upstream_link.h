@@ -98,8 +98,10 @@ class UpstreamLink final : public Upstream {
   UpstreamLink(const UpstreamLink&) = delete;
   UpstreamLink& operator=(const UpstreamLink&) = delete;
 
-  // Opens the streams and starts the reconnect thread.
-  void Start();
+  // Opens the streams and starts the reconnect thread. A non-empty
+  // `gateway_id` replaces options.gateway_id (main() learns it only after
+  // the listener is bound).
+  void Start(std::string gateway_id = "");
 
   // Routes service events for `session_id` to `handle` from now on.
   void Attach(const std::string& session_id,
@@ -163,6 +165,8 @@ class UpstreamLink final : public Upstream {
       const google::protobuf::RepeatedPtrField<std::string>& ids) const;
 
   const UpstreamLinkOptions options_;
+  // Set once by Start(), before any stream exists.
+  std::string gateway_id_;
   const std::unique_ptr<parley::v1::GatewayLink::StubInterface> stub_;
   std::vector<std::unique_ptr<Slot>> slots_;
 

@@ -1,0 +1,97 @@
+// parley-gateway: terminates client WebSockets and multiplexes their sessions
+// over GatewayLink streams to parley-service. See gateway/ws_server.h,
+// gateway/session.h and gateway/upstream_link.h; flags in gateway_flags.cc.
+//
+// Signals: SIGTERM and SIGINT start a drain (stop accepting, close clients
+// with 1001, flush the upstream) that ends within --drain_timeout; a second
+// signal during the drain is ignored. They are blocked in every thread and
+// taken synchronously here with sigwait(), so no handler runs in signal
+// context.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "gateway/gateway_flags.h"
+#include "gateway/upstream_link.h"
+#include "gateway/ws_server.h"
+
+int main(int argc, char** argv) {
+  parley::ParseConfig(
+      argc, argv,
+      "parley-gateway: WebSocket gateway for Parley.\n"
+      "Every flag can also be set as PARLEY_<FLAG NAME IN UPPER CASE>.");
+  absl::StatusOr<parley::gateway::GatewayConfig> config =
+      parley::gateway::GatewayConfigFromFlags();
+  if (!config.ok()) {
+    std::fprintf(stderr, "parley-gateway: %s\n",
+                 std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (!config->tls_cert_file.empty()) {
+    std::fprintf(stderr,
+                 "parley-gateway: --tls_cert/--tls_key: TLS is not built into "
+                 "this version; terminate TLS in front of the gateway\n");
+    return 2;
+  }
+
+  // Before any thread exists, so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  parley::Registry& registry = parley::DefaultRegistry();
+  parley::AddProcessMetrics(registry);
+
+  parley::gateway::UpstreamLink link(
+      config->upstream,
+      parley::v1::GatewayLink::NewStub(
+          parley::gateway::UpstreamLink::MakeChannel(config->upstream)),
+      registry);
+  parley::gateway::WsServer server(config->server, &link, registry);
+  absl::StatusOr<std::string> address = server.Start();
+  if (!address.ok()) {
+    parley::LogError("gateway.start_failed",
+                     {{"error", address.status().message()}});
+    return 1;
+  }
+  std::string gateway_id = config->upstream.gateway_id;
+  if (gateway_id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    gateway_id =
+        absl::StrCat(host, ":", address->substr(address->rfind(':') + 1));
+  }
+  link.Start(gateway_id);
+  parley::LogInfo("gateway.ready",
+                  {{"address", *address},
+                   {"gateway_id", gateway_id},
+                   {"service_address", config->upstream.service_address},
+                   {"streams", config->upstream.streams}});
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + config->drain_timeout;
+  parley::LogInfo(
+      "gateway.drain",
+      {{"signal", signal_number},
+       {"open_connections", server.open_connections()},
+       {"deadline_ms", absl::ToInt64Milliseconds(config->drain_timeout)}});
+  // Leave a fifth of the time for the upstream flush.
+  server.Drain(start + config->drain_timeout * 4 / 5);
+  link.Shutdown(std::max(deadline - absl::Now(), absl::ZeroDuration()));
+  parley::LogInfo(
+      "gateway.stopped",
+      {{"drain_ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
+  return 0;
+}

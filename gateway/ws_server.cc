@@ -1,0 +1,790 @@
+#include "gateway/ws_server.h"
+
+#include <algorithm>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/frame_codec.h"
+#include "common/log.h"
+#include "websocketpp/config/asio_no_tls.hpp"
+#include "websocketpp/server.hpp"
+
+namespace parley::gateway {
+namespace {
+
+// websocketpp's asio config with Parley's limits: a small per-connection
+// read buffer (the default 16 KiB is most of an idle connection's memory),
+// no library logging (the adapter logs errors once, with the peer), and
+// permessage-deflate left out (websocketpp's default `disabled` extension).
+// The runtime limits (timeouts, max message size) are set on the endpoint.
+struct ServerConfig : public websocketpp::config::asio {
+  typedef ServerConfig type;
+  typedef websocketpp::config::asio base;
+  typedef base::concurrency_type concurrency_type;
+  typedef base::request_type request_type;
+  typedef base::response_type response_type;
+  typedef base::message_type message_type;
+  typedef base::con_msg_manager_type con_msg_manager_type;
+  typedef base::endpoint_msg_manager_type endpoint_msg_manager_type;
+  typedef base::alog_type alog_type;
+  typedef base::elog_type elog_type;
+  typedef base::rng_type rng_type;
+
+  struct transport_config : public base::transport_config {
+    typedef type::concurrency_type concurrency_type;
+    typedef type::alog_type alog_type;
+    typedef type::elog_type elog_type;
+    typedef type::request_type request_type;
+    typedef type::response_type response_type;
+    typedef websocketpp::transport::asio::basic_socket::endpoint socket_type;
+  };
+  typedef websocketpp::transport::asio::endpoint<transport_config>
+      transport_type;
+
+  static const size_t connection_read_buffer_size = 4096;
+  static const websocketpp::log::level elog_level =
+      websocketpp::log::elevel::none;
+  static const websocketpp::log::level alog_level =
+      websocketpp::log::alevel::none;
+};
+
+using Endpoint = websocketpp::server<ServerConfig>;
+using ConnectionPtr = Endpoint::connection_ptr;
+using Hdl = websocketpp::connection_hdl;
+
+// Close reasons are at most 123 bytes; cut at a UTF-8 boundary.
+std::string TruncateReason(absl::string_view reason) {
+  if (reason.size() <= 123) return std::string(reason);
+  size_t n = 123;
+  while (n > 0 && (static_cast<unsigned char>(reason[n]) & 0xC0) == 0x80) --n;
+  return std::string(reason.substr(0, n));
+}
+
+std::string ContentType(const std::string& path) {
+  static const auto* types = new std::map<std::string, std::string>{
+      {".html", "text/html; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".json", "application/json"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".ico", "image/x-icon"},
+      {".txt", "text/plain; charset=utf-8"},
+      {".map", "application/json"},
+      {".wasm", "application/wasm"},
+  };
+  const std::string ext = std::filesystem::path(path).extension().string();
+  auto it = types->find(ext);
+  return it == types->end() ? "application/octet-stream" : it->second;
+}
+
+// Query parameters of a request target (no percent-decoding beyond what a
+// JWT, a device name and a number need: '+' and %XX).
+std::map<std::string, std::string> ParseQuery(absl::string_view target) {
+  std::map<std::string, std::string> out;
+  size_t q = target.find('?');
+  if (q == absl::string_view::npos) return out;
+  for (absl::string_view part :
+       absl::StrSplit(target.substr(q + 1), '&', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(part, absl::MaxSplits('=', 1));
+    std::string value;
+    for (size_t i = 0; i < kv.second.size(); ++i) {
+      char c = kv.second[i];
+      if (c == '+') {
+        value.push_back(' ');
+      } else if (c == '%' && i + 2 < kv.second.size()) {
+        int hi = 0, lo = 0;
+        auto hex = [](char h, int* v) {
+          if (h >= '0' && h <= '9')
+            *v = h - '0';
+          else if (h >= 'a' && h <= 'f')
+            *v = h - 'a' + 10;
+          else if (h >= 'A' && h <= 'F')
+            *v = h - 'A' + 10;
+          else
+            return false;
+          return true;
+        };
+        if (hex(kv.second[i + 1], &hi) && hex(kv.second[i + 2], &lo)) {
+          value.push_back(static_cast<char>(hi * 16 + lo));
+          i += 2;
+        } else {
+          value.push_back(c);
+        }
+      } else {
+        value.push_back(c);
+      }
+    }
+    out[std::string(kv.first)] = std::move(value);
+  }
+  return out;
+}
+
+absl::StatusOr<asio::ip::tcp::endpoint> ParseListenAddress(
+    const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address \"", address, "\" is not host:port"));
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address \"", address, "\" has a bad port"));
+  }
+  asio::error_code ec;
+  asio::ip::address ip =
+      asio::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "listen address \"", address, "\": bad host: ", ec.message()));
+  }
+  return asio::ip::tcp::endpoint(ip, static_cast<uint16_t>(port));
+}
+
+}  // namespace
+
+absl::Status WsServerOptions::Validate() const {
+  if (io_threads < 0) {
+    return absl::InvalidArgumentError("--io_threads must be >= 0");
+  }
+  if (handshake_timeout.count() <= 0 || close_timeout.count() <= 0 ||
+      auth_timeout.count() <= 0) {
+    return absl::InvalidArgumentError(
+        "--handshake_timeout, --close_timeout and --auth_timeout must be > 0");
+  }
+  if (ping_interval.count() <= 0 || pong_timeout.count() <= 0) {
+    return absl::InvalidArgumentError(
+        "--ping_interval and --pong_timeout must be > 0");
+  }
+  if (max_message_bytes < 64) {
+    return absl::InvalidArgumentError("--max_message_bytes must be >= 64");
+  }
+  if (max_connections < 1) {
+    return absl::InvalidArgumentError("--max_connections must be >= 1");
+  }
+  return ParseListenAddress(listen_address).status();
+}
+
+// One client connection: the Connection a Session writes to, and the
+// SessionHandle the upstream link posts to. Everything but construction and
+// Post() runs on the websocketpp connection's strand.
+class WsConnection final : public Connection,
+                           public SessionHandle,
+                           public std::enable_shared_from_this<WsConnection> {
+ public:
+  WsConnection(ConnectionPtr con, Encoding encoding, std::string peer,
+               Counter& frames_out, Counter& bytes_out)
+      : con_(std::move(con)),
+        encoding_(encoding),
+        peer_(std::move(peer)),
+        strand_(con_->get_strand()),
+        frames_out_(frames_out),
+        bytes_out_(bytes_out) {}
+
+  void Send(const std::string& frame) noexcept override {
+    const websocketpp::lib::error_code ec =
+        con_->send(frame, encoding_ == Encoding::kJson
+                              ? websocketpp::frame::opcode::text
+                              : websocketpp::frame::opcode::binary);
+    if (!ec) {
+      frames_out_.Increment();
+      bytes_out_.Increment(frame.size());
+    }
+  }
+  void Close(uint16_t code, absl::string_view reason) noexcept override {
+    close_code_ = code;
+    websocketpp::lib::error_code ec;
+    con_->close(code, TruncateReason(reason), ec);
+  }
+  size_t BufferedAmount() const noexcept override {
+    return con_->get_buffered_amount();
+  }
+
+  void Post(std::function<void(Session&)> fn) override {
+    asio::post(*strand_, [self = shared_from_this(), fn = std::move(fn)] {
+      if (self->session_ == nullptr || self->closed_) return;
+      try {
+        fn(*self->session_);
+      } catch (const std::exception& e) {
+        LogError("gateway.handler_exception",
+                 {{"peer", self->peer_}, {"what", e.what()}});
+      }
+    });
+  }
+
+  const ConnectionPtr& con() const { return con_; }
+  Encoding encoding() const { return encoding_; }
+  const std::string& peer() const { return peer_; }
+
+  // Strand-confined state, managed by WsServer::Impl.
+  std::unique_ptr<Session> session_;
+  bool closed_ = false;
+  // A ping is out and its pong has not come back. While it is, no new ping
+  // is sent: websocketpp restarts the pong timer on every ping, so pinging
+  // again would postpone the timeout forever.
+  bool awaiting_pong_ = false;
+  uint16_t close_code_ = 0;  // What this side closed with, if it did.
+  Endpoint::timer_ptr auth_timer_;
+  Endpoint::timer_ptr ping_timer_;
+
+ private:
+  const ConnectionPtr con_;
+  const Encoding encoding_;
+  const std::string peer_;
+  const std::shared_ptr<asio::io_context::strand> strand_;
+  Counter& frames_out_;
+  Counter& bytes_out_;
+};
+
+class WsServer::Impl {
+ public:
+  Impl(WsServerOptions options, UpstreamLink* link, Registry& registry)
+      : options_(std::move(options)),
+        link_(link),
+        registry_(registry),
+        open_gauge_(registry.GetGauge("parley_gateway_connections_open",
+                                      "Open client WebSocket connections.")),
+        frames_in_(registry.GetCounter("parley_gateway_frames_in_total",
+                                       "Client frames received.")),
+        frames_out_(registry.GetCounter("parley_gateway_frames_out_total",
+                                        "Frames sent to clients.")),
+        bytes_in_(registry.GetCounter("parley_gateway_bytes_in_total",
+                                      "Client frame payload bytes received.")),
+        bytes_out_(registry.GetCounter("parley_gateway_bytes_out_total",
+                                       "Frame payload bytes sent to clients.")),
+        ack_latency_(registry.GetHistogram(
+            "parley_gateway_send_ack_seconds",
+            "From a client Send arriving to its Ack leaving the gateway.",
+            Histogram::LatencyBuckets())) {
+    // Unique across gateways and restarts without knowing the gateway id
+    // (which may depend on the port bound later).
+    absl::BitGen gen;
+    id_prefix_ = absl::StrCat(
+        absl::Hex(absl::Uniform<uint64_t>(gen), absl::kZeroPad16), "-");
+  }
+
+  ~Impl() {
+    if (started_) Drain(absl::Now());
+  }
+
+  absl::StatusOr<std::string> Start();
+  void Drain(absl::Time deadline);
+  int open_connections() const { return static_cast<int>(open_gauge_.Value()); }
+
+ private:
+  Counter& Handshakes(absl::string_view result) {
+    return registry_.GetCounter(
+        "parley_gateway_handshakes_total",
+        "WebSocket handshakes by result (ok or the failure reason).",
+        {{"result", std::string(result)}});
+  }
+  Counter& Closes(uint16_t code) {
+    return registry_.GetCounter("parley_gateway_closes_total",
+                                "Closed WebSockets by close code.",
+                                {{"code", absl::StrCat(code)}});
+  }
+  std::shared_ptr<WsConnection> Find(const Hdl& hdl) {
+    ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
+    absl::MutexLock lock(&mu_);
+    auto it = connections_.find(con.get());
+    return it == connections_.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<WsConnection> Erase(const Hdl& hdl) {
+    ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
+    absl::MutexLock lock(&mu_);
+    auto it = connections_.find(con.get());
+    if (it == connections_.end()) return nullptr;
+    auto conn = std::move(it->second);
+    connections_.erase(it);
+    return conn;
+  }
+
+  // Runs `fn`, turning any exception into a log line and a closed
+  // connection: exceptions never cross a websocketpp callback.
+  template <typename Fn>
+  void Guard(const Hdl& hdl, absl::string_view what, Fn&& fn) noexcept {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      LogError("gateway.handler_exception",
+               {{"handler", what}, {"what", e.what()}});
+      websocketpp::lib::error_code ec;
+      endpoint_.close(hdl, websocketpp::close::status::internal_endpoint_error,
+                      "internal error", ec);
+    }
+  }
+
+  void OnTcpPreInit(Hdl hdl);
+  bool OnValidate(Hdl hdl);
+  void OnOpen(Hdl hdl);
+  void OnMessage(Hdl hdl, Endpoint::message_ptr msg);
+  void OnClose(Hdl hdl);
+  void OnFail(Hdl hdl);
+  void OnPongTimeout(Hdl hdl);
+  void OnHttp(Hdl hdl);
+  void ArmPing(const std::shared_ptr<WsConnection>& conn);
+  absl::Status LoadWebRoot();
+  std::string NextSessionId() {
+    return absl::StrCat(id_prefix_, next_session_.fetch_add(1) + 1);
+  }
+
+  const WsServerOptions options_;
+  UpstreamLink* const link_;
+  Registry& registry_;
+  Endpoint endpoint_;
+  std::vector<std::thread> threads_;
+  std::string id_prefix_;
+  std::atomic<uint64_t> next_session_{0};
+  std::atomic<bool> draining_{false};
+  bool started_ = false;
+  // Path -> (content type, body).
+  std::unordered_map<std::string, std::pair<std::string, std::string>> files_;
+
+  absl::Mutex mu_;
+  // Connections past validation, keyed by the websocketpp connection.
+  std::unordered_map<const void*, std::shared_ptr<WsConnection>> connections_
+      ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+
+  Gauge& open_gauge_;
+  Counter& frames_in_;
+  Counter& frames_out_;
+  Counter& bytes_in_;
+  Counter& bytes_out_;
+  Histogram& ack_latency_;
+};
+
+absl::Status WsServer::Impl::LoadWebRoot() {
+  if (options_.web_root.empty()) return absl::OkStatus();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path root = fs::canonical(options_.web_root, ec);
+  if (ec || !fs::is_directory(root)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--web_root \"", options_.web_root, "\" is not a directory"));
+  }
+  constexpr size_t kMaxTotal = 64 << 20;
+  size_t total = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(root, ec)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::stringstream body;
+    body << in.rdbuf();
+    total += body.str().size();
+    if (total > kMaxTotal) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("--web_root holds more than ", kMaxTotal, " bytes"));
+    }
+    const std::string rel =
+        "/" + fs::relative(entry.path(), root).generic_string();
+    files_[rel] = {ContentType(rel), body.str()};
+  }
+  auto index = files_.find("/index.html");
+  if (index != files_.end()) files_["/"] = index->second;
+  LogInfo("gateway.web_root",
+          {{"dir", root.string()}, {"files", files_.size()}});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> WsServer::Impl::Start() {
+  absl::Status loaded = LoadWebRoot();
+  if (!loaded.ok()) return loaded;
+  absl::StatusOr<asio::ip::tcp::endpoint> address =
+      ParseListenAddress(options_.listen_address);
+  if (!address.ok()) return address.status();
+
+  websocketpp::lib::error_code ec;
+  endpoint_.init_asio(ec);
+  if (ec) return absl::InternalError("init_asio: " + ec.message());
+  started_ = true;
+  endpoint_.clear_access_channels(websocketpp::log::alevel::all);
+  endpoint_.clear_error_channels(websocketpp::log::elevel::all);
+  if (options_.access_log) {
+    endpoint_.set_access_channels(websocketpp::log::alevel::connect |
+                                  websocketpp::log::alevel::disconnect);
+  }
+  endpoint_.set_open_handshake_timeout(options_.handshake_timeout.count());
+  endpoint_.set_close_handshake_timeout(options_.close_timeout.count());
+  endpoint_.set_pong_timeout(options_.pong_timeout.count());
+  endpoint_.set_max_message_size(options_.max_message_bytes);
+  endpoint_.set_max_http_body_size(64 * 1024);
+  endpoint_.set_listen_backlog(options_.listen_backlog);
+  endpoint_.set_reuse_addr(true);
+  endpoint_.set_user_agent("parley-gateway");
+
+  using websocketpp::lib::placeholders::_1;
+  using websocketpp::lib::placeholders::_2;
+  endpoint_.set_tcp_pre_init_handler([this](Hdl h) { OnTcpPreInit(h); });
+  endpoint_.set_validate_handler([this](Hdl h) { return OnValidate(h); });
+  endpoint_.set_open_handler([this](Hdl h) { OnOpen(h); });
+  endpoint_.set_message_handler(
+      [this](Hdl h, Endpoint::message_ptr m) { OnMessage(h, m); });
+  endpoint_.set_close_handler([this](Hdl h) { OnClose(h); });
+  endpoint_.set_fail_handler([this](Hdl h) { OnFail(h); });
+  endpoint_.set_pong_timeout_handler(
+      [this](Hdl h, std::string) { OnPongTimeout(h); });
+  endpoint_.set_http_handler([this](Hdl h) { OnHttp(h); });
+  endpoint_.set_pong_handler([this](Hdl h, std::string) {
+    Guard(h, "pong", [&] {
+      if (auto conn = Find(h)) conn->awaiting_pong_ = false;
+    });
+  });
+
+  endpoint_.listen(*address, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options_.listen_address, ": ", ec.message()));
+  }
+  endpoint_.start_accept(ec);
+  if (ec) return absl::InternalError("start_accept: " + ec.message());
+  asio::error_code aec;
+  asio::ip::tcp::endpoint bound = endpoint_.get_local_endpoint(aec);
+  if (aec) return absl::InternalError("local endpoint: " + aec.message());
+
+  int threads = options_.io_threads;
+  if (threads == 0) {
+    threads = std::max(1u, std::thread::hardware_concurrency());
+  }
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] {
+      // Handlers catch their own exceptions; this is the last line.
+      while (true) {
+        try {
+          endpoint_.run();
+          return;
+        } catch (const std::exception& e) {
+          LogError("gateway.io_exception", {{"what", e.what()}});
+        }
+      }
+    });
+  }
+  LogInfo("gateway.origins",
+          {{"allowed", options_.allowed_origins.empty()
+                           ? std::string("*")
+                           : absl::StrJoin(options_.allowed_origins, ",")}});
+  const std::string host =
+      bound.address().is_v6()
+          ? absl::StrCat("[", bound.address().to_string(), "]")
+          : bound.address().to_string();
+  return absl::StrCat(host, ":", bound.port());
+}
+
+void WsServer::Impl::OnTcpPreInit(Hdl hdl) {
+  Guard(hdl, "tcp_pre_init", [&] {
+    ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
+    asio::error_code ec;
+    con->get_socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    if (ec) {
+      LogWarn("gateway.nodelay_failed",
+              {{"peer", con->get_remote_endpoint()}, {"error", ec.message()}});
+    }
+  });
+}
+
+bool WsServer::Impl::OnValidate(Hdl hdl) {
+  bool accepted = false;
+  Guard(hdl, "validate", [&] {
+    ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
+    auto reject = [&](websocketpp::http::status_code::value status,
+                      absl::string_view reason, absl::string_view body) {
+      con->set_status(status);
+      con->set_body(std::string(body));
+      Handshakes(reason).Increment();
+    };
+    if (draining_.load()) {
+      reject(websocketpp::http::status_code::service_unavailable, "draining",
+             "draining\n");
+      return;
+    }
+    if (con->get_request_header("Sec-WebSocket-Version") != "13") {
+      con->replace_header("Sec-WebSocket-Version", "13");
+      reject(websocketpp::http::status_code::upgrade_required, "version",
+             "only WebSocket version 13 is supported\n");
+      return;
+    }
+    if (!options_.allowed_origins.empty()) {
+      const std::string& origin = con->get_origin();
+      if (std::find(options_.allowed_origins.begin(),
+                    options_.allowed_origins.end(),
+                    origin) == options_.allowed_origins.end()) {
+        reject(websocketpp::http::status_code::forbidden, "origin",
+               "origin not allowed\n");
+        return;
+      }
+    }
+    Encoding encoding = Encoding::kJson;
+    const auto& requested = con->get_requested_subprotocols();
+    if (!requested.empty()) {
+      bool found = false;
+      for (const std::string& name : requested) {
+        absl::StatusOr<Encoding> e = EncodingForSubprotocol(name);
+        if (e.ok()) {
+          encoding = *e;
+          con->select_subprotocol(name);
+          found = true;
+          break;
+        }
+      }
+      if (!found) {
+        reject(websocketpp::http::status_code::bad_request, "subprotocol",
+               absl::StrCat("unsupported subprotocol; use ", kJsonSubprotocol,
+                            " or ", kProtoSubprotocol, "\n"));
+        return;
+      }
+    }
+    auto conn = std::make_shared<WsConnection>(
+        con, encoding, con->get_remote_endpoint(), frames_out_, bytes_out_);
+    absl::MutexLock lock(&mu_);
+    if (static_cast<int>(connections_.size()) >= options_.max_connections) {
+      reject(websocketpp::http::status_code::service_unavailable, "capacity",
+             "too many connections\n");
+      return;
+    }
+    connections_[con.get()] = std::move(conn);
+    accepted = true;
+  });
+  return accepted;
+}
+
+void WsServer::Impl::OnOpen(Hdl hdl) {
+  Guard(hdl, "open", [&] {
+    std::shared_ptr<WsConnection> conn = Find(hdl);
+    if (conn == nullptr) return;
+    Handshakes("ok").Increment();
+    open_gauge_.Add(1);
+    const std::string id = NextSessionId();
+    conn->session_ = std::make_unique<Session>(
+        options_.session, id, conn->encoding(), conn->peer(), conn.get(), link_,
+        [] { return absl::Now(); },
+        [this](absl::Duration d) {
+          ack_latency_.Observe(absl::ToDoubleSeconds(d));
+        });
+    link_->Attach(id, conn);
+
+    std::weak_ptr<WsConnection> weak = conn;
+    conn->auth_timer_ =
+        conn->con()->set_timer(options_.auth_timeout.count(),
+                               [weak](const websocketpp::lib::error_code& ec) {
+                                 auto c = weak.lock();
+                                 if (ec || c == nullptr || c->closed_) return;
+                                 c->session_->OnAuthDeadline();
+                               });
+    ArmPing(conn);
+
+    const auto query = ParseQuery(conn->con()->get_resource());
+    ConnectParams params;
+    if (auto it = query.find("token"); it != query.end())
+      params.token = it->second;
+    if (auto it = query.find("device"); it != query.end()) {
+      params.device = it->second;
+    }
+    if (auto it = query.find("inboxSeq"); it != query.end()) {
+      (void)absl::SimpleAtoi(it->second, &params.inbox_seq);
+    }
+    conn->session_->Start(params);
+  });
+}
+
+void WsServer::Impl::ArmPing(const std::shared_ptr<WsConnection>& conn) {
+  std::weak_ptr<WsConnection> weak = conn;
+  conn->ping_timer_ = conn->con()->set_timer(
+      options_.ping_interval.count(),
+      [this, weak](const websocketpp::lib::error_code& ec) {
+        auto c = weak.lock();
+        if (ec || c == nullptr || c->closed_) return;
+        if (!c->awaiting_pong_) {
+          websocketpp::lib::error_code ping_ec;
+          c->con()->ping("", ping_ec);
+          c->awaiting_pong_ = !ping_ec;
+        }
+        ArmPing(c);
+      });
+}
+
+void WsServer::Impl::OnMessage(Hdl hdl, Endpoint::message_ptr msg) {
+  Guard(hdl, "message", [&] {
+    std::shared_ptr<WsConnection> conn = Find(hdl);
+    if (conn == nullptr || conn->session_ == nullptr) return;
+    frames_in_.Increment();
+    bytes_in_.Increment(msg->get_payload().size());
+    conn->session_->OnClientMessage(
+        msg->get_payload(),
+        msg->get_opcode() == websocketpp::frame::opcode::binary);
+  });
+}
+
+void WsServer::Impl::OnClose(Hdl hdl) {
+  Guard(hdl, "close", [&] {
+    std::shared_ptr<WsConnection> conn = Erase(hdl);
+    if (conn == nullptr) return;
+    conn->closed_ = true;
+    if (conn->auth_timer_) conn->auth_timer_->cancel();
+    if (conn->ping_timer_) conn->ping_timer_->cancel();
+    const ConnectionPtr& con = conn->con();
+    const uint16_t code = conn->close_code_ != 0 ? conn->close_code_
+                                                 : con->get_remote_close_code();
+    Closes(code).Increment();
+    if (conn->session_ != nullptr) {
+      conn->session_->OnConnectionClosed(
+          absl::StrCat(conn->close_code_ != 0 ? "gateway" : "client",
+                       " closed ", code, " ", con->get_remote_close_reason()));
+      link_->Detach(conn->session_->session_id());
+      open_gauge_.Add(-1);
+    }
+  });
+}
+
+void WsServer::Impl::OnFail(Hdl hdl) {
+  Guard(hdl, "fail", [&] {
+    ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
+    std::shared_ptr<WsConnection> conn = Erase(hdl);
+    const websocketpp::lib::error_code ec = con->get_ec();
+    if (conn != nullptr && conn->session_ != nullptr) {
+      // Failed after open (e.g. the socket broke): same as a close.
+      conn->closed_ = true;
+      if (conn->auth_timer_) conn->auth_timer_->cancel();
+      if (conn->ping_timer_) conn->ping_timer_->cancel();
+      conn->session_->OnConnectionClosed("connection failed: " + ec.message());
+      link_->Detach(conn->session_->session_id());
+      open_gauge_.Add(-1);
+      Closes(1006).Increment();
+      return;
+    }
+    // Rejections were counted in OnValidate; an HTTP request ends here too.
+    if (!ec ||
+        ec ==
+            websocketpp::error::make_error_code(websocketpp::error::rejected) ||
+        ec == websocketpp::error::make_error_code(
+                  websocketpp::error::http_connection_ended)) {
+      return;
+    }
+    const bool timeout = ec == websocketpp::error::make_error_code(
+                                   websocketpp::error::open_handshake_timeout);
+    Handshakes(timeout ? "timeout" : "error").Increment();
+    LogInfo("gateway.handshake_failed",
+            {{"peer", con->get_remote_endpoint()}, {"error", ec.message()}});
+  });
+}
+
+void WsServer::Impl::OnPongTimeout(Hdl hdl) {
+  Guard(hdl, "pong_timeout", [&] {
+    std::shared_ptr<WsConnection> conn = Find(hdl);
+    if (conn == nullptr || conn->session_ == nullptr) return;
+    LogInfo("gateway.pong_timeout", {{"peer", conn->peer()}});
+    conn->session_->Shutdown(kCloseGoingAway, "pong timeout");
+  });
+}
+
+void WsServer::Impl::OnHttp(Hdl hdl) {
+  Guard(hdl, "http", [&] {
+    ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
+    std::string path = con->get_resource();
+    if (size_t q = path.find('?'); q != std::string::npos) path.resize(q);
+    if (path == "/healthz") {
+      con->set_status(websocketpp::http::status_code::ok);
+      con->replace_header("Content-Type", "text/plain");
+      con->set_body("ok\n");
+      return;
+    }
+    if (path == "/readyz") {
+      const bool ready = !draining_.load() && link_->AllStreamsUp();
+      con->set_status(
+          ready ? websocketpp::http::status_code::ok
+                : websocketpp::http::status_code::service_unavailable);
+      con->replace_header("Content-Type", "text/plain");
+      con->set_body(ready ? "ready\n" : "not ready\n");
+      return;
+    }
+    if (path == "/metrics") {
+      con->set_status(websocketpp::http::status_code::ok);
+      con->replace_header("Content-Type", "text/plain; version=0.0.4");
+      con->set_body(registry_.Render());
+      return;
+    }
+    auto it = files_.find(path);
+    if (it == files_.end()) {
+      con->set_status(websocketpp::http::status_code::not_found);
+      con->replace_header("Content-Type", "text/plain");
+      con->set_body("not found\n");
+      return;
+    }
+    con->set_status(websocketpp::http::status_code::ok);
+    con->replace_header("Content-Type", it->second.first);
+    con->set_body(it->second.second);
+  });
+}
+
+void WsServer::Impl::Drain(absl::Time deadline) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  draining_.store(true);
+  if (!threads_.empty()) {
+    // The acceptor belongs to the io_context: close it from there.
+    absl::Notification stopped_listening;
+    asio::post(endpoint_.get_io_service(), [this, &stopped_listening] {
+      websocketpp::lib::error_code ec;
+      endpoint_.stop_listening(ec);
+      stopped_listening.Notify();
+    });
+    stopped_listening.WaitForNotificationWithDeadline(deadline);
+
+    std::vector<std::shared_ptr<WsConnection>> all;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& [key, conn] : connections_) all.push_back(conn);
+    }
+    LogInfo("gateway.draining", {{"connections", all.size()}});
+    for (auto& conn : all) {
+      conn->Post([](Session& s) { s.Shutdown(kCloseGoingAway, "going away"); });
+    }
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithDeadline(
+        absl::Condition(
+            +[](std::unordered_map<const void*, std::shared_ptr<WsConnection>>*
+                    m) { return m->empty(); },
+            &connections_),
+        deadline);
+  }
+  endpoint_.stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  absl::MutexLock lock(&mu_);
+  // Break the connection <-> handler cycles of anything left.
+  connections_.clear();
+}
+
+WsServer::WsServer(WsServerOptions options, UpstreamLink* link,
+                   Registry& registry)
+    : impl_(std::make_unique<Impl>(std::move(options), link, registry)) {}
+
+WsServer::~WsServer() = default;
+
+absl::StatusOr<std::string> WsServer::Start() { return impl_->Start(); }
+
+void WsServer::Drain(absl::Time deadline) { impl_->Drain(deadline); }
+
+int WsServer::open_connections() const { return impl_->open_connections(); }
+
+}  // namespace parley::gateway
