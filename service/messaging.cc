@@ -157,6 +157,9 @@ void Messaging::StreamOpened(LinkStream* stream, const v1::LinkHello& hello) {
 }
 
 void Messaging::StreamClosed(LinkStream* stream) {
+  // Sends this stream made are committed and their Acks queued on it before
+  // it is forgotten, so a drained stream loses no Ack.
+  store_->Flush();
   router_->RemoveStream(stream);
   metrics_->link_streams.Set(static_cast<int64_t>(router_->stream_count()));
   metrics_->sessions.Set(static_cast<int64_t>(router_->session_count()));

@@ -77,6 +77,8 @@ class Messaging final {
 
   // Link events, in stream order (see the threading contract).
   void StreamOpened(LinkStream* stream, const v1::LinkHello& hello);
+  // Waits for the stream's pending writes (their Acks go out first), then
+  // forgets its sessions.
   void StreamClosed(LinkStream* stream);
   void OpenSession(LinkStream* stream, const v1::SessionOpen& open);
   void HandleFrame(LinkStream* stream, const v1::SessionFrame& frame);

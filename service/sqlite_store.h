@@ -72,7 +72,7 @@ class SqliteStore final : public Store {
 
   // Blocks until every write queued before the call has committed and its
   // callback has run (used on shutdown to finish in-flight writes).
-  void Flush();
+  void Flush() override;
 
   // Transactions committed so far (each holds one or more operations).
   uint64_t transactions() const;

@@ -189,6 +189,10 @@ class Store {
       absl::string_view user) = 0;
 
   virtual absl::StatusOr<StoreStats> Stats() = 0;
+
+  // Blocks until every write queued before the call has committed and its
+  // callback has run. Not from a Store callback.
+  virtual void Flush() = 0;
 };
 
 }  // namespace parley::service
