@@ -1,0 +1,135 @@
+"""A minimal gateway for tests: one GatewayLink.Connect stream from Python.
+
+Written against the .proto contract only (not the C++ code), it plays the part
+of parley-gateway: LinkHello first, SessionOpen per client session, frames,
+and a reader thread that records every ServiceEvent so tests can wait on them.
+
+    link = LinkClient(pb, service.link_address)
+    link.open("s1", token)            # -> the SessionAccepted/Rejected event
+    link.send("s1", "c1", user="bob", text="hi")
+    ack = link.wait_ack("s1", "c1")
+"""
+
+import queue
+import threading
+import time
+
+import grpc
+
+
+class LinkClient:
+    def __init__(self, pb, address, gateway_id="py-gateway"):
+        self.pb = pb
+        self.channel = grpc.insecure_channel(address)
+        self.stub = pb.gateway_link_grpc.GatewayLinkStub(self.channel)
+        self._out = queue.Queue()
+        self._cond = threading.Condition()
+        self.events = []
+        self.ended = None  # The grpc.RpcError (or "ok") that ended the stream.
+        self._call = self.stub.Connect(self._requests())
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.write(pb.gateway_link.GatewayEvent(
+            hello=pb.gateway_link.LinkHello(gateway_id=gateway_id)))
+
+    def _requests(self):
+        while True:
+            batch = self._out.get()
+            if batch is None:
+                return
+            yield batch
+
+    def _read(self):
+        try:
+            for batch in self._call:
+                with self._cond:
+                    self.events.extend(batch.events)
+                    self._cond.notify_all()
+            ended = "ok"
+        except grpc.RpcError as e:  # The stream broke or was ended.
+            ended = e
+        with self._cond:
+            self.ended = ended
+            self._cond.notify_all()
+
+    def write(self, *events):
+        self._out.put(self.pb.gateway_link.GatewayBatch(events=list(events)))
+
+    def close(self):
+        self._out.put(None)
+        self._call.cancel()
+        self.channel.close()
+
+    def wait(self, predicate, timeout=20.0):
+        """Waits for the first event with predicate(event) true; returns it."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                while seen < len(self.events):
+                    event = self.events[seen]
+                    seen += 1
+                    if predicate(event):
+                        return event
+                if self.ended is not None:
+                    raise RuntimeError(f"link ended: {self.ended}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no matching link event")
+                self._cond.wait(left)
+
+    def open(self, session_id, token, resume_after=0, reannounce=False):
+        gl = self.pb.gateway_link
+        self.write(gl.GatewayEvent(open=gl.SessionOpen(
+            session_id=session_id, token=token, peer_address="127.0.0.1:1",
+            resume_after=resume_after, reannounce=reannounce)))
+        return self.wait(lambda e: (
+            (e.HasField("accepted") and e.accepted.session_id == session_id) or
+            (e.HasField("rejected") and e.rejected.session_id == session_id)))
+
+    def frame(self, session_id, **frame):
+        gl = self.pb.gateway_link
+        self.write(gl.GatewayEvent(frame=gl.SessionFrame(
+            session_id=session_id, frame=self.pb.client.ClientFrame(**frame))))
+
+    def send(self, session_id, client_msg_id, text, user=None, group=None):
+        c = self.pb.client
+        to = c.Recipient(user=user) if user else c.Recipient(group=group)
+        self.frame(session_id, send=c.Send(client_msg_id=client_msg_id, to=to,
+                                           text=text))
+
+    def snapshot(self):
+        """Every event received so far."""
+        with self._cond:
+            return list(self.events)
+
+    def frames_for(self, session_id, kind):
+        """Frames of one kind ("ack", "message", ...) delivered to a session."""
+        with self._cond:
+            return [e.delivery.frame for e in self.events
+                    if e.HasField("delivery")
+                    and session_id in e.delivery.session_ids
+                    and e.delivery.frame.WhichOneof("frame") == kind]
+
+    def wait_ack(self, session_id, client_msg_id, timeout=20.0):
+        event = self.wait(lambda e: (
+            e.HasField("delivery") and session_id in e.delivery.session_ids and
+            e.delivery.frame.HasField("ack") and
+            e.delivery.frame.ack.client_msg_id == client_msg_id), timeout)
+        return event.delivery.frame.ack
+
+    def sync_all(self, session_id, page=100):
+        """Every message of the session's inbox, by Sync pages from 0."""
+        out = []
+        after = 0
+        while True:
+            before = len(self.frames_for(session_id, "synced"))
+            self.frame(session_id, sync=self.pb.client.Sync(after_seq=after,
+                                                            limit=page))
+            self.wait(lambda e: len(self.frames_for(session_id, "synced")) >
+                      before)
+            synced = self.frames_for(session_id, "synced")[before].synced
+            out.extend(synced.messages)
+            if not synced.more:
+                return out
+            after = synced.messages[-1].inbox_seq
