@@ -59,6 +59,8 @@ let scrollIntent = 'auto';
  * @property {number} createdAt
  * @property {'pending'|'stored'|'failed'} status
  * @property {string} [error]
+ * @property {boolean} history Loaded as history (older than this page's
+ *     start), not applied live.
  */
 
 /**
@@ -68,6 +70,9 @@ let scrollIntent = 'auto';
  * @property {string} title
  * @property {Map<string, Record>} records
  * @property {number} readSeq Up to where this user has read.
+ * @property {boolean} readKnown Whether readSeq is this device's knowledge
+ *     (saved, or read here). The protocol cannot tell a new device what was
+ *     read elsewhere, so there history counts as read, not as unread.
  * @property {Map<string, number>} peerReads Up to where others have read.
  * @property {number} deliveredSeq Own messages up to here were delivered.
  * @property {Map<string, number>} typing user -> until when (ms).
@@ -88,6 +93,7 @@ function loadSaved() {
       const conv = conversationFor(c.id);
       if (!conv) continue;
       conv.readSeq = Math.max(conv.readSeq, Number(c.readSeq) || 0);
+      conv.readKnown = c.readKnown !== false;
       conv.deliveredSeq = Math.max(conv.deliveredSeq, Number(c.deliveredSeq) || 0);
       for (const [u, s] of Object.entries(c.peerReads || {})) conv.peerReads.set(u, Number(s) || 0);
       conv.lastAt = Math.max(conv.lastAt, Number(c.lastAt) || 0);
@@ -106,6 +112,7 @@ function save() {
     const list = [...conversations.values()].map((c) => ({
       id: c.id,
       readSeq: c.readSeq,
+      readKnown: c.readKnown,
       deliveredSeq: c.deliveredSeq,
       peerReads: Object.fromEntries(c.peerReads),
       lastAt: c.lastAt,
@@ -136,6 +143,7 @@ function conversationFor(id, to) {
     title: recipient.group ? `#${recipient.group}` : recipient.user,
     records: new Map(),
     readSeq: 0,
+    readKnown: false,
     peerReads: new Map(),
     deliveredSeq: 0,
     typing: new Map(),
@@ -164,11 +172,11 @@ function touch(conv, rec) {
 }
 
 /** Adds a stored message (live, synced or from history); idempotent. */
-function addMessage(m) {
+function addMessage(m, { history = false } = {}) {
   const conv = conversationFor(m.conversation, recipientOfMessage(m));
   if (!conv) return;
   const key = keyOf(m);
-  const rec = conv.records.get(key) || { key, createdAt: Date.now() };
+  const rec = conv.records.get(key) || { key, createdAt: Date.now(), history };
   Object.assign(rec, {
     clientMsgId: m.clientMsgId,
     messageId: m.messageId,
@@ -203,7 +211,9 @@ function readersOf(conv, rec) {
 
 function unreadCount(conv) {
   let n = 0;
-  for (const r of conv.records.values()) if (r.from !== me && r.seq > conv.readSeq) n += 1;
+  for (const r of conv.records.values()) {
+    if (r.from !== me && r.seq > conv.readSeq && (conv.readKnown || !r.history)) n += 1;
+  }
   return n;
 }
 
@@ -220,6 +230,7 @@ function markRead() {
   if (unreadCount(conv) === 0) return;
   const seq = maxSeq(conv);
   conv.readSeq = seq;
+  conv.readKnown = true;
   client.read(conv.id, seq);
   save();
   scheduleRender();
@@ -275,6 +286,7 @@ function start(token, device) {
     if (!conv) return;
     if (r.user === me) {
       conv.readSeq = Math.max(conv.readSeq, r.seq); // read on another device
+      conv.readKnown = true;
     } else {
       conv.peerReads.set(r.user, Math.max(conv.peerReads.get(r.user) || 0, r.seq));
       conv.deliveredSeq = Math.max(conv.deliveredSeq, r.seq);
@@ -419,7 +431,7 @@ async function loadOlder(wanted = OLDER_WANTED, maxPages = OLDER_MAX_PAGES) {
     for (let page = 0; page < maxPages && gained < wanted; page++) {
       const { messages, done } = await client.loadOlder(HISTORY_PAGE);
       for (const m of messages) {
-        addMessage(m);
+        addMessage(m, { history: true });
         if (m.conversation === target) gained += 1;
       }
       if (done) {

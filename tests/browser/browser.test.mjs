@@ -328,6 +328,9 @@ describe('browser client against the real binaries', () => {
     await send(alice, 'Alice, while the service was down.');
     await send(bob, 'Bob, while the service was down.');
     dmExpected.push(['Alice, while the service was down.', 'Bob, while the service was down.']);
+    // Nothing can store them now: they wait, shown as pending.
+    await waitMessage(alice, 'Alice, while the service was down.', ['pending']);
+    await waitMessage(bob, 'Bob, while the service was down.', ['pending']);
     await screenshotAll('service-down');
     service = await stack.startService({ linkAddress: link });
     await waitMessage(alice, 'Alice, while the service was down.', ['sent', 'delivered', 'read'], RECOVER_MS);
@@ -346,6 +349,8 @@ describe('browser client against the real binaries', () => {
     const { page: bob } = people.bob;
     await bob.reload();
     await waitConnected(bob);
+    // Read positions survive the reload: nothing shows as unread.
+    await waitUnread(bob, DM, 0);
     await openConversation(bob, DM);
     await assertDmOnBothSides(WAIT_MS);
     await send(alice, 'Alice, after Bob reloaded.');
@@ -357,6 +362,77 @@ describe('browser client against the real binaries', () => {
     const team = await shown(bob);
     assert.deepEqual(team.map((m) => m.text), ['Hello team!']);
     await openConversation(bob, DM);
-    await screenshotAll('final');
+    await screenshotAll('after-reload');
   });
+
+  step('an operator broadcast shows on both pages', async () => {
+    await stack.ctl(service, 'broadcast', 'Maintenance at 22:00 UTC');
+    for (const name of ['alice', 'bob']) {
+      await people[name].page.waitForSelector('#announcement:not([hidden]) >> text=Maintenance at 22:00 UTC', { timeout: WAIT_MS });
+    }
+  }, { critical: false });
+
+  step('on a new device, scrolling up (Home key) loads older history page by page', async () => {
+    // 130 messages from carol: more than one page of alice's inbox.
+    const total = 130;
+    for (let i = 1; i <= total; i++) {
+      await stack.ctl(service, 'send', '--from', 'carol', '--to', 'alice', '--id', `history-${i}`, `History ${i}`);
+    }
+    // alice's open page gets them live.
+    await waitUnread(people.alice.page, 'd:alice:carol', total);
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://${gateway.address}/?token=${encodeURIComponent(people.alice.token)}&device=alice-second`);
+      await waitConnected(page);
+      await openConversation(page, 'd:alice:carol');
+      await page.waitForSelector('#message-list .message', { timeout: WAIT_MS });
+      const first = await shown(page);
+      assert.ok(first.length < total, `the first page is not the whole history (${first.length} of ${total})`);
+      assert.equal(first[first.length - 1].text, `History ${total}`);
+      await page.focus('#messages');
+      while ((await shown(page)).length < total) {
+        const before = (await shown(page)).length;
+        await page.keyboard.press('Home');
+        await page.waitForFunction((n) => document.querySelectorAll('#message-list .message').length > n, before, { timeout: WAIT_MS });
+      }
+      const all = await shown(page);
+      assert.deepEqual(all.map((m) => m.text), Array.from({ length: total }, (_, i) => `History ${i + 1}`));
+      assert.deepEqual(all.map((m) => m.seq), Array.from({ length: total }, (_, i) => i + 1));
+      await page.waitForSelector('#history-end:not([hidden])', { timeout: WAIT_MS });
+      // What was read before this device existed is not news here.
+      await waitUnread(page, DM, 0);
+      await page.screenshot({ path: path.join(ARTIFACTS, `browser-${String(++shot).padStart(2, '0')}-history-alice-second-device.png`) });
+    } finally {
+      await context.close();
+    }
+  }, { critical: false });
+
+  step('a bad token is refused with the reason, and the page asks to sign in', async () => {
+    const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://${gateway.address}/?token=not.a.token`);
+      await page.waitForSelector('#signin:not([hidden]) #signin-error:not([hidden])', { timeout: WAIT_MS });
+      assert.match(await page.textContent('#signin-error'), /token/i);
+      await page.screenshot({ path: path.join(ARTIFACTS, `browser-${String(++shot).padStart(2, '0')}-bad-token.png`) });
+    } finally {
+      await context.close();
+    }
+  }, { critical: false });
+
+  step('an operator kick with --no-reconnect stops bob\'s page and says why; Reconnect works', async () => {
+    const { page: bob } = people.bob;
+    await stack.ctl(service, 'kick', 'bob', '--reason', 'testing kicks', '--no-reconnect');
+    await bob.waitForSelector('[data-testid=status][data-state=stopped]', { timeout: WAIT_MS });
+    assert.match(await bob.textContent('[data-testid=status]'), /operator.*testing kicks/);
+    await screenshotAll('kicked');
+    await bob.click('#status-action');
+    await waitConnected(bob);
+    await send(people.alice.page, 'Alice, after the kick.');
+    dmExpected.push('Alice, after the kick.');
+    await waitMessage(bob, 'Alice, after the kick.', ['received']);
+    await assertDmOnBothSides(WAIT_MS);
+    await screenshotAll('final');
+  }, { critical: false });
 });
