@@ -18,9 +18,11 @@ import grpc
 
 
 class LinkClient:
-    def __init__(self, pb, address, gateway_id="py-gateway"):
+    def __init__(self, pb, address, gateway_id="py-gateway",
+                 channel_options=None):
         self.pb = pb
-        self.channel = grpc.insecure_channel(address)
+        self.channel = grpc.insecure_channel(address,
+                                             options=channel_options or [])
         self.stub = pb.gateway_link_grpc.GatewayLinkStub(self.channel)
         self._out = queue.Queue()
         self._cond = threading.Condition()
@@ -77,6 +79,12 @@ class LinkClient:
                 if left <= 0:
                     raise TimeoutError("no matching link event")
                 self._cond.wait(left)
+
+    def wait_ended(self, timeout=20.0):
+        """Waits for the stream to end; returns what ended it."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.ended is not None, timeout)
+            return self.ended
 
     def open(self, session_id, token, resume_after=0, reannounce=False):
         gl = self.pb.gateway_link
