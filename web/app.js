@@ -403,18 +403,15 @@ function humanError(code, message) {
   return message ? `${head}: ${message}` : head;
 }
 
-let flashTimer = null;
+/** Shows a short-lived notice (one at a time: a new one replaces the old). */
 function flash(text) {
-  const status = $('status');
-  status.dataset.flash = text;
-  status.title = text;
-  clearTimeout(flashTimer);
+  document.querySelector('.toast')?.remove();
   const el = document.createElement('div');
   el.className = 'toast';
   el.setAttribute('role', 'alert');
   el.textContent = text;
   document.body.appendChild(el);
-  flashTimer = setTimeout(() => el.remove(), 6000);
+  setTimeout(() => el.remove(), 6000);
 }
 
 /**
@@ -533,6 +530,9 @@ function render() {
 
 function renderList() {
   const ul = $('conversations');
+  let total = 0;
+  for (const conv of conversations.values()) total += unreadCount(conv);
+  document.title = total ? `(${total}) Parley` : 'Parley';
   const focused = document.activeElement?.dataset?.conversation;
   const sorted = [...conversations.values()].sort((a, b) => b.lastAt - a.lastAt || a.title.localeCompare(b.title));
   ul.replaceChildren(

@@ -715,7 +715,7 @@ export class ParleyClient {
    * @returns {Promise<{messages: Message[], inboxSeq: number, more: boolean}>}
    */
   sync(request = {}) {
-    return this.enqueueSync(request.afterSeq || 0, request.limit || 0, 'raw');
+    return this.enqueueSync(request.afterSeq || 0, request.limit || 0);
   }
 
   /**
@@ -737,7 +737,7 @@ export class ParleyClient {
       let cursor = after;
       // A server may cap the page below `count`: page on until the floor.
       while (cursor < floor - 1) {
-        const page = await this.enqueueSync(cursor, floor - 1 - cursor, 'history');
+        const page = await this.enqueueSync(cursor, floor - 1 - cursor);
         const inRange = page.messages.filter((m) => m.inboxSeq > cursor && m.inboxSeq < floor);
         if (inRange.length === 0) break;
         messages.push(...inRange);
@@ -904,7 +904,7 @@ export class ParleyClient {
       this.transmit({ hello });
       this.timer.auth = this.timers.set(() => {
         this.timer.auth = null;
-        this.abandon(gen, 4008, 'no welcome in time');
+        this.dropped(gen, 4008, 'no welcome in time');
       }, this.opts.authTimeoutMs);
     };
     ws.onmessage = (ev) => {
@@ -913,11 +913,6 @@ export class ParleyClient {
     };
     ws.onclose = (ev) => this.dropped(gen, ev.code, ev.reason || '');
     ws.onerror = () => {};
-  }
-
-  /** @private Gives up on a socket that looks dead, without waiting for it. */
-  abandon(gen, code, reason) {
-    this.dropped(gen, code, reason);
   }
 
   /**
@@ -1005,7 +1000,7 @@ export class ParleyClient {
       this.transmit({ ping: { nonce: `l${++this.pingNonce}` } });
       this.timer.liveness = this.timers.set(() => {
         this.timer.liveness = null;
-        this.abandon(gen, 1006, 'no answer to ping');
+        this.dropped(gen, 1006, 'no answer to ping');
       }, this.opts.pongTimeoutMs);
     }, this.opts.pingIntervalMs);
   }
@@ -1175,7 +1170,7 @@ export class ParleyClient {
     this.clearTimer('catchUp');
     const before = this.inbox.last;
     // Handled synchronously on the synced frame, before any later frame.
-    this.queueSync(before, this.opts.syncLimit, 'catchup',
+    this.queueSync(before, this.opts.syncLimit,
       (page) => {
         this.catchUpQueued = false;
         for (const m of page.messages) this.settleOwn(m);
@@ -1196,13 +1191,13 @@ export class ParleyClient {
   }
 
   /** @private */
-  enqueueSync(afterSeq, limit, kind) {
-    return new Promise((resolve, reject) => this.queueSync(afterSeq, limit, kind, resolve, reject));
+  enqueueSync(afterSeq, limit) {
+    return new Promise((resolve, reject) => this.queueSync(afterSeq, limit, resolve, reject));
   }
 
   /** @private */
-  queueSync(afterSeq, limit, kind, resolve, reject) {
-    this.syncQueue.push({ afterSeq, limit, kind, resolve, reject, sent: false });
+  queueSync(afterSeq, limit, resolve, reject) {
+    this.syncQueue.push({ afterSeq, limit, resolve, reject, sent: false });
     this.pumpSync();
   }
 
@@ -1219,7 +1214,7 @@ export class ParleyClient {
     if (!this.transmit({ sync: frame })) return;
     head.sent = true;
     const gen = this.generation;
-    head.timer = this.timers.set(() => this.abandon(gen, 1006, 'no answer to sync'), this.opts.syncTimeoutMs);
+    head.timer = this.timers.set(() => this.dropped(gen, 1006, 'no answer to sync'), this.opts.syncTimeoutMs);
   }
 
   /** @private */

@@ -17,7 +17,7 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
@@ -204,21 +204,15 @@ async function assertDmOnBothSides(timeout = RECOVER_MS) {
 // ------------------------------------------------------------ the scenario
 
 describe('browser client against the real binaries', () => {
-  before(() => {
-    const missing = stack.missingBinaries();
-    if (missing.length) {
-      failed = true;
-      throw new Error(`Parley binaries are not built: ${missing.join(', ')}. Build them (bazel build //service:parley-service //gateway:parley-gateway //tools:parleyctl) or set PARLEY_BIN_DIR.`);
-    }
-    if (!existsSync(CHROMIUM)) {
-      failed = true;
-      throw new Error(`${CHROMIUM} is missing: apt-get install chromium (tests/browser/run.sh does it).`);
-    }
-  });
-
   after(async () => {
     if (browser) await browser.close().catch(() => {});
     await stack.stopAll();
+  });
+
+  step('the binaries and the browser are there', () => {
+    const missing = stack.missingBinaries();
+    assert.deepEqual(missing, [], `Parley binaries are not built (bazel build //service:parley-service //gateway:parley-gateway //tools:parleyctl, or set PARLEY_BIN_DIR)`);
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (tests/browser/run.sh does it)`);
   });
 
   step('starts parley-service and parley-gateway, creates users and a group', async () => {

@@ -12,7 +12,7 @@
 // it is stopped by PID. Restarts reuse the previous addresses and data dir.
 
 import { execFile, spawn } from 'node:child_process';
-import { accessSync, constants, createWriteStream, mkdirSync, mkdtempSync } from 'node:fs';
+import { accessSync, constants, createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -247,8 +247,9 @@ export class Stack {
     });
   }
 
-  /** Stops every process still running, newest first, by PID. */
+  /** Stops every process still running, newest first, by PID; removes the data. */
   async stopAll() {
     for (const p of [...this.procs].reverse()) await p.stop('SIGTERM');
+    rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
