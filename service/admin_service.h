@@ -14,6 +14,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/metrics.h"
 #include "parley/v1/admin.grpc.pb.h"
 #include "service/admin_api.h"
 
@@ -21,8 +23,9 @@ namespace parley::service {
 
 class AdminService final : public v1::Admin::Service {
  public:
-  // `api` must outlive the service. `admin_key` must not be empty.
-  AdminService(AdminApi* api, std::string admin_key);
+  // `api` and `registry` must outlive the service. `admin_key` must not be
+  // empty. Calls are counted in parley_service_admin_calls_total{method,code}.
+  AdminService(AdminApi* api, std::string admin_key, Registry& registry);
 
   grpc::Status CreateUser(grpc::ServerContext* context,
                           const v1::CreateUserRequest* request,
@@ -80,11 +83,13 @@ class AdminService final : public v1::Admin::Service {
   // Authorizes, runs `method` and maps its outcome.
   template <typename Request, typename Response>
   grpc::Status Serve(
-      grpc::ServerContext* context, const Request& request, Response* response,
+      absl::string_view name, grpc::ServerContext* context,
+      const Request& request, Response* response,
       absl::StatusOr<Response> (AdminApi::*method)(const Request&));
 
   AdminApi* const api_;
   const std::string admin_key_;
+  Registry& registry_;
 };
 
 }  // namespace parley::service

@@ -101,8 +101,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   admin.token_secret = options.token_secret;
   s.admin_api_ = std::make_unique<AdminApi>(s.store_.get(), s.router_.get(),
                                             s.messaging_.get(), admin);
-  s.admin_service_ =
-      std::make_unique<AdminService>(s.admin_api_.get(), options.admin_key);
+  s.admin_service_ = std::make_unique<AdminService>(
+      s.admin_api_.get(), options.admin_key, registry);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -453,15 +453,22 @@ SqliteStore::~SqliteStore() {
 }
 
 void SqliteStore::Submit(WriteOp op) {
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    if (!stopping_) {
+    if (stopping_) {
+      refused = absl::UnavailableError("the store is closing");
+    } else if (queue_.size() >= options_.max_queued) {
+      refused = absl::UnavailableError(
+          absl::StrCat("the store is overloaded (", queue_.size(),
+                       " writes queued); retry later"));
+    } else {
       queue_.push_back(std::move(op));
       ++submitted_;
       return;
     }
   }
-  op.done(absl::UnavailableError("store is closing"));
+  op.done(std::move(refused));
 }
 
 absl::Status SqliteStore::WriteAndWait(

@@ -51,6 +51,10 @@ struct SqliteStoreOptions {
   std::string synchronous = "FULL";
   // Most write operations in one transaction.
   size_t max_batch = 1024;
+  // Most write operations waiting for the writer. Beyond it writes fail at
+  // once with UNAVAILABLE (retryable), so an overload costs a retry, not
+  // unbounded memory.
+  size_t max_queued = 100000;
   // Read connections in the pool.
   int read_connections = 4;
   // How long a connection waits on a lock before failing.

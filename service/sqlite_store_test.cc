@@ -212,6 +212,36 @@ TEST(SqliteStoreTest, CommittedDataSurvivesReopen) {
   again.WaitForNotification();
 }
 
+TEST(SqliteStoreTest, WritesBeyondTheQueueLimitFailFastAsUnavailable) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  options.max_queued = 1;
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
+  ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
+  // Hold the writer inside a callback so that writes pile up.
+  absl::Notification in_callback, release;
+  store->Append(Direct("a", "b", "1"), [&](absl::StatusOr<AppendResult>) {
+    in_callback.Notify();
+    release.WaitForNotification();
+  });
+  in_callback.WaitForNotification();
+  absl::StatusCode queued = absl::StatusCode::kUnknown;
+  store->Append(Direct("a", "b", "2"), [&](absl::StatusOr<AppendResult> r) {
+    queued = r.status().code();
+  });
+  absl::StatusOr<AppendResult> refused;
+  store->Append(Direct("a", "b", "3"),
+                [&](absl::StatusOr<AppendResult> r) { refused = r; });
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("overloaded"));
+  release.Notify();
+  store->Flush();
+  EXPECT_EQ(queued, absl::StatusCode::kOk);
+  EXPECT_EQ(*store->InboxHead("b"), 2u);
+}
+
 TEST(SqliteStoreTest, DestructionCommitsQueuedWrites) {
   SqliteStoreOptions options;
   options.path = TempDbPath();

@@ -13,7 +13,9 @@
 // Writes that the data plane makes (Append, AdvanceReadCursor) are
 // asynchronous: the callback runs once the write is durable, and callbacks of
 // one Store run one at a time, in commit order. That is what lets the caller
-// deliver messages in inbox_seq order without further locking. Callbacks must
+// deliver messages in inbox_seq order without further locking. (A write
+// refused before it is queued, e.g. on overload, may call back at once on the
+// caller's thread with its error.) Callbacks must
 // not call the Store's write methods (they would wait for themselves); reads
 // are fine. Admin writes (users, groups) are synchronous.
 //
