@@ -105,24 +105,24 @@ void Session::Start(const ConnectParams& params) {
 
 void Session::OnClientMessage(absl::string_view payload, bool binary) {
   if (state_ == State::kClosed) return;
+  const bool want_binary = encoding_ == Encoding::kBinary;
+  ClientFrame frame;
+  absl::Status decoded =
+      binary != want_binary
+          ? absl::InvalidArgumentError(absl::StrCat(
+                binary ? "binary" : "text", " frame on subprotocol ",
+                SubprotocolName(encoding_), "; send ",
+                want_binary ? "binary" : "text", " frames"))
+          : DecodeFrame(encoding_, payload, &frame);
+  // Decoded first, so that a refused Send can name its clientMsgId.
   if (!rate_.TryTake(clock_())) {
     SendClientError(parley::v1::ERROR_CODE_RATE_LIMITED,
                     absl::StrCat("too many frames: the limit is ",
                                  options_.rate_limit_per_second,
-                                 " per second; slow down and retry"));
+                                 " per second; slow down and retry"),
+                    frame.has_send() ? frame.send().client_msg_id() : "");
     return;
   }
-  const bool want_binary = encoding_ == Encoding::kBinary;
-  if (binary != want_binary) {
-    SendClientError(
-        parley::v1::ERROR_CODE_INVALID_FRAME,
-        absl::StrCat(binary ? "binary" : "text", " frame on subprotocol ",
-                     SubprotocolName(encoding_), "; send ",
-                     want_binary ? "binary" : "text", " frames"));
-    return;
-  }
-  ClientFrame frame;
-  absl::Status decoded = DecodeFrame(encoding_, payload, &frame);
   if (!decoded.ok()) {
     SendClientError(parley::v1::ERROR_CODE_INVALID_FRAME, decoded.message());
     return;

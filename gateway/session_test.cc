@@ -350,8 +350,15 @@ TEST_F(SessionTest, RateLimitErrorsThenSustainedAbuseCloses1008) {
   session_->OnClientMessage(R"({"ping":{"nonce":"y"}})", false);
   EXPECT_TRUE(connection_.Last().has_pong());
 
-  // Keep hammering: two more errors use the budget, then 1008.
-  for (int i = 0; i < 3; ++i) {
+  // A refused Send names its clientMsgId, so the client can retry it.
+  session_->OnClientMessage(SendJson("c-limited"), false);
+  EXPECT_EQ(connection_.Last().error().code(),
+            parley::v1::ERROR_CODE_RATE_LIMITED);
+  EXPECT_EQ(connection_.Last().error().client_msg_id(), "c-limited");
+  EXPECT_EQ(session_->unacked_sends(), 0u);
+
+  // Keep hammering: one more error uses the budget, then 1008.
+  for (int i = 0; i < 2; ++i) {
     session_->OnClientMessage(R"({"ping":{"nonce":"z"}})", false);
   }
   EXPECT_EQ(connection_.close_code, kClosePolicyViolation);

@@ -120,7 +120,7 @@ class UpstreamLink::StreamReactor final
 
   void OnReadDone(bool ok) override {
     if (ok) {
-      link_->Dispatch(in_);
+      link_->Dispatch(in_, slot_->index);
       StartRead(&in_);
       return;
     }
@@ -485,7 +485,7 @@ void UpstreamLink::ReconnectLoop() {
   }
 }
 
-void UpstreamLink::Dispatch(const ServiceBatch& batch) {
+void UpstreamLink::Dispatch(const ServiceBatch& batch, int slot) {
   events_in_.Increment(batch.events_size());
   for (const ServiceEvent& event : batch.events()) {
     switch (event.event_case()) {
@@ -521,12 +521,13 @@ void UpstreamLink::Dispatch(const ServiceBatch& batch) {
       case ServiceEvent::kBroadcast: {
         auto frame =
             std::make_shared<const OutboundFrame>(event.broadcast().frame());
+        // The service sends a broadcast on each of this gateway's streams:
+        // each reaches the sessions of its own stream.
         std::vector<std::shared_ptr<SessionHandle>> all;
         {
           absl::MutexLock lock(&sessions_mu_);
-          all.reserve(sessions_.size());
           for (const auto& [id, attached] : sessions_) {
-            all.push_back(attached.handle);
+            if (attached.slot == slot) all.push_back(attached.handle);
           }
         }
         for (auto& handle : all) {

@@ -493,7 +493,10 @@ void WsServer::Impl::OnTcpPreInit(Hdl hdl) {
     ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
     asio::error_code ec;
     con->get_socket().set_option(asio::ip::tcp::no_delay(true), ec);
-    if (ec) {
+    // While draining, websocketpp's stop_listening() races its own accept
+    // loop for a moment (accepts on the closed acceptor fail with EBADF):
+    // nothing worth logging.
+    if (ec && !draining_.load()) {
       LogWarn("gateway.nodelay_failed",
               {{"peer", con->get_remote_endpoint()}, {"error", ec.message()}});
     }
@@ -670,7 +673,8 @@ void WsServer::Impl::OnFail(Hdl hdl) {
       return;
     }
     // Rejections were counted in OnValidate; an HTTP request ends here too.
-    if (!ec ||
+    // While draining, aborted accepts end here (see OnTcpPreInit).
+    if (!ec || draining_.load() ||
         ec ==
             websocketpp::error::make_error_code(websocketpp::error::rejected) ||
         ec == websocketpp::error::make_error_code(

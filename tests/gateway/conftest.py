@@ -1,0 +1,6 @@
+"""Fixtures for the gateway's process-level tests (see tests/harness.py)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,0 +1,122 @@
+"""parley-gateway as a process: drain on SIGTERM, configuration from the
+environment, HTTP endpoints. Real parley-service upstream; clients on Debian's
+python3-websockets."""
+
+import asyncio
+import signal
+import time
+import urllib.request
+
+import pytest
+import websockets
+
+import harness
+
+
+@pytest.fixture
+def service(tmp_path, procs):
+    svc = procs.add(harness.start_service(str(tmp_path)))
+    admin = harness.AdminClient(svc)
+    for user in ("alice", "bob"):
+        admin.call("CreateUser", id=user)
+    admin.close()
+    return svc
+
+
+def start_gateway(tmp_path, procs, service, extra=(), env=None, name="gateway"):
+    argv = [harness.bin_path("gateway/parley-gateway"),
+            "--listen_address=127.0.0.1:0",
+            f"--service_address={service.link_address}", *extra]
+    gw = procs.add(harness.Proc(name, argv, str(tmp_path), env=env))
+    gw.address = gw.wait_for_event("gateway.ready")["address"]
+    gw.wait_for_event("gateway.upstream_up")
+    return gw
+
+
+def get(address, path):
+    try:
+        with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_sigterm_closes_clients_1001_and_exits_within_deadline(
+        tmp_path, procs, service):
+    gw = start_gateway(tmp_path, procs, service, ["--drain_timeout=5s"])
+    token = harness.mint_token(service.token_secret, "alice")
+
+    async def scenario():
+        clients = [await websockets.connect(f"ws://{gw.address}/?token={token}")
+                   for _ in range(3)]
+        for ws in clients:
+            assert "welcome" in await asyncio.wait_for(ws.recv(), 10)
+        start = time.monotonic()
+        gw.send_signal(signal.SIGTERM)
+        for ws in clients:
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1001
+            assert ws.close_reason == "going away"
+        return start
+
+    start = asyncio.run(scenario())
+    assert gw.proc.wait(10) == 0
+    elapsed = time.monotonic() - start
+    assert elapsed < 5, f"drain took {elapsed:.1f}s"
+    stopped = gw.wait_for_event("gateway.stopped", timeout=1)
+    print(f"drain of 3 clients took {stopped['drain_ms']} ms")
+    # The service was told the sessions ended (flushed before exit).
+    admin = harness.AdminClient(service)
+    deadline = time.monotonic() + 10
+    while admin.call("ListSessions").sessions and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not admin.call("ListSessions").sessions
+    admin.close()
+
+
+def test_environment_overrides_flags(tmp_path, procs, service):
+    gw = start_gateway(tmp_path, procs, service,
+                       env={"PARLEY_AUTH_TIMEOUT": "300ms"})
+
+    async def scenario():
+        start = time.monotonic()
+        async with websockets.connect(f"ws://{gw.address}/") as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 4008
+        return time.monotonic() - start
+
+    assert asyncio.run(scenario()) < 3
+
+
+def test_bad_token_closes_4001_and_expired_token_too(tmp_path, procs, service):
+    gw = start_gateway(tmp_path, procs, service)
+    expired = harness.mint_token(service.token_secret, "alice", ttl=-60)
+    forged = harness.mint_token("not-the-secret", "alice")
+
+    async def close_of(token):
+        async with websockets.connect(f"ws://{gw.address}/?token={token}") as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            return ws.close_code, ws.close_reason
+
+    for token in (expired, forged, "garbage"):
+        code, reason = asyncio.run(close_of(token))
+        assert code == 4001, (token, code, reason)
+        assert reason
+
+
+def test_http_endpoints(tmp_path, procs, service):
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<title>Parley</title>")
+    gw = start_gateway(tmp_path, procs, service, [f"--web_root={web}"])
+    assert get(gw.address, "/healthz")[0] == 200
+    assert get(gw.address, "/readyz")[0] == 200
+    status, body = get(gw.address, "/metrics")
+    assert status == 200
+    assert "parley_gateway_connections_open" in body
+    assert "process_resident_memory_bytes" in body
+    assert get(gw.address, "/") == (200, "<title>Parley</title>")
+    assert get(gw.address, "/nope")[0] == 404
