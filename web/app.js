@@ -370,7 +370,7 @@ function onState(s) {
     case 'reconnecting':
       // Presence is news from the server: while cut off it is unknown.
       presence.clear();
-      status.textContent = `Connection lost; reconnecting in ${Math.ceil(s.delayMs / 1000)} s`;
+      status.textContent = `Offline · retrying in ${Math.ceil(s.delayMs / 1000)} s`;
       status.title = s.message || '';
       action.textContent = 'Retry now';
       action.onclick = () => client.retryNow();

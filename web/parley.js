@@ -578,9 +578,10 @@ export class ParleyClient {
     /** @private Conversations whose read is not sent yet. */ this.unsentReads = new Set();
     /** @private */ this.pingNonce = 0;
     /** @private */ this.pongWaiters = new Map();
-    /** @private */ this.welcomed = null;
-    /** @private */ this.welcomedResolve = null;
-    this.resetWelcomed();
+    /** @private Resolves at the first welcome (history starts there). */ this.welcomedResolve = null;
+    /** @private */ this.welcomed = new Promise((resolve) => {
+      this.welcomedResolve = resolve;
+    });
 
     const sub = tokenSubject(o.token || '');
     if (sub) this.useStorageFor(sub);
@@ -795,13 +796,6 @@ export class ParleyClient {
   }
 
   /** @private */
-  resetWelcomed() {
-    this.welcomed = new Promise((resolve) => {
-      this.welcomedResolve = resolve;
-    });
-  }
-
-  /** @private */
   key(what) {
     return `${this.opts.storagePrefix}:${this.storageUser}:${what}`;
   }
@@ -953,7 +947,6 @@ export class ParleyClient {
     if (gen !== this.generation) return;
     const liveFor = this.live ? this.now() - this.liveSince : 0;
     this.teardown(false);
-    this.resetWelcomed();
     if (liveFor >= this.opts.stableMs) this.attempt = 0;
     const policy = closePolicy(code, reason);
     if (!policy.retry) {

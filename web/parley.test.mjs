@@ -571,6 +571,23 @@ describe('ParleyClient', () => {
     assert.equal(client.lastInboxSeq, 10, 'history does not move the inbox position');
   });
 
+  it('loads history asked for before the first welcome, across failed attempts', async () => {
+    const { client, clock } = setup();
+    const older = client.loadOlder(5);
+    FakeSocket.last().serverClose(1013, 'service unreachable');
+    clock.advance(10_000);
+    FakeSocket.last().serverClose(1013, 'service unreachable');
+    clock.advance(10_000);
+    const ws = FakeSocket.last();
+    welcome(ws, 3);
+    await settle();
+    assert.deepEqual(ws.frames('sync'), [{ afterSeq: '0', limit: 3 }]);
+    ws.deliver({ synced: { messages: [msg(1), msg(2), msg(3)], inboxSeq: '3' } });
+    const page = await older;
+    assert.deepEqual(page.messages.map((m) => m.inboxSeq), [1, 2, 3]);
+    assert.equal(page.done, true);
+  });
+
   it('re-sends an unanswered sync after reconnecting and ignores answers owed on the old socket', async () => {
     const { client, clock } = setup();
     let ws = FakeSocket.last();

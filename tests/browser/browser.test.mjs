@@ -314,7 +314,7 @@ describe('browser client against the real binaries', () => {
     await screenshotAll('gateway-recovered');
   });
 
-  step('the service is killed and restarts on the same data: nothing lost or doubled', async () => {
+  step('the service is killed (bob reloads meanwhile) and restarts on the same data: nothing lost or doubled', async () => {
     const { page: alice } = people.alice;
     const { page: bob } = people.bob;
     const link = service.linkAddress;
@@ -326,6 +326,11 @@ describe('browser client against the real binaries', () => {
     await waitMessage(alice, 'Alice, while the service was down.', ['pending']);
     await waitMessage(bob, 'Bob, while the service was down.', ['pending']);
     await screenshotAll('service-down');
+    // bob reloads meanwhile: his tab's outbox keeps the unsent message.
+    await bob.reload();
+    await bob.waitForSelector('#app:not([hidden])', { timeout: WAIT_MS });
+    await openConversation(bob, DM);
+    await waitMessage(bob, 'Bob, while the service was down.', ['pending']);
     service = await stack.startService({ linkAddress: link });
     await waitMessage(alice, 'Alice, while the service was down.', ['sent', 'delivered', 'read'], RECOVER_MS);
     await waitMessage(bob, 'Bob, while the service was down.', ['sent', 'delivered', 'read'], RECOVER_MS);
