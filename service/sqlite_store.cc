@@ -194,6 +194,7 @@ class SqliteStore::Connection {
 
   // The cached statement for `sql`. Prepare failures are programming errors
   // in the fixed SQL of this file, except when the database is unusable.
+  // Keyed by the pointer: every statement is a string literal of this file.
   absl::StatusOr<std::unique_ptr<Stmt>> Prepare(const char* sql) {
     auto it = cache_.find(sql);
     if (it == cache_.end()) {
@@ -210,7 +211,7 @@ class SqliteStore::Connection {
   explicit Connection(sqlite3* db) : db_(db) {}
 
   sqlite3* db_;
-  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
 
 namespace {
@@ -230,6 +231,12 @@ StoredMessage ReadMessage(const Stmt& s, int first) {
   m.sent_at = FromMicros(s.Int(first + 7));
   m.client_msg_id = s.Text(first + 8);
   return m;
+}
+
+// Runs a cached statement without parameters.
+absl::Status RunStatement(Connection& c, const char* sql) {
+  ASSIGN_OR_RETURN(auto s, c.Prepare(sql));
+  return s->Run();
 }
 
 absl::StatusOr<bool> UserExists(Connection& c, absl::string_view id) {
@@ -528,14 +535,14 @@ void SqliteStore::CommitBatch(std::vector<WriteOp>& batch) {
   absl::Status txn = c.Exec("BEGIN IMMEDIATE");
   if (txn.ok()) {
     for (size_t i = 0; i < batch.size(); ++i) {
-      absl::Status sp = c.Exec("SAVEPOINT op");
+      absl::Status sp = RunStatement(c, "SAVEPOINT op");
       if (!sp.ok()) {
         statuses[i] = sp;
         continue;
       }
       statuses[i] = batch[i].apply(c);
-      if (!statuses[i].ok()) (void)c.Exec("ROLLBACK TO op");
-      (void)c.Exec("RELEASE op");
+      if (!statuses[i].ok()) (void)RunStatement(c, "ROLLBACK TO op");
+      (void)RunStatement(c, "RELEASE op");
     }
     txn = c.Exec("COMMIT");
     if (!txn.ok()) (void)c.Exec("ROLLBACK");
