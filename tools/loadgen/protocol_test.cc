@@ -1,0 +1,154 @@
+#include "tools/loadgen/protocol.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/frame_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "parley/v1/client.pb.h"
+
+namespace parley::loadgen {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Records what a session reports.
+class RecordingEvents final : public SessionEvents {
+ public:
+  void OnReady() override { log.push_back("ready"); }
+  void OnDelivery(absl::string_view text) override {
+    log.push_back(absl::StrCat("delivery:", text));
+  }
+  void OnAck(absl::string_view id) override {
+    log.push_back(absl::StrCat("ack:", id));
+  }
+  void OnError(absl::string_view kind, absl::string_view id) override {
+    log.push_back(absl::StrCat("error:", kind, ":", id));
+  }
+  void SendPayload(absl::string_view payload) override {
+    sent.emplace_back(payload);
+  }
+  std::vector<std::string> log;
+  std::vector<std::string> sent;
+};
+
+SessionSpec Spec() {
+  SessionSpec s;
+  s.self = "alice";
+  s.to = "bob";
+  s.token = "tok.en.sig";
+  s.pair = "p7";
+  return s;
+}
+
+TEST(ParleyProtocolTest, AuthenticatesByQueryAndSendsJsonToThePeer) {
+  auto session = MakeParleyProtocol(false)->NewSession(Spec());
+  EXPECT_EQ(session->Resource(), "/?token=tok.en.sig");
+  EXPECT_EQ(session->Subprotocol(), "parley.v1.json");
+  EXPECT_EQ(session->DataOpcode(), WsOpcode::kText);
+  v1::ClientFrame frame;
+  ASSERT_TRUE(
+      DecodeFrame(Encoding::kJson, session->EncodeSend("1.5", "hi"), &frame)
+          .ok());
+  EXPECT_EQ(frame.send().client_msg_id(), "1.5");
+  EXPECT_EQ(frame.send().to().user(), "bob");
+  EXPECT_EQ(frame.send().text(), "hi");
+}
+
+TEST(ParleyProtocolTest, GroupSendsNameTheGroup) {
+  SessionSpec spec = Spec();
+  spec.to = "g1";
+  spec.to_group = true;
+  auto session = MakeParleyProtocol(true)->NewSession(spec);
+  EXPECT_EQ(session->DataOpcode(), WsOpcode::kBinary);
+  v1::ClientFrame frame;
+  ASSERT_TRUE(
+      DecodeFrame(Encoding::kBinary, session->EncodeSend("1.5", "hi"), &frame)
+          .ok());
+  EXPECT_EQ(frame.send().to().group(), "g1");
+}
+
+TEST(ParleyProtocolTest, ServerFramesBecomeEvents) {
+  auto session = MakeParleyProtocol(false)->NewSession(Spec());
+  RecordingEvents events;
+  session->OnOpen(events);
+  EXPECT_TRUE(events.log.empty()) << "ready only after Welcome";
+  v1::ServerFrame welcome, message, ack, error;
+  welcome.mutable_welcome()->set_user_id("alice");
+  message.mutable_message()->set_text("lg 1 2 3");
+  ack.mutable_ack()->set_client_msg_id("2.3");
+  error.mutable_error()->set_code(v1::ERROR_CODE_RATE_LIMITED);
+  error.mutable_error()->set_client_msg_id("4.5");
+  for (const auto* f : {&welcome, &message, &ack, &error}) {
+    ASSERT_TRUE(
+        session->OnFrame(EncodeFrame(Encoding::kJson, *f), events).ok());
+  }
+  EXPECT_THAT(events.log,
+              ElementsAre("ready", "delivery:lg 1 2 3", "ack:2.3",
+                          "error:parley.ERROR_CODE_RATE_LIMITED:4.5"));
+  EXPECT_FALSE(session->OnFrame("{not json", events).ok());
+}
+
+TEST(RelayProtocolTest, PairsByQueryAndPassesPayloadsThrough) {
+  auto session = MakeRelayProtocol()->NewSession(Spec());
+  EXPECT_EQ(session->Resource(), "/?pair=p7");
+  RecordingEvents events;
+  session->OnOpen(events);
+  EXPECT_EQ(session->EncodeSend("id", "payload"), "payload");
+  ASSERT_TRUE(session->OnFrame("lg 1 2 3", events).ok());
+  EXPECT_THAT(events.log, ElementsAre("ready", "delivery:lg 1 2 3"));
+}
+
+TEST(NatsProtocolTest, SubscribesThenIsReadyOnPong) {
+  SessionSpec spec = Spec();
+  spec.group_subject = "g1";
+  auto session = MakeNatsProtocol()->NewSession(spec);
+  RecordingEvents events;
+  session->OnOpen(events);
+  ASSERT_EQ(events.sent.size(), 1u);
+  EXPECT_THAT(events.sent[0], HasSubstr("CONNECT {"));
+  EXPECT_THAT(events.sent[0], HasSubstr("SUB alice 1\r\n"));
+  EXPECT_THAT(events.sent[0], HasSubstr("SUB g1 2\r\n"));
+  EXPECT_THAT(events.sent[0], HasSubstr("PING\r\n"));
+  ASSERT_TRUE(session->OnFrame("INFO {\"server_id\":\"x\"}\r\n", events).ok());
+  EXPECT_TRUE(events.log.empty());
+  ASSERT_TRUE(session->OnFrame("PONG\r\n", events).ok());
+  EXPECT_THAT(events.log, ElementsAre("ready"));
+  EXPECT_EQ(session->EncodeSend("id", "hello"), "PUB bob 5\r\nhello\r\n");
+}
+
+TEST(NatsProtocolTest, MessagesSplitAcrossAndPackedIntoFramesAreDelivered) {
+  auto session = MakeNatsProtocol()->NewSession(Spec());
+  RecordingEvents events;
+  ASSERT_TRUE(session->OnFrame("MSG alice 1 5\r\nhel", events).ok());
+  EXPECT_TRUE(events.log.empty());
+  ASSERT_TRUE(
+      session->OnFrame("lo\r\nPING\r\nMSG alice 1 reply.x 2\r\nok\r\n", events)
+          .ok());
+  EXPECT_THAT(events.log, ElementsAre("delivery:hello", "delivery:ok"));
+  EXPECT_THAT(events.sent, ElementsAre("PONG\r\n"));
+}
+
+TEST(NatsProtocolTest, ServerErrorsAndGarbageAreReported) {
+  auto session = MakeNatsProtocol()->NewSession(Spec());
+  RecordingEvents events;
+  ASSERT_TRUE(session->OnFrame("-ERR 'Slow Consumer'\r\n", events).ok());
+  EXPECT_THAT(events.log, ElementsAre("error:nats.err:"));
+  EXPECT_FALSE(session->OnFrame("BOGUS\r\n", events).ok());
+}
+
+TEST(MakeProtocolTest, KnowsTheFourTargets) {
+  for (const char* name : {"parley", "parley-proto", "relay", "nats"}) {
+    absl::StatusOr<std::unique_ptr<Protocol>> p = MakeProtocol(name);
+    ASSERT_TRUE(p.ok()) << name;
+    EXPECT_EQ((*p)->name(), name);
+  }
+  EXPECT_FALSE(MakeProtocol("mqtt").ok());
+  EXPECT_TRUE((*MakeProtocol("parley"))->has_acks());
+  EXPECT_FALSE((*MakeProtocol("relay"))->supports_groups());
+}
+
+}  // namespace
+}  // namespace parley::loadgen

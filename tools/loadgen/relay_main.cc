@@ -1,0 +1,98 @@
+// ws-relay: the raw websocketpp relay, the transport's own ceiling in the
+// benchmark (issue 7, "(a)"). Every frame from a connection is forwarded
+// unchanged to the other connection that gave the same ?pair=<key>: no
+// authentication, no gRPC hop, no storage. One I/O thread, like one core's
+// worth of Parley's gateway; websocketpp's asio config with logging off.
+//
+//   ws-relay --listen_address=127.0.0.1:0
+//   => ... event=relay.ready address=127.0.0.1:41234
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "tools/loadgen/pair_table.h"
+#include "websocketpp/config/asio_no_tls.hpp"
+#include "websocketpp/server.hpp"
+
+ABSL_FLAG(std::string, listen_address, "127.0.0.1:0",
+          "host:port to listen on (port 0 = any free port).");
+ABSL_FLAG(int32_t, listen_backlog, 4096, "listen(2) backlog.");
+
+namespace parley::loadgen {
+namespace {
+
+using Server = websocketpp::server<websocketpp::config::asio>;
+
+std::string PairKey(const std::string& resource) {
+  const size_t q = resource.find('?');
+  if (q == std::string::npos) return "";
+  for (absl::string_view kv :
+       absl::StrSplit(absl::string_view(resource).substr(q + 1), '&')) {
+    if (absl::ConsumePrefix(&kv, "pair=")) return std::string(kv);
+  }
+  return "";
+}
+
+int Main(int argc, char** argv) {
+  ParseConfig(argc, argv, "ws-relay: raw websocketpp pair relay");
+  const std::string listen = absl::GetFlag(FLAGS_listen_address);
+  std::pair<std::string, std::string> hp =
+      absl::StrSplit(listen, absl::MaxSplits(':', 1));
+  int port = 0;
+  if (!absl::SimpleAtoi(hp.second, &port)) {
+    LogError("relay.flags", {{"error", "--listen_address must be host:port"}});
+    return 2;
+  }
+  Server server;
+  server.clear_access_channels(websocketpp::log::alevel::all);
+  server.clear_error_channels(websocketpp::log::elevel::all);
+  PairTable<websocketpp::connection_hdl> pairs;
+
+  try {
+    server.init_asio();
+    server.set_reuse_addr(true);
+    server.set_listen_backlog(absl::GetFlag(FLAGS_listen_backlog));
+    server.set_open_handler([&](websocketpp::connection_hdl hdl) {
+      Server::connection_ptr con = server.get_con_from_hdl(hdl);
+      const std::string key = PairKey(con->get_resource());
+      if (key.empty() || !pairs.Join(key, hdl)) {
+        websocketpp::lib::error_code ec;
+        con->close(websocketpp::close::status::policy_violation,
+                   key.empty() ? "no ?pair=" : "pair is full", ec);
+      }
+    });
+    server.set_close_handler(
+        [&](websocketpp::connection_hdl hdl) { pairs.Leave(hdl); });
+    server.set_fail_handler(
+        [&](websocketpp::connection_hdl hdl) { pairs.Leave(hdl); });
+    server.set_message_handler(
+        [&](websocketpp::connection_hdl hdl, Server::message_ptr msg) {
+          std::optional<websocketpp::connection_hdl> peer = pairs.Peer(hdl);
+          if (!peer.has_value()) return;  // Peer not here: dropped.
+          websocketpp::lib::error_code ec;
+          server.send(*peer, msg->get_payload(), msg->get_opcode(), ec);
+        });
+    server.listen(asio::ip::tcp::endpoint(asio::ip::make_address(hp.first),
+                                          static_cast<uint16_t>(port)));
+    server.start_accept();
+    asio::error_code ec;
+    const auto local = server.get_local_endpoint(ec);
+    LogInfo("relay.ready",
+            {{"address",
+              absl::StrCat(local.address().to_string(), ":", local.port())}});
+    server.run();
+  } catch (const std::exception& e) {
+    LogError("relay.failed", {{"error", e.what()}});
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace parley::loadgen
+
+int main(int argc, char** argv) { return parley::loadgen::Main(argc, argv); }

@@ -1,0 +1,49 @@
+// The raw relay adapter: frames are the payload, the relay forwards each one
+// to the other connection with the same ?pair= key (see relay_main.cc).
+#include "absl/strings/str_cat.h"
+#include "tools/loadgen/protocol.h"
+
+namespace parley::loadgen {
+namespace {
+
+class RelaySession final : public ProtocolSession {
+ public:
+  explicit RelaySession(const SessionSpec& spec) : pair_(spec.pair) {}
+
+  std::string Resource() const override {
+    return absl::StrCat("/?pair=", pair_);
+  }
+  std::string Subprotocol() const override { return ""; }
+  WsOpcode DataOpcode() const override { return WsOpcode::kText; }
+  void OnOpen(SessionEvents& events) override { events.OnReady(); }
+  std::string EncodeSend(absl::string_view, absl::string_view text) override {
+    return std::string(text);
+  }
+  absl::Status OnFrame(absl::string_view payload,
+                       SessionEvents& events) override {
+    events.OnDelivery(payload);
+    return absl::OkStatus();
+  }
+
+ private:
+  const std::string pair_;
+};
+
+class RelayProtocol final : public Protocol {
+ public:
+  std::string name() const override { return "relay"; }
+  bool has_acks() const override { return false; }
+  bool supports_groups() const override { return false; }
+  std::unique_ptr<ProtocolSession> NewSession(
+      const SessionSpec& spec) const override {
+    return std::make_unique<RelaySession>(spec);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Protocol> MakeRelayProtocol() {
+  return std::make_unique<RelayProtocol>();
+}
+
+}  // namespace parley::loadgen
