@@ -423,10 +423,12 @@ async function loadOlder(wanted = OLDER_WANTED, maxPages = OLDER_MAX_PAGES) {
   loadingOlder = true;
   scheduleRender();
   const target = activeId;
+  const c = client;
   try {
     let gained = 0;
     for (let page = 0; page < maxPages && gained < wanted; page++) {
-      const { messages, done } = await client.loadOlder(HISTORY_PAGE);
+      const { messages, done } = await c.loadOlder(HISTORY_PAGE);
+      if (c !== client) return; // signed out meanwhile
       for (const m of messages) {
         addMessage(m, { history: true });
         if (m.conversation === target) gained += 1;
@@ -437,11 +439,13 @@ async function loadOlder(wanted = OLDER_WANTED, maxPages = OLDER_MAX_PAGES) {
       }
     }
   } catch (e) {
-    flash(`Could not load older messages: ${e.message}`);
+    if (c === client) flash(`Could not load older messages: ${e.message}`);
   } finally {
-    loadingOlder = false;
-    scrollIntent = 'keep';
-    scheduleRender();
+    if (c === client) {
+      loadingOlder = false;
+      scrollIntent = 'keep';
+      scheduleRender();
+    }
   }
 }
 
@@ -472,6 +476,7 @@ function signOut(error) {
   presence.clear();
   activeId = null;
   historyDone = false;
+  loadingOlder = false;
   firstWelcome = true;
   me = '';
   document.body.classList.remove('chat-open');

@@ -578,10 +578,7 @@ export class ParleyClient {
     /** @private Conversations whose read is not sent yet. */ this.unsentReads = new Set();
     /** @private */ this.pingNonce = 0;
     /** @private */ this.pongWaiters = new Map();
-    /** @private Resolves at the first welcome (history starts there). */ this.welcomedResolve = null;
-    /** @private */ this.welcomed = new Promise((resolve) => {
-      this.welcomedResolve = resolve;
-    });
+    /** @private History waiting for the first welcome (it starts there). */ this.historyWaiters = [];
 
     const sub = tokenSubject(o.token || '');
     if (sub) this.useStorageFor(sub);
@@ -729,7 +726,9 @@ export class ParleyClient {
    */
   loadOlder(limit = 100) {
     const run = async () => {
-      await this.welcomed;
+      if (this.historyFloor === null) {
+        await new Promise((resolve, reject) => this.historyWaiters.push({ resolve, reject }));
+      }
       const floor = this.historyFloor;
       if (floor <= 1) return { messages: [], done: true };
       const count = Math.min(limit, floor - 1);
@@ -757,7 +756,8 @@ export class ParleyClient {
   /**
    * Sends an application ping now.
    * @returns {Promise<number>} The round trip in milliseconds, when the pong
-   *     arrives (never settles if the connection drops first).
+   *     arrives (after a reconnect if the connection is down; never if the
+   *     client stops).
    */
   ping() {
     const nonce = `p${++this.pingNonce}`;
@@ -935,10 +935,11 @@ export class ParleyClient {
     }
   }
 
-  /** @private */
+  /** @private Rejects every sync and history request still waiting. */
   failSyncs(error) {
-    const queue = this.syncQueue;
+    const queue = [...this.syncQueue, ...this.historyWaiters];
     this.syncQueue = [];
+    this.historyWaiters = [];
     for (const s of queue) s.reject(error);
   }
 
@@ -1056,7 +1057,9 @@ export class ParleyClient {
     };
     this.setState('open', { welcome });
     this.emit('welcome', welcome);
-    this.welcomedResolve();
+    const waiters = this.historyWaiters;
+    this.historyWaiters = [];
+    for (const w of waiters) w.resolve();
 
     // Everything not acknowledged goes out again, same clientMsgId, in order.
     for (const e of this.outbox.list()) {

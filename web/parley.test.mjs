@@ -588,6 +588,16 @@ describe('ParleyClient', () => {
     assert.equal(page.done, true);
   });
 
+  it('rejects history and syncs still waiting when the client stops', async () => {
+    const { client } = setup();
+    const older = client.loadOlder(5);
+    const page = client.sync({ afterSeq: 0 });
+    await settle();
+    FakeSocket.last().serverClose(4001, 'bad token');
+    await assert.rejects(older, (e) => e instanceof ParleyError && e.code === 'STOPPED');
+    await assert.rejects(page, (e) => e instanceof ParleyError && e.code === 'STOPPED');
+  });
+
   it('re-sends an unanswered sync after reconnecting and ignores answers owed on the old socket', async () => {
     const { client, clock } = setup();
     let ws = FakeSocket.last();
