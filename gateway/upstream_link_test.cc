@@ -6,6 +6,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -338,6 +339,72 @@ TEST_F(UpstreamLinkTest, QuietStreamCountsAsUpAfterGrace) {
   TestClient alice(link_.get(), "s-alice");
   alice.Run([](Session& s) { s.Start({"ok:alice", "", 0}); });
   ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
+}
+
+TEST(UpstreamLinkStreamsTest, BroadcastReachesTheSessionsOfItsOwnStream) {
+  FakeGatewayLink fake;
+  UpstreamLinkOptions options;
+  options.service_address = fake.Start();
+  options.streams = 2;
+  Registry registry;
+  UpstreamLink link(
+      options,
+      parley::v1::GatewayLink::NewStub(UpstreamLink::MakeChannel(options)),
+      registry);
+  link.Start("gw-2");
+  ASSERT_TRUE(Eventually([&] { return link.AllStreamsUp(); }));
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (int i = 0; i < 8; ++i) {
+    const std::string user = absl::StrCat("u", i);
+    clients.push_back(std::make_unique<TestClient>(&link, "s-" + user));
+    clients.back()->Run([user](Session& s) { s.Start({"ok:" + user, "", 0}); });
+  }
+  for (auto& c : clients) ASSERT_TRUE(c->connection().WaitFor(HasWelcome));
+  // Both streams carry sessions, and each stream said hello with its index.
+  std::set<uint32_t> indexes;
+  for (const auto& e : fake.Events()) {
+    if (e.has_hello()) indexes.insert(e.hello().stream_index());
+  }
+  EXPECT_EQ(indexes, (std::set<uint32_t>{0, 1}));
+
+  // The service sends one broadcast per stream; each session gets one.
+  parley::v1::ServiceEvent broadcast;
+  broadcast.mutable_broadcast()
+      ->mutable_frame()
+      ->mutable_announcement()
+      ->set_text("maintenance at noon");
+  ASSERT_TRUE(fake.Push("s-u0", broadcast));
+  // Find a session on the other stream: the one whose stream differs.
+  const size_t u0_slot = std::hash<std::string>()("s-u0") % 2;
+  std::string other;
+  for (int i = 1; i < 8 && other.empty(); ++i) {
+    const std::string id = absl::StrCat("s-u", i);
+    if (std::hash<std::string>()(id) % 2 != u0_slot) other = id;
+  }
+  ASSERT_FALSE(other.empty());
+  ASSERT_TRUE(fake.Push(other, broadcast));
+  // A marker behind the broadcasts on each session's own stream: once it
+  // is in, every broadcast that stream carried is in too.
+  for (int i = 0; i < 8; ++i) {
+    const std::string id = absl::StrCat("s-u", i);
+    parley::v1::ServiceEvent marker;
+    marker.mutable_delivery()->add_session_ids(id);
+    marker.mutable_delivery()->mutable_frame()->mutable_pong()->set_nonce("m");
+    ASSERT_TRUE(fake.Push(id, marker));
+  }
+  for (auto& c : clients) {
+    ASSERT_TRUE(c->connection().WaitFor(
+        [](const auto& frames) { return frames.back().has_pong(); }));
+    c->connection().WaitFor([](const auto& frames) {
+      int n = 0;
+      for (const auto& f : frames) n += f.has_announcement();
+      EXPECT_EQ(n, 1);
+      return true;
+    });
+  }
+  clients.clear();
+  link.Shutdown(absl::Seconds(2));
+  fake.Stop();
 }
 
 TEST_F(UpstreamLinkTest, ShutdownFlushesQueuedEvents) {

@@ -175,7 +175,7 @@ TEST_F(WsServerTest,
        SilentPeersAreDroppedAtHandshakeDeadlineWhileOthersConnect) {
   options_.handshake_timeout = std::chrono::milliseconds(500);
   StartServer();
-  constexpr int kSilent = 200;
+  constexpr int kSilent = 1000;
   std::vector<std::unique_ptr<RawWsClient>> silent;
   const absl::Time opened = absl::Now();
   for (int i = 0; i < kSilent; ++i) {
