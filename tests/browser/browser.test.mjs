@@ -47,6 +47,14 @@ const WAIT_MS = 30000;
 const RECOVER_MS = 90000;
 
 const stack = new Stack({ binDir: BIN_DIR, artifacts: ARTIFACTS, webRoot: path.join(REPO, 'web') });
+// If this test is interrupted, its servers must not outlive it.
+process.on('exit', () => stack.killNow());
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    stack.killNow();
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  });
+}
 let service;
 let gateway;
 let browser;

@@ -247,6 +247,22 @@ export class Stack {
     });
   }
 
+  /**
+   * SIGKILLs every process still running, by PID, synchronously: for when
+   * the test itself is being killed and cannot wait.
+   */
+  killNow() {
+    for (const p of this.procs) {
+      if (!p.exited) {
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+  }
+
   /** Stops every process still running, newest first, by PID; removes the data. */
   async stopAll() {
     for (const p of [...this.procs].reverse()) await p.stop('SIGTERM');
