@@ -148,6 +148,8 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
         "--rate_limit_per_second must be > 0, --rate_limit_burst and "
         "--abuse_error_burst >= 1, --abuse_error_per_second >= 0");
   }
+  server.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  server.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   absl::Status valid = server.Validate();
   if (!valid.ok()) return valid;
 
@@ -167,12 +169,6 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
   config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   if (config.drain_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--drain_timeout must be > 0");
-  }
-  config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
-  config.tls_key_file = absl::GetFlag(FLAGS_tls_key);
-  if (config.tls_cert_file.empty() != config.tls_key_file.empty()) {
-    return absl::InvalidArgumentError(
-        "--tls_cert and --tls_key must be given together");
   }
   return config;
 }

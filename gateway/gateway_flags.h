@@ -23,9 +23,6 @@ struct GatewayConfig {
   UpstreamLinkOptions upstream;
   // Total time SIGTERM may take: closing clients, then flushing upstream.
   absl::Duration drain_timeout = absl::Seconds(10);
-  // TLS certificate chain and private key (PEM); both empty = plain ws.
-  std::string tls_cert_file;
-  std::string tls_key_file;
 };
 
 // Reads every gateway flag; INVALID_ARGUMENT naming the flag on bad values.

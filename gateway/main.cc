@@ -35,12 +35,6 @@ int main(int argc, char** argv) {
                  std::string(config.status().message()).c_str());
     return 2;
   }
-  if (!config->tls_cert_file.empty()) {
-    std::fprintf(stderr,
-                 "parley-gateway: --tls_cert/--tls_key: TLS is not built into "
-                 "this version; terminate TLS in front of the gateway\n");
-    return 2;
-  }
 
   // Before any thread exists, so every thread inherits the mask.
   sigset_t signals;
@@ -72,11 +66,13 @@ int main(int argc, char** argv) {
         absl::StrCat(host, ":", address->substr(address->rfind(':') + 1));
   }
   link.Start(gateway_id);
-  parley::LogInfo("gateway.ready",
-                  {{"address", *address},
-                   {"gateway_id", gateway_id},
-                   {"service_address", config->upstream.service_address},
-                   {"streams", config->upstream.streams}});
+  parley::LogInfo(
+      "gateway.ready",
+      {{"address", *address},
+       {"gateway_id", gateway_id},
+       {"service_address", config->upstream.service_address},
+       {"tls", config->server.tls_cert_file.empty() ? "false" : "true"},
+       {"streams", config->upstream.streams}});
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

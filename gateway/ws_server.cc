@@ -6,6 +6,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -17,7 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "common/frame_codec.h"
 #include "common/log.h"
-#include "websocketpp/config/asio_no_tls.hpp"
+#include "websocketpp/config/asio.hpp"
 #include "websocketpp/server.hpp"
 
 namespace parley::gateway {
@@ -28,8 +29,8 @@ namespace {
 // no library logging (the adapter logs errors once, with the peer), and
 // permessage-deflate left out (websocketpp's default `disabled` extension).
 // The runtime limits (timeouts, max message size) are set on the endpoint.
-struct ServerConfig : public websocketpp::config::asio {
-  typedef ServerConfig type;
+struct PlainConfig : public websocketpp::config::asio {
+  typedef PlainConfig type;
   typedef websocketpp::config::asio base;
   typedef base::concurrency_type concurrency_type;
   typedef base::request_type request_type;
@@ -59,8 +60,38 @@ struct ServerConfig : public websocketpp::config::asio {
       websocketpp::log::alevel::none;
 };
 
-using Endpoint = websocketpp::server<ServerConfig>;
-using ConnectionPtr = Endpoint::connection_ptr;
+// The same for wss: TLS on the asio transport.
+struct TlsConfig : public websocketpp::config::asio_tls {
+  typedef TlsConfig type;
+  typedef websocketpp::config::asio_tls base;
+  typedef base::concurrency_type concurrency_type;
+  typedef base::request_type request_type;
+  typedef base::response_type response_type;
+  typedef base::message_type message_type;
+  typedef base::con_msg_manager_type con_msg_manager_type;
+  typedef base::endpoint_msg_manager_type endpoint_msg_manager_type;
+  typedef base::alog_type alog_type;
+  typedef base::elog_type elog_type;
+  typedef base::rng_type rng_type;
+
+  struct transport_config : public base::transport_config {
+    typedef type::concurrency_type concurrency_type;
+    typedef type::alog_type alog_type;
+    typedef type::elog_type elog_type;
+    typedef type::request_type request_type;
+    typedef type::response_type response_type;
+    typedef websocketpp::transport::asio::tls_socket::endpoint socket_type;
+  };
+  typedef websocketpp::transport::asio::endpoint<transport_config>
+      transport_type;
+
+  static const size_t connection_read_buffer_size = 4096;
+  static const websocketpp::log::level elog_level =
+      websocketpp::log::elevel::none;
+  static const websocketpp::log::level alog_level =
+      websocketpp::log::alevel::none;
+};
+
 using Hdl = websocketpp::connection_hdl;
 
 // Close reasons are at most 123 bytes; cut at a UTF-8 boundary.
@@ -162,6 +193,15 @@ absl::StatusOr<asio::ip::tcp::endpoint> ParseListenAddress(
 
 }  // namespace
 
+// What WsServer forwards to: one ServerImpl per websocketpp config.
+class WsServerImpl {
+ public:
+  virtual ~WsServerImpl() = default;
+  virtual absl::StatusOr<std::string> Start() = 0;
+  virtual void Drain(absl::Time deadline) = 0;
+  virtual int open_connections() const = 0;
+};
+
 absl::Status WsServerOptions::Validate() const {
   if (io_threads < 0) {
     return absl::InvalidArgumentError("--io_threads must be >= 0");
@@ -181,16 +221,25 @@ absl::Status WsServerOptions::Validate() const {
   if (max_connections < 1) {
     return absl::InvalidArgumentError("--max_connections must be >= 1");
   }
+  if (tls_cert_file.empty() != tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_cert and --tls_key must be given together");
+  }
   return ParseListenAddress(listen_address).status();
 }
 
 // One client connection: the Connection a Session writes to, and the
 // SessionHandle the upstream link posts to. Everything but construction and
 // Post() runs on the websocketpp connection's strand.
-class WsConnection final : public Connection,
-                           public SessionHandle,
-                           public std::enable_shared_from_this<WsConnection> {
+template <typename Config>
+class WsConnection final
+    : public Connection,
+      public SessionHandle,
+      public std::enable_shared_from_this<WsConnection<Config>> {
  public:
+  using ConnectionPtr = typename websocketpp::server<Config>::connection_ptr;
+  using TimerPtr = typename websocketpp::server<Config>::timer_ptr;
+
   WsConnection(ConnectionPtr con, Encoding encoding, std::string peer,
                Counter& frames_out, Counter& bytes_out)
       : con_(std::move(con)),
@@ -220,7 +269,7 @@ class WsConnection final : public Connection,
   }
 
   void Post(std::function<void(Session&)> fn) override {
-    asio::post(*strand_, [self = shared_from_this(), fn = std::move(fn)] {
+    asio::post(*strand_, [self = this->shared_from_this(), fn = std::move(fn)] {
       if (self->session_ == nullptr || self->closed_) return;
       try {
         fn(*self->session_);
@@ -235,7 +284,7 @@ class WsConnection final : public Connection,
   Encoding encoding() const { return encoding_; }
   const std::string& peer() const { return peer_; }
 
-  // Strand-confined state, managed by WsServer::Impl.
+  // Strand-confined state, managed by ServerImpl.
   std::unique_ptr<Session> session_;
   bool closed_ = false;
   // A ping is out and its pong has not come back. While it is, no new ping
@@ -243,8 +292,8 @@ class WsConnection final : public Connection,
   // again would postpone the timeout forever.
   bool awaiting_pong_ = false;
   uint16_t close_code_ = 0;  // What this side closed with, if it did.
-  Endpoint::timer_ptr auth_timer_;
-  Endpoint::timer_ptr ping_timer_;
+  TimerPtr auth_timer_;
+  TimerPtr ping_timer_;
 
  private:
   const ConnectionPtr con_;
@@ -255,9 +304,16 @@ class WsConnection final : public Connection,
   Counter& bytes_out_;
 };
 
-class WsServer::Impl {
+// The server for one websocketpp config (plain or TLS).
+template <typename Config>
+class ServerImpl final : public WsServerImpl {
  public:
-  Impl(WsServerOptions options, UpstreamLink* link, Registry& registry)
+  using Endpoint = websocketpp::server<Config>;
+  using ConnectionPtr = typename Endpoint::connection_ptr;
+  using Conn = WsConnection<Config>;
+  static constexpr bool kTls = std::is_same_v<Config, TlsConfig>;
+
+  ServerImpl(WsServerOptions options, UpstreamLink* link, Registry& registry)
       : options_(std::move(options)),
         link_(link),
         registry_(registry),
@@ -282,13 +338,15 @@ class WsServer::Impl {
         absl::Hex(absl::Uniform<uint64_t>(gen), absl::kZeroPad16), "-");
   }
 
-  ~Impl() {
+  ~ServerImpl() override {
     if (started_) Drain(absl::Now());
   }
 
-  absl::StatusOr<std::string> Start();
-  void Drain(absl::Time deadline);
-  int open_connections() const { return static_cast<int>(open_gauge_.Value()); }
+  absl::StatusOr<std::string> Start() override;
+  void Drain(absl::Time deadline) override;
+  int open_connections() const override {
+    return static_cast<int>(open_gauge_.Value());
+  }
 
  private:
   Counter& Handshakes(absl::string_view result) {
@@ -302,13 +360,13 @@ class WsServer::Impl {
                                 "Closed WebSockets by close code.",
                                 {{"code", absl::StrCat(code)}});
   }
-  std::shared_ptr<WsConnection> Find(const Hdl& hdl) {
+  std::shared_ptr<Conn> Find(const Hdl& hdl) {
     ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
     absl::MutexLock lock(&mu_);
     auto it = connections_.find(con.get());
     return it == connections_.end() ? nullptr : it->second;
   }
-  std::shared_ptr<WsConnection> Erase(const Hdl& hdl) {
+  std::shared_ptr<Conn> Erase(const Hdl& hdl) {
     ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
     absl::MutexLock lock(&mu_);
     auto it = connections_.find(con.get());
@@ -336,12 +394,12 @@ class WsServer::Impl {
   void OnTcpPreInit(Hdl hdl);
   bool OnValidate(Hdl hdl);
   void OnOpen(Hdl hdl);
-  void OnMessage(Hdl hdl, Endpoint::message_ptr msg);
+  void OnMessage(Hdl hdl, typename Endpoint::message_ptr msg);
   void OnClose(Hdl hdl);
   void OnFail(Hdl hdl);
   void OnPongTimeout(Hdl hdl);
   void OnHttp(Hdl hdl);
-  void ArmPing(const std::shared_ptr<WsConnection>& conn);
+  void ArmPing(const std::shared_ptr<Conn>& conn);
   absl::Status LoadWebRoot();
   std::string NextSessionId() {
     return absl::StrCat(id_prefix_, next_session_.fetch_add(1) + 1);
@@ -361,7 +419,7 @@ class WsServer::Impl {
 
   absl::Mutex mu_;
   // Connections past validation, keyed by the websocketpp connection.
-  std::unordered_map<const void*, std::shared_ptr<WsConnection>> connections_
+  std::unordered_map<const void*, std::shared_ptr<Conn>> connections_
       ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 
@@ -373,7 +431,8 @@ class WsServer::Impl {
   Histogram& ack_latency_;
 };
 
-absl::Status WsServer::Impl::LoadWebRoot() {
+template <typename Config>
+absl::Status ServerImpl<Config>::LoadWebRoot() {
   if (options_.web_root.empty()) return absl::OkStatus();
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -405,7 +464,8 @@ absl::Status WsServer::Impl::LoadWebRoot() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> WsServer::Impl::Start() {
+template <typename Config>
+absl::StatusOr<std::string> ServerImpl<Config>::Start() {
   absl::Status loaded = LoadWebRoot();
   if (!loaded.ok()) return loaded;
   absl::StatusOr<asio::ip::tcp::endpoint> address =
@@ -416,6 +476,30 @@ absl::StatusOr<std::string> WsServer::Impl::Start() {
   endpoint_.init_asio(ec);
   if (ec) return absl::InternalError("init_asio: " + ec.message());
   started_ = true;
+  if constexpr (kTls) {
+    auto context =
+        std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+    asio::error_code tls_ec;
+    context->set_options(
+        asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+            asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+            asio::ssl::context::no_tlsv1_1,
+        tls_ec);
+    if (!tls_ec) {
+      context->use_certificate_chain_file(options_.tls_cert_file, tls_ec);
+    }
+    if (tls_ec) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tls_cert \"", options_.tls_cert_file, "\": ", tls_ec.message()));
+    }
+    context->use_private_key_file(options_.tls_key_file,
+                                  asio::ssl::context::pem, tls_ec);
+    if (tls_ec) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tls_key \"", options_.tls_key_file, "\": ", tls_ec.message()));
+    }
+    endpoint_.set_tls_init_handler([context](Hdl) { return context; });
+  }
   endpoint_.clear_access_channels(websocketpp::log::alevel::all);
   endpoint_.clear_error_channels(websocketpp::log::elevel::all);
   if (options_.access_log) {
@@ -437,7 +521,7 @@ absl::StatusOr<std::string> WsServer::Impl::Start() {
   endpoint_.set_validate_handler([this](Hdl h) { return OnValidate(h); });
   endpoint_.set_open_handler([this](Hdl h) { OnOpen(h); });
   endpoint_.set_message_handler(
-      [this](Hdl h, Endpoint::message_ptr m) { OnMessage(h, m); });
+      [this](Hdl h, typename Endpoint::message_ptr m) { OnMessage(h, m); });
   endpoint_.set_close_handler([this](Hdl h) { OnClose(h); });
   endpoint_.set_fail_handler([this](Hdl h) { OnFail(h); });
   endpoint_.set_pong_timeout_handler(
@@ -488,11 +572,12 @@ absl::StatusOr<std::string> WsServer::Impl::Start() {
   return absl::StrCat(host, ":", bound.port());
 }
 
-void WsServer::Impl::OnTcpPreInit(Hdl hdl) {
+template <typename Config>
+void ServerImpl<Config>::OnTcpPreInit(Hdl hdl) {
   Guard(hdl, "tcp_pre_init", [&] {
     ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
     asio::error_code ec;
-    con->get_socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    con->get_raw_socket().set_option(asio::ip::tcp::no_delay(true), ec);
     // While draining, websocketpp's stop_listening() races its own accept
     // loop for a moment (accepts on the closed acceptor fail with EBADF):
     // nothing worth logging.
@@ -503,7 +588,8 @@ void WsServer::Impl::OnTcpPreInit(Hdl hdl) {
   });
 }
 
-bool WsServer::Impl::OnValidate(Hdl hdl) {
+template <typename Config>
+bool ServerImpl<Config>::OnValidate(Hdl hdl) {
   bool accepted = false;
   Guard(hdl, "validate", [&] {
     ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
@@ -554,7 +640,7 @@ bool WsServer::Impl::OnValidate(Hdl hdl) {
         return;
       }
     }
-    auto conn = std::make_shared<WsConnection>(
+    auto conn = std::make_shared<Conn>(
         con, encoding, con->get_remote_endpoint(), frames_out_, bytes_out_);
     absl::MutexLock lock(&mu_);
     if (static_cast<int>(connections_.size()) >= options_.max_connections) {
@@ -568,9 +654,10 @@ bool WsServer::Impl::OnValidate(Hdl hdl) {
   return accepted;
 }
 
-void WsServer::Impl::OnOpen(Hdl hdl) {
+template <typename Config>
+void ServerImpl<Config>::OnOpen(Hdl hdl) {
   Guard(hdl, "open", [&] {
-    std::shared_ptr<WsConnection> conn = Find(hdl);
+    std::shared_ptr<Conn> conn = Find(hdl);
     if (conn == nullptr) return;
     Handshakes("ok").Increment();
     open_gauge_.Add(1);
@@ -583,7 +670,7 @@ void WsServer::Impl::OnOpen(Hdl hdl) {
         });
     link_->Attach(id, conn);
 
-    std::weak_ptr<WsConnection> weak = conn;
+    std::weak_ptr<Conn> weak = conn;
     conn->auth_timer_ =
         conn->con()->set_timer(options_.auth_timeout.count(),
                                [weak](const websocketpp::lib::error_code& ec) {
@@ -607,8 +694,9 @@ void WsServer::Impl::OnOpen(Hdl hdl) {
   });
 }
 
-void WsServer::Impl::ArmPing(const std::shared_ptr<WsConnection>& conn) {
-  std::weak_ptr<WsConnection> weak = conn;
+template <typename Config>
+void ServerImpl<Config>::ArmPing(const std::shared_ptr<Conn>& conn) {
+  std::weak_ptr<Conn> weak = conn;
   conn->ping_timer_ = conn->con()->set_timer(
       options_.ping_interval.count(),
       [this, weak](const websocketpp::lib::error_code& ec) {
@@ -623,9 +711,11 @@ void WsServer::Impl::ArmPing(const std::shared_ptr<WsConnection>& conn) {
       });
 }
 
-void WsServer::Impl::OnMessage(Hdl hdl, Endpoint::message_ptr msg) {
+template <typename Config>
+void ServerImpl<Config>::OnMessage(Hdl hdl,
+                                   typename Endpoint::message_ptr msg) {
   Guard(hdl, "message", [&] {
-    std::shared_ptr<WsConnection> conn = Find(hdl);
+    std::shared_ptr<Conn> conn = Find(hdl);
     if (conn == nullptr || conn->session_ == nullptr) return;
     frames_in_.Increment();
     bytes_in_.Increment(msg->get_payload().size());
@@ -635,9 +725,10 @@ void WsServer::Impl::OnMessage(Hdl hdl, Endpoint::message_ptr msg) {
   });
 }
 
-void WsServer::Impl::OnClose(Hdl hdl) {
+template <typename Config>
+void ServerImpl<Config>::OnClose(Hdl hdl) {
   Guard(hdl, "close", [&] {
-    std::shared_ptr<WsConnection> conn = Erase(hdl);
+    std::shared_ptr<Conn> conn = Erase(hdl);
     if (conn == nullptr) return;
     conn->closed_ = true;
     if (conn->auth_timer_) conn->auth_timer_->cancel();
@@ -656,10 +747,11 @@ void WsServer::Impl::OnClose(Hdl hdl) {
   });
 }
 
-void WsServer::Impl::OnFail(Hdl hdl) {
+template <typename Config>
+void ServerImpl<Config>::OnFail(Hdl hdl) {
   Guard(hdl, "fail", [&] {
     ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
-    std::shared_ptr<WsConnection> conn = Erase(hdl);
+    std::shared_ptr<Conn> conn = Erase(hdl);
     const websocketpp::lib::error_code ec = con->get_ec();
     if (conn != nullptr && conn->session_ != nullptr) {
       // Failed after open (e.g. the socket broke): same as a close.
@@ -689,16 +781,18 @@ void WsServer::Impl::OnFail(Hdl hdl) {
   });
 }
 
-void WsServer::Impl::OnPongTimeout(Hdl hdl) {
+template <typename Config>
+void ServerImpl<Config>::OnPongTimeout(Hdl hdl) {
   Guard(hdl, "pong_timeout", [&] {
-    std::shared_ptr<WsConnection> conn = Find(hdl);
+    std::shared_ptr<Conn> conn = Find(hdl);
     if (conn == nullptr || conn->session_ == nullptr) return;
     LogInfo("gateway.pong_timeout", {{"peer", conn->peer()}});
     conn->session_->Shutdown(kCloseGoingAway, "pong timeout");
   });
 }
 
-void WsServer::Impl::OnHttp(Hdl hdl) {
+template <typename Config>
+void ServerImpl<Config>::OnHttp(Hdl hdl) {
   Guard(hdl, "http", [&] {
     ConnectionPtr con = endpoint_.get_con_from_hdl(hdl);
     std::string path = con->get_resource();
@@ -737,7 +831,8 @@ void WsServer::Impl::OnHttp(Hdl hdl) {
   });
 }
 
-void WsServer::Impl::Drain(absl::Time deadline) {
+template <typename Config>
+void ServerImpl<Config>::Drain(absl::Time deadline) {
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) return;
@@ -754,7 +849,7 @@ void WsServer::Impl::Drain(absl::Time deadline) {
     });
     stopped_listening.WaitForNotificationWithDeadline(deadline);
 
-    std::vector<std::shared_ptr<WsConnection>> all;
+    std::vector<std::shared_ptr<Conn>> all;
     {
       absl::MutexLock lock(&mu_);
       for (auto& [key, conn] : connections_) all.push_back(conn);
@@ -766,8 +861,9 @@ void WsServer::Impl::Drain(absl::Time deadline) {
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithDeadline(
         absl::Condition(
-            +[](std::unordered_map<const void*, std::shared_ptr<WsConnection>>*
-                    m) { return m->empty(); },
+            +[](std::unordered_map<const void*, std::shared_ptr<Conn>>* m) {
+              return m->empty();
+            },
             &connections_),
         deadline);
   }
@@ -780,8 +876,15 @@ void WsServer::Impl::Drain(absl::Time deadline) {
 }
 
 WsServer::WsServer(WsServerOptions options, UpstreamLink* link,
-                   Registry& registry)
-    : impl_(std::make_unique<Impl>(std::move(options), link, registry)) {}
+                   Registry& registry) {
+  if (options.tls_cert_file.empty()) {
+    impl_ = std::make_unique<ServerImpl<PlainConfig>>(std::move(options), link,
+                                                      registry);
+  } else {
+    impl_ = std::make_unique<ServerImpl<TlsConfig>>(std::move(options), link,
+                                                    registry);
+  }
+}
 
 WsServer::~WsServer() = default;
 

@@ -1,6 +1,8 @@
 // WsServer: the websocketpp adapter. Terminates client WebSockets (and plain
 // HTTP on the same port) and hands each connection's frames to a Session.
 //
+// Plain ws, or wss when a certificate and key are configured.
+//
 // Per connection, in order: the TCP socket is accepted and TCP_NODELAY is set
 // before the handshake (a failure is logged with the peer and the connection
 // still served); the opening handshake must finish within
@@ -45,6 +47,8 @@
 
 namespace parley::gateway {
 
+class WsServerImpl;
+
 struct WsServerOptions {
   // "host:port" to listen on; port 0 picks a free port.
   std::string listen_address = "127.0.0.1:8080";
@@ -69,6 +73,11 @@ struct WsServerOptions {
   std::vector<std::string> allowed_origins;
   // Directory served at /; empty serves no files.
   std::string web_root;
+  // wss: PEM certificate chain and private key files. Both empty: plain
+  // ws. (The TLS handshake itself has websocketpp's fixed 5 s deadline,
+  // before `handshake_timeout` starts.)
+  std::string tls_cert_file;
+  std::string tls_key_file;
   // Log every connect and disconnect (websocketpp's access log).
   bool access_log = false;
   // Per-session limits.
@@ -98,8 +107,7 @@ class WsServer final {
   int open_connections() const;
 
  private:
-  class Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<WsServerImpl> impl_;
 };
 
 }  // namespace parley::gateway

@@ -3,8 +3,12 @@ environment, HTTP endpoints. Real parley-service upstream; clients on Debian's
 python3-websockets."""
 
 import asyncio
+import json
 import signal
+import ssl
+import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -120,3 +124,46 @@ def test_http_endpoints(tmp_path, procs, service):
     assert "process_resident_memory_bytes" in body
     assert get(gw.address, "/") == (200, "<title>Parley</title>")
     assert get(gw.address, "/nope")[0] == 404
+
+
+def test_tls_serves_wss(tmp_path, procs, service):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    gw = start_gateway(tmp_path, procs, service,
+                       [f"--tls_cert={cert}", f"--tls_key={key}"])
+    token = harness.mint_token(service.token_secret, "alice")
+    context = ssl.create_default_context(cafile=str(cert))
+
+    async def scenario():
+        async with websockets.connect(f"wss://{gw.address}/?token={token}",
+                                      ssl=context) as ws:
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert welcome["welcome"]["userId"] == "alice"
+            await ws.send(json.dumps({"ping": {"nonce": "tls"}}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {
+                "pong": {"nonce": "tls"}}
+
+    asyncio.run(scenario())
+    # Plain HTTP on the TLS port gets no answer.
+    with pytest.raises(Exception):
+        urllib.request.urlopen(f"http://{gw.address}/healthz", timeout=2)
+    # HTTPS works.
+    with urllib.request.urlopen(f"https://{gw.address}/healthz", timeout=5,
+                                context=context) as r:
+        assert r.status == 200
+
+
+def test_bad_tls_key_fails_at_start(tmp_path, procs, service):
+    bad = tmp_path / "missing.pem"
+    argv = [harness.bin_path("gateway/parley-gateway"),
+            "--listen_address=127.0.0.1:0",
+            f"--service_address={service.link_address}",
+            f"--tls_cert={bad}", f"--tls_key={bad}"]
+    gw = procs.add(harness.Proc("gateway-bad-tls", argv, str(tmp_path)))
+    assert gw.proc.wait(10) != 0
+    gw.wait_for_event("gateway.start_failed", timeout=5)
