@@ -55,6 +55,9 @@ ABSL_FLAG(double, abuse_error_per_second, 2,
 ABSL_FLAG(int64_t, max_buffered_frames, 256,
           "Client frames held per session for the upstream: unacked sends "
           "plus frames waiting while the link is down (frames). Default 256.");
+ABSL_FLAG(int64_t, max_buffered_bytes, 1 << 20,
+          "The same held frames in encoded bytes per session (bytes); above "
+          "it sends get BACKPRESSURE errors. Default 1048576.");
 ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(25),
           "WebSocket ping interval (duration). Default 25s.");
 ABSL_FLAG(absl::Duration, pong_timeout, absl::Seconds(10),
@@ -138,6 +141,13 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
         absl::StrCat("--max_buffered_frames must be >= 1, got ", buffered));
   }
   session.max_buffered_frames = static_cast<size_t>(buffered);
+  const int64_t buffered_bytes = absl::GetFlag(FLAGS_max_buffered_bytes);
+  if (buffered_bytes < max_message) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_buffered_bytes must be >= --max_message_bytes (",
+                     max_message, "), got ", buffered_bytes));
+  }
+  session.max_buffered_bytes = static_cast<size_t>(buffered_bytes);
   session.rate_limit_per_second = absl::GetFlag(FLAGS_rate_limit_per_second);
   session.rate_limit_burst = absl::GetFlag(FLAGS_rate_limit_burst);
   session.abuse_error_burst = absl::GetFlag(FLAGS_abuse_error_burst);

@@ -197,6 +197,11 @@ size_t Session::HeldFrames() const {
   return unacked_.size() + pending_.size() + unanswered_syncs_.size();
 }
 
+bool Session::CanHold(size_t bytes) const {
+  return HeldFrames() < options_.max_buffered_frames &&
+         held_bytes_ + bytes <= options_.max_buffered_bytes;
+}
+
 void Session::Forward(const ClientFrame& frame) {
   if (frame.has_send()) {
     const std::string& id = frame.send().client_msg_id();
@@ -206,12 +211,15 @@ void Session::Forward(const ClientFrame& frame) {
       if (link_ok_) WriteUpstream(frame);
       return;
     }
-    if (HeldFrames() >= options_.max_buffered_frames) {
+    const size_t bytes = frame.ByteSizeLong();
+    if (!CanHold(bytes)) {
       SendError(parley::v1::ERROR_CODE_BACKPRESSURE,
                 "too many sends awaiting the service; retry later", id);
       return;
     }
-    auto it = unacked_.insert(unacked_.end(), UnackedSend{frame, clock_()});
+    held_bytes_ += bytes;
+    auto it =
+        unacked_.insert(unacked_.end(), UnackedSend{frame, clock_(), bytes});
     unacked_index_.emplace(id, it);
     if (link_ok_) WriteUpstream(frame);
     return;
@@ -221,16 +229,21 @@ void Session::Forward(const ClientFrame& frame) {
     if (link_ok_) WriteUpstream(frame);
     return;
   }
+  const size_t bytes = frame.ByteSizeLong();
   if (link_ok_ && WriteUpstream(frame)) {
-    if (frame.has_sync()) unanswered_syncs_.push_back(frame);
+    if (frame.has_sync()) {
+      held_bytes_ += bytes;
+      unanswered_syncs_.push_back(frame);
+    }
     return;
   }
-  if (HeldFrames() >= options_.max_buffered_frames) {
+  if (!CanHold(bytes)) {
     SendError(parley::v1::ERROR_CODE_BACKPRESSURE,
               "the service is unreachable and this session's buffer is full; "
               "retry later");
     return;
   }
+  held_bytes_ += bytes;
   pending_.push_back(frame);
 }
 
@@ -256,6 +269,8 @@ void Session::FlushHeld() {
     if (!WriteUpstream(pending_.front())) return;
     if (pending_.front().has_sync()) {
       unanswered_syncs_.push_back(std::move(pending_.front()));
+    } else {
+      held_bytes_ -= std::min(held_bytes_, pending_.front().ByteSizeLong());
     }
     pending_.pop_front();
   }
@@ -299,6 +314,7 @@ void Session::OnConnectionClosed(absl::string_view reason) {
     open_upstream_ = false;
   }
   state_ = State::kClosed;
+  held_bytes_ = 0;
   unacked_.clear();
   unacked_index_.clear();
   pending_.clear();
@@ -349,6 +365,7 @@ void Session::NoteDelivered(const ServerFrame& frame) {
     auto it = unacked_index_.find(id);
     if (it == unacked_index_.end()) return;
     if (on_ack_latency_) on_ack_latency_(clock_() - it->second->received_at);
+    held_bytes_ -= std::min(held_bytes_, it->second->bytes);
     unacked_.erase(it->second);
     unacked_index_.erase(it);
   };
@@ -365,7 +382,11 @@ void Session::NoteDelivered(const ServerFrame& frame) {
       last_delivered_ = std::max(last_delivered_, frame.message().inbox_seq());
       break;
     case ServerFrame::kSynced:
-      if (!unanswered_syncs_.empty()) unanswered_syncs_.pop_front();
+      if (!unanswered_syncs_.empty()) {
+        held_bytes_ -=
+            std::min(held_bytes_, unanswered_syncs_.front().ByteSizeLong());
+        unanswered_syncs_.pop_front();
+      }
       for (const auto& message : frame.synced().messages()) {
         last_delivered_ = std::max(last_delivered_, message.inbox_seq());
       }

@@ -117,6 +117,9 @@ struct SessionOptions {
   // Client frames held for the upstream per session: Sends not yet acked
   // plus frames waiting while the link is down. Above it: BACKPRESSURE.
   size_t max_buffered_frames = 256;
+  // The same held frames, in encoded bytes: bounds the memory a session can
+  // pin (a frame count alone would allow 256 x 64 KiB).
+  size_t max_buffered_bytes = 1 << 20;
   // Inbound frames per second, sustained, and the burst allowed above it.
   double rate_limit_per_second = 50;
   double rate_limit_burst = 100;
@@ -183,11 +186,14 @@ class Session final {
   size_t unacked_sends() const { return unacked_.size(); }
   // Frames held while the link is down or the session is opening.
   size_t buffered_frames() const { return pending_.size(); }
+  // Encoded bytes of every frame held (unacked, unanswered, waiting).
+  size_t held_bytes() const { return held_bytes_; }
 
  private:
   struct UnackedSend {
     parley::v1::ClientFrame frame;
     absl::Time received_at;
+    size_t bytes;
   };
 
   void BeginOpen(std::string token, std::string device, uint64_t inbox_seq);
@@ -200,6 +206,8 @@ class Session final {
   void Resume();
   void FlushHeld();
   size_t HeldFrames() const;
+  // Whether one more held frame of `bytes` fits the buffer limits.
+  bool CanHold(size_t bytes) const;
 
   void SendFrame(const parley::v1::ServerFrame& frame);
   void SendEncoded(const std::string& encoded);
@@ -242,6 +250,8 @@ class Session final {
   std::deque<parley::v1::ClientFrame> unanswered_syncs_;
   // Non-Send frames held while opening or while the link is down.
   std::deque<parley::v1::ClientFrame> pending_;
+  // Encoded size of everything in unacked_, unanswered_syncs_ and pending_.
+  size_t held_bytes_ = 0;
 
   TokenBucket rate_;
   TokenBucket error_budget_;

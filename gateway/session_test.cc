@@ -476,6 +476,32 @@ TEST_F(SessionTest, FullBufferGivesRetryableBackpressureError) {
   EXPECT_EQ(session_->unacked_sends(), 2u);
 }
 
+TEST_F(SessionTest, HeldBytesAreCappedAndReleasedOnAck) {
+  SessionOptions options;
+  options.max_buffered_bytes = 3000;
+  Reset(options);
+  GoLive();
+  ClientFrame big;
+  big.mutable_send()->set_client_msg_id("b1");
+  big.mutable_send()->mutable_to()->set_user("bob");
+  big.mutable_send()->set_text(std::string(1400, 'x'));
+  session_->OnClientMessage(Json(big), false);
+  big.mutable_send()->set_client_msg_id("b2");
+  session_->OnClientMessage(Json(big), false);
+  EXPECT_EQ(session_->unacked_sends(), 2u);
+  EXPECT_GT(session_->held_bytes(), 2800u);
+  big.mutable_send()->set_client_msg_id("b3");
+  session_->OnClientMessage(Json(big), false);
+  EXPECT_EQ(connection_.Last().error().code(),
+            parley::v1::ERROR_CODE_BACKPRESSURE);
+  EXPECT_EQ(connection_.Last().error().client_msg_id(), "b3");
+  Deliver(AckFor("b1", 11));
+  Deliver(AckFor("b2", 12));
+  EXPECT_EQ(session_->held_bytes(), 0u);
+  session_->OnClientMessage(Json(big), false);
+  EXPECT_EQ(session_->unacked_sends(), 1u);
+}
+
 TEST_F(SessionTest, RepeatedClientMsgIdIsForwardedButTrackedOnce) {
   GoLive();
   session_->OnClientMessage(SendJson("c1"), false);
