@@ -38,6 +38,43 @@ void ThreadPool::Run() {
   }
 }
 
+Timer::Timer() : thread_([this] { Run(); }) {}
+
+Timer::~Timer() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    changed_.Signal();
+  }
+  thread_.join();
+}
+
+void Timer::RunAfter(absl::Duration delay, std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  tasks_.emplace(absl::Now() + delay, std::move(task));
+  changed_.Signal();
+}
+
+void Timer::Run() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    if (tasks_.empty()) {
+      changed_.Wait(&mu_);
+      continue;
+    }
+    auto first = tasks_.begin();
+    if (first->first > absl::Now()) {
+      changed_.WaitWithDeadline(&mu_, first->first);
+      continue;
+    }
+    std::function<void()> task = std::move(first->second);
+    tasks_.erase(first);
+    mu_.Unlock();
+    task();
+    mu_.Lock();
+  }
+}
+
 std::shared_ptr<SerialExecutor> SerialExecutor::Create(ThreadPool* pool) {
   return std::shared_ptr<SerialExecutor>(new SerialExecutor(pool));
 }

@@ -1,7 +1,8 @@
 // ThreadPool and SerialExecutor: where parley-service runs work that may
 // block (store reads), so that gRPC reactor callbacks never do.
 //
-// A ThreadPool is a fixed set of threads taking tasks from one queue. A
+// A ThreadPool is a fixed set of threads taking tasks from one queue; a Timer
+// runs tasks after a delay. A
 // SerialExecutor (a "strand") runs the tasks posted to it one at a time, in
 // the order posted, on some thread of a pool: each gateway link stream gets
 // one, which keeps every session's events in order without a thread per
@@ -20,12 +21,15 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace parley::service {
 
@@ -45,6 +49,27 @@ class ThreadPool final {
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
+};
+
+// Runs tasks at a later time on its own thread; tasks should be short (post
+// blocking work to a ThreadPool). Pending tasks are dropped on destruction.
+class Timer final {
+ public:
+  Timer();
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  void RunAfter(absl::Duration delay, std::function<void()> task);
+
+ private:
+  void Run();
+
+  absl::Mutex mu_;
+  absl::CondVar changed_;
+  std::multimap<absl::Time, std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
 };
 
 class SerialExecutor final

@@ -67,5 +67,35 @@ TEST(SerialExecutorTest, TheLastTaskMayDropTheLastReference) {
   EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
 }
 
+TEST(TimerTest, RunsTasksInDueOrderAfterTheirDelay) {
+  Timer timer;
+  absl::Mutex mu;
+  std::vector<int> order;
+  absl::Notification done;
+  const absl::Time start = absl::Now();
+  timer.RunAfter(absl::Milliseconds(60), [&] {
+    absl::MutexLock lock(&mu);
+    order.push_back(2);
+    done.Notify();
+  });
+  timer.RunAfter(absl::Milliseconds(20), [&] {
+    absl::MutexLock lock(&mu);
+    order.push_back(1);
+  });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(60));
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(order, ::testing::ElementsAre(1, 2));
+}
+
+TEST(TimerTest, PendingTasksAreDroppedOnDestruction) {
+  std::atomic<bool> ran{false};
+  {
+    Timer timer;
+    timer.RunAfter(absl::Hours(1), [&] { ran.store(true); });
+  }
+  EXPECT_FALSE(ran.load());
+}
+
 }  // namespace
 }  // namespace parley::service

@@ -144,12 +144,13 @@ v1::ErrorCode ErrorCodeFor(const absl::Status& status) {
 }
 
 Messaging::Messaging(Store* store, Router* router, ServiceMetrics* metrics,
-                     MessagingOptions options, Clock clock)
+                     MessagingOptions options, Clock clock, Scheduler schedule)
     : store_(store),
       router_(router),
       metrics_(metrics),
       options_(std::move(options)),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)),
+      schedule_(std::move(schedule)) {}
 
 void Messaging::StreamOpened(LinkStream* stream, const v1::LinkHello& hello) {
   router_->AddStream(stream, hello.gateway_id());
@@ -160,9 +161,24 @@ void Messaging::StreamClosed(LinkStream* stream) {
   // Sends this stream made are committed and their Acks queued on it before
   // it is forgotten, so a drained stream loses no Ack.
   store_->Flush();
-  router_->RemoveStream(stream);
+  std::vector<std::string> gone = router_->RemoveStream(stream);
   metrics_->link_streams.Set(static_cast<int64_t>(router_->stream_count()));
   metrics_->sessions.Set(static_cast<int64_t>(router_->session_count()));
+  if (!gone.empty() && schedule_ && !draining_.load()) {
+    schedule_(options_.presence_grace,
+              [this, gone = std::move(gone)] { AnnounceLost(gone); });
+  }
+}
+
+void Messaging::AnnounceLost(const std::vector<std::string>& users) {
+  for (const std::string& user : users) {
+    if (router_->IsOnline(user)) continue;
+    {
+      absl::MutexLock lock(&lost_mu_);
+      announced_lost_.insert(user);
+    }
+    AnnouncePresence(user, false);
+  }
 }
 
 void Messaging::Reject(LinkStream* stream, const std::string& session_id,
@@ -273,7 +289,14 @@ void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
                                 {"head", *head},
                                 {"replayed", replay.size()},
                                 {"reannounce", open.reannounce() ? 1 : 0}});
-  if (*first && !open.reannounce()) AnnouncePresence(user, true);
+  if (*first) {
+    bool announced_lost = false;
+    {
+      absl::MutexLock lock(&lost_mu_);
+      announced_lost = announced_lost_.erase(user) > 0;
+    }
+    if (!open.reannounce() || announced_lost) AnnouncePresence(user, true);
+  }
 }
 
 void Messaging::CloseSession(LinkStream* stream,

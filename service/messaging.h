@@ -18,7 +18,11 @@
 //   * Typing: relayed to the other members' live sessions, never stored.
 //   * Presence: when a user's first session opens or last one closes, their
 //     contacts (Store::Contacts) get a Presence frame. Re-announces after a
-//     link reconnect and the loss of a stream are not presence changes.
+//     link reconnect are not presence changes, and losing a stream is not one
+//     at once: a user whose sessions all went with a lost stream is announced
+//     offline only if no session of theirs is back after `presence_grace`
+//     (the gateway re-announces within it when it reconnects); a later
+//     re-announce then announces them online again.
 // Failures go back to the one session as an Error frame (client.proto's
 // ErrorCode) naming the problem.
 //
@@ -31,6 +35,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -61,16 +66,25 @@ struct MessagingOptions {
   // Most messages replayed when a session opens with resume_after; a client
   // further behind sees a gap and syncs (inbox rule 3).
   int max_replay = 1000;
+  // How long users of a lost link stream stay "online" waiting for the
+  // gateway to re-announce them.
+  absl::Duration presence_grace = absl::Seconds(30);
 };
 
 class Messaging final {
  public:
   using Clock = std::function<absl::Time()>;
+  // Runs a task after a delay on a thread where it may block (store reads).
+  using Scheduler =
+      std::function<void(absl::Duration delay, std::function<void()> task)>;
 
-  // `store`, `router` and `metrics` must outlive this object.
+  // `store`, `router` and `metrics` must outlive this object, and so must
+  // whatever `schedule` runs (without one, users of a lost stream are never
+  // announced offline).
   Messaging(
       Store* store, Router* router, ServiceMetrics* metrics,
-      MessagingOptions options, Clock clock = [] { return absl::Now(); });
+      MessagingOptions options, Clock clock = [] { return absl::Now(); },
+      Scheduler schedule = nullptr);
 
   Messaging(const Messaging&) = delete;
   Messaging& operator=(const Messaging&) = delete;
@@ -127,13 +141,21 @@ class Messaging final {
                  absl::string_view message,
                  absl::string_view client_msg_id = "");
   void CountStored(int64_t n);
+  // After presence_grace: announces offline who is still without a session.
+  void AnnounceLost(const std::vector<std::string>& users);
 
   Store* const store_;
   Router* const router_;
   ServiceMetrics* const metrics_;
   const MessagingOptions options_;
   const Clock clock_;
+  const Scheduler schedule_;
   std::atomic<bool> draining_{false};
+
+  // Users announced offline after a lost stream: a re-announce of theirs is
+  // then a presence change after all.
+  absl::Mutex lost_mu_;
+  std::set<std::string> announced_lost_ ABSL_GUARDED_BY(lost_mu_);
 
   // Messages stored per unix second, for the last 10 seconds.
   absl::Mutex rate_mu_;

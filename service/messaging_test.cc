@@ -59,8 +59,11 @@ class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
     MessagingOptions options;
     options.token_secret = kSecret;
     options.max_text_bytes = 16;
-    messaging_ = std::make_unique<Messaging>(store_.get(), &router_, &metrics_,
-                                             options, [this] { return now_; });
+    messaging_ = std::make_unique<Messaging>(
+        store_.get(), &router_, &metrics_, options, [this] { return now_; },
+        [this](absl::Duration delay, std::function<void()> task) {
+          scheduled_.push_back({delay, std::move(task)});
+        });
     for (const char* id : {"alice", "bob", "carol", "dave"}) {
       ASSERT_TRUE(store_->CreateUser({id, "", now_}).ok());
     }
@@ -151,6 +154,8 @@ class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
   Router router_{4};
   std::unique_ptr<Messaging> messaging_;
   RecordingLinkStream gw_;
+  // Tasks Messaging scheduled, run by hand.
+  std::vector<std::pair<absl::Duration, std::function<void()>>> scheduled_;
 };
 
 TEST_P(MessagingTest, OpenIsAcceptedWithUserDeviceAndInboxHead) {
@@ -468,6 +473,46 @@ TEST_P(MessagingTest, PresenceIsAnnouncedToContactsOnFirstOpenAndLastClose) {
   EXPECT_TRUE(presence[0].presence().online());
   EXPECT_FALSE(presence[1].presence().online());
   EXPECT_THAT(Only(FramesFor("c1"), v1::ServerFrame::kPresence), IsEmpty());
+}
+
+TEST_P(MessagingTest, UsersOfALostStreamGoOfflineOnlyAfterTheGrace) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"g", "", {"alice", "bob", "carol"}, now_}, 10).ok());
+  Open("b1", "bob");
+  RecordingLinkStream lost, back;
+  v1::LinkHello hello;
+  hello.set_gateway_id("gw-2");
+  messaging_->StreamOpened(&lost, hello);
+  ASSERT_TRUE(Open("a1", "alice", 0, &lost).has_accepted());
+  ASSERT_TRUE(Open("c1", "carol", 0, &lost).has_accepted());
+  messaging_->StreamClosed(&lost);
+  ASSERT_EQ(scheduled_.size(), 1u);
+  EXPECT_EQ(scheduled_[0].first, absl::Seconds(30));
+  // carol's gateway re-announces her in time; alice's does not.
+  messaging_->StreamOpened(&back, hello);
+  v1::SessionOpen carol = OpenRequest("c1", Token("carol"));
+  carol.set_reannounce(true);
+  ASSERT_TRUE(OpenWith(carol, &back).has_accepted());
+  auto presence = [&] {
+    std::vector<std::pair<std::string, bool>> out;
+    for (const auto& f : Only(FramesFor("b1"), v1::ServerFrame::kPresence)) {
+      out.emplace_back(f.presence().user(), f.presence().online());
+    }
+    return out;
+  };
+  const auto before = presence();  // alice and carol came online.
+  ASSERT_EQ(before.size(), 2u);
+  scheduled_[0].second();
+  auto after = presence();
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_EQ(after[2], std::make_pair(std::string("alice"), false));
+  // When alice's gateway finally re-announces her, she is online again.
+  v1::SessionOpen alice = OpenRequest("a1", Token("alice"));
+  alice.set_reannounce(true);
+  ASSERT_TRUE(OpenWith(alice, &back).has_accepted());
+  after = presence();
+  ASSERT_EQ(after.size(), 4u);
+  EXPECT_EQ(after[3], std::make_pair(std::string("alice"), true));
 }
 
 TEST_P(MessagingTest, PingIsAnsweredAndHelloIsAnInvalidFrame) {

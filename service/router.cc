@@ -38,13 +38,18 @@ void Router::AddStream(LinkStream* stream, std::string gateway_id) {
   streams_[stream].gateway_id = std::move(gateway_id);
 }
 
-void Router::RemoveStream(LinkStream* stream) {
+std::vector<std::string> Router::RemoveStream(LinkStream* stream) {
   absl::MutexLock lock(&mu_);
+  std::vector<std::string> gone;
   auto it = streams_.find(stream);
-  if (it == streams_.end()) return;
+  if (it == streams_.end()) return gone;
   const std::set<std::string> ids = it->second.sessions;
-  for (const std::string& id : ids) RemoveLocked(id);
+  for (const std::string& id : ids) {
+    const std::string user = sessions_.at(id).info.user_id;
+    if (RemoveLocked(id)) gone.push_back(user);
+  }
   streams_.erase(stream);
+  return gone;
 }
 
 bool Router::RemoveLocked(const std::string& session_id) {

@@ -80,8 +80,9 @@ class Router final {
   void AddStream(LinkStream* stream, std::string gateway_id);
   // Forgets a stream and its sessions without telling anyone: the gateway
   // keeps its clients and re-announces them when it reconnects, so this is
-  // not a presence change. After it returns, `stream` is never used again.
-  void RemoveStream(LinkStream* stream);
+  // not a presence change (yet). After it returns, `stream` is never used
+  // again. Returns the users who have no session left.
+  std::vector<std::string> RemoveStream(LinkStream* stream);
 
   // Step 1 of an open. Registers the session as opening on `stream`,
   // replacing a session with the same id (a re-announce). Returns whether it

@@ -156,7 +156,7 @@ TEST_F(RouterTest, CloseReportsTheLastSessionOnly) {
 TEST_F(RouterTest, RemoveStreamForgetsItsSessionsOnly) {
   OpenLive(&gw1_, "a", "bob");
   OpenLive(&gw2_, "b", "carol");
-  router_.RemoveStream(&gw1_);
+  EXPECT_THAT(router_.RemoveStream(&gw1_), ElementsAre("bob"));
   EXPECT_FALSE(router_.IsOnline("bob"));
   EXPECT_TRUE(router_.IsOnline("carol"));
   EXPECT_EQ(router_.gateway_count(), 1u);

@@ -90,11 +90,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   ASSIGN_OR_RETURN(s.store_, SqliteStore::Open(store_options));
 
   s.router_ = std::make_unique<Router>(options.max_sessions_per_user);
+  s.pool_ = std::make_unique<ThreadPool>(options.worker_threads);
+  s.timer_ = std::make_unique<Timer>();
   MessagingOptions messaging = options.messaging;
   messaging.token_secret = options.token_secret;
-  s.messaging_ = std::make_unique<Messaging>(s.store_.get(), s.router_.get(),
-                                             metrics, messaging);
-  s.pool_ = std::make_unique<ThreadPool>(options.worker_threads);
+  s.messaging_ = std::make_unique<Messaging>(
+      s.store_.get(), s.router_.get(), metrics, messaging,
+      [] { return absl::Now(); },
+      [timer = s.timer_.get(), pool = s.pool_.get()](
+          absl::Duration delay, std::function<void()> task) {
+        timer->RunAfter(delay, [pool, task = std::move(task)] {
+          pool->Post(std::move(task));
+        });
+      });
   s.link_service_ = std::make_unique<GatewayLinkService>(
       s.messaging_.get(), s.pool_.get(), options.link);
   AdminOptions admin = options.admin;
@@ -187,6 +195,7 @@ void Server::Shutdown() {
   admin_server_->Shutdown(absl::ToChronoTime(deadline));
   if (http_server_ != nullptr) http_server_->Stop();
   // Work still queued (a late batch) finishes before the store is flushed.
+  timer_.reset();
   pool_.reset();
   store_->Flush();
   LogInfo("service.stopped");
@@ -197,6 +206,7 @@ Server::~Server() {
   http_server_.reset();
   admin_server_.reset();
   link_server_.reset();
+  timer_.reset();
   pool_.reset();
   if (store_ != nullptr) store_->Flush();
 }

@@ -112,6 +112,7 @@ class Server final {
   std::unique_ptr<Router> router_;
   std::unique_ptr<Messaging> messaging_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Timer> timer_;
   std::unique_ptr<GatewayLinkService> link_service_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<AdminService> admin_service_;
