@@ -6,7 +6,7 @@ free at run time, data lives in pytest's tmp_path, and every process started
 is stopped by PID when its test ends.
 
     svc = start_service(tmp_path)
-    gw = start_gateway(tmp_path, svc)
+    gw = start_gateway(tmp_path, svc)      # waits for its upstream link
     admin = AdminClient(svc)
     admin.call("CreateUser", id="alice")
     token = mint_token(svc.token_secret, "alice")
@@ -182,14 +182,20 @@ def start_service(log_dir, data_dir=None, extra=(), name="service",
     return proc
 
 
-def start_gateway(log_dir, service_link_address, extra=(), name="gateway"):
-    """Starts parley-gateway on port 0 and waits for gateway.ready."""
+def start_gateway(log_dir, service, extra=(), name="gateway",
+                  wait_upstream=True):
+    """Starts parley-gateway on port 0 against `service` (a started service
+    or a link address) and waits for gateway.ready and, unless told not to,
+    for its upstream link (gateway.upstream_up)."""
+    link = getattr(service, "link_address", service)
     argv = [bin_path("gateway/parley-gateway"),
             "--listen_address=127.0.0.1:0",
-            f"--service_address={service_link_address}", *extra]
+            f"--service_address={link}", *extra]
     proc = Proc(name, argv, log_dir)
     ready = proc.wait_for_event("gateway.ready")
     proc.address = ready["address"]
+    if wait_upstream:
+        proc.wait_for_event("gateway.upstream_up")
     return proc
 
 
