@@ -35,6 +35,12 @@ double SelfCpuSeconds() {
              1e6;
 }
 
+int64_t UnixMillis() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t SelfRssKib() {
   absl::StatusOr<ProcSample> s = SampleProcess(getpid());
   return s.ok() ? s->rss_kib : 0;
@@ -115,6 +121,7 @@ class Driver {
     connect_began_ = window_start_;
     if (options_.workload == "churn") {
       phase_ = Phase::kMeasuring;
+      report_.set_window_start_unix_ms(UnixMillis());
       ArmPhaseTimer(options_.duration, [this] { EndWindow(); });
     } else {
       ArmPhaseTimer(options_.connect_timeout, [this] { ConnectPhaseDone(); });
@@ -294,6 +301,7 @@ class Driver {
     *report_.mutable_handshake_latency() = Summarize(handshake_latency_);
     if (options_.workload == "idle") {
       phase_ = Phase::kMeasuring;
+      report_.set_window_start_unix_ms(UnixMillis());
       ArmPhaseTimer(options_.hold, [this] {
         int held = 0;
         for (const auto& c : conns_) held += c->ready_ ? 1 : 0;
@@ -320,6 +328,7 @@ class Driver {
     SampleProcesses(&start_samples_);
     start_cpu_ = SelfCpuSeconds();
     window_start_ = NowNanos();
+    report_.set_window_start_unix_ms(UnixMillis());
     sent_ = 0;
     skipped_at_start_ = pacer_.has_value() ? pacer_->skipped() : 0;
     ArmPhaseTimer(options_.duration, [this] { EndWindow(); });
@@ -327,6 +336,7 @@ class Driver {
 
   void EndWindow() {
     window_end_ = NowNanos();
+    report_.set_window_end_unix_ms(UnixMillis());
     const double seconds =
         static_cast<double>(window_end_ - window_start_) / 1e9;
     report_.set_duration_seconds(seconds);

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# The standard benchmark suite (issue 7): Parley side by side with the raw
+# websocketpp relay (ws-relay, the transport's ceiling) and nats-server's
+# WebSocket listener, same load generator, same traffic shape, same machine,
+# one run. Writes docs/benchmarks.md (tables, ratios, targets met or missed,
+# machine facts, exact commands) from the JSON reports.
+#
+#   tests/bench/run.sh            # the full suite (~15 min on 2 cores)
+#   tests/bench/run.sh --quick    # smaller counts, for a busy machine
+#   options: --bin DIR (use built binaries, skip the -c opt build)
+#            --out FILE (default docs/benchmarks.md)  --profile (perf)
+#            --only LIST (comma list of: pairs,half,handshake,idle,hold,fanout)
+#
+# Every process it starts is killed by PID at the end; ports are chosen at run
+# time; the open-file limit is raised to the hard limit (`ulimit -Hn`) and the
+# per-process connection counts are derived from it.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+QUICK=""
+BIN=""
+OUT="$ROOT/docs/benchmarks.md"
+PROFILE=""
+ONLY="pairs,half,handshake,idle,hold,fanout"
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --bin) BIN=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --profile) PROFILE=1 ;;
+    --only) ONLY=$2; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+want() { [[ ,$ONLY, == *,$1,* ]]; }
+
+if [[ -z $BIN ]]; then
+  echo "bench: building -c opt (output base /root/.cache/bazel-bench)"
+  (cd "$ROOT" && bazel --output_base=/root/.cache/bazel-bench build -c opt \
+    //service:parley-service //gateway:parley-gateway \
+    //tools/loadgen:parley-loadgen //tools/loadgen:ws-relay)
+  BIN="/root/.cache/bazel-bench/execroot/parley/bazel-out/k8-opt/bin"
+fi
+for f in service/parley-service gateway/parley-gateway \
+  tools/loadgen/parley-loadgen tools/loadgen/ws-relay; do
+  [[ -x $BIN/$f ]] || { echo "bench: $BIN/$f is missing" >&2; exit 1; }
+done
+command -v nats-server >/dev/null ||
+  { echo "bench: nats-server missing (apt-get install -y nats-server)" >&2; exit 1; }
+
+ulimit -n "$(ulimit -Hn)"
+HARD=$(ulimit -Hn)
+BENCH_WORK=$(mktemp -d /tmp/parley-bench.XXXXXX)
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
+trap bench_cleanup EXIT
+LG="$BIN/tools/loadgen/parley-loadgen"
+echo "bench: work directory $BENCH_WORK"
+
+# Scale. A gateway (and a generator process) may hold HARD - 500 sockets.
+PER_PROC=$(( HARD - 500 ))
+IDLE_CONNS=$(( PER_PROC < 19000 ? PER_PROC : 19000 ))
+if [[ -n $QUICK ]]; then
+  PAIRS=100; DURATION=3s; HS_CONNS=1000; IDLE_CONNS=2000; HOLD_TOTAL=4000
+  HOLD_GATEWAYS=2; FANOUT=100; CHURN=50; HOLD_TIME=${HOLD_TIME:-15s}
+else
+  PAIRS=200; DURATION=10s; HS_CONNS=10000; HOLD_TOTAL=100000
+  HOLD_GATEWAYS=$(( (HOLD_TOTAL + PER_PROC - 1) / PER_PROC ))
+  FANOUT=1000; CHURN=200
+fi
+INFLIGHT=10
+HOLD_TIME=${HOLD_TIME:-60s}
+COMMON=(--warmup=2s --duration="$DURATION" --drain=5s --connect_timeout=120s)
+
+{
+  echo "cores=$(nproc)"
+  echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "memory_kib=$(grep MemTotal /proc/meminfo | awk '{print $2}')"
+  echo "kernel=$(uname -r)"
+  echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "nofile_hard=$HARD"
+  echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit=$(cd "$ROOT" && git rev-parse --short HEAD)"
+  echo "nats=$(nats-server --version 2>&1 | head -1)"
+  echo "quick=${QUICK:-0}"
+  echo "bin=$BIN"
+} >"$BENCH_WORK/machine.txt"
+
+# lg ID [flags...]: one generator run, its table on stdout, its JSON kept.
+lg() {
+  local id=$1
+  shift
+  printf '%s\tparley-loadgen %s\n' "$id" "$*" >>"$BENCH_WORK/commands.tsv"
+  echo "bench: $id"
+  if ! "$LG" "$@" --user_prefix="b$$-$id-" --json_out="$BENCH_WORK/$id.json" \
+    2>>"$BENCH_WORK/loadgen.log" | tee "$BENCH_WORK/$id.txt" | sed 's/^/  /'; then
+    echo "bench: $id FAILED (see $BENCH_WORK/loadgen.log)"
+    echo "$id" >>"$BENCH_WORK/failed.txt"
+  fi
+}
+
+# Fresh systems under test for each section, so one's state never skews
+# another's numbers.
+parley_up() {
+  start_service parley-service
+  start_gateway parley-gateway "$SERVICE_LINK"
+  PARLEY=(--target=parley --address="$GATEWAY_ADDR" $(parley_flags))
+  PARLEY_WATCH="--watch=gateway:$GATEWAY_PID,service:$SERVICE_PID"
+}
+parley_down() { bench_stop "$GATEWAY_PID"; bench_stop "$SERVICE_PID"; }
+relay_up() { start_relay relay; RELAY=(--target=relay --address="$RELAY_ADDR"); }
+nats_up() { start_nats nats; NATS=(--target=nats --address="$NATS_ADDR"); }
+
+json_field() {
+  /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+}
+
+# 1. 1:1 pairs, open loop, INFLIGHT in flight per connection: the maximum.
+if want pairs; then
+  relay_up
+  lg pairs_max_relay "${RELAY[@]}" --connections=$PAIRS --inflight=$INFLIGHT \
+    --watch=relay:$RELAY_PID "${COMMON[@]}"
+  bench_stop "$RELAY_PID"
+  nats_up
+  lg pairs_max_nats "${NATS[@]}" --connections=$PAIRS --inflight=$INFLIGHT \
+    --watch=nats:$NATS_PID "${COMMON[@]}"
+  bench_stop "$NATS_PID"
+  parley_up
+  if [[ -n $PROFILE ]] && command -v perf >/dev/null; then
+    lg pairs_max_parley "${PARLEY[@]}" --connections=$PAIRS \
+      --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}" &
+    LGPID=$!
+    sleep 4
+    perf record -F 499 -g -o "$BENCH_WORK/perf.data" \
+      -p "$GATEWAY_PID,$SERVICE_PID" -- sleep 5 >/dev/null 2>&1 || true
+    wait "$LGPID"
+    perf report -i "$BENCH_WORK/perf.data" --stdio --no-children \
+      --sort comm,dso,symbol --percent-limit 1.5 2>/dev/null |
+      grep -v '^$' | grep -E '^ +[0-9]' | head -40 >"$BENCH_WORK/profile.txt" || true
+  else
+    lg pairs_max_parley "${PARLEY[@]}" --connections=$PAIRS \
+      --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
+  fi
+  parley_down
+fi
+
+# 2. Latency at half of Parley's maximum, same offered rate for all three.
+if want half && [[ -f $BENCH_WORK/pairs_max_parley.json ]]; then
+  HALF=$(/usr/bin/python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["delivered_per_second"]/2))' "$BENCH_WORK/pairs_max_parley.json")
+  if (( HALF > 0 )); then
+    parley_up
+    lg pairs_half_parley "${PARLEY[@]}" --connections=$PAIRS --rate=$HALF \
+      --inflight=1000 $PARLEY_WATCH "${COMMON[@]}"
+    parley_down
+    relay_up
+    lg pairs_half_relay "${RELAY[@]}" --connections=$PAIRS --rate=$HALF \
+      --inflight=1000 --watch=relay:$RELAY_PID "${COMMON[@]}"
+    bench_stop "$RELAY_PID"
+    nats_up
+    lg pairs_half_nats "${NATS[@]}" --connections=$PAIRS --rate=$HALF \
+      --inflight=1000 --watch=nats:$NATS_PID "${COMMON[@]}"
+    bench_stop "$NATS_PID"
+  fi
+fi
+
+# 3. Handshakes: HS_CONNS connections opened as fast as they are accepted,
+# then connect/authenticate/close churn on CHURN connection slots.
+if want handshake; then
+  for target in relay nats parley; do
+    "${target}_up"
+    case $target in
+      relay) T=("${RELAY[@]}"); W="--watch=relay:$RELAY_PID" ;;
+      nats) T=("${NATS[@]}"); W="--watch=nats:$NATS_PID" ;;
+      parley) T=("${PARLEY[@]}"); W=$PARLEY_WATCH ;;
+    esac
+    lg handshake_$target "${T[@]}" --workload=idle --connections=$HS_CONNS \
+      --connect_concurrency=1024 --hold=1s $W "${COMMON[@]}"
+    lg churn_$target "${T[@]}" --workload=churn --connections=$CHURN $W \
+      --source_addresses=8 "${COMMON[@]}"
+    case $target in
+      relay) bench_stop "$RELAY_PID" ;;
+      nats) bench_stop "$NATS_PID" ;;
+      parley) parley_down ;;
+    esac
+  done
+fi
+
+# idle_run ID WATCHNAME PID COUNT PROCS [target flags...]: COUNT idle
+# connections on one server from PROCS generator processes; the server's RSS
+# is sampled by this script before and by the generators at the end of the hold.
+idle_run() {
+  local id=$1 name=$2 pid=$3 count=$4 procs=$5
+  shift 5
+  local per=$(( (count + procs - 1) / procs )) i pids=()
+  grep VmRSS "/proc/$pid/status" | awk '{print $2}' >"$BENCH_WORK/$id.baseline"
+  for (( i = 0; i < procs; i++ )); do
+    lg "$id.p$i" "$@" --workload=idle --connections=$per \
+      --index_offset=$(( i * per )) --connect_concurrency=512 --hold=20s \
+      --source_addresses=4 --watch=$name:$pid "${COMMON[@]}" >/dev/null &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i"; done
+}
+
+# 4. Memory per idle authenticated connection, IDLE_CONNS on one server.
+if want idle; then
+  relay_up
+  idle_run idle_relay relay "$RELAY_PID" $IDLE_CONNS 2 "${RELAY[@]}"
+  bench_stop "$RELAY_PID"
+  nats_up
+  idle_run idle_nats nats "$NATS_PID" $IDLE_CONNS 2 "${NATS[@]}"
+  bench_stop "$NATS_PID"
+  parley_up
+  idle_run idle_parley gateway "$GATEWAY_PID" $IDLE_CONNS 2 "${PARLEY[@]}"
+  parley_down
+fi
+
+# 5. HOLD_TOTAL concurrent connections over HOLD_GATEWAYS gateways, one
+# parley-service, one generator process per gateway.
+if want hold; then
+  start_service parley-service
+  per=$(( (HOLD_TOTAL + HOLD_GATEWAYS - 1) / HOLD_GATEWAYS ))
+  gws=() pids=()
+  for (( g = 0; g < HOLD_GATEWAYS; g++ )); do
+    start_gateway "parley-gateway-$g" "$SERVICE_LINK"
+    gws+=("$GATEWAY_PID")
+    lg "hold_parley.g$g" --target=parley --address="$GATEWAY_ADDR" \
+      $(parley_flags) --workload=idle --connections=$per \
+      --index_offset=$(( g * per )) --connect_concurrency=256 --hold=$HOLD_TIME \
+      --source_addresses=4 --watch=gateway:$GATEWAY_PID,service:$SERVICE_PID \
+      "${COMMON[@]}" >/dev/null &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  for p in "${gws[@]}"; do bench_stop "$p"; done
+  bench_stop "$SERVICE_PID"
+fi
+
+# 6. Group fan-out: FANOUT members, one sender, INFLIGHT messages in flight.
+if want fanout; then
+  parley_up
+  lg fanout_parley "${PARLEY[@]}" --workload=fanout --connections=$FANOUT \
+    --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
+  parley_down
+  nats_up
+  lg fanout_nats "${NATS[@]}" --workload=fanout --connections=$FANOUT \
+    --inflight=$INFLIGHT --watch=nats:$NATS_PID "${COMMON[@]}"
+  bench_stop "$NATS_PID"
+fi
+
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$BENCH_WORK/machine.txt"
+/usr/bin/python3 "$ROOT/tests/bench/report.py" "$BENCH_WORK" \
+  "$ROOT/tests/bench/analysis.md" >"$OUT"
+echo "bench: wrote $OUT (raw reports in $BENCH_WORK)"
