@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 
 ABSL_FLAG(std::string, listen_address, "127.0.0.1:8080",
@@ -124,7 +125,7 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
   server.access_log = absl::GetFlag(FLAGS_access_log);
   for (absl::string_view origin : absl::StrSplit(
            absl::GetFlag(FLAGS_allowed_origins), ',', absl::SkipWhitespace())) {
-    server.allowed_origins.emplace_back(origin);
+    server.allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));
   }
 
   SessionOptions& session = server.session;

@@ -80,8 +80,7 @@ const std::string& OutboundFrame::Encoded(Encoding encoding) const {
 Session::Session(const SessionOptions& options, std::string session_id,
                  Encoding encoding, std::string peer_address,
                  Connection* connection, Upstream* upstream,
-                 std::function<absl::Time()> clock,
-                 std::function<void(absl::Duration)> on_ack_latency)
+                 std::function<absl::Time()> clock, SessionObserver observer)
     : options_(options),
       session_id_(std::move(session_id)),
       encoding_(encoding),
@@ -89,7 +88,7 @@ Session::Session(const SessionOptions& options, std::string session_id,
       connection_(connection),
       upstream_(upstream),
       clock_(std::move(clock)),
-      on_ack_latency_(std::move(on_ack_latency)),
+      observer_(std::move(observer)),
       connected_at_(clock_()),
       rate_(options.rate_limit_per_second, options.rate_limit_burst,
             connected_at_),
@@ -364,7 +363,9 @@ void Session::NoteDelivered(const ServerFrame& frame) {
   auto forget_send = [this](const std::string& id) {
     auto it = unacked_index_.find(id);
     if (it == unacked_index_.end()) return;
-    if (on_ack_latency_) on_ack_latency_(clock_() - it->second->received_at);
+    if (observer_.ack_latency) {
+      observer_.ack_latency(clock_() - it->second->received_at);
+    }
     held_bytes_ -= std::min(held_bytes_, it->second->bytes);
     unacked_.erase(it->second);
     unacked_index_.erase(it);
@@ -380,6 +381,15 @@ void Session::NoteDelivered(const ServerFrame& frame) {
       break;
     case ServerFrame::kMessage:
       last_delivered_ = std::max(last_delivered_, frame.message().inbox_seq());
+      if (observer_.delivery_latency && frame.message().has_sent_at()) {
+        const absl::Time sent =
+            absl::FromUnixSeconds(frame.message().sent_at().seconds()) +
+            absl::Nanoseconds(frame.message().sent_at().nanos());
+        const absl::Duration latency = clock_() - sent;
+        if (latency >= absl::ZeroDuration()) {
+          observer_.delivery_latency(latency);
+        }
+      }
       break;
     case ServerFrame::kSynced:
       if (!unanswered_syncs_.empty()) {

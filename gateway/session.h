@@ -129,6 +129,15 @@ struct SessionOptions {
   double abuse_error_per_second = 2;
 };
 
+// Optional observers for latency metrics; empty functions are skipped.
+struct SessionObserver {
+  // From a Send's arrival to its Ack leaving the gateway.
+  std::function<void(absl::Duration)> ack_latency;
+  // From a delivered Message's sent_at (the service's clock; same host or
+  // synchronised clocks) to it leaving the gateway.
+  std::function<void(absl::Duration)> delivery_latency;
+};
+
 // What the client gave in the upgrade request's query string.
 struct ConnectParams {
   std::string token;       // ?token=
@@ -140,12 +149,12 @@ class Session final {
  public:
   enum class State { kAwaitingAuth, kOpening, kLive, kClosed };
 
-  // `on_ack_latency` (may be empty) observes the time from a Send's arrival
-  // to its Ack leaving, for the end-to-end latency histogram.
+  // `clock` gives the current time (injectable for tests); `observer`
+  // feeds the latency histograms.
   Session(const SessionOptions& options, std::string session_id,
           Encoding encoding, std::string peer_address, Connection* connection,
           Upstream* upstream, std::function<absl::Time()> clock,
-          std::function<void(absl::Duration)> on_ack_latency = {});
+          SessionObserver observer = {});
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -226,7 +235,7 @@ class Session final {
   Connection* const connection_;
   Upstream* const upstream_;
   const std::function<absl::Time()> clock_;
-  const std::function<void(absl::Duration)> on_ack_latency_;
+  const SessionObserver observer_;
   const absl::Time connected_at_;
 
   State state_ = State::kAwaitingAuth;

@@ -522,16 +522,31 @@ TEST_F(SessionTest, SendErrorFromServiceStopsTracking) {
             parley::v1::ERROR_CODE_NOT_FOUND);
 }
 
-TEST_F(SessionTest, AckLatencyIsObserved) {
-  std::vector<absl::Duration> seen;
+TEST_F(SessionTest, AckAndDeliveryLatenciesAreObserved) {
+  std::vector<absl::Duration> acks, deliveries;
+  SessionObserver observer;
+  observer.ack_latency = [&](absl::Duration d) { acks.push_back(d); };
+  observer.delivery_latency = [&](absl::Duration d) {
+    deliveries.push_back(d);
+  };
   session_ = std::make_unique<Session>(
       SessionOptions{}, "gw-1", Encoding::kJson, "p", &connection_, &upstream_,
-      [this] { return now_; }, [&](absl::Duration d) { seen.push_back(d); });
+      [this] { return now_; }, observer);
   GoLive();
   session_->OnClientMessage(SendJson("c1"), false);
   now_ += absl::Milliseconds(3);
   Deliver(AckFor("c1", 11));
-  EXPECT_THAT(seen, ElementsAre(absl::Milliseconds(3)));
+  EXPECT_THAT(acks, ElementsAre(absl::Milliseconds(3)));
+
+  ServerFrame message = MessageWith(12);
+  const absl::Time sent = now_ - absl::Milliseconds(7);
+  message.mutable_message()->mutable_sent_at()->set_seconds(
+      absl::ToUnixSeconds(sent));
+  message.mutable_message()->mutable_sent_at()->set_nanos(static_cast<int32_t>(
+      (sent - absl::FromUnixSeconds(absl::ToUnixSeconds(sent))) /
+      absl::Nanoseconds(1)));
+  Deliver(message);
+  EXPECT_THAT(deliveries, ElementsAre(absl::Milliseconds(7)));
 }
 
 TEST_F(SessionTest, DisconnectOrderClosesWithOperatorCodeAndReconnectPrefix) {

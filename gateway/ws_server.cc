@@ -164,6 +164,17 @@ std::map<std::string, std::string> ParseQuery(absl::string_view target) {
   return out;
 }
 
+// Runs `fn`; an exception is logged with the peer and goes no further.
+template <typename Fn>
+void NoThrow(absl::string_view what, absl::string_view peer, Fn&& fn) noexcept {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    LogError("gateway.handler_exception",
+             {{"handler", what}, {"peer", peer}, {"what", e.what()}});
+  }
+}
+
 absl::StatusOr<asio::ip::tcp::endpoint> ParseListenAddress(
     const std::string& address) {
   const size_t colon = address.rfind(':');
@@ -330,6 +341,11 @@ class ServerImpl final : public WsServerImpl {
         ack_latency_(registry.GetHistogram(
             "parley_gateway_send_ack_seconds",
             "From a client Send arriving to its Ack leaving the gateway.",
+            Histogram::LatencyBuckets())),
+        delivery_latency_(registry.GetHistogram(
+            "parley_gateway_delivery_seconds",
+            "From a message being stored (its sent_at) to the gateway "
+            "writing it to a client.",
             Histogram::LatencyBuckets())) {
     // Unique across gateways and restarts without knowing the gateway id
     // (which may depend on the port bound later).
@@ -429,6 +445,7 @@ class ServerImpl final : public WsServerImpl {
   Counter& bytes_in_;
   Counter& bytes_out_;
   Histogram& ack_latency_;
+  Histogram& delivery_latency_;
 };
 
 template <typename Config>
@@ -665,19 +682,23 @@ void ServerImpl<Config>::OnOpen(Hdl hdl) {
     conn->session_ = std::make_unique<Session>(
         options_.session, id, conn->encoding(), conn->peer(), conn.get(), link_,
         [] { return absl::Now(); },
-        [this](absl::Duration d) {
-          ack_latency_.Observe(absl::ToDoubleSeconds(d));
-        });
+        SessionObserver{[this](absl::Duration d) {
+                          ack_latency_.Observe(absl::ToDoubleSeconds(d));
+                        },
+                        [this](absl::Duration d) {
+                          delivery_latency_.Observe(absl::ToDoubleSeconds(d));
+                        }});
     link_->Attach(id, conn);
 
     std::weak_ptr<Conn> weak = conn;
-    conn->auth_timer_ =
-        conn->con()->set_timer(options_.auth_timeout.count(),
-                               [weak](const websocketpp::lib::error_code& ec) {
-                                 auto c = weak.lock();
-                                 if (ec || c == nullptr || c->closed_) return;
-                                 c->session_->OnAuthDeadline();
-                               });
+    conn->auth_timer_ = conn->con()->set_timer(
+        options_.auth_timeout.count(),
+        [weak](const websocketpp::lib::error_code& ec) {
+          auto c = weak.lock();
+          if (ec || c == nullptr || c->closed_) return;
+          NoThrow("auth_timer", c->peer(),
+                  [&] { c->session_->OnAuthDeadline(); });
+        });
     ArmPing(conn);
 
     const auto query = ParseQuery(conn->con()->get_resource());
@@ -702,12 +723,14 @@ void ServerImpl<Config>::ArmPing(const std::shared_ptr<Conn>& conn) {
       [this, weak](const websocketpp::lib::error_code& ec) {
         auto c = weak.lock();
         if (ec || c == nullptr || c->closed_) return;
-        if (!c->awaiting_pong_) {
-          websocketpp::lib::error_code ping_ec;
-          c->con()->ping("", ping_ec);
-          c->awaiting_pong_ = !ping_ec;
-        }
-        ArmPing(c);
+        NoThrow("ping_timer", c->peer(), [&] {
+          if (!c->awaiting_pong_) {
+            websocketpp::lib::error_code ping_ec;
+            c->con()->ping("", ping_ec);
+            c->awaiting_pong_ = !ping_ec;
+          }
+          ArmPing(c);
+        });
       });
 }
 
