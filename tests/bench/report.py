@@ -113,7 +113,7 @@ def main():
       f"end {machine.get('loadavg_end')} |")
     w(f"| Date, commit | {machine.get('date')}, `{machine.get('commit')}` |")
     w(f"| nats-server | {machine.get('nats')} |")
-    w(f"| Binaries | `{machine.get('bin')}` |\n")
+    w(f"| Binaries | `{machine.get('bin')}`, {machine.get('build', 'n/a')} |\n")
     w("The load generator, the servers under test and anything else running "
       "share the same cores: a load average above the core count means the "
       "measured programs were competing for CPU.\n")

@@ -35,7 +35,9 @@ while [[ $# -gt 0 ]]; do
 done
 want() { [[ ,$ONLY, == *,$1,* ]]; }
 
+BUILD_MODE="given with --bin (build mode as built there)"
 if [[ -z $BIN ]]; then
+  BUILD_MODE="bazel -c opt, built by this script"
   echo "bench: building -c opt (output base /root/.cache/bazel-bench)"
   (cd "$ROOT" && bazel --output_base=/root/.cache/bazel-bench build -c opt \
     //service:parley-service //gateway:parley-gateway \
@@ -86,6 +88,7 @@ COMMON=(--warmup=2s --duration="$DURATION" --drain=5s --connect_timeout=120s)
   echo "nats=$(nats-server --version 2>&1 | head -1)"
   echo "quick=${QUICK:-0}"
   echo "bin=$BIN"
+  echo "build=$BUILD_MODE"
 } >"$BENCH_WORK/machine.txt"
 
 # lg ID [flags...]: one generator run, its table on stdout, its JSON kept.
@@ -136,9 +139,17 @@ if want pairs; then
     perf record -F 499 -g -o "$BENCH_WORK/perf.data" \
       -p "$GATEWAY_PID,$SERVICE_PID" -- sleep 5 >/dev/null 2>&1 || true
     wait "$LGPID"
-    perf report -i "$BENCH_WORK/perf.data" --stdio --no-children \
-      --sort comm,dso,symbol --percent-limit 1.5 2>/dev/null |
-      grep -v '^$' | grep -E '^ +[0-9]' | head -40 >"$BENCH_WORK/profile.txt" || true
+    {
+      echo "By process and library (self time, % of samples):"
+      perf report -i "$BENCH_WORK/perf.data" --stdio --no-children -g none \
+        --sort comm,dso --percent-limit 1 2>/dev/null |
+        grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | head -25
+      echo
+      echo "Top symbols:"
+      perf report -i "$BENCH_WORK/perf.data" --stdio --no-children -g none \
+        --sort comm,symbol --percent-limit 0.7 2>/dev/null |
+        grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | head -30
+    } >"$BENCH_WORK/profile.txt" || true
   else
     lg pairs_max_parley "${PARLEY[@]}" --connections=$PAIRS \
       --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
