@@ -143,6 +143,13 @@ def main():
               f"{fmt(r['acks_per_second']) if t == 'parley' else 'n/a'} | "
               f"{lat(r['end_to_end'])} | {server_cpu(r)} | "
               f"{r['loadgen']['cpu_percent']:.0f}% | {problems(r)} |")
+        proto = load(work, "pairs_max_parley-proto")
+        if proto:
+            w(f"| Parley, binary subprotocol `parley.v1.proto` | "
+              f"{fmt(proto['delivered_per_second'])} | "
+              f"{fmt(proto['acks_per_second'])} | {lat(proto['end_to_end'])} | "
+              f"{server_cpu(proto)} | {proto['loadgen']['cpu_percent']:.0f}% | "
+              f"{problems(proto)} |")
         w("")
         p, a, b = (maxes[t] and maxes[t]["delivered_per_second"] for t in TARGETS)
         if p and a:

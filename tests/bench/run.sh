@@ -155,6 +155,12 @@ if want pairs; then
       --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
   fi
   parley_down
+  # The same shape over the binary subprotocol: what JSON costs.
+  parley_up
+  lg pairs_max_parley-proto --target=parley-proto --address="$GATEWAY_ADDR" \
+    $(parley_flags) --connections=$PAIRS --inflight=$INFLIGHT $PARLEY_WATCH \
+    "${COMMON[@]}"
+  parley_down
 fi
 
 # 2. Latency at half of Parley's maximum, same offered rate for all three.

@@ -33,17 +33,18 @@ PARLEY_UP=""
 # its output is the case's message.
 run_case() {
   local name=$1 fn=$2 log="$BENCH_WORK/$1.log" start end status
-  start=$(date +%s.%N)
+  start=$(date +%s%N)
   "$fn" >"$log" 2>&1
   local rc=$?
-  end=$(date +%s.%N)
+  end=$(date +%s%N)
   case $rc in
     0) status=pass ;;
     77) status=skip ;;
     *) status=fail ;;
   esac
-  printf '%s\t%s\t%.2f\t%s\n' "$name" "$status" \
-    "$(echo "$end - $start" | bc)" "$log" >>"$RESULTS"
+  printf '%s\t%s\t%d.%02d\t%s\n' "$name" "$status" \
+    $(( (end - start) / 1000000000 )) $(( (end - start) / 10000000 % 100 )) \
+    "$log" >>"$RESULTS"
   echo "bench-smoke: $name: $status"
   [[ $status == fail ]] && tail -20 "$log" | sed 's/^/    /'
   return 0
