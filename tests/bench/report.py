@@ -286,8 +286,11 @@ def main():
         w(f"| **total** | **{held:,} / {asked:,}** | {fmt(rate)} | | | |\n")
         starts = [int(r.get("window_start_unix_ms", 0)) for r in hold]
         ends = [int(r.get("window_end_unix_ms", 0)) for r in hold]
-        overlap = (min(ends) - max(starts)) / 1000 if all(starts) else -1
-        if overlap > 0:
+        overlap = (min(ends) - max(starts)) / 1000 if all(starts) else None
+        if overlap is None:
+            w("These reports carry no window times (a generator older than "
+              "this report), so whether the holds overlapped is unknown.\n")
+        elif overlap > 0:
             w(f"Every generator held its connections at once for "
               f"{overlap:.1f} s (their hold windows overlap), so the total "
               "was concurrent.\n")
