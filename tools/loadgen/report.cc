@@ -55,8 +55,13 @@ LatencySummary Summarize(const LatencyHistogram& h) {
 std::string FormatTable(const Report& r) {
   std::string out = absl::StrCat("parley-loadgen: ", r.workload(), " against ",
                                  r.target(), "\n");
-  Row(&out, "connections ready",
-      absl::StrCat(r.connections_ready(), " / ", r.connections_requested()));
+  if (r.workload() == "churn") {
+    Row(&out, "handshakes / slots",
+        absl::StrCat(r.connections_ready(), " / ", r.connections_requested()));
+  } else {
+    Row(&out, "connections ready",
+        absl::StrCat(r.connections_ready(), " / ", r.connections_requested()));
+  }
   Row(&out, "handshakes/s",
       absl::StrFormat("%.0f (%.2f s)", r.handshakes_per_second(),
                       r.handshake_seconds()));
