@@ -148,7 +148,7 @@ if want pairs; then
       echo "Top symbols:"
       perf report -i "$BENCH_WORK/perf.data" --stdio --no-children -g none \
         --sort comm,symbol --percent-limit 0.7 2>/dev/null |
-        grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | head -30
+        grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | cut -c1-150 | head -30
     } >"$BENCH_WORK/profile.txt" || true
   else
     lg pairs_max_parley "${PARLEY[@]}" --connections=$PAIRS \
