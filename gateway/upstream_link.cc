@@ -61,11 +61,9 @@ class UpstreamLink::StreamReactor final
            static_cast<size_t>(out_.events_size()) <
                link_->options_.max_batch_events &&
            (bytes == 0 || bytes < link_->options_.max_batch_bytes)) {
-      GatewayEvent& event = slot_->pending.front();
-      const size_t size = event.ByteSizeLong();
-      bytes += size;
-      slot_->pending_bytes -= std::min(slot_->pending_bytes, size);
-      *out_.add_events() = std::move(event);
+      Slot::Queued& queued = slot_->pending.front();
+      bytes += queued.bytes;
+      *out_.add_events() = std::move(queued.event);
       slot_->pending.pop_front();
     }
     link_->queued_events_.Add(-out_.events_size());
@@ -210,7 +208,6 @@ class UpstreamLink::StreamReactor final
     slot_->up = false;
     link_->queued_events_.Add(-static_cast<int64_t>(slot_->pending.size()));
     slot_->pending.clear();
-    slot_->pending_bytes = 0;
     link_->streams_up_.Add(-1);
     return generation_;
   }
@@ -371,6 +368,8 @@ std::optional<uint64_t> UpstreamLink::Enqueue(
     Slot& slot, GatewayEvent event, std::optional<uint64_t> generation) {
   StreamReactor* writer = nullptr;
   uint64_t current;
+  // Sized outside the lock; the batch caps use it.
+  const size_t bytes = event.ByteSizeLong();
   {
     absl::MutexLock lock(&slot.mu);
     if (!slot.up || slot.draining) return std::nullopt;
@@ -378,8 +377,7 @@ std::optional<uint64_t> UpstreamLink::Enqueue(
       return std::nullopt;
     }
     current = slot.generation;
-    slot.pending_bytes += event.ByteSizeLong();
-    slot.pending.push_back(std::move(event));
+    slot.pending.push_back(Slot::Queued{std::move(event), bytes});
     queued_events_.Add(1);
     if (!slot.write_in_flight) {
       slot.write_in_flight = true;

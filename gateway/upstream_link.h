@@ -124,6 +124,11 @@ class UpstreamLink final : public Upstream {
  private:
   class StreamReactor;
   struct Slot {
+    // An event waiting for the next write, with its encoded size.
+    struct Queued {
+      parley::v1::GatewayEvent event;
+      size_t bytes;
+    };
     int index = 0;
     absl::Mutex mu;
     // The stream attempt in progress (null between attempts).
@@ -133,8 +138,7 @@ class UpstreamLink final : public Upstream {
     bool draining ABSL_GUARDED_BY(mu) = false;
     uint64_t generation ABSL_GUARDED_BY(mu) = 0;
     bool write_in_flight ABSL_GUARDED_BY(mu) = false;
-    std::deque<parley::v1::GatewayEvent> pending ABSL_GUARDED_BY(mu);
-    size_t pending_bytes ABSL_GUARDED_BY(mu) = 0;
+    std::deque<Queued> pending ABSL_GUARDED_BY(mu);
     int failures ABSL_GUARDED_BY(mu) = 0;
     // Counts Connect() calls; names the current attempt.
     uint64_t attempt ABSL_GUARDED_BY(mu) = 0;
