@@ -60,9 +60,9 @@ std::string MintToken(const TokenClaims& claims, absl::string_view secret) {
   header.set_typ("JWT");
   v1::TokenClaims body;
   body.set_sub(claims.subject);
-  body.set_exp(absl::ToUnixSeconds(claims.expires_at));
+  body.set_exp(static_cast<double>(absl::ToUnixSeconds(claims.expires_at)));
   if (claims.issued_at != absl::UnixEpoch()) {
-    body.set_iat(absl::ToUnixSeconds(claims.issued_at));
+    body.set_iat(static_cast<double>(absl::ToUnixSeconds(claims.issued_at)));
   }
   body.set_dev(claims.device);
   std::string signing_input =
@@ -91,12 +91,13 @@ absl::StatusOr<TokenClaims> VerifyToken(absl::string_view token,
     return TokenFailure(TokenError::kMalformed, "token header is not JSON");
   }
   if (header.alg() != "HS256") {
-    return TokenFailure(TokenError::kBadSignature,
-                        absl::StrCat("token algorithm \"", header.alg(),
-                                     "\" is not HS256"));
+    return TokenFailure(
+        TokenError::kBadSignature,
+        absl::StrCat("token algorithm \"", header.alg(), "\" is not HS256"));
   }
-  const std::string expected = Hmac(
-      secret, absl::string_view(token.data(), parts[2].data() - token.data() - 1));
+  const std::string expected =
+      Hmac(secret,
+           absl::string_view(token.data(), parts[2].data() - token.data() - 1));
   if (signature.size() != expected.size() ||
       CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0) {
     return TokenFailure(TokenError::kBadSignature,
@@ -114,8 +115,8 @@ absl::StatusOr<TokenClaims> VerifyToken(absl::string_view token,
   }
   TokenClaims claims;
   claims.subject = body.sub();
-  claims.expires_at = absl::FromUnixSeconds(body.exp());
-  claims.issued_at = absl::FromUnixSeconds(body.iat());
+  claims.expires_at = absl::FromUnixSeconds(static_cast<int64_t>(body.exp()));
+  claims.issued_at = absl::FromUnixSeconds(static_cast<int64_t>(body.iat()));
   claims.device = body.dev();
   if (claims.expires_at <= now) {
     return TokenFailure(

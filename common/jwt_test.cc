@@ -42,7 +42,9 @@ TEST(JwtTest, TokenIsAStandardJwt) {
   ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[1], &claims));
   EXPECT_THAT(header, HasSubstr(R"("alg":"HS256")"));
   EXPECT_THAT(claims, HasSubstr(R"("sub":"alice")"));
-  EXPECT_THAT(claims, HasSubstr(R"("exp":"1700003600")"));
+  // NumericDate: a JSON number, not a string.
+  EXPECT_THAT(claims, HasSubstr(R"("exp":1700003600)"));
+  EXPECT_THAT(claims, HasSubstr(R"("iat":1700000000)"));
   EXPECT_EQ(parts[2].size(), 43u);  // 32 bytes, base64url, unpadded.
 }
 
@@ -58,10 +60,9 @@ TEST(JwtTest, AcceptsTokensFromOtherMinters) {
   HMAC(EVP_sha256(), "k", 1,
        reinterpret_cast<const unsigned char*>(signing_input.data()),
        signing_input.size(), mac, &len);
-  const std::string token =
-      signing_input + "." +
-      absl::WebSafeBase64Escape(
-          absl::string_view(reinterpret_cast<char*>(mac), len));
+  const std::string token = signing_input + "." +
+                            absl::WebSafeBase64Escape(absl::string_view(
+                                reinterpret_cast<char*>(mac), len));
   absl::StatusOr<TokenClaims> claims = VerifyToken(token, "k", kNow);
   ASSERT_TRUE(claims.ok()) << claims.status();
   EXPECT_EQ(claims->subject, "bob");
@@ -81,8 +82,7 @@ TEST(JwtTest, DistinguishesMalformedBadSignatureAndExpired) {
   EXPECT_EQ(ClassifyTokenError(bad_sig), TokenError::kBadSignature);
   EXPECT_THAT(std::string(bad_sig.message()), HasSubstr("signature"));
 
-  absl::Status expired =
-      VerifyToken(good, "k", kNow + absl::Hours(2)).status();
+  absl::Status expired = VerifyToken(good, "k", kNow + absl::Hours(2)).status();
   EXPECT_EQ(ClassifyTokenError(expired), TokenError::kExpired);
   EXPECT_THAT(std::string(expired.message()), HasSubstr("expired"));
 
@@ -103,7 +103,8 @@ TEST(JwtTest, TamperedClaimsFailTheSignature) {
 
 TEST(JwtTest, AlgNoneIsRefused) {
   std::string header = absl::WebSafeBase64Escape(R"({"alg":"none"})");
-  std::string body = absl::WebSafeBase64Escape(R"({"sub":"a","exp":1800000000})");
+  std::string body =
+      absl::WebSafeBase64Escape(R"({"sub":"a","exp":1800000000})");
   absl::Status s = VerifyToken(header + "." + body + ".", "k", kNow).status();
   EXPECT_EQ(ClassifyTokenError(s), TokenError::kBadSignature);
   EXPECT_THAT(std::string(s.message()), HasSubstr("none"));

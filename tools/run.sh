@@ -2,7 +2,8 @@
 # The main job: builds Parley, starts parley-service (embedded SQLite store
 # under .parley/data) and parley-gateway on localhost, creates the demo users
 # alice and bob and the group "team", and prints the browser URLs.
-# Ctrl-C (or SIGTERM) stops both processes cleanly.
+# Ctrl-C (or SIGTERM) stops both processes cleanly. PARLEY_STATE_DIR moves
+# the state directory (default .parley in the checkout).
 #
 # Ports (override with the same environment variables the binaries read):
 #   PARLEY_LISTEN_ADDRESS  gateway, WebSocket + browser client  127.0.0.1:8080
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-STATE=$ROOT/.parley
+STATE=${PARLEY_STATE_DIR:-$ROOT/.parley}
 
 tools/deps.sh build
 
@@ -49,7 +50,9 @@ export PARLEY_LISTEN_ADDRESS=${PARLEY_LISTEN_ADDRESS:-127.0.0.1:8080}
 export PARLEY_ADMIN_ADDR=$PARLEY_ADMIN_ADDRESS
 
 pids=()
+stopping=
 stop() {
+  stopping=1
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -90,9 +93,9 @@ cat <<MSG
 
 Parley is running.
   gateway     ws://$PARLEY_LISTEN_ADDRESS   (browser client at $url/)
-  admin API   $PARLEY_ADMIN_ADDRESS  (tools/parleyctl, key in .parley/secrets.env)
+  admin API   $PARLEY_ADMIN_ADDRESS  (tools/parleyctl, key in $STATE/secrets.env)
   metrics     http://$PARLEY_METRICS_ADDRESS/metrics, $url/metrics
-  logs        .parley/service.log, .parley/gateway.log
+  logs        $STATE/service.log, $STATE/gateway.log
 
 Open these two URLs in two browser windows and chat (tokens valid 24 h):
   alice: $url/?token=$(ctl token alice --ttl 24h --device browser)
@@ -101,4 +104,4 @@ Open these two URLs in two browser windows and chat (tokens valid 24 h):
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}" || true
-echo "parley: a process exited; see .parley/*.log" >&2
+[ -n "$stopping" ] || echo "parley: a process exited; see $STATE/*.log" >&2
