@@ -99,6 +99,9 @@ def main():
       "` (issue 7); do not edit by hand: rerun the script. The load "
       "generator is `parley-loadgen` (`tools/loadgen/`), the same binary and "
       "traffic shape for every target, on the same machine as the servers.\n")
+    if machine.get("complete") != "1":
+        w("**Partial report**: the suite had not finished when this was "
+          "written; sections that are missing did not run.\n")
     if machine.get("quick") == "1":
         w("**This is a `--quick` run** (reduced connection counts and "
           "durations): its figures are not the full suite's.\n")

@@ -116,6 +116,16 @@ parley_down() { bench_stop "$GATEWAY_PID"; bench_stop "$SERVICE_PID"; }
 relay_up() { start_relay relay; RELAY=(--target=relay --address="$RELAY_ADDR"); }
 nats_up() { start_nats nats; NATS=(--target=nats --address="$NATS_ADDR"); }
 
+# Rewrites the report from what has run so far, so an interrupted suite still
+# leaves a (partial, and marked so) document.
+write_report() {
+  cp "$BENCH_WORK/machine.txt" "$BENCH_WORK/machine.now"
+  echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$BENCH_WORK/machine.txt"
+  /usr/bin/python3 "$ROOT/tests/bench/report.py" "$BENCH_WORK" \
+    "$ROOT/tests/bench/analysis.md" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+  mv "$BENCH_WORK/machine.now" "$BENCH_WORK/machine.txt"
+}
+
 json_field() {
   /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
 }
@@ -163,6 +173,8 @@ if want pairs; then
   parley_down
 fi
 
+write_report
+
 # 2. Latency at half of Parley's maximum, same offered rate for all three.
 if want half && [[ -f $BENCH_WORK/pairs_max_parley.json ]]; then
   HALF=$(/usr/bin/python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["delivered_per_second"]/2))' "$BENCH_WORK/pairs_max_parley.json")
@@ -181,6 +193,8 @@ if want half && [[ -f $BENCH_WORK/pairs_max_parley.json ]]; then
     bench_stop "$NATS_PID"
   fi
 fi
+
+write_report
 
 # 3. Handshakes: HS_CONNS connections opened as fast as they are accepted,
 # then connect/authenticate/close churn on CHURN connection slots.
@@ -203,6 +217,8 @@ if want handshake; then
     esac
   done
 fi
+
+write_report
 
 # idle_run ID WATCHNAME PID COUNT PROCS [target flags...]: COUNT idle
 # connections on one server from PROCS generator processes; the server's RSS
@@ -234,6 +250,8 @@ if want idle; then
   parley_down
 fi
 
+write_report
+
 # 5. HOLD_TOTAL concurrent connections over HOLD_GATEWAYS gateways, one
 # parley-service, one generator process per gateway.
 if want hold; then
@@ -255,6 +273,8 @@ if want hold; then
   bench_stop "$SERVICE_PID"
 fi
 
+write_report
+
 # 6. Group fan-out: FANOUT members, one sender, INFLIGHT messages in flight.
 if want fanout; then
   parley_up
@@ -267,7 +287,6 @@ if want fanout; then
   bench_stop "$NATS_PID"
 fi
 
-echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$BENCH_WORK/machine.txt"
-/usr/bin/python3 "$ROOT/tests/bench/report.py" "$BENCH_WORK" \
-  "$ROOT/tests/bench/analysis.md" >"$OUT"
+echo "complete=1" >>"$BENCH_WORK/machine.txt"
+write_report
 echo "bench: wrote $OUT (raw reports in $BENCH_WORK)"
