@@ -1,17 +1,21 @@
 // ws-relay: the raw websocketpp relay, the transport's own ceiling in the
 // benchmark (issue 7, "(a)"). Every frame from a connection is forwarded
 // unchanged to the other connection that gave the same ?pair=<key>: no
-// authentication, no gRPC hop, no storage. One I/O thread, like one core's
-// worth of Parley's gateway; websocketpp's asio config with logging off.
+// authentication, no gRPC hop, no storage. websocketpp's asio config with
+// logging off; `--io_threads` threads run the io_context (0 = one per core,
+// as parley-gateway does), and the pair table is shared under a mutex.
 //
 //   ws-relay --listen_address=127.0.0.1:0
 //   => ... event=relay.ready address=127.0.0.1:41234
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "tools/loadgen/pair_table.h"
@@ -21,6 +25,7 @@
 ABSL_FLAG(std::string, listen_address, "127.0.0.1:0",
           "host:port to listen on (port 0 = any free port).");
 ABSL_FLAG(int32_t, listen_backlog, 4096, "listen(2) backlog.");
+ABSL_FLAG(int32_t, io_threads, 0, "I/O threads; 0 = one per core.");
 
 namespace parley::loadgen {
 namespace {
@@ -50,7 +55,8 @@ int Main(int argc, char** argv) {
   Server server;
   server.clear_access_channels(websocketpp::log::alevel::all);
   server.clear_error_channels(websocketpp::log::elevel::all);
-  PairTable<websocketpp::connection_hdl> pairs;
+  absl::Mutex mu;
+  PairTable<websocketpp::connection_hdl> pairs ABSL_GUARDED_BY(mu);
 
   try {
     server.init_asio();
@@ -59,19 +65,32 @@ int Main(int argc, char** argv) {
     server.set_open_handler([&](websocketpp::connection_hdl hdl) {
       Server::connection_ptr con = server.get_con_from_hdl(hdl);
       const std::string key = PairKey(con->get_resource());
-      if (key.empty() || !pairs.Join(key, hdl)) {
+      bool joined = false;
+      if (!key.empty()) {
+        absl::MutexLock lock(&mu);
+        joined = pairs.Join(key, hdl);
+      }
+      if (!joined) {
         websocketpp::lib::error_code ec;
         con->close(websocketpp::close::status::policy_violation,
                    key.empty() ? "no ?pair=" : "pair is full", ec);
       }
     });
-    server.set_close_handler(
-        [&](websocketpp::connection_hdl hdl) { pairs.Leave(hdl); });
-    server.set_fail_handler(
-        [&](websocketpp::connection_hdl hdl) { pairs.Leave(hdl); });
+    server.set_close_handler([&](websocketpp::connection_hdl hdl) {
+      absl::MutexLock lock(&mu);
+      pairs.Leave(hdl);
+    });
+    server.set_fail_handler([&](websocketpp::connection_hdl hdl) {
+      absl::MutexLock lock(&mu);
+      pairs.Leave(hdl);
+    });
     server.set_message_handler(
         [&](websocketpp::connection_hdl hdl, Server::message_ptr msg) {
-          std::optional<websocketpp::connection_hdl> peer = pairs.Peer(hdl);
+          std::optional<websocketpp::connection_hdl> peer;
+          {
+            absl::MutexLock lock(&mu);
+            peer = pairs.Peer(hdl);
+          }
           if (!peer.has_value()) return;  // Peer not here: dropped.
           websocketpp::lib::error_code ec;
           server.send(*peer, msg->get_payload(), msg->get_opcode(), ec);
@@ -84,7 +103,23 @@ int Main(int argc, char** argv) {
     LogInfo("relay.ready",
             {{"address",
               absl::StrCat(local.address().to_string(), ":", local.port())}});
+    int threads = absl::GetFlag(FLAGS_io_threads);
+    if (threads <= 0) {
+      threads =
+          static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    }
+    std::vector<std::thread> workers;
+    for (int i = 1; i < threads; ++i) {
+      workers.emplace_back([&server] {
+        try {
+          server.run();
+        } catch (const std::exception& e) {
+          LogError("relay.failed", {{"error", e.what()}});
+        }
+      });
+    }
     server.run();
+    for (std::thread& t : workers) t.join();
   } catch (const std::exception& e) {
     LogError("relay.failed", {{"error", e.what()}});
     return 1;
