@@ -59,6 +59,10 @@ ABSL_FLAG(uint32_t, max_sessions_per_user, 16,
 ABSL_FLAG(uint32_t, max_replay, 1000,
           "Most messages replayed to a session that opens with resume_after; "
           "a client further behind syncs. Default 1000.");
+ABSL_FLAG(absl::Duration, presence_grace, absl::Seconds(30),
+          "How long users of a lost gateway stream stay online waiting for "
+          "the gateway to re-announce them before their contacts see them "
+          "offline (a duration). Default 30s.");
 ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
           "SQLite PRAGMA synchronous: FULL (fsync each group commit; an Ack "
           "survives power loss), NORMAL, OFF or EXTRA. Default FULL.");
@@ -95,6 +99,7 @@ parley::service::ServerOptions OptionsFromFlags() {
   o.messaging.default_page_size = absl::GetFlag(FLAGS_default_page_size);
   o.messaging.max_page_size = absl::GetFlag(FLAGS_max_page_size);
   o.messaging.max_replay = static_cast<int>(absl::GetFlag(FLAGS_max_replay));
+  o.messaging.presence_grace = absl::GetFlag(FLAGS_presence_grace);
   o.admin.default_token_ttl = absl::GetFlag(FLAGS_token_ttl);
   o.admin.max_token_ttl = absl::GetFlag(FLAGS_max_token_ttl);
   o.admin.max_group_members = absl::GetFlag(FLAGS_max_group_members);
