@@ -247,8 +247,7 @@ class Driver {
     WsClientOptions o;
     o.remote = options_.target;
     if (!options_.sources.empty()) {
-      o.source =
-          options_.sources[(index + launches_) % options_.sources.size()];
+      o.source = options_.sources[launches_ % options_.sources.size()];
     }
     o.host_header = options_.host_header;
     o.resource = c->session_->Resource();
