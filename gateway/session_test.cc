@@ -3,6 +3,7 @@
 #include "gateway/session.h"
 
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -589,6 +590,66 @@ TEST_F(SessionTest, StaleLinkDownIsIgnored) {
   upstream_.events.clear();
   session_->OnClientMessage(SendJson("c5"), false);
   EXPECT_THAT(upstream_.SendIds(), ElementsAre("c5"));
+}
+
+TEST_F(SessionTest, ArbitraryInputNeverCrashesAndOnlyErrorsOrCloses) {
+  std::mt19937 rng(42);
+  const std::vector<std::string> seeds = {
+      R"({"send":{"clientMsgId":"c","to":{"user":"b"},"text":"t"}})",
+      R"({"sync":{"afterSeq":"1","limit":5}})",
+      R"({"read":{"conversation":"d:a:b","seq":"2"}})",
+      R"({"typing":{"to":{"group":"g"}}})",
+      R"({"hello":{"token":"t"}})",
+      R"({"ping":{"nonce":"n"}})"};
+  for (Encoding encoding : {Encoding::kJson, Encoding::kBinary}) {
+    for (int round = 0; round < 300; ++round) {
+      connection_ = FakeConnection();
+      upstream_.events.clear();
+      SessionOptions options;
+      options.rate_limit_burst = 1e9;
+      options.abuse_error_burst = 1e9;
+      Reset(options, encoding);
+      GoLive();
+      for (int i = 0; i < 20; ++i) {
+        std::string payload = seeds[rng() % seeds.size()];
+        if (encoding == Encoding::kBinary) {
+          ClientFrame f;
+          (void)DecodeFrame(Encoding::kJson, payload, &f);
+          payload = EncodeFrame(Encoding::kBinary, f);
+        }
+        // Flip, cut or splice random bytes.
+        const int edits = static_cast<int>(rng() % 4);
+        for (int e = 0; e < edits && !payload.empty(); ++e) {
+          const size_t at = rng() % payload.size();
+          switch (rng() % 3) {
+            case 0:
+              payload[at] = static_cast<char>(rng());
+              break;
+            case 1:
+              payload.resize(at);
+              break;
+            default:
+              payload.insert(at, 1, static_cast<char>(rng()));
+              break;
+          }
+        }
+        session_->OnClientMessage(payload, encoding == Encoding::kBinary);
+      }
+      // Whatever came back decodes, and is an error, pong, welcome or close.
+      for (const std::string& sent : connection_.sent) {
+        ServerFrame f;
+        ASSERT_TRUE(DecodeFrame(encoding, sent, &f).ok());
+        EXPECT_TRUE(f.has_error() || f.has_pong() || f.has_welcome())
+            << f.DebugString();
+      }
+      // Anything forwarded upstream is a well-formed non-hello frame.
+      for (const auto& e : upstream_.events) {
+        if (!e.has_frame()) continue;
+        EXPECT_FALSE(e.frame().frame().has_hello());
+        EXPECT_NE(e.frame().frame().frame_case(), ClientFrame::FRAME_NOT_SET);
+      }
+    }
+  }
 }
 
 TEST_F(SessionTest, SharedFrameIsEncodedOncePerEncoding) {
