@@ -171,3 +171,41 @@ def test_service_restart_during_traffic_loses_nothing_and_closes_nothing(stack):
     # The gateway saw the stream break and come back.
     stack.gateway.wait_for_event("gateway.upstream_down", timeout=1)
     print(f"restart scenario took {time.monotonic() - start:.1f}s")
+
+
+def test_two_gateways_one_with_two_streams_survive_a_restart(stack):
+    """Alice on the default gateway, Bob on a second gateway that spreads its
+    sessions over two link streams; a service restart in the middle."""
+    import harness
+    alice, bob = stack.user("alice"), stack.user("bob")
+    gw2 = stack.procs.add(harness.start_gateway(
+        stack.tmp_path, stack.service.link_address,
+        extra=["--upstream_streams=2"], name="gateway2"))
+    gw2.wait_for_event("gateway.upstream_up", stream="0")
+    gw2.wait_for_event("gateway.upstream_up", stream="1")
+
+    async def scenario():
+        a = await Client(stack.gateway.address, stack.token(alice),
+                         name="alice").connect()
+        bobs = [await Client(gw2.address, stack.token(bob),
+                             device=f"dev{i}", name=f"bob{i}").connect()
+                for i in range(8)]
+        await a.send_text("x-0", "bob", "before")
+        for b in bobs:
+            await b.wait_for(lambda b=b: len(b.applied) == 1, what="before")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, stack.restart_service)
+        for i in range(1, 11):
+            await a.send_text(f"x-{i}", "bob", f"after {i}")
+        await a.wait_for(lambda: len(a.acks) == 11, timeout=30, what="acks")
+        for b in bobs:
+            await b.wait_for(lambda b=b: len(b.applied) == 11, timeout=30,
+                             what="all messages on " + b.name)
+            assert [m["text"] for m in b.applied] == ["before"] + [
+                f"after {i}" for i in range(1, 11)]
+            assert b.closed is None
+        assert a.closed is None
+        for c in [a, *bobs]:
+            await c.close()
+
+    run(scenario())
