@@ -27,19 +27,14 @@
 #ifndef PARLEY_GATEWAY_WS_SERVER_H_
 #define PARLEY_GATEWAY_WS_SERVER_H_
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
 #include "gateway/session.h"
