@@ -1,9 +1,7 @@
 #include "service/server.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
-#include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -23,9 +21,13 @@ std::string BoundAddress(const std::string& asked, int port) {
 }
 
 absl::Status MakeDirectory(const std::string& dir) {
-  if (mkdir(dir.c_str(), 0750) == 0 || errno == EEXIST) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat("cannot create --data_dir \"", dir,
-                                             "\": ", std::strerror(errno)));
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create --data_dir \"", dir, "\": ", ec.message()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
