@@ -67,12 +67,12 @@ if [[ -n $QUICK ]]; then
   PAIRS=100; DURATION=3s; HS_CONNS=1000; IDLE_CONNS=2000; HOLD_TOTAL=4000
   HOLD_GATEWAYS=2; FANOUT=100; CHURN=50; HOLD_TIME=${HOLD_TIME:-15s}
 else
-  PAIRS=200; DURATION=10s; HS_CONNS=10000; HOLD_TOTAL=100000
+  PAIRS=200; DURATION=8s; HS_CONNS=10000; HOLD_TOTAL=100000
   HOLD_GATEWAYS=$(( (HOLD_TOTAL + PER_PROC - 1) / PER_PROC ))
   FANOUT=1000; CHURN=200
 fi
 INFLIGHT=10
-HOLD_TIME=${HOLD_TIME:-60s}
+HOLD_TIME=${HOLD_TIME:-45s}
 COMMON=(--warmup=2s --duration="$DURATION" --drain=5s --connect_timeout=120s)
 
 {
@@ -230,7 +230,7 @@ idle_run() {
   grep VmRSS "/proc/$pid/status" | awk '{print $2}' >"$BENCH_WORK/$id.baseline"
   for (( i = 0; i < procs; i++ )); do
     lg "$id.p$i" "$@" --workload=idle --connections=$per \
-      --index_offset=$(( i * per )) --connect_concurrency=512 --hold=20s \
+      --index_offset=$(( i * per )) --connect_concurrency=512 --hold=15s \
       --source_addresses=4 --watch=$name:$pid "${COMMON[@]}" >/dev/null &
     pids+=($!)
   done
@@ -252,7 +252,19 @@ fi
 
 write_report
 
-# 5. HOLD_TOTAL concurrent connections over HOLD_GATEWAYS gateways, one
+# 5. Group fan-out: FANOUT members, one sender, INFLIGHT messages in flight.
+if want fanout; then
+  parley_up
+  lg fanout_parley "${PARLEY[@]}" --workload=fanout --connections=$FANOUT \
+    --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
+  parley_down
+  nats_up
+  lg fanout_nats "${NATS[@]}" --workload=fanout --connections=$FANOUT \
+    --inflight=$INFLIGHT --watch=nats:$NATS_PID "${COMMON[@]}"
+  bench_stop "$NATS_PID"
+fi
+
+# 6. HOLD_TOTAL concurrent connections over HOLD_GATEWAYS gateways, one
 # parley-service, one generator process per gateway.
 if want hold; then
   start_service parley-service
@@ -274,18 +286,6 @@ if want hold; then
 fi
 
 write_report
-
-# 6. Group fan-out: FANOUT members, one sender, INFLIGHT messages in flight.
-if want fanout; then
-  parley_up
-  lg fanout_parley "${PARLEY[@]}" --workload=fanout --connections=$FANOUT \
-    --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
-  parley_down
-  nats_up
-  lg fanout_nats "${NATS[@]}" --workload=fanout --connections=$FANOUT \
-    --inflight=$INFLIGHT --watch=nats:$NATS_PID "${COMMON[@]}"
-  bench_stop "$NATS_PID"
-fi
 
 echo "complete=1" >>"$BENCH_WORK/machine.txt"
 write_report
