@@ -264,6 +264,8 @@ if want fanout; then
   bench_stop "$NATS_PID"
 fi
 
+write_report
+
 # 6. HOLD_TOTAL concurrent connections over HOLD_GATEWAYS gateways, one
 # parley-service, one generator process per gateway.
 if want hold; then
