@@ -303,6 +303,9 @@ def main():
             held = 0
         targets.append(("concurrent connections across gateways",
                         f"{held:,}", ">= 100,000", held >= 100000))
+        targets.append((f"authenticated handshakes/s, {len(hold)} gateways "
+                        "connecting at once (sum of per-gateway rates)",
+                        fmt(rate), ">= 5,000", rate >= 5000))
 
     # Fan-out.
     fan = {t: load(work, f"fanout_{t}") for t in TARGETS}
