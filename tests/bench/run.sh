@@ -35,7 +35,7 @@ while [[ $# -gt 0 ]]; do
 done
 want() { [[ ,$ONLY, == *,$1,* ]]; }
 
-BUILD_MODE="given with --bin (build mode as built there)"
+BUILD_MODE=${BENCH_BUILD_NOTE:-"given with --bin (build mode as built there)"}
 if [[ -z $BIN ]]; then
   BUILD_MODE="bazel -c opt, built by this script"
   echo "bench: building -c opt (output base /root/.cache/bazel-bench)"
