@@ -167,7 +167,6 @@ class Driver {
     c->inflight_ = 0;
     if (options_.workload == "churn") {
       if (phase_ == Phase::kMeasuring) {
-        ++to_launch_;
         pending_launch_.push_back(c->index_);
         LaunchMore();
       }
@@ -488,7 +487,6 @@ class Driver {
   int next_launch_ = 0;
   int64_t launches_ = 0;
   int connecting_ = 0;
-  int to_launch_ = 0;
   std::vector<int> pending_launch_;
   int64_t handshakes_ = 0;
   int64_t failed_ = 0;
