@@ -27,6 +27,7 @@ class LinkClient:
         self._out = queue.Queue()
         self._cond = threading.Condition()
         self.events = []
+        self.acks = {}  # (session_id, client_msg_id) -> the latest Ack
         self.ended = None  # The grpc.RpcError (or "ok") that ended the stream.
         self._call = self.stub.Connect(self._requests())
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -46,6 +47,13 @@ class LinkClient:
             for batch in self._call:
                 with self._cond:
                     self.events.extend(batch.events)
+                    for e in batch.events:
+                        if (e.HasField("delivery") and
+                                e.delivery.frame.HasField("ack")):
+                            for sid in e.delivery.session_ids:
+                                self.acks[(sid, e.delivery.frame.ack
+                                           .client_msg_id)] = (
+                                    e.delivery.frame.ack)
                     self._cond.notify_all()
             ended = "ok"
         except grpc.RpcError as e:  # The stream broke or was ended.
@@ -120,11 +128,19 @@ class LinkClient:
                     and e.delivery.frame.WhichOneof("frame") == kind]
 
     def wait_ack(self, session_id, client_msg_id, timeout=20.0):
-        event = self.wait(lambda e: (
-            e.HasField("delivery") and session_id in e.delivery.session_ids and
-            e.delivery.frame.HasField("ack") and
-            e.delivery.frame.ack.client_msg_id == client_msg_id), timeout)
-        return event.delivery.frame.ack
+        key = (session_id, client_msg_id)
+        with self._cond:
+            if not self._cond.wait_for(
+                    lambda: key in self.acks or self.ended is not None,
+                    timeout):
+                raise TimeoutError(f"no Ack for {client_msg_id}")
+            if key not in self.acks:
+                raise RuntimeError(f"link ended: {self.ended}")
+            return self.acks[key]
+
+    def ack_count(self):
+        with self._cond:
+            return len(self.acks)
 
     def sync_all(self, session_id, page=100):
         """Every message of the session's inbox, by Sync pages from 0."""

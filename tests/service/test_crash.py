@@ -9,6 +9,8 @@ Run: /usr/bin/python3 -m pytest tests/service (after `bazel build
 
 import os
 import sys
+import threading
+import time
 
 import pytest
 
@@ -19,8 +21,8 @@ import harness  # noqa: E402
 from link_client import LinkClient  # noqa: E402
 
 USERS = ("alice", "bob", "carol")
-MESSAGES = 600
-KILL_AFTER_ACKS = 250
+KILL_AFTER_ACKS = 400
+MAX_SENDS = 5000
 
 
 def _setup_users(admin):
@@ -45,27 +47,40 @@ def test_every_acked_message_survives_sigkill(tmp_path, procs, pb):
     link = LinkClient(pb, svc.link_address)
     _open_all(link, svc)
 
-    # Fire sends from three users at once: direct and group messages, so
-    # group commits mix conversations and inboxes.
-    sent = {}  # client_msg_id -> (session, kind, target)
-    for i in range(MESSAGES):
-        sender = USERS[i % 3]
-        cid = f"{sender}-{i}"
-        if i % 4 == 0:
-            link.send(f"s-{sender}", cid, f"group {i}", group="team")
-            sent[cid] = (f"s-{sender}", "g:team")
-        else:
-            peer = USERS[(i + 1) % 3]
-            link.send(f"s-{sender}", cid, f"direct {i}", user=peer)
-            conv = "d:" + ":".join(sorted((sender, peer)))
-            sent[cid] = (f"s-{sender}", conv)
+    # Three users send without pause (direct and group messages, so group
+    # commits mix conversations and inboxes) until the process is killed.
+    sent = {}  # client_msg_id -> (session, conversation)
+    stop = threading.Event()
 
-    # SIGKILL as soon as enough Acks are in: the rest are in flight.
+    def send_forever():
+        i = 0
+        while not stop.is_set() and i < MAX_SENDS:
+            sender = USERS[i % 3]
+            cid = f"{sender}-{i}"
+            if i % 4 == 0:
+                sent[cid] = (f"s-{sender}", "g:team")
+                link.send(f"s-{sender}", cid, f"group {i}", group="team")
+            else:
+                peer = USERS[(i + 1) % 3]
+                sent[cid] = (f"s-{sender}",
+                             "d:" + ":".join(sorted((sender, peer))))
+                link.send(f"s-{sender}", cid, f"direct {i}", user=peer)
+            i += 1
+            if i % 50 == 0:
+                time.sleep(0.005)  # Keep the backlog modest.
+
+    sender = threading.Thread(target=send_forever)
+    sender.start()
+
+    # SIGKILL once enough Acks are in, with sends still in flight.
     def enough(_):
-        acks = sum(len(link.frames_for(f"s-{u}", "ack")) for u in USERS)
-        return acks >= KILL_AFTER_ACKS
-    link.wait(enough, timeout=60)
-    svc.kill()
+        return link.ack_count() >= KILL_AFTER_ACKS
+    try:
+        link.wait(enough, timeout=60)
+    finally:
+        svc.kill()
+        stop.set()
+        sender.join()
     seen = link.snapshot()
     link.close()
 
@@ -81,8 +96,9 @@ def test_every_acked_message_survives_sigkill(tmp_path, procs, pb):
             elif frame.HasField("message"):
                 live[(session, frame.message.inbox_seq)] = (
                     frame.message.message_id)
+    print(f"sent={len(sent)} acked={len(acks)} live={len(live)}")
     assert len(acks) >= KILL_AFTER_ACKS
-    assert len(acks) < MESSAGES, "the kill came too late to test anything"
+    assert len(acks) < len(sent), "the kill came too late to test anything"
 
     # Restart on the same data directory.
     svc2 = procs.add(harness.start_service(str(tmp_path), data_dir=data_dir,
@@ -141,8 +157,8 @@ def test_every_acked_message_survives_sigkill(tmp_path, procs, pb):
             assert ack.inbox_seq == acks[cid].inbox_seq
     stats_after = admin2.call("GetStats").stored_messages
     # Sends committed just before the kill may have lost only their Ack.
-    assert len(acks) <= stats_before <= MESSAGES
-    assert stats_after == MESSAGES
+    assert len(acks) <= stats_before <= len(sent)
+    assert stats_after == len(sent)
     link2.close()
     admin.close()
     admin2.close()
