@@ -153,16 +153,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     s.admin_address_ = BoundAddress(options.admin_address, port);
   }
   if (!options.metrics_address.empty()) {
-    s.http_server_ = std::make_unique<HttpServer>(
-        [&registry, srv = server.get()](absl::string_view path) {
+    s.http_server_ =
+        std::make_unique<HttpServer>([&registry](absl::string_view path) {
           if (path == "/metrics") {
             return HttpResponse{200, "text/plain; version=0.0.4",
                                 registry.Render()};
           }
+          // Liveness: the process answers; readiness is gRPC health.
           if (path == "/healthz") {
-            return srv->shut_down_
-                       ? HttpResponse{503, "text/plain", "draining\n"}
-                       : HttpResponse{200, "text/plain", "ok\n"};
+            return HttpResponse{200, "text/plain", "ok\n"};
           }
           return HttpResponse{404, "text/plain", "not found\n"};
         });
