@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -549,6 +550,104 @@ TEST_P(MessagingTest, SendAsDeliversLikeAClientSend) {
   EXPECT_EQ(ack->inbox_seq(), 1u);
   EXPECT_THAT(InboxSeqs(FramesFor("b1")), ElementsAre(1));
   EXPECT_THAT(InboxSeqs(FramesFor("a1")), ElementsAre(1));  // All devices.
+}
+
+// Random traffic, valid and not: nothing crashes, every error names its
+// problem, every session sees strictly increasing inbox_seqs, and every inbox
+// stays gapless.
+TEST_P(MessagingTest, RandomTrafficKeepsInboxesOrderedAndGapless) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"g", "", {"alice", "bob", "carol"}, now_}, 10).ok());
+  std::mt19937 rng(12345);
+  auto pick = [&](auto&& items) {
+    return items[std::uniform_int_distribution<size_t>(0,
+                                                       items.size() - 1)(rng)];
+  };
+  const std::vector<std::string> users = {"alice", "bob", "carol", "dave",
+                                          "ghost"};
+  const std::vector<std::string> sessions = {"s0", "s1", "s2", "s3",
+                                             "s4", "s5", "s6", "s7"};
+  const std::vector<std::string> conversations = {
+      "d:alice:bob", "d:bob:alice", "g:g", "g:nope", "x", "d:carol:dave", ""};
+  for (int step = 0; step < 2000; ++step) {
+    const std::string session = pick(sessions);
+    v1::ClientFrame f;
+    switch (std::uniform_int_distribution<int>(0, 9)(rng)) {
+      case 0: {
+        v1::SessionOpen open = OpenRequest(
+            session,
+            pick(std::vector<std::string>{Token(pick(users)), "bad-token"}),
+            std::uniform_int_distribution<uint64_t>(0, 20)(rng));
+        open.set_reannounce(rng() % 2 == 0);
+        messaging_->OpenSession(&gw_, open);
+        continue;
+      }
+      case 1: {
+        v1::SessionClose close;
+        close.set_session_id(session);
+        messaging_->CloseSession(&gw_, close);
+        continue;
+      }
+      case 2:
+      case 3:
+      case 4: {
+        v1::Send* send = f.mutable_send();
+        send->set_client_msg_id("c" + std::to_string(rng() % 300));
+        if (rng() % 3 == 0) {
+          send->mutable_to()->set_group(rng() % 4 ? "g" : "nope");
+        } else if (rng() % 10) {
+          send->mutable_to()->set_user(pick(users));
+        }
+        send->set_text(std::string(rng() % 20, 'x'));
+        break;
+      }
+      case 5:
+        f.mutable_sync()->set_after_seq(rng() % 30);
+        f.mutable_sync()->set_limit(rng() % 5);
+        break;
+      case 6:
+        f.mutable_read()->set_conversation(pick(conversations));
+        f.mutable_read()->set_seq(rng() % 10);
+        break;
+      case 7:
+        f.mutable_typing()->mutable_to()->set_user(pick(users));
+        break;
+      case 8:
+        f.mutable_ping()->set_nonce("n");
+        break;
+      default:
+        break;  // An empty frame.
+    }
+    Frame(session, f);
+  }
+  Settle();
+  std::map<std::string, uint64_t> last;
+  for (const v1::ServiceEvent& e : gw_.events()) {
+    // A (re-)opened session id starts over, possibly as another user.
+    if (e.has_accepted()) last.erase(e.accepted().session_id());
+    if (!e.has_delivery()) continue;
+    const v1::ServerFrame& frame = e.delivery().frame();
+    if (frame.has_error()) {
+      EXPECT_NE(frame.error().code(), v1::ERROR_CODE_UNSPECIFIED);
+      EXPECT_NE(frame.error().code(), v1::ERROR_CODE_INTERNAL)
+          << frame.error().message();
+      EXPECT_FALSE(frame.error().message().empty());
+    }
+    if (!frame.has_message()) continue;
+    for (const std::string& id : e.delivery().session_ids()) {
+      EXPECT_GT(frame.message().inbox_seq(), last[id]) << id;
+      last[id] = frame.message().inbox_seq();
+    }
+  }
+  for (const char* user : {"alice", "bob", "carol", "dave"}) {
+    const uint64_t head = *store_->InboxHead(user);
+    auto inbox = store_->ReadInbox(user, 0, 0, 100000);
+    ASSERT_TRUE(inbox.ok());
+    ASSERT_EQ(inbox->size(), head) << user;
+    for (size_t i = 0; i < inbox->size(); ++i) {
+      EXPECT_EQ((*inbox)[i].inbox_seq, i + 1) << user;
+    }
+  }
 }
 
 // Sessions open (with resume_after) while messages keep committing: every
