@@ -20,7 +20,12 @@ class GatewayLinkService::Reactor final
         strand_(SerialExecutor::Create(service->pool_)) {}
 
   // Starts reading (a served stream) or finishes at once (a refused one).
-  void Start() { StartRead(&in_); }
+  void Start() {
+    // Initial metadata at once: the gateway takes it as "the stream is up"
+    // without waiting for the first batch.
+    StartSendInitialMetadata();
+    StartRead(&in_);
+  }
   void Refuse(const grpc::Status& status) {
     {
       absl::MutexLock lock(&write_mu_);

@@ -2,6 +2,7 @@
 // on the callback API (a reactor per stream, never a thread per stream).
 //
 // Per stream:
+//   * Start: initial metadata is sent at once (the gateway's "link up").
 //   * Reads: one GatewayBatch at a time. The batch is handed to the stream's
 //     SerialExecutor (a strand on the shared worker pool), which runs its
 //     events through Messaging in order; the next read starts only when the

@@ -469,6 +469,21 @@ TEST_F(ServerTest, LinkRejectsEachBadTokenWithItsReason) {
             v1::REJECT_REASON_TOO_MANY_SESSIONS);
 }
 
+TEST_F(ServerTest, LinkSendsInitialMetadataBeforeAnyEvent) {
+  auto stub = v1::GatewayLink::NewStub(grpc::CreateChannel(
+      server_->link_address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  auto stream = stub->Connect(&context);
+  absl::Notification arrived;
+  std::thread waiter([&] {
+    stream->WaitForInitialMetadata();
+    arrived.Notify();
+  });
+  EXPECT_TRUE(arrived.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  context.TryCancel();
+  waiter.join();
+}
+
 TEST_F(ServerTest, LinkWithoutHelloFirstIsInvalidArgument) {
   LinkClient link(server_->link_address());
   v1::GatewayEvent e;
