@@ -33,6 +33,9 @@ ABSL_FLAG(int, batch, 100,
           "Send events per GatewayBatch (count). Default 100.");
 ABSL_FLAG(int, window, 5000,
           "Most sends awaiting their Ack (count). Default 5000.");
+ABSL_FLAG(bool, group, false,
+          "Send every message to one group of all the sessions' users "
+          "(fan-out) instead of 1:1. Default false.");
 ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
           "SQLite PRAGMA synchronous for the run. Default FULL.");
 
@@ -63,11 +66,18 @@ int Run() {
     std::fprintf(stderr, "%s\n", server.status().ToString().c_str());
     return 1;
   }
+  const bool group = absl::GetFlag(FLAGS_group);
+  std::vector<std::string> members;
+  for (int i = 0; i < sessions; ++i) members.push_back("u" + std::to_string(i));
   for (int i = 0; i < sessions; ++i) {
     (void)(*server)->store().CreateUser(
         {"u" + std::to_string(i), "", absl::Now()});
   }
 
+  if (group) {
+    (void)(*server)->store().CreateGroup({"all", "", members, absl::Now()},
+                                         members.size());
+  }
   auto stub = v1::GatewayLink::NewStub(grpc::CreateChannel(
       (*server)->link_address(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
@@ -89,6 +99,7 @@ int Run() {
   std::map<std::string, absl::Time> sent_at;
   std::vector<double> latencies_ms;
   int acked = 0, accepted = 0, errors = 0;
+  int64_t delivered = 0;
   std::thread reader([&] {
     v1::ServiceBatch in;
     while (stream->Read(&in)) {
@@ -99,6 +110,7 @@ int Run() {
         if (!e.has_delivery()) continue;
         const v1::ServerFrame& f = e.delivery().frame();
         if (f.has_error()) ++errors;
+        if (f.has_message()) delivered += e.delivery().session_ids_size();
         if (!f.has_ack()) continue;
         auto it = sent_at.find(f.ack().client_msg_id());
         if (it == sent_at.end()) continue;
@@ -129,8 +141,12 @@ int Run() {
         f->set_session_id("s" + std::to_string(from));
         v1::Send* send = f->mutable_frame()->mutable_send();
         send->set_client_msg_id("m" + std::to_string(i));
-        send->mutable_to()->set_user("u" +
-                                     std::to_string((from + 1) % sessions));
+        if (group) {
+          send->mutable_to()->set_group("all");
+        } else {
+          send->mutable_to()->set_user("u" +
+                                       std::to_string((from + 1) % sessions));
+        }
         send->set_text("benchmark message of a typical length, 60 bytes...");
         sent_at["m" + std::to_string(i)] = absl::Now();
       }
@@ -158,11 +174,13 @@ int Run() {
       "parley_service_store_commit_seconds", "", Histogram::LatencyBuckets());
   std::printf(
       "synchronous=%s messages=%d sessions=%d batch=%d window=%d errors=%d\n"
+      "deliveries/s=%.0f\n"
       "sends/s=%.0f ack latency ms p50=%.2f p90=%.2f p99=%.2f max=%.2f\n"
       "transactions=%llu ops/transaction=%.1f commit ms avg=%.2f\n",
       options.sqlite_synchronous.c_str(), messages, sessions, batch_size,
-      window, errors, messages / seconds, pct(0.5), pct(0.9), pct(0.99),
-      pct(1.0), static_cast<unsigned long long>(batches.Count()),
+      window, errors, delivered / seconds, messages / seconds, pct(0.5),
+      pct(0.9), pct(0.99), pct(1.0),
+      static_cast<unsigned long long>(batches.Count()),
       batches.Count() ? batches.Sum() / batches.Count() : 0.0,
       commits.Count() ? 1000 * commits.Sum() / commits.Count() : 0.0);
   (*server)->Shutdown();

@@ -343,8 +343,11 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
   if (r.to_group) {
     ASSIGN_OR_RETURN(bool group_exists, GroupExists(c, r.to));
     if (!group_exists) return NotFoundGroup(r.to);
-    ASSIGN_OR_RETURN(recipients, GroupMembers(c, r.to));
-    if (!std::binary_search(recipients.begin(), recipients.end(), r.sender)) {
+    ASSIGN_OR_RETURN(auto member, c.Prepare("SELECT 1 FROM members WHERE "
+                                            "group_id = ?1 AND user_id = ?2"));
+    member->Bind(1, r.to).Bind(2, r.sender);
+    ASSIGN_OR_RETURN(bool is_member, member->Step());
+    if (!is_member) {
       return absl::PermissionDeniedError(absl::StrCat(
           "user \"", r.sender, "\" is not a member of group \"", r.to, "\""));
     }
@@ -396,6 +399,37 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
   m.sent_at = r.sent_at;
   m.client_msg_id = r.client_msg_id;
 
+  if (r.to_group) {
+    // Two statements for the whole group, not two per member: every member's
+    // inbox head moves up by one, then each gets an inbox row at its new head.
+    {
+      ASSIGN_OR_RETURN(
+          auto s, c.Prepare("UPDATE users SET inbox_head = inbox_head + 1 "
+                            "WHERE id IN (SELECT user_id FROM members WHERE "
+                            "group_id = ?1) RETURNING id, inbox_head"));
+      s->Bind(1, r.to);
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, s->Step());
+        if (!row) break;
+        result->recipients.push_back(
+            {s->Text(0), static_cast<uint64_t>(s->Int(1))});
+      }
+    }
+    ASSIGN_OR_RETURN(
+        auto s, c.Prepare("INSERT INTO inbox(user_id, inbox_seq, message_id) "
+                          "SELECT u.id, u.inbox_head, ?2 FROM users u WHERE "
+                          "u.id IN (SELECT user_id FROM members WHERE "
+                          "group_id = ?1)"));
+    s->Bind(1, r.to).Bind(2, rowid);
+    RETURN_IF_ERROR(s->Run());
+    std::sort(result->recipients.begin(), result->recipients.end(),
+              [](const InboxEntry& a, const InboxEntry& b) {
+                return a.user < b.user;
+              });
+    for (const InboxEntry& e : result->recipients) {
+      if (e.user == r.sender) result->sender_inbox_seq = e.inbox_seq;
+    }
+  }
   for (const std::string& user : recipients) {
     ASSIGN_OR_RETURN(uint64_t inbox_seq,
                      Increment(c,
@@ -448,6 +482,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     store->idle_readers_.push_back(std::move(reader));
   }
   store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
+  store->callbacks_ = std::thread([s = store.get()] { s->CallbackLoop(); });
   return store;
 }
 
@@ -457,6 +492,7 @@ SqliteStore::~SqliteStore() {
     stopping_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  if (callbacks_.joinable()) callbacks_.join();
 }
 
 void SqliteStore::Submit(WriteOp op) {
@@ -513,7 +549,10 @@ void SqliteStore::WriterLoop() {
         return !queue_.empty() || stopping_;
       };
       mu_.Await(absl::Condition(&ready));
-      if (queue_.empty()) return;  // Stopping, and everything is committed.
+      if (queue_.empty()) {  // Stopping, and everything is committed.
+        writer_done_ = true;
+        return;
+      }
       const size_t n = std::min(queue_.size(), options_.max_batch);
       batch.reserve(n);
       for (size_t i = 0; i < n; ++i) {
@@ -521,14 +560,40 @@ void SqliteStore::WriterLoop() {
         queue_.pop_front();
       }
     }
-    CommitBatch(batch);
+    std::vector<absl::Status> statuses = CommitBatch(batch);
     absl::MutexLock lock(&mu_);
-    finished_ += batch.size();
     ++transactions_;
+    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return committed_.size() < options_.max_pending_batches;
+    };
+    mu_.Await(absl::Condition(&room));
+    committed_.push_back({std::move(batch), std::move(statuses)});
   }
 }
 
-void SqliteStore::CommitBatch(std::vector<WriteOp>& batch) {
+void SqliteStore::CallbackLoop() {
+  for (;;) {
+    Committed batch;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !committed_.empty() || writer_done_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (committed_.empty()) return;
+      batch = std::move(committed_.front());
+      committed_.pop_front();
+    }
+    for (size_t i = 0; i < batch.ops.size(); ++i) {
+      batch.ops[i].done(std::move(batch.statuses[i]));
+    }
+    absl::MutexLock lock(&mu_);
+    finished_ += batch.ops.size();
+  }
+}
+
+std::vector<absl::Status> SqliteStore::CommitBatch(
+    std::vector<WriteOp>& batch) {
   Connection& c = *writer_conn_;
   const absl::Time start = absl::Now();
   std::vector<absl::Status> statuses(batch.size());
@@ -554,7 +619,7 @@ void SqliteStore::CommitBatch(std::vector<WriteOp>& batch) {
     }
   }
   if (options_.on_commit) options_.on_commit(batch.size(), absl::Now() - start);
-  for (size_t i = 0; i < batch.size(); ++i) batch[i].done(statuses[i]);
+  return statuses;
 }
 
 template <typename T>

@@ -6,8 +6,9 @@
 // own SAVEPOINT so one failing operation rolls back alone, and commits once:
 // many appends per transaction and per fsync (group commit). With
 // `synchronous=FULL` (the default) a commit returns only after the WAL is
-// fsynced, so every callback observes a durable write. Callbacks run on the
-// writer thread, in commit order, after the commit.
+// fsynced, so every callback observes a durable write. Callbacks run after
+// the commit, in commit order, on a callback thread of their own: the writer
+// commits the next batch while the previous batch's callbacks deliver it.
 //
 // Reads: a small pool of read connections with prepared statements; in WAL
 // mode they never wait for the writer.
@@ -55,12 +56,15 @@ struct SqliteStoreOptions {
   // once with UNAVAILABLE (retryable), so an overload costs a retry, not
   // unbounded memory.
   size_t max_queued = 100000;
+  // Committed batches whose callbacks may wait; beyond it the writer waits.
+  size_t max_pending_batches = 8;
   // Read connections in the pool.
   int read_connections = 4;
   // How long a connection waits on a lock before failing.
   absl::Duration busy_timeout = absl::Seconds(5);
-  // Called on the writer thread after every commit with the number of
-  // operations in it and how long BEGIN..COMMIT took (for metrics).
+  // Called on the writer thread after every commit, before the batch's
+  // callbacks, with the number of operations in it and how long
+  // BEGIN..COMMIT took (for metrics).
   std::function<void(size_t operations, absl::Duration latency)> on_commit;
 };
 
@@ -136,8 +140,16 @@ class SqliteStore final : public Store {
   void Submit(WriteOp op);
   // Submits `apply` and waits for its commit.
   absl::Status WriteAndWait(std::function<absl::Status(Connection&)> apply);
+  // A committed batch and each operation's outcome.
+  struct Committed {
+    std::vector<WriteOp> ops;
+    std::vector<absl::Status> statuses;
+  };
+
   void WriterLoop();
-  void CommitBatch(std::vector<WriteOp>& batch);
+  void CallbackLoop();
+  // Runs the batch in one transaction; returns each operation's status.
+  std::vector<absl::Status> CommitBatch(std::vector<WriteOp>& batch);
 
   // Runs `read` on a pooled read connection.
   template <typename T>
@@ -152,12 +164,15 @@ class SqliteStore final : public Store {
   uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;  // Ops ever queued.
   uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;   // Ops whose done() ran.
   uint64_t transactions_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Committed> committed_ ABSL_GUARDED_BY(mu_);
+  bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_
       ABSL_GUARDED_BY(pool_mu_);
 
   std::thread writer_;
+  std::thread callbacks_;
 };
 
 }  // namespace parley::service

@@ -216,16 +216,20 @@ TEST(SqliteStoreTest, WritesBeyondTheQueueLimitFailFastAsUnavailable) {
   SqliteStoreOptions options;
   options.path = TempDbPath();
   options.max_queued = 1;
+  // Hold the writer in its commit hook so that writes pile up.
+  absl::Notification in_commit, release;
+  std::atomic<bool> hold{false};
+  options.on_commit = [&](size_t, absl::Duration) {
+    if (!hold.exchange(false)) return;
+    in_commit.Notify();
+    release.WaitForNotification();
+  };
   auto store = OpenOrDie(options);
   ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
   ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
-  // Hold the writer inside a callback so that writes pile up.
-  absl::Notification in_callback, release;
-  store->Append(Direct("a", "b", "1"), [&](absl::StatusOr<AppendResult>) {
-    in_callback.Notify();
-    release.WaitForNotification();
-  });
-  in_callback.WaitForNotification();
+  hold.store(true);
+  store->Append(Direct("a", "b", "1"), [](absl::StatusOr<AppendResult>) {});
+  in_commit.WaitForNotification();
   absl::StatusCode queued = absl::StatusCode::kUnknown;
   store->Append(Direct("a", "b", "2"), [&](absl::StatusOr<AppendResult> r) {
     queued = r.status().code();
@@ -240,6 +244,38 @@ TEST(SqliteStoreTest, WritesBeyondTheQueueLimitFailFastAsUnavailable) {
   store->Flush();
   EXPECT_EQ(queued, absl::StatusCode::kOk);
   EXPECT_EQ(*store->InboxHead("b"), 2u);
+}
+
+TEST(SqliteStoreTest, CallbacksDoNotHoldUpTheNextCommit) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  std::atomic<int> commits{0};
+  absl::Notification second_append_committed;
+  options.on_commit = [&](size_t, absl::Duration) {
+    // Two CreateUser commits, then the two appends.
+    if (commits.fetch_add(1) + 1 == 4) second_append_committed.Notify();
+  };
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
+  ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
+  absl::Notification in_callback, release;
+  store->Append(Direct("a", "b", "1"), [&](absl::StatusOr<AppendResult>) {
+    in_callback.Notify();
+    release.WaitForNotification();
+  });
+  in_callback.WaitForNotification();
+  // While the first callback runs, the next write commits; its callback
+  // waits behind the first one (commit order).
+  std::atomic<bool> second_called{false};
+  store->Append(Direct("a", "b", "2"),
+                [&](absl::StatusOr<AppendResult>) { second_called = true; });
+  EXPECT_TRUE(second_append_committed.WaitForNotificationWithTimeout(
+      absl::Seconds(10)));
+  EXPECT_EQ(*store->InboxHead("b"), 2u);
+  EXPECT_FALSE(second_called.load());
+  release.Notify();
+  store->Flush();
+  EXPECT_TRUE(second_called.load());
 }
 
 TEST(SqliteStoreTest, DestructionCommitsQueuedWrites) {
