@@ -29,11 +29,13 @@
 namespace parley::gateway {
 namespace {
 
-// websocketpp's asio config with Parley's limits: a small per-connection
-// read buffer (the default 16 KiB is most of an idle connection's memory),
-// no library logging (the adapter logs errors once, with the peer), and
-// permessage-deflate left out (websocketpp's default `disabled` extension).
-// The runtime limits (timeouts, max message size) are set on the endpoint.
+// websocketpp's asio config with Parley's limits: a 1 KiB read buffer inside
+// each connection object (the default 16 KiB is most of an idle connection's
+// memory; client frames are typically a few hundred bytes, and a larger one
+// just takes several reads), no library logging (the adapter logs errors once,
+// with the peer), and permessage-deflate left out (websocketpp's default
+// `disabled` extension). The runtime limits (timeouts, max message size) are
+// set on the endpoint.
 struct PlainConfig : public websocketpp::config::asio {
   typedef PlainConfig type;
   typedef websocketpp::config::asio base;
@@ -58,7 +60,7 @@ struct PlainConfig : public websocketpp::config::asio {
   typedef websocketpp::transport::asio::endpoint<transport_config>
       transport_type;
 
-  static const size_t connection_read_buffer_size = 4096;
+  static const size_t connection_read_buffer_size = 1024;
   static const websocketpp::log::level elog_level =
       websocketpp::log::elevel::none;
   static const websocketpp::log::level alog_level =
@@ -90,7 +92,7 @@ struct TlsConfig : public websocketpp::config::asio_tls {
   typedef websocketpp::transport::asio::endpoint<transport_config>
       transport_type;
 
-  static const size_t connection_read_buffer_size = 4096;
+  static const size_t connection_read_buffer_size = 1024;
   static const websocketpp::log::level elog_level =
       websocketpp::log::elevel::none;
   static const websocketpp::log::level alog_level =
@@ -287,13 +289,34 @@ class WsConnection final
   void Post(std::function<void(Session&)> fn) override {
     asio::post(*strand_, [self = this->shared_from_this(), fn = std::move(fn)] {
       if (self->session_ == nullptr || self->closed_) return;
-      try {
+      NoThrow("upstream_event", self->peer_, [&] {
         fn(*self->session_);
-      } catch (const std::exception& e) {
-        LogError("gateway.handler_exception",
-                 {{"peer", self->peer_}, {"what", e.what()}});
-      }
+        self->ReleaseAuthTimerIfLive();
+      });
     });
+  }
+
+  // Pings the peer unless a ping is still unanswered. Thread-safe: runs on
+  // the strand.
+  void PostPing() {
+    asio::post(*strand_, [self = this->shared_from_this()] {
+      if (self->session_ == nullptr || self->closed_ || self->awaiting_pong_) {
+        return;
+      }
+      websocketpp::lib::error_code ec;
+      self->con_->ping("", ec);
+      self->awaiting_pong_ = !ec;
+    });
+  }
+
+  // Frees the auth timer once the session is live (it would only fire to do
+  // nothing, holding memory until then). On the strand.
+  void ReleaseAuthTimerIfLive() {
+    if (auth_timer_ != nullptr && session_ != nullptr &&
+        session_->state() == Session::State::kLive) {
+      auth_timer_->cancel();
+      auth_timer_.reset();
+    }
   }
 
   const ConnectionPtr& con() const { return con_; }
@@ -309,7 +332,6 @@ class WsConnection final
   bool awaiting_pong_ = false;
   uint16_t close_code_ = 0;  // What this side closed with, if it did.
   TimerPtr auth_timer_;
-  TimerPtr ping_timer_;
 
  private:
   const ConnectionPtr con_;
@@ -420,7 +442,9 @@ class ServerImpl final : public WsServerImpl {
   void OnFail(Hdl hdl);
   void OnPongTimeout(Hdl hdl);
   void OnHttp(Hdl hdl);
-  void ArmPing(const std::shared_ptr<Conn>& conn);
+  // One timer for every connection's heartbeat (a timer per connection
+  // would cost ~0.5 KiB each): each tick pings every open connection.
+  void ArmHeartbeat();
   absl::Status LoadWebRoot();
   std::string NextSessionId() {
     return absl::StrCat(id_prefix_, next_session_.fetch_add(1) + 1);
@@ -430,6 +454,8 @@ class ServerImpl final : public WsServerImpl {
   UpstreamLink* const link_;
   Registry& registry_;
   Endpoint endpoint_;
+  // After endpoint_: destroyed before the io_context it runs on.
+  std::unique_ptr<asio::steady_timer> heartbeat_;
   std::vector<std::thread> threads_;
   std::string id_prefix_;
   std::atomic<uint64_t> next_session_{0};
@@ -565,6 +591,9 @@ absl::StatusOr<std::string> ServerImpl<Config>::Start() {
   asio::error_code aec;
   asio::ip::tcp::endpoint bound = endpoint_.get_local_endpoint(aec);
   if (aec) return absl::InternalError("local endpoint: " + aec.message());
+
+  heartbeat_ = std::make_unique<asio::steady_timer>(endpoint_.get_io_service());
+  ArmHeartbeat();
 
   int threads = options_.io_threads;
   if (threads == 0) {
@@ -704,7 +733,6 @@ void ServerImpl<Config>::OnOpen(Hdl hdl) {
           NoThrow("auth_timer", c->peer(),
                   [&] { c->session_->OnAuthDeadline(); });
         });
-    ArmPing(conn);
 
     const auto query = ParseQuery(conn->con()->get_resource());
     ConnectParams params;
@@ -721,22 +749,21 @@ void ServerImpl<Config>::OnOpen(Hdl hdl) {
 }
 
 template <typename Config>
-void ServerImpl<Config>::ArmPing(const std::shared_ptr<Conn>& conn) {
-  std::weak_ptr<Conn> weak = conn;
-  conn->ping_timer_ = conn->con()->set_timer(
-      options_.ping_interval.count(),
-      [this, weak](const websocketpp::lib::error_code& ec) {
-        auto c = weak.lock();
-        if (ec || c == nullptr || c->closed_) return;
-        NoThrow("ping_timer", c->peer(), [&] {
-          if (!c->awaiting_pong_) {
-            websocketpp::lib::error_code ping_ec;
-            c->con()->ping("", ping_ec);
-            c->awaiting_pong_ = !ping_ec;
-          }
-          ArmPing(c);
-        });
-      });
+void ServerImpl<Config>::ArmHeartbeat() {
+  heartbeat_->expires_after(options_.ping_interval);
+  heartbeat_->async_wait([this](const asio::error_code& ec) {
+    if (ec || draining_.load()) return;
+    NoThrow("heartbeat", "", [&] {
+      std::vector<std::shared_ptr<Conn>> all;
+      {
+        absl::MutexLock lock(&mu_);
+        all.reserve(connections_.size());
+        for (auto& [key, conn] : connections_) all.push_back(conn);
+      }
+      for (auto& conn : all) conn->PostPing();
+      ArmHeartbeat();
+    });
+  });
 }
 
 template <typename Config>
@@ -750,6 +777,7 @@ void ServerImpl<Config>::OnMessage(Hdl hdl,
     conn->session_->OnClientMessage(
         msg->get_payload(),
         msg->get_opcode() == websocketpp::frame::opcode::binary);
+    conn->ReleaseAuthTimerIfLive();
   });
 }
 
@@ -760,7 +788,6 @@ void ServerImpl<Config>::OnClose(Hdl hdl) {
     if (conn == nullptr) return;
     conn->closed_ = true;
     if (conn->auth_timer_) conn->auth_timer_->cancel();
-    if (conn->ping_timer_) conn->ping_timer_->cancel();
     const ConnectionPtr& con = conn->con();
     const uint16_t code = conn->close_code_ != 0 ? conn->close_code_
                                                  : con->get_remote_close_code();
@@ -785,7 +812,6 @@ void ServerImpl<Config>::OnFail(Hdl hdl) {
       // Failed after open (e.g. the socket broke): same as a close.
       conn->closed_ = true;
       if (conn->auth_timer_) conn->auth_timer_->cancel();
-      if (conn->ping_timer_) conn->ping_timer_->cancel();
       conn->session_->OnConnectionClosed("connection failed: " + ec.message());
       link_->Detach(conn->session_->session_id());
       open_gauge_.Add(-1);
@@ -869,13 +895,14 @@ void ServerImpl<Config>::Drain(absl::Time deadline) {
   draining_.store(true);
   if (!threads_.empty()) {
     // The acceptor belongs to the io_context: close it from there.
-    absl::Notification stopped_listening;
-    asio::post(endpoint_.get_io_service(), [this, &stopped_listening] {
+    auto stopped_listening = std::make_shared<absl::Notification>();
+    asio::post(endpoint_.get_io_service(), [this, stopped_listening] {
       websocketpp::lib::error_code ec;
       endpoint_.stop_listening(ec);
-      stopped_listening.Notify();
+      heartbeat_->cancel();
+      stopped_listening->Notify();
     });
-    stopped_listening.WaitForNotificationWithDeadline(deadline);
+    stopped_listening->WaitForNotificationWithDeadline(deadline);
 
     std::vector<std::shared_ptr<Conn>> all;
     {

@@ -140,4 +140,5 @@ def test_idle_authenticated_connections_cost_little_memory(tmp_path, procs):
           f"{before / 1e6:.1f} -> {after / 1e6:.1f} MB, "
           f"{per / 1024:.1f} KiB per connection")
     assert open_now == n
-    assert per < 64 * 1024
+    # Measured 10.9 KiB (fastbuild); the guard leaves room for noise.
+    assert per < 16 * 1024
