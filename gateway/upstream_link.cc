@@ -118,7 +118,7 @@ class UpstreamLink::StreamReactor final
 
   void OnReadDone(bool ok) override {
     if (ok) {
-      link_->Dispatch(in_, slot_->index);
+      link_->Dispatch(&in_, slot_->index);
       StartRead(&in_);
       return;
     }
@@ -483,9 +483,9 @@ void UpstreamLink::ReconnectLoop() {
   }
 }
 
-void UpstreamLink::Dispatch(const ServiceBatch& batch, int slot) {
-  events_in_.Increment(batch.events_size());
-  for (const ServiceEvent& event : batch.events()) {
+void UpstreamLink::Dispatch(ServiceBatch* batch, int slot) {
+  events_in_.Increment(batch->events_size());
+  for (ServiceEvent& event : *batch->mutable_events()) {
     switch (event.event_case()) {
       case ServiceEvent::kAccepted: {
         auto accepted = event.accepted();
@@ -502,8 +502,8 @@ void UpstreamLink::Dispatch(const ServiceBatch& batch, int slot) {
         break;
       }
       case ServiceEvent::kDelivery: {
-        auto frame =
-            std::make_shared<const OutboundFrame>(event.delivery().frame());
+        auto frame = std::make_shared<const OutboundFrame>(
+            std::move(*event.mutable_delivery()->mutable_frame()));
         for (auto& handle : HandlesFor(event.delivery().session_ids())) {
           handle->Post([frame](Session& s) { s.OnDelivery(*frame); });
         }
@@ -517,8 +517,8 @@ void UpstreamLink::Dispatch(const ServiceBatch& batch, int slot) {
         break;
       }
       case ServiceEvent::kBroadcast: {
-        auto frame =
-            std::make_shared<const OutboundFrame>(event.broadcast().frame());
+        auto frame = std::make_shared<const OutboundFrame>(
+            std::move(*event.mutable_broadcast()->mutable_frame()));
         // The service sends a broadcast on each of this gateway's streams:
         // each reaches the sessions of its own stream.
         std::vector<std::shared_ptr<SessionHandle>> all;

@@ -160,8 +160,8 @@ class UpstreamLink final : public Upstream {
   void ConfirmStream(int slot, uint64_t attempt);
   void ReportUp(int slot, uint64_t generation);
   absl::Duration NextBackoff(int failures);
-  // Routes one batch that arrived on stream `slot`.
-  void Dispatch(const parley::v1::ServiceBatch& batch, int slot);
+  // Routes one batch that arrived on stream `slot`; frames are moved out.
+  void Dispatch(parley::v1::ServiceBatch* batch, int slot);
   void PostLinkState(int slot, uint64_t generation, bool up);
   std::shared_ptr<SessionHandle> HandleFor(const std::string& id) const;
   static bool NoLiveReactors(UpstreamLink* link)
