@@ -185,6 +185,12 @@ class ServerTest : public ::testing::Test {
     options.token_secret = kSecret;
     options.admin_key = kAdminKey;
     options.max_sessions_per_user = 3;
+    options.admin.max_group_members = 3;
+    options.admin.max_page_size = 2;
+    options.messaging.max_page_size = 2;
+    options.messaging.default_page_size = 2;
+    options.messaging.max_text_bytes = 32;
+    options.admin.max_text_bytes = 32;
     options.shutdown_timeout = absl::Seconds(5);
     auto server = Server::Start(options, registry_);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -635,6 +641,120 @@ TEST_F(ServerTest, ReannounceOnANewStreamResumesAfterTheLastDelivered) {
   ASSERT_EQ(m.size(), 2u);
   EXPECT_EQ(m[0].message().text(), "while away 1");
   EXPECT_EQ(m[1].message().inbox_seq(), 3u);
+}
+
+TEST_F(ServerTest, DeletingAUserClosesTheirSessions) {
+  auto link = Link();
+  ASSERT_TRUE(link->Open("b1", Token("bob")).has_accepted());
+  ASSERT_TRUE(link->Open("b2", Token("bob")).has_accepted());
+  grpc::ClientContext ctx;
+  Authorize(ctx);
+  v1::DeleteUserRequest req;
+  req.set_id("bob");
+  v1::DeleteUserResponse resp;
+  ASSERT_TRUE(admin_->DeleteUser(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.sessions_closed(), 2u);
+  v1::DisconnectOrder order;
+  ASSERT_TRUE(link->WaitFor([&](const v1::ServiceEvent& e) {
+    if (e.has_disconnect()) order = e.disconnect();
+    return e.has_disconnect();
+  }));
+  EXPECT_THAT(order.session_ids(), ElementsAre("b1", "b2"));
+  EXPECT_FALSE(order.reconnect());
+  EXPECT_EQ(link->Open("b3", Token("bob")).rejected().reason(),
+            v1::REJECT_REASON_UNKNOWN_USER);
+}
+
+TEST_F(ServerTest, AdminLimitsAreEnforcedWithPreciseStatuses) {
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::CreateGroupRequest req;
+    req.set_id("big");
+    for (const char* m : {"alice", "bob", "carol"}) req.add_members(m);
+    v1::Group group;
+    ASSERT_TRUE(admin_->CreateGroup(&ctx, req, &group).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::CreateUserRequest req;
+    req.set_id("dave");
+    v1::User user;
+    ASSERT_TRUE(admin_->CreateUser(&ctx, req, &user).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::AddMembersRequest req;
+    req.set_group_id("big");
+    req.add_user_ids("dave");
+    v1::Group group;
+    grpc::Status s = admin_->AddMembers(&ctx, req, &group);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(s.error_message(), HasSubstr("limit is 3"));
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::SendMessageRequest req;
+    req.set_from("alice");
+    req.mutable_to()->set_user("bob");
+    req.set_text(std::string(33, 'x'));
+    v1::Ack ack;
+    grpc::Status s = admin_->SendMessage(&ctx, req, &ack);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(s.error_message(), HasSubstr("32"));
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::SendMessageRequest req;
+    req.set_from("alice");
+    req.mutable_to()->set_group("nope");
+    req.set_text("hi");
+    v1::Ack ack;
+    EXPECT_EQ(admin_->SendMessage(&ctx, req, &ack).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::BroadcastRequest req;
+    v1::BroadcastResponse resp;
+    EXPECT_EQ(admin_->Broadcast(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::IssueTokenRequest req;
+    req.set_user_id("alice");
+    req.set_ttl_seconds(400 * 24 * 3600);
+    v1::IssueTokenResponse resp;
+    EXPECT_EQ(admin_->IssueToken(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::ListUsersRequest req;
+    req.set_page_size(500);  // Capped at 2.
+    v1::ListUsersResponse resp;
+    ASSERT_TRUE(admin_->ListUsers(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.users_size(), 2);
+    EXPECT_FALSE(resp.next_page_token().empty());
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::GetHistoryRequest req;
+    req.set_conversation("d:bob:alice");
+    v1::GetHistoryResponse resp;
+    grpc::Status s = admin_->GetHistory(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("d:alice:bob"));
+  }
 }
 
 TEST_F(ServerTest, DisconnectSendsAnOrderWithCodeReasonAndReconnectFlag) {
