@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <thread>
@@ -184,6 +185,8 @@ int Run() {
       batches.Count() ? batches.Sum() / batches.Count() : 0.0,
       commits.Count() ? 1000 * commits.Sum() / commits.Count() : 0.0);
   (*server)->Shutdown();
+  server->reset();
+  std::filesystem::remove_all(dir);
   return 0;
 }
 
