@@ -291,4 +291,6 @@ write_report
 
 echo "complete=1" >>"$BENCH_WORK/machine.txt"
 write_report
+# Keep the final load average with the raw reports, for report.py reruns.
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$BENCH_WORK/machine.txt"
 echo "bench: wrote $OUT (raw reports in $BENCH_WORK)"
