@@ -350,6 +350,15 @@ void Session::OnRejected(const parley::v1::SessionRejected& rejected) {
   if (reason.empty()) {
     reason = parley::v1::RejectReason_Name(rejected.reason());
   }
+  // A live session re-announced after a reconnect whose token has expired
+  // since it authenticated did nothing wrong: "do not retry" (4001) would
+  // strand it. 4008 tells the client to reconnect with a fresh token.
+  if (state_ == State::kLive &&
+      rejected.reason() == parley::v1::REJECT_REASON_TOKEN_EXPIRED) {
+    Close(kCloseAuthTimeout,
+          "token expired while connected; reconnect with a fresh token");
+    return;
+  }
   Close(CloseCodeForReject(rejected.reason()), reason);
 }
 

@@ -17,8 +17,9 @@
 //
 // What it decides:
 //   * authentication: ?token= or a first `hello`; the auth deadline (4008);
-//     rejections mapped to close codes (4001, 4029, 1013); service
-//     unreachable at that moment (1013);
+//     rejections mapped to close codes (4001, 4029, 1013; a live session
+//     whose token expired before a re-announcement gets 4008, "reconnect
+//     with a fresh token"); service unreachable at that moment (1013);
 //   * malformed frames get an `error` frame and the connection stays open;
 //     too many frames get RATE_LIMITED errors (token bucket); sustained abuse
 //     (the error budget runs out) closes with 1008;

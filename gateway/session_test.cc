@@ -325,6 +325,19 @@ TEST_F(SessionTest, RejectionsMapToCloseCodes) {
   }
 }
 
+TEST_F(SessionTest, ExpiredTokenOnReannounceAsksForAFreshToken) {
+  GoLive();
+  session_->OnLinkDown(1);
+  upstream_.generation = 2;
+  session_->OnLinkUp(2);
+  parley::v1::SessionRejected rejected;
+  rejected.set_reason(parley::v1::REJECT_REASON_TOKEN_EXPIRED);
+  rejected.set_message("token expired");
+  session_->OnRejected(rejected);
+  EXPECT_EQ(connection_.close_code, kCloseAuthTimeout);
+  EXPECT_THAT(connection_.close_reason, HasSubstr("fresh token"));
+}
+
 TEST_F(SessionTest, RateLimitErrorsThenSustainedAbuseCloses1008) {
   SessionOptions options;
   options.rate_limit_per_second = 10;
