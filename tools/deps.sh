@@ -20,6 +20,7 @@ DOCKER_PACKAGES=(
 )
 TEST_PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-websockets python3-pytest
+  nats-server
 )
 
 packages=("${BUILD_PACKAGES[@]}")

@@ -50,6 +50,14 @@ if [ -x tests/browser/run.sh ]; then
   reports+=("$ARTIFACTS/browser.xml")
 fi
 
+if [ -x tests/bench/smoke.sh ]; then
+  echo "== benchmark smoke (the tools work and the numbers are sane)"
+  PARLEY_BIN_DIR=$BIN_DIR PARLEY_ARTIFACTS=$ARTIFACTS tests/bench/smoke.sh \
+    > "$ARTIFACTS/bench-smoke.log" 2>&1
+  tail -10 "$ARTIFACTS/bench-smoke.log"
+  reports+=("$ARTIFACTS/bench-smoke.xml")
+fi
+
 summary=$(/usr/bin/python3 tools/summarize_tests.py "$ARTIFACTS/bazel-test.log" \
   "$TESTLOGS" "${reports[@]}")
 echo "$summary"
