@@ -304,12 +304,13 @@ absl::StatusOr<uint64_t> FakeStore::ReadCursor(absl::string_view user,
 }
 
 absl::StatusOr<std::vector<std::string>> FakeStore::Contacts(
-    absl::string_view user) {
+    absl::string_view user, size_t max_group_members) {
   absl::MutexLock lock(&mu_);
   std::set<std::string> out;
   const std::string me(user);
   for (const auto& [id, group] : groups_) {
     if (group.members.count(me) == 0) continue;
+    if (group.members.size() > max_group_members) continue;
     out.insert(group.members.begin(), group.members.end());
   }
   auto peers = direct_peers_.find(user);

@@ -62,7 +62,7 @@ class FakeStore final : public Store {
                                       absl::string_view conversation) override;
 
   absl::StatusOr<std::vector<std::string>> Contacts(
-      absl::string_view user) override;
+      absl::string_view user, size_t max_group_members) override;
   absl::StatusOr<StoreStats> Stats() override;
   // Writes complete inside the call that makes them: nothing to wait for.
   void Flush() override {}

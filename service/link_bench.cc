@@ -79,6 +79,7 @@ int Run() {
     (void)(*server)->store().CreateGroup({"all", "", members, absl::Now()},
                                          members.size());
   }
+  const absl::Time open_start = absl::Now();
   auto stub = v1::GatewayLink::NewStub(grpc::CreateChannel(
       (*server)->link_address(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
@@ -126,6 +127,8 @@ int Run() {
     auto all_open = [&]() { return accepted == sessions; };
     mu.Await(absl::Condition(&all_open));
   }
+  std::printf("opened %d sessions in %.0f ms\n", sessions,
+              absl::ToDoubleMilliseconds(absl::Now() - open_start));
 
   const absl::Time start = absl::Now();
   for (int i = 0; i < messages;) {

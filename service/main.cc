@@ -63,6 +63,10 @@ ABSL_FLAG(absl::Duration, presence_grace, absl::Seconds(30),
           "How long users of a lost gateway stream stay online waiting for "
           "the gateway to re-announce them before their contacts see them "
           "offline (a duration). Default 30s.");
+ABSL_FLAG(uint32_t, presence_max_group_members, 100,
+          "Groups up to this many members make their members each other's "
+          "contacts for presence; larger groups do not (direct conversations "
+          "always do). Default 100.");
 ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
           "SQLite PRAGMA synchronous: FULL (fsync each group commit; an Ack "
           "survives power loss), NORMAL, OFF or EXTRA. Default FULL.");
@@ -100,6 +104,8 @@ parley::service::ServerOptions OptionsFromFlags() {
   o.messaging.max_page_size = absl::GetFlag(FLAGS_max_page_size);
   o.messaging.max_replay = static_cast<int>(absl::GetFlag(FLAGS_max_replay));
   o.messaging.presence_grace = absl::GetFlag(FLAGS_presence_grace);
+  o.messaging.presence_max_group_members =
+      absl::GetFlag(FLAGS_presence_max_group_members);
   o.admin.default_token_ttl = absl::GetFlag(FLAGS_token_ttl);
   o.admin.max_token_ttl = absl::GetFlag(FLAGS_max_token_ttl);
   o.admin.max_group_members = absl::GetFlag(FLAGS_max_group_members);

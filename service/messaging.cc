@@ -314,7 +314,8 @@ void Messaging::AnnounceOffline(const std::vector<std::string>& users) {
 
 void Messaging::AnnouncePresence(const std::string& user, bool online) {
   metrics_->presence.Increment();
-  absl::StatusOr<std::vector<std::string>> contacts = store_->Contacts(user);
+  absl::StatusOr<std::vector<std::string>> contacts =
+      store_->Contacts(user, options_.presence_max_group_members);
   if (!contacts.ok()) {
     LogWarn("presence.contacts_failed",
             {{"user", user}, {"error", contacts.status().ToString()}});
@@ -323,9 +324,7 @@ void Messaging::AnnouncePresence(const std::string& user, bool online) {
   v1::ServerFrame frame;
   frame.mutable_presence()->set_user(user);
   frame.mutable_presence()->set_online(online);
-  for (const std::string& contact : *contacts) {
-    router_->SendToUser(contact, frame);
-  }
+  router_->SendToUsers(*contacts, frame);
 }
 
 void Messaging::SendError(const std::string& session_id, v1::ErrorCode code,
@@ -590,9 +589,7 @@ void Messaging::HandleRead(const std::string& session_id,
         frame.mutable_receipt()->set_conversation(conversation);
         frame.mutable_receipt()->set_user(user);
         frame.mutable_receipt()->set_seq(seq);
-        for (const std::string& other : others) {
-          router_->SendToUser(other, frame);
-        }
+        router_->SendToUsers(others, frame);
       });
 }
 
@@ -609,9 +606,7 @@ void Messaging::HandleTyping(const std::string& session_id,
   v1::ServerFrame frame;
   frame.mutable_typing()->set_from(user);
   frame.mutable_typing()->set_conversation(audience->conversation);
-  for (const std::string& other : audience->others) {
-    router_->SendToUser(other, frame);
-  }
+  router_->SendToUsers(audience->others, frame);
 }
 
 void Messaging::CountStored(int64_t n) {

@@ -17,7 +17,8 @@
 //     other members get a Receipt.
 //   * Typing: relayed to the other members' live sessions, never stored.
 //   * Presence: when a user's first session opens or last one closes, their
-//     contacts (Store::Contacts) get a Presence frame. Re-announces after a
+//     contacts (Store::Contacts: direct peers and members of groups up to
+//     `presence_max_group_members`) get a Presence frame. Re-announces after a
 //     link reconnect are not presence changes, and losing a stream is not one
 //     at once: a user whose sessions all went with a lost stream is announced
 //     offline only if no session of theirs is back after `presence_grace`
@@ -69,6 +70,9 @@ struct MessagingOptions {
   // How long users of a lost link stream stay "online" waiting for the
   // gateway to re-announce them.
   absl::Duration presence_grace = absl::Seconds(30);
+  // Groups larger than this do not make their members each other's contacts
+  // for presence (direct conversations always do).
+  size_t presence_max_group_members = 100;
 };
 
 class Messaging final {

@@ -224,6 +224,25 @@ void Router::SendToUser(const std::string& user, const v1::ServerFrame& frame,
   for (auto& [stream, ids] : batch) stream->Send(DeliveryEvent(ids, frame));
 }
 
+void Router::SendToUsers(const std::vector<std::string>& users,
+                         const v1::ServerFrame& frame) {
+  absl::MutexLock lock(&mu_);
+  std::map<LinkStream*, std::vector<std::string>> batch;
+  for (const std::string& user : users) {
+    auto u = by_user_.find(user);
+    if (u == by_user_.end()) continue;
+    for (const std::string& id : u->second) {
+      Session& session = sessions_.at(id);
+      if (!session.live) {
+        ToSessionLocked(session, frame, 0, false);
+      } else {
+        batch[session.stream].push_back(id);
+      }
+    }
+  }
+  for (auto& [stream, ids] : batch) stream->Send(DeliveryEvent(ids, frame));
+}
+
 Router::Disconnected Router::Disconnect(absl::string_view user_id,
                                         absl::string_view session_id,
                                         uint32_t close_code,

@@ -120,6 +120,10 @@ class Router final {
   // to every session of `user` except `except_session`.
   void SendToUser(const std::string& user, const v1::ServerFrame& frame,
                   absl::string_view except_session = "");
+  // The same for many users: one Delivery per stream names every live
+  // session of theirs (the gateway encodes the frame once).
+  void SendToUsers(const std::vector<std::string>& users,
+                   const v1::ServerFrame& frame);
 
   // Operator actions. Disconnect closes one session (`session_id`) or all of
   // a user's (`user_id`); it sends DisconnectOrders and forgets the sessions.

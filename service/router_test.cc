@@ -133,6 +133,27 @@ TEST_F(RouterTest, TheSendingSessionIsSkippedAndItsAckCoversTheMessage) {
   EXPECT_EQ(gw1_.FramesFor("a").size(), 1u);
 }
 
+TEST_F(RouterTest, OneFrameForManyUsersIsOneDeliveryPerStream) {
+  OpenLive(&gw1_, "a", "alice");
+  OpenLive(&gw1_, "b", "bob");
+  OpenLive(&gw2_, "c", "carol");
+  ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("d", "dave")).ok());  // Opening.
+  gw1_.Clear();
+  gw2_.Clear();
+  v1::ServerFrame frame;
+  frame.mutable_presence()->set_user("eve");
+  router_.SendToUsers({"alice", "bob", "carol", "dave", "nobody"}, frame);
+  ASSERT_EQ(gw1_.events().size(), 1u);
+  EXPECT_THAT(gw1_.events()[0].delivery().session_ids(), ElementsAre("a", "b"));
+  ASSERT_EQ(gw2_.events().size(), 1u);
+  EXPECT_THAT(gw2_.events()[0].delivery().session_ids(), ElementsAre("c"));
+  // The opening session gets it once it is live.
+  ASSERT_TRUE(router_.CompleteOpen("d", Accepted("d", 0), {}));
+  auto frames = gw1_.FramesFor("d");
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].presence().user(), "eve");
+}
+
 TEST_F(RouterTest, AbortOpenRejectsAndForgets) {
   ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s1", "bob")).ok());
   v1::SessionRejected rejected;

@@ -933,21 +933,23 @@ absl::StatusOr<uint64_t> SqliteStore::ReadCursor(
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteStore::Contacts(
-    absl::string_view user) {
+    absl::string_view user, size_t max_group_members) {
   return WithReader<absl::StatusOr<std::vector<std::string>>>(
-      [user](Connection& c) -> absl::StatusOr<std::vector<std::string>> {
+      [user, max_group_members](
+          Connection& c) -> absl::StatusOr<std::vector<std::string>> {
         ASSIGN_OR_RETURN(
             auto s,
             c.Prepare(
                 "SELECT m2.user_id FROM members m1 JOIN members m2 ON "
                 "m2.group_id = m1.group_id WHERE m1.user_id = ?1 AND "
-                "m2.user_id <> ?1 "
+                "m2.user_id <> ?1 AND (SELECT COUNT(*) FROM members m3 "
+                "WHERE m3.group_id = m1.group_id) <= ?2 "
                 "UNION SELECT c.user_b FROM conversations c JOIN users u ON "
                 "u.id = c.user_b WHERE c.user_a = ?1 AND c.user_b <> ?1 "
                 "UNION SELECT c.user_a FROM conversations c JOIN users u ON "
                 "u.id = c.user_a WHERE c.user_b = ?1 AND c.user_a <> ?1 "
                 "ORDER BY 1"));
-        s->Bind(1, user);
+        s->Bind(1, user).Bind(2, static_cast<int64_t>(max_group_members));
         std::vector<std::string> out;
         for (;;) {
           ASSIGN_OR_RETURN(bool row, s->Step());

@@ -121,7 +121,7 @@ class SqliteStore final : public Store {
                                       absl::string_view conversation) override;
 
   absl::StatusOr<std::vector<std::string>> Contacts(
-      absl::string_view user) override;
+      absl::string_view user, size_t max_group_members) override;
   absl::StatusOr<StoreStats> Stats() override;
 
   class Connection;  // A sqlite3 handle with its prepared statements.

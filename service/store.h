@@ -185,10 +185,12 @@ class Store {
   virtual absl::StatusOr<uint64_t> ReadCursor(
       absl::string_view user, absl::string_view conversation) = 0;
 
-  // Users who share a group or a direct conversation with `user` (sorted,
-  // without `user`): who is told about the user's presence.
+  // Users who share a direct conversation, or a group of at most
+  // `max_group_members` members, with `user` (sorted, without `user`): who is
+  // told about the user's presence. (Presence in every large group would cost
+  // members squared frames as they come online.)
   virtual absl::StatusOr<std::vector<std::string>> Contacts(
-      absl::string_view user) = 0;
+      absl::string_view user, size_t max_group_members) = 0;
 
   virtual absl::StatusOr<StoreStats> Stats() = 0;
 

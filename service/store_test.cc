@@ -228,8 +228,11 @@ TEST_P(StoreTest, ContactsAreGroupMatesAndDirectPeers) {
   ASSERT_TRUE(
       store_->CreateGroup({"g", "", {"alice", "bob"}, absl::Now()}, 10).ok());
   ASSERT_TRUE(AppendSync("carol", "alice", false, "c1").ok());
-  EXPECT_THAT(*store_->Contacts("alice"), ElementsAre("bob", "carol"));
-  EXPECT_THAT(*store_->Contacts("carol"), ElementsAre("alice"));
+  EXPECT_THAT(*store_->Contacts("alice", 10), ElementsAre("bob", "carol"));
+  EXPECT_THAT(*store_->Contacts("carol", 10), ElementsAre("alice"));
+  // A group above the size limit does not make contacts; direct peers stay.
+  EXPECT_THAT(*store_->Contacts("alice", 1), ElementsAre("carol"));
+  EXPECT_THAT(*store_->Contacts("bob", 1), IsEmpty());
 }
 
 TEST_P(StoreTest, DeleteUserRemovesMembershipInboxAndKeys) {
