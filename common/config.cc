@@ -25,7 +25,8 @@ bool IsParleyFlag(const absl::CommandLineFlag& flag) {
   const std::string file = flag.Filename();
   for (absl::string_view dir :
        {"common/", "service/", "gateway/", "tools/", "tests/"}) {
-    if (absl::StartsWith(file, dir) || absl::StrContains(file, absl::StrCat("/", dir))) {
+    if (absl::StartsWith(file, dir) ||
+        absl::StrContains(file, absl::StrCat("/", dir))) {
       return true;
     }
   }
@@ -70,7 +71,8 @@ std::vector<char*> ParseConfig(int argc, char** argv, absl::string_view usage) {
     std::exit(2);
   }
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  absl::StatusOr<LogLevel> level = ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  absl::StatusOr<LogLevel> level =
+      ParseLogLevel(absl::GetFlag(FLAGS_log_level));
   if (!level.ok()) {
     std::fprintf(stderr, "--log_level: %s\n",
                  std::string(level.status().message()).c_str());

@@ -9,8 +9,8 @@ absl::StatusOr<Encoding> EncodingForSubprotocol(absl::string_view name) {
   if (name == kJsonSubprotocol) return Encoding::kJson;
   if (name == kProtoSubprotocol) return Encoding::kBinary;
   return absl::NotFoundError(absl::StrCat("unknown subprotocol \"", name,
-                                          "\" (want ", kJsonSubprotocol,
-                                          " or ", kProtoSubprotocol, ")"));
+                                          "\" (want ", kJsonSubprotocol, " or ",
+                                          kProtoSubprotocol, ")"));
 }
 
 absl::string_view SubprotocolName(Encoding encoding) {
@@ -22,7 +22,8 @@ absl::Status DecodeFrame(Encoding encoding, absl::string_view data,
   out->Clear();
   if (encoding == Encoding::kBinary) {
     if (!out->ParseFromArray(data.data(), static_cast<int>(data.size()))) {
-      return absl::InvalidArgumentError("frame is not a valid protobuf message");
+      return absl::InvalidArgumentError(
+          "frame is not a valid protobuf message");
     }
     return absl::OkStatus();
   }

@@ -32,7 +32,8 @@ absl::Status DecodeFrame(Encoding encoding, absl::string_view data,
                          google::protobuf::Message* out);
 
 // Serialises one frame.
-std::string EncodeFrame(Encoding encoding, const google::protobuf::Message& frame);
+std::string EncodeFrame(Encoding encoding,
+                        const google::protobuf::Message& frame);
 
 }  // namespace parley
 

@@ -38,7 +38,8 @@ std::vector<ClientFrame> ClientSamples() {
           R"(send { client_msg_id: "c-1" to { user: "bob" } text: "hi ✓" })"),
       Parse<ClientFrame>(
           R"(send { client_msg_id: "c-2" to { group: "team" } text: "all" })"),
-      Parse<ClientFrame>(R"(sync { after_seq: 18446744073709551615 limit: 50 })"),
+      Parse<ClientFrame>(
+          R"(sync { after_seq: 18446744073709551615 limit: 50 })"),
       Parse<ClientFrame>(R"(read { conversation: "d:alice:bob" seq: 7 })"),
       Parse<ClientFrame>(R"(typing { to { user: "bob" } })"),
       Parse<ClientFrame>(R"(ping { nonce: "n1" })"),
@@ -63,7 +64,8 @@ std::vector<ServerFrame> ServerSamples() {
                          "} inbox_seq: 20 more: true }"),
       Parse<ServerFrame>(
           R"(receipt { conversation: "g:team" user: "bob" seq: 3 })"),
-      Parse<ServerFrame>(R"(typing { from: "bob" conversation: "d:alice:bob" })"),
+      Parse<ServerFrame>(
+          R"(typing { from: "bob" conversation: "d:alice:bob" })"),
       Parse<ServerFrame>(R"(presence { user: "bob" online: true })"),
       Parse<ServerFrame>(R"(error { code: ERROR_CODE_RATE_LIMITED
                             message: "slow down" client_msg_id: "c-3" })"),
@@ -124,8 +126,9 @@ TEST(FrameCodecTest, EveryServerFrameRoundTripsInBothEncodings) {
 
 TEST(FrameCodecTest, JsonUsesTheDocumentedNames) {
   ClientFrame send = ClientSamples()[1];
-  EXPECT_EQ(EncodeFrame(Encoding::kJson, send),
-            R"({"send":{"clientMsgId":"c-1","to":{"user":"bob"},"text":"hi ✓"}})");
+  EXPECT_EQ(
+      EncodeFrame(Encoding::kJson, send),
+      R"({"send":{"clientMsgId":"c-1","to":{"user":"bob"},"text":"hi ✓"}})");
   std::string ack = EncodeFrame(Encoding::kJson, ServerSamples()[1]);
   EXPECT_THAT(ack, HasSubstr(R"("inboxSeq":"9")"));
   EXPECT_THAT(ack, HasSubstr(R"("sentAt":"2023-11-14T22:13:20Z")"));

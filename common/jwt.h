@@ -21,10 +21,10 @@ namespace parley {
 
 // What a valid token says.
 struct TokenClaims {
-  std::string subject;     // The user id (sub).
-  absl::Time expires_at;   // exp, whole seconds.
-  absl::Time issued_at;    // iat; absl::UnixEpoch() when absent.
-  std::string device;      // dev; may be empty.
+  std::string subject;    // The user id (sub).
+  absl::Time expires_at;  // exp, whole seconds.
+  absl::Time issued_at;   // iat; absl::UnixEpoch() when absent.
+  std::string device;     // dev; may be empty.
 };
 
 // Why a token was refused.

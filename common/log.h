@@ -1,7 +1,8 @@
 // Structured logging: one line per event on stderr, key=value fields.
 //
 //   LogInfo("session.open", {{"peer", peer}, {"user", user_id}});
-//   => 2026-11-24T10:00:00.123Z level=info event=session.open peer=127.0.0.1:5 user=alice
+//   => 2026-11-24T10:00:00.123Z level=info event=session.open peer=127.0.0.1:5
+//   user=alice
 //
 // Values with spaces, quotes, '=' or control characters are quoted and
 // escaped, so every line splits on spaces into key=value pairs. Why a thin

@@ -11,21 +11,21 @@ using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
 TEST(LogTest, LineHasTimestampLevelEventAndFields) {
-  std::string line = FormatLogLine(LogLevel::kWarn, "handshake.failed",
-                                   {{"peer", "127.0.0.1:5000"}, {"code", 1009}});
+  std::string line =
+      FormatLogLine(LogLevel::kWarn, "handshake.failed",
+                    {{"peer", "127.0.0.1:5000"}, {"code", 1009}});
   EXPECT_THAT(line, MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z "
                                  "level=warn event=handshake.failed "
                                  "peer=127.0.0.1:5000 code=1009"));
 }
 
 TEST(LogTest, ValuesThatWouldBreakParsingAreQuotedAndEscaped) {
-  std::string line =
-      FormatLogLine(LogLevel::kInfo, "e",
-                    {{"reason", "Handshake not finished"},
-                     {"q", "say \"hi\""},
-                     {"eq", "a=b"},
-                     {"nl", "x\ny"},
-                     {"empty", ""}});
+  std::string line = FormatLogLine(LogLevel::kInfo, "e",
+                                   {{"reason", "Handshake not finished"},
+                                    {"q", "say \"hi\""},
+                                    {"eq", "a=b"},
+                                    {"nl", "x\ny"},
+                                    {"empty", ""}});
   EXPECT_THAT(line, HasSubstr(" reason=\"Handshake not finished\""));
   EXPECT_THAT(line, HasSubstr(" q=\"say \\\"hi\\\"\""));
   EXPECT_THAT(line, HasSubstr(" eq=\"a=b\""));

@@ -80,9 +80,8 @@ void Histogram::Observe(double value) {
 }
 
 std::vector<double> Histogram::LatencyBuckets() {
-  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-          0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,
-          2.5,     5,      10};
+  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
 }
 
 std::vector<double> Histogram::SizeBuckets() {
@@ -114,7 +113,8 @@ Registry::Family& Registry::FamilyFor(absl::string_view name,
 Counter& Registry::GetCounter(absl::string_view name, absl::string_view help,
                               const Labels& labels) {
   absl::MutexLock lock(&mu_);
-  auto& slot = FamilyFor(name, help, Type::kCounter).counters[RenderLabels(labels)];
+  auto& slot =
+      FamilyFor(name, help, Type::kCounter).counters[RenderLabels(labels)];
   if (!slot) slot = std::make_unique<Counter>();
   return *slot;
 }

@@ -97,7 +97,8 @@ TEST(MetricsTest, ProcessMetricsReadProc) {
   EXPECT_THAT(text, HasSubstr("# TYPE process_resident_memory_bytes gauge"));
   EXPECT_THAT(text, HasSubstr("process_cpu_seconds_total "));
   EXPECT_THAT(text, HasSubstr("process_open_fds "));
-  EXPECT_THAT(text, ::testing::Not(HasSubstr("process_resident_memory_bytes 0\n")));
+  EXPECT_THAT(text,
+              ::testing::Not(HasSubstr("process_resident_memory_bytes 0\n")));
 }
 
 }  // namespace

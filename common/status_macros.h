@@ -20,18 +20,18 @@
 #define PARLEY_STATUS_CONCAT_(a, b) PARLEY_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    ::absl::Status parley_status_ = (expr);    \
-    if (!parley_status_.ok()) {                \
-      return parley_status_;                   \
-    }                                          \
+#define RETURN_IF_ERROR(expr)               \
+  do {                                      \
+    ::absl::Status parley_status_ = (expr); \
+    if (!parley_status_.ok()) {             \
+      return parley_status_;                \
+    }                                       \
   } while (false)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, else
 // assigns (moves) the value to `lhs`, which may be a declaration.
-#define ASSIGN_OR_RETURN(lhs, rexpr)                                        \
-  PARLEY_ASSIGN_OR_RETURN_IMPL_(                                            \
+#define ASSIGN_OR_RETURN(lhs, rexpr) \
+  PARLEY_ASSIGN_OR_RETURN_IMPL_(     \
       PARLEY_STATUS_CONCAT_(parley_statusor_, __LINE__), lhs, rexpr)
 
 #define PARLEY_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
