@@ -33,23 +33,6 @@ v1::Group ToGroup(const GroupRecord& r) {
   return g;
 }
 
-v1::Message ToHistoryMessage(const StoredMessage& m) {
-  v1::Message out;
-  out.set_message_id(m.message_id);
-  out.set_conversation(m.conversation);
-  out.set_seq(m.seq);
-  out.set_from(m.from);
-  if (m.to_group) {
-    out.mutable_to()->set_group(m.to);
-  } else {
-    out.mutable_to()->set_user(m.to);
-  }
-  out.set_text(m.text);
-  *out.mutable_sent_at() = ToTimestamp(m.sent_at);
-  out.set_client_msg_id(m.client_msg_id);
-  return out;
-}
-
 absl::Status ValidatePageToken(absl::string_view token) {
   if (token.empty()) return absl::OkStatus();
   absl::Status valid = ValidateId("page_token", token);
@@ -352,7 +335,7 @@ absl::StatusOr<v1::GetHistoryResponse> AdminApi::GetHistory(
                           static_cast<int>(PageSize(request.limit()))));
   v1::GetHistoryResponse response;
   for (const StoredMessage& m : page.messages) {
-    *response.add_messages() = ToHistoryMessage(m);
+    *response.add_messages() = ToMessage(m, /*inbox_seq=*/0);
   }
   response.set_more(page.more);
   return response;

@@ -13,24 +13,6 @@
 namespace parley::service {
 namespace {
 
-v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
-  v1::Message out;
-  out.set_inbox_seq(inbox_seq);
-  out.set_message_id(m.message_id);
-  out.set_conversation(m.conversation);
-  out.set_seq(m.seq);
-  out.set_from(m.from);
-  if (m.to_group) {
-    out.mutable_to()->set_group(m.to);
-  } else {
-    out.mutable_to()->set_user(m.to);
-  }
-  out.set_text(m.text);
-  *out.mutable_sent_at() = ToTimestamp(m.sent_at);
-  out.set_client_msg_id(m.client_msg_id);
-  return out;
-}
-
 v1::Ack ToAck(const AppendResult& r) {
   v1::Ack ack;
   ack.set_client_msg_id(r.message.client_msg_id);
@@ -119,6 +101,24 @@ absl::StatusOr<Audience> AudienceOf(Store& store, const std::string& user,
 }
 
 }  // namespace
+
+v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
+  v1::Message out;
+  out.set_inbox_seq(inbox_seq);
+  out.set_message_id(m.message_id);
+  out.set_conversation(m.conversation);
+  out.set_seq(m.seq);
+  out.set_from(m.from);
+  if (m.to_group) {
+    out.mutable_to()->set_group(m.to);
+  } else {
+    out.mutable_to()->set_user(m.to);
+  }
+  out.set_text(m.text);
+  *out.mutable_sent_at() = ToTimestamp(m.sent_at);
+  out.set_client_msg_id(m.client_msg_id);
+  return out;
+}
 
 v1::ErrorCode ErrorCodeFor(const absl::Status& status) {
   switch (status.code()) {

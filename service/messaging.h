@@ -170,6 +170,10 @@ class Messaging final {
 // The client ErrorCode for a failed Store or validation status.
 v1::ErrorCode ErrorCodeFor(const absl::Status& status);
 
+// A stored message as the client protocol shows it, at `inbox_seq` in the
+// receiving user's inbox (0 where no inbox is meant, as in history).
+v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq);
+
 }  // namespace parley::service
 
 #endif  // PARLEY_SERVICE_MESSAGING_H_
