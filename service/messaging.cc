@@ -289,6 +289,7 @@ void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
                                 {"head", *head},
                                 {"replayed", replay.size()},
                                 {"reannounce", open.reannounce() ? 1 : 0}});
+  if (!open.reannounce()) SendPresenceSnapshot(session_id, user);
   if (*first) {
     bool announced_lost = false;
     {
@@ -325,6 +326,24 @@ void Messaging::AnnouncePresence(const std::string& user, bool online) {
   frame.mutable_presence()->set_user(user);
   frame.mutable_presence()->set_online(online);
   router_->SendToUsers(*contacts, frame);
+}
+
+void Messaging::SendPresenceSnapshot(const std::string& session_id,
+                                     const std::string& user) {
+  absl::StatusOr<std::vector<std::string>> contacts =
+      store_->Contacts(user, options_.presence_max_group_members);
+  if (!contacts.ok()) {
+    LogWarn("presence.contacts_failed",
+            {{"user", user}, {"error", contacts.status().ToString()}});
+    return;
+  }
+  for (const std::string& contact : *contacts) {
+    if (contact == user || !router_->IsOnline(contact)) continue;
+    v1::ServerFrame frame;
+    frame.mutable_presence()->set_user(contact);
+    frame.mutable_presence()->set_online(true);
+    router_->SendToSession(session_id, std::move(frame));
+  }
 }
 
 void Messaging::SendError(const std::string& session_id, v1::ErrorCode code,

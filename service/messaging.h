@@ -16,7 +16,9 @@
 //   * Read: the user's read cursor rises (never falls); when it rose, the
 //     other members get a Receipt.
 //   * Typing: relayed to the other members' live sessions, never stored.
-//   * Presence: when a user's first session opens or last one closes, their
+//   * Presence: a new (not re-announced) session first learns which of its
+//     user's contacts are online; when a user's first session opens or last
+//     one closes, their
 //     contacts (Store::Contacts: direct peers and members of groups up to
 //     `presence_max_group_members`) get a Presence frame. Re-announces after a
 //     link reconnect are not presence changes, and losing a stream is not one
@@ -137,6 +139,10 @@ class Messaging final {
   // `origin_session` (which gets the Ack instead) and returns the Ack.
   v1::Ack Deliver(const AppendResult& result,
                   const std::string& origin_session);
+  // Tells a newly opened session which of its user's contacts are online
+  // now (Presence frames); changes after that arrive as they happen.
+  void SendPresenceSnapshot(const std::string& session_id,
+                            const std::string& user);
   void AnnouncePresence(const std::string& user, bool online);
   void Reject(LinkStream* stream, const std::string& session_id,
               v1::RejectReason reason, absl::string_view message,

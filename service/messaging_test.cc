@@ -476,6 +476,22 @@ TEST_P(MessagingTest, PresenceIsAnnouncedToContactsOnFirstOpenAndLastClose) {
   EXPECT_THAT(Only(FramesFor("c1"), v1::ServerFrame::kPresence), IsEmpty());
 }
 
+TEST_P(MessagingTest, NewSessionLearnsWhichContactsAreAlreadyOnline) {
+  ASSERT_TRUE(store_->CreateGroup({"g", "", {"alice", "bob"}, now_}, 10).ok());
+  Open("b1", "bob");
+  Open("c1", "carol");  // Online, but not a contact of alice.
+  Open("a1", "alice");
+  auto presence = Only(FramesFor("a1"), v1::ServerFrame::kPresence);
+  ASSERT_EQ(presence.size(), 1u);
+  EXPECT_EQ(presence[0].presence().user(), "bob");
+  EXPECT_TRUE(presence[0].presence().online());
+  // A re-announced session already knew: no snapshot again.
+  v1::SessionOpen again = OpenRequest("a1", Token("alice"));
+  again.set_reannounce(true);
+  ASSERT_TRUE(OpenWith(again, &gw_).has_accepted());
+  EXPECT_EQ(Only(FramesFor("a1"), v1::ServerFrame::kPresence).size(), 1u);
+}
+
 TEST_P(MessagingTest, UsersOfALostStreamGoOfflineOnlyAfterTheGrace) {
   ASSERT_TRUE(
       store_->CreateGroup({"g", "", {"alice", "bob", "carol"}, now_}, 10).ok());
