@@ -36,26 +36,27 @@ namespace {
 // with the peer), and permessage-deflate left out (websocketpp's default
 // `disabled` extension). The runtime limits (timeouts, max message size) are
 // set on the endpoint.
-struct PlainConfig : public websocketpp::config::asio {
-  typedef PlainConfig type;
-  typedef websocketpp::config::asio base;
-  typedef base::concurrency_type concurrency_type;
-  typedef base::request_type request_type;
-  typedef base::response_type response_type;
-  typedef base::message_type message_type;
-  typedef base::con_msg_manager_type con_msg_manager_type;
-  typedef base::endpoint_msg_manager_type endpoint_msg_manager_type;
-  typedef base::alog_type alog_type;
-  typedef base::elog_type elog_type;
-  typedef base::rng_type rng_type;
+template <typename Base, typename SocketEndpoint>
+struct GatewayConfig : public Base {
+  typedef GatewayConfig type;
+  typedef Base base;
+  typedef typename base::concurrency_type concurrency_type;
+  typedef typename base::request_type request_type;
+  typedef typename base::response_type response_type;
+  typedef typename base::message_type message_type;
+  typedef typename base::con_msg_manager_type con_msg_manager_type;
+  typedef typename base::endpoint_msg_manager_type endpoint_msg_manager_type;
+  typedef typename base::alog_type alog_type;
+  typedef typename base::elog_type elog_type;
+  typedef typename base::rng_type rng_type;
 
   struct transport_config : public base::transport_config {
-    typedef type::concurrency_type concurrency_type;
-    typedef type::alog_type alog_type;
-    typedef type::elog_type elog_type;
-    typedef type::request_type request_type;
-    typedef type::response_type response_type;
-    typedef websocketpp::transport::asio::basic_socket::endpoint socket_type;
+    typedef typename type::concurrency_type concurrency_type;
+    typedef typename type::alog_type alog_type;
+    typedef typename type::elog_type elog_type;
+    typedef typename type::request_type request_type;
+    typedef typename type::response_type response_type;
+    typedef SocketEndpoint socket_type;
   };
   typedef websocketpp::transport::asio::endpoint<transport_config>
       transport_type;
@@ -67,37 +68,13 @@ struct PlainConfig : public websocketpp::config::asio {
       websocketpp::log::alevel::none;
 };
 
-// The same for wss: TLS on the asio transport.
-struct TlsConfig : public websocketpp::config::asio_tls {
-  typedef TlsConfig type;
-  typedef websocketpp::config::asio_tls base;
-  typedef base::concurrency_type concurrency_type;
-  typedef base::request_type request_type;
-  typedef base::response_type response_type;
-  typedef base::message_type message_type;
-  typedef base::con_msg_manager_type con_msg_manager_type;
-  typedef base::endpoint_msg_manager_type endpoint_msg_manager_type;
-  typedef base::alog_type alog_type;
-  typedef base::elog_type elog_type;
-  typedef base::rng_type rng_type;
-
-  struct transport_config : public base::transport_config {
-    typedef type::concurrency_type concurrency_type;
-    typedef type::alog_type alog_type;
-    typedef type::elog_type elog_type;
-    typedef type::request_type request_type;
-    typedef type::response_type response_type;
-    typedef websocketpp::transport::asio::tls_socket::endpoint socket_type;
-  };
-  typedef websocketpp::transport::asio::endpoint<transport_config>
-      transport_type;
-
-  static const size_t connection_read_buffer_size = 1024;
-  static const websocketpp::log::level elog_level =
-      websocketpp::log::elevel::none;
-  static const websocketpp::log::level alog_level =
-      websocketpp::log::alevel::none;
-};
+// ws:// and wss://: the same settings on plain and TLS sockets.
+using PlainConfig =
+    GatewayConfig<websocketpp::config::asio,
+                  websocketpp::transport::asio::basic_socket::endpoint>;
+using TlsConfig =
+    GatewayConfig<websocketpp::config::asio_tls,
+                  websocketpp::transport::asio::tls_socket::endpoint>;
 
 using Hdl = websocketpp::connection_hdl;
 
