@@ -33,6 +33,15 @@ v1::Group ToGroup(const GroupRecord& r) {
   return g;
 }
 
+// List pages are read with one record more than the page size: if it came,
+// it is cut off and the page's last id is the next page token; else "".
+template <typename Record>
+std::string TrimToPage(std::vector<Record>& records, uint32_t size) {
+  if (records.size() <= size) return "";
+  records.resize(size);
+  return records.back().id;
+}
+
 absl::Status ValidatePageToken(absl::string_view token) {
   if (token.empty()) return absl::OkStatus();
   absl::Status valid = ValidateId("page_token", token);
@@ -99,10 +108,8 @@ absl::StatusOr<v1::ListUsersResponse> AdminApi::ListUsers(
       std::vector<UserRecord> users,
       store_->ListUsers(request.page_token(), static_cast<int>(size) + 1));
   v1::ListUsersResponse response;
-  const bool more = users.size() > size;
-  if (more) users.resize(size);
+  response.set_next_page_token(TrimToPage(users, size));
   for (const UserRecord& u : users) *response.add_users() = ToUser(u);
-  if (more) response.set_next_page_token(users.back().id);
   return response;
 }
 
@@ -217,10 +224,8 @@ absl::StatusOr<v1::ListGroupsResponse> AdminApi::ListGroups(
       std::vector<GroupRecord> groups,
       store_->ListGroups(request.page_token(), static_cast<int>(size) + 1));
   v1::ListGroupsResponse response;
-  const bool more = groups.size() > size;
-  if (more) groups.resize(size);
+  response.set_next_page_token(TrimToPage(groups, size));
   for (const GroupRecord& g : groups) *response.add_groups() = ToGroup(g);
-  if (more) response.set_next_page_token(groups.back().id);
   return response;
 }
 

@@ -209,29 +209,24 @@ void Router::SendToSession(absl::string_view session_id, v1::ServerFrame frame,
 void Router::SendToUser(const std::string& user, const v1::ServerFrame& frame,
                         absl::string_view except_session) {
   absl::MutexLock lock(&mu_);
-  auto u = by_user_.find(user);
-  if (u == by_user_.end()) return;
-  std::map<LinkStream*, std::vector<std::string>> batch;
-  for (const std::string& id : u->second) {
-    if (id == except_session) continue;
-    Session& session = sessions_.at(id);
-    if (!session.live) {
-      ToSessionLocked(session, frame, 0, false);
-    } else {
-      batch[session.stream].push_back(id);
-    }
-  }
-  for (auto& [stream, ids] : batch) stream->Send(DeliveryEvent(ids, frame));
+  SendToUsersLocked({user}, frame, except_session);
 }
 
 void Router::SendToUsers(const std::vector<std::string>& users,
                          const v1::ServerFrame& frame) {
   absl::MutexLock lock(&mu_);
+  SendToUsersLocked(users, frame, "");
+}
+
+void Router::SendToUsersLocked(const std::vector<std::string>& users,
+                               const v1::ServerFrame& frame,
+                               absl::string_view except_session) {
   std::map<LinkStream*, std::vector<std::string>> batch;
   for (const std::string& user : users) {
     auto u = by_user_.find(user);
     if (u == by_user_.end()) continue;
     for (const std::string& id : u->second) {
+      if (id == except_session) continue;
       Session& session = sessions_.at(id);
       if (!session.live) {
         ToSessionLocked(session, frame, 0, false);

@@ -172,6 +172,12 @@ class Router final {
   // Forgets a session; returns whether its user has no session left.
   bool RemoveLocked(const std::string& session_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SendToUser(s): one Delivery per stream naming every live session of
+  // `users` except `except_session`; opening sessions hold the frame.
+  void SendToUsersLocked(const std::vector<std::string>& users,
+                         const v1::ServerFrame& frame,
+                         absl::string_view except_session)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends or holds a frame for a session.
   void ToSessionLocked(Session& session, v1::ServerFrame frame,
                        uint64_t inbox_seq, bool is_message)
