@@ -7,7 +7,6 @@
 // signal during the drain is ignored. They are blocked in every thread and
 // taken synchronously here with sigwait(), so no handler runs in signal
 // context.
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,6 +18,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/termination_signals.h"
 #include "gateway/gateway_flags.h"
 #include "gateway/upstream_link.h"
 #include "gateway/ws_server.h"
@@ -36,12 +36,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Before any thread exists, so every thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before any thread exists, so every thread inherits the blocked mask.
+  const parley::TerminationSignals signals;
 
   parley::Registry& registry = parley::DefaultRegistry();
   parley::AddProcessMetrics(registry);
@@ -74,8 +70,7 @@ int main(int argc, char** argv) {
        {"tls", config->server.tls_cert_file.empty() ? "false" : "true"},
        {"streams", config->upstream.streams}});
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = signals.Wait();
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + config->drain_timeout;
   parley::LogInfo(

@@ -4,8 +4,6 @@
 //
 // Every flag can also be set with PARLEY_<FLAG NAME IN CAPITALS> (common/
 // config.h); the command line wins.
-#include <pthread.h>
-#include <signal.h>
 
 #include <chrono>
 #include <cstdio>
@@ -18,6 +16,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/termination_signals.h"
 #include "service/server.h"
 
 ABSL_FLAG(std::string, link_address, "127.0.0.1:7400",
@@ -132,13 +131,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Signals are taken by sigwait() below; every thread started from here on
-  // inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before any thread exists, so every thread inherits the blocked mask.
+  const parley::TerminationSignals signals;
 
   parley::Registry& registry = parley::DefaultRegistry();
   parley::AddProcessMetrics(registry);
@@ -156,8 +150,7 @@ int main(int argc, char** argv) {
                    {"data_dir", options.data_dir},
                    {"sqlite_synchronous", options.sqlite_synchronous}});
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = signals.Wait();
   parley::LogInfo("service.signal", {{"signal", signal_number}});
   // If the drain overruns its deadline, exit anyway: every acknowledged
   // message is already durable.
