@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 
 namespace parley::service {
@@ -176,6 +177,10 @@ class SqliteStore::Connection {
     RETURN_IF_ERROR(
         conn->Exec(absl::StrCat("PRAGMA synchronous=", options.synchronous)));
     RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys=OFF"));
+    RETURN_IF_ERROR(
+        conn->Exec(absl::StrCat("PRAGMA cache_size=-", options.cache_kib)));
+    // Savepoints' statement journals in memory, not in temporary files.
+    RETURN_IF_ERROR(conn->Exec("PRAGMA temp_store=MEMORY"));
     return conn;
   }
 
@@ -191,6 +196,8 @@ class SqliteStore::Connection {
     if (rc != SQLITE_OK) return Error(db_, rc, sql);
     return absl::OkStatus();
   }
+
+  sqlite3* db() const { return db_; }
 
   // The cached statement for `sql`. Prepare failures are programming errors
   // in the fixed SQL of this file, except when the database is unusable.
@@ -467,13 +474,25 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
                      "\" is not one of FULL, NORMAL, OFF, EXTRA"));
   }
   options.synchronous = sync;
-  if (options.max_batch == 0 || options.read_connections < 1) {
+  if (options.max_batch == 0 || options.read_connections < 1 ||
+      options.checkpoint_frames < 1 || options.cache_kib < 1) {
     return absl::InvalidArgumentError(
-        "max_batch and read_connections must be at least 1");
+        "max_batch, read_connections, checkpoint_frames and cache_kib must be "
+        "at least 1");
   }
   auto store = std::unique_ptr<SqliteStore>(new SqliteStore(options));
   ASSIGN_OR_RETURN(store->writer_conn_, Connection::Open(options));
   RETURN_IF_ERROR(store->writer_conn_->Exec(kSchema));
+  // Replaces SQLite's automatic checkpoint (which would run inside the
+  // writer's COMMIT) with a report of the WAL's length after each commit.
+  sqlite3_wal_hook(
+      store->writer_conn_->db(),
+      [](void* arg, sqlite3*, const char*, int frames) {
+        static_cast<SqliteStore*>(arg)->last_wal_frames_ = frames;
+        return SQLITE_OK;
+      },
+      store.get());
+  ASSIGN_OR_RETURN(store->checkpoint_conn_, Connection::Open(options));
   for (int i = 0; i < options.read_connections; ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<Connection> reader,
                      Connection::Open(options));
@@ -483,6 +502,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   }
   store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
   store->callbacks_ = std::thread([s = store.get()] { s->CallbackLoop(); });
+  store->checkpointer_ =
+      std::thread([s = store.get()] { s->CheckpointLoop(); });
   return store;
 }
 
@@ -493,6 +514,7 @@ SqliteStore::~SqliteStore() {
   }
   if (writer_.joinable()) writer_.join();
   if (callbacks_.joinable()) callbacks_.join();
+  if (checkpointer_.joinable()) checkpointer_.join();
 }
 
 void SqliteStore::Submit(WriteOp op) {
@@ -540,6 +562,16 @@ uint64_t SqliteStore::transactions() const {
   return transactions_;
 }
 
+uint64_t SqliteStore::checkpoints() const {
+  absl::MutexLock lock(&mu_);
+  return checkpoints_;
+}
+
+size_t SqliteStore::queued_writes() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
 void SqliteStore::WriterLoop() {
   for (;;) {
     std::vector<WriteOp> batch;
@@ -563,6 +595,7 @@ void SqliteStore::WriterLoop() {
     std::vector<absl::Status> statuses = CommitBatch(batch);
     absl::MutexLock lock(&mu_);
     ++transactions_;
+    wal_frames_ = last_wal_frames_;
     auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return committed_.size() < options_.max_pending_batches;
     };
@@ -592,23 +625,87 @@ void SqliteStore::CallbackLoop() {
   }
 }
 
+void SqliteStore::CheckpointLoop() {
+  uint64_t seen = 0;  // The transaction count at the last checkpoint.
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto due = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return writer_done_ || (transactions_ != seen &&
+                                wal_frames_ >= options_.checkpoint_frames);
+      };
+      mu_.Await(absl::Condition(&due));
+      // Closing the last connection checkpoints what is left.
+      if (writer_done_) return;
+      seen = transactions_;
+    }
+    if (Checkpoint(*checkpoint_conn_)) {
+      absl::MutexLock lock(&mu_);
+      ++checkpoints_;
+    }
+  }
+}
+
+bool SqliteStore::Checkpoint(Connection& c) {
+  absl::MutexLock lock(&checkpoint_mu_);
+  const int rc = sqlite3_wal_checkpoint_v2(
+      c.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  // BUSY is transient (a lock SQLite needs for a moment); the next commit
+  // brings the next attempt.
+  if (rc == SQLITE_BUSY) {
+    LogDebug("store.checkpoint_busy", {{"path", options_.path}});
+  } else if (rc != SQLITE_OK) {
+    LogWarn("store.checkpoint_failed",
+            {{"path", options_.path}, {"reason", sqlite3_errmsg(c.db())}});
+  }
+  return rc == SQLITE_OK;
+}
+
+bool SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, bool savepoints,
+                             std::vector<absl::Status>& statuses) {
+  Connection& c = *writer_conn_;
+  bool all_ok = true;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (savepoints) {
+      absl::Status sp = RunStatement(c, "SAVEPOINT op");
+      if (!sp.ok()) {
+        statuses[i] = sp;
+        all_ok = false;
+        continue;
+      }
+    }
+    statuses[i] = batch[i].apply(c);
+    if (!statuses[i].ok()) all_ok = false;
+    if (!savepoints) {
+      if (!all_ok) return false;
+      continue;
+    }
+    if (!statuses[i].ok()) (void)RunStatement(c, "ROLLBACK TO op");
+    (void)RunStatement(c, "RELEASE op");
+  }
+  return all_ok;
+}
+
 std::vector<absl::Status> SqliteStore::CommitBatch(
     std::vector<WriteOp>& batch) {
   Connection& c = *writer_conn_;
   const absl::Time start = absl::Now();
+  if (last_wal_frames_ >= 4 * options_.checkpoint_frames) {
+    // The WAL starts over only once a checkpoint has copied all of it, and a
+    // busy writer keeps appending while the checkpointer copies: copy the
+    // rest here, between two transactions, so that the next one restarts it.
+    (void)Checkpoint(c);
+  }
   std::vector<absl::Status> statuses(batch.size());
   absl::Status txn = c.Exec("BEGIN IMMEDIATE");
+  if (txn.ok() && !ApplyBatch(batch, /*savepoints=*/false, statuses)) {
+    // Undo the batch and run it again with a savepoint per operation, so
+    // only the failing operations roll back.
+    txn = c.Exec("ROLLBACK");
+    if (txn.ok()) txn = c.Exec("BEGIN IMMEDIATE");
+    if (txn.ok()) ApplyBatch(batch, /*savepoints=*/true, statuses);
+  }
   if (txn.ok()) {
-    for (size_t i = 0; i < batch.size(); ++i) {
-      absl::Status sp = RunStatement(c, "SAVEPOINT op");
-      if (!sp.ok()) {
-        statuses[i] = sp;
-        continue;
-      }
-      statuses[i] = batch[i].apply(c);
-      if (!statuses[i].ok()) (void)RunStatement(c, "ROLLBACK TO op");
-      (void)RunStatement(c, "RELEASE op");
-    }
     txn = c.Exec("COMMIT");
     if (!txn.ok()) (void)c.Exec("ROLLBACK");
   }

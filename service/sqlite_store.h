@@ -10,6 +10,20 @@
 // the commit, in commit order, on a callback thread of their own: the writer
 // commits the next batch while the previous batch's callbacks deliver it.
 //
+// A batch first runs without savepoints (they cost a statement journal per
+// operation); only if one of its operations fails is the transaction rolled
+// back and the batch run again with one SAVEPOINT per operation, so a failing
+// operation still rolls back alone. An operation's `apply` may therefore run
+// twice and must set its outputs rather than add to them.
+//
+// Checkpoints (copying the WAL back into the database file) run on a thread
+// and connection of their own, not inside the writer's commits: the writer
+// reports the WAL's length after each commit and the checkpointer runs a
+// PASSIVE checkpoint once it reaches `checkpoint_frames`. A WAL starts over
+// only once a checkpoint has copied all of it, which a writer that never
+// pauses would prevent; so past four times the threshold the writer runs one
+// checkpoint itself between two transactions (one checkpoint at a time).
+//
 // Reads: a small pool of read connections with prepared statements; in WAL
 // mode they never wait for the writer.
 //
@@ -62,6 +76,11 @@ struct SqliteStoreOptions {
   int read_connections = 4;
   // How long a connection waits on a lock before failing.
   absl::Duration busy_timeout = absl::Seconds(5);
+  // Page cache of each connection, in KiB (PRAGMA cache_size).
+  int64_t cache_kib = 64 * 1024;
+  // WAL length (in pages) at which the checkpointer copies the WAL back into
+  // the database (SQLite's own default is 1000).
+  int checkpoint_frames = 1000;
   // Called on the writer thread after every commit, before the batch's
   // callbacks, with the number of operations in it and how long
   // BEGIN..COMMIT took (for metrics).
@@ -84,6 +103,10 @@ class SqliteStore final : public Store {
 
   // Transactions committed so far (each holds one or more operations).
   uint64_t transactions() const;
+  // Checkpoints the checkpointer thread has completed.
+  uint64_t checkpoints() const;
+  // Write operations waiting for the writer thread.
+  size_t queued_writes() const;
 
   absl::Status CreateUser(const UserRecord& user) override;
   absl::StatusOr<UserRecord> GetUser(absl::string_view id) override;
@@ -148,8 +171,16 @@ class SqliteStore final : public Store {
 
   void WriterLoop();
   void CallbackLoop();
+  void CheckpointLoop();
+  // One PASSIVE checkpoint on `c`, one at a time; false (logged) on failure.
+  bool Checkpoint(Connection& c);
   // Runs the batch in one transaction; returns each operation's status.
   std::vector<absl::Status> CommitBatch(std::vector<WriteOp>& batch);
+  // Runs every operation of the batch in the open transaction, each under its
+  // own savepoint when `savepoints`; false if one failed (without savepoints
+  // it stops at the first failure).
+  bool ApplyBatch(std::vector<WriteOp>& batch, bool savepoints,
+                  std::vector<absl::Status>& statuses);
 
   // Runs `read` on a pooled read connection.
   template <typename T>
@@ -157,6 +188,8 @@ class SqliteStore final : public Store {
 
   const SqliteStoreOptions options_;
   std::unique_ptr<Connection> writer_conn_;  // Used by the writer thread only.
+  // Used by the checkpointer thread only.
+  std::unique_ptr<Connection> checkpoint_conn_;
 
   mutable absl::Mutex mu_;
   std::deque<WriteOp> queue_ ABSL_GUARDED_BY(mu_);
@@ -166,6 +199,9 @@ class SqliteStore final : public Store {
   uint64_t transactions_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Committed> committed_ ABSL_GUARDED_BY(mu_);
   bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
+  int last_wal_frames_ = 0;  // Set by the WAL hook, on the writer thread.
+  int wal_frames_ ABSL_GUARDED_BY(mu_) = 0;  // After the last commit.
+  uint64_t checkpoints_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_
@@ -173,6 +209,8 @@ class SqliteStore final : public Store {
 
   std::thread writer_;
   std::thread callbacks_;
+  absl::Mutex checkpoint_mu_;  // Held while a checkpoint runs.
+  std::thread checkpointer_;
 };
 
 }  // namespace parley::service

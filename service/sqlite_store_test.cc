@@ -3,6 +3,7 @@
 #include "service/sqlite_store.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <map>
@@ -109,6 +110,83 @@ TEST(SqliteStoreTest, FailingOperationRollsBackAloneInItsBatch) {
   EXPECT_EQ(*store->InboxHead("a"), 2u);
   EXPECT_EQ(*store->ConversationHead("d:a:b"), 2u);
   EXPECT_EQ(*store->ConversationHead("d:a:ghost"), 0u);
+}
+
+// A batch runs first without savepoints; an operation that fails after it
+// wrote (AddMembers past the size limit inserts the members, then counts
+// them) makes the store run the batch again with a savepoint per operation.
+// Its neighbours in the batch must commit, and its own writes must not.
+TEST(SqliteStoreTest, OperationFailingAfterItWroteRollsBackAloneInItsBatch) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  absl::Notification writer_held, release;
+  std::atomic<bool> hold{false};
+  options.on_commit = [&](size_t, absl::Duration) {
+    if (hold.exchange(false)) {
+      writer_held.Notify();
+      release.WaitForNotification();
+    }
+  };
+  auto store = OpenOrDie(options);
+  for (const char* u : {"a", "b", "c"}) {
+    ASSERT_TRUE(store->CreateUser({u, "", absl::Now()}).ok());
+  }
+  ASSERT_TRUE(store->CreateGroup({"g", "", {"a", "b"}, absl::Now()}, 2).ok());
+
+  // Park the writer after one commit so that the next three operations
+  // queue up and go into one batch.
+  hold = true;
+  store->Append(Direct("a", "b", "0"), [](absl::StatusOr<AppendResult>) {});
+  writer_held.WaitForNotification();
+  std::vector<absl::StatusCode> codes(2);
+  store->Append(Direct("a", "b", "1"), [&](absl::StatusOr<AppendResult> r) {
+    codes[0] = r.status().code();
+  });
+  absl::Status add;
+  std::thread adder([&] { add = store->AddMembers("g", {"c"}, 2).status(); });
+  while (store->queued_writes() < 2) std::this_thread::yield();
+  store->Append(Direct("b", "a", "2"), [&](absl::StatusOr<AppendResult> r) {
+    codes[1] = r.status().code();
+  });
+  ASSERT_EQ(store->queued_writes(), 3u);
+  const uint64_t before = store->transactions();
+  release.Notify();
+  adder.join();
+  store->Flush();
+
+  EXPECT_EQ(store->transactions() - before, 2u);  // Batch "0", then all three.
+  EXPECT_EQ(add.code(), absl::StatusCode::kResourceExhausted) << add;
+  EXPECT_EQ(codes[0], absl::StatusCode::kOk);
+  EXPECT_EQ(codes[1], absl::StatusCode::kOk);
+  EXPECT_THAT(store->GetGroup("g")->members, ::testing::ElementsAre("a", "b"));
+  EXPECT_EQ(*store->ConversationHead("d:a:b"), 3u);
+  EXPECT_EQ(*store->InboxHead("a"), 3u);
+}
+
+// Checkpoints run on the checkpointer's own thread, and the WAL stays
+// bounded while the writer keeps committing.
+TEST(SqliteStoreTest, CheckpointerKeepsTheWalBounded) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  options.checkpoint_frames = 16;
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
+  ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 40; ++i) {
+      store->Append(
+          Direct("a", "b", absl::StrCat(round, ".", i)),
+          [](absl::StatusOr<AppendResult> r) { ASSERT_TRUE(r.ok()); });
+    }
+    store->Flush();
+  }
+  EXPECT_GT(store->checkpoints(), 0u);
+  // Without checkpoints the WAL would hold every page written: 2,000
+  // messages' worth. Bounded: a few times the threshold plus one batch.
+  struct stat wal;
+  ASSERT_EQ(stat((options.path + "-wal").c_str(), &wal), 0);
+  EXPECT_LT(wal.st_size, 200 * 4096);
+  EXPECT_EQ(*store->ConversationHead("d:a:b"), 2000u);
 }
 
 TEST(SqliteStoreTest, GaplessAndCommitOrderedUnderConcurrentWriters) {
