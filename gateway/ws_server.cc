@@ -29,7 +29,26 @@
 namespace parley::gateway {
 namespace {
 
-// websocketpp's asio config with Parley's limits: a 1 KiB read buffer inside
+// Frees what a websocketpp connection keeps of its upgrade for its whole
+// life: the request and response (header maps and buffers) and the parsed
+// URI, ~1.5 KiB per connection, replaced by empty ones (`blank_uri` is one
+// shared instance). websocketpp 0.8 reads them only up to the open handler
+// (validation, the handshake, log_open_result) and in log_fail_result, which
+// never runs after open; Parley reads them in validation and in OnOpen
+// before this. The request and response accessors are const, the members
+// are not, so assigning through const_cast is well defined.
+template <typename Con>
+void ReleaseHandshake(Con& con, const websocketpp::uri_ptr& blank_uri) {
+  using Request =
+      std::remove_cv_t<std::remove_reference_t<decltype(con.get_request())>>;
+  using Response =
+      std::remove_cv_t<std::remove_reference_t<decltype(con.get_response())>>;
+  const_cast<Request&>(con.get_request()) = Request();
+  const_cast<Response&>(con.get_response()) = Response();
+  con.set_uri(blank_uri);
+}
+
+// websocketpp's asio config with Parley's limits: a 512-byte read buffer inside
 // each connection object (the default 16 KiB is most of an idle connection's
 // memory; client frames are typically a few hundred bytes, and a larger one
 // just takes several reads), no library logging (the adapter logs errors once,
@@ -61,7 +80,7 @@ struct GatewayConfig : public Base {
   typedef websocketpp::transport::asio::endpoint<transport_config>
       transport_type;
 
-  static const size_t connection_read_buffer_size = 1024;
+  static const size_t connection_read_buffer_size = 512;
   static const websocketpp::log::level elog_level =
       websocketpp::log::elevel::none;
   static const websocketpp::log::level alog_level =
@@ -435,6 +454,9 @@ class ServerImpl final : public WsServerImpl {
   std::unique_ptr<asio::steady_timer> heartbeat_;
   std::vector<std::thread> threads_;
   std::string id_prefix_;
+  // What open connections' URIs are replaced with (see ReleaseHandshake).
+  const websocketpp::uri_ptr blank_uri_ =
+      std::make_shared<websocketpp::uri>("ws://parley/");
   std::atomic<uint64_t> next_session_{0};
   std::atomic<bool> draining_{false};
   bool started_ = false;
@@ -722,6 +744,7 @@ void ServerImpl<Config>::OnOpen(Hdl hdl) {
       (void)absl::SimpleAtoi(it->second, &params.inbox_seq);
     }
     conn->session_->Start(params);
+    ReleaseHandshake(*conn->con(), blank_uri_);
   });
 }
 
