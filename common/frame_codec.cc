@@ -1,7 +1,7 @@
 #include "common/frame_codec.h"
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/json_util.h"
+#include "common/json_codec.h"
 
 namespace parley {
 
@@ -27,14 +27,10 @@ absl::Status DecodeFrame(Encoding encoding, absl::string_view data,
     }
     return absl::OkStatus();
   }
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  auto status = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(data.data(), data.size()), out, options);
+  absl::Status status = JsonToMessage(data, out);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("frame is not valid JSON for the protocol: ",
-                     std::string(status.message())));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "frame is not valid JSON for the protocol: ", status.message()));
   }
   return absl::OkStatus();
 }
@@ -46,9 +42,7 @@ std::string EncodeFrame(Encoding encoding,
     frame.SerializeToString(&out);
     return out;
   }
-  // Printing a valid message to JSON cannot fail.
-  (void)google::protobuf::util::MessageToJsonString(frame, &out);
-  return out;
+  return MessageToJson(frame);
 }
 
 }  // namespace parley

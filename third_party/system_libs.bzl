@@ -25,6 +25,9 @@ _LIBS = {
     "gmock": (["gmock"], []),
     "gmock_main": (["gmock_main"], []),
     "asio": ([], ["-pthread"]),
+    # Header-only; asking pkg-config still fails the fetch, with the package
+    # to install, when rapidjson-dev is missing.
+    "rapidjson": (["RapidJSON"], []),
 }
 
 def _pkg_config(ctx, flag, modules):
