@@ -20,8 +20,7 @@ constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS users(
   id TEXT PRIMARY KEY,
   display_name TEXT NOT NULL,
-  created_us INTEGER NOT NULL,
-  inbox_head INTEGER NOT NULL DEFAULT 0
+  created_us INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chat_groups(
   id TEXT PRIMARY KEY,
@@ -36,7 +35,6 @@ CREATE TABLE IF NOT EXISTS members(
 CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id, group_id);
 CREATE TABLE IF NOT EXISTS conversations(
   id TEXT PRIMARY KEY,
-  last_seq INTEGER NOT NULL DEFAULT 0,
   user_a TEXT,
   user_b TEXT
 ) WITHOUT ROWID;
@@ -198,6 +196,22 @@ class SqliteStore::Connection {
   }
 
   sqlite3* db() const { return db_; }
+  int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+
+  // The writer's memory of the highest inbox_seq per user and seq per
+  // conversation, so that an append need not look them up (see NextSeq).
+  // Valid only while it matches the database as the writer's transaction
+  // sees it: ForgetCounters() after anything is rolled back.
+  std::unordered_map<std::string, uint64_t>& inbox_heads() {
+    return inbox_heads_;
+  }
+  std::unordered_map<std::string, uint64_t>& conversation_heads() {
+    return conversation_heads_;
+  }
+  void ForgetCounters() {
+    inbox_heads_.clear();
+    conversation_heads_.clear();
+  }
 
   // The cached statement for `sql`. Prepare failures are programming errors
   // in the fixed SQL of this file, except when the database is unusable.
@@ -219,6 +233,8 @@ class SqliteStore::Connection {
 
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
+  std::unordered_map<std::string, uint64_t> inbox_heads_;
+  std::unordered_map<std::string, uint64_t> conversation_heads_;
 };
 
 namespace {
@@ -315,14 +331,33 @@ absl::Status InsertMembers(Connection& c, absl::string_view group_id,
   return absl::OkStatus();
 }
 
-// Increments a counter column and returns its new value.
-absl::StatusOr<uint64_t> Increment(Connection& c, const char* sql,
-                                   absl::string_view key) {
-  ASSIGN_OR_RETURN(auto s, c.Prepare(sql));
-  s->Bind(1, key);
-  ASSIGN_OR_RETURN(bool row, s->Step());
-  if (!row) return absl::InternalError(absl::StrCat("no row for ", key));
-  return static_cast<uint64_t>(s->Int(0));
+// Entries kept in each of the writer's counter maps before they start over.
+constexpr size_t kMaxCachedCounters = 1 << 20;
+
+// The next value of a gapless sequence whose highest value so far is
+// `max_sql` (one `?1` parameter, one row), remembered in `heads`: one more
+// than the highest stored, without touching the database once known. The
+// sequences are not stored as counters that every append would update; the
+// rows themselves (inbox, messages) carry them.
+absl::StatusOr<uint64_t> NextSeq(
+    Connection& c, std::unordered_map<std::string, uint64_t>& heads,
+    const char* max_sql, const std::string& key) {
+  auto it = heads.find(key);
+  if (it == heads.end()) {
+    ASSIGN_OR_RETURN(auto s, c.Prepare(max_sql));
+    s->Bind(1, key);
+    RETURN_IF_ERROR(s->Step().status());
+    if (heads.size() >= kMaxCachedCounters) heads.clear();
+    it = heads.emplace(key, static_cast<uint64_t>(s->Int(0))).first;
+  }
+  return ++it->second;
+}
+
+absl::StatusOr<uint64_t> NextInboxSeq(Connection& c, const std::string& user) {
+  return NextSeq(c, c.inbox_heads(),
+                 "SELECT IFNULL(MAX(inbox_seq), 0) FROM inbox WHERE "
+                 "user_id = ?1",
+                 user);
 }
 
 absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
@@ -363,28 +398,29 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
     if (!peer_exists) return NotFoundUser(r.to);
     recipients = {std::min(r.sender, r.to), std::max(r.sender, r.to)};
     if (recipients[0] == recipients[1]) recipients.pop_back();
-    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO conversations("
-                                       "id, last_seq, user_a, user_b) VALUES "
-                                       "(?1, 0, ?2, ?3)"));
-    s->Bind(1, r.conversation)
-        .Bind(2, recipients.front())
-        .Bind(3, recipients.back());
-    RETURN_IF_ERROR(s->Run());
+    // Known to the writer means the row exists.
+    if (c.conversation_heads().count(r.conversation) == 0) {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO conversations("
+                                         "id, user_a, user_b) VALUES (?1, ?2, "
+                                         "?3)"));
+      s->Bind(1, r.conversation)
+          .Bind(2, recipients.front())
+          .Bind(3, recipients.back());
+      RETURN_IF_ERROR(s->Run());
+    }
   }
 
   StoredMessage& m = result->message;
   int64_t rowid = 0;
-  ASSIGN_OR_RETURN(m.seq, Increment(c,
-                                    "UPDATE conversations SET last_seq = "
-                                    "last_seq + 1 WHERE id = ?1 RETURNING "
-                                    "last_seq",
-                                    r.conversation));
+  ASSIGN_OR_RETURN(m.seq, NextSeq(c, c.conversation_heads(),
+                                  "SELECT IFNULL(MAX(seq), 0) FROM messages "
+                                  "WHERE conversation = ?1",
+                                  r.conversation));
   {
     ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO messages(conversation, "
                                        "seq, sender, to_group, to_id, text, "
                                        "sent_us, client_msg_id) VALUES (?1, "
-                                       "?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING "
-                                       "id"));
+                                       "?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
     s->Bind(1, r.conversation)
         .BindU(2, m.seq)
         .Bind(3, r.sender)
@@ -393,9 +429,8 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
         .Bind(6, r.text)
         .Bind(7, ToMicros(r.sent_at))
         .Bind(8, r.client_msg_id);
-    ASSIGN_OR_RETURN(bool row, s->Step());
-    if (!row) return absl::InternalError("INSERT INTO messages returned no id");
-    rowid = s->Int(0);
+    RETURN_IF_ERROR(s->Run());
+    rowid = c.last_insert_rowid();
     m.message_id = absl::StrCat(rowid);
   }
   m.conversation = r.conversation;
@@ -407,42 +442,10 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
   m.client_msg_id = r.client_msg_id;
 
   if (r.to_group) {
-    // Two statements for the whole group, not two per member: every member's
-    // inbox head moves up by one, then each gets an inbox row at its new head.
-    {
-      ASSIGN_OR_RETURN(
-          auto s, c.Prepare("UPDATE users SET inbox_head = inbox_head + 1 "
-                            "WHERE id IN (SELECT user_id FROM members WHERE "
-                            "group_id = ?1) RETURNING id, inbox_head"));
-      s->Bind(1, r.to);
-      for (;;) {
-        ASSIGN_OR_RETURN(bool row, s->Step());
-        if (!row) break;
-        result->recipients.push_back(
-            {s->Text(0), static_cast<uint64_t>(s->Int(1))});
-      }
-    }
-    ASSIGN_OR_RETURN(
-        auto s, c.Prepare("INSERT INTO inbox(user_id, inbox_seq, message_id) "
-                          "SELECT u.id, u.inbox_head, ?2 FROM users u WHERE "
-                          "u.id IN (SELECT user_id FROM members WHERE "
-                          "group_id = ?1)"));
-    s->Bind(1, r.to).Bind(2, rowid);
-    RETURN_IF_ERROR(s->Run());
-    std::sort(result->recipients.begin(), result->recipients.end(),
-              [](const InboxEntry& a, const InboxEntry& b) {
-                return a.user < b.user;
-              });
-    for (const InboxEntry& e : result->recipients) {
-      if (e.user == r.sender) result->sender_inbox_seq = e.inbox_seq;
-    }
+    ASSIGN_OR_RETURN(recipients, GroupMembers(c, r.to));  // In user order.
   }
   for (const std::string& user : recipients) {
-    ASSIGN_OR_RETURN(uint64_t inbox_seq,
-                     Increment(c,
-                               "UPDATE users SET inbox_head = inbox_head + 1 "
-                               "WHERE id = ?1 RETURNING inbox_head",
-                               user));
+    ASSIGN_OR_RETURN(uint64_t inbox_seq, NextInboxSeq(c, user));
     ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO inbox(user_id, inbox_seq, "
                                        "message_id) VALUES (?1, ?2, ?3)"));
     s->Bind(1, user).BindU(2, inbox_seq).Bind(3, rowid);
@@ -680,7 +683,10 @@ bool SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, bool savepoints,
       if (!all_ok) return false;
       continue;
     }
-    if (!statuses[i].ok()) (void)RunStatement(c, "ROLLBACK TO op");
+    if (!statuses[i].ok()) {
+      (void)RunStatement(c, "ROLLBACK TO op");
+      c.ForgetCounters();
+    }
     (void)RunStatement(c, "RELEASE op");
   }
   return all_ok;
@@ -702,12 +708,16 @@ std::vector<absl::Status> SqliteStore::CommitBatch(
     // Undo the batch and run it again with a savepoint per operation, so
     // only the failing operations roll back.
     txn = c.Exec("ROLLBACK");
+    c.ForgetCounters();
     if (txn.ok()) txn = c.Exec("BEGIN IMMEDIATE");
     if (txn.ok()) ApplyBatch(batch, /*savepoints=*/true, statuses);
   }
   if (txn.ok()) {
     txn = c.Exec("COMMIT");
-    if (!txn.ok()) (void)c.Exec("ROLLBACK");
+    if (!txn.ok()) {
+      (void)c.Exec("ROLLBACK");
+      c.ForgetCounters();
+    }
   }
   if (!txn.ok()) {
     for (absl::Status& s : statuses) {
@@ -799,6 +809,7 @@ absl::Status SqliteStore::DeleteUser(absl::string_view id) {
       s->Bind(1, user);
       RETURN_IF_ERROR(s->Run());
     }
+    c.inbox_heads().erase(user);  // A user of the same id starts over.
     return absl::OkStatus();
   });
 }
@@ -821,7 +832,7 @@ absl::Status SqliteStore::CreateGroup(const GroupRecord& group,
     }
     {
       ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO conversations("
-                                         "id, last_seq) VALUES (?1, 0)"));
+                                         "id) VALUES (?1)"));
       s->Bind(1, absl::StrCat("g:", group.id));
       RETURN_IF_ERROR(s->Run());
     }
@@ -912,8 +923,10 @@ void SqliteStore::Append(AppendRequest request, AppendCallback done) {
 absl::StatusOr<uint64_t> SqliteStore::InboxHead(absl::string_view user) {
   return WithReader<absl::StatusOr<uint64_t>>(
       [user](Connection& c) -> absl::StatusOr<uint64_t> {
-        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT inbox_head FROM users "
-                                           "WHERE id = ?1"));
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT (SELECT IFNULL(MAX("
+                                           "inbox_seq), 0) FROM inbox WHERE "
+                                           "user_id = ?1) FROM users WHERE "
+                                           "id = ?1"));
         s->Bind(1, user);
         ASSIGN_OR_RETURN(bool row, s->Step());
         if (!row) return NotFoundUser(user);
@@ -981,11 +994,12 @@ absl::StatusOr<uint64_t> SqliteStore::ConversationHead(
     absl::string_view conversation) {
   return WithReader<absl::StatusOr<uint64_t>>(
       [conversation](Connection& c) -> absl::StatusOr<uint64_t> {
-        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT last_seq FROM "
-                                           "conversations WHERE id = ?1"));
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT IFNULL(MAX(seq), 0) FROM "
+                                           "messages WHERE conversation = "
+                                           "?1"));
         s->Bind(1, conversation);
-        ASSIGN_OR_RETURN(bool row, s->Step());
-        return row ? static_cast<uint64_t>(s->Int(0)) : 0;
+        RETURN_IF_ERROR(s->Step().status());
+        return static_cast<uint64_t>(s->Int(0));
       });
 }
 

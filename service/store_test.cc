@@ -256,6 +256,20 @@ TEST_P(StoreTest, DeleteUserRemovesMembershipInboxAndKeys) {
   EXPECT_EQ(again->sender_inbox_seq, 1u);
 }
 
+TEST_P(StoreTest, RecreatedUserStartsItsInboxAtOne) {
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "k1").ok());
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "k2").ok());
+  ASSERT_TRUE(store_->DeleteUser("bob").ok());
+  ASSERT_TRUE(store_->CreateUser({"bob", "", absl::Now()}).ok());
+  auto sent = AppendSync("alice", "bob", false, "k3");
+  ASSERT_TRUE(sent.ok());
+  EXPECT_EQ(sent->message.seq, 3u);  // The conversation goes on.
+  EXPECT_EQ(sent->sender_inbox_seq, 3u);
+  EXPECT_THAT(sent->recipients,
+              ::testing::Contains(::testing::Field(&InboxEntry::inbox_seq, 1u)));
+  EXPECT_EQ(*store_->InboxHead("bob"), 1u);
+}
+
 TEST_P(StoreTest, StatsCountUsersAndMessages) {
   ASSERT_TRUE(AppendSync("alice", "bob", false, "c1").ok());
   auto stats = store_->Stats();
