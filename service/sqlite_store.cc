@@ -629,39 +629,46 @@ void SqliteStore::CallbackLoop() {
 }
 
 void SqliteStore::CheckpointLoop() {
-  uint64_t seen = 0;  // The transaction count at the last checkpoint.
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
-      auto due = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return writer_done_ || (transactions_ != seen &&
-                                wal_frames_ >= options_.checkpoint_frames);
+      auto due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        // Frames not copied yet: all of them if the WAL started over.
+        const int pending = wal_frames_ >= checkpointed_frames_
+                                ? wal_frames_ - checkpointed_frames_
+                                : wal_frames_;
+        return writer_done_ || pending >= options_.checkpoint_frames;
       };
       mu_.Await(absl::Condition(&due));
       // Closing the last connection checkpoints what is left.
       if (writer_done_) return;
-      seen = transactions_;
     }
-    if (Checkpoint(*checkpoint_conn_)) {
-      absl::MutexLock lock(&mu_);
-      ++checkpoints_;
-    }
+    Checkpoint(*checkpoint_conn_);
   }
 }
 
-bool SqliteStore::Checkpoint(Connection& c) {
+void SqliteStore::Checkpoint(Connection& c) {
   absl::MutexLock lock(&checkpoint_mu_);
+  int copied = 0;
   const int rc = sqlite3_wal_checkpoint_v2(
-      c.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      c.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, &copied);
+  if (rc == SQLITE_OK) {
+    absl::MutexLock state(&mu_);
+    checkpointed_frames_ = copied;
+    ++checkpoints_;
+    return;
+  }
   // BUSY is transient (a lock SQLite needs for a moment); the next commit
   // brings the next attempt.
   if (rc == SQLITE_BUSY) {
     LogDebug("store.checkpoint_busy", {{"path", options_.path}});
-  } else if (rc != SQLITE_OK) {
+  } else {
     LogWarn("store.checkpoint_failed",
             {{"path", options_.path}, {"reason", sqlite3_errmsg(c.db())}});
   }
-  return rc == SQLITE_OK;
+  absl::MutexLock state(&mu_);
+  // Try again after the next commit rather than at once.
+  checkpointed_frames_ = wal_frames_;
 }
 
 bool SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, bool savepoints,
@@ -700,7 +707,7 @@ std::vector<absl::Status> SqliteStore::CommitBatch(
     // The WAL starts over only once a checkpoint has copied all of it, and a
     // busy writer keeps appending while the checkpointer copies: copy the
     // rest here, between two transactions, so that the next one restarts it.
-    (void)Checkpoint(c);
+    Checkpoint(c);
   }
   std::vector<absl::Status> statuses(batch.size());
   absl::Status txn = c.Exec("BEGIN IMMEDIATE");

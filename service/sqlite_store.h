@@ -19,10 +19,10 @@
 // Checkpoints (copying the WAL back into the database file) run on a thread
 // and connection of their own, not inside the writer's commits: the writer
 // reports the WAL's length after each commit and the checkpointer runs a
-// PASSIVE checkpoint once it reaches `checkpoint_frames`. A WAL starts over
-// only once a checkpoint has copied all of it, which a writer that never
-// pauses would prevent; so past four times the threshold the writer runs one
-// checkpoint itself between two transactions (one checkpoint at a time).
+// PASSIVE checkpoint whenever `checkpoint_frames` more have been written. A WAL
+// starts over only once a checkpoint has copied all of it, which a writer that
+// never pauses would prevent; so past four times the threshold the writer runs
+// one checkpoint itself between two transactions (one checkpoint at a time).
 //
 // Reads: a small pool of read connections with prepared statements; in WAL
 // mode they never wait for the writer.
@@ -172,8 +172,8 @@ class SqliteStore final : public Store {
   void WriterLoop();
   void CallbackLoop();
   void CheckpointLoop();
-  // One PASSIVE checkpoint on `c`, one at a time; false (logged) on failure.
-  bool Checkpoint(Connection& c);
+  // One PASSIVE checkpoint on `c`, one at a time (failures are logged).
+  void Checkpoint(Connection& c);
   // Runs the batch in one transaction; returns each operation's status.
   std::vector<absl::Status> CommitBatch(std::vector<WriteOp>& batch);
   // Runs every operation of the batch in the open transaction, each under its
@@ -202,6 +202,8 @@ class SqliteStore final : public Store {
   int last_wal_frames_ = 0;  // Set by the WAL hook, on the writer thread.
   int wal_frames_ ABSL_GUARDED_BY(mu_) = 0;  // After the last commit.
   uint64_t checkpoints_ ABSL_GUARDED_BY(mu_) = 0;
+  // WAL frames the last checkpoint had copied.
+  int checkpointed_frames_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_
