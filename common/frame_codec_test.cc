@@ -2,12 +2,11 @@
 // both encodings, and the JSON names client authors rely on.
 #include "common/frame_codec.h"
 
-#include <set>
 #include <string>
 #include <vector>
 
+#include "common/proto_test_util.h"
 #include "gmock/gmock.h"
-#include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "parley/v1/client.pb.h"
@@ -16,33 +15,25 @@ namespace parley {
 namespace {
 
 using ::google::protobuf::Message;
-using ::google::protobuf::TextFormat;
 using ::google::protobuf::util::MessageDifferencer;
 using ::parley::v1::ClientFrame;
 using ::parley::v1::ServerFrame;
 using ::testing::HasSubstr;
 
-template <typename T>
-T Parse(const std::string& text) {
-  T m;
-  EXPECT_TRUE(TextFormat::ParseFromString(text, &m)) << text;
-  return m;
-}
-
 // One fully populated sample of every client frame.
 std::vector<ClientFrame> ClientSamples() {
   return {
-      Parse<ClientFrame>(
+      FromText<ClientFrame>(
           R"(hello { token: "a.b.c" device: "laptop" inbox_seq: 42 })"),
-      Parse<ClientFrame>(
+      FromText<ClientFrame>(
           R"(send { client_msg_id: "c-1" to { user: "bob" } text: "hi ✓" })"),
-      Parse<ClientFrame>(
+      FromText<ClientFrame>(
           R"(send { client_msg_id: "c-2" to { group: "team" } text: "all" })"),
-      Parse<ClientFrame>(
+      FromText<ClientFrame>(
           R"(sync { after_seq: 18446744073709551615 limit: 50 })"),
-      Parse<ClientFrame>(R"(read { conversation: "d:alice:bob" seq: 7 })"),
-      Parse<ClientFrame>(R"(typing { to { user: "bob" } })"),
-      Parse<ClientFrame>(R"(ping { nonce: "n1" })"),
+      FromText<ClientFrame>(R"(read { conversation: "d:alice:bob" seq: 7 })"),
+      FromText<ClientFrame>(R"(typing { to { user: "bob" } })"),
+      FromText<ClientFrame>(R"(ping { nonce: "n1" })"),
   };
 }
 
@@ -54,53 +45,32 @@ const char kMessage[] = R"(
 // One fully populated sample of every server frame.
 std::vector<ServerFrame> ServerSamples() {
   return {
-      Parse<ServerFrame>(R"(welcome { session_id: "gw1-7" user_id: "alice"
+      FromText<ServerFrame>(R"(welcome { session_id: "gw1-7" user_id: "alice"
                             inbox_seq: 12 heartbeat_ms: 25000 })"),
-      Parse<ServerFrame>(R"(ack { client_msg_id: "c-1" message_id: "123"
+      FromText<ServerFrame>(R"(ack { client_msg_id: "c-1" message_id: "123"
                             conversation: "d:alice:bob" seq: 4 inbox_seq: 9
                             sent_at { seconds: 1700000000 } })"),
-      Parse<ServerFrame>(std::string("message {") + kMessage + "}"),
-      Parse<ServerFrame>(std::string("synced { messages {") + kMessage +
-                         "} inbox_seq: 20 more: true }"),
-      Parse<ServerFrame>(
+      FromText<ServerFrame>(std::string("message {") + kMessage + "}"),
+      FromText<ServerFrame>(std::string("synced { messages {") + kMessage +
+                            "} inbox_seq: 20 more: true }"),
+      FromText<ServerFrame>(
           R"(receipt { conversation: "g:team" user: "bob" seq: 3 })"),
-      Parse<ServerFrame>(
+      FromText<ServerFrame>(
           R"(typing { from: "bob" conversation: "d:alice:bob" })"),
-      Parse<ServerFrame>(R"(presence { user: "bob" online: true })"),
-      Parse<ServerFrame>(R"(error { code: ERROR_CODE_RATE_LIMITED
+      FromText<ServerFrame>(R"(presence { user: "bob" online: true })"),
+      FromText<ServerFrame>(R"(error { code: ERROR_CODE_RATE_LIMITED
                             message: "slow down" client_msg_id: "c-3" })"),
-      Parse<ServerFrame>(R"(pong { nonce: "n1" })"),
-      Parse<ServerFrame>(R"(announcement { text: "maintenance at 10"
+      FromText<ServerFrame>(R"(pong { nonce: "n1" })"),
+      FromText<ServerFrame>(R"(announcement { text: "maintenance at 10"
                             sent_at { seconds: 1700000000 } })"),
   };
 }
 
-// Names of the oneof members the samples cover.
-template <typename T>
-std::set<std::string> Covered(const std::vector<T>& samples) {
-  std::set<std::string> names;
-  for (const T& m : samples) {
-    const auto* oneof = T::descriptor()->FindOneofByName("frame");
-    const auto* field = m.GetReflection()->GetOneofFieldDescriptor(m, oneof);
-    EXPECT_NE(field, nullptr);
-    if (field != nullptr) names.insert(field->name());
-  }
-  return names;
-}
-
-template <typename T>
-std::set<std::string> AllFrames() {
-  std::set<std::string> names;
-  const auto* oneof = T::descriptor()->FindOneofByName("frame");
-  for (int i = 0; i < oneof->field_count(); ++i) {
-    names.insert(oneof->field(i)->name());
-  }
-  return names;
-}
-
 TEST(FrameCodecTest, SamplesCoverEveryFrameType) {
-  EXPECT_EQ(Covered(ClientSamples()), AllFrames<ClientFrame>());
-  EXPECT_EQ(Covered(ServerSamples()), AllFrames<ServerFrame>());
+  EXPECT_EQ(OneofMembersSet(ClientSamples(), "frame"),
+            OneofMembers<ClientFrame>("frame"));
+  EXPECT_EQ(OneofMembersSet(ServerSamples(), "frame"),
+            OneofMembers<ServerFrame>("frame"));
 }
 
 template <typename T>

@@ -6,16 +6,15 @@
 
 #include <cstdint>
 #include <memory>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/proto_test_util.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/text_format.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -26,7 +25,6 @@ namespace parley {
 namespace {
 
 using ::google::protobuf::Message;
-using ::google::protobuf::TextFormat;
 using ::google::protobuf::util::MessageDifferencer;
 using ::parley::v1::ClientFrame;
 using ::parley::v1::ServerFrame;
@@ -45,13 +43,6 @@ bool ProtobufAccepts(const std::string& json, Message* out) {
   return google::protobuf::util::JsonStringToMessage(json, out, options).ok();
 }
 
-template <typename T>
-T Text(const std::string& text) {
-  T m;
-  EXPECT_TRUE(TextFormat::ParseFromString(text, &m)) << text;
-  return m;
-}
-
 // Strings that exercise escaping: quotes, backslashes, control characters,
 // HTML-significant characters, U+2028, non-ASCII and a surrogate pair.
 const char kTrickyText[] =
@@ -60,23 +51,25 @@ const char kTrickyText[] =
 
 std::vector<ClientFrame> ClientSamples() {
   std::vector<ClientFrame> samples = {
-      Text<ClientFrame>(
+      FromText<ClientFrame>(
           R"(hello { token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"
                            device: "alice-laptop" inbox_seq: 1234567 })"),
-      Text<ClientFrame>(R"(hello { token: "t" })"),
-      Text<ClientFrame>(R"(send { client_msg_id: "c-8f14e45f" to { user: "bob" }
+      FromText<ClientFrame>(R"(hello { token: "t" })"),
+      FromText<ClientFrame>(
+          R"(send { client_msg_id: "c-8f14e45f" to { user: "bob" }
                            text: "are we still on for lunch?" })"),
-      Text<ClientFrame>(R"(send { client_msg_id: "c-2" to { group: "team-7" }
+      FromText<ClientFrame>(
+          R"(send { client_msg_id: "c-2" to { group: "team-7" }
                            text: "standup in 5" })"),
-      Text<ClientFrame>(R"(send { client_msg_id: "c-3" to { user: "" } })"),
-      Text<ClientFrame>(
+      FromText<ClientFrame>(R"(send { client_msg_id: "c-3" to { user: "" } })"),
+      FromText<ClientFrame>(
           R"(sync { after_seq: 18446744073709551615 limit: 4294967295 })"),
-      Text<ClientFrame>(R"(sync { after_seq: 1 })"),
-      Text<ClientFrame>(R"(read { conversation: "d:alice:bob" seq: 42 })"),
-      Text<ClientFrame>(R"(typing { to { group: "team-7" } })"),
-      Text<ClientFrame>(R"(typing { })"),
-      Text<ClientFrame>(R"(ping { nonce: "n-1717171717" })"),
-      Text<ClientFrame>(R"(ping { })"),
+      FromText<ClientFrame>(R"(sync { after_seq: 1 })"),
+      FromText<ClientFrame>(R"(read { conversation: "d:alice:bob" seq: 42 })"),
+      FromText<ClientFrame>(R"(typing { to { group: "team-7" } })"),
+      FromText<ClientFrame>(R"(typing { })"),
+      FromText<ClientFrame>(R"(ping { nonce: "n-1717171717" })"),
+      FromText<ClientFrame>(R"(ping { })"),
       ClientFrame(),
   };
   ClientFrame tricky;
@@ -97,38 +90,39 @@ const char kMessage[] = R"(
 
 std::vector<ServerFrame> ServerSamples() {
   std::vector<ServerFrame> samples = {
-      Text<ServerFrame>(R"(welcome { session_id: "gw1-7f3a" user_id: "alice"
+      FromText<ServerFrame>(R"(welcome { session_id: "gw1-7f3a" user_id: "alice"
                            inbox_seq: 12 heartbeat_ms: 25000 })"),
-      Text<ServerFrame>(R"(ack { client_msg_id: "c-1" message_id: "123"
+      FromText<ServerFrame>(R"(ack { client_msg_id: "c-1" message_id: "123"
                            conversation: "d:alice:bob" seq: 4 inbox_seq: 9
                            sent_at { seconds: 1700000000 } })"),
-      Text<ServerFrame>(std::string("message {") + kMessage + "}"),
-      Text<ServerFrame>(R"(message { to { group: "team-7" } })"),
-      Text<ServerFrame>(std::string("synced { messages {") + kMessage +
-                        "} messages { inbox_seq: 1234568 text: \"second\" "
-                        "to { group: \"g\" } sent_at { seconds: 1717171718 "
-                        "nanos: 5000 } } messages { inbox_seq: 1234569 "
-                        "sent_at { seconds: 1717171719 nanos: 7 } } "
-                        "inbox_seq: 1234569 more: true }"),
-      Text<ServerFrame>(R"(synced { inbox_seq: 3 })"),
-      Text<ServerFrame>(R"(synced { messages { } messages { } })"),
-      Text<ServerFrame>(
+      FromText<ServerFrame>(std::string("message {") + kMessage + "}"),
+      FromText<ServerFrame>(R"(message { to { group: "team-7" } })"),
+      FromText<ServerFrame>(std::string("synced { messages {") + kMessage +
+                            "} messages { inbox_seq: 1234568 text: \"second\" "
+                            "to { group: \"g\" } sent_at { seconds: 1717171718 "
+                            "nanos: 5000 } } messages { inbox_seq: 1234569 "
+                            "sent_at { seconds: 1717171719 nanos: 7 } } "
+                            "inbox_seq: 1234569 more: true }"),
+      FromText<ServerFrame>(R"(synced { inbox_seq: 3 })"),
+      FromText<ServerFrame>(R"(synced { messages { } messages { } })"),
+      FromText<ServerFrame>(
           R"(receipt { conversation: "g:team-7" user: "bob" seq: 3 })"),
-      Text<ServerFrame>(
+      FromText<ServerFrame>(
           R"(typing { from: "bob" conversation: "d:alice:bob" })"),
-      Text<ServerFrame>(R"(presence { user: "bob" online: true })"),
-      Text<ServerFrame>(R"(presence { user: "bob" online: false })"),
-      Text<ServerFrame>(R"(error { code: ERROR_CODE_RATE_LIMITED
+      FromText<ServerFrame>(R"(presence { user: "bob" online: true })"),
+      FromText<ServerFrame>(R"(presence { user: "bob" online: false })"),
+      FromText<ServerFrame>(R"(error { code: ERROR_CODE_RATE_LIMITED
                            message: "slow down" client_msg_id: "c-3" })"),
-      Text<ServerFrame>(R"(error { code: ERROR_CODE_UNSPECIFIED })"),
-      Text<ServerFrame>(R"(error { code: 99 message: "from a newer server" })"),
-      Text<ServerFrame>(R"(error { code: -5 })"),
-      Text<ServerFrame>(R"(pong { nonce: "n-1717171717" })"),
-      Text<ServerFrame>(R"(announcement { text: "maintenance at 10:00 UTC"
+      FromText<ServerFrame>(R"(error { code: ERROR_CODE_UNSPECIFIED })"),
+      FromText<ServerFrame>(
+          R"(error { code: 99 message: "from a newer server" })"),
+      FromText<ServerFrame>(R"(error { code: -5 })"),
+      FromText<ServerFrame>(R"(pong { nonce: "n-1717171717" })"),
+      FromText<ServerFrame>(R"(announcement { text: "maintenance at 10:00 UTC"
                            sent_at { seconds: 1700000000 nanos: 1000000 } })"),
-      Text<ServerFrame>(
+      FromText<ServerFrame>(
           R"(announcement { sent_at { seconds: -1 nanos: 999999999 } })"),
-      Text<ServerFrame>(R"(announcement { sent_at { } })"),
+      FromText<ServerFrame>(R"(announcement { sent_at { } })"),
   };
   ServerFrame tricky;
   tricky.mutable_message()->set_text(kTrickyText);
@@ -138,30 +132,11 @@ std::vector<ServerFrame> ServerSamples() {
   return samples;
 }
 
-template <typename T>
-std::set<std::string> Covered(const std::vector<T>& samples) {
-  std::set<std::string> names;
-  const auto* oneof = T::descriptor()->FindOneofByName("frame");
-  for (const T& m : samples) {
-    const auto* field = m.GetReflection()->GetOneofFieldDescriptor(m, oneof);
-    if (field != nullptr) names.insert(field->name());
-  }
-  return names;
-}
-
-template <typename T>
-std::set<std::string> AllFrames() {
-  std::set<std::string> names;
-  const auto* oneof = T::descriptor()->FindOneofByName("frame");
-  for (int i = 0; i < oneof->field_count(); ++i) {
-    names.insert(oneof->field(i)->name());
-  }
-  return names;
-}
-
 TEST(JsonCodecTest, SamplesCoverEveryFrameType) {
-  EXPECT_EQ(Covered(ClientSamples()), AllFrames<ClientFrame>());
-  EXPECT_EQ(Covered(ServerSamples()), AllFrames<ServerFrame>());
+  EXPECT_EQ(OneofMembersSet(ClientSamples(), "frame"),
+            OneofMembers<ClientFrame>("frame"));
+  EXPECT_EQ(OneofMembersSet(ServerSamples(), "frame"),
+            OneofMembers<ServerFrame>("frame"));
 }
 
 template <typename T>
@@ -602,7 +577,8 @@ TEST(JsonCodecTest, ErrorsNameTheFieldAndTheReason) {
 TEST(JsonCodecTest, OutputIsClearedFirstAndLeftClearOnError) {
   ClientFrame frame = ClientSamples()[0];
   ASSERT_TRUE(JsonToMessage(R"({"ping":{}})", &frame).ok());
-  EXPECT_TRUE(MessageDifferencer::Equals(frame, Text<ClientFrame>("ping {}")));
+  EXPECT_TRUE(
+      MessageDifferencer::Equals(frame, FromText<ClientFrame>("ping {}")));
   frame = ClientSamples()[0];
   EXPECT_FALSE(
       JsonToMessage(R"({"ping":{"nonce":"x"},"bogus":1})", &frame).ok());

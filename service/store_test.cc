@@ -265,8 +265,8 @@ TEST_P(StoreTest, RecreatedUserStartsItsInboxAtOne) {
   ASSERT_TRUE(sent.ok());
   EXPECT_EQ(sent->message.seq, 3u);  // The conversation goes on.
   EXPECT_EQ(sent->sender_inbox_seq, 3u);
-  EXPECT_THAT(sent->recipients,
-              ::testing::Contains(::testing::Field(&InboxEntry::inbox_seq, 1u)));
+  EXPECT_THAT(sent->recipients, ::testing::Contains(::testing::Field(
+                                    &InboxEntry::inbox_seq, 1u)));
   EXPECT_EQ(*store_->InboxHead("bob"), 1u);
 }
 
