@@ -282,6 +282,15 @@ struct Input {
   std::string json;
 };
 
+// A ClientFrame and a ServerFrame; For() picks the one an input is for.
+struct Frames {
+  ClientFrame client;
+  ServerFrame server;
+  Message* For(const Input& input) {
+    return input.server ? static_cast<Message*>(&server) : &client;
+  }
+};
+
 std::vector<Input> Rejected() {
   return {
       // Not one JSON object.
@@ -396,16 +405,12 @@ std::vector<Input> Rejected() {
 TEST(JsonCodecTest, RejectsWhatProtobufRejects) {
   for (const Input& input : Rejected()) {
     SCOPED_TRACE(input.json);
-    ClientFrame client;
-    ServerFrame server;
-    Message* reference = input.server ? static_cast<Message*>(&server)
-                                      : static_cast<Message*>(&client);
+    Frames expected;
+    Message* reference = expected.For(input);
     ASSERT_FALSE(ProtobufAccepts(input.json, reference))
         << "the table is wrong: protobuf accepts this";
-    ClientFrame client_out;
-    ServerFrame server_out;
-    Message* out = input.server ? static_cast<Message*>(&server_out)
-                                : static_cast<Message*>(&client_out);
+    Frames decoded;
+    Message* out = decoded.For(input);
     const absl::Status status = JsonToMessage(input.json, out);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
     EXPECT_FALSE(status.message().empty());
@@ -519,16 +524,12 @@ std::vector<Input> Accepted() {
 TEST(JsonCodecTest, AcceptsUnusualInputAsProtobufDoes) {
   for (const Input& input : Accepted()) {
     SCOPED_TRACE(input.json);
-    ClientFrame client;
-    ServerFrame server;
-    Message* reference = input.server ? static_cast<Message*>(&server)
-                                      : static_cast<Message*>(&client);
+    Frames expected;
+    Message* reference = expected.For(input);
     ASSERT_TRUE(ProtobufAccepts(input.json, reference))
         << "the table is wrong: protobuf rejects this";
-    ClientFrame client_out;
-    ServerFrame server_out;
-    Message* out = input.server ? static_cast<Message*>(&server_out)
-                                : static_cast<Message*>(&client_out);
+    Frames decoded;
+    Message* out = decoded.For(input);
     const absl::Status status = JsonToMessage(input.json, out);
     ASSERT_TRUE(status.ok()) << status;
     EXPECT_TRUE(MessageDifferencer::Equals(*out, *reference))
