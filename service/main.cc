@@ -72,6 +72,10 @@ ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
 ABSL_FLAG(uint32_t, sqlite_max_batch, 1024,
           "Most write operations in one group-commit transaction. Default "
           "1024.");
+ABSL_FLAG(uint32_t, sqlite_checkpoint_pages, 1000,
+          "WAL pages written between two checkpoints (copying the WAL back "
+          "into the database, on a thread of its own); the WAL file grows to "
+          "at most about four times this many pages of 4 KiB. Default 1000.");
 ABSL_FLAG(uint32_t, worker_threads, 4,
           "Threads running link events and store reads (never one per "
           "stream). Default 4.");
@@ -95,6 +99,8 @@ parley::service::ServerOptions OptionsFromFlags() {
   o.admin_key = absl::GetFlag(FLAGS_admin_key);
   o.sqlite_synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
   o.sqlite_max_batch = absl::GetFlag(FLAGS_sqlite_max_batch);
+  o.sqlite_checkpoint_pages =
+      static_cast<int>(absl::GetFlag(FLAGS_sqlite_checkpoint_pages));
   o.worker_threads = static_cast<int>(absl::GetFlag(FLAGS_worker_threads));
   o.max_sessions_per_user = absl::GetFlag(FLAGS_max_sessions_per_user);
   o.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);

@@ -55,6 +55,10 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.worker_threads < 1) {
     return absl::InvalidArgumentError("--worker_threads must be at least 1");
   }
+  if (o.sqlite_max_batch < 1 || o.sqlite_checkpoint_pages < 1) {
+    return absl::InvalidArgumentError(
+        "--sqlite_max_batch and --sqlite_checkpoint_pages must be at least 1");
+  }
   if (o.max_sessions_per_user < 1 || o.messaging.max_text_bytes < 1 ||
       o.admin.max_group_members < 1 || o.messaging.max_page_size < 1 ||
       o.messaging.default_page_size < 1 ||
@@ -84,6 +88,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   store_options.path = options.data_dir + "/parley.db";
   store_options.synchronous = options.sqlite_synchronous;
   store_options.max_batch = options.sqlite_max_batch;
+  store_options.checkpoint_frames = options.sqlite_checkpoint_pages;
   ServiceMetrics* metrics = s.metrics_.get();
   store_options.on_commit = [metrics](size_t n, absl::Duration latency) {
     metrics->commit_batch_size.Observe(static_cast<double>(n));

@@ -51,6 +51,19 @@ def test_refuses_to_start_without_secrets(tmp_path, missing):
     assert f"--{missing} is required" in result.stderr
 
 
+@pytest.mark.parametrize("flag", ["sqlite_max_batch", "sqlite_checkpoint_pages"])
+def test_refuses_to_start_with_a_zero_store_limit(tmp_path, flag):
+    argv = [harness.bin_path("service/parley-service"),
+            f"--data_dir={tmp_path}", "--link_address=127.0.0.1:0",
+            "--admin_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+            "--token_secret=s", "--admin_key=k", f"--{flag}=0"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                            env=env)
+    assert result.returncode == 2
+    assert f"--{flag}" in result.stderr and "at least 1" in result.stderr
+
+
 def test_environment_overrides_flags(tmp_path, procs):
     argv = [harness.bin_path("service/parley-service"),
             "--link_address=127.0.0.1:0", "--admin_address=127.0.0.1:0",
