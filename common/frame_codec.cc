@@ -1,6 +1,8 @@
 #include "common/frame_codec.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/json_codec.h"
 
 namespace parley {
@@ -33,6 +35,67 @@ absl::Status DecodeFrame(Encoding encoding, absl::string_view data,
         "frame is not valid JSON for the protocol: ", status.message()));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+void AppendVarint(uint64_t value, std::string* out) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+// Reads a varint from the front of `data`, advancing it.
+bool ReadVarint(absl::string_view* data, uint64_t* value) {
+  *value = 0;
+  for (int shift = 0; shift < 64 && !data->empty(); shift += 7) {
+    const uint8_t byte = static_cast<uint8_t>(data->front());
+    data->remove_prefix(1);
+    *value |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+// ServerFrame.message: field 3, length-delimited.
+constexpr uint64_t kMessageTag = (3 << 3) | 2;
+// Message.inbox_seq: field 1, varint.
+constexpr char kInboxSeqTag = (1 << 3) | 0;
+constexpr absl::string_view kJsonMessagePrefix = R"({"message":{)";
+
+}  // namespace
+
+absl::StatusOr<std::string> SpliceInboxSeq(Encoding encoding,
+                                           absl::string_view encoded,
+                                           uint64_t inbox_seq) {
+  const absl::Status not_a_message = absl::InvalidArgumentError(
+      "not an encoded ServerFrame holding a Message without inbox_seq");
+  if (inbox_seq == 0) return std::string(encoded);
+  std::string out;
+  if (encoding == Encoding::kJson) {
+    if (!absl::ConsumePrefix(&encoded, kJsonMessagePrefix) ||
+        absl::StartsWith(encoded, R"("inboxSeq")")) {
+      return not_a_message;
+    }
+    out = absl::StrCat(kJsonMessagePrefix, R"("inboxSeq":")", inbox_seq, "\"",
+                       absl::StartsWith(encoded, "}") ? "" : ",", encoded);
+    return out;
+  }
+  uint64_t tag = 0;
+  uint64_t length = 0;
+  if (!ReadVarint(&encoded, &tag) || tag != kMessageTag ||
+      !ReadVarint(&encoded, &length) || length != encoded.size() ||
+      (!encoded.empty() && encoded.front() == kInboxSeqTag)) {
+    return not_a_message;
+  }
+  std::string field(1, kInboxSeqTag);
+  AppendVarint(inbox_seq, &field);
+  AppendVarint(tag, &out);
+  AppendVarint(length + field.size(), &out);
+  absl::StrAppend(&out, field, encoded);
+  return out;
 }
 
 std::string EncodeFrame(Encoding encoding,

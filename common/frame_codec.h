@@ -7,6 +7,7 @@
 #ifndef PARLEY_COMMON_FRAME_CODEC_H_
 #define PARLEY_COMMON_FRAME_CODEC_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -34,6 +35,17 @@ absl::Status DecodeFrame(Encoding encoding, absl::string_view data,
 // Serialises one frame.
 std::string EncodeFrame(Encoding encoding,
                         const google::protobuf::Message& frame);
+
+// What EncodeFrame gives for a ServerFrame holding a Message whose inbox_seq
+// is `inbox_seq`, made from `encoded`, EncodeFrame's output for the same frame
+// with inbox_seq 0 (or `encoded` itself when `inbox_seq` is 0). inbox_seq is
+// the Message's field 1 and both encodings write fields in number order, so
+// it is written in at the front rather than the frame encoded again: a group
+// message is encoded once per gateway and spliced for every member.
+// INVALID_ARGUMENT if `encoded` is not such a frame.
+absl::StatusOr<std::string> SpliceInboxSeq(Encoding encoding,
+                                           absl::string_view encoded,
+                                           uint64_t inbox_seq);
 
 }  // namespace parley
 

@@ -133,6 +133,45 @@ TEST(FrameCodecTest, EmptyObjectDecodesToNoFrame) {
   EXPECT_EQ(f.frame_case(), ClientFrame::FRAME_NOT_SET);
 }
 
+TEST(FrameCodecTest, SplicingAnInboxSeqGivesWhatEncodingTheFrameGives) {
+  std::vector<ServerFrame> messages = {
+      FromText<ServerFrame>(std::string("message {") + kMessage + "}"),
+      FromText<ServerFrame>(R"(message { text: "only text" })"),
+      FromText<ServerFrame>(R"(message { })"),
+  };
+  for (ServerFrame& frame : messages)
+    frame.mutable_message()->clear_inbox_seq();
+  for (Encoding encoding : {Encoding::kJson, Encoding::kBinary}) {
+    for (const ServerFrame& frame : messages) {
+      const std::string base = EncodeFrame(encoding, frame);
+      for (uint64_t seq : {uint64_t{0}, uint64_t{1}, uint64_t{127},
+                           uint64_t{128}, uint64_t{300}, ~uint64_t{0}}) {
+        ServerFrame full = frame;
+        full.mutable_message()->set_inbox_seq(seq);
+        auto spliced = SpliceInboxSeq(encoding, base, seq);
+        ASSERT_TRUE(spliced.ok()) << spliced.status();
+        EXPECT_EQ(*spliced, EncodeFrame(encoding, full))
+            << frame.ShortDebugString() << " seq " << seq;
+      }
+    }
+  }
+}
+
+TEST(FrameCodecTest, SplicingRefusesFramesThatAreNotBareMessages) {
+  const ServerFrame pong = FromText<ServerFrame>(R"(pong { nonce: "n" })");
+  const ServerFrame numbered =
+      FromText<ServerFrame>(R"(message { inbox_seq: 4 })");
+  for (Encoding encoding : {Encoding::kJson, Encoding::kBinary}) {
+    for (const ServerFrame& frame : {pong, numbered}) {
+      EXPECT_EQ(SpliceInboxSeq(encoding, EncodeFrame(encoding, frame), 5)
+                    .status()
+                    .code(),
+                absl::StatusCode::kInvalidArgument)
+          << frame.ShortDebugString();
+    }
+  }
+}
+
 TEST(FrameCodecTest, SubprotocolNamesMapToEncodings) {
   EXPECT_EQ(*EncodingForSubprotocol("parley.v1.json"), Encoding::kJson);
   EXPECT_EQ(*EncodingForSubprotocol("parley.v1.proto"), Encoding::kBinary);

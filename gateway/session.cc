@@ -77,6 +77,17 @@ const std::string& OutboundFrame::Encoded(Encoding encoding) const {
   return binary_;
 }
 
+std::string OutboundFrame::EncodedWithInboxSeq(Encoding encoding,
+                                               uint64_t inbox_seq) const {
+  absl::StatusOr<std::string> spliced =
+      SpliceInboxSeq(encoding, Encoded(encoding), inbox_seq);
+  if (spliced.ok()) return *std::move(spliced);
+  // Not a bare Message (the service always sends one): encode in full.
+  ServerFrame frame = frame_;
+  frame.mutable_message()->set_inbox_seq(inbox_seq);
+  return EncodeFrame(encoding, frame);
+}
+
 Session::Session(const SessionOptions& options, std::string session_id,
                  Encoding encoding, std::string peer_address,
                  Connection* connection, Upstream* upstream,
@@ -362,13 +373,17 @@ void Session::OnRejected(const parley::v1::SessionRejected& rejected) {
   Close(CloseCodeForReject(rejected.reason()), reason);
 }
 
-void Session::OnDelivery(const OutboundFrame& frame) {
+void Session::OnDelivery(const OutboundFrame& frame, uint64_t inbox_seq) {
   if (state_ != State::kLive) return;
-  NoteDelivered(frame.frame());
-  SendEncoded(frame.Encoded(encoding_));
+  NoteDelivered(frame.frame(), inbox_seq);
+  if (inbox_seq == 0) {
+    SendEncoded(frame.Encoded(encoding_));
+  } else {
+    SendEncoded(frame.EncodedWithInboxSeq(encoding_, inbox_seq));
+  }
 }
 
-void Session::NoteDelivered(const ServerFrame& frame) {
+void Session::NoteDelivered(const ServerFrame& frame, uint64_t inbox_seq) {
   auto forget_send = [this](const std::string& id) {
     auto it = unacked_index_.find(id);
     if (it == unacked_index_.end()) return;
@@ -389,7 +404,9 @@ void Session::NoteDelivered(const ServerFrame& frame) {
       }
       break;
     case ServerFrame::kMessage:
-      last_delivered_ = std::max(last_delivered_, frame.message().inbox_seq());
+      last_delivered_ =
+          std::max(last_delivered_,
+                   inbox_seq != 0 ? inbox_seq : frame.message().inbox_seq());
       if (observer_.delivery_latency && frame.message().has_sent_at()) {
         const absl::Time sent =
             absl::FromUnixSeconds(frame.message().sent_at().seconds()) +

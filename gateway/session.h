@@ -98,6 +98,10 @@ class OutboundFrame final {
       : frame_(std::move(frame)) {}
   const parley::v1::ServerFrame& frame() const { return frame_; }
   const std::string& Encoded(Encoding encoding) const;
+  // The encoding of the frame, a Message without inbox_seq, with inbox_seq
+  // set to `inbox_seq`: Encoded() with it written in (see SpliceInboxSeq),
+  // so a group message is encoded once for all its members here.
+  std::string EncodedWithInboxSeq(Encoding encoding, uint64_t inbox_seq) const;
 
  private:
   const parley::v1::ServerFrame frame_;
@@ -178,7 +182,9 @@ class Session final {
 
   void OnAccepted(const parley::v1::SessionAccepted& accepted);
   void OnRejected(const parley::v1::SessionRejected& rejected);
-  void OnDelivery(const OutboundFrame& frame);
+  // `inbox_seq`, when not 0, is the Message's place in this session's inbox
+  // (the frame's Message then has none: one frame serves a whole group).
+  void OnDelivery(const OutboundFrame& frame, uint64_t inbox_seq);
   void OnDisconnect(const parley::v1::DisconnectOrder& order);
   // The session's stream went down (generation `generation` ended).
   void OnLinkDown(uint64_t generation);
@@ -226,7 +232,8 @@ class Session final {
   void SendError(parley::v1::ErrorCode code, absl::string_view message,
                  absl::string_view client_msg_id = "");
   void Close(uint16_t code, absl::string_view reason);
-  void NoteDelivered(const parley::v1::ServerFrame& frame);
+  // `inbox_seq` as for OnDelivery.
+  void NoteDelivered(const parley::v1::ServerFrame& frame, uint64_t inbox_seq);
 
   const SessionOptions options_;
   const std::string session_id_;

@@ -143,7 +143,7 @@ class SessionTest : public ::testing::Test {
   }
 
   void Deliver(const ServerFrame& frame) {
-    session_->OnDelivery(OutboundFrame(frame));
+    session_->OnDelivery(OutboundFrame(frame), 0);
   }
 
   absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
@@ -534,6 +534,29 @@ TEST_F(SessionTest, SendErrorFromServiceStopsTracking) {
   EXPECT_EQ(session_->unacked_sends(), 0u);
   EXPECT_EQ(connection_.Last().error().code(),
             parley::v1::ERROR_CODE_NOT_FOUND);
+}
+
+// A group message comes once per stream with each session's inbox_seq beside
+// it; every session's client must get the same bytes as for a frame that
+// carried its inbox_seq, in either encoding, and resume after it.
+TEST_F(SessionTest, ADeliveryWithThisSessionsInboxSeqSendsTheMessageAtIt) {
+  for (Encoding encoding : {Encoding::kJson, Encoding::kBinary}) {
+    SCOPED_TRACE(SubprotocolName(encoding));
+    Reset(SessionOptions{}, encoding);
+    connection_.sent.clear();
+    GoLive(10);
+    connection_.sent.clear();
+    ServerFrame shared;
+    shared.mutable_message()->set_text("to the team");
+    shared.mutable_message()->set_conversation("g:team");
+    const OutboundFrame frame(shared);
+    session_->OnDelivery(frame, 12);
+    ServerFrame expected = shared;
+    expected.mutable_message()->set_inbox_seq(12);
+    ASSERT_THAT(connection_.sent, SizeIs(1));
+    EXPECT_EQ(connection_.sent[0], EncodeFrame(encoding, expected));
+    EXPECT_EQ(session_->last_delivered_inbox_seq(), 12u);
+  }
 }
 
 TEST_F(SessionTest, AckAndDeliveryLatenciesAreObserved) {

@@ -502,16 +502,27 @@ void UpstreamLink::Dispatch(ServiceBatch* batch, int slot) {
         break;
       }
       case ServiceEvent::kDelivery: {
+        const parley::v1::Delivery& delivery = event.delivery();
         auto frame = std::make_shared<const OutboundFrame>(
             std::move(*event.mutable_delivery()->mutable_frame()));
-        for (auto& handle : HandlesFor(event.delivery().session_ids())) {
-          handle->Post([frame](Session& s) { s.OnDelivery(*frame); });
+        const auto handles = HandlesFor(delivery.session_ids());
+        for (size_t i = 0; i < handles.size(); ++i) {
+          if (handles[i] == nullptr) continue;
+          // Each session's own place in its inbox, when the Delivery has them.
+          const uint64_t inbox_seq =
+              i < static_cast<size_t>(delivery.inbox_seqs_size())
+                  ? delivery.inbox_seqs(static_cast<int>(i))
+                  : 0;
+          handles[i]->Post([frame, inbox_seq](Session& s) {
+            s.OnDelivery(*frame, inbox_seq);
+          });
         }
         break;
       }
       case ServiceEvent::kDisconnect: {
         auto order = event.disconnect();
         for (auto& handle : HandlesFor(order.session_ids())) {
+          if (handle == nullptr) continue;
           handle->Post([order](Session& s) { s.OnDisconnect(order); });
         }
         break;
@@ -529,7 +540,7 @@ void UpstreamLink::Dispatch(ServiceBatch* batch, int slot) {
           }
         }
         for (auto& handle : all) {
-          handle->Post([frame](Session& s) { s.OnDelivery(*frame); });
+          handle->Post([frame](Session& s) { s.OnDelivery(*frame, 0); });
         }
         break;
       }
@@ -559,7 +570,7 @@ std::vector<std::shared_ptr<SessionHandle>> UpstreamLink::HandlesFor(
   absl::MutexLock lock(&sessions_mu_);
   for (const std::string& id : ids) {
     auto it = sessions_.find(id);
-    if (it != sessions_.end()) handles.push_back(it->second.handle);
+    handles.push_back(it == sessions_.end() ? nullptr : it->second.handle);
   }
   return handles;
 }

@@ -166,6 +166,7 @@ class UpstreamLink final : public Upstream {
   std::shared_ptr<SessionHandle> HandleFor(const std::string& id) const;
   static bool NoLiveReactors(UpstreamLink* link)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(link->mu_);
+  // The handle of each of `ids`, in order; nullptr for ids not attached.
   std::vector<std::shared_ptr<SessionHandle>> HandlesFor(
       const google::protobuf::RepeatedPtrField<std::string>& ids) const;
 

@@ -221,6 +221,30 @@ TEST_F(UpstreamLinkTest, DeliveryReachesOnlyTheNamedSessions) {
   });
 }
 
+// A Delivery with inbox_seqs gives each named session its own; a session the
+// gateway no longer has does not shift the others' seqs.
+TEST_F(UpstreamLinkTest, EachSessionGetsItsOwnInboxSeqFromADelivery) {
+  TestClient alice(link_.get(), "s-alice");
+  alice.Run([](Session& s) { s.Start({"ok:alice", "", 0}); });
+  ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
+  parley::v1::ServiceEvent event;
+  parley::v1::Delivery* delivery = event.mutable_delivery();
+  delivery->add_session_ids("s-gone");
+  delivery->add_inbox_seqs(5);
+  delivery->add_session_ids("s-alice");
+  delivery->add_inbox_seqs(7);
+  delivery->mutable_frame()->mutable_message()->set_text("to the team");
+  ASSERT_TRUE(fake_.Push("s-alice", event));
+  ServerFrame got;
+  ASSERT_TRUE(alice.connection().WaitFor([&](const auto& frames) {
+    if (!frames.back().has_message()) return false;
+    got = frames.back();
+    return true;
+  }));
+  EXPECT_EQ(got.message().inbox_seq(), 7u);
+  EXPECT_EQ(got.message().text(), "to the team");
+}
+
 TEST_F(UpstreamLinkTest, RejectedSessionIsClosedWithMappedCode) {
   TestClient eve(link_.get(), "s-eve");
   eve.Run([](Session& s) { s.Start({"forged", "", 0}); });

@@ -460,13 +460,10 @@ v1::Ack Messaging::Deliver(const AppendResult& result,
     return ToAck(result);
   }
   CountStored(1);
-  size_t delivered = 0;
-  for (const InboxEntry& entry : result.recipients) {
-    const bool own = entry.user == result.message.from;
-    delivered += router_->DeliverMessage(
-        entry.user, ToMessage(result.message, entry.inbox_seq),
-        own ? origin_session : "");
-  }
+  // The sending session gets the Ack instead; session ids are unique, so
+  // only the sender's own session is skipped.
+  const size_t delivered = router_->DeliverMessage(
+      result.recipients, ToMessage(result.message, 0), origin_session);
   metrics_->deliveries.Increment(delivered);
   return ToAck(result);
 }

@@ -650,9 +650,12 @@ TEST_P(MessagingTest, RandomTrafficKeepsInboxesOrderedAndGapless) {
       EXPECT_FALSE(frame.error().message().empty());
     }
     if (!frame.has_message()) continue;
-    for (const std::string& id : e.delivery().session_ids()) {
-      EXPECT_GT(frame.message().inbox_seq(), last[id]) << id;
-      last[id] = frame.message().inbox_seq();
+    for (int i = 0; i < e.delivery().session_ids_size(); ++i) {
+      const std::string& id = e.delivery().session_ids(i);
+      const uint64_t seq =
+          FrameForSession(e.delivery(), i).message().inbox_seq();
+      EXPECT_GT(seq, last[id]) << id;
+      last[id] = seq;
     }
   }
   for (const char* user : {"alice", "bob", "carol", "dave"}) {

@@ -17,6 +17,16 @@
 
 namespace parley::service {
 
+// The frame the `i`th session of `delivery` gets, as the gateway sends it:
+// with that session's inbox_seq when the Delivery lists them.
+inline v1::ServerFrame FrameForSession(const v1::Delivery& delivery, int i) {
+  v1::ServerFrame frame = delivery.frame();
+  if (i < delivery.inbox_seqs_size()) {
+    frame.mutable_message()->set_inbox_seq(delivery.inbox_seqs(i));
+  }
+  return frame;
+}
+
 class RecordingLinkStream final : public LinkStream {
  public:
   void Send(v1::ServiceEvent event) override {
@@ -41,8 +51,10 @@ class RecordingLinkStream final : public LinkStream {
     std::vector<v1::ServerFrame> out;
     for (const v1::ServiceEvent& e : events_) {
       if (!e.has_delivery()) continue;
-      for (const std::string& id : e.delivery().session_ids()) {
-        if (id == session_id) out.push_back(e.delivery().frame());
+      for (int i = 0; i < e.delivery().session_ids_size(); ++i) {
+        if (e.delivery().session_ids(i) == session_id) {
+          out.push_back(FrameForSession(e.delivery(), i));
+        }
       }
     }
     return out;

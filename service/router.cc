@@ -170,31 +170,41 @@ void Router::ToSessionLocked(Session& session, v1::ServerFrame frame,
   SendFrameTo(session.stream, session.info.session_id, std::move(frame));
 }
 
-size_t Router::DeliverMessage(const std::string& user,
+size_t Router::DeliverMessage(const std::vector<InboxEntry>& recipients,
                               const v1::Message& message,
                               absl::string_view except_session) {
   absl::MutexLock lock(&mu_);
-  auto u = by_user_.find(user);
-  if (u == by_user_.end()) return 0;
-  v1::ServerFrame frame;
-  *frame.mutable_message() = message;
-  // Live sessions on one stream share one Delivery.
-  std::map<LinkStream*, std::vector<std::string>> batch;
+  std::map<LinkStream*, v1::ServiceEvent> batch;
   size_t count = 0;
-  for (const std::string& id : u->second) {
-    if (id == except_session) continue;
-    Session& session = sessions_.at(id);
-    if (!session.live) {
-      ToSessionLocked(session, frame, message.inbox_seq(), true);
+  for (const InboxEntry& recipient : recipients) {
+    auto u = by_user_.find(recipient.user);
+    if (u == by_user_.end()) continue;
+    for (const std::string& id : u->second) {
+      if (id == except_session) continue;
+      Session& session = sessions_.at(id);
+      if (!session.live) {
+        v1::ServerFrame frame;
+        *frame.mutable_message() = message;
+        frame.mutable_message()->set_inbox_seq(recipient.inbox_seq);
+        ToSessionLocked(session, std::move(frame), recipient.inbox_seq, true);
+        ++count;
+        continue;
+      }
+      if (recipient.inbox_seq <= session.last_inbox_seq) continue;
+      session.last_inbox_seq = recipient.inbox_seq;
+      v1::Delivery* delivery = batch[session.stream].mutable_delivery();
+      delivery->add_session_ids(id);
+      delivery->add_inbox_seqs(recipient.inbox_seq);
       ++count;
-      continue;
     }
-    if (message.inbox_seq() <= session.last_inbox_seq) continue;
-    session.last_inbox_seq = message.inbox_seq();
-    batch[session.stream].push_back(id);
-    ++count;
   }
-  for (auto& [stream, ids] : batch) stream->Send(DeliveryEvent(ids, frame));
+  for (auto& [stream, event] : batch) {
+    v1::Message* shared =
+        event.mutable_delivery()->mutable_frame()->mutable_message();
+    *shared = message;
+    shared->clear_inbox_seq();
+    stream->Send(std::move(event));
+  }
   return count;
 }
 

@@ -42,6 +42,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "parley/v1/gateway_link.pb.h"
+#include "service/store.h"
 
 namespace parley::service {
 
@@ -107,9 +108,13 @@ class Router final {
   std::optional<std::string> UserOf(LinkStream* stream,
                                     absl::string_view session_id) const;
 
-  // Delivers an inbox message to every session of `user` except
-  // `except_session`. Returns how many sessions it was queued for.
-  size_t DeliverMessage(const std::string& user, const v1::Message& message,
+  // Delivers an inbox message to every session of each recipient, except
+  // `except_session`, at that recipient's inbox_seq (`message`'s own is
+  // ignored). Live sessions on one stream get one Delivery listing each
+  // session's inbox_seq, so a group message crosses each stream once.
+  // Returns how many sessions it was queued for.
+  size_t DeliverMessage(const std::vector<InboxEntry>& recipients,
+                        const v1::Message& message,
                         absl::string_view except_session);
   // Sends a frame to one session (an Ack, a Synced, an error). `inbox_seq`,
   // when not 0, is the inbox position the frame covers (an Ack's): the

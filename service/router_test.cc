@@ -49,6 +49,12 @@ class RouterTest : public ::testing::Test {
     router_.AddStream(&gw1_, "gw-1");
     router_.AddStream(&gw2_, "gw-2");
   }
+  // Message `inbox_seq` to `user` alone.
+  size_t Deliver(const std::string& user, uint64_t inbox_seq,
+                 absl::string_view except_session) {
+    return router_.DeliverMessage({{user, inbox_seq}}, Msg(inbox_seq),
+                                  except_session);
+  }
   void OpenLive(RecordingLinkStream* stream, const std::string& session,
                 const std::string& user, uint64_t head = 0) {
     ASSERT_TRUE(router_.BeginOpen(stream, Info(session, user)).ok());
@@ -84,13 +90,13 @@ TEST_F(RouterTest, OpenSendsAcceptedThenReplayThenHeldFramesWithoutRepeats) {
   ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s1", "bob")).ok());
   // Committed while the open reads the inbox: 5 is also in the replay, 6 is
   // newer than the head.
-  router_.DeliverMessage("bob", Msg(5), "");
-  router_.DeliverMessage("bob", Msg(6), "");
+  Deliver("bob", 5, "");
+  Deliver("bob", 6, "");
   EXPECT_THAT(gw1_.events(), IsEmpty());
   ASSERT_TRUE(
       router_.CompleteOpen("s1", Accepted("s1", 5), {Msg(3), Msg(4), Msg(5)}));
-  router_.DeliverMessage("bob", Msg(6), "");  // A late duplicate.
-  router_.DeliverMessage("bob", Msg(7), "");
+  Deliver("bob", 6, "");  // A late duplicate.
+  Deliver("bob", 7, "");
   std::vector<v1::ServiceEvent> events = gw1_.events();
   ASSERT_FALSE(events.empty());
   EXPECT_TRUE(events[0].has_accepted());
@@ -100,10 +106,10 @@ TEST_F(RouterTest, OpenSendsAcceptedThenReplayThenHeldFramesWithoutRepeats) {
 
 TEST_F(RouterTest, MessagesAtOrBelowWhatWasSentAreDropped) {
   OpenLive(&gw1_, "s1", "bob", 10);
-  router_.DeliverMessage("bob", Msg(9), "");
-  router_.DeliverMessage("bob", Msg(10), "");
-  router_.DeliverMessage("bob", Msg(11), "");
-  router_.DeliverMessage("bob", Msg(11), "");
+  Deliver("bob", 9, "");
+  Deliver("bob", 10, "");
+  Deliver("bob", 11, "");
+  Deliver("bob", 11, "");
   EXPECT_THAT(InboxSeqs(gw1_.FramesFor("s1")), ElementsAre(11));
 }
 
@@ -113,21 +119,45 @@ TEST_F(RouterTest, SessionsOfAUserOnOneStreamShareOneDelivery) {
   OpenLive(&gw2_, "c", "bob");
   gw1_.Clear();
   gw2_.Clear();
-  EXPECT_EQ(router_.DeliverMessage("bob", Msg(1), ""), 3u);
+  EXPECT_EQ(Deliver("bob", 1, ""), 3u);
   ASSERT_EQ(gw1_.events().size(), 1u);
   EXPECT_THAT(gw1_.events()[0].delivery().session_ids(), ElementsAre("a", "b"));
   ASSERT_EQ(gw2_.events().size(), 1u);
   EXPECT_THAT(gw2_.events()[0].delivery().session_ids(), ElementsAre("c"));
 }
 
+TEST_F(RouterTest, AGroupMessageCrossesEachStreamOnceWithEverySessionsSeq) {
+  OpenLive(&gw1_, "a", "alice");
+  OpenLive(&gw1_, "b", "bob");
+  OpenLive(&gw1_, "b2", "bob");
+  OpenLive(&gw2_, "c", "carol");
+  gw1_.Clear();
+  gw2_.Clear();
+  v1::Message message;
+  message.set_text("to the team");
+  EXPECT_EQ(router_.DeliverMessage({{"alice", 7}, {"bob", 3}, {"carol", 12}},
+                                   message, "a"),
+            3u);
+  const std::vector<v1::ServiceEvent> events = gw1_.events();
+  ASSERT_EQ(events.size(), 1u);
+  const v1::Delivery& one = events[0].delivery();
+  EXPECT_THAT(one.session_ids(), ElementsAre("b", "b2"));
+  EXPECT_THAT(one.inbox_seqs(), ElementsAre(3, 3));
+  EXPECT_EQ(one.frame().message().text(), "to the team");
+  EXPECT_EQ(one.frame().message().inbox_seq(), 0u);
+  ASSERT_EQ(gw2_.events().size(), 1u);
+  EXPECT_THAT(gw2_.events()[0].delivery().inbox_seqs(), ElementsAre(12));
+  EXPECT_THAT(InboxSeqs(gw2_.FramesFor("c")), ElementsAre(12));
+}
+
 TEST_F(RouterTest, TheSendingSessionIsSkippedAndItsAckCoversTheMessage) {
   OpenLive(&gw1_, "a", "alice");
   OpenLive(&gw1_, "b", "alice");
-  router_.DeliverMessage("alice", Msg(1), "a");
+  Deliver("alice", 1, "a");
   v1::ServerFrame ack;
   ack.mutable_ack()->set_inbox_seq(1);
   router_.SendToSession("a", ack, 1);
-  router_.DeliverMessage("alice", Msg(1), "");  // Must not reach "a" again.
+  Deliver("alice", 1, "");  // Must not reach "a" again.
   EXPECT_THAT(InboxSeqs(gw1_.FramesFor("a")), IsEmpty());
   EXPECT_THAT(InboxSeqs(gw1_.FramesFor("b")), ElementsAre(1));
   EXPECT_EQ(gw1_.FramesFor("a").size(), 1u);
@@ -182,7 +212,7 @@ TEST_F(RouterTest, RemoveStreamForgetsItsSessionsOnly) {
   EXPECT_TRUE(router_.IsOnline("carol"));
   EXPECT_EQ(router_.gateway_count(), 1u);
   gw1_.Clear();
-  router_.DeliverMessage("bob", Msg(1), "");
+  Deliver("bob", 1, "");
   EXPECT_THAT(gw1_.events(), IsEmpty());
 }
 

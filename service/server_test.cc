@@ -22,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "parley/v1/admin.grpc.pb.h"
 #include "parley/v1/gateway_link.grpc.pb.h"
+#include "service/recording_link_stream.h"
 
 namespace parley::service {
 namespace {
@@ -136,8 +137,10 @@ class LinkClient {
       if (!e.has_delivery() || e.delivery().frame().frame_case() != kind) {
         return false;
       }
-      for (const std::string& id : e.delivery().session_ids()) {
-        if (id == session) out.push_back(e.delivery().frame());
+      for (int i = 0; i < e.delivery().session_ids_size(); ++i) {
+        if (e.delivery().session_ids(i) == session) {
+          out.push_back(FrameForSession(e.delivery(), i));
+        }
       }
       return out.size() >= n;
     });

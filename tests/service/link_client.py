@@ -17,6 +17,19 @@ import time
 import grpc
 
 
+def session_frames(delivery):
+    """(session_id, frame) for each session a Delivery names, the frame as
+    the gateway sends it: with that session's inbox_seq when the Delivery
+    lists them (a group message crosses the link once per stream)."""
+    for i, session_id in enumerate(delivery.session_ids):
+        frame = delivery.frame
+        if i < len(delivery.inbox_seqs):
+            frame = type(delivery.frame)()
+            frame.CopyFrom(delivery.frame)
+            frame.message.inbox_seq = delivery.inbox_seqs[i]
+        yield session_id, frame
+
+
 class LinkClient:
     def __init__(self, pb, address, gateway_id="py-gateway",
                  channel_options=None):
@@ -122,10 +135,10 @@ class LinkClient:
     def frames_for(self, session_id, kind):
         """Frames of one kind ("ack", "message", ...) delivered to a session."""
         with self._cond:
-            return [e.delivery.frame for e in self.events
-                    if e.HasField("delivery")
-                    and session_id in e.delivery.session_ids
-                    and e.delivery.frame.WhichOneof("frame") == kind]
+            return [frame for e in self.events if e.HasField("delivery")
+                    for sid, frame in session_frames(e.delivery)
+                    if sid == session_id
+                    and frame.WhichOneof("frame") == kind]
 
     def wait_ack(self, session_id, client_msg_id, timeout=20.0):
         key = (session_id, client_msg_id)

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import harness  # noqa: E402
-from link_client import LinkClient  # noqa: E402
+from link_client import LinkClient, session_frames  # noqa: E402
 
 USERS = ("alice", "bob", "carol")
 KILL_AFTER_ACKS = 400
@@ -89,8 +89,7 @@ def test_every_acked_message_survives_sigkill(tmp_path, procs, pb):
     for e in seen:
         if not e.HasField("delivery"):
             continue
-        frame = e.delivery.frame
-        for session in e.delivery.session_ids:
+        for session, frame in session_frames(e.delivery):
             if frame.HasField("ack"):
                 acks[frame.ack.client_msg_id] = frame.ack
             elif frame.HasField("message"):
