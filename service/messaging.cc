@@ -313,15 +313,22 @@ void Messaging::AnnounceOffline(const std::vector<std::string>& users) {
   for (const std::string& user : users) AnnouncePresence(user, false);
 }
 
-void Messaging::AnnouncePresence(const std::string& user, bool online) {
-  metrics_->presence.Increment();
+std::optional<std::vector<std::string>> Messaging::PresenceContacts(
+    const std::string& user) {
   absl::StatusOr<std::vector<std::string>> contacts =
       store_->Contacts(user, options_.presence_max_group_members);
   if (!contacts.ok()) {
     LogWarn("presence.contacts_failed",
             {{"user", user}, {"error", contacts.status().ToString()}});
-    return;
+    return std::nullopt;
   }
+  return *std::move(contacts);
+}
+
+void Messaging::AnnouncePresence(const std::string& user, bool online) {
+  metrics_->presence.Increment();
+  std::optional<std::vector<std::string>> contacts = PresenceContacts(user);
+  if (!contacts.has_value()) return;
   v1::ServerFrame frame;
   frame.mutable_presence()->set_user(user);
   frame.mutable_presence()->set_online(online);
@@ -330,13 +337,8 @@ void Messaging::AnnouncePresence(const std::string& user, bool online) {
 
 void Messaging::SendPresenceSnapshot(const std::string& session_id,
                                      const std::string& user) {
-  absl::StatusOr<std::vector<std::string>> contacts =
-      store_->Contacts(user, options_.presence_max_group_members);
-  if (!contacts.ok()) {
-    LogWarn("presence.contacts_failed",
-            {{"user", user}, {"error", contacts.status().ToString()}});
-    return;
-  }
+  std::optional<std::vector<std::string>> contacts = PresenceContacts(user);
+  if (!contacts.has_value()) return;
   for (const std::string& contact : *contacts) {
     if (contact == user || !router_->IsOnline(contact)) continue;
     v1::ServerFrame frame;

@@ -38,6 +38,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -144,6 +145,9 @@ class Messaging final {
   void SendPresenceSnapshot(const std::string& session_id,
                             const std::string& user);
   void AnnouncePresence(const std::string& user, bool online);
+  // The user's presence contacts; nullopt (logged) if the store fails.
+  std::optional<std::vector<std::string>> PresenceContacts(
+      const std::string& user);
   void Reject(LinkStream* stream, const std::string& session_id,
               v1::RejectReason reason, absl::string_view message,
               bool registered);

@@ -38,30 +38,30 @@ def _health(address):
         return check(b"", timeout=10)
 
 
-@pytest.mark.parametrize("missing", ["token_secret", "admin_key"])
-def test_refuses_to_start_without_secrets(tmp_path, missing):
+def _start_refused(tmp_path, bad_flag):
+    """Runs parley-service with valid flags plus `bad_flag` (and no PARLEY_*
+    environment); asserts it exits 2 and returns its stderr."""
     argv = [harness.bin_path("service/parley-service"),
             f"--data_dir={tmp_path}", "--link_address=127.0.0.1:0",
             "--admin_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
-            "--token_secret=s", "--admin_key=k", f"--{missing}="]
+            "--token_secret=s", "--admin_key=k", bad_flag]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30,
                             env=env)
     assert result.returncode == 2
-    assert f"--{missing} is required" in result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("missing", ["token_secret", "admin_key"])
+def test_refuses_to_start_without_secrets(tmp_path, missing):
+    stderr = _start_refused(tmp_path, f"--{missing}=")
+    assert f"--{missing} is required" in stderr
 
 
 @pytest.mark.parametrize("flag", ["sqlite_max_batch", "sqlite_checkpoint_pages"])
 def test_refuses_to_start_with_a_zero_store_limit(tmp_path, flag):
-    argv = [harness.bin_path("service/parley-service"),
-            f"--data_dir={tmp_path}", "--link_address=127.0.0.1:0",
-            "--admin_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
-            "--token_secret=s", "--admin_key=k", f"--{flag}=0"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                            env=env)
-    assert result.returncode == 2
-    assert f"--{flag}" in result.stderr and "at least 1" in result.stderr
+    stderr = _start_refused(tmp_path, f"--{flag}=0")
+    assert f"--{flag}" in stderr and "at least 1" in stderr
 
 
 def test_environment_overrides_flags(tmp_path, procs):
