@@ -2,6 +2,12 @@
 // connections that give the same pair key are each other's peer; a third is
 // refused; when one leaves, the other stays and waits for a new peer.
 //
+// A client's handshake completes before the relay has run its open handler, so
+// a client that sent as soon as it was open could lose its first frames to a
+// peer the relay had not registered yet. The relay therefore sends
+// kRelayPairedNotice to both members once a pair is complete, and clients send
+// only after it.
+//
 // Thread-compatible; the relay uses it from its single I/O thread.
 #ifndef PARLEY_TOOLS_LOADGEN_PAIR_TABLE_H_
 #define PARLEY_TOOLS_LOADGEN_PAIR_TABLE_H_
@@ -13,6 +19,10 @@
 #include <utility>
 
 namespace parley::loadgen {
+
+// The relay's one own frame: "your pair is complete, frames will reach the
+// peer from now on".
+inline constexpr char kRelayPairedNotice[] = "relay.paired";
 
 template <typename Handle, typename Less = std::owner_less<Handle>>
 class PairTable final {

@@ -7,8 +7,9 @@
 // through SessionEvents (Envoy's filter shape). Adapters:
 //   * parley (parley_protocol.cc): ?token= authentication, Welcome = ready,
 //     Send to the peer user or the group, Message = delivery, Ack = ack;
-//   * relay  (relay_protocol.cc): ?pair=<id>, ready on open, every frame is
-//     the payload, forwarded by the relay to the other member of the pair;
+//   * relay  (relay_protocol.cc): ?pair=<id>, ready on the relay's pairing
+//     notice, every frame after it is the payload, forwarded by the relay to
+//     the other member of the pair;
 //   * nats   (nats_protocol.cc): NATS text protocol over WebSocket, CONNECT +
 //     SUB own subject + PING, ready on PONG, a send is PUB to the peer's
 //     subject, MSG = delivery; there are no acks.

@@ -7,6 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "parley/v1/client.pb.h"
+#include "tools/loadgen/pair_table.h"
 
 namespace parley::loadgen {
 namespace {
@@ -96,9 +97,24 @@ TEST(RelayProtocolTest, PairsByQueryAndPassesPayloadsThrough) {
   EXPECT_EQ(session->Resource(), "/?pair=p7");
   RecordingEvents events;
   session->OnOpen(events);
+  EXPECT_TRUE(events.log.empty()) << "ready only once the pair is complete";
   EXPECT_EQ(session->EncodeSend("id", "payload"), "payload");
+  ASSERT_TRUE(session->OnFrame(kRelayPairedNotice, events).ok());
   ASSERT_TRUE(session->OnFrame("lg 1 2 3", events).ok());
-  EXPECT_THAT(events.log, ElementsAre("ready", "delivery:lg 1 2 3"));
+  ASSERT_TRUE(session->OnFrame(kRelayPairedNotice, events).ok());
+  EXPECT_THAT(events.log,
+              ElementsAre("ready", "delivery:lg 1 2 3",
+                          absl::StrCat("delivery:", kRelayPairedNotice)));
+}
+
+TEST(RelayProtocolTest, AFrameBeforeThePairingNoticeIsAnError) {
+  auto session = MakeRelayProtocol()->NewSession(Spec());
+  RecordingEvents events;
+  session->OnOpen(events);
+  absl::Status s = session->OnFrame("lg 1 2 3", events);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("before relay.paired"));
+  EXPECT_TRUE(events.log.empty());
 }
 
 TEST(NatsProtocolTest, SubscribesThenIsReadyOnPong) {

@@ -66,15 +66,25 @@ int Main(int argc, char** argv) {
       Server::connection_ptr con = server.get_con_from_hdl(hdl);
       const std::string key = PairKey(con->get_resource());
       bool joined = false;
+      std::optional<websocketpp::connection_hdl> peer;
       if (!key.empty()) {
         absl::MutexLock lock(&mu);
         joined = pairs.Join(key, hdl);
+        if (joined) peer = pairs.Peer(hdl);
       }
+      websocketpp::lib::error_code ec;
       if (!joined) {
-        websocketpp::lib::error_code ec;
         con->close(websocketpp::close::status::policy_violation,
                    key.empty() ? "no ?pair=" : "pair is full", ec);
+        return;
       }
+      if (!peer.has_value()) return;  // The first member waits for its peer.
+      // Both members are registered now: the newcomer is told first, so its
+      // notice is queued ahead of anything the waiting member sends it.
+      server.send(hdl, kRelayPairedNotice, websocketpp::frame::opcode::text,
+                  ec);
+      server.send(*peer, kRelayPairedNotice, websocketpp::frame::opcode::text,
+                  ec);
     });
     server.set_close_handler([&](websocketpp::connection_hdl hdl) {
       absl::MutexLock lock(&mu);

@@ -1,6 +1,8 @@
 // The raw relay adapter: frames are the payload, the relay forwards each one
-// to the other connection with the same ?pair= key (see relay_main.cc).
+// to the other connection with the same ?pair= key (see relay_main.cc). The
+// session is ready when the relay says the pair is complete.
 #include "absl/strings/str_cat.h"
+#include "tools/loadgen/pair_table.h"
 #include "tools/loadgen/protocol.h"
 
 namespace parley::loadgen {
@@ -15,18 +17,28 @@ class RelaySession final : public ProtocolSession {
   }
   std::string Subprotocol() const override { return ""; }
   WsOpcode DataOpcode() const override { return WsOpcode::kText; }
-  void OnOpen(SessionEvents& events) override { events.OnReady(); }
+  void OnOpen(SessionEvents&) override {}
   std::string EncodeSend(absl::string_view, absl::string_view text) override {
     return std::string(text);
   }
   absl::Status OnFrame(absl::string_view payload,
                        SessionEvents& events) override {
+    if (!paired_) {
+      if (payload != kRelayPairedNotice) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "relay sent \"", payload, "\" before ", kRelayPairedNotice));
+      }
+      paired_ = true;
+      events.OnReady();
+      return absl::OkStatus();
+    }
     events.OnDelivery(payload);
     return absl::OkStatus();
   }
 
  private:
   const std::string pair_;
+  bool paired_ = false;
 };
 
 class RelayProtocol final : public Protocol {
