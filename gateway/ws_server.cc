@@ -23,6 +23,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/frame_codec.h"
 #include "common/log.h"
+#include "common/ws_frame.h"
 #include "websocketpp/config/asio.hpp"
 #include "websocketpp/server.hpp"
 
@@ -263,11 +264,22 @@ class WsConnection final
         frames_out_(frames_out),
         bytes_out_(bytes_out) {}
 
+  // Hands websocketpp a finished ("prepared") frame, which it queues as it
+  // is. Its own path would copy the payload into a second message and scan
+  // text payloads for valid UTF-8; every frame the gateway sends is encoded
+  // from protobuf messages, whose strings are valid UTF-8 by construction.
   void Send(const std::string& frame) noexcept override {
-    const websocketpp::lib::error_code ec =
-        con_->send(frame, encoding_ == Encoding::kJson
-                              ? websocketpp::frame::opcode::text
-                              : websocketpp::frame::opcode::binary);
+    const websocketpp::frame::opcode::value op =
+        encoding_ == Encoding::kJson ? websocketpp::frame::opcode::text
+                                     : websocketpp::frame::opcode::binary;
+    typename Config::message_type::ptr msg = con_->get_message(op, 0);
+    std::string header;
+    AppendWsFrameHeader(static_cast<uint8_t>(op), frame.size(),
+                        /*masked=*/false, &header);
+    msg->set_header(header);
+    msg->set_payload(frame);
+    msg->set_prepared(true);
+    const websocketpp::lib::error_code ec = con_->send(msg);
     if (!ec) {
       frames_out_.Increment();
       bytes_out_.Increment(frame.size());

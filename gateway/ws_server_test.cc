@@ -428,6 +428,39 @@ TEST_F(WsServerTest, ProtoSubprotocolUsesBinaryFrames) {
   EXPECT_EQ(Decode(*welcome).welcome().user_id(), "bin");
 }
 
+// The gateway writes its frames' headers itself (ws_server.cc, Send): every
+// length form of RFC 6455 (7-bit, 16-bit, 64-bit) in both encodings reaches
+// a client that parses frames by the RFC, unaltered.
+TEST_F(WsServerTest, FramesOfEveryLengthFormArriveIntact) {
+  StartServer();
+  for (const std::string subprotocol : {"json", "proto"}) {
+    SCOPED_TRACE(subprotocol);
+    RawWsClient client;
+    ASSERT_TRUE(client.Connect(port_).ok());
+    auto response = client.Handshake(
+        "/?token=ok:" + subprotocol,
+        {{"Sec-WebSocket-Protocol", "parley.v1." + subprotocol}});
+    ASSERT_TRUE(response.ok() && response->status == 101);
+    ASSERT_TRUE(ReadServerFrame(client).has_welcome());
+    const std::string session = fake_.WaitForSession(subprotocol);
+    ASSERT_FALSE(session.empty());
+    uint64_t seq = 0;
+    for (size_t size :
+         {0, 1, 60, 100, 125, 126, 200, 65000, 65535, 65536, 70000, 300000}) {
+      parley::v1::ServiceEvent event;
+      event.mutable_delivery()->add_session_ids(session);
+      auto* message =
+          event.mutable_delivery()->mutable_frame()->mutable_message();
+      message->set_text(std::string(size, static_cast<char>('a' + size % 26)));
+      message->set_inbox_seq(++seq);
+      ASSERT_TRUE(fake_.Push(session, event));
+      ServerFrame got = ReadServerFrame(client);
+      EXPECT_EQ(got.message().inbox_seq(), seq);
+      EXPECT_EQ(got.message().text(), message->text()) << "size " << size;
+    }
+  }
+}
+
 TEST_F(WsServerTest, UnknownSubprotocolIsRefused) {
   StartServer();
   RawWsClient client;

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/ws_frame.h"
 
 namespace parley::loadgen {
 
@@ -59,19 +60,7 @@ absl::StatusOr<HandshakeResponse> ParseHandshakeResponse(
 void AppendClientFrame(WsOpcode opcode, absl::string_view payload,
                        uint32_t mask_key, std::string* out) {
   const size_t n = payload.size();
-  out->push_back(static_cast<char>(0x80 | static_cast<uint8_t>(opcode)));
-  if (n < 126) {
-    out->push_back(static_cast<char>(0x80 | n));
-  } else if (n <= 0xFFFF) {
-    out->push_back(static_cast<char>(0x80 | 126));
-    out->push_back(static_cast<char>(n >> 8));
-    out->push_back(static_cast<char>(n & 0xFF));
-  } else {
-    out->push_back(static_cast<char>(0x80 | 127));
-    for (int shift = 56; shift >= 0; shift -= 8) {
-      out->push_back(static_cast<char>((uint64_t{n} >> shift) & 0xFF));
-    }
-  }
+  AppendWsFrameHeader(static_cast<uint8_t>(opcode), n, /*masked=*/true, out);
   const uint8_t mask[4] = {static_cast<uint8_t>(mask_key >> 24),
                            static_cast<uint8_t>(mask_key >> 16),
                            static_cast<uint8_t>(mask_key >> 8),

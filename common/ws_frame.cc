@@ -1,0 +1,23 @@
+#include "common/ws_frame.h"
+
+namespace parley {
+
+void AppendWsFrameHeader(uint8_t opcode, uint64_t length, bool masked,
+                         std::string* out) {
+  const uint8_t mask_bit = masked ? 0x80 : 0x00;
+  out->push_back(static_cast<char>(0x80 | (opcode & 0x0F)));
+  if (length < 126) {
+    out->push_back(static_cast<char>(mask_bit | length));
+  } else if (length <= 0xFFFF) {
+    out->push_back(static_cast<char>(mask_bit | 126));
+    out->push_back(static_cast<char>(length >> 8));
+    out->push_back(static_cast<char>(length & 0xFF));
+  } else {
+    out->push_back(static_cast<char>(mask_bit | 127));
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      out->push_back(static_cast<char>((length >> shift) & 0xFF));
+    }
+  }
+}
+
+}  // namespace parley
