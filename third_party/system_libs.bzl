@@ -28,6 +28,8 @@ _LIBS = {
     # Header-only; asking pkg-config still fails the fetch, with the package
     # to install, when rapidjson-dev is missing.
     "rapidjson": (["RapidJSON"], []),
+    # The binaries' allocator (//common:malloc).
+    "jemalloc": (["jemalloc"], []),
 }
 
 def _pkg_config(ctx, flag, modules):

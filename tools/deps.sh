@@ -13,7 +13,7 @@ BUILD_PACKAGES=(
   bazel-bootstrap g++ pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libwebsocketpp-dev libasio-dev libabsl-dev libgtest-dev libgmock-dev
-  libsqlite3-dev libssl-dev rapidjson-dev
+  libsqlite3-dev libssl-dev rapidjson-dev libjemalloc-dev
 )
 DOCKER_PACKAGES=(
   docker.io docker-compose iptables debootstrap
