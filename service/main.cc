@@ -72,10 +72,11 @@ ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
 ABSL_FLAG(uint32_t, sqlite_max_batch, 1024,
           "Most write operations in one group-commit transaction. Default "
           "1024.");
-ABSL_FLAG(uint32_t, sqlite_checkpoint_pages, 1000,
+ABSL_FLAG(uint32_t, sqlite_checkpoint_pages, 8192,
           "WAL pages written between two checkpoints (copying the WAL back "
           "into the database, on a thread of its own); the WAL file grows to "
-          "at most about four times this many pages of 4 KiB. Default 1000.");
+          "at most about four times this many pages of 4 KiB. Default 8192 "
+          "(32 MiB).");
 ABSL_FLAG(uint32_t, worker_threads, 4,
           "Threads running link events and store reads (never one per "
           "stream). Default 4.");

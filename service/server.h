@@ -65,7 +65,7 @@ struct ServerOptions {
   // Most write operations per group commit.
   size_t sqlite_max_batch = 1024;
   // WAL pages written between two checkpoints.
-  int sqlite_checkpoint_pages = 1000;
+  int sqlite_checkpoint_pages = 8192;
   // Threads that run link events (store reads); never one per stream.
   int worker_threads = 4;
   // Most live sessions of one user.

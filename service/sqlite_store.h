@@ -79,8 +79,10 @@ struct SqliteStoreOptions {
   // Page cache of each connection, in KiB (PRAGMA cache_size).
   int64_t cache_kib = 64 * 1024;
   // WAL length (in pages) at which the checkpointer copies the WAL back into
-  // the database (SQLite's own default is 1000).
-  int checkpoint_frames = 1000;
+  // the database. SQLite's own default is 1000; a longer interval copies a
+  // page that many commits rewrite (a group's members' inbox pages) once
+  // instead of once per commit.
+  int checkpoint_frames = 8192;
   // Called on the writer thread after every commit, before the batch's
   // callbacks, with the number of operations in it and how long
   // BEGIN..COMMIT took (for metrics).
