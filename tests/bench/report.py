@@ -205,8 +205,9 @@ def main():
         w("*Connect*: N connections opened as fast as the server takes them "
           "(1024 handshakes in progress at a time); a handshake ends when the "
           "connection is usable (Parley: `welcome` received after `?token=` "
-          "authentication; NATS: `PONG` after `CONNECT`+`SUB`; relay: "
-          "upgrade done). *Churn*: connection slots that connect, "
+          "authentication; NATS: `PONG` after `CONNECT`+`SUB`; relay: the "
+          "relay's notice that the pair's other member is connected too). "
+          "*Churn*: connection slots that connect, "
           "authenticate, close and reconnect for the whole window, spread "
           "over 8 source addresses.\n")
         w("| Target | connect: ready / N | handshakes/s | handshake ms p50 / "
