@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace parley::loadgen {
 
@@ -54,6 +55,16 @@ class PairTable final {
     }
     if (!slot->second.a.has_value()) slots_.erase(slot);
     keys_.erase(it);
+  }
+
+  // The members `key` has now (zero, one or two).
+  std::vector<Handle> Members(const std::string& key) const {
+    std::vector<Handle> out;
+    auto it = slots_.find(key);
+    if (it == slots_.end()) return out;
+    if (it->second.a.has_value()) out.push_back(*it->second.a);
+    if (it->second.b.has_value()) out.push_back(*it->second.b);
+    return out;
   }
 
   // The other member of `h`'s pair, if there is one.

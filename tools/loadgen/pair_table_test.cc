@@ -1,6 +1,7 @@
 #include "tools/loadgen/pair_table.h"
 
 #include <functional>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -37,6 +38,16 @@ TEST(PairTableTest, LeavingFreesTheSlotForANewPeer) {
   t.Leave(2);
   t.Leave(3);
   EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(PairTableTest, MembersListsWhoHoldsAKey) {
+  Table t;
+  EXPECT_TRUE(t.Members("k").empty());
+  t.Join("k", 1);
+  t.Join("k", 2);
+  EXPECT_EQ(t.Members("k"), (std::vector<int>{1, 2}));
+  t.Leave(1);
+  EXPECT_EQ(t.Members("k"), (std::vector<int>{2}));
 }
 
 TEST(PairTableTest, KeysAreIndependent) {

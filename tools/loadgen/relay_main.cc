@@ -7,6 +7,7 @@
 //
 //   ws-relay --listen_address=127.0.0.1:0
 //   => ... event=relay.ready address=127.0.0.1:41234
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,8 +69,26 @@ int Main(int argc, char** argv) {
       bool joined = false;
       std::optional<websocketpp::connection_hdl> peer;
       if (!key.empty()) {
+        std::vector<websocketpp::connection_hdl> members;
+        {
+          absl::MutexLock lock(&mu);
+          joined = pairs.Join(key, hdl);
+          if (!joined) members = pairs.Members(key);
+        }
+        // A full pair may hold a connection that is closing: its client,
+        // churning, reconnects before the relay has run the close handler.
+        // That member gives way.
+        std::vector<websocketpp::connection_hdl> stale;
+        for (const websocketpp::connection_hdl& m : members) {
+          websocketpp::lib::error_code ec;
+          Server::connection_ptr c = server.get_con_from_hdl(m, ec);
+          if (ec || c->get_state() != websocketpp::session::state::open) {
+            stale.push_back(m);
+          }
+        }
         absl::MutexLock lock(&mu);
-        joined = pairs.Join(key, hdl);
+        for (const websocketpp::connection_hdl& m : stale) pairs.Leave(m);
+        if (!joined && !stale.empty()) joined = pairs.Join(key, hdl);
         if (joined) peer = pairs.Peer(hdl);
       }
       websocketpp::lib::error_code ec;
