@@ -47,6 +47,12 @@ ABSL_FLAG(double, rate_limit_per_second, 50,
 ABSL_FLAG(double, rate_limit_burst, 100,
           "Client frames allowed in a burst above the rate (frames). "
           "Default 100.");
+ABSL_FLAG(double, rate_limit_bytes_per_second, 1 << 20,
+          "Sustained client payload bytes per connection (bytes/second); "
+          "excess frames get RATE_LIMITED errors. Default 1048576.");
+ABSL_FLAG(double, rate_limit_bytes_burst, 4 << 20,
+          "Client payload bytes allowed in a burst above the byte rate "
+          "(bytes); at least --max_message_bytes. Default 4194304.");
 ABSL_FLAG(double, abuse_error_burst, 50,
           "Error frames a client may provoke in a burst (frames) before it "
           "is closed 1008. Default 50.");
@@ -158,6 +164,17 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
     return absl::InvalidArgumentError(
         "--rate_limit_per_second must be > 0, --rate_limit_burst and "
         "--abuse_error_burst >= 1, --abuse_error_per_second >= 0");
+  }
+  session.rate_limit_bytes_per_second =
+      absl::GetFlag(FLAGS_rate_limit_bytes_per_second);
+  session.rate_limit_bytes_burst = absl::GetFlag(FLAGS_rate_limit_bytes_burst);
+  if (session.rate_limit_bytes_per_second <= 0 ||
+      session.rate_limit_bytes_burst < static_cast<double>(max_message)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--rate_limit_bytes_per_second must be > 0 and "
+        "--rate_limit_bytes_burst >= --max_message_bytes (",
+        max_message, "), got ", session.rate_limit_bytes_per_second, " and ",
+        session.rate_limit_bytes_burst));
   }
   server.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   server.tls_key_file = absl::GetFlag(FLAGS_tls_key);

@@ -12,6 +12,7 @@
 ABSL_DECLARE_FLAG(std::string, listen_address);
 ABSL_DECLARE_FLAG(absl::Duration, auth_timeout);
 ABSL_DECLARE_FLAG(int64_t, max_buffered_bytes);
+ABSL_DECLARE_FLAG(double, rate_limit_bytes_burst);
 ABSL_DECLARE_FLAG(std::string, allowed_origins);
 ABSL_DECLARE_FLAG(std::string, tls_cert);
 ABSL_DECLARE_FLAG(int32_t, upstream_streams);
@@ -38,6 +39,8 @@ TEST_F(GatewayFlagsTest, DefaultsMatchTheIssue) {
   EXPECT_EQ(config->server.io_threads, 0);
   EXPECT_TRUE(config->server.allowed_origins.empty());
   EXPECT_EQ(config->server.session.send_buffer_cap_bytes, 1u << 20);
+  EXPECT_EQ(config->server.session.rate_limit_bytes_per_second, 1 << 20);
+  EXPECT_EQ(config->server.session.rate_limit_bytes_burst, 4 << 20);
   EXPECT_EQ(config->server.session.heartbeat.count(), 25000);
   EXPECT_EQ(config->upstream.service_address, "127.0.0.1:7400");
   EXPECT_EQ(config->upstream.streams, 1);
@@ -69,6 +72,10 @@ TEST_F(GatewayFlagsTest, BadValuesNameTheFlag) {
   EXPECT_THAT(std::string(GatewayConfigFromFlags().status().message()),
               HasSubstr("--max_buffered_bytes"));
   absl::SetFlag(&FLAGS_max_buffered_bytes, 1 << 20);
+  absl::SetFlag(&FLAGS_rate_limit_bytes_burst, 1000);
+  EXPECT_THAT(std::string(GatewayConfigFromFlags().status().message()),
+              HasSubstr("--rate_limit_bytes_burst >= --max_message_bytes"));
+  absl::SetFlag(&FLAGS_rate_limit_bytes_burst, 4 << 20);
   absl::SetFlag(&FLAGS_tls_cert, "/tmp/cert.pem");
   EXPECT_THAT(std::string(GatewayConfigFromFlags().status().message()),
               HasSubstr("--tls_key"));

@@ -103,6 +103,8 @@ Session::Session(const SessionOptions& options, std::string session_id,
       connected_at_(clock_()),
       rate_(options.rate_limit_per_second, options.rate_limit_burst,
             connected_at_),
+      bytes_rate_(options.rate_limit_bytes_per_second,
+                  options.rate_limit_bytes_burst, connected_at_),
       error_budget_(options.abuse_error_per_second, options.abuse_error_burst,
                     connected_at_) {}
 
@@ -130,6 +132,14 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
                     absl::StrCat("too many frames: the limit is ",
                                  options_.rate_limit_per_second,
                                  " per second; slow down and retry"),
+                    frame.has_send() ? frame.send().client_msg_id() : "");
+    return;
+  }
+  if (!bytes_rate_.TryTake(clock_(), static_cast<double>(payload.size()))) {
+    SendClientError(parley::v1::ERROR_CODE_RATE_LIMITED,
+                    absl::StrCat("too many bytes: the limit is ",
+                                 options_.rate_limit_bytes_per_second,
+                                 " bytes per second; slow down and retry"),
                     frame.has_send() ? frame.send().client_msg_id() : "");
     return;
   }

@@ -127,6 +127,11 @@ struct SessionOptions {
   // Inbound frames per second, sustained, and the burst allowed above it.
   double rate_limit_per_second = 50;
   double rate_limit_burst = 100;
+  // Inbound payload bytes per second, sustained, and the burst (at least the
+  // largest frame allowed). Frames of up to 64 KiB at the frame rate would be
+  // 3.2 MB/s; chat needs a small fraction of that.
+  double rate_limit_bytes_per_second = 1 << 20;
+  double rate_limit_bytes_burst = 4 << 20;
   // Error frames a client may provoke (malformed, rate limited, ...) in a
   // burst, and how many per second refill; when exhausted, close 1008.
   double abuse_error_burst = 50;
@@ -272,6 +277,7 @@ class Session final {
   size_t held_bytes_ = 0;
 
   TokenBucket rate_;
+  TokenBucket bytes_rate_;
   TokenBucket error_budget_;
 };
 

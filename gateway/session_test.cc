@@ -338,6 +338,40 @@ TEST_F(SessionTest, ExpiredTokenOnReannounceAsksForAFreshToken) {
   EXPECT_THAT(connection_.close_reason, HasSubstr("fresh token"));
 }
 
+// Large frames are limited by bytes too: at the frame rate, 64 KiB frames
+// would be 3.2 MB/s per connection.
+TEST_F(SessionTest, ByteRateLimitRefusesLargeFramesWithTheirClientMsgId) {
+  SessionOptions options;
+  options.rate_limit_bytes_per_second = 1000;
+  options.rate_limit_bytes_burst = 1500;
+  Reset(options);
+  GoLive();
+  connection_.sent.clear();
+  auto big = [](const std::string& id) {
+    ClientFrame f;
+    f.mutable_send()->set_client_msg_id(id);
+    f.mutable_send()->mutable_to()->set_user("bob");
+    f.mutable_send()->set_text(std::string(1000, 'x'));
+    return Json(f);
+  };
+  session_->OnClientMessage(big("c-big"), false);
+  EXPECT_EQ(session_->unacked_sends(), 1u);
+  // ~1 KB of the 1.5 KB burst is spent: the next large frame is refused.
+  session_->OnClientMessage(big("c-big2"), false);
+  EXPECT_EQ(connection_.Last().error().code(),
+            parley::v1::ERROR_CODE_RATE_LIMITED);
+  EXPECT_EQ(connection_.Last().error().client_msg_id(), "c-big2");
+  EXPECT_THAT(connection_.Last().error().message(),
+              HasSubstr("1000 bytes per second"));
+  EXPECT_EQ(session_->unacked_sends(), 1u);
+  // A small frame still fits, and a second later a large one does again.
+  session_->OnClientMessage(R"({"ping":{"nonce":"x"}})", false);
+  EXPECT_TRUE(connection_.Last().has_pong());
+  now_ += absl::Seconds(1);
+  session_->OnClientMessage(big("c-big3"), false);
+  EXPECT_EQ(session_->unacked_sends(), 2u);
+}
+
 TEST_F(SessionTest, RateLimitErrorsThenSustainedAbuseCloses1008) {
   SessionOptions options;
   options.rate_limit_per_second = 10;

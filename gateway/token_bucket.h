@@ -1,8 +1,8 @@
 // TokenBucket: a rate limiter with a burst, driven by the caller's clock.
 //
-// Used by Session for the per-connection inbound frame rate and for the error
-// budget that turns sustained abuse into a 1008 close. The caller passes the
-// current time, so tests need no sleeps.
+// Used by Session for the per-connection inbound frame and byte rates and for
+// the error budget that turns sustained abuse into a 1008 close. The caller
+// passes the current time, so tests need no sleeps.
 //
 //   TokenBucket bucket(/*rate_per_second=*/50, /*burst=*/100, now);
 //   if (!bucket.TryTake(now)) { ... reject ... }
@@ -23,11 +23,11 @@ class TokenBucket final {
   TokenBucket(double rate_per_second, double burst, absl::Time now)
       : rate_(rate_per_second), burst_(burst), tokens_(burst), last_(now) {}
 
-  // Takes one token if there is one.
-  bool TryTake(absl::Time now) {
+  // Takes `n` tokens if there are that many (none otherwise).
+  bool TryTake(absl::Time now, double n = 1.0) {
     Refill(now);
-    if (tokens_ < 1.0) return false;
-    tokens_ -= 1.0;
+    if (tokens_ < n) return false;
+    tokens_ -= n;
     return true;
   }
 

@@ -362,6 +362,7 @@ def main():
       "--admin_key=...`, `parley-gateway --listen_address=127.0.0.1:0 "
       "--service_address=... --max_connections=<nofile-200> "
       "--rate_limit_per_second=1e9 --rate_limit_burst=1e9 "
+      "--rate_limit_bytes_per_second=1e15 --rate_limit_bytes_burst=1e15 "
       "--listen_backlog=4096`, `ws-relay --listen_address=127.0.0.1:0`, "
       "`nats-server -c` with `websocket { listen: \"127.0.0.1:<free>\", "
       "no_tls: true }`), then:\n")

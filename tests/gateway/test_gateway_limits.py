@@ -70,7 +70,8 @@ def test_slow_consumer_is_cut_off_and_gateway_memory_stays_bounded(
     cap = 1 << 20
     svc, gw = start_stack(tmp_path, procs, gateway_flags=[
         f"--send_buffer_cap_bytes={cap}", "--rate_limit_per_second=10000",
-        "--rate_limit_burst=10000", "--close_timeout=1s"])
+        "--rate_limit_burst=10000", "--rate_limit_bytes_per_second=1e12",
+        "--rate_limit_bytes_burst=1e12", "--close_timeout=1s"])
     token = lambda u: harness.mint_token(svc.token_secret, u)
     slow = raw_upgrade(gw.address, f"/?token={token('bob')}")
     before = rss_bytes(gw.pid)
