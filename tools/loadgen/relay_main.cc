@@ -73,7 +73,11 @@ int Main(int argc, char** argv) {
         {
           absl::MutexLock lock(&mu);
           joined = pairs.Join(key, hdl);
-          if (!joined) members = pairs.Members(key);
+          if (joined) {
+            peer = pairs.Peer(hdl);
+          } else {
+            members = pairs.Members(key);
+          }
         }
         // A full pair may hold a connection that is closing: its client,
         // churning, reconnects before the relay has run the close handler.
@@ -86,10 +90,12 @@ int Main(int argc, char** argv) {
             stale.push_back(m);
           }
         }
-        absl::MutexLock lock(&mu);
-        for (const websocketpp::connection_hdl& m : stale) pairs.Leave(m);
-        if (!joined && !stale.empty()) joined = pairs.Join(key, hdl);
-        if (joined) peer = pairs.Peer(hdl);
+        if (!stale.empty()) {
+          absl::MutexLock lock(&mu);
+          for (const websocketpp::connection_hdl& m : stale) pairs.Leave(m);
+          joined = pairs.Join(key, hdl);
+          if (joined) peer = pairs.Peer(hdl);
+        }
       }
       websocketpp::lib::error_code ec;
       if (!joined) {

@@ -23,14 +23,15 @@ class RelaySession final : public ProtocolSession {
   }
   absl::Status OnFrame(absl::string_view payload,
                        SessionEvents& events) override {
-    if (!paired_) {
-      if (payload != kRelayPairedNotice) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "relay sent \"", payload, "\" before ", kRelayPairedNotice));
-      }
+    if (payload == kRelayPairedNotice) {
+      // Again when the peer was replaced (it reconnected): nothing to do.
+      if (!paired_) events.OnReady();
       paired_ = true;
-      events.OnReady();
       return absl::OkStatus();
+    }
+    if (!paired_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "relay sent \"", payload, "\" before ", kRelayPairedNotice));
     }
     events.OnDelivery(payload);
     return absl::OkStatus();
