@@ -160,8 +160,16 @@ class UpstreamLink::StreamReactor final
              {"code", static_cast<int>(status.error_code())},
              {"message", status.error_message()},
              {"was_up", came_up_ ? "true" : "false"}});
-    link_->ScheduleReconnect(slot_->index, link_->NextBackoff(failures));
+    UpstreamLink* const link = link_;
+    const int index = slot_->index;
+    const absl::Duration backoff = link->NextBackoff(failures);
+    // The context holds a channel reference: drop it while the link's stub
+    // still holds another. Once ScheduleReconnect() counts this reactor done,
+    // Shutdown() may return and the link (and the stub's channel) go away;
+    // the last channel reference must not be dropped on this gRPC callback
+    // thread, whose own completion queue it would shut down.
     delete this;
+    link->ScheduleReconnect(index, backoff);
   }
 
  private:

