@@ -65,6 +65,10 @@ ABSL_FLAG(int64_t, max_buffered_frames, 256,
 ABSL_FLAG(int64_t, max_buffered_bytes, 1 << 20,
           "The same held frames in encoded bytes per session (bytes); above "
           "it sends get BACKPRESSURE errors. Default 1048576.");
+ABSL_FLAG(int64_t, max_held_bytes_total, 256 << 20,
+          "The held frames of all sessions together, in encoded bytes "
+          "(bytes); above it sends get BACKPRESSURE errors. At least "
+          "--max_buffered_bytes. Default 268435456.");
 ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(25),
           "WebSocket ping interval (duration). Default 25s.");
 ABSL_FLAG(absl::Duration, pong_timeout, absl::Seconds(10),
@@ -155,6 +159,12 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
                      max_message, "), got ", buffered_bytes));
   }
   session.max_buffered_bytes = static_cast<size_t>(buffered_bytes);
+  const int64_t held_total = absl::GetFlag(FLAGS_max_held_bytes_total);
+  if (held_total < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_held_bytes_total must be >= 0, got ", held_total));
+  }
+  server.max_held_bytes_total = static_cast<size_t>(held_total);
   session.rate_limit_per_second = absl::GetFlag(FLAGS_rate_limit_per_second);
   session.rate_limit_burst = absl::GetFlag(FLAGS_rate_limit_burst);
   session.abuse_error_burst = absl::GetFlag(FLAGS_abuse_error_burst);

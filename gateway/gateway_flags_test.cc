@@ -12,6 +12,7 @@
 ABSL_DECLARE_FLAG(std::string, listen_address);
 ABSL_DECLARE_FLAG(absl::Duration, auth_timeout);
 ABSL_DECLARE_FLAG(int64_t, max_buffered_bytes);
+ABSL_DECLARE_FLAG(int64_t, max_held_bytes_total);
 ABSL_DECLARE_FLAG(double, rate_limit_bytes_burst);
 ABSL_DECLARE_FLAG(std::string, allowed_origins);
 ABSL_DECLARE_FLAG(std::string, tls_cert);
@@ -76,6 +77,11 @@ TEST_F(GatewayFlagsTest, BadValuesNameTheFlag) {
   EXPECT_THAT(std::string(GatewayConfigFromFlags().status().message()),
               HasSubstr("--rate_limit_bytes_burst >= --max_message_bytes"));
   absl::SetFlag(&FLAGS_rate_limit_bytes_burst, 4 << 20);
+  absl::SetFlag(&FLAGS_max_held_bytes_total, 1000);
+  EXPECT_THAT(
+      std::string(GatewayConfigFromFlags().status().message()),
+      HasSubstr("--max_held_bytes_total must be >= --max_buffered_bytes"));
+  absl::SetFlag(&FLAGS_max_held_bytes_total, 256 << 20);
   absl::SetFlag(&FLAGS_tls_cert, "/tmp/cert.pem");
   EXPECT_THAT(std::string(GatewayConfigFromFlags().status().message()),
               HasSubstr("--tls_key"));

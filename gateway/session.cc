@@ -91,7 +91,8 @@ std::string OutboundFrame::EncodedWithInboxSeq(Encoding encoding,
 Session::Session(const SessionOptions& options, std::string session_id,
                  Encoding encoding, std::string peer_address,
                  Connection* connection, Upstream* upstream,
-                 std::function<absl::Time()> clock, SessionObserver observer)
+                 std::function<absl::Time()> clock, SessionObserver observer,
+                 HeldBudget* held_budget)
     : options_(options),
       session_id_(std::move(session_id)),
       encoding_(encoding),
@@ -100,6 +101,7 @@ Session::Session(const SessionOptions& options, std::string session_id,
       upstream_(upstream),
       clock_(std::move(clock)),
       observer_(std::move(observer)),
+      held_budget_(held_budget),
       connected_at_(clock_()),
       rate_(options.rate_limit_per_second, options.rate_limit_burst,
             connected_at_),
@@ -217,9 +219,27 @@ size_t Session::HeldFrames() const {
   return unacked_.size() + pending_.size() + unanswered_syncs_.size();
 }
 
-bool Session::CanHold(size_t bytes) const {
-  return HeldFrames() < options_.max_buffered_frames &&
-         held_bytes_ + bytes <= options_.max_buffered_bytes;
+bool Session::Hold(size_t bytes, absl::string_view session_full,
+                   absl::string_view client_msg_id) {
+  if (HeldFrames() >= options_.max_buffered_frames ||
+      held_bytes_ + bytes > options_.max_buffered_bytes) {
+    SendError(parley::v1::ERROR_CODE_BACKPRESSURE, session_full, client_msg_id);
+    return false;
+  }
+  if (held_budget_ != nullptr && !held_budget_->TryReserve(bytes)) {
+    SendError(parley::v1::ERROR_CODE_BACKPRESSURE,
+              "the gateway holds all it may for the service; retry later",
+              client_msg_id);
+    return false;
+  }
+  held_bytes_ += bytes;
+  return true;
+}
+
+void Session::Unhold(size_t bytes) {
+  bytes = std::min(bytes, held_bytes_);
+  held_bytes_ -= bytes;
+  if (held_budget_ != nullptr) held_budget_->Release(bytes);
 }
 
 void Session::Forward(const ClientFrame& frame) {
@@ -232,12 +252,9 @@ void Session::Forward(const ClientFrame& frame) {
       return;
     }
     const size_t bytes = frame.ByteSizeLong();
-    if (!CanHold(bytes)) {
-      SendError(parley::v1::ERROR_CODE_BACKPRESSURE,
-                "too many sends awaiting the service; retry later", id);
+    if (!Hold(bytes, "too many sends awaiting the service; retry later", id)) {
       return;
     }
-    held_bytes_ += bytes;
     auto it =
         unacked_.insert(unacked_.end(), UnackedSend{frame, clock_(), bytes});
     unacked_index_.emplace(id, it);
@@ -249,21 +266,27 @@ void Session::Forward(const ClientFrame& frame) {
     if (link_ok_) WriteUpstream(frame);
     return;
   }
-  const size_t bytes = frame.ByteSizeLong();
-  if (link_ok_ && WriteUpstream(frame)) {
-    if (frame.has_sync()) {
-      held_bytes_ += bytes;
+  if (frame.has_sync()) {
+    // Held until answered (re-sent after a reconnect), so held first.
+    if (!Hold(frame.ByteSizeLong(),
+              link_ok_ ? "too many requests awaiting the service; retry later"
+                       : "the service is unreachable and this session's "
+                         "buffer is full; retry later")) {
+      return;
+    }
+    if (link_ok_ && WriteUpstream(frame)) {
       unanswered_syncs_.push_back(frame);
+    } else {
+      pending_.push_back(frame);
     }
     return;
   }
-  if (!CanHold(bytes)) {
-    SendError(parley::v1::ERROR_CODE_BACKPRESSURE,
-              "the service is unreachable and this session's buffer is full; "
-              "retry later");
+  if (link_ok_ && WriteUpstream(frame)) return;
+  if (!Hold(frame.ByteSizeLong(),
+            "the service is unreachable and this session's buffer is full; "
+            "retry later")) {
     return;
   }
-  held_bytes_ += bytes;
   pending_.push_back(frame);
 }
 
@@ -290,7 +313,7 @@ void Session::FlushHeld() {
     if (pending_.front().has_sync()) {
       unanswered_syncs_.push_back(std::move(pending_.front()));
     } else {
-      held_bytes_ -= std::min(held_bytes_, pending_.front().ByteSizeLong());
+      Unhold(pending_.front().ByteSizeLong());
     }
     pending_.pop_front();
   }
@@ -334,7 +357,7 @@ void Session::OnConnectionClosed(absl::string_view reason) {
     open_upstream_ = false;
   }
   state_ = State::kClosed;
-  held_bytes_ = 0;
+  Unhold(held_bytes_);
   unacked_.clear();
   unacked_index_.clear();
   pending_.clear();
@@ -400,7 +423,7 @@ void Session::NoteDelivered(const ServerFrame& frame, uint64_t inbox_seq) {
     if (observer_.ack_latency) {
       observer_.ack_latency(clock_() - it->second->received_at);
     }
-    held_bytes_ -= std::min(held_bytes_, it->second->bytes);
+    Unhold(it->second->bytes);
     unacked_.erase(it->second);
     unacked_index_.erase(it);
   };
@@ -429,8 +452,7 @@ void Session::NoteDelivered(const ServerFrame& frame, uint64_t inbox_seq) {
       break;
     case ServerFrame::kSynced:
       if (!unanswered_syncs_.empty()) {
-        held_bytes_ -=
-            std::min(held_bytes_, unanswered_syncs_.front().ByteSizeLong());
+        Unhold(unanswered_syncs_.front().ByteSizeLong());
         unanswered_syncs_.pop_front();
       }
       for (const auto& message : frame.synced().messages()) {

@@ -25,7 +25,8 @@
 //     (the error budget runs out) closes with 1008;
 //   * app-level ping -> pong;
 //   * while the link is down, frames wait in a bounded per-session buffer
-//     (full: a retryable BACKPRESSURE error); Sends stay tracked until their
+//     that also draws on the gateway-wide HeldBudget (either full: a
+//     retryable BACKPRESSURE error); Sends stay tracked until their
 //     Ack and are re-sent after a reconnect, after the re-announcement, which
 //     carries resume_after = the last inbox_seq delivered to this session;
 //   * slow consumer: when the connection's buffered amount passes the cap,
@@ -54,6 +55,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/frame_codec.h"
+#include "gateway/held_budget.h"
 #include "gateway/token_bucket.h"
 #include "gateway/upstream.h"
 #include "parley/v1/client.pb.h"
@@ -159,11 +161,13 @@ class Session final {
   enum class State { kAwaitingAuth, kOpening, kLive, kClosed };
 
   // `clock` gives the current time (injectable for tests); `observer`
-  // feeds the latency histograms.
+  // feeds the latency histograms. Held frames also count against
+  // `held_budget` when given (shared by the gateway's sessions; it must
+  // outlive the session's OnConnectionClosed, which returns what it holds).
   Session(const SessionOptions& options, std::string session_id,
           Encoding encoding, std::string peer_address, Connection* connection,
           Upstream* upstream, std::function<absl::Time()> clock,
-          SessionObserver observer = {});
+          SessionObserver observer = {}, HeldBudget* held_budget = nullptr);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -226,8 +230,13 @@ class Session final {
   void Resume();
   void FlushHeld();
   size_t HeldFrames() const;
-  // Whether one more held frame of `bytes` fits the buffer limits.
-  bool CanHold(size_t bytes) const;
+  // Holds `bytes` more if they fit this session's limits and the gateway's
+  // budget; otherwise sends a BACKPRESSURE error (`session_full` when this
+  // session's limits are the reason) and returns false.
+  bool Hold(size_t bytes, absl::string_view session_full,
+            absl::string_view client_msg_id = "");
+  // Lets go of `bytes` held.
+  void Unhold(size_t bytes);
 
   void SendFrame(const parley::v1::ServerFrame& frame);
   void SendEncoded(const std::string& encoded);
@@ -248,6 +257,7 @@ class Session final {
   Upstream* const upstream_;
   const std::function<absl::Time()> clock_;
   const SessionObserver observer_;
+  HeldBudget* const held_budget_;
   const absl::Time connected_at_;
 
   State state_ = State::kAwaitingAuth;

@@ -124,11 +124,11 @@ class SessionTest : public ::testing::Test {
  protected:
   SessionTest() { Reset(SessionOptions{}); }
 
-  void Reset(const SessionOptions& options,
-             Encoding encoding = Encoding::kJson) {
-    session_ = std::make_unique<Session>(options, "gw-1", encoding,
-                                         "127.0.0.1:5000", &connection_,
-                                         &upstream_, [this] { return now_; });
+  void Reset(const SessionOptions& options, Encoding encoding = Encoding::kJson,
+             HeldBudget* held_budget = nullptr) {
+    session_ = std::make_unique<Session>(
+        options, "gw-1", encoding, "127.0.0.1:5000", &connection_, &upstream_,
+        [this] { return now_; }, SessionObserver{}, held_budget);
   }
 
   // Authenticates with ?token= and accepts the session.
@@ -548,6 +548,74 @@ TEST_F(SessionTest, HeldBytesAreCappedAndReleasedOnAck) {
   EXPECT_EQ(session_->held_bytes(), 0u);
   session_->OnClientMessage(Json(big), false);
   EXPECT_EQ(session_->unacked_sends(), 1u);
+}
+
+TEST_F(SessionTest, GatewayBudgetIsSharedAndReturnedOnAckAndClose) {
+  HeldBudget budget(3000);
+  Reset(SessionOptions{}, Encoding::kJson, &budget);
+  GoLive();
+  ClientFrame big;
+  big.mutable_send()->mutable_to()->set_user("bob");
+  big.mutable_send()->set_text(std::string(1400, 'x'));
+  big.mutable_send()->set_client_msg_id("a1");
+  session_->OnClientMessage(Json(big), false);
+  big.mutable_send()->set_client_msg_id("a2");
+  session_->OnClientMessage(Json(big), false);
+  ASSERT_EQ(session_->unacked_sends(), 2u);
+  EXPECT_EQ(budget.used(), session_->held_bytes());
+
+  // Another session of the same gateway, far below its own limits.
+  FakeConnection other_connection;
+  FakeUpstream other_upstream;
+  Session other(
+      SessionOptions{}, "gw-2", Encoding::kJson, "127.0.0.1:5001",
+      &other_connection, &other_upstream, [this] { return now_; },
+      SessionObserver{}, &budget);
+  other.Start({"tok", "web", 0});
+  parley::v1::SessionAccepted accepted;
+  accepted.set_session_id("gw-2");
+  accepted.set_user_id("carol");
+  other.OnAccepted(accepted);
+  big.mutable_send()->set_client_msg_id("c1");
+  other.OnClientMessage(Json(big), false);
+  EXPECT_EQ(other.unacked_sends(), 0u);
+  EXPECT_EQ(other_connection.Last().error().code(),
+            parley::v1::ERROR_CODE_BACKPRESSURE);
+  EXPECT_EQ(other_connection.Last().error().client_msg_id(), "c1");
+  EXPECT_THAT(other_connection.Last().error().message(),
+              HasSubstr("the gateway holds all it may"));
+
+  // An Ack here makes room there.
+  Deliver(AckFor("a1", 11));
+  other.OnClientMessage(Json(big), false);
+  EXPECT_EQ(other.unacked_sends(), 1u);
+  EXPECT_EQ(budget.used(), session_->held_bytes() + other.held_bytes());
+
+  // A closed connection returns all it held.
+  session_->OnConnectionClosed("client closed");
+  EXPECT_EQ(budget.used(), other.held_bytes());
+  other.OnConnectionClosed("client closed");
+  EXPECT_EQ(budget.used(), 0u);
+}
+
+TEST_F(SessionTest, UnansweredSyncsCountAgainstTheLimitsWhileTheLinkIsUp) {
+  SessionOptions options;
+  options.max_buffered_frames = 2;
+  Reset(options);
+  GoLive();
+  session_->OnClientMessage(R"({"sync":{"afterSeq":"1"}})", false);
+  session_->OnClientMessage(R"({"sync":{"afterSeq":"2"}})", false);
+  EXPECT_GT(session_->held_bytes(), 0u);
+  session_->OnClientMessage(R"({"sync":{"afterSeq":"3"}})", false);
+  EXPECT_EQ(connection_.Last().error().code(),
+            parley::v1::ERROR_CODE_BACKPRESSURE);
+  EXPECT_EQ(upstream_.events.size(), 3u);  // The open and two Syncs.
+  ServerFrame synced;
+  synced.mutable_synced();
+  Deliver(synced);
+  session_->OnClientMessage(R"({"sync":{"afterSeq":"3"}})", false);
+  EXPECT_EQ(upstream_.events.size(), 4u);
+  EXPECT_EQ(upstream_.events[3].frame().frame().sync().after_seq(), 3u);
 }
 
 TEST_F(SessionTest, RepeatedClientMsgIdIsForwardedButTrackedOnce) {

@@ -248,6 +248,11 @@ absl::Status WsServerOptions::Validate() const {
   if (max_connections < 1) {
     return absl::InvalidArgumentError("--max_connections must be >= 1");
   }
+  if (max_held_bytes_total < session.max_buffered_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_held_bytes_total must be >= --max_buffered_bytes (",
+        session.max_buffered_bytes, "), got ", max_held_bytes_total));
+  }
   if (tls_cert_file.empty() != tls_key_file.empty()) {
     return absl::InvalidArgumentError(
         "--tls_cert and --tls_key must be given together");
@@ -393,7 +398,16 @@ class ServerImpl final : public WsServerImpl {
             "parley_gateway_delivery_seconds",
             "From a message being stored (its sent_at) to the gateway "
             "writing it to a client.",
-            Histogram::LatencyBuckets())) {
+            Histogram::LatencyBuckets())),
+        held_budget_(
+            std::make_shared<HeldBudget>(options_.max_held_bytes_total)) {
+    registry.AddCallbackGauge(
+        "parley_gateway_held_bytes",
+        "Bytes of client frames held for the service (unacknowledged Sends, "
+        "unanswered Syncs, frames waiting for the link), all sessions.",
+        [budget = held_budget_] {
+          return static_cast<double>(budget->used());
+        });
     // Unique across gateways and restarts without knowing the gateway id
     // (which may depend on the port bound later).
     absl::BitGen gen;
@@ -500,6 +514,8 @@ class ServerImpl final : public WsServerImpl {
   Counter& bytes_out_;
   Histogram& ack_latency_;
   Histogram& delivery_latency_;
+  // Shared with the metrics callback, which may outlive the server.
+  const std::shared_ptr<HeldBudget> held_budget_;
 };
 
 template <typename Config>
@@ -744,7 +760,8 @@ void ServerImpl<Config>::OnOpen(Hdl hdl) {
                         },
                         [this](absl::Duration d) {
                           delivery_latency_.Observe(absl::ToDoubleSeconds(d));
-                        }});
+                        }},
+        held_budget_.get());
     link_->Attach(id, conn);
 
     std::weak_ptr<Conn> weak = conn;

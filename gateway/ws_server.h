@@ -77,6 +77,9 @@ struct WsServerOptions {
   bool access_log = false;
   // Per-session limits.
   SessionOptions session;
+  // Bytes of client frames all sessions together may hold for the service
+  // (HeldBudget); at least session.max_buffered_bytes.
+  size_t max_held_bytes_total = 256 << 20;
 
   absl::Status Validate() const;
 };
