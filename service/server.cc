@@ -89,6 +89,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   store_options.synchronous = options.sqlite_synchronous;
   store_options.max_batch = options.sqlite_max_batch;
   store_options.checkpoint_frames = options.sqlite_checkpoint_pages;
+  store_options.gather_wal_writes = options.sqlite_gather_wal_writes;
   ServiceMetrics* metrics = s.metrics_.get();
   store_options.on_commit = [metrics](size_t n, absl::Duration latency) {
     metrics->commit_batch_size.Observe(static_cast<double>(n));

@@ -66,6 +66,8 @@ struct ServerOptions {
   size_t sqlite_max_batch = 1024;
   // WAL pages written between two checkpoints.
   int sqlite_checkpoint_pages = 8192;
+  // Gather each commit's WAL writes into one (SqliteStoreOptions).
+  bool sqlite_gather_wal_writes = true;
   // Threads that run link events (store reads); never one per stream.
   int worker_threads = 4;
   // Most live sessions of one user.

@@ -12,6 +12,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "service/wal_write_vfs.h"
 
 namespace parley::service {
 namespace {
@@ -158,10 +159,14 @@ class SqliteStore::Connection {
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
       const SqliteStoreOptions& options) {
     sqlite3* db = nullptr;
+    // Gathering is safe only when every commit syncs the WAL.
+    const bool gather =
+        options.gather_wal_writes &&
+        (options.synchronous == "FULL" || options.synchronous == "EXTRA");
     const int rc = sqlite3_open_v2(
         options.path.c_str(), &db,
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-        nullptr);
+        gather ? WalWriteVfsName() : nullptr);
     if (rc != SQLITE_OK) {
       absl::Status status =
           Error(db, rc, absl::StrCat("opening ", options.path));

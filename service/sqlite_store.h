@@ -83,6 +83,9 @@ struct SqliteStoreOptions {
   // page that many commits rewrite (a group's members' inbox pages) once
   // instead of once per commit.
   int checkpoint_frames = 8192;
+  // Write each commit's WAL frames with one call instead of two per frame
+  // (service/wal_write_vfs.h). Applies only with synchronous FULL or EXTRA.
+  bool gather_wal_writes = true;
   // Called on the writer thread after every commit, before the batch's
   // callbacks, with the number of operations in it and how long
   // BEGIN..COMMIT took (for metrics).
