@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import socket
 import time
 import urllib.request
@@ -41,7 +42,7 @@ def start_stack(tmp_path, procs, service_flags=(), gateway_flags=()):
         str(tmp_path), svc.link_address, extra=list(gateway_flags)))
     gw.wait_for_event("gateway.upstream_up")
     admin = harness.AdminClient(svc)
-    for user in ("alice", "bob"):
+    for user in ("alice", "bob", "carol"):
         admin.call("CreateUser", id=user)
     admin.close()
     return svc, gw
@@ -143,3 +144,61 @@ def test_idle_authenticated_connections_cost_little_memory(tmp_path, procs):
     assert open_now == n
     # Measured 10.9 KiB (fastbuild); the guard leaves room for noise.
     assert per < 16 * 1024
+
+
+def test_frames_held_for_a_stalled_service_are_capped_gateway_wide(
+        tmp_path, procs):
+    per_session, total, size = 300_000, 500_000, 50_000
+    svc, gw = start_stack(tmp_path, procs, gateway_flags=[
+        f"--max_buffered_bytes={per_session}",
+        f"--max_held_bytes_total={total}"])
+    token = lambda u: harness.mint_token(svc.token_secret, u)
+
+    def send(ws, user, i):
+        return ws.send(json.dumps({"send": {
+            "clientMsgId": f"{user}{i}", "to": {"user": "carol"},
+            "text": "x" * size}}))
+
+    async def run():
+        alice = await websockets.connect(
+            f"ws://{gw.address}/?token={token('alice')}", max_size=None)
+        bob = await websockets.connect(
+            f"ws://{gw.address}/?token={token('bob')}", max_size=None)
+        json.loads(await alice.recv())  # welcome
+        json.loads(await bob.recv())
+        # The service stops answering: every Send stays held by the gateway.
+        svc.send_signal(signal.SIGSTOP)
+        try:
+            for i in range(5):  # ~250 KB, within alice's own 300 KB.
+                await send(alice, "a", i)
+            deadline = time.monotonic() + 10
+            while metric(gw.address, "parley_gateway_held_bytes") < 5 * size:
+                assert time.monotonic() < deadline, "alice's sends not held"
+                await asyncio.sleep(0.02)
+            for i in range(5):  # The fifth would pass 500 KB in all.
+                await send(bob, "b", i)
+            frame = json.loads(await asyncio.wait_for(bob.recv(), 10))
+            held = metric(gw.address, "parley_gateway_held_bytes")
+        finally:
+            svc.send_signal(signal.SIGCONT)
+        # Everything held is acknowledged once the service runs again.
+        acks = {"alice": 0, "bob": 0}
+        for name, ws, want in (("alice", alice, 5), ("bob", bob, 4)):
+            while acks[name] < want:
+                got = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                assert "error" not in got, got
+                acks[name] += "ack" in got
+        await alice.close()
+        await bob.close()
+        return frame, held
+
+    frame, held = asyncio.run(run())
+    # Bob is far below his own limit: the gateway-wide one refused him.
+    assert frame["error"]["code"] == "ERROR_CODE_BACKPRESSURE", frame
+    assert frame["error"]["clientMsgId"] == "b4", frame
+    assert "gateway" in frame["error"]["message"], frame
+    assert 9 * size < held <= total, held
+    deadline = time.monotonic() + 10
+    while metric(gw.address, "parley_gateway_held_bytes") != 0:
+        assert time.monotonic() < deadline, "held bytes never returned"
+        time.sleep(0.05)
