@@ -197,22 +197,21 @@ int Open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags,
   const int rc = Real(vfs)->xOpen(Real(vfs), name, f->real, flags, out_flags);
   // SQLite calls xClose whenever pMethods is set, also after a failed open.
   if (f->real->pMethods == nullptr) return rc;
-  const int version = std::min(f->real->pMethods->iVersion, 3);
-  static const sqlite3_io_methods kPass[4] = {
-      MakeMethods(false, 0), MakeMethods(false, 1), MakeMethods(false, 2),
-      MakeMethods(false, 3)};
-  static const sqlite3_io_methods kWal[4] = {
-      MakeMethods(true, 0), MakeMethods(true, 1), MakeMethods(true, 2),
-      MakeMethods(true, 3)};
+  // io_methods versions 1-3; ours matches the real file's.
+  const int version = std::clamp(f->real->pMethods->iVersion, 1, 3);
+  static const sqlite3_io_methods kPass[3] = {
+      MakeMethods(false, 1), MakeMethods(false, 2), MakeMethods(false, 3)};
+  static const sqlite3_io_methods kWal[3] = {
+      MakeMethods(true, 1), MakeMethods(true, 2), MakeMethods(true, 3)};
   if ((flags & SQLITE_OPEN_WAL) != 0) {
     f->gathered = new (std::nothrow) std::string;
     if (f->gathered == nullptr) {
       f->real->pMethods->xClose(f->real);
       return SQLITE_NOMEM;
     }
-    f->base.pMethods = &kWal[version];
+    f->base.pMethods = &kWal[version - 1];
   } else {
-    f->base.pMethods = &kPass[version];
+    f->base.pMethods = &kPass[version - 1];
   }
   return rc;
 }
