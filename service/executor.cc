@@ -88,6 +88,26 @@ void SerialExecutor::Post(std::function<void()> task) {
   }
 }
 
+void SerialExecutor::Dispatch(std::function<void()> task) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (scheduled_) {
+      tasks_.push_back(std::move(task));
+      return;
+    }
+    scheduled_ = true;  // This thread runs the strand for now.
+  }
+  const std::shared_ptr<SerialExecutor> self = shared_from_this();
+  task();
+  absl::MutexLock lock(&mu_);
+  if (tasks_.empty()) {
+    scheduled_ = false;
+    return;
+  }
+  // Posted while the task ran: the pool drains them.
+  pool_->Post([self] { self->Drain(); });
+}
+
 void SerialExecutor::Drain() {
   // A bounded turn, then back into the pool's queue: one busy stream must not
   // hold a pool thread forever.

@@ -11,10 +11,12 @@
 //   ThreadPool pool(4);
 //   auto strand = SerialExecutor::Create(&pool);
 //   strand->Post([] { HandleBatch(); });
+//   strand->Dispatch([] { HandleQuickBatch(); });  // Here, if the strand
+//   idles.
 //
-// Threading: Post() is thread-safe on both. A SerialExecutor stays alive
-// while it has tasks (it holds a reference to itself while running), so the
-// last task may destroy its owner. ~ThreadPool runs every queued task, then
+// Threading: Post() and Dispatch() are thread-safe. A SerialExecutor stays
+// alive while it has tasks (it holds a reference to itself while running), so
+// the last task may destroy its owner. ~ThreadPool runs every queued task, then
 // joins.
 #ifndef PARLEY_SERVICE_EXECUTOR_H_
 #define PARLEY_SERVICE_EXECUTOR_H_
@@ -78,6 +80,11 @@ class SerialExecutor final
   static std::shared_ptr<SerialExecutor> Create(ThreadPool* pool);
 
   void Post(std::function<void()> task);
+  // Runs `task` at once on the calling thread when no task of this strand is
+  // queued or running (saving a hand-off to a pool thread), else queues it
+  // like Post(). Only for tasks that never block: the caller may be a thread
+  // that must not (a gRPC reactor callback).
+  void Dispatch(std::function<void()> task);
 
  private:
   explicit SerialExecutor(ThreadPool* pool) : pool_(pool) {}

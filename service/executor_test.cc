@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -65,6 +66,81 @@ TEST(SerialExecutorTest, TheLastTaskMayDropTheLastReference) {
     done.Notify();
   });
   EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+TEST(SerialExecutorTest, DispatchRunsAtOnceOnTheCallerWhenIdle) {
+  ThreadPool pool(2);
+  auto strand = SerialExecutor::Create(&pool);
+  std::thread::id ran_on;
+  strand->Dispatch([&] { ran_on = std::this_thread::get_id(); });
+  // Ran before Dispatch returned, on this thread.
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+TEST(SerialExecutorTest, DispatchQueuesBehindARunningTaskInOrder) {
+  ThreadPool pool(2);
+  auto strand = SerialExecutor::Create(&pool);
+  absl::Notification started, release, done;
+  absl::Mutex mu;
+  std::vector<int> order;
+  std::thread::id dispatched_on;
+  strand->Post([&] {
+    started.Notify();
+    release.WaitForNotification();
+    absl::MutexLock lock(&mu);
+    order.push_back(1);
+  });
+  started.WaitForNotification();
+  strand->Dispatch([&] {
+    dispatched_on = std::this_thread::get_id();
+    absl::MutexLock lock(&mu);
+    order.push_back(2);
+    done.Notify();
+  });
+  // The strand is busy: Dispatch returned without running the task.
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(order.empty());
+  }
+  release.Notify();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_NE(dispatched_on, std::this_thread::get_id());
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(order, ::testing::ElementsAre(1, 2));
+}
+
+TEST(SerialExecutorTest, TasksPostedDuringADispatchedTaskRunAfterIt) {
+  ThreadPool pool(2);
+  auto strand = SerialExecutor::Create(&pool);
+  absl::Mutex mu;
+  std::vector<int> order;
+  std::atomic<int> running{0};
+  std::atomic<bool> overlapped{false};
+  absl::Notification done;
+  auto record = [&](int i) {
+    if (running.fetch_add(1) != 0) overlapped.store(true);
+    {
+      absl::MutexLock lock(&mu);
+      order.push_back(i);
+    }
+    running.fetch_sub(1);
+  };
+  strand->Dispatch([&] {
+    // Another thread posts while this task still runs on the caller: the
+    // posted task must wait for it, then run on the pool.
+    std::thread poster([&] {
+      strand->Post([&] {
+        record(2);
+        done.Notify();
+      });
+    });
+    poster.join();
+    record(1);
+  });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_FALSE(overlapped.load());
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(order, ::testing::ElementsAre(1, 2));
 }
 
 TEST(TimerTest, RunsTasksInDueOrderAfterTheirDelay) {

@@ -408,6 +408,21 @@ void Messaging::HandleFrame(LinkStream* stream,
             "the frame names no known kind");
 }
 
+bool Messaging::HandlesWithoutBlocking(const v1::SessionFrame& frame) {
+  switch (frame.frame().frame_case()) {
+    case v1::ClientFrame::kSend:
+    case v1::ClientFrame::kPing:
+    case v1::ClientFrame::kHello:
+    case v1::ClientFrame::FRAME_NOT_SET:
+      return true;
+    case v1::ClientFrame::kSync:
+    case v1::ClientFrame::kRead:
+    case v1::ClientFrame::kTyping:
+      return false;
+  }
+  return false;
+}
+
 absl::StatusOr<AppendRequest> Messaging::PrepareSend(const std::string& sender,
                                                      const v1::Send& send) {
   if (send.client_msg_id().empty() ||

@@ -103,6 +103,10 @@ class Messaging final {
   void StreamClosed(LinkStream* stream);
   void OpenSession(LinkStream* stream, const v1::SessionOpen& open);
   void HandleFrame(LinkStream* stream, const v1::SessionFrame& frame);
+  // Whether HandleFrame(frame) never blocks: a Send (queued for the store),
+  // a Ping, a frame of no known kind. Such frames may be handled on a thread
+  // that must not block; every other kind may read the store.
+  static bool HandlesWithoutBlocking(const v1::SessionFrame& frame);
   void CloseSession(LinkStream* stream, const v1::SessionClose& close);
 
   // Stores a message from `sender` as a client Send would (the admin API's

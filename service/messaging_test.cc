@@ -53,6 +53,165 @@ std::vector<v1::ServerFrame> Only(const std::vector<v1::ServerFrame>& frames,
   return out;
 }
 
+// A FakeStore that counts calls to the methods that may block: every one
+// but Append and AdvanceReadCursor (queued writes).
+class BlockingCallCounter final : public Store {
+ public:
+  int blocking_calls() const { return calls_.load(); }
+
+  absl::Status CreateUser(const UserRecord& user) override {
+    ++calls_;
+    return inner_.CreateUser(user);
+  }
+  absl::StatusOr<UserRecord> GetUser(absl::string_view id) override {
+    ++calls_;
+    return inner_.GetUser(id);
+  }
+  absl::StatusOr<std::vector<UserRecord>> ListUsers(absl::string_view after_id,
+                                                    int limit) override {
+    ++calls_;
+    return inner_.ListUsers(after_id, limit);
+  }
+  absl::Status DeleteUser(absl::string_view id) override {
+    ++calls_;
+    return inner_.DeleteUser(id);
+  }
+  absl::Status CreateGroup(const GroupRecord& group,
+                           size_t max_members) override {
+    ++calls_;
+    return inner_.CreateGroup(group, max_members);
+  }
+  absl::StatusOr<GroupRecord> GetGroup(absl::string_view id) override {
+    ++calls_;
+    return inner_.GetGroup(id);
+  }
+  absl::StatusOr<std::vector<GroupRecord>> ListGroups(
+      absl::string_view after_id, int limit) override {
+    ++calls_;
+    return inner_.ListGroups(after_id, limit);
+  }
+  absl::StatusOr<GroupRecord> AddMembers(
+      absl::string_view group_id, const std::vector<std::string>& user_ids,
+      size_t max_members) override {
+    ++calls_;
+    return inner_.AddMembers(group_id, user_ids, max_members);
+  }
+  absl::StatusOr<GroupRecord> RemoveMembers(
+      absl::string_view group_id,
+      const std::vector<std::string>& user_ids) override {
+    ++calls_;
+    return inner_.RemoveMembers(group_id, user_ids);
+  }
+  void Append(AppendRequest request, AppendCallback done) override {
+    inner_.Append(std::move(request), std::move(done));
+  }
+  absl::StatusOr<uint64_t> InboxHead(absl::string_view user) override {
+    ++calls_;
+    return inner_.InboxHead(user);
+  }
+  absl::StatusOr<std::vector<InboxMessage>> ReadInbox(absl::string_view user,
+                                                      uint64_t after_seq,
+                                                      uint64_t upto_seq,
+                                                      int limit) override {
+    ++calls_;
+    return inner_.ReadInbox(user, after_seq, upto_seq, limit);
+  }
+  absl::StatusOr<HistoryPage> ReadHistory(absl::string_view conversation,
+                                          uint64_t before_seq,
+                                          int limit) override {
+    ++calls_;
+    return inner_.ReadHistory(conversation, before_seq, limit);
+  }
+  absl::StatusOr<uint64_t> ConversationHead(
+      absl::string_view conversation) override {
+    ++calls_;
+    return inner_.ConversationHead(conversation);
+  }
+  void AdvanceReadCursor(std::string user, std::string conversation,
+                         uint64_t seq, CursorCallback done) override {
+    inner_.AdvanceReadCursor(std::move(user), std::move(conversation), seq,
+                             std::move(done));
+  }
+  absl::StatusOr<uint64_t> ReadCursor(absl::string_view user,
+                                      absl::string_view conversation) override {
+    ++calls_;
+    return inner_.ReadCursor(user, conversation);
+  }
+  absl::StatusOr<std::vector<std::string>> Contacts(
+      absl::string_view user, size_t max_group_members) override {
+    ++calls_;
+    return inner_.Contacts(user, max_group_members);
+  }
+  absl::StatusOr<StoreStats> Stats() override {
+    ++calls_;
+    return inner_.Stats();
+  }
+  void Flush() override {
+    ++calls_;
+    inner_.Flush();
+  }
+
+ private:
+  FakeStore inner_;
+  std::atomic<int> calls_{0};
+};
+
+// The link adapter handles frames that "never block" on gRPC's own thread:
+// none of them may reach a Store method that can block, and the busy one
+// (Send) must be among them.
+TEST(MessagingHandlesWithoutBlockingTest, ThoseFramesMakeNoBlockingStoreCall) {
+  BlockingCallCounter store;
+  Registry registry;
+  ServiceMetrics metrics(registry);
+  Router router(4);
+  MessagingOptions options;
+  options.token_secret = kSecret;
+  Messaging messaging(&store, &router, &metrics, options);
+  const absl::Time now = absl::Now();
+  for (const char* id : {"alice", "bob"}) {
+    ASSERT_TRUE(store.CreateUser({id, "", now}).ok());
+  }
+  RecordingLinkStream gw;
+  v1::LinkHello hello;
+  hello.set_gateway_id("gw-1");
+  messaging.StreamOpened(&gw, hello);
+  v1::SessionOpen open;
+  open.set_session_id("s1");
+  open.set_token(
+      MintToken({"alice", now + absl::Hours(1), now, "phone"}, kSecret));
+  messaging.OpenSession(&gw, open);
+
+  std::map<std::string, v1::ClientFrame> frames;
+  frames["send"].mutable_send()->set_client_msg_id("c1");
+  frames["send"].mutable_send()->mutable_to()->set_user("bob");
+  frames["send"].mutable_send()->set_text("hi");
+  frames["bad send"].mutable_send()->set_client_msg_id("c2");
+  frames["ping"].mutable_ping()->set_nonce("n");
+  frames["hello"].mutable_hello()->set_token("t");
+  frames["empty"];
+  frames["sync"].mutable_sync()->set_after_seq(0);
+  frames["read"].mutable_read()->set_conversation("d:alice:bob");
+  frames["read"].mutable_read()->set_seq(1);
+  frames["typing"].mutable_typing()->mutable_to()->set_user("bob");
+  int quick = 0;
+  for (const auto& [name, frame] : frames) {
+    v1::SessionFrame session_frame;
+    session_frame.set_session_id("s1");
+    *session_frame.mutable_frame() = frame;
+    if (!Messaging::HandlesWithoutBlocking(session_frame)) continue;
+    ++quick;
+    const int before = store.blocking_calls();
+    messaging.HandleFrame(&gw, session_frame);
+    EXPECT_EQ(store.blocking_calls(), before) << name;
+  }
+  EXPECT_EQ(quick, 5);
+  v1::SessionFrame send;
+  *send.mutable_frame() = frames["send"];
+  EXPECT_TRUE(Messaging::HandlesWithoutBlocking(send));
+  // The Send was stored and acked.
+  EXPECT_EQ(*store.InboxHead("bob"), 1u);
+}
+
 class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
  protected:
   void SetUp() override {
