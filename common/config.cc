@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/log.h"
 
 ABSL_FLAG(std::string, log_level, "info",
@@ -79,6 +80,11 @@ std::vector<char*> ParseConfig(int argc, char** argv, absl::string_view usage) {
     std::exit(2);
   }
   SetLogLevel(*level);
+  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
+  // detection on: every Lock takes one process-wide spinlock to update a lock
+  // graph, and a suspected lock-order cycle aborts the process. A debugging
+  // aid, not for serving; unit tests (which do not come here) keep it on.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   return args;
 }
 
