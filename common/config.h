@@ -34,7 +34,8 @@ absl::Status ApplyEnvironmentOverrides(
 
 // Sets the usage text, applies environment overrides, parses the command line
 // (which wins) and sets the log level from --log_level. Exits with a message
-// on bad input. Returns the positional arguments (argv[0] first).
+// on bad input. Returns the positional arguments (argv[0] first). Also turns
+// off absl::Mutex's deadlock detection (see config.cc).
 std::vector<char*> ParseConfig(int argc, char** argv, absl::string_view usage);
 
 }  // namespace parley
