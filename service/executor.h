@@ -11,8 +11,8 @@
 //   ThreadPool pool(4);
 //   auto strand = SerialExecutor::Create(&pool);
 //   strand->Post([] { HandleBatch(); });
-//   strand->Dispatch([] { HandleQuickBatch(); });  // Here, if the strand
-//   idles.
+//   // Runs here, on this thread, if the strand is idle:
+//   strand->Dispatch([] { HandleQuickBatch(); });
 //
 // Threading: Post() and Dispatch() are thread-safe. A SerialExecutor stays
 // alive while it has tasks (it holds a reference to itself while running), so
