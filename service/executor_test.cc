@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -13,29 +14,45 @@
 namespace parley::service {
 namespace {
 
+// Records which tasks ran, in order, and whether two ever ran at once.
+class RunRecorder {
+ public:
+  void Record(int task) {
+    if (running_.fetch_add(1) != 0) overlapped_.store(true);
+    {
+      absl::MutexLock lock(&mu_);
+      order_.push_back(task);
+    }
+    running_.fetch_sub(1);
+  }
+  std::vector<int> order() const {
+    absl::MutexLock lock(&mu_);
+    return order_;
+  }
+  bool overlapped() const { return overlapped_.load(); }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<int> order_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int> running_{0};
+  std::atomic<bool> overlapped_{false};
+};
+
 TEST(SerialExecutorTest, RunsTasksOneAtATimeInPostOrder) {
   ThreadPool pool(4);
   auto strand = SerialExecutor::Create(&pool);
-  absl::Mutex mu;
-  std::vector<int> order;
-  std::atomic<int> running{0};
-  std::atomic<bool> overlapped{false};
+  RunRecorder runs;
   absl::Notification done;
   constexpr int kTasks = 1000;
   for (int i = 0; i < kTasks; ++i) {
     strand->Post([&, i] {
-      if (running.fetch_add(1) != 0) overlapped.store(true);
-      {
-        absl::MutexLock lock(&mu);
-        order.push_back(i);
-      }
-      running.fetch_sub(1);
+      runs.Record(i);
       if (i == kTasks - 1) done.Notify();
     });
   }
   done.WaitForNotification();
-  EXPECT_FALSE(overlapped.load());
-  absl::MutexLock lock(&mu);
+  EXPECT_FALSE(runs.overlapped());
+  const std::vector<int> order = runs.order();
   ASSERT_EQ(order.size(), static_cast<size_t>(kTasks));
   for (int i = 0; i < kTasks; ++i) ASSERT_EQ(order[i], i);
 }
@@ -81,66 +98,47 @@ TEST(SerialExecutorTest, DispatchQueuesBehindARunningTaskInOrder) {
   ThreadPool pool(2);
   auto strand = SerialExecutor::Create(&pool);
   absl::Notification started, release, done;
-  absl::Mutex mu;
-  std::vector<int> order;
+  RunRecorder runs;
   std::thread::id dispatched_on;
   strand->Post([&] {
     started.Notify();
     release.WaitForNotification();
-    absl::MutexLock lock(&mu);
-    order.push_back(1);
+    runs.Record(1);
   });
   started.WaitForNotification();
   strand->Dispatch([&] {
     dispatched_on = std::this_thread::get_id();
-    absl::MutexLock lock(&mu);
-    order.push_back(2);
+    runs.Record(2);
     done.Notify();
   });
   // The strand is busy: Dispatch returned without running the task.
-  {
-    absl::MutexLock lock(&mu);
-    EXPECT_TRUE(order.empty());
-  }
+  EXPECT_TRUE(runs.order().empty());
   release.Notify();
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_NE(dispatched_on, std::this_thread::get_id());
-  absl::MutexLock lock(&mu);
-  EXPECT_THAT(order, ::testing::ElementsAre(1, 2));
+  EXPECT_THAT(runs.order(), ::testing::ElementsAre(1, 2));
 }
 
 TEST(SerialExecutorTest, TasksPostedDuringADispatchedTaskRunAfterIt) {
   ThreadPool pool(2);
   auto strand = SerialExecutor::Create(&pool);
-  absl::Mutex mu;
-  std::vector<int> order;
-  std::atomic<int> running{0};
-  std::atomic<bool> overlapped{false};
+  RunRecorder runs;
   absl::Notification done;
-  auto record = [&](int i) {
-    if (running.fetch_add(1) != 0) overlapped.store(true);
-    {
-      absl::MutexLock lock(&mu);
-      order.push_back(i);
-    }
-    running.fetch_sub(1);
-  };
   strand->Dispatch([&] {
     // Another thread posts while this task still runs on the caller: the
     // posted task must wait for it, then run on the pool.
     std::thread poster([&] {
       strand->Post([&] {
-        record(2);
+        runs.Record(2);
         done.Notify();
       });
     });
     poster.join();
-    record(1);
+    runs.Record(1);
   });
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  EXPECT_FALSE(overlapped.load());
-  absl::MutexLock lock(&mu);
-  EXPECT_THAT(order, ::testing::ElementsAre(1, 2));
+  EXPECT_FALSE(runs.overlapped());
+  EXPECT_THAT(runs.order(), ::testing::ElementsAre(1, 2));
 }
 
 TEST(TimerTest, RunsTasksInDueOrderAfterTheirDelay) {
