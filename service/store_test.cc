@@ -256,6 +256,16 @@ TEST_P(StoreTest, DeleteUserRemovesMembershipInboxAndKeys) {
   EXPECT_EQ(again->sender_inbox_seq, 1u);
 }
 
+TEST_P(StoreTest, DeletedUserNeitherSendsNorReceives) {
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "k1").ok());
+  ASSERT_TRUE(store_->DeleteUser("alice").ok());
+  EXPECT_EQ(AppendSync("alice", "bob", false, "k2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(AppendSync("bob", "alice", false, "k3").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(*store_->InboxHead("bob"), 1u);
+}
+
 TEST_P(StoreTest, RecreatedUserStartsItsInboxAtOne) {
   ASSERT_TRUE(AppendSync("alice", "bob", false, "k1").ok());
   ASSERT_TRUE(AppendSync("alice", "bob", false, "k2").ok());
