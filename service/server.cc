@@ -95,6 +95,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     metrics->commit_batch_size.Observe(static_cast<double>(n));
     metrics->commit_seconds.Observe(absl::ToDoubleSeconds(latency));
   };
+  store_options.on_checkpoint = [metrics](CheckpointBy by,
+                                          absl::Duration latency) {
+    (by == CheckpointBy::kWriter ? metrics->writer_checkpoint_seconds
+                                 : metrics->checkpointer_seconds)
+        .Observe(absl::ToDoubleSeconds(latency));
+  };
   ASSIGN_OR_RETURN(s.store_, SqliteStore::Open(store_options));
 
   s.router_ = std::make_unique<Router>(options.max_sessions_per_user);

@@ -3,6 +3,17 @@
 #include <string>
 
 namespace parley::service {
+namespace {
+
+Histogram& CheckpointSeconds(Registry& r, absl::string_view by) {
+  return r.GetHistogram(
+      "parley_service_store_checkpoint_seconds",
+      "WAL checkpoints by who ran them: by=\"writer\" is how long appends "
+      "waited for the WAL to start over.",
+      Histogram::LatencyBuckets(), {{"by", std::string(by)}});
+}
+
+}  // namespace
 
 ServiceMetrics::ServiceMetrics(Registry& r)
     : registry(r),
@@ -43,7 +54,9 @@ ServiceMetrics::ServiceMetrics(Registry& r)
       commit_batch_size(
           r.GetHistogram("parley_service_store_commit_batch_size",
                          "Write operations per group-commit transaction.",
-                         Histogram::SizeBuckets())) {}
+                         Histogram::SizeBuckets())),
+      checkpointer_seconds(CheckpointSeconds(r, "checkpointer")),
+      writer_checkpoint_seconds(CheckpointSeconds(r, "writer")) {}
 
 Counter& ServiceMetrics::Frames(absl::string_view kind) {
   return registry.GetCounter("parley_service_frames_total",

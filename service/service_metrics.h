@@ -37,6 +37,10 @@ struct ServiceMetrics {
   Histogram& read_seconds;
   Histogram& commit_seconds;
   Histogram& commit_batch_size;
+  // WAL checkpoints, by="checkpointer" (alongside appends) and by="writer"
+  // (appends wait until the WAL can start over).
+  Histogram& checkpointer_seconds;
+  Histogram& writer_checkpoint_seconds;
 };
 
 }  // namespace parley::service

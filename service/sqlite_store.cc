@@ -638,9 +638,10 @@ void SqliteStore::CheckpointLoop() {
     {
       absl::MutexLock lock(&mu_);
       auto due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        // Frames not copied yet: all of them if the WAL started over.
-        const int pending = wal_frames_ >= checkpointed_frames_
-                                ? wal_frames_ - checkpointed_frames_
+        // Frames written since the last checkpoint: all of them if the WAL
+        // started over.
+        const int pending = wal_frames_ >= checkpoint_mark_
+                                ? wal_frames_ - checkpoint_mark_
                                 : wal_frames_;
         return writer_done_ || pending >= options_.checkpoint_frames;
       };
@@ -648,23 +649,27 @@ void SqliteStore::CheckpointLoop() {
       // Closing the last connection checkpoints what is left.
       if (writer_done_) return;
     }
-    Checkpoint(*checkpoint_conn_);
+    Checkpoint(*checkpoint_conn_, CheckpointBy::kCheckpointer);
   }
 }
 
-void SqliteStore::Checkpoint(Connection& c) {
+void SqliteStore::Checkpoint(Connection& c, CheckpointBy by) {
+  const absl::Time start = absl::Now();
   absl::MutexLock lock(&checkpoint_mu_);
-  int copied = 0;
+  int frames = 0;
   const int rc = sqlite3_wal_checkpoint_v2(
-      c.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, &copied);
+      c.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &frames, nullptr);
   if (rc == SQLITE_OK) {
-    absl::MutexLock state(&mu_);
-    checkpointed_frames_ = copied;
-    ++checkpoints_;
+    {
+      absl::MutexLock state(&mu_);
+      checkpoint_mark_ = frames;
+      ++checkpoints_;
+    }
+    if (options_.on_checkpoint) options_.on_checkpoint(by, absl::Now() - start);
     return;
   }
-  // BUSY is transient (a lock SQLite needs for a moment); the next commit
-  // brings the next attempt.
+  // BUSY is transient (a lock SQLite needs for a moment): the next attempt
+  // comes an interval later, as after a checkpoint that completed.
   if (rc == SQLITE_BUSY) {
     LogDebug("store.checkpoint_busy", {{"path", options_.path}});
   } else {
@@ -672,8 +677,7 @@ void SqliteStore::Checkpoint(Connection& c) {
             {{"path", options_.path}, {"reason", sqlite3_errmsg(c.db())}});
   }
   absl::MutexLock state(&mu_);
-  // Try again after the next commit rather than at once.
-  checkpointed_frames_ = wal_frames_;
+  checkpoint_mark_ = wal_frames_;
 }
 
 bool SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, bool savepoints,
@@ -712,7 +716,7 @@ std::vector<absl::Status> SqliteStore::CommitBatch(
     // The WAL starts over only once a checkpoint has copied all of it, and a
     // busy writer keeps appending while the checkpointer copies: copy the
     // rest here, between two transactions, so that the next one restarts it.
-    Checkpoint(c);
+    Checkpoint(c, CheckpointBy::kWriter);
   }
   std::vector<absl::Status> statuses(batch.size());
   absl::Status txn = c.Exec("BEGIN IMMEDIATE");

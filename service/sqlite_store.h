@@ -56,6 +56,11 @@
 
 namespace parley::service {
 
+// Who ran a checkpoint: the checkpointer thread (appends go on meanwhile), or
+// the writer between two transactions so that the WAL starts over (appends
+// wait).
+enum class CheckpointBy { kCheckpointer, kWriter };
+
 // Options for SqliteStore.
 struct SqliteStoreOptions {
   // The database file; created with its schema if missing.
@@ -90,6 +95,10 @@ struct SqliteStoreOptions {
   // callbacks, with the number of operations in it and how long
   // BEGIN..COMMIT took (for metrics).
   std::function<void(size_t operations, absl::Duration latency)> on_commit;
+  // Called after every completed checkpoint, on the thread that ran it, with
+  // how long it took including the wait for a checkpoint already running
+  // (for metrics). For kWriter that is how long appends waited.
+  std::function<void(CheckpointBy by, absl::Duration latency)> on_checkpoint;
 };
 
 class SqliteStore final : public Store {
@@ -108,7 +117,7 @@ class SqliteStore final : public Store {
 
   // Transactions committed so far (each holds one or more operations).
   uint64_t transactions() const;
-  // Checkpoints the checkpointer thread has completed.
+  // Checkpoints completed, by the checkpointer thread or the writer.
   uint64_t checkpoints() const;
   // Write operations waiting for the writer thread.
   size_t queued_writes() const;
@@ -178,7 +187,7 @@ class SqliteStore final : public Store {
   void CallbackLoop();
   void CheckpointLoop();
   // One PASSIVE checkpoint on `c`, one at a time (failures are logged).
-  void Checkpoint(Connection& c);
+  void Checkpoint(Connection& c, CheckpointBy by);
   // Runs the batch in one transaction; returns each operation's status.
   std::vector<absl::Status> CommitBatch(std::vector<WriteOp>& batch);
   // Runs every operation of the batch in the open transaction, each under its
@@ -207,8 +216,11 @@ class SqliteStore final : public Store {
   int last_wal_frames_ = 0;  // Set by the WAL hook, on the writer thread.
   int wal_frames_ ABSL_GUARDED_BY(mu_) = 0;  // After the last commit.
   uint64_t checkpoints_ ABSL_GUARDED_BY(mu_) = 0;
-  // WAL frames the last checkpoint had copied.
-  int checkpointed_frames_ ABSL_GUARDED_BY(mu_) = 0;
+  // The WAL's length at the last checkpoint, whether it copied everything or
+  // a reader's snapshot held frames back: the next one is due
+  // `checkpoint_frames` later (not at once, which would spin while a long
+  // read lasts).
+  int checkpoint_mark_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_

@@ -2,6 +2,7 @@
 // sequences and commit-order callbacks under concurrent writers.
 #include "service/sqlite_store.h"
 
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -188,6 +189,68 @@ TEST(SqliteStoreTest, CheckpointerKeepsTheWalBounded) {
   ASSERT_EQ(stat((options.path + "-wal").c_str(), &wal), 0);
   EXPECT_LT(wal.st_size, 200 * 4096);
   EXPECT_EQ(*store->ConversationHead("d:a:b"), 2000u);
+}
+
+// A reader that holds an old snapshot keeps checkpoints from copying the
+// whole WAL: the checkpointer waits for the next interval instead of trying
+// again at once (it spun while the read lasted), the WAL grows past four
+// intervals and the writer checkpoints between transactions. Both kinds are
+// reported. Once the reader lets go, the WAL starts over.
+TEST(SqliteStoreTest, ReaderHoldingTheWalBackDoesNotSpinTheCheckpointer) {
+  absl::Mutex mu;
+  std::map<CheckpointBy, int> seen;
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  options.checkpoint_frames = 16;
+  options.on_checkpoint = [&](CheckpointBy by, absl::Duration took) {
+    EXPECT_GE(took, absl::ZeroDuration());
+    absl::MutexLock lock(&mu);
+    ++seen[by];
+  };
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
+  ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
+  auto append_rounds = [&store](const std::string& tag) {
+    for (int round = 0; round < 30; ++round) {
+      for (int i = 0; i < 40; ++i) {
+        store->Append(
+            Direct("a", "b", absl::StrCat(tag, round, ".", i)),
+            [](absl::StatusOr<AppendResult> r) { ASSERT_TRUE(r.ok()); });
+      }
+      store->Flush();
+    }
+  };
+  auto count = [&](CheckpointBy by) {
+    absl::MutexLock lock(&mu);
+    return seen[by];
+  };
+
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open(options.path.c_str(), &reader), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM users;", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  const uint64_t transactions_before = store->transactions();
+  const int passes_before = count(CheckpointBy::kCheckpointer);
+  append_rounds("pinned");
+  EXPECT_GT(count(CheckpointBy::kWriter), 0);
+  // At most one pass per interval written; spinning made thousands.
+  EXPECT_LE(count(CheckpointBy::kCheckpointer) - passes_before,
+            static_cast<int>(store->transactions() - transactions_before));
+  struct stat wal;
+  ASSERT_EQ(stat((options.path + "-wal").c_str(), &wal), 0);
+  const off_t pinned_size = wal.st_size;
+  EXPECT_GT(pinned_size, 4 * 16 * 4096);
+
+  ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(reader);
+  append_rounds("free");
+  ASSERT_EQ(stat((options.path + "-wal").c_str(), &wal), 0);
+  // Started over: the file keeps its length, but no longer grows.
+  EXPECT_EQ(wal.st_size, pinned_size);
+  EXPECT_EQ(*store->ConversationHead("d:a:b"), 2400u);
+  EXPECT_GT(count(CheckpointBy::kCheckpointer), 0);
 }
 
 TEST(SqliteStoreTest, GaplessAndCommitOrderedUnderConcurrentWriters) {

@@ -88,6 +88,9 @@ def test_metrics_healthz_and_grpc_health(tmp_path, procs, pb):
     assert "parley_service_sends_total 1" in body
     assert "parley_service_acks_total 1" in body
     assert "parley_service_store_commit_batch_size_count" in body
+    for by in ("checkpointer", "writer"):
+        assert f'parley_service_store_checkpoint_seconds_count{{by="{by}"}}' \
+            in body
     assert "process_resident_memory_bytes" in body
     assert _get(svc.metrics_address, "/nope")[0] == 404
     assert _health(svc.link_address) == b"\x08\x01"
