@@ -20,7 +20,7 @@ DOCKER_PACKAGES=(
 )
 TEST_PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-websockets python3-pytest
-  nats-server
+  nats-server sqlite3
 )
 
 packages=("${BUILD_PACKAGES[@]}")
