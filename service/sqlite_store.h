@@ -218,8 +218,8 @@ class SqliteStore final : public Store {
   uint64_t checkpoints_ ABSL_GUARDED_BY(mu_) = 0;
   // The WAL's length at the last checkpoint, whether it copied everything or
   // a reader's snapshot held frames back: the next one is due
-  // `checkpoint_frames` later (not at once, which would spin while a long
-  // read lasts).
+  // `checkpoint_frames` later (not at once, which ran pass after pass for as
+  // long as a read lasted).
   int checkpoint_mark_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex pool_mu_;
