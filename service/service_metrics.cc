@@ -49,7 +49,8 @@ ServiceMetrics::ServiceMetrics(Registry& r)
           Histogram::LatencyBuckets())),
       commit_seconds(r.GetHistogram(
           "parley_service_store_commit_seconds",
-          "One group-commit transaction, BEGIN to durable COMMIT.",
+          "One group commit: the writer's checkpoint if one is due, then BEGIN "
+          "to durable COMMIT.",
           Histogram::LatencyBuckets())),
       commit_batch_size(
           r.GetHistogram("parley_service_store_commit_batch_size",

@@ -92,8 +92,8 @@ struct SqliteStoreOptions {
   // (service/wal_write_vfs.h). Applies only with synchronous FULL or EXTRA.
   bool gather_wal_writes = true;
   // Called on the writer thread after every commit, before the batch's
-  // callbacks, with the number of operations in it and how long
-  // BEGIN..COMMIT took (for metrics).
+  // callbacks, with the number of operations in it and how long it took,
+  // from a writer's checkpoint if one was due through COMMIT (for metrics).
   std::function<void(size_t operations, absl::Duration latency)> on_commit;
   // Called after every completed checkpoint, on the thread that ran it, with
   // how long it took including the wait for a checkpoint already running

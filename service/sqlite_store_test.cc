@@ -41,6 +41,18 @@ AppendRequest Direct(const std::string& from, const std::string& to,
   return r;
 }
 
+// `rounds` times: 40 appends from a to b (client ids prefixed by `tag`),
+// then a Flush, so each round commits before the next one starts.
+void AppendRounds(SqliteStore& store, const std::string& tag, int rounds) {
+  for (int round = 0; round < rounds; ++round) {
+    for (int i = 0; i < 40; ++i) {
+      store.Append(Direct("a", "b", absl::StrCat(tag, round, ".", i)),
+                   [](absl::StatusOr<AppendResult> r) { ASSERT_TRUE(r.ok()); });
+    }
+    store.Flush();
+  }
+}
+
 std::unique_ptr<SqliteStore> OpenOrDie(SqliteStoreOptions options) {
   auto store = SqliteStore::Open(std::move(options));
   EXPECT_TRUE(store.ok()) << store.status();
@@ -174,14 +186,7 @@ TEST(SqliteStoreTest, CheckpointerKeepsTheWalBounded) {
   auto store = OpenOrDie(options);
   ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
   ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
-  for (int round = 0; round < 50; ++round) {
-    for (int i = 0; i < 40; ++i) {
-      store->Append(
-          Direct("a", "b", absl::StrCat(round, ".", i)),
-          [](absl::StatusOr<AppendResult> r) { ASSERT_TRUE(r.ok()); });
-    }
-    store->Flush();
-  }
+  AppendRounds(*store, "", 50);
   EXPECT_GT(store->checkpoints(), 0u);
   // Without checkpoints the WAL would hold every page written: 2,000
   // messages' worth. Bounded: a few times the threshold plus one batch.
@@ -210,16 +215,6 @@ TEST(SqliteStoreTest, ReaderHoldingTheWalBackDoesNotSpinTheCheckpointer) {
   auto store = OpenOrDie(options);
   ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
   ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
-  auto append_rounds = [&store](const std::string& tag) {
-    for (int round = 0; round < 30; ++round) {
-      for (int i = 0; i < 40; ++i) {
-        store->Append(
-            Direct("a", "b", absl::StrCat(tag, round, ".", i)),
-            [](absl::StatusOr<AppendResult> r) { ASSERT_TRUE(r.ok()); });
-      }
-      store->Flush();
-    }
-  };
   auto count = [&](CheckpointBy by) {
     absl::MutexLock lock(&mu);
     return seen[by];
@@ -232,7 +227,7 @@ TEST(SqliteStoreTest, ReaderHoldingTheWalBackDoesNotSpinTheCheckpointer) {
             SQLITE_OK);
   const uint64_t transactions_before = store->transactions();
   const int passes_before = count(CheckpointBy::kCheckpointer);
-  append_rounds("pinned");
+  AppendRounds(*store, "pinned", 30);
   EXPECT_GT(count(CheckpointBy::kWriter), 0);
   // At most one pass per interval written; spinning made thousands.
   EXPECT_LE(count(CheckpointBy::kCheckpointer) - passes_before,
@@ -245,7 +240,7 @@ TEST(SqliteStoreTest, ReaderHoldingTheWalBackDoesNotSpinTheCheckpointer) {
   ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(reader);
-  append_rounds("free");
+  AppendRounds(*store, "free", 30);
   ASSERT_EQ(stat((options.path + "-wal").c_str(), &wal), 0);
   // Started over: the file keeps its length, but no longer grows.
   EXPECT_EQ(wal.st_size, pinned_size);
