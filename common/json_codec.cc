@@ -117,10 +117,6 @@ const TimestampFields& Timestamp() {
 // json_util.
 bool KindOf(const FieldDescriptor* field, Kind* kind) {
   if (field->is_map()) return false;
-  if (field->containing_oneof() != nullptr &&
-      field->containing_oneof()->is_synthetic()) {
-    return false;  // proto3 optional: explicit presence, left to json_util
-  }
   switch (field->type()) {
     case FieldDescriptor::TYPE_STRING:
       *kind = Kind::kString;

@@ -25,9 +25,11 @@
 //   * Only messages built from the types the protocol uses are handled here:
 //     generated proto3 classes (not DynamicMessage) whose fields (recursively)
 //     are string, bool, the 32- and 64-bit integer types, open enums, messages,
-//     real oneofs, repeated fields of these and google.protobuf.Timestamp.
-//     For any other message (double/float, bytes, maps, proto3 optional,
-//     other well-known types, proto2) the whole call goes to json_util; the
+//     oneofs (proto3 `optional` is a oneof of one field, so such a field is
+//     printed whenever it is set, 0 included, as json_util does), repeated
+//     fields of these and google.protobuf.Timestamp.
+//     For any other message (double/float, bytes, maps, other well-known
+//     types, proto2) the whole call goes to json_util; the
 //     decision is made once per message type and cached.
 //   * Printing reproduces json_util byte for byte: fields in field-number
 //     order, defaults omitted (oneof members always printed), json_name keys,

@@ -55,6 +55,7 @@ std::vector<ClientFrame> ClientSamples() {
           R"(hello { token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"
                            device: "alice-laptop" inbox_seq: 1234567 })"),
       FromText<ClientFrame>(R"(hello { token: "t" })"),
+      FromText<ClientFrame>(R"(hello { token: "t" inbox_seq: 0 })"),
       FromText<ClientFrame>(
           R"(send { client_msg_id: "c-8f14e45f" to { user: "bob" }
                            text: "are we still on for lunch?" })"),
@@ -173,6 +174,32 @@ TEST(JsonCodecTest, PrintsTheDocumentedFormat) {
   EXPECT_EQ(MessageToJson(tricky),
             "{\"pong\":{\"nonce\":\"\\\"\\\\\\u003c\\u003e&/\\u0001\\u007f"
             "\\u2028\u00e9\U0001F600\"}}");
+}
+
+// Hello.inbox_seq is proto3 `optional`: "0" given is a resume from 0, absent
+// is a new device, and the codec must keep the two apart as protobuf does.
+TEST(JsonCodecTest, AnOptionalFieldKeepsItsPresence) {
+  for (const char* json : {R"({"hello":{"token":"t","inboxSeq":"0"}})",
+                           R"({"hello":{"token":"t","inboxSeq":0}})"}) {
+    SCOPED_TRACE(json);
+    ClientFrame frame;
+    ASSERT_TRUE(JsonToMessage(json, &frame).ok());
+    EXPECT_TRUE(frame.hello().has_inbox_seq());
+    EXPECT_EQ(MessageToJson(frame),
+              R"({"hello":{"token":"t","inboxSeq":"0"}})");
+  }
+  for (const char* json : {R"({"hello":{"token":"t"}})",
+                           R"({"hello":{"token":"t","inboxSeq":null}})"}) {
+    SCOPED_TRACE(json);
+    ClientFrame frame;
+    ASSERT_TRUE(JsonToMessage(json, &frame).ok());
+    EXPECT_FALSE(frame.hello().has_inbox_seq());
+    EXPECT_EQ(MessageToJson(frame), R"({"hello":{"token":"t"}})");
+  }
+  ClientFrame twice;
+  EXPECT_FALSE(
+      JsonToMessage(R"({"hello":{"inboxSeq":"1","inboxSeq":"2"}})", &twice)
+          .ok());
 }
 
 void AppendUtf8(uint32_t cp, std::string* out) {

@@ -112,6 +112,12 @@ Session::Session(const SessionOptions& options, std::string session_id,
 
 void Session::Start(const ConnectParams& params) {
   if (state_ != State::kAwaitingAuth) return;
+  if (params.inbox_seq_invalid) {
+    Close(
+        kClosePolicyViolation,
+        "?inboxSeq= must be an unsigned integer (the last inbox_seq applied)");
+    return;
+  }
   if (!params.token.empty()) {
     BeginOpen(params.token, params.device, params.inbox_seq);
   }
@@ -176,7 +182,9 @@ void Session::HandleFrame(ClientFrame frame) {
       return;
     }
     BeginOpen(frame.hello().token(), frame.hello().device(),
-              frame.hello().inbox_seq());
+              frame.hello().has_inbox_seq()
+                  ? std::optional<uint64_t>(frame.hello().inbox_seq())
+                  : std::nullopt);
     return;
   }
   if (state_ == State::kAwaitingAuth) {
@@ -194,7 +202,7 @@ void Session::HandleFrame(ClientFrame frame) {
 }
 
 void Session::BeginOpen(std::string token, std::string device,
-                        uint64_t inbox_seq) {
+                        std::optional<uint64_t> inbox_seq) {
   token_ = std::move(token);
   device_ = std::move(device);
   hello_inbox_seq_ = inbox_seq;
@@ -203,7 +211,7 @@ void Session::BeginOpen(std::string token, std::string device,
   open.set_token(token_);
   open.set_device(device_);
   open.set_peer_address(peer_address_);
-  open.set_resume_after(inbox_seq);
+  if (inbox_seq.has_value()) open.set_resume_after(*inbox_seq);
   open.set_connected_at_unix_ms(absl::ToUnixMillis(connected_at_));
   std::optional<uint64_t> generation = upstream_->Open(open);
   if (!generation.has_value()) {
@@ -325,7 +333,7 @@ void Session::Resume() {
   open.set_token(token_);
   open.set_device(device_);
   open.set_peer_address(peer_address_);
-  open.set_resume_after(last_delivered_);
+  open.set_resume_after(resume_point_);
   open.set_reannounce(true);
   open.set_connected_at_unix_ms(absl::ToUnixMillis(connected_at_));
   std::optional<uint64_t> generation = upstream_->Open(open);
@@ -371,10 +379,9 @@ void Session::OnAccepted(const parley::v1::SessionAccepted& accepted) {
   state_ = State::kLive;
   user_id_ = accepted.user_id();
   if (!accepted.device().empty()) device_ = accepted.device();
-  // Hello.inbox_seq = 0 replays nothing: live deliveries start after the
-  // head. Otherwise the service replays from the client's point.
-  last_delivered_ =
-      hello_inbox_seq_ != 0 ? hello_inbox_seq_ : accepted.inbox_seq();
+  // A new device (no hello inbox_seq) starts at the head; a resuming one is
+  // replayed everything after its own point.
+  resume_point_ = hello_inbox_seq_.value_or(accepted.inbox_seq());
   ServerFrame welcome;
   welcome.mutable_welcome()->set_session_id(session_id_);
   welcome.mutable_welcome()->set_user_id(user_id_);
@@ -408,7 +415,24 @@ void Session::OnRejected(const parley::v1::SessionRejected& rejected) {
 
 void Session::OnDelivery(const OutboundFrame& frame, uint64_t inbox_seq) {
   if (state_ != State::kLive) return;
-  NoteDelivered(frame.frame(), inbox_seq);
+  const ServerFrame& server_frame = frame.frame();
+  if (server_frame.has_message() && server_frame.message().from() == user_id_ &&
+      unacked_index_.count(server_frame.message().client_msg_id()) > 0) {
+    // One of this session's own Sends, replayed after a reconnect because
+    // its Ack went down with the stream: the sender gets the Ack.
+    const parley::v1::Message& m = server_frame.message();
+    ServerFrame ack;
+    ack.mutable_ack()->set_client_msg_id(m.client_msg_id());
+    ack.mutable_ack()->set_message_id(m.message_id());
+    ack.mutable_ack()->set_conversation(m.conversation());
+    ack.mutable_ack()->set_seq(m.seq());
+    ack.mutable_ack()->set_inbox_seq(inbox_seq != 0 ? inbox_seq
+                                                    : m.inbox_seq());
+    *ack.mutable_ack()->mutable_sent_at() = m.sent_at();
+    if (NoteDelivered(ack, 0)) SendFrame(ack);
+    return;
+  }
+  if (!NoteDelivered(server_frame, inbox_seq)) return;
   if (inbox_seq == 0) {
     SendEncoded(frame.Encoded(encoding_));
   } else {
@@ -416,29 +440,35 @@ void Session::OnDelivery(const OutboundFrame& frame, uint64_t inbox_seq) {
   }
 }
 
-void Session::NoteDelivered(const ServerFrame& frame, uint64_t inbox_seq) {
-  auto forget_send = [this](const std::string& id) {
-    auto it = unacked_index_.find(id);
-    if (it == unacked_index_.end()) return;
-    if (observer_.ack_latency) {
-      observer_.ack_latency(clock_() - it->second->received_at);
-    }
-    Unhold(it->second->bytes);
-    unacked_.erase(it->second);
-    unacked_index_.erase(it);
-  };
+bool Session::SettleSend(const std::string& client_msg_id) {
+  auto it = unacked_index_.find(client_msg_id);
+  if (it == unacked_index_.end()) return false;
+  if (observer_.ack_latency) {
+    observer_.ack_latency(clock_() - it->second->received_at);
+  }
+  Unhold(it->second->bytes);
+  unacked_.erase(it->second);
+  unacked_index_.erase(it);
+  return true;
+}
+
+bool Session::NoteDelivered(const ServerFrame& frame, uint64_t inbox_seq) {
   switch (frame.frame_case()) {
     case ServerFrame::kAck:
-      forget_send(frame.ack().client_msg_id());
+      // Every Send is tracked until answered, a client's retry of an
+      // answered one included, so an Ack nothing waits for repeats one the
+      // client has (a re-sent Send answered after its replayed message).
+      if (!SettleSend(frame.ack().client_msg_id())) return false;
+      resume_point_ = std::max(resume_point_, frame.ack().inbox_seq());
       break;
     case ServerFrame::kError:
       if (!frame.error().client_msg_id().empty()) {
-        forget_send(frame.error().client_msg_id());
+        SettleSend(frame.error().client_msg_id());
       }
       break;
     case ServerFrame::kMessage:
-      last_delivered_ =
-          std::max(last_delivered_,
+      resume_point_ =
+          std::max(resume_point_,
                    inbox_seq != 0 ? inbox_seq : frame.message().inbox_seq());
       if (observer_.delivery_latency && frame.message().has_sent_at()) {
         const absl::Time sent =
@@ -456,12 +486,13 @@ void Session::NoteDelivered(const ServerFrame& frame, uint64_t inbox_seq) {
         unanswered_syncs_.pop_front();
       }
       for (const auto& message : frame.synced().messages()) {
-        last_delivered_ = std::max(last_delivered_, message.inbox_seq());
+        resume_point_ = std::max(resume_point_, message.inbox_seq());
       }
       break;
     default:
       break;
   }
+  return true;
 }
 
 void Session::OnDisconnect(const parley::v1::DisconnectOrder& order) {

@@ -28,7 +28,15 @@
 //     that also draws on the gateway-wide HeldBudget (either full: a
 //     retryable BACKPRESSURE error); Sends stay tracked until their
 //     Ack and are re-sent after a reconnect, after the re-announcement, which
-//     carries resume_after = the last inbox_seq delivered to this session;
+//     carries resume_after = the session's resume point (below);
+//   * the resume point: the highest inbox_seq this session was told about by
+//     any frame: the head it was welcomed at when it started as a new device
+//     (no hello inbox_seq), else the client's own hello inbox_seq, raised by
+//     every Ack, Message and Synced message. A Message replayed after a
+//     reconnect for one of this session's own unacked Sends (its Ack was lost
+//     with the stream) reaches the client as that Send's Ack, and an Ack no
+//     Send of this session waits for any more is dropped: the sending session
+//     gets exactly one Ack and never its own message;
 //   * slow consumer: when the connection's buffered amount passes the cap,
 //     close 1013 "slow consumer" and drop further output (memory stays
 //     bounded by the cap plus one frame);
@@ -151,9 +159,12 @@ struct SessionObserver {
 
 // What the client gave in the upgrade request's query string.
 struct ConnectParams {
-  std::string token;       // ?token=
-  std::string device;      // ?device=
-  uint64_t inbox_seq = 0;  // ?inboxSeq=
+  std::string token;   // ?token=
+  std::string device;  // ?device=
+  // ?inboxSeq=: absent for a new device, else the client's resume point.
+  std::optional<uint64_t> inbox_seq;
+  // ?inboxSeq= was given but is not an unsigned integer.
+  bool inbox_seq_invalid = false;
 };
 
 class Session final {
@@ -204,8 +215,9 @@ class Session final {
   const std::string& session_id() const { return session_id_; }
   const std::string& user_id() const { return user_id_; }
   Encoding encoding() const { return encoding_; }
-  // The highest inbox_seq delivered to this session (resume_after).
-  uint64_t last_delivered_inbox_seq() const { return last_delivered_; }
+  // The session's resume point (resume_after): the highest inbox_seq it was
+  // told about.
+  uint64_t resume_point() const { return resume_point_; }
   // Sends not yet acknowledged (re-sent after a reconnect).
   size_t unacked_sends() const { return unacked_.size(); }
   // Frames held while the link is down or the session is opening.
@@ -220,7 +232,8 @@ class Session final {
     size_t bytes;
   };
 
-  void BeginOpen(std::string token, std::string device, uint64_t inbox_seq);
+  void BeginOpen(std::string token, std::string device,
+                 std::optional<uint64_t> inbox_seq);
   void HandleFrame(parley::v1::ClientFrame frame);
   void HandleLiveFrame(parley::v1::ClientFrame frame);
   // Sends the frame upstream now if the link is up, else holds it.
@@ -246,8 +259,12 @@ class Session final {
   void SendError(parley::v1::ErrorCode code, absl::string_view message,
                  absl::string_view client_msg_id = "");
   void Close(uint16_t code, absl::string_view reason);
-  // `inbox_seq` as for OnDelivery.
-  void NoteDelivered(const parley::v1::ServerFrame& frame, uint64_t inbox_seq);
+  // Takes note of a frame for this session before it goes to the client:
+  // settles Sends, raises the resume point. `inbox_seq` as for OnDelivery.
+  // Returns false when the client must not get the frame (a repeated Ack).
+  bool NoteDelivered(const parley::v1::ServerFrame& frame, uint64_t inbox_seq);
+  // Forgets the unacked Send `client_msg_id`; false if none waited.
+  bool SettleSend(const std::string& client_msg_id);
 
   const SessionOptions options_;
   const std::string session_id_;
@@ -264,14 +281,14 @@ class Session final {
   std::string token_;
   std::string device_;
   std::string user_id_;
-  uint64_t hello_inbox_seq_ = 0;
+  std::optional<uint64_t> hello_inbox_seq_;
   // True once a SessionOpen was queued and no SessionClose yet.
   bool open_upstream_ = false;
   // The stream generation this session is announced on, and whether frames
   // may be written to it right now.
   uint64_t generation_ = 0;
   bool link_ok_ = false;
-  uint64_t last_delivered_ = 0;
+  uint64_t resume_point_ = 0;
 
   // Sends not acked, in arrival order; indexed by client_msg_id.
   std::list<UnackedSend> unacked_;

@@ -22,6 +22,16 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
+// ConnectParams with a ?token= (and ?device=, ?inboxSeq= when given).
+ConnectParams WithToken(std::string token, std::string device,
+                        std::optional<uint64_t> inbox_seq = std::nullopt) {
+  ConnectParams params;
+  params.token = std::move(token);
+  params.device = std::move(device);
+  params.inbox_seq = inbox_seq;
+  return params;
+}
+
 class FakeConnection final : public Connection {
  public:
   void Send(const std::string& frame) noexcept override {
@@ -133,7 +143,7 @@ class SessionTest : public ::testing::Test {
 
   // Authenticates with ?token= and accepts the session.
   void GoLive(uint64_t head = 10) {
-    session_->Start({"tok", "phone", 0});
+    session_->Start(WithToken("tok", "phone"));
     parley::v1::SessionAccepted accepted;
     accepted.set_session_id("gw-1");
     accepted.set_user_id("alice");
@@ -153,7 +163,7 @@ class SessionTest : public ::testing::Test {
 };
 
 TEST_F(SessionTest, QueryTokenOpensUpstreamImmediately) {
-  session_->Start({"tok", "phone", 7});
+  session_->Start(WithToken("tok", "phone", 7));
   EXPECT_EQ(session_->state(), Session::State::kOpening);
   ASSERT_THAT(upstream_.events, SizeIs(1));
   const auto& open = upstream_.events[0].open();
@@ -186,11 +196,11 @@ TEST_F(SessionTest, HelloFrameOpensSessionAndAcceptSendsWelcome) {
   EXPECT_EQ(welcome.welcome().inbox_seq(), 9u);
   EXPECT_EQ(welcome.welcome().heartbeat_ms(), 25000u);
   // The client resumes from 3: the service replays 4..9 next.
-  EXPECT_EQ(session_->last_delivered_inbox_seq(), 3u);
+  EXPECT_EQ(session_->resume_point(), 3u);
 }
 
 TEST_F(SessionTest, FramesSentWhileOpeningAreForwardedAfterAccept) {
-  session_->Start({"tok", "", 0});
+  session_->Start(WithToken("tok", ""));
   session_->OnClientMessage(SendJson("c1"), false);
   session_->OnClientMessage(R"({"sync":{"afterSeq":"0"}})", false);
   EXPECT_THAT(upstream_.events, SizeIs(1));  // Only the open.
@@ -273,7 +283,7 @@ TEST_F(SessionTest, AuthDeadlineClosesWith4008UnlessLive) {
 }
 
 TEST_F(SessionTest, AuthDeadlineWhileOpeningClosesAndTellsService) {
-  session_->Start({"tok", "", 0});
+  session_->Start(WithToken("tok", ""));
   session_->OnAuthDeadline();
   EXPECT_EQ(connection_.close_code, kCloseAuthTimeout);
   ASSERT_THAT(upstream_.events, SizeIs(2));
@@ -288,12 +298,12 @@ TEST_F(SessionTest, AuthDeadlineAfterLiveDoesNothing) {
 
 TEST_F(SessionTest, ServiceUnreachableAtAuthClosesWith1013) {
   upstream_.up = false;
-  session_->Start({"tok", "", 0});
+  session_->Start(WithToken("tok", ""));
   EXPECT_EQ(connection_.close_code, kCloseTryAgainLater);
 }
 
 TEST_F(SessionTest, LinkDownWhileOpeningClosesWith1013) {
-  session_->Start({"tok", "", 0});
+  session_->Start(WithToken("tok", ""));
   session_->OnLinkDown(1);
   EXPECT_EQ(connection_.close_code, kCloseTryAgainLater);
 }
@@ -313,7 +323,7 @@ TEST_F(SessionTest, RejectionsMapToCloseCodes) {
     connection_ = FakeConnection();
     upstream_.events.clear();
     Reset(SessionOptions{});
-    session_->Start({"tok", "", 0});
+    session_->Start(WithToken("tok", ""));
     parley::v1::SessionRejected rejected;
     rejected.set_reason(c.reason);
     rejected.set_message("token expired at noon");
@@ -439,7 +449,7 @@ TEST_F(SessionTest, LinkRestartReannouncesWithResumeAfterAndResendsUnacked) {
   session_->OnClientMessage(SendJson("c2"), false);
   Deliver(AckFor("c1", 11));
   Deliver(MessageWith(12));
-  EXPECT_EQ(session_->last_delivered_inbox_seq(), 12u);
+  EXPECT_EQ(session_->resume_point(), 12u);
   EXPECT_EQ(session_->unacked_sends(), 1u);
 
   // The stream breaks: the service never saw these.
@@ -470,6 +480,108 @@ TEST_F(SessionTest, LinkRestartReannouncesWithResumeAfterAndResendsUnacked) {
   EXPECT_EQ(welcomes, 1);
 }
 
+// A new device (no hello inbox_seq) starts at the head it is welcomed at; a
+// reconnect must resume from there, even when that head is 0, or a message
+// stored while the link was down is never delivered.
+TEST_F(SessionTest, NewDeviceResumesFromTheHeadItWasWelcomedAt) {
+  for (uint64_t head : {0u, 5u}) {
+    SCOPED_TRACE(head);
+    Reset(SessionOptions{});
+    upstream_.events.clear();
+    upstream_.generation = 1;
+    GoLive(head);
+    EXPECT_FALSE(upstream_.events[0].open().has_resume_after())
+        << "a new device asks for no replay";
+    upstream_.events.clear();
+    session_->OnLinkDown(1);
+    upstream_.generation = 2;
+    session_->OnLinkUp(2);
+    ASSERT_THAT(upstream_.events, SizeIs(1));
+    ASSERT_TRUE(upstream_.events[0].open().has_resume_after());
+    EXPECT_EQ(upstream_.events[0].open().resume_after(), head);
+  }
+}
+
+TEST_F(SessionTest, HelloWithInboxSeqZeroResumesFromZero) {
+  session_->Start({});
+  session_->OnClientMessage(R"({"hello":{"token":"t","inboxSeq":"0"}})", false);
+  ASSERT_THAT(upstream_.events, SizeIs(1));
+  ASSERT_TRUE(upstream_.events[0].open().has_resume_after());
+  EXPECT_EQ(upstream_.events[0].open().resume_after(), 0u);
+}
+
+TEST_F(SessionTest, InvalidInboxSeqInTheQueryClosesWithAReason) {
+  ConnectParams params;
+  params.token = "tok";
+  params.inbox_seq_invalid = true;
+  session_->Start(params);
+  EXPECT_EQ(connection_.close_code, kClosePolicyViolation);
+  EXPECT_THAT(connection_.close_reason, HasSubstr("inboxSeq"));
+  EXPECT_TRUE(upstream_.events.empty());
+}
+
+// A session that only sent (its Acks told it its own inbox_seqs) resumes after
+// them: resuming from before would replay its own sends as Messages.
+TEST_F(SessionTest, AnAckRaisesTheResumePoint) {
+  GoLive(/*head=*/0);
+  session_->OnClientMessage(SendJson("c1"), false);
+  Deliver(AckFor("c1", 1));
+  EXPECT_EQ(session_->resume_point(), 1u);
+  upstream_.events.clear();
+  session_->OnLinkDown(1);
+  upstream_.generation = 2;
+  session_->OnLinkUp(2);
+  ASSERT_THAT(upstream_.events, SizeIs(1));
+  EXPECT_EQ(upstream_.events[0].open().resume_after(), 1u);
+}
+
+// The stream broke after the service stored a Send and before its Ack
+// arrived: the replay carries the message, and the re-sent Send's answer
+// repeats the Ack. The client gets one Ack and never its own message.
+TEST_F(SessionTest, ReplayedOwnUnackedSendReachesTheClientAsItsAckOnce) {
+  GoLive(/*head=*/10);
+  session_->OnClientMessage(SendJson("c1"), false);
+  session_->OnLinkDown(1);
+  upstream_.generation = 2;
+  session_->OnLinkUp(2);
+  EXPECT_THAT(upstream_.SendIds(), ElementsAre("c1", "c1"));
+  connection_.sent.clear();
+
+  ServerFrame replayed;
+  parley::v1::Message* m = replayed.mutable_message();
+  m->set_inbox_seq(11);
+  m->set_message_id("981");
+  m->set_conversation("d:alice:bob");
+  m->set_seq(4);
+  m->set_from("alice");
+  m->mutable_to()->set_user("bob");
+  m->set_text("hi c1");
+  m->set_client_msg_id("c1");
+  m->mutable_sent_at()->set_seconds(1'800'000'000);
+  Deliver(replayed);
+  ServerFrame repeat = AckFor("c1", 11);
+  Deliver(repeat);
+
+  ASSERT_THAT(connection_.sent, SizeIs(1));
+  const ServerFrame ack = connection_.Last();
+  ASSERT_TRUE(ack.has_ack()) << ack.DebugString();
+  EXPECT_EQ(ack.ack().client_msg_id(), "c1");
+  EXPECT_EQ(ack.ack().message_id(), "981");
+  EXPECT_EQ(ack.ack().conversation(), "d:alice:bob");
+  EXPECT_EQ(ack.ack().seq(), 4u);
+  EXPECT_EQ(ack.ack().inbox_seq(), 11u);
+  EXPECT_EQ(ack.ack().sent_at().seconds(), 1'800'000'000);
+  EXPECT_EQ(session_->unacked_sends(), 0u);
+  EXPECT_EQ(session_->resume_point(), 11u);
+
+  // The user's message from another device is a message.
+  m->set_inbox_seq(12);
+  m->set_client_msg_id("other-device-1");
+  Deliver(replayed);
+  ASSERT_THAT(connection_.sent, SizeIs(2));
+  EXPECT_TRUE(connection_.Last().has_message());
+}
+
 TEST_F(SessionTest, FrameRefusedOnNewGenerationWaitsForReannounce) {
   GoLive();
   // The link bounced before this session heard of it.
@@ -498,7 +610,7 @@ TEST_F(SessionTest, UnansweredSyncIsResentAfterReconnect) {
   ServerFrame synced;
   synced.mutable_synced()->add_messages()->set_inbox_seq(15);
   Deliver(synced);
-  EXPECT_EQ(session_->last_delivered_inbox_seq(), 15u);
+  EXPECT_EQ(session_->resume_point(), 15u);
   session_->OnLinkDown(2);
   upstream_.generation = 3;
   upstream_.events.clear();
@@ -571,7 +683,7 @@ TEST_F(SessionTest, GatewayBudgetIsSharedAndReturnedOnAckAndClose) {
       SessionOptions{}, "gw-2", Encoding::kJson, "127.0.0.1:5001",
       &other_connection, &other_upstream, [this] { return now_; },
       SessionObserver{}, &budget);
-  other.Start({"tok", "web", 0});
+  other.Start(WithToken("tok", "web"));
   parley::v1::SessionAccepted accepted;
   accepted.set_session_id("gw-2");
   accepted.set_user_id("carol");
@@ -657,7 +769,7 @@ TEST_F(SessionTest, ADeliveryWithThisSessionsInboxSeqSendsTheMessageAtIt) {
     expected.mutable_message()->set_inbox_seq(12);
     ASSERT_THAT(connection_.sent, SizeIs(1));
     EXPECT_EQ(connection_.sent[0], EncodeFrame(encoding, expected));
-    EXPECT_EQ(session_->last_delivered_inbox_seq(), 12u);
+    EXPECT_EQ(session_->resume_point(), 12u);
   }
 }
 

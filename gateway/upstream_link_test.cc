@@ -40,6 +40,16 @@ bool Eventually(const std::function<bool()>& done,
 }
 
 // Runs tasks in order on one thread: a stand-in for a connection's strand.
+// ConnectParams with a ?token= (and ?device=, ?inboxSeq= when given).
+ConnectParams WithToken(std::string token, std::string device,
+                        std::optional<uint64_t> inbox_seq = std::nullopt) {
+  ConnectParams params;
+  params.token = std::move(token);
+  params.device = std::move(device);
+  params.inbox_seq = inbox_seq;
+  return params;
+}
+
 class Executor final {
  public:
   Executor() : thread_([this] { Run(); }) {}
@@ -189,7 +199,7 @@ class UpstreamLinkTest : public ::testing::Test {
 
 TEST_F(UpstreamLinkTest, LinkHelloIsFirstAndAcceptedSessionGetsWelcome) {
   TestClient alice(link_.get(), "s-alice");
-  alice.Run([](Session& s) { s.Start({"ok:alice", "phone", 0}); });
+  alice.Run([](Session& s) { s.Start(WithToken("ok:alice", "phone")); });
   ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
   const std::vector<GatewayEvent> events = fake_.Events();
   ASSERT_GE(events.size(), 2u);
@@ -202,8 +212,8 @@ TEST_F(UpstreamLinkTest, LinkHelloIsFirstAndAcceptedSessionGetsWelcome) {
 TEST_F(UpstreamLinkTest, DeliveryReachesOnlyTheNamedSessions) {
   TestClient alice(link_.get(), "s-alice");
   TestClient bob(link_.get(), "s-bob");
-  alice.Run([](Session& s) { s.Start({"ok:alice", "", 0}); });
-  bob.Run([](Session& s) { s.Start({"ok:bob", "", 0}); });
+  alice.Run([](Session& s) { s.Start(WithToken("ok:alice", "")); });
+  bob.Run([](Session& s) { s.Start(WithToken("ok:bob", "")); });
   ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
   ASSERT_TRUE(bob.connection().WaitFor(HasWelcome));
   alice.SendText(SendJson("c1", "hello bob"));
@@ -225,7 +235,7 @@ TEST_F(UpstreamLinkTest, DeliveryReachesOnlyTheNamedSessions) {
 // gateway no longer has does not shift the others' seqs.
 TEST_F(UpstreamLinkTest, EachSessionGetsItsOwnInboxSeqFromADelivery) {
   TestClient alice(link_.get(), "s-alice");
-  alice.Run([](Session& s) { s.Start({"ok:alice", "", 0}); });
+  alice.Run([](Session& s) { s.Start(WithToken("ok:alice", "")); });
   ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
   parley::v1::ServiceEvent event;
   parley::v1::Delivery* delivery = event.mutable_delivery();
@@ -247,7 +257,7 @@ TEST_F(UpstreamLinkTest, EachSessionGetsItsOwnInboxSeqFromADelivery) {
 
 TEST_F(UpstreamLinkTest, RejectedSessionIsClosedWithMappedCode) {
   TestClient eve(link_.get(), "s-eve");
-  eve.Run([](Session& s) { s.Start({"forged", "", 0}); });
+  eve.Run([](Session& s) { s.Start(WithToken("forged", "")); });
   ASSERT_TRUE(Eventually([&] { return eve.connection().close_code() != 0; }));
   EXPECT_EQ(eve.connection().close_code(), kCloseUnauthorized);
 }
@@ -286,8 +296,8 @@ TEST_F(UpstreamLinkTest, EventsQueuedDuringAWriteGoOutBatched) {
 TEST_F(UpstreamLinkTest, StreamBreakReannouncesAndResendsUnackedSends) {
   TestClient alice(link_.get(), "s-alice");
   TestClient bob(link_.get(), "s-bob");
-  alice.Run([](Session& s) { s.Start({"ok:alice", "", 0}); });
-  bob.Run([](Session& s) { s.Start({"ok:bob", "", 0}); });
+  alice.Run([](Session& s) { s.Start(WithToken("ok:alice", "")); });
+  bob.Run([](Session& s) { s.Start(WithToken("ok:bob", "")); });
   ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
   ASSERT_TRUE(bob.connection().WaitFor(HasWelcome));
   alice.SendText(SendJson("c1", "acked"));
@@ -364,7 +374,7 @@ TEST_F(UpstreamLinkTest, QuietStreamCountsAsUpAfterGrace) {
   ASSERT_TRUE(Eventually([&] { return fake_.streams_opened() >= 2; }));
   ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
   TestClient alice(link_.get(), "s-alice");
-  alice.Run([](Session& s) { s.Start({"ok:alice", "", 0}); });
+  alice.Run([](Session& s) { s.Start(WithToken("ok:alice", "")); });
   ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
 }
 
@@ -384,7 +394,8 @@ TEST(UpstreamLinkStreamsTest, BroadcastReachesTheSessionsOfItsOwnStream) {
   for (int i = 0; i < 8; ++i) {
     const std::string user = absl::StrCat("u", i);
     clients.push_back(std::make_unique<TestClient>(&link, "s-" + user));
-    clients.back()->Run([user](Session& s) { s.Start({"ok:" + user, "", 0}); });
+    clients.back()->Run(
+        [user](Session& s) { s.Start(WithToken("ok:" + user, "")); });
   }
   for (auto& c : clients) ASSERT_TRUE(c->connection().WaitFor(HasWelcome));
   // Both streams carry sessions, and each stream said hello with its index.

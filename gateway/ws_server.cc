@@ -782,7 +782,12 @@ void ServerImpl<Config>::OnOpen(Hdl hdl) {
       params.device = it->second;
     }
     if (auto it = query.find("inboxSeq"); it != query.end()) {
-      (void)absl::SimpleAtoi(it->second, &params.inbox_seq);
+      uint64_t inbox_seq = 0;
+      if (absl::SimpleAtoi(it->second, &inbox_seq)) {
+        params.inbox_seq = inbox_seq;
+      } else {
+        params.inbox_seq_invalid = true;
+      }
     }
     conn->session_->Start(params);
     ReleaseHandshake(*conn->con(), blank_uri_);

@@ -257,7 +257,7 @@ void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
   absl::StatusOr<uint64_t> head = store_->InboxHead(user);
   std::vector<v1::Message> replay;
   absl::Status status = head.status();
-  if (status.ok() && open.resume_after() > 0 && open.resume_after() < *head) {
+  if (status.ok() && open.has_resume_after() && open.resume_after() < *head) {
     absl::StatusOr<std::vector<InboxMessage>> page = store_->ReadInbox(
         user, open.resume_after(), *head, options_.max_replay);
     status = page.status();

@@ -5,7 +5,8 @@
 //   * SessionOpen: the token is verified (common/jwt.h) and the user looked
 //     up; a rejection names its reason. An accepted session is registered,
 //     gets SessionAccepted with the user's inbox head H, the replay
-//     (resume_after, H] (at most `max_replay` messages; 0 replays nothing),
+//     (resume_after, H] (at most `max_replay` messages; none when the open
+//     has no resume_after: a new device starts at the head),
 //     then live frames: see router.h for why nothing is lost or repeated.
 //   * Send: validated, then appended; once the append is durable every
 //     recipient's sessions get the Message with their own inbox_seq (the

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -248,18 +249,18 @@ class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
 
   v1::SessionOpen OpenRequest(const std::string& session,
                               const std::string& token,
-                              uint64_t resume_after = 0) {
+                              std::optional<uint64_t> resume_after = {}) {
     v1::SessionOpen open;
     open.set_session_id(session);
     open.set_token(token);
     open.set_peer_address("127.0.0.1:5555");
-    open.set_resume_after(resume_after);
+    if (resume_after.has_value()) open.set_resume_after(*resume_after);
     return open;
   }
 
   // Opens a session and returns the event that answered it.
   v1::ServiceEvent Open(const std::string& session, const std::string& user,
-                        uint64_t resume_after = 0,
+                        std::optional<uint64_t> resume_after = {},
                         RecordingLinkStream* stream = nullptr) {
     if (stream == nullptr) stream = &gw_;
     return OpenWith(OpenRequest(session, Token(user), resume_after), stream);
@@ -458,6 +459,17 @@ TEST_P(MessagingTest, OpenWithResumeAfterReplaysTheMissedMessagesFirst) {
   EXPECT_EQ(answer.accepted().inbox_seq(), 4u);
   SendTo("a1", "bob", "c5");
   EXPECT_THAT(InboxSeqs(FramesFor("b1")), ElementsAre(3, 4, 5));
+}
+
+// resume_after = 0 is a device that has applied nothing yet (e.g. one whose
+// only frames were Acks at a head of 0), not a new device.
+TEST_P(MessagingTest, OpenWithResumeAfterZeroReplaysTheWholeInbox) {
+  Open("a1", "alice");
+  SendTo("a1", "bob", "c1");
+  SendTo("a1", "bob", "c2");
+  Settle();
+  ASSERT_TRUE(Open("b1", "bob", 0).has_accepted());
+  EXPECT_THAT(InboxSeqs(FramesFor("b1")), ElementsAre(1, 2));
 }
 
 TEST_P(MessagingTest, OpenWithoutResumeAfterReplaysNothing) {

@@ -14,8 +14,9 @@
 //   * the inbox rule: messages are applied iff inboxSeq == last + 1; older
 //     ones are duplicates; a gap is held while the client syncs from `last`
 //     (paging while `more`). `last` is persisted per user (localStorage), and
-//     a reconnect or a reload resumes with hello{inboxSeq: last}, so the
-//     service replays exactly the missed messages;
+//     a reconnect or a reload resumes with hello{inboxSeq: last} (0
+//     included), so the service replays exactly the missed messages; a new
+//     device sends no inboxSeq and starts at the head;
 //   * sends: every send gets a clientMsgId and stays in a pending outbox
 //     (persisted per tab in sessionStorage) until its ack; after a reconnect
 //     every pending send goes out again with the same clientMsgId, which the
@@ -568,7 +569,7 @@ export class ParleyClient {
     /** @private */ this.live = false;
     /** @private */ this.liveSince = 0;
     /** @private */ this.attempt = 0;
-    /** @private */ this.helloSeq = 0;
+    /** @private */ this.helloSeq = null;
     /** @private */ this.timer = { reconnect: null, auth: null, liveness: null, catchUp: null };
     /** @private */ this.syncQueue = [];
     /** @private */ this.catchUpQueued = false;
@@ -891,10 +892,11 @@ export class ParleyClient {
     this.ws = ws;
     ws.onopen = () => {
       if (gen !== this.generation) return;
-      this.helloSeq = this.storedLast === null ? 0 : this.inbox.last;
+      // null: a new device, which starts at the head (no inboxSeq at all).
+      this.helloSeq = this.storedLast === null ? null : this.inbox.last;
       const hello = { token: this.opts.token || '' };
       if (this.opts.device) hello.device = this.opts.device;
-      if (this.helloSeq > 0) hello.inboxSeq = String(this.helloSeq);
+      if (this.helloSeq !== null) hello.inboxSeq = String(this.helloSeq);
       this.transmit({ hello });
       this.timer.auth = this.timers.set(() => {
         this.timer.auth = null;
@@ -1069,7 +1071,7 @@ export class ParleyClient {
     for (const [nonce] of this.pongWaiters) this.transmit({ ping: { nonce } });
     this.pumpSync();
     if (this.head > this.inbox.last) {
-      if (this.helloSeq === this.inbox.last && this.helloSeq > 0) {
+      if (this.helloSeq === this.inbox.last) {
         // The service replays what was missed right behind the welcome; sync
         // only if that does not arrive.
         this.scheduleCatchUpCheck();

@@ -347,6 +347,20 @@ describe('ParleyClient', () => {
     assert.equal(client.lastInboxSeq, 6);
   });
 
+  it('resumes from 0 with hello{inboxSeq: "0"}, which is not a new device', () => {
+    const { client, clock } = setup();
+    let ws = FakeSocket.last();
+    welcome(ws, 0);
+    ws.serverClose(1006);
+    clock.advance(10_000);
+    ws = FakeSocket.last();
+    ws.open();
+    assert.equal(ws.takeSent()[0].hello.inboxSeq, '0', 'a device with an empty inbox resumes from 0');
+    ws.deliver({ welcome: { userId: 'alice', inboxSeq: '1' } });
+    ws.deliver({ message: msg(1) });
+    assert.equal(client.lastInboxSeq, 1);
+  });
+
   it('syncs on its own when the replay after welcome does not come', () => {
     const { clock } = setup({ storage: (() => { const s = memory(); s.setItem('parley.v1:alice:inboxSeq', '2'); return s; })() });
     const ws = FakeSocket.last();
@@ -432,7 +446,7 @@ describe('ParleyClient', () => {
     assert.deepEqual(seen.message.map((m) => m.clientMsgId), ['c0', 'c1', 'c2']);
   });
 
-  it('a reloaded tab resends its persisted outbox and settles what sync shows stored', async () => {
+  it('a reloaded tab resends its persisted outbox and settles what the replay shows stored', async () => {
     const outboxStorage = memory();
     const storage = memory();
     const first = setup({ storage, outboxStorage });
@@ -445,9 +459,10 @@ describe('ParleyClient', () => {
     const ws = FakeSocket.last();
     welcome(ws, 1);
     assert.deepEqual(ws.frames('send').map((s) => s.clientMsgId), ['k1', 'k2']);
-    // The first send was stored before the drop: the catch-up sync shows it.
-    assert.deepEqual(ws.frames('sync'), [{ afterSeq: '0', limit: 200 }]);
-    ws.deliver({ synced: { messages: [msg(1, { from: 'alice', clientMsgId: 'k1', text: 'one' })], inboxSeq: '1' } });
+    assert.equal(ws.sent[0].hello.inboxSeq, '0');
+    // The first send was stored before the drop: the replay from 0 shows it.
+    assert.deepEqual(ws.frames('sync'), []);
+    ws.deliver({ message: msg(1, { from: 'alice', clientMsgId: 'k1', text: 'one' }) });
     assert.deepEqual(second.client.pending().map((e) => e.clientMsgId), ['k2']);
     assert.deepEqual(second.seen.ack.map((a) => a.clientMsgId), ['k1']);
     assert.deepEqual(second.seen.message.map((m) => m.clientMsgId), ['k1']);

@@ -2,6 +2,7 @@
 Debian's python3-websockets (tests/e2e/wsclient.py)."""
 
 import asyncio
+import signal
 import time
 
 from wsclient import Client
@@ -171,6 +172,73 @@ def test_service_restart_during_traffic_loses_nothing_and_closes_nothing(stack):
     # The gateway saw the stream break and come back.
     stack.gateway.wait_for_event("gateway.upstream_down", timeout=1)
     print(f"restart scenario took {time.monotonic() - start:.1f}s")
+
+
+def test_after_a_service_restart_every_session_resumes_from_what_it_was_told(
+        stack):
+    """Issue 15: sessions whose resume point came from the welcome head or an
+    ack (not from a delivered message) must get what was stored while the
+    link was down, live, and a session must never get its own send back."""
+    alice, bob, carol, dave, erin = (stack.user(u) for u in (
+        "alice", "bob", "carol", "dave", "erin"))
+
+    def admin_send(to, text):
+        return stack.admin.call("SendMessage", **{
+            "from": bob, "to": {"user": to}, "text": text})
+
+    async def scenario():
+        clients = {}
+        for user in (alice, carol, dave, erin):
+            clients[user] = await Client(stack.gateway.address,
+                                         stack.token(user), name=user).connect()
+        a, c, d, e = (clients[u] for u in (alice, carol, dave, erin))
+        # carol and alice have received a message; alice and erin have sent
+        # one (an ack, the last frame that told them an inbox_seq); dave is
+        # idle with an empty inbox.
+        admin_send(carol, "before")
+        admin_send(alice, "before")
+        await c.wait_for(lambda: c.applied, what="carol's first message")
+        await a.wait_for(lambda: a.applied, what="alice's first message")
+        await a.send_text("a-1", "bob", "from alice")
+        await e.send_text("e-1", "bob", "from erin")
+        await a.wait_for(lambda: "a-1" in a.acks, what="ack a-1")
+        await e.wait_for(lambda: "e-1" in e.acks, what="ack e-1")
+
+        # The gateway is held still while the service dies and comes back and
+        # three messages are stored, so that they are stored before its
+        # sessions are re-announced.
+        loop = asyncio.get_running_loop()
+        stack.gateway.send_signal(signal.SIGSTOP)
+        try:
+            await loop.run_in_executor(None, stack.restart_service)
+            for user in (alice, carol, dave, erin):
+                admin_send(user, "while away")
+        finally:
+            stack.gateway.send_signal(signal.SIGCONT)
+
+        for user, client in clients.items():
+            await client.wait_for(
+                lambda client=client: any(
+                    m["text"] == "while away" for m in client.applied),
+                timeout=30, what=f"{user}'s message stored while away")
+        # One more round, so that an echo in flight would have arrived.
+        for user in (alice, erin):
+            admin_send(user, "after")
+        for client in (a, e):
+            await client.wait_for(
+                lambda client=client: client.applied[-1]["text"] == "after",
+                what="the last message")
+        for user, client in clients.items():
+            assert client.gap_syncs == 0, (
+                f"{user} had to discover a gap itself: {client.applied}")
+            assert client.echoes == [], f"{user} got its own send back"
+            assert client.closed is None and not client.errors, user
+            seqs = [int(m["inboxSeq"]) for m in client.applied]
+            assert seqs == sorted(set(seqs)), (user, seqs)
+        for client in clients.values():
+            await client.close()
+
+    run(scenario())
 
 
 def test_two_gateways_one_with_two_streams_survive_a_restart(stack):

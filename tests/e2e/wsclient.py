@@ -3,8 +3,10 @@ proto/parley/v1/client.proto (JSON subprotocol) on Debian's python3-websockets
 10.4, independently of the gateway's C++.
 
 It applies the client protocol's inbox rule: `last` is the highest inbox_seq
-applied; a message at or below it is a duplicate, one above last + 1 is a gap
-that is held while the client syncs from `last`.
+applied (an ack's inbox_seq counts like a message's); a message at or below it
+is a duplicate, one above last + 1 is a gap that is held while the client syncs
+from `last` (counted in `gap_syncs`). A `message` that is one of this client's
+own sends (the session must get its ack instead) is counted in `echoes`.
 """
 
 import asyncio
@@ -14,21 +16,27 @@ import websockets
 
 
 class Client:
-    def __init__(self, address, token, device="", inbox_seq=0, name=""):
+    def __init__(self, address, token, device="", inbox_seq=None, name=""):
+        """`inbox_seq` None is a new device, which starts at the welcome's
+        head; a number (0 included) resumes after it."""
         self.uri = f"ws://{address}/?token={token}"
         if device:
             self.uri += f"&device={device}"
-        if inbox_seq:
+        if inbox_seq is not None:
             self.uri += f"&inboxSeq={inbox_seq}"
         self.name = name or device or "client"
         self.ws = None
         self.frames = asyncio.Queue()
         self.welcome = None
-        self.last = inbox_seq       # Highest inbox_seq applied.
+        self.new_device = inbox_seq is None
+        self.last = inbox_seq or 0  # Highest inbox_seq applied.
         self.applied = []           # Messages applied, in order.
         self.wire_duplicates = 0    # Messages received at or below `last`.
         self.held = {}              # inbox_seq -> message, beyond a gap.
         self.syncing = False
+        self.gap_syncs = 0          # Syncs a gap made this client send.
+        self.sent_ids = set()       # clientMsgIds this client sent.
+        self.echoes = []            # Own sends that came back as `message`.
         self.acks = {}              # clientMsgId -> ack
         self.errors = []
         self.closed = None          # (code, reason) once the socket closed.
@@ -62,10 +70,19 @@ class Client:
     async def _handle(self, frame):
         if "welcome" in frame:
             self._welcome = frame["welcome"]
+            if self.new_device:
+                self.last = int(self._welcome.get("inboxSeq", 0))
         elif "ack" in frame:
-            self.acks[frame["ack"]["clientMsgId"]] = frame["ack"]
+            ack = frame["ack"]
+            self.acks[ack["clientMsgId"]] = ack
+            if "inboxSeq" in ack:
+                await self._offer(dict(ack, own=True), from_sync=True)
         elif "message" in frame:
-            await self._offer(frame["message"])
+            m = frame["message"]
+            if m.get("clientMsgId") in self.sent_ids and (
+                    m.get("from") == self.welcome_user()):
+                self.echoes.append(m)
+            await self._offer(m)
         elif "synced" in frame:
             for m in frame["synced"].get("messages", []):
                 await self._offer(m, from_sync=True)
@@ -86,20 +103,26 @@ class Client:
                 self.wire_duplicates += 1
             return
         if seq == self.last + 1:
-            self.applied.append(m)
-            self.last = seq
+            self._apply(m)
             await self._apply_held()
             return
         self.held[seq] = m
         if not self.syncing:
             self.syncing = True
+            self.gap_syncs += 1
             await self.send({"sync": {"afterSeq": str(self.last)}})
+
+    def _apply(self, m):
+        if not m.get("own"):
+            self.applied.append(m)
+        self.last = int(m["inboxSeq"])
+
+    def welcome_user(self):
+        return (self._welcome or {}).get("userId")
 
     async def _apply_held(self):
         while self.last + 1 in self.held:
-            m = self.held.pop(self.last + 1)
-            self.applied.append(m)
-            self.last += 1
+            self._apply(self.held.pop(self.last + 1))
         for seq in [s for s in self.held if s <= self.last]:
             del self.held[seq]
 
@@ -107,6 +130,7 @@ class Client:
         await self.ws.send(json.dumps(frame))
 
     async def send_text(self, client_msg_id, to_user, text):
+        self.sent_ids.add(client_msg_id)
         await self.send({"send": {"clientMsgId": client_msg_id,
                                   "to": {"user": to_user}, "text": text}})
 

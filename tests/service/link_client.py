@@ -107,11 +107,15 @@ class LinkClient:
             self._cond.wait_for(lambda: self.ended is not None, timeout)
             return self.ended
 
-    def open(self, session_id, token, resume_after=0, reannounce=False):
+    def open(self, session_id, token, resume_after=None, reannounce=False):
+        """Opens a session: a new device without `resume_after`, else a
+        resume after that inbox_seq (0 included)."""
         gl = self.pb.gateway_link
-        self.write(gl.GatewayEvent(open=gl.SessionOpen(
-            session_id=session_id, token=token, peer_address="127.0.0.1:1",
-            resume_after=resume_after, reannounce=reannounce)))
+        open_ = gl.SessionOpen(session_id=session_id, token=token,
+                               peer_address="127.0.0.1:1", reannounce=reannounce)
+        if resume_after is not None:
+            open_.resume_after = resume_after
+        self.write(gl.GatewayEvent(open=open_))
         return self.wait(lambda e: (
             (e.HasField("accepted") and e.accepted.session_id == session_id) or
             (e.HasField("rejected") and e.rejected.session_id == session_id)))
