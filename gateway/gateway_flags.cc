@@ -87,7 +87,12 @@ ABSL_FLAG(std::string, tls_key, "",
           "PEM private key for wss (path). Default empty: plain ws.");
 ABSL_FLAG(std::string, allowed_origins, "",
           "Comma-separated Origin values allowed to connect; others get HTTP "
-          "403. Default empty: all origins.");
+          "403. A request without Origin (a native client; browsers always "
+          "send one) is allowed unless --require_origin. Default empty: all "
+          "origins.");
+ABSL_FLAG(bool, require_origin, false,
+          "Refuse (HTTP 403) WebSocket upgrades that carry no Origin header. "
+          "Default false: native clients need not send one.");
 ABSL_FLAG(bool, access_log, false,
           "Log every WebSocket connect and disconnect. Default false.");
 ABSL_FLAG(absl::Duration, upstream_backoff_initial, absl::Milliseconds(100),
@@ -137,6 +142,7 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
            absl::GetFlag(FLAGS_allowed_origins), ',', absl::SkipWhitespace())) {
     server.allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));
   }
+  server.require_origin = absl::GetFlag(FLAGS_require_origin);
 
   SessionOptions& session = server.session;
   session.heartbeat = server.ping_interval;

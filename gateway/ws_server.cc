@@ -654,7 +654,8 @@ absl::StatusOr<std::string> ServerImpl<Config>::Start() {
   LogInfo("gateway.origins",
           {{"allowed", options_.allowed_origins.empty()
                            ? std::string("*")
-                           : absl::StrJoin(options_.allowed_origins, ",")}});
+                           : absl::StrJoin(options_.allowed_origins, ",")},
+           {"require_origin", options_.require_origin ? 1 : 0}});
   const std::string host =
       bound.address().is_v6()
           ? absl::StrCat("[", bound.address().to_string(), "]")
@@ -700,15 +701,19 @@ bool ServerImpl<Config>::OnValidate(Hdl hdl) {
              "only WebSocket version 13 is supported\n");
       return;
     }
-    if (!options_.allowed_origins.empty()) {
-      const std::string& origin = con->get_origin();
-      if (std::find(options_.allowed_origins.begin(),
-                    options_.allowed_origins.end(),
-                    origin) == options_.allowed_origins.end()) {
-        reject(websocketpp::http::status_code::forbidden, "origin",
-               "origin not allowed\n");
-        return;
-      }
+    const std::string& origin = con->get_origin();
+    if (origin.empty() && options_.require_origin) {
+      reject(websocketpp::http::status_code::forbidden, "origin",
+             "an Origin header is required\n");
+      return;
+    }
+    if (!origin.empty() && !options_.allowed_origins.empty() &&
+        std::find(options_.allowed_origins.begin(),
+                  options_.allowed_origins.end(),
+                  origin) == options_.allowed_origins.end()) {
+      reject(websocketpp::http::status_code::forbidden, "origin",
+             "origin not allowed\n");
+      return;
     }
     Encoding encoding = Encoding::kJson;
     const auto& requested = con->get_requested_subprotocols();

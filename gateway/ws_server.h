@@ -64,8 +64,11 @@ struct WsServerOptions {
   // WebSocket ping interval, and how long a pong may take.
   std::chrono::milliseconds ping_interval{25000};
   std::chrono::milliseconds pong_timeout{10000};
-  // Allowed Origin header values; empty allows every origin.
+  // Allowed Origin header values; empty allows every origin. Browsers always
+  // send Origin, so a request without one is a native client: allowed unless
+  // `require_origin`.
   std::vector<std::string> allowed_origins;
+  bool require_origin = false;
   // Directory served at /; empty serves no files.
   std::string web_root;
   // wss: PEM certificate chain and private key files. Both empty: plain

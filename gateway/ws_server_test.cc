@@ -255,6 +255,22 @@ TEST_F(WsServerTest, DisallowedOriginGets403BeforeUpgrade) {
   EXPECT_TRUE(good.Open(port_, "/", {{"Origin", "https://chat.example"}}).ok());
   EXPECT_EQ(Counter("parley_gateway_handshakes_total", {{"result", "origin"}}),
             1u);
+  // No Origin at all: a native client, not a browser on another site.
+  RawWsClient native;
+  EXPECT_TRUE(native.Open(port_, "/").ok());
+}
+
+TEST_F(WsServerTest, RequireOriginRefusesARequestWithoutOne) {
+  options_.require_origin = true;
+  StartServer();
+  RawWsClient native;
+  ASSERT_TRUE(native.Connect(port_).ok());
+  auto response = native.Handshake("/", {});
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->status, 403);
+  RawWsClient browser;
+  EXPECT_TRUE(
+      browser.Open(port_, "/", {{"Origin", "https://any.example"}}).ok());
 }
 
 TEST_F(WsServerTest, OnlyVersion13IsAccepted) {
