@@ -25,6 +25,9 @@ namespace parley::service {
 class FakeStore final : public Store {
  public:
   FakeStore() = default;
+  // A store with this generation (a restore gives the same data a new one).
+  explicit FakeStore(std::string generation)
+      : generation_(std::move(generation)) {}
 
   absl::Status CreateUser(const UserRecord& user) override;
   absl::StatusOr<UserRecord> GetUser(absl::string_view id) override;
@@ -64,10 +67,12 @@ class FakeStore final : public Store {
   absl::StatusOr<std::vector<std::string>> Contacts(
       absl::string_view user, size_t max_group_members) override;
   absl::StatusOr<StoreStats> Stats() override;
+  const std::string& Generation() const override { return generation_; }
   // Writes complete inside the call that makes them: nothing to wait for.
   void Flush() override {}
 
  private:
+  const std::string generation_ = NewStoreGeneration();
   struct User {
     UserRecord record;
     std::vector<size_t> inbox;  // Indexes into messages_; inbox_seq - 1.

@@ -147,6 +147,9 @@ class BlockingCallCounter final : public Store {
     ++calls_;
     return inner_.Stats();
   }
+  const std::string& Generation() const override {
+    return inner_.Generation();
+  }
   void Flush() override {
     ++calls_;
     inner_.Flush();

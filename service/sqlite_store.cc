@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS sent(
   inbox_seq INTEGER NOT NULL,
   PRIMARY KEY(sender, client_msg_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta(
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS read_cursors(
   user_id TEXT NOT NULL,
   conversation TEXT NOT NULL,
@@ -468,6 +472,23 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
   return s->Run();
 }
 
+// The database's generation; `fresh` is stored first if it has none (a new
+// database, or one made before generations existed).
+absl::StatusOr<std::string> LoadGeneration(SqliteStore::Connection& c,
+                                           const std::string& fresh) {
+  {
+    ASSIGN_OR_RETURN(auto insert,
+                     c.Prepare("INSERT OR IGNORE INTO meta(key, value) "
+                               "VALUES('generation', ?1)"));
+    RETURN_IF_ERROR(insert->Bind(1, fresh).Run());
+  }
+  ASSIGN_OR_RETURN(auto select,
+                   c.Prepare("SELECT value FROM meta WHERE key='generation'"));
+  ASSIGN_OR_RETURN(bool row, select->Step());
+  if (!row) return absl::DataLossError("the store has no generation");
+  return select->Text(0);
+}
+
 }  // namespace
 
 SqliteStore::SqliteStore(SqliteStoreOptions options)
@@ -491,6 +512,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   auto store = std::unique_ptr<SqliteStore>(new SqliteStore(options));
   ASSIGN_OR_RETURN(store->writer_conn_, Connection::Open(options));
   RETURN_IF_ERROR(store->writer_conn_->Exec(kSchema));
+  ASSIGN_OR_RETURN(store->generation_,
+                   LoadGeneration(*store->writer_conn_, NewStoreGeneration()));
   // Replaces SQLite's automatic checkpoint (which would run inside the
   // writer's COMMIT) with a report of the WAL's length after each commit.
   sqlite3_wal_hook(

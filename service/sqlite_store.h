@@ -160,6 +160,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<std::string>> Contacts(
       absl::string_view user, size_t max_group_members) override;
   absl::StatusOr<StoreStats> Stats() override;
+  const std::string& Generation() const override { return generation_; }
 
   class Connection;  // A sqlite3 handle with its prepared statements.
 
@@ -201,6 +202,7 @@ class SqliteStore final : public Store {
   T WithReader(const std::function<T(Connection&)>& read);
 
   const SqliteStoreOptions options_;
+  std::string generation_;                   // Set by Open.
   std::unique_ptr<Connection> writer_conn_;  // Used by the writer thread only.
   // Used by the checkpointer thread only.
   std::unique_ptr<Connection> checkpoint_conn_;

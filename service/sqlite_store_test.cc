@@ -349,6 +349,21 @@ TEST(SqliteStoreTest, CommittedDataSurvivesReopen) {
   again.WaitForNotification();
 }
 
+TEST(SqliteStoreTest, TheGenerationIsCreatedWithTheDatabaseAndKept) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  std::string generation;
+  {
+    auto store = OpenOrDie(options);
+    generation = store->Generation();
+  }
+  EXPECT_THAT(generation, ::testing::MatchesRegex("[0-9a-f]{16}"));
+  EXPECT_EQ(OpenOrDie(options)->Generation(), generation);
+  SqliteStoreOptions other;
+  other.path = TempDbPath();
+  EXPECT_NE(OpenOrDie(other)->Generation(), generation);
+}
+
 // Large group messages dirty ~one inbox page per member per commit: many
 // WAL frames per commit, rewritten frames when a page changes twice, and
 // checkpoints and WAL restarts in between.

@@ -124,6 +124,9 @@ struct StoreStats {
   uint64_t messages = 0;
 };
 
+// A new, random store generation (see Store::Generation): 16 hex digits.
+std::string NewStoreGeneration();
+
 using AppendCallback = std::function<void(absl::StatusOr<AppendResult>)>;
 // Receives whether the cursor advanced (false: it was already at or past).
 using CursorCallback = std::function<void(absl::StatusOr<bool>)>;
@@ -193,6 +196,13 @@ class Store {
       absl::string_view user, size_t max_group_members) = 0;
 
   virtual absl::StatusOr<StoreStats> Stats() = 0;
+
+  // The store's generation: an id created with its data and renewed whenever
+  // the data is replaced by a restore from a backup. inbox_seq, seq and
+  // message ids count within one generation (a restore rewinds them), so a
+  // position a client holds is only meaningful with the generation it came
+  // from. Fixed while the store is open; never empty.
+  virtual const std::string& Generation() const = 0;
 
   // Blocks until every write queued before the call has committed and its
   // callback has run. Not from a Store callback.
