@@ -61,6 +61,8 @@ uint16_t CloseCodeForReject(parley::v1::RejectReason reason) {
       return kCloseUnauthorized;
     case parley::v1::REJECT_REASON_TOO_MANY_SESSIONS:
       return kCloseTooManySessions;
+    case parley::v1::REJECT_REASON_STORE_RESTORED:
+      return kCloseServiceRestart;
     default:
       return kCloseTryAgainLater;
   }
@@ -119,7 +121,8 @@ void Session::Start(const ConnectParams& params) {
     return;
   }
   if (!params.token.empty()) {
-    BeginOpen(params.token, params.device, params.inbox_seq);
+    BeginOpen(params.token, params.device, params.inbox_seq,
+              params.store_generation);
   }
 }
 
@@ -184,7 +187,8 @@ void Session::HandleFrame(ClientFrame frame) {
     BeginOpen(frame.hello().token(), frame.hello().device(),
               frame.hello().has_inbox_seq()
                   ? std::optional<uint64_t>(frame.hello().inbox_seq())
-                  : std::nullopt);
+                  : std::nullopt,
+              frame.hello().store_generation());
     return;
   }
   if (state_ == State::kAwaitingAuth) {
@@ -202,16 +206,19 @@ void Session::HandleFrame(ClientFrame frame) {
 }
 
 void Session::BeginOpen(std::string token, std::string device,
-                        std::optional<uint64_t> inbox_seq) {
+                        std::optional<uint64_t> inbox_seq,
+                        std::string store_generation) {
   token_ = std::move(token);
   device_ = std::move(device);
   hello_inbox_seq_ = inbox_seq;
+  store_generation_ = std::move(store_generation);
   parley::v1::SessionOpen open;
   open.set_session_id(session_id_);
   open.set_token(token_);
   open.set_device(device_);
   open.set_peer_address(peer_address_);
   if (inbox_seq.has_value()) open.set_resume_after(*inbox_seq);
+  open.set_store_generation(store_generation_);
   open.set_connected_at_unix_ms(absl::ToUnixMillis(connected_at_));
   std::optional<uint64_t> generation = upstream_->Open(open);
   if (!generation.has_value()) {
@@ -334,6 +341,7 @@ void Session::Resume() {
   open.set_device(device_);
   open.set_peer_address(peer_address_);
   open.set_resume_after(resume_point_);
+  open.set_store_generation(store_generation_);
   open.set_reannounce(true);
   open.set_connected_at_unix_ms(absl::ToUnixMillis(connected_at_));
   std::optional<uint64_t> generation = upstream_->Open(open);
@@ -382,12 +390,19 @@ void Session::OnAccepted(const parley::v1::SessionAccepted& accepted) {
   // A new device (no hello inbox_seq) starts at the head; a resuming one is
   // replayed everything after its own point.
   resume_point_ = hello_inbox_seq_.value_or(accepted.inbox_seq());
+  if (accepted.store_generation() != store_generation_) {
+    // A position from another generation was void; the service replays the
+    // inbox from its start.
+    if (hello_inbox_seq_.has_value()) resume_point_ = 0;
+    store_generation_ = accepted.store_generation();
+  }
   ServerFrame welcome;
   welcome.mutable_welcome()->set_session_id(session_id_);
   welcome.mutable_welcome()->set_user_id(user_id_);
   welcome.mutable_welcome()->set_inbox_seq(accepted.inbox_seq());
   welcome.mutable_welcome()->set_heartbeat_ms(
       static_cast<uint32_t>(options_.heartbeat.count()));
+  welcome.mutable_welcome()->set_store_generation(store_generation_);
   SendFrame(welcome);
   if (state_ != State::kLive) return;
   link_ok_ = true;

@@ -19,7 +19,8 @@
 //   * authentication: ?token= or a first `hello`; the auth deadline (4008);
 //     rejections mapped to close codes (4001, 4029, 1013; a live session
 //     whose token expired before a re-announcement gets 4008, "reconnect
-//     with a fresh token"); service unreachable at that moment (1013);
+//     with a fresh token", and one whose store was restored from a backup
+//     meanwhile 1012); service unreachable at that moment (1013);
 //   * malformed frames get an `error` frame and the connection stays open;
 //     too many frames get RATE_LIMITED errors (token bucket); sustained abuse
 //     (the error budget runs out) closes with 1008;
@@ -77,6 +78,7 @@ inline constexpr uint16_t kCloseGoingAway = 1001;
 inline constexpr uint16_t kCloseInvalidPayload = 1007;
 inline constexpr uint16_t kClosePolicyViolation = 1008;
 inline constexpr uint16_t kCloseMessageTooBig = 1009;
+inline constexpr uint16_t kCloseServiceRestart = 1012;
 inline constexpr uint16_t kCloseTryAgainLater = 1013;
 inline constexpr uint16_t kCloseUnauthorized = 4001;
 inline constexpr uint16_t kCloseOperator = 4003;
@@ -165,6 +167,8 @@ struct ConnectParams {
   std::optional<uint64_t> inbox_seq;
   // ?inboxSeq= was given but is not an unsigned integer.
   bool inbox_seq_invalid = false;
+  // ?storeGeneration=: the store generation inbox_seq belongs to.
+  std::string store_generation;
 };
 
 class Session final {
@@ -233,7 +237,8 @@ class Session final {
   };
 
   void BeginOpen(std::string token, std::string device,
-                 std::optional<uint64_t> inbox_seq);
+                 std::optional<uint64_t> inbox_seq,
+                 std::string store_generation);
   void HandleFrame(parley::v1::ClientFrame frame);
   void HandleLiveFrame(parley::v1::ClientFrame frame);
   // Sends the frame upstream now if the link is up, else holds it.
@@ -282,6 +287,9 @@ class Session final {
   std::string device_;
   std::string user_id_;
   std::optional<uint64_t> hello_inbox_seq_;
+  // The store generation the resume point belongs to: the hello's, then the
+  // one the session was accepted with.
+  std::string store_generation_;
   // True once a SessionOpen was queued and no SessionClose yet.
   bool open_upstream_ = false;
   // The stream generation this session is announced on, and whether frames

@@ -582,6 +582,53 @@ TEST_F(SessionTest, ReplayedOwnUnackedSendReachesTheClientAsItsAckOnce) {
   EXPECT_TRUE(connection_.Last().has_message());
 }
 
+TEST_F(SessionTest, TheStoreGenerationGoesFromHelloToWelcomeAndReannounces) {
+  session_->Start({});
+  session_->OnClientMessage(
+      R"({"hello":{"token":"t","inboxSeq":"4","storeGeneration":"g1"}})",
+      false);
+  ASSERT_THAT(upstream_.events, SizeIs(1));
+  EXPECT_EQ(upstream_.events[0].open().store_generation(), "g1");
+  parley::v1::SessionAccepted accepted;
+  accepted.set_user_id("alice");
+  accepted.set_inbox_seq(9);
+  accepted.set_store_generation("g1");
+  session_->OnAccepted(accepted);
+  EXPECT_EQ(connection_.Last().welcome().store_generation(), "g1");
+  EXPECT_EQ(session_->resume_point(), 4u);
+
+  upstream_.events.clear();
+  session_->OnLinkDown(1);
+  upstream_.generation = 2;
+  session_->OnLinkUp(2);
+  ASSERT_THAT(upstream_.events, SizeIs(1));
+  EXPECT_EQ(upstream_.events[0].open().store_generation(), "g1");
+}
+
+// The client's position was from before a restore: the service replays the
+// inbox from its start, so the session's resume point is 0, not the hello's.
+TEST_F(SessionTest, AWelcomeFromAnotherGenerationResumesFromZero) {
+  session_->Start(WithToken("tok", "", 390));
+  parley::v1::SessionAccepted accepted;
+  accepted.set_user_id("alice");
+  accepted.set_inbox_seq(176);
+  accepted.set_store_generation("g2");
+  session_->OnAccepted(accepted);
+  EXPECT_EQ(connection_.Last().welcome().store_generation(), "g2");
+  EXPECT_EQ(session_->resume_point(), 0u);
+}
+
+TEST_F(SessionTest, ARestoreWhileConnectedClosesWithServiceRestart) {
+  GoLive();
+  parley::v1::SessionRejected rejected;
+  rejected.set_reason(parley::v1::REJECT_REASON_STORE_RESTORED);
+  rejected.set_message(
+      "the service's data was restored from a backup; reconnect");
+  session_->OnRejected(rejected);
+  EXPECT_EQ(connection_.close_code, kCloseServiceRestart);
+  EXPECT_THAT(connection_.close_reason, HasSubstr("restored"));
+}
+
 TEST_F(SessionTest, FrameRefusedOnNewGenerationWaitsForReannounce) {
   GoLive();
   // The link bounced before this session heard of it.

@@ -794,6 +794,9 @@ void ServerImpl<Config>::OnOpen(Hdl hdl) {
         params.inbox_seq_invalid = true;
       }
     }
+    if (auto it = query.find("storeGeneration"); it != query.end()) {
+      params.store_generation = it->second;
+    }
     conn->session_->Start(params);
     ReleaseHandshake(*conn->con(), blank_uri_);
   });

@@ -244,6 +244,17 @@ void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
   info.connected_at = open.connected_at_unix_ms() > 0
                           ? absl::FromUnixMillis(open.connected_at_unix_ms())
                           : clock_();
+  // Positions count within one store generation. A live session whose
+  // gateway still holds positions from before a restore must start over with
+  // a Welcome that names the new generation.
+  const std::string& generation = store_->Generation();
+  const bool other_generation =
+      !open.store_generation().empty() && open.store_generation() != generation;
+  if (open.reannounce() && other_generation) {
+    Reject(stream, session_id, v1::REJECT_REASON_STORE_RESTORED,
+           "the service's data was restored from a backup; reconnect", false);
+    return;
+  }
   absl::StatusOr<bool> first = router_->BeginOpen(stream, info);
   if (!first.ok()) {
     if (absl::IsResourceExhausted(first.status())) {
@@ -257,9 +268,15 @@ void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
   absl::StatusOr<uint64_t> head = store_->InboxHead(user);
   std::vector<v1::Message> replay;
   absl::Status status = head.status();
-  if (status.ok() && open.has_resume_after() && open.resume_after() < *head) {
-    absl::StatusOr<std::vector<InboxMessage>> page = store_->ReadInbox(
-        user, open.resume_after(), *head, options_.max_replay);
+  // A position from another generation, or beyond the head (a client that
+  // predates generations, after a restore), is void: replay from the start.
+  const uint64_t resume_after =
+      other_generation || open.resume_after() > head.value_or(0)
+          ? 0
+          : open.resume_after();
+  if (status.ok() && open.has_resume_after() && resume_after < *head) {
+    absl::StatusOr<std::vector<InboxMessage>> page =
+        store_->ReadInbox(user, resume_after, *head, options_.max_replay);
     status = page.status();
     if (page.ok()) {
       for (const InboxMessage& m : *page) {
@@ -280,6 +297,7 @@ void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
   accepted.set_user_id(user);
   accepted.set_inbox_seq(*head);
   accepted.set_device(info.device);
+  accepted.set_store_generation(generation);
   if (!router_->CompleteOpen(session_id, accepted, replay)) return;
   metrics_->Opens("accepted").Increment();
   metrics_->deliveries.Increment(replay.size());

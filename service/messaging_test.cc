@@ -147,9 +147,7 @@ class BlockingCallCounter final : public Store {
     ++calls_;
     return inner_.Stats();
   }
-  const std::string& Generation() const override {
-    return inner_.Generation();
-  }
+  const std::string& Generation() const override { return inner_.Generation(); }
   void Flush() override {
     ++calls_;
     inner_.Flush();
@@ -518,6 +516,55 @@ TEST_P(MessagingTest, ReannounceOnANewStreamResumesWithoutPresence) {
   EXPECT_THAT(InboxSeqs(frames), ElementsAre(2));
   EXPECT_THAT(Only(frames, v1::ServerFrame::kPresence), IsEmpty());
   EXPECT_THAT(Only(gw2.FramesFor("a1"), v1::ServerFrame::kPresence), IsEmpty());
+}
+
+TEST_P(MessagingTest, AcceptedNamesTheStoreGeneration) {
+  v1::ServiceEvent answer = Open("a1", "alice");
+  ASSERT_TRUE(answer.has_accepted());
+  EXPECT_EQ(answer.accepted().store_generation(), store_->Generation());
+  EXPECT_FALSE(store_->Generation().empty());
+}
+
+// After a restore from a backup a client's position counts in the old
+// generation: inbox_seq 3 there may be anything here. It gets the whole
+// inbox again, not "everything after 3" (which it would have kept as
+// duplicates of what it held).
+TEST_P(MessagingTest, APositionFromAnotherGenerationIsReplayedFromTheStart) {
+  Open("a1", "alice");
+  for (int i = 1; i <= 3; ++i) SendTo("a1", "bob", "c" + std::to_string(i));
+  Settle();
+  v1::SessionOpen same = OpenRequest("b1", Token("bob"), 2);
+  same.set_store_generation(store_->Generation());
+  ASSERT_TRUE(OpenWith(same).has_accepted());
+  EXPECT_THAT(InboxSeqs(FramesFor("b1")), ElementsAre(3));
+
+  v1::SessionOpen other = OpenRequest("b2", Token("bob"), 2);
+  other.set_store_generation("another-generation");
+  v1::ServiceEvent answer = OpenWith(other);
+  ASSERT_TRUE(answer.has_accepted());
+  EXPECT_EQ(answer.accepted().store_generation(), store_->Generation());
+  EXPECT_THAT(InboxSeqs(FramesFor("b2")), ElementsAre(1, 2, 3));
+}
+
+// A client that predates generations and held a position the restored store
+// has not reached yet.
+TEST_P(MessagingTest, APositionBeyondTheHeadIsReplayedFromTheStart) {
+  Open("a1", "alice");
+  SendTo("a1", "bob", "c1");
+  Settle();
+  ASSERT_TRUE(Open("b1", "bob", 390).has_accepted());
+  EXPECT_THAT(InboxSeqs(FramesFor("b1")), ElementsAre(1));
+}
+
+TEST_P(MessagingTest, AReannounceFromAnotherGenerationIsRefused) {
+  v1::SessionOpen open = OpenRequest("a1", Token("alice"), 7);
+  open.set_reannounce(true);
+  open.set_store_generation("before-the-restore");
+  v1::ServiceEvent answer = OpenWith(open);
+  ASSERT_TRUE(answer.has_rejected());
+  EXPECT_EQ(answer.rejected().reason(), v1::REJECT_REASON_STORE_RESTORED);
+  EXPECT_THAT(answer.rejected().message(), HasSubstr("restored"));
+  EXPECT_EQ(router_.session_count(), 0u);
 }
 
 TEST_P(MessagingTest, GroupSendFansOutWithEachMembersInboxSeq) {

@@ -320,7 +320,18 @@ function start(token, device) {
     $('announcement').hidden = false;
   });
   client.on('error', (e) => flash(humanError(e.code, e.message)));
-  client.on('reset', () => flash('The server has fewer messages than this browser remembered; starting over from the server.'));
+  client.on('reset', () => {
+    // What this page holds counts in the old data's seqs: start over from the
+    // server's replay.
+    conversations.clear();
+    try {
+      localStorage.removeItem(storageKey());
+    } catch {
+      // Nothing saved.
+    }
+    scheduleRender();
+    flash("The server's data was restored from a backup; reloading your messages from the server.");
+  });
   client.on('stopped', (s) => {
     if (s.code === 4001) {
       signOut(s.message);

@@ -520,8 +520,10 @@ function defaultStorage(name) {
  *   - "announcement" {text, sentAt};
  *   - "error"        {code, message}: an error frame not tied to a send;
  *   - "stopped"      {code, reason, message}: no more automatic reconnects;
- *   - "reset"        {from, to}: the server's inbox is behind the stored
- *                    position (another server, wiped data); starting over.
+ *   - "reset"        {from, to}: the stored position is void (the server's
+ *                    data was restored from a backup, or is behind it):
+ *                    what the old data gave is to be dropped; the inbox is
+ *                    replayed from its start (`to` is 0).
  */
 export class ParleyClient {
   /**
@@ -564,6 +566,7 @@ export class ParleyClient {
     /** @private Resend timers of sends refused with a retryable error. */ this.resendTimers = new Map();
     /** @private */ this.storageUser = null;
     /** @private */ this.storedLast = null;
+    /** @private The store generation `last` belongs to ('' if unknown). */ this.storeGeneration = '';
     /** @private */ this.ws = null;
     /** @private */ this.generation = 0;
     /** @private */ this.live = false;
@@ -814,6 +817,11 @@ export class ParleyClient {
     this.storedLast = stored;
     this.inbox.reset(stored || 0);
     try {
+      this.storeGeneration = this.storage.getItem(this.key('storeGeneration')) || '';
+    } catch {
+      this.storeGeneration = '';
+    }
+    try {
       this.outbox.restore(this.outboxStorage.getItem(this.key('outbox')));
     } catch {
       // Unreadable storage: nothing to restore.
@@ -897,6 +905,7 @@ export class ParleyClient {
       const hello = { token: this.opts.token || '' };
       if (this.opts.device) hello.device = this.opts.device;
       if (this.helloSeq !== null) hello.inboxSeq = String(this.helloSeq);
+      if (this.helloSeq !== null && this.storeGeneration) hello.storeGeneration = this.storeGeneration;
       this.transmit({ hello });
       this.timer.auth = this.timers.set(() => {
         this.timer.auth = null;
@@ -1036,16 +1045,29 @@ export class ParleyClient {
     if (userId && userId !== this.storageUser) this.useStorageFor(userId);
     this.userId = userId;
     this.head = toSeq(w.inboxSeq);
+    const generation = w.storeGeneration || '';
+    const restored = Boolean(this.storeGeneration && generation && generation !== this.storeGeneration);
     if (this.storedLast === null) {
       // A new device starts at the head; older messages are history.
       this.inbox.reset(this.head);
       this.persistLast();
-    } else if (this.inbox.last > this.head) {
+    } else if (restored || this.inbox.last > this.head) {
+      // Positions from other data: the service replays the inbox from its
+      // start, behind this welcome.
       const from = this.inbox.last;
-      this.inbox.reset(this.head);
+      this.inbox.reset(0);
+      this.helloSeq = 0;
       this.persistLast(true);
-      if (this.historyFloor !== null) this.historyFloor = Math.min(this.historyFloor, this.head + 1);
-      this.emit('reset', { from, to: this.head });
+      this.historyFloor = null;
+      this.emit('reset', { from, to: 0 });
+    }
+    if (generation !== this.storeGeneration) {
+      this.storeGeneration = generation;
+      try {
+        this.storage.setItem(this.key('storeGeneration'), generation);
+      } catch {
+        // As for persistLast.
+      }
     }
     if (this.historyFloor === null) this.historyFloor = this.inbox.last + 1;
     this.live = true;

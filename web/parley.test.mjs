@@ -390,16 +390,43 @@ describe('ParleyClient', () => {
     assert.deepEqual(second.seen.message.map((m) => m.inboxSeq), [3]);
   });
 
-  it('starts over when the server is behind the stored position', () => {
+  it('starts over from the replay when the server is behind the stored position', () => {
     const storage = memory();
     storage.setItem('parley.v1:alice:inboxSeq', '50');
     const { client, seen } = setup({ storage });
     welcome(FakeSocket.last(), 2);
-    assert.equal(client.lastInboxSeq, 2);
-    assert.deepEqual(seen.reset, [{ from: 50, to: 2 }]);
-    FakeSocket.last().deliver({ message: msg(3) });
-    assert.deepEqual(seen.message.map((m) => m.inboxSeq), [3]);
+    assert.equal(client.lastInboxSeq, 0);
+    assert.deepEqual(seen.reset, [{ from: 50, to: 0 }]);
+    // The service replays the restored inbox from its start, then live.
+    for (const i of [1, 2, 3]) FakeSocket.last().deliver({ message: msg(i) });
+    assert.deepEqual(seen.message.map((m) => m.inboxSeq), [1, 2, 3]);
     assert.equal(storage.getItem('parley.v1:alice:inboxSeq'), '3');
+  });
+
+  it('keeps the store generation with its position and starts over when it changes', () => {
+    const storage = memory();
+    const { client, clock, seen } = setup({ storage });
+    let ws = FakeSocket.last();
+    ws.open();
+    ws.deliver({ welcome: { userId: 'alice', inboxSeq: '300', storeGeneration: 'g1' } });
+    ws.deliver({ message: msg(301) });
+    assert.equal(storage.getItem('parley.v1:alice:storeGeneration'), 'g1');
+    ws.serverClose(1012, "the service's data was restored from a backup; reconnect");
+    clock.advance(10_000);
+    ws = FakeSocket.last();
+    ws.open();
+    const { hello } = ws.takeSent()[0];
+    assert.equal(hello.inboxSeq, '301');
+    assert.equal(hello.storeGeneration, 'g1');
+    // Restored from a backup, and the restored data has grown past 301 since:
+    // only the generation tells that 301 means nothing there.
+    ws.deliver({ welcome: { userId: 'alice', inboxSeq: '400', storeGeneration: 'g2' } });
+    assert.deepEqual(seen.reset, [{ from: 301, to: 0 }]);
+    ws.deliver({ message: msg(1) });
+    ws.deliver({ message: msg(2) });
+    assert.equal(client.lastInboxSeq, 2);
+    assert.equal(storage.getItem('parley.v1:alice:storeGeneration'), 'g2');
+    assert.deepEqual(seen.message.map((m) => m.inboxSeq), [301, 1, 2]);
   });
 
   it('resolves send on ack and applies the own message by the inbox rule', async () => {
