@@ -55,10 +55,11 @@ absl::Status ValidatePageToken(absl::string_view token) {
 }  // namespace
 
 AdminApi::AdminApi(Store* store, Router* router, Messaging* messaging,
-                   AdminOptions options, Clock clock)
+                   StoreBackup* backup, AdminOptions options, Clock clock)
     : store_(store),
       router_(router),
       messaging_(messaging),
+      backup_(backup),
       options_(std::move(options)),
       clock_(std::move(clock)),
       started_at_(clock_()) {}
@@ -356,7 +357,36 @@ absl::StatusOr<v1::Stats> AdminApi::GetStats(const v1::GetStatsRequest&) {
   stats.set_messages_per_second(messaging_->MessagesPerSecond());
   stats.set_uptime_seconds(static_cast<uint64_t>(
       std::max<int64_t>(0, absl::ToInt64Seconds(clock_() - started_at_))));
+  stats.set_store_generation(store_->Generation());
   return stats;
+}
+
+absl::StatusOr<v1::BackupResponse> AdminApi::Backup(
+    const v1::BackupRequest& request) {
+  if (backup_ == nullptr) {
+    return absl::UnimplementedError("this service's store cannot be backed up");
+  }
+  absl::StatusOr<BackupSummary> copy = backup_->Write(request.path());
+  if (!copy.ok()) {
+    LogWarn("admin.backup_failed",
+            {{"path", request.path()}, {"error", copy.status().ToString()}});
+    return copy.status();
+  }
+  LogInfo("admin.backup", {{"path", copy->path},
+                           {"bytes", copy->size_bytes},
+                           {"users", copy->users},
+                           {"messages", copy->messages},
+                           {"last_message_id", copy->last_message_id},
+                           {"generation", copy->generation}});
+  v1::BackupResponse response;
+  response.set_path(copy->path);
+  response.set_size_bytes(copy->size_bytes);
+  response.set_users(copy->users);
+  response.set_groups(copy->groups);
+  response.set_messages(copy->messages);
+  response.set_last_message_id(absl::StrCat(copy->last_message_id));
+  response.set_generation(copy->generation);
+  return response;
 }
 
 }  // namespace parley::service

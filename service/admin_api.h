@@ -1,6 +1,8 @@
 // AdminApi: what the parley.v1.Admin calls do, without gRPC: validation,
 // limits, paging, and the Store, Router and Messaging calls behind each.
-// admin_service.h adapts it to gRPC (and checks the admin key).
+// admin_service.h adapts it to gRPC (and checks the admin key). Backups go
+// through a StoreBackup (store_backup.h), so nothing here knows the store's
+// files.
 //
 // Every failure is an absl::Status with the gRPC code the call should
 // return and a message naming the problem: INVALID_ARGUMENT for malformed
@@ -28,6 +30,7 @@
 #include "service/messaging.h"
 #include "service/router.h"
 #include "service/store.h"
+#include "service/store_backup.h"
 
 namespace parley::service {
 
@@ -53,10 +56,11 @@ class AdminApi final {
  public:
   using Clock = std::function<absl::Time()>;
 
-  // Everything passed must outlive this object.
+  // Everything passed must outlive this object. `backup` may be null (a
+  // store that cannot be backed up): Backup then answers UNIMPLEMENTED.
   AdminApi(
-      Store* store, Router* router, Messaging* messaging, AdminOptions options,
-      Clock clock = [] { return absl::Now(); });
+      Store* store, Router* router, Messaging* messaging, StoreBackup* backup,
+      AdminOptions options, Clock clock = [] { return absl::Now(); });
 
   absl::StatusOr<v1::User> CreateUser(const v1::CreateUserRequest& request);
   absl::StatusOr<v1::User> GetUser(const v1::GetUserRequest& request);
@@ -84,6 +88,8 @@ class AdminApi final {
   absl::StatusOr<v1::GetHistoryResponse> GetHistory(
       const v1::GetHistoryRequest& request);
   absl::StatusOr<v1::Stats> GetStats(const v1::GetStatsRequest& request);
+  // Blocks while the copy is written and checked (see StoreBackup::Write).
+  absl::StatusOr<v1::BackupResponse> Backup(const v1::BackupRequest& request);
 
  private:
   uint32_t PageSize(uint32_t requested) const;
@@ -93,6 +99,7 @@ class AdminApi final {
   Store* const store_;
   Router* const router_;
   Messaging* const messaging_;
+  StoreBackup* const backup_;
   const AdminOptions options_;
   const Clock clock_;
   const absl::Time started_at_;

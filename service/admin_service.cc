@@ -151,5 +151,10 @@ grpc::Status AdminService::GetStats(grpc::ServerContext* context,
                                     v1::Stats* response) {
   return Serve("GetStats", context, *request, response, &AdminApi::GetStats);
 }
+grpc::Status AdminService::Backup(grpc::ServerContext* context,
+                                  const v1::BackupRequest* request,
+                                  v1::BackupResponse* response) {
+  return Serve("Backup", context, *request, response, &AdminApi::Backup);
+}
 
 }  // namespace parley::service

@@ -75,6 +75,9 @@ class AdminService final : public v1::Admin::Service {
   grpc::Status GetStats(grpc::ServerContext* context,
                         const v1::GetStatsRequest* request,
                         v1::Stats* response) override;
+  grpc::Status Backup(grpc::ServerContext* context,
+                      const v1::BackupRequest* request,
+                      v1::BackupResponse* response) override;
 
  private:
   // OK when the call carries the admin key.

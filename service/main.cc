@@ -2,6 +2,10 @@
 // sync and the admin API, on an embedded SQLite store. See server.h for the
 // listeners and README.md for running it.
 //
+// `parley-service restore --from=BACKUP [--data_dir=DIR]` instead replaces
+// the database in --data_dir with a backup (sqlite_backup.h), while no
+// service runs on it, and prints what it restored.
+//
 // Every flag can also be set with PARLEY_<FLAG NAME IN CAPITALS> (common/
 // config.h); the command line wins.
 
@@ -10,14 +14,17 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/termination_signals.h"
 #include "service/server.h"
+#include "service/sqlite_backup.h"
 
 ABSL_FLAG(std::string, link_address, "127.0.0.1:7400",
           "host:port of the GatewayLink gRPC server (and its health service); "
@@ -91,6 +98,10 @@ ABSL_FLAG(uint32_t, link_max_queued_events, 100000,
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "How long SIGTERM may take: drain, flush, close streams (a "
           "duration). Default 10s.");
+ABSL_FLAG(std::string, from, "",
+          "Only for `parley-service restore`: the backup file (written by "
+          "`parleyctl backup`) that replaces the database in --data_dir. No "
+          "default.");
 
 namespace {
 
@@ -127,14 +138,73 @@ parley::service::ServerOptions OptionsFromFlags() {
   return o;
 }
 
+// `parley-service restore`: exit code 0 when restored, 1 when refused or
+// failed, 2 for bad usage.
+int Restore() {
+  const std::string from = absl::GetFlag(FLAGS_from);
+  if (from.empty()) {
+    std::fprintf(stderr,
+                 "parley-service restore: --from=BACKUP is required (a file "
+                 "written by `parleyctl backup`)\n");
+    return 2;
+  }
+  const std::string db =
+      parley::service::DatabasePath(absl::GetFlag(FLAGS_data_dir));
+  absl::StatusOr<parley::service::RestoreSummary> restored =
+      parley::service::RestoreSqliteBackup(from, db);
+  if (!restored.ok()) {
+    std::fprintf(stderr, "parley-service restore: nothing changed: %s\n",
+                 std::string(restored.status().message()).c_str());
+    return 1;
+  }
+  const parley::service::BackupSummary& r = restored->restored;
+  const std::string old_generation =
+      restored->old_generation.ok()
+          ? *restored->old_generation
+          : absl::StrCat("none (", restored->old_generation.status().message(),
+                         ")");
+  std::printf(
+      "restored %s into %s: integrity ok\n"
+      "users              %llu\n"
+      "groups             %llu\n"
+      "messages           %llu\n"
+      "last message id    %llu\n"
+      "size               %llu bytes\n"
+      "backup generation  %s\n"
+      "old generation     %s\n"
+      "new generation     %s\n",
+      from.c_str(), r.path.c_str(), static_cast<unsigned long long>(r.users),
+      static_cast<unsigned long long>(r.groups),
+      static_cast<unsigned long long>(r.messages),
+      static_cast<unsigned long long>(r.last_message_id),
+      static_cast<unsigned long long>(r.size_bytes),
+      restored->backup_generation.empty()
+          ? "none (made before store generations)"
+          : restored->backup_generation.c_str(),
+      old_generation.c_str(), r.generation.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  parley::ParseConfig(argc, argv,
-                      "parley-service: users, conversations, durable ordered "
-                      "delivery, offline sync and the admin API.\n"
-                      "  parley-service --token_secret=S --admin_key=K "
-                      "[--data_dir=./data] [--link_address=127.0.0.1:7400]");
+  const std::vector<char*> args = parley::ParseConfig(
+      argc, argv,
+      "parley-service: users, conversations, durable ordered delivery, "
+      "offline sync and the admin API.\n"
+      "  parley-service --token_secret=S --admin_key=K [--data_dir=./data] "
+      "[--link_address=127.0.0.1:7400]\n"
+      "  parley-service restore --from=BACKUP [--data_dir=./data]   (with no "
+      "service running on --data_dir)");
+  if (args.size() > 1) {
+    if (args.size() == 2 && std::string(args[1]) == "restore") {
+      return Restore();
+    }
+    std::fprintf(stderr,
+                 "parley-service: unexpected arguments; the only command is "
+                 "`restore --from=BACKUP` (see --help)\n");
+    return 2;
+  }
   const parley::service::ServerOptions options = OptionsFromFlags();
   absl::Status valid = parley::service::ValidateServerOptions(options);
   if (!valid.ok()) {

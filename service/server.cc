@@ -73,6 +73,10 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   return absl::OkStatus();
 }
 
+std::string DatabasePath(const std::string& data_dir) {
+  return data_dir + "/parley.db";
+}
+
 Server::Server(const ServerOptions& options, Registry& registry)
     : options_(options), registry_(registry) {}
 
@@ -82,10 +86,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   RETURN_IF_ERROR(MakeDirectory(options.data_dir));
   auto server = std::unique_ptr<Server>(new Server(options, registry));
   Server& s = *server;
+  ASSIGN_OR_RETURN(s.data_dir_lock_, DataDirLock::Acquire(options.data_dir));
   s.metrics_ = std::make_unique<ServiceMetrics>(registry);
 
   SqliteStoreOptions store_options;
-  store_options.path = options.data_dir + "/parley.db";
+  store_options.path = DatabasePath(options.data_dir);
   store_options.synchronous = options.sqlite_synchronous;
   store_options.max_batch = options.sqlite_max_batch;
   store_options.checkpoint_frames = options.sqlite_checkpoint_pages;
@@ -102,6 +107,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
         .Observe(absl::ToDoubleSeconds(latency));
   };
   ASSIGN_OR_RETURN(s.store_, SqliteStore::Open(store_options));
+  s.backup_ = std::make_unique<SqliteBackup>(store_options.path,
+                                             s.store_->Generation());
 
   s.router_ = std::make_unique<Router>(options.max_sessions_per_user);
   s.pool_ = std::make_unique<ThreadPool>(options.worker_threads);
@@ -121,8 +128,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       s.messaging_.get(), s.pool_.get(), options.link);
   AdminOptions admin = options.admin;
   admin.token_secret = options.token_secret;
-  s.admin_api_ = std::make_unique<AdminApi>(s.store_.get(), s.router_.get(),
-                                            s.messaging_.get(), admin);
+  s.admin_api_ =
+      std::make_unique<AdminApi>(s.store_.get(), s.router_.get(),
+                                 s.messaging_.get(), s.backup_.get(), admin);
   s.admin_service_ = std::make_unique<AdminService>(
       s.admin_api_.get(), options.admin_key, registry);
 

@@ -1,7 +1,9 @@
-// Server: parley-service assembled: the SQLite store, the Router, the
-// messaging and admin logic, the two gRPC servers and the metrics HTTP
-// server. main.cc builds one from flags; tests build one in-process on port
-// 0 addresses.
+// Server: parley-service assembled: the SQLite store and its backup, the
+// Router, the messaging and admin logic, the two gRPC servers and the metrics
+// HTTP server. main.cc builds one from flags; tests build one in-process on
+// port 0 addresses. It holds a lock on data_dir (DataDirLock) from Start()
+// until it is destroyed: a second service on the same directory, or a
+// restore into it, fails instead of sharing the database.
 //
 //   ServerOptions options;
 //   options.data_dir = dir;  options.token_secret = "...";  ...
@@ -36,12 +38,14 @@
 #include "grpcpp/server.h"
 #include "service/admin_api.h"
 #include "service/admin_service.h"
+#include "service/data_dir_lock.h"
 #include "service/executor.h"
 #include "service/gateway_link_service.h"
 #include "service/http_server.h"
 #include "service/messaging.h"
 #include "service/router.h"
 #include "service/service_metrics.h"
+#include "service/sqlite_backup.h"
 #include "service/sqlite_store.h"
 
 namespace parley::service {
@@ -84,10 +88,13 @@ struct ServerOptions {
 // Checks what cannot work (missing secrets, bad limits), naming the option.
 absl::Status ValidateServerOptions(const ServerOptions& options);
 
+// The SQLite database in a data directory: `<data_dir>/parley.db`.
+std::string DatabasePath(const std::string& data_dir);
+
 class Server final {
  public:
-  // Opens the store and starts every listener. `registry` (metrics) must
-  // outlive the server.
+  // Locks data_dir, opens the store and starts every listener. `registry`
+  // (metrics) must outlive the server.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const ServerOptions& options, Registry& registry);
   ~Server();
@@ -111,8 +118,11 @@ class Server final {
 
   const ServerOptions options_;
   Registry& registry_;
+  // Released last, after the store has closed.
+  std::unique_ptr<DataDirLock> data_dir_lock_;
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<SqliteBackup> backup_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<Messaging> messaging_;
   std::unique_ptr<ThreadPool> pool_;

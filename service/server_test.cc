@@ -180,7 +180,7 @@ class ServerTest : public ::testing::Test {
   void SetUp() override {
     std::string dir = ::testing::TempDir() + "/server_test.XXXXXX";
     ASSERT_NE(mkdtemp(dir.data()), nullptr);
-    ServerOptions options;
+    ServerOptions& options = options_;
     options.link_address = "127.0.0.1:0";
     options.admin_address = "127.0.0.1:0";
     options.metrics_address = "127.0.0.1:0";
@@ -253,6 +253,7 @@ class ServerTest : public ::testing::Test {
     return status;
   }
 
+  ServerOptions options_;
   Registry registry_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<v1::Admin::Stub> admin_;
@@ -826,6 +827,54 @@ TEST_F(ServerTest, BroadcastAndStatsSeeTheGateway) {
   EXPECT_EQ(stats.users(), 3u);
   EXPECT_EQ(stats.stored_messages(), 1u);
   EXPECT_GT(stats.messages_per_second(), 0.0);
+}
+
+TEST_F(ServerTest, BackupWritesACheckedCopyOfTheServedStore) {
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::SendMessageRequest req;
+    req.set_from("alice");
+    req.mutable_to()->set_user("bob");
+    req.set_text("kept");
+    v1::Ack ack;
+    ASSERT_TRUE(admin_->SendMessage(&ctx, req, &ack).ok());
+  }
+  v1::BackupRequest req;
+  req.set_path(options_.data_dir + "/backup.db");
+  v1::BackupResponse resp;
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    grpc::Status status = admin_->Backup(&ctx, req, &resp);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(resp.path(), req.path());
+  EXPECT_EQ(resp.users(), 3u);
+  EXPECT_EQ(resp.messages(), 1u);
+  EXPECT_EQ(resp.last_message_id(), "1");
+  EXPECT_GT(resp.size_bytes(), 0u);
+  EXPECT_EQ(resp.generation(), server_->store().Generation());
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::Stats stats;
+    ASSERT_TRUE(admin_->GetStats(&ctx, v1::GetStatsRequest(), &stats).ok());
+    EXPECT_EQ(stats.store_generation(), resp.generation());
+  }
+  grpc::ClientContext ctx;
+  Authorize(ctx);
+  EXPECT_EQ(admin_->Backup(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+}
+
+TEST_F(ServerTest, SecondServerOnTheSameDataDirFailsAtStart) {
+  ServerOptions options = options_;
+  Registry registry;
+  auto second = Server::Start(options, registry);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()),
+              ::testing::HasSubstr(options.data_dir));
 }
 
 TEST_F(ServerTest, HealthIsServingAndReflectionListsTheAdminService) {

@@ -173,6 +173,48 @@ TEST_F(AdminCliTest, JsonOutputUsesProtobufJsonNames) {
   EXPECT_THAT(*out, HasSubstr("\"liveSessions\": 3"));
 }
 
+TEST_F(AdminCliTest, BackupSendsThePathWaitsLongAndPrintsWhatTheCopyHolds) {
+  v1::BackupRequest want;
+  want.set_path("/backups/a.db");
+  v1::BackupResponse resp;
+  resp.set_path("/backups/a.db");
+  resp.set_size_bytes(40960);
+  resp.set_users(3);
+  resp.set_groups(1);
+  resp.set_messages(120);
+  resp.set_last_message_id("120");
+  resp.set_generation("0123456789abcdef");
+  EXPECT_CALL(admin_, Backup(_, EqualsProto(want), _))
+      .WillOnce([&](grpc::ClientContext* context, const v1::BackupRequest&,
+                    v1::BackupResponse* out) {
+        // Far beyond the default 10 s: the service checks the whole copy.
+        EXPECT_GT(context->deadline(),
+                  std::chrono::system_clock::now() + std::chrono::minutes(59));
+        *out = resp;
+        return grpc::Status::OK;
+      });
+  absl::StatusOr<std::string> out = Run({"backup", "/backups/a.db"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out, HasSubstr("wrote /backups/a.db: integrity ok\n"));
+  EXPECT_THAT(*out, HasSubstr("messages         120\n"));
+  EXPECT_THAT(*out, HasSubstr("last message id  120\n"));
+  EXPECT_THAT(*out, HasSubstr("generation       0123456789abcdef\n"));
+}
+
+TEST_F(AdminCliTest, BackupFailuresKeepTheirCodeAndMessage) {
+  EXPECT_CALL(admin_, Backup(_, _, _))
+      .WillOnce(Return(grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          "nothing to back up: is the service on the right data volume?")));
+  absl::StatusOr<std::string> out = Run({"backup", "/backups/a.db"});
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("right data volume"));
+  EXPECT_NE(ExitCodeFor(out.status()), 0);
+  EXPECT_EQ(Run({"backup"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(AdminCliTest, HealthNotServingIsUnavailable) {
   grpc::health::v1::HealthCheckResponse resp;
   resp.set_status(grpc::health::v1::HealthCheckResponse::NOT_SERVING);
