@@ -1,6 +1,7 @@
 """The guides stay true: the configuration reference matches the binaries,
 the token recipes in docs/operators.md mint tokens the real service accepts,
-and its backup recipe copies a live database."""
+and its backup recipe copies a live database that its restore recipe puts
+back."""
 
 import asyncio
 import glob
@@ -69,8 +70,7 @@ def test_token_recipes_in_the_operators_guide_are_accepted(tmp_path, procs):
     assert frame["welcome"]["userId"] == "alice", frame
 
 
-def test_backup_recipe_in_the_operators_guide_copies_a_live_database(
-        tmp_path, procs, pb):
+def test_backup_and_restore_recipes_in_the_operators_guide(tmp_path, procs, pb):
     with open(os.path.join(DOCS, "operators.md"), encoding="utf-8") as f:
         guide = f.read()
     svc = procs.add(harness.start_service(str(tmp_path)))
@@ -93,19 +93,25 @@ def test_backup_recipe_in_the_operators_guide_copies_a_live_database(
                 warm.set()
         sender.close()
 
+    # The guide's commands, with the binaries just built.
+    path = os.pathsep.join([os.path.dirname(harness.bin_path(b)) for b in
+                            ("tools/parleyctl", "service/parley-service")] +
+                           [os.environ.get("PATH", "")])
+    env = dict(os.environ, PATH=path, DATA=svc.data_dir,
+               PARLEY_ADMIN_ADDR=svc.admin_address,
+               PARLEY_ADMIN_KEY=svc.admin_key)
+    backups = tmp_path / "backups"
+    backups.mkdir()
     thread = threading.Thread(target=send)
     thread.start()
     try:
         assert warm.wait(60)
         acked_before = len(acked)
-        backups = tmp_path / "backups"
-        backups.mkdir()
-        shell = _code_block_after(
-            guide, "For a consistent copy while the service runs", "sh")
-        subprocess.run(["bash", "-c", shell.replace("/backups/",
-                                                    f"{backups}/")],
-                       check=True, timeout=60,
-                       env=dict(os.environ, DATA=svc.data_dir))
+        shell = _code_block_after(guide, "Back up while the service runs", "sh")
+        out = subprocess.run(["bash", "-c", shell.replace("/backups/",
+                                                          f"{backups}/")],
+                             check=True, timeout=60, env=env, text=True,
+                             stdout=subprocess.PIPE).stdout
         acked_after = len(acked)
     finally:
         stop.set()
@@ -113,11 +119,25 @@ def test_backup_recipe_in_the_operators_guide_copies_a_live_database(
     admin.close()
 
     [copy] = glob.glob(str(backups / "parley-*.db"))
+    assert out.startswith(f"wrote {copy}: integrity ok\n"), out
     db = sqlite3.connect(copy)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     stored = db.execute(
         "SELECT seq FROM messages WHERE sender = 'alice' ORDER BY seq").fetchall()
     db.close()
+    assert f"messages         {len(stored)}\n" in out, out
     # Every send acknowledged before the backup began, gapless from 1.
-    assert acked_before <= len(stored) <= acked_after
+    assert acked_before <= len(stored) <= acked_after + 1
     assert [seq for (seq,) in stored] == list(range(1, len(stored) + 1))
+
+    assert svc.stop() == 0
+    shell = _code_block_after(guide, "To restore, stop the service", "sh")
+    out = subprocess.run(["bash", "-c", re.sub(r"/backups/\S+\.db", copy,
+                                               shell)],
+                         check=True, timeout=60, env=env, text=True,
+                         stdout=subprocess.PIPE).stdout
+    assert f"messages           {len(stored)}\n" in out, out
+    db = sqlite3.connect(os.path.join(svc.data_dir, "parley.db"))
+    assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (
+        len(stored),)
+    db.close()
