@@ -9,7 +9,9 @@ unless PARLEY_SKIP_DOCKER=1.
 import asyncio
 import json
 import os
+import re
 import secrets
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("PARLEY_SKIP_DOCKER") == "1",
                                 reason="PARLEY_SKIP_DOCKER=1")
 
 COMPOSE_FILE = os.path.join(harness.REPO, "deploy", "docker-compose.yml")
+README = os.path.join(harness.REPO, "deploy", "README.md")
 PROJECT = "parleytest"
 
 
@@ -204,3 +207,74 @@ def test_two_clients_chat_and_survive_a_service_restart(stack):
     assert not missing, f"acknowledged but never delivered: {missing}"
     doubled = sorted(k for k, seqs in received.items() if len(seqs) > 1)
     assert not doubled, f"delivered twice: {doubled}"
+
+
+def _readme_recipe(marker):
+    """The first sh block after `marker` in deploy/README.md."""
+    with open(README, encoding="utf-8") as f:
+        text = f.read()
+    return re.compile(r"```sh\n(.*?)```", re.S).search(
+        text, text.index(marker)).group(1)
+
+
+def _run_recipe(stack, recipe, cwd=harness.REPO, **replace):
+    """Runs a README recipe on the test's project (`-p parleytest`, its own
+    volumes), with `replace`'s strings swapped in; returns its output."""
+    script = recipe.replace("docker-compose -f deploy/docker-compose.yml",
+                            f"docker-compose -p {PROJECT} -f {COMPOSE_FILE}")
+    for old, new in replace.items():
+        script = script.replace(old, new)
+    result = subprocess.run(["bash", "-e", "-c", script], env=stack.env,
+                            cwd=cwd, text=True, timeout=600,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with open(os.path.join(stack.log_dir, "compose.log"), "a") as log:
+        log.write(f"$ {script}\n{result.stdout}\n")
+    assert result.returncode == 0, f"{script}\n{result.stdout}"
+    return result.stdout
+
+
+def test_backup_and_restore_recipes_in_the_readme(stack):
+    admin = harness.AdminClient(stack)
+    pb = harness.protos()
+    for user in ("carol", "dave"):
+        admin.call("CreateUser", id=user)
+
+    def send(n, tag):
+        for i in range(n):
+            admin.call("SendMessage", **{"from": "carol"},
+                       to=pb.client.Recipient(user="dave"), text=tag,
+                       client_msg_id=f"{tag}-{i}")
+
+    send(20, "before")
+    stats = admin.call("GetStats")
+    admin.close()
+
+    out = _run_recipe(stack, _readme_recipe("Back up while the stack runs"))
+    path = re.search(r"^wrote (/var/backups/parley/parley-\S+\.db): "
+                     r"integrity ok$", out, re.M).group(1)
+    assert re.search(rf"^messages +{stats.stored_messages}$", out, re.M), out
+    assert re.search(rf"^generation +{stats.store_generation}$", out, re.M), out
+    example = "/var/backups/parley/parley-2026-12-04-120000.db"
+    _run_recipe(stack, _readme_recipe("Copy it out of"), cwd=stack.log_dir,
+                **{example: path})
+    copy = os.path.join(stack.log_dir, os.path.basename(path))
+    db = sqlite3.connect(copy)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (
+        stats.stored_messages,)
+    db.close()
+
+    admin = harness.AdminClient(stack)
+    send(5, "after")
+    admin.close()
+    out = _run_recipe(stack, _readme_recipe("To restore, stop the service"),
+                      **{example: path})
+    assert f"restored {path} into /var/lib/parley/parley.db: integrity ok" in out
+    new_generation = re.search(r"^new generation +(\w+)$", out, re.M).group(1)
+    assert new_generation != stats.store_generation
+    stack.wait_healthy("service")
+    admin = harness.AdminClient(stack)
+    restored = admin.call("GetStats")
+    admin.close()
+    assert restored.stored_messages == stats.stored_messages
+    assert restored.store_generation == new_generation
