@@ -13,12 +13,12 @@ import re
 import shutil
 
 import pytest
-import yaml  # PyYAML, which docker-compose itself needs.
 
 import harness
 
 command = pytest.importorskip("compose.cli.command")
 environment = pytest.importorskip("compose.config.environment")
+yaml = pytest.importorskip("yaml")  # PyYAML, which docker-compose needs.
 
 README = os.path.join(harness.REPO, "deploy", "README.md")
 
