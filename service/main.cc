@@ -18,6 +18,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -163,25 +164,22 @@ int Restore() {
           ? *restored->old_generation
           : absl::StrCat("none (", restored->old_generation.status().message(),
                          ")");
-  std::printf(
+  absl::PrintF(
       "restored %s into %s: integrity ok\n"
-      "users              %llu\n"
-      "groups             %llu\n"
-      "messages           %llu\n"
-      "last message id    %llu\n"
-      "size               %llu bytes\n"
+      "users              %d\n"
+      "groups             %d\n"
+      "messages           %d\n"
+      "last message id    %d\n"
+      "size               %d bytes\n"
       "backup generation  %s\n"
       "old generation     %s\n"
       "new generation     %s\n",
-      from.c_str(), r.path.c_str(), static_cast<unsigned long long>(r.users),
-      static_cast<unsigned long long>(r.groups),
-      static_cast<unsigned long long>(r.messages),
-      static_cast<unsigned long long>(r.last_message_id),
-      static_cast<unsigned long long>(r.size_bytes),
+      from, r.path, r.users, r.groups, r.messages, r.last_message_id,
+      r.size_bytes,
       restored->backup_generation.empty()
           ? "none (made before store generations)"
-          : restored->backup_generation.c_str(),
-      old_generation.c_str(), r.generation.c_str());
+          : restored->backup_generation,
+      old_generation, r.generation);
   return 0;
 }
 
