@@ -90,7 +90,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import harness  # noqa: E402
 import fault_audit  # noqa: E402
-from fault_client import Changes, Codec, Device, Recorder  # noqa: E402
+from fault_client import (Changes, Codec, Device, Recorder,  # noqa: E402
+                          TaskSet)
 from fault_cluster import GATEWAYS, AdminBot, Cluster  # noqa: E402
 from fault_schedule import format_schedule, make_schedule  # noqa: E402
 
@@ -204,7 +205,7 @@ class Run:
         self.devices = []
         self.bot = None
         self.stats = {}
-        self._tasks = []
+        self.tasks = TaskSet()
 
     async def execute(self):
         try:
@@ -234,21 +235,20 @@ class Run:
         self.bot = AdminBot(self.cluster, _bot_targets(False),
                             _bot_targets(True),
                             random.Random(f"bot:{self.seed}"), self.rec,
-                            self.changes, BOT_RATE)
+                            self.changes, self.tasks, BOT_RATE)
         self.cluster.devices, self.cluster.bot = self.devices, self.bot
         self.schedule = make_schedule(self.seed, self.minutes * 60, GATEWAYS,
                                       len(self.devices))
-        self._spawn(d.run() for d in self.devices)
+        for d in self.devices:
+            self.tasks.spawn(d.run())
         if not await self.changes.until(
                 lambda: all(d.start_seq is not None for d in self.devices),
                 START_TIMEOUT):
             raise RuntimeError(f"seed {self.seed}: the devices did not all "
                                f"get a welcome")
-        self._spawn(d.produce() for d in self.devices)
-        self._spawn([self.bot.run()])
-
-    def _spawn(self, coroutines):
-        self._tasks += [asyncio.ensure_future(c) for c in coroutines]
+        for d in self.devices:
+            self.tasks.spawn(d.produce())
+        self.tasks.spawn(self.bot.run())
 
     def _make_devices(self):
         pb = harness.protos()
@@ -262,7 +262,7 @@ class Run:
                                          user, device=name),
                 rate=rng.uniform(*SEND_RATE), targets=_targets(user),
                 rng=rng, gateways=self.cluster.gateway_addresses,
-                recorder=self.rec, changes=self.changes,
+                recorder=self.rec, changes=self.changes, tasks=self.tasks,
                 max_replay=MAX_REPLAY))
         return devices
 
@@ -327,15 +327,15 @@ class Run:
         return out
 
     async def _tear_down(self):
-        if self.bot is not None:
-            self.bot.cancel()
         for d in self.devices:
             await d.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.tasks.cancel_all()
         await self.cluster.stop()
         self.rec.dump(os.path.join(self.workdir, "events.jsonl"))
+        if self.tasks.crashes:
+            raise RuntimeError(f"seed {self.seed}: a checker task died "
+                               f"(events: {self.workdir})"
+                               ) from self.tasks.crashes[0]
 
 
 def run_seed(seed, minutes, workdir):

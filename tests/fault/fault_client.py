@@ -112,6 +112,33 @@ class Changes:
         return True
 
 
+class TaskSet:
+    """The run's background tasks: cancelled together at the end; one that
+    died of an exception is kept so that the run fails loudly rather than
+    with a device that silently stopped."""
+
+    def __init__(self):
+        self._tasks = set()
+        self.crashes = []
+
+    def spawn(self, coroutine):
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task):
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.crashes.append(task.exception())
+
+    async def cancel_all(self):
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class Codec:
     """A subprotocol: parley.v1.json (text) or parley.v1.proto (binary).
     Frames are dicts in protobuf's canonical JSON mapping either way."""
@@ -209,7 +236,7 @@ class Device:
     Owned by the checker's event loop; nothing here is thread-safe."""
 
     def __init__(self, name, user, *, codec, auth, token, rate, targets,
-                 rng, gateways, recorder, changes, max_replay):
+                 rng, gateways, recorder, changes, tasks, max_replay):
         self.name = name
         self.user = user
         self.codec = codec
@@ -221,6 +248,7 @@ class Device:
         self.gateways = gateways  # () -> list of gateway addresses
         self.rec = recorder
         self.changes = changes
+        self.tasks = tasks  # TaskSet for retries
         self.max_replay = max_replay
         self.inbox = Inbox()
         self.start_seq = None  # The head of the first welcome.
@@ -319,7 +347,7 @@ class Device:
                 subprotocols=[self.codec.subprotocol], ping_interval=None,
                 open_timeout=5, close_timeout=2, max_size=1 << 22)
         except (OSError, asyncio.TimeoutError,
-                websockets.InvalidHandshake) as e:
+                websockets.WebSocketException) as e:
             self.rec.log(self.name, 0, "connect_failed",
                          {"gateway": address, "error": repr(e)})
             return None
@@ -400,7 +428,7 @@ class Device:
             await action()
 
     def _settle(self, cid, how):
-        """A pending send is known stored (not by an Ack)."""
+        """A pending send is known stored; `how` says what told us."""
         if self.pending.pop(cid, None) is not None:
             self.sends[cid].settled_by = how
 
@@ -485,10 +513,10 @@ class Device:
                 self.sends[cid].failed = error
                 del self.pending[cid]
         elif cid in self.pending:
-            asyncio.ensure_future(self._retry_later(
+            self.tasks.spawn(self._retry_later(
                 conn, lambda: self._send_pending(conn, cid)))
         elif self.sync is not None and self.sync.conn is conn:
-            asyncio.ensure_future(self._retry_later(
+            self.tasks.spawn(self._retry_later(
                 conn, lambda: self._retry_page(conn)))
         else:
             self.rec.violate("unexpected error", self.name, conn.no,
@@ -569,9 +597,10 @@ class Device:
             state.page = messages
             state.done.set()
             return
+        before = self.inbox.last
         for m in messages:
             await self._apply_synced(conn, state, m)
-        if self._wants_more(conn, state, synced):
+        if self.inbox.last > before and self._wants_more(conn, state, synced):
             await self._request_page(conn)
             return
         self.sync = None
@@ -595,9 +624,10 @@ class Device:
                           Applied(m.get("messageId", ""), "sync", conn.no, m))
 
     def _wants_more(self, conn, state, synced):
+        """Whether the sync goes on (only asked after a page that made
+        progress, so a page the inbox rule cannot apply ends it)."""
         if state.reason == "barrier":
-            return self.inbox.last < conn.welcome_head and bool(
-                synced.get("messages"))
+            return self.inbox.last < conn.welcome_head
         return synced.get("more", False)
 
 

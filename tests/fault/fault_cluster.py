@@ -163,35 +163,28 @@ class AdminBot:
     USER = "bot"
 
     def __init__(self, cluster, targets, burst_targets, rng, recorder,
-                 changes, rate):
+                 changes, tasks, rate):
         self.cluster = cluster
         self.targets = targets  # Recipient dicts drawn from at random.
         self.burst_targets = burst_targets
         self.rng = rng
         self.rec = recorder
         self.changes = changes
+        self.tasks = tasks
         self.rate = rate
         self.sends = {}
         self.pending = set()
         self._sending = True
         self._count = 0
-        self._tasks = set()
 
     async def run(self):
         while self._sending:
             await asyncio.sleep(self.rng.expovariate(self.rate))
             if self._sending:
-                task = asyncio.ensure_future(self.send_one())
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self.tasks.spawn(self.send_one())
 
     def stop_sending(self):
         self._sending = False
-
-    def cancel(self):
-        """Abandons sends still retrying (at teardown)."""
-        for task in list(self._tasks):
-            task.cancel()
 
     async def burst(self):
         """One send to every target at once (every user, so that each

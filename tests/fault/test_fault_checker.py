@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import checker  # noqa: E402
 from fault_client import (Changes, Connection, Device, Inbox,  # noqa: E402
-                          Recorder, SendRecord)
+                          Recorder, SendRecord, TaskSet)
 
 # Seeds of the bounded run; each holds every fault kind at least once.
 SEEDS = (1, 2, 3)
@@ -28,7 +28,7 @@ def _device(max_replay=1000):
     return Device("d1", "alice", codec=None, auth="query", token="t",
                   rate=1.0, targets=[{"user": "bob"}], rng=random.Random(0),
                   gateways=list, recorder=Recorder(), changes=Changes(),
-                  max_replay=max_replay)
+                  tasks=TaskSet(), max_replay=max_replay)
 
 
 def _connect(device, hello_seq=None):
