@@ -8,7 +8,7 @@ The truth is read after the quiet period, when nothing is sent any more:
     is on that path. The admin API has no inbox read.
 
 Each check_* function appends Violations to the Recorder; the rules are listed
-in checker.py's docstring.
+in fault_run.py's docstring.
 """
 
 import dataclasses

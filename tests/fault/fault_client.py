@@ -26,7 +26,7 @@ the protocol as a careful client would:
     own are followed by a reconnect with jittered exponential backoff.
 
 While it runs, a device records every frame (Recorder) and the violations it
-can see on the wire; the rules are listed in checker.py's docstring.
+can see on the wire; the rules are listed in fault_run.py's docstring.
 """
 
 import asyncio

@@ -1,4 +1,4 @@
-"""The fault checker (checker.py): its client's rules on hand-made frames,
+"""The fault checker (fault_run.py): its client's rules on hand-made frames,
 then a bounded run of a few seeds against the real binaries.
 
 Run: /usr/bin/python3 -m pytest tests/fault (after `bazel build
@@ -15,9 +15,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import checker  # noqa: E402
 from fault_client import (Changes, Connection, Device, Inbox,  # noqa: E402
                           Recorder, SendRecord, TaskSet)
+from fault_run import run_seed  # noqa: E402
 
 # Seeds of the bounded run; each holds every fault kind at least once.
 SEEDS = (1, 2, 3)
@@ -122,5 +122,5 @@ def test_what_the_replay_cap_leaves_out_is_synced_without_a_violation():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_no_violation_under_a_seeded_fault_schedule(seed, tmp_path):
-    result = checker.run_seed(seed, MINUTES, str(tmp_path))
+    result = run_seed(seed, MINUTES, str(tmp_path))
     assert result.ok, result.report()
