@@ -16,14 +16,21 @@ import websockets
 
 
 class Client:
-    def __init__(self, address, token, device="", inbox_seq=None, name=""):
+    def __init__(self, address, token, device="", inbox_seq=None, name="",
+                 store_generation=""):
         """`inbox_seq` None is a new device, which starts at the welcome's
-        head; a number (0 included) resumes after it."""
+        head; a number (0 included) resumes after it, in `store_generation`
+        when given: a welcome from another generation voids it (`resets`
+        counts that; the inbox is replayed from its start)."""
         self.uri = f"ws://{address}/?token={token}"
         if device:
             self.uri += f"&device={device}"
         if inbox_seq is not None:
             self.uri += f"&inboxSeq={inbox_seq}"
+        if store_generation:
+            self.uri += f"&storeGeneration={store_generation}"
+        self.store_generation = store_generation
+        self.resets = 0
         self.name = name or device or "client"
         self.ws = None
         self.frames = asyncio.Queue()
@@ -70,8 +77,13 @@ class Client:
     async def _handle(self, frame):
         if "welcome" in frame:
             self._welcome = frame["welcome"]
+            generation = self._welcome.get("storeGeneration", "")
             if self.new_device:
                 self.last = int(self._welcome.get("inboxSeq", 0))
+            elif self.store_generation and generation != self.store_generation:
+                self.last = 0
+                self.resets += 1
+            self.store_generation = generation
         elif "ack" in frame:
             ack = frame["ack"]
             self.acks[ack["clientMsgId"]] = ack
