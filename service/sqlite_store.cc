@@ -1,13 +1,17 @@
 #include "service/sqlite_store.h"
 
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <set>
 #include <unordered_map>
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/log.h"
@@ -88,6 +92,40 @@ absl::Status NotFoundGroup(absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("group \"", id, "\" does not exist"));
 }
 
+// Marks a status as "the disk is full" (see IsDiskFull()).
+constexpr absl::string_view kDiskFullUrl = "type.parley.dev/store-disk-full";
+
+// Whether a failure of `db` with result `rc` means that its disk is full:
+// SQLITE_FULL, or an I/O error whose system call failed with ENOSPC or
+// EDQUOT (a WAL index that cannot grow is SQLITE_IOERR_SHMSIZE).
+bool DiskFull(sqlite3* db, int rc) {
+  if ((rc & 0xff) == SQLITE_FULL) return true;
+  if ((rc & 0xff) != SQLITE_IOERR || db == nullptr) return false;
+  const int error = sqlite3_system_errno(db);
+  return error == ENOSPC || error == EDQUOT;
+}
+
+bool IsDiskFull(const absl::Status& status) {
+  return status.GetPayload(kDiskFullUrl).has_value();
+}
+
+// Why the store cannot write the file `path` or create files beside it (the
+// WAL and its index): "Read-only file system", "directory /data: Permission
+// denied"; empty if it can.
+std::string WhyNotWritable(const std::string& path) {
+  if (access(path.c_str(), F_OK) == 0 && access(path.c_str(), W_OK) != 0) {
+    return std::strerror(errno);
+  }
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  if (access(dir.c_str(), W_OK) != 0) {
+    return absl::StrCat("directory ", dir, ": ", std::strerror(errno));
+  }
+  return "";
+}
+
 }  // namespace
 
 // A sqlite3 connection and its statement cache. Used by one thread at a time.
@@ -145,50 +183,45 @@ class SqliteStore::Connection {
   };
 
   static absl::Status Error(sqlite3* db, int rc, absl::string_view what) {
-    const std::string message =
-        absl::StrCat("sqlite: ", sqlite3_errstr(rc), " (",
-                     db ? sqlite3_errmsg(db) : "", ") in: ", what);
+    std::string detail = absl::StrCat("sqlite: ", sqlite3_errstr(rc), " (",
+                                      db ? sqlite3_errmsg(db) : "", ")");
+    if ((rc & 0xff) == SQLITE_IOERR && db != nullptr &&
+        sqlite3_system_errno(db) != 0) {
+      absl::StrAppend(&detail, ": ", std::strerror(sqlite3_system_errno(db)));
+    }
+    absl::StrAppend(&detail, " in: ", what);
+    if (DiskFull(db, rc)) {
+      // Retryable: writes succeed again once space is freed.
+      absl::Status status = absl::UnavailableError(
+          absl::StrCat("the store's disk is full; retry later (", detail, ")"));
+      status.SetPayload(kDiskFullUrl, absl::Cord());
+      return status;
+    }
     switch (rc & 0xff) {
       case SQLITE_BUSY:
       case SQLITE_LOCKED:
       case SQLITE_IOERR:
-      case SQLITE_FULL:
       case SQLITE_CANTOPEN:
-        return absl::UnavailableError(message);
+        return absl::UnavailableError(detail);
       default:
-        return absl::InternalError(message);
+        return absl::InternalError(detail);
     }
   }
 
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
       const SqliteStoreOptions& options) {
-    sqlite3* db = nullptr;
-    // Gathering is safe only when every commit syncs the WAL.
-    const bool gather =
-        options.gather_wal_writes &&
-        (options.synchronous == "FULL" || options.synchronous == "EXTRA");
-    const int rc = sqlite3_open_v2(
-        options.path.c_str(), &db,
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-        gather ? WalWriteVfsName() : nullptr);
-    if (rc != SQLITE_OK) {
-      absl::Status status =
-          Error(db, rc, absl::StrCat("opening ", options.path));
-      sqlite3_close(db);
-      return status;
+    absl::StatusOr<std::unique_ptr<Connection>> conn = OpenUnchecked(options);
+    if (conn.ok()) return conn;
+    // SQLite's own reasons ("unable to open database file") rarely say why.
+    const std::string why = WhyNotWritable(options.path);
+    if (why.empty()) {
+      return absl::Status(conn.status().code(),
+                          absl::StrCat("cannot use the database ", options.path,
+                                       ": ", conn.status().message()));
     }
-    auto conn = std::unique_ptr<Connection>(new Connection(db));
-    sqlite3_busy_timeout(
-        db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
-    RETURN_IF_ERROR(conn->Exec("PRAGMA journal_mode=WAL"));
-    RETURN_IF_ERROR(
-        conn->Exec(absl::StrCat("PRAGMA synchronous=", options.synchronous)));
-    RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys=OFF"));
-    RETURN_IF_ERROR(
-        conn->Exec(absl::StrCat("PRAGMA cache_size=-", options.cache_kib)));
-    // Savepoints' statement journals in memory, not in temporary files.
-    RETURN_IF_ERROR(conn->Exec("PRAGMA temp_store=MEMORY"));
-    return conn;
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot use the database ", options.path, ": ", why, " (",
+                     conn.status().message(), ")"));
   }
 
   ~Connection() {
@@ -239,6 +272,42 @@ class SqliteStore::Connection {
 
  private:
   explicit Connection(sqlite3* db) : db_(db) {}
+
+  static absl::StatusOr<std::unique_ptr<Connection>> OpenUnchecked(
+      const SqliteStoreOptions& options) {
+    sqlite3* db = nullptr;
+    // Gathering is safe only when every commit syncs the WAL.
+    const bool gather =
+        options.gather_wal_writes &&
+        (options.synchronous == "FULL" || options.synchronous == "EXTRA");
+    const int rc = sqlite3_open_v2(
+        options.path.c_str(), &db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        gather ? WalWriteVfsName() : nullptr);
+    if (rc != SQLITE_OK) {
+      absl::Status status = Error(db, rc, "opening it");
+      sqlite3_close(db);
+      return status;
+    }
+    auto conn = std::unique_ptr<Connection>(new Connection(db));
+    // SQLite opens a file it may not write read-only, silently; every write
+    // would fail later.
+    if (sqlite3_db_readonly(db, "main") == 1) {
+      return absl::FailedPreconditionError(
+          "SQLite could open it only read-only");
+    }
+    sqlite3_busy_timeout(
+        db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
+    RETURN_IF_ERROR(conn->Exec("PRAGMA journal_mode=WAL"));
+    RETURN_IF_ERROR(
+        conn->Exec(absl::StrCat("PRAGMA synchronous=", options.synchronous)));
+    RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys=OFF"));
+    RETURN_IF_ERROR(
+        conn->Exec(absl::StrCat("PRAGMA cache_size=-", options.cache_kib)));
+    // Savepoints' statement journals in memory, not in temporary files.
+    RETURN_IF_ERROR(conn->Exec("PRAGMA temp_store=MEMORY"));
+    return conn;
+  }
 
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
@@ -511,7 +580,11 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   }
   auto store = std::unique_ptr<SqliteStore>(new SqliteStore(options));
   ASSIGN_OR_RETURN(store->writer_conn_, Connection::Open(options));
-  RETURN_IF_ERROR(store->writer_conn_->Exec(kSchema));
+  if (absl::Status schema = store->writer_conn_->Exec(kSchema); !schema.ok()) {
+    return absl::Status(schema.code(),
+                        absl::StrCat("cannot create the schema in ",
+                                     options.path, ": ", schema.message()));
+  }
   ASSIGN_OR_RETURN(store->generation_,
                    LoadGeneration(*store->writer_conn_, NewStoreGeneration()));
   // Replaces SQLite's automatic checkpoint (which would run inside the
@@ -676,7 +749,7 @@ void SqliteStore::CheckpointLoop() {
   }
 }
 
-void SqliteStore::Checkpoint(Connection& c, CheckpointBy by) {
+bool SqliteStore::Checkpoint(Connection& c, CheckpointBy by) {
   const absl::Time start = absl::Now();
   absl::MutexLock lock(&checkpoint_mu_);
   int frames = 0;
@@ -689,7 +762,7 @@ void SqliteStore::Checkpoint(Connection& c, CheckpointBy by) {
       ++checkpoints_;
     }
     if (options_.on_checkpoint) options_.on_checkpoint(by, absl::Now() - start);
-    return;
+    return true;
   }
   // BUSY is transient (a lock SQLite needs for a moment): the next attempt
   // comes an interval later, as after a checkpoint that completed.
@@ -697,14 +770,18 @@ void SqliteStore::Checkpoint(Connection& c, CheckpointBy by) {
     LogDebug("store.checkpoint_busy", {{"path", options_.path}});
   } else {
     LogWarn("store.checkpoint_failed",
-            {{"path", options_.path}, {"reason", sqlite3_errmsg(c.db())}});
+            {{"path", options_.path},
+             {"by", by == CheckpointBy::kWriter ? "writer" : "checkpointer"},
+             {"reason", sqlite3_errmsg(c.db())}});
   }
   absl::MutexLock state(&mu_);
   checkpoint_mark_ = wal_frames_;
+  return false;
 }
 
 bool SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, bool savepoints,
-                             std::vector<absl::Status>& statuses) {
+                             std::vector<absl::Status>& statuses,
+                             absl::Status& lost) {
   Connection& c = *writer_conn_;
   bool all_ok = true;
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -717,55 +794,113 @@ bool SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, bool savepoints,
       }
     }
     statuses[i] = batch[i].apply(c);
-    if (!statuses[i].ok()) all_ok = false;
-    if (!savepoints) {
-      if (!all_ok) return false;
-      continue;
+    if (statuses[i].ok()) continue;
+    all_ok = false;
+    if (sqlite3_get_autocommit(c.db()) != 0) {
+      // SQLite rolled the whole transaction back (it does on a full disk or
+      // an I/O error): what follows would run, and each SAVEPOINT commit,
+      // outside of it.
+      lost = statuses[i];
+      return false;
     }
-    if (!statuses[i].ok()) {
-      (void)RunStatement(c, "ROLLBACK TO op");
-      c.ForgetCounters();
-    }
+    if (!savepoints) return false;
+    (void)RunStatement(c, "ROLLBACK TO op");
+    c.ForgetCounters();
     (void)RunStatement(c, "RELEASE op");
   }
   return all_ok;
+}
+
+bool SqliteStore::WriterCheckpointDue() const {
+  if (last_wal_frames_ < 4 * options_.checkpoint_frames) return false;
+  if (writer_checkpoint_failed_at_ < 0) return true;
+  // After a failure, as after the checkpointer's: an interval later (all of
+  // the WAL if it started over meanwhile), not before every transaction.
+  const int since = last_wal_frames_ >= writer_checkpoint_failed_at_
+                        ? last_wal_frames_ - writer_checkpoint_failed_at_
+                        : last_wal_frames_;
+  return since >= options_.checkpoint_frames;
 }
 
 std::vector<absl::Status> SqliteStore::CommitBatch(
     std::vector<WriteOp>& batch) {
   Connection& c = *writer_conn_;
   const absl::Time start = absl::Now();
-  if (last_wal_frames_ >= 4 * options_.checkpoint_frames) {
+  if (WriterCheckpointDue()) {
     // The WAL starts over only once a checkpoint has copied all of it, and a
     // busy writer keeps appending while the checkpointer copies: copy the
     // rest here, between two transactions, so that the next one restarts it.
-    Checkpoint(c, CheckpointBy::kWriter);
+    // One that fails (the disk is full: the database file cannot grow) is not
+    // retried before every transaction.
+    writer_checkpoint_failed_at_ =
+        Checkpoint(c, CheckpointBy::kWriter) ? -1 : last_wal_frames_;
   }
   std::vector<absl::Status> statuses(batch.size());
+  absl::Status lost;
   absl::Status txn = c.Exec("BEGIN IMMEDIATE");
-  if (txn.ok() && !ApplyBatch(batch, /*savepoints=*/false, statuses)) {
+  if (txn.ok() && !ApplyBatch(batch, /*savepoints=*/false, statuses, lost)) {
     // Undo the batch and run it again with a savepoint per operation, so
     // only the failing operations roll back.
-    txn = c.Exec("ROLLBACK");
+    if (sqlite3_get_autocommit(c.db()) == 0) txn = c.Exec("ROLLBACK");
     c.ForgetCounters();
+    lost = absl::OkStatus();
     if (txn.ok()) txn = c.Exec("BEGIN IMMEDIATE");
-    if (txn.ok()) ApplyBatch(batch, /*savepoints=*/true, statuses);
+    if (txn.ok()) ApplyBatch(batch, /*savepoints=*/true, statuses, lost);
+    if (!lost.ok()) txn = lost;
   }
-  if (txn.ok()) {
-    txn = c.Exec("COMMIT");
-    if (!txn.ok()) {
-      (void)c.Exec("ROLLBACK");
-      c.ForgetCounters();
-    }
-  }
+  if (txn.ok()) txn = c.Exec("COMMIT");
   if (!txn.ok()) {
+    // Nothing of the batch is stored. A failed COMMIT may leave the
+    // transaction open (BUSY) or SQLite may have rolled it back already (a
+    // full disk, an I/O error); the next batch must start afresh either way.
+    if (sqlite3_get_autocommit(c.db()) == 0) (void)c.Exec("ROLLBACK");
+    c.ForgetCounters();
     for (absl::Status& s : statuses) {
-      s = absl::UnavailableError(
-          absl::StrCat("store commit failed: ", txn.message()));
+      s = absl::Status(absl::StatusCode::kUnavailable,
+                       absl::StrCat("store commit failed: ", txn.message()));
+      if (IsDiskFull(txn)) s.SetPayload(kDiskFullUrl, absl::Cord());
     }
   }
+  NoteDiskFull(statuses, txn.ok());
   if (options_.on_commit) options_.on_commit(batch.size(), absl::Now() - start);
   return statuses;
+}
+
+void SqliteStore::NoteDiskFull(const std::vector<absl::Status>& statuses,
+                               bool committed) {
+  // Near the limit small transactions fit and large ones do not: the episode
+  // ends only after a quiet second, not at every commit that fits.
+  constexpr absl::Duration kQuiet = absl::Seconds(1);
+  size_t refused = 0;
+  const absl::Status* first = nullptr;
+  for (const absl::Status& s : statuses) {
+    if (!IsDiskFull(s)) continue;
+    ++refused;
+    if (first == nullptr) first = &s;
+  }
+  const absl::Time now = absl::Now();
+  if (refused > 0) {
+    if (!disk_full_) {
+      LogError("store.disk_full",
+               {{"path", options_.path},
+                {"reason", first->message()},
+                {"writes", "refused (UNAVAILABLE) until space is freed"}});
+      disk_full_ = true;
+      disk_full_since_ = now;
+      refused_while_full_ = 0;
+    }
+    refused_while_full_ += refused;
+    last_refused_ = now;
+  } else if (committed && disk_full_ && now - last_refused_ >= kQuiet) {
+    LogInfo("store.disk_full_cleared",
+            {{"path", options_.path},
+             {"refused_writes", refused_while_full_},
+             {"full_ms",
+              absl::ToInt64Milliseconds(last_refused_ - disk_full_since_)}});
+    disk_full_ = false;
+    // Space is back: the writer's checkpoint may complete now.
+    writer_checkpoint_failed_at_ = -1;
+  }
 }
 
 template <typename T>

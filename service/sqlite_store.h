@@ -27,6 +27,16 @@
 // Reads: a small pool of read connections with prepared statements; in WAL
 // mode they never wait for the writer.
 //
+// A full disk: writes fail with UNAVAILABLE ("the store's disk is full",
+// retryable), reads go on, and writes commit again as soon as space is
+// freed, without a restart. The store logs `store.disk_full` when writes
+// start failing for it and `store.disk_full_cleared` at the first commit
+// after a second without such a failure. A checkpoint that fails (the
+// database file cannot grow) is retried once the WAL has grown by another
+// interval or space is back, not before every transaction. Open() fails,
+// naming the path and the reason, if the database or its directory is not
+// writable.
+//
 //   SqliteStoreOptions options;
 //   options.path = "/var/lib/parley/parley.db";
 //   absl::StatusOr<std::unique_ptr<SqliteStore>> store =
@@ -187,15 +197,22 @@ class SqliteStore final : public Store {
   void WriterLoop();
   void CallbackLoop();
   void CheckpointLoop();
-  // One PASSIVE checkpoint on `c`, one at a time (failures are logged).
-  void Checkpoint(Connection& c, CheckpointBy by);
+  // One PASSIVE checkpoint on `c`, one at a time; false if it failed (logged).
+  bool Checkpoint(Connection& c, CheckpointBy by);
+  // Whether the writer runs a checkpoint before its next transaction.
+  bool WriterCheckpointDue() const;
   // Runs the batch in one transaction; returns each operation's status.
   std::vector<absl::Status> CommitBatch(std::vector<WriteOp>& batch);
   // Runs every operation of the batch in the open transaction, each under its
   // own savepoint when `savepoints`; false if one failed (without savepoints
-  // it stops at the first failure).
+  // it stops at the first failure). If SQLite rolled the whole transaction
+  // back itself (a full disk, an I/O error), it stops there and sets `lost`
+  // to that operation's status.
   bool ApplyBatch(std::vector<WriteOp>& batch, bool savepoints,
-                  std::vector<absl::Status>& statuses);
+                  std::vector<absl::Status>& statuses, absl::Status& lost);
+  // Logs when writes start failing because the disk is full, and when they
+  // commit again (once each, not per write).
+  void NoteDiskFull(const std::vector<absl::Status>& statuses, bool committed);
 
   // Runs `read` on a pooled read connection.
   template <typename T>
@@ -216,6 +233,14 @@ class SqliteStore final : public Store {
   std::deque<Committed> committed_ ABSL_GUARDED_BY(mu_);
   bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
   int last_wal_frames_ = 0;  // Set by the WAL hook, on the writer thread.
+  // Writer thread only: the WAL's length when the writer's last checkpoint
+  // failed (-1: it did not); whether writes fail because the disk is full,
+  // since when, and the last write refused for it.
+  int writer_checkpoint_failed_at_ = -1;
+  bool disk_full_ = false;
+  absl::Time disk_full_since_;
+  absl::Time last_refused_;
+  uint64_t refused_while_full_ = 0;
   int wal_frames_ ABSL_GUARDED_BY(mu_) = 0;  // After the last commit.
   uint64_t checkpoints_ ABSL_GUARDED_BY(mu_) = 0;
   // The WAL's length at the last checkpoint, whether it copied everything or

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -505,6 +506,122 @@ TEST(SqliteStoreTest, DestructionCommitsQueuedWrites) {
   EXPECT_EQ(acked.load(), 50);
   auto store = OpenOrDie(options);
   EXPECT_EQ(*store->InboxHead("b"), 50u);
+}
+
+// A disk that fills up: the default VFS, registered again as the default
+// (so that a store opened with gather_wal_writes=false uses it), except that
+// a WAL file cannot grow past `limit` bytes (-1: no limit).
+class FullWalVfs {
+ public:
+  static std::atomic<int64_t> limit;
+
+  static void Install() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      real_ = sqlite3_vfs_find(nullptr);
+      vfs_ = *real_;
+      vfs_.zName = "full-wal-test";
+      vfs_.xOpen = Open;
+      ASSERT_EQ(sqlite3_vfs_register(&vfs_, /*makeDflt=*/1), SQLITE_OK);
+    });
+  }
+
+ private:
+  // The real file with its methods, but for xWrite on WAL files.
+  static int Open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags,
+                  int* out_flags) {
+    const int rc = real_->xOpen(real_, name, file, flags, out_flags);
+    if (rc != SQLITE_OK || (flags & SQLITE_OPEN_WAL) == 0) return rc;
+    static std::once_flag once;
+    std::call_once(once, [file] {
+      real_wal_ = file->pMethods;
+      wal_ = *file->pMethods;
+      wal_.xWrite = Write;
+    });
+    if (file->pMethods == real_wal_) file->pMethods = &wal_;
+    return rc;
+  }
+  static int Write(sqlite3_file* f, const void* data, int n,
+                   sqlite3_int64 offset) {
+    const int64_t max = limit.load();
+    if (max >= 0 && offset + n > max) return SQLITE_FULL;
+    return real_wal_->xWrite(f, data, n, offset);
+  }
+
+  static sqlite3_vfs* real_;
+  static sqlite3_vfs vfs_;
+  static const sqlite3_io_methods* real_wal_;
+  static sqlite3_io_methods wal_;
+};
+std::atomic<int64_t> FullWalVfs::limit{-1};
+sqlite3_vfs* FullWalVfs::real_ = nullptr;
+sqlite3_vfs FullWalVfs::vfs_;
+const sqlite3_io_methods* FullWalVfs::real_wal_ = nullptr;
+sqlite3_io_methods FullWalVfs::wal_;
+
+// The disk fills up in the middle of a batch's second run (one savepoint per
+// operation: the first operation's NOT_FOUND made it): a large message
+// spills the page cache into the WAL, which cannot grow, and SQLite rolls
+// the whole transaction back. The operation after it must not run outside
+// the transaction, committed on its own while reported as failed (its
+// recipients would never be sent it); every operation fails, as retryable,
+// saying the disk is full; and once there is room again writes succeed.
+TEST(SqliteStoreTest, TransactionLostToAFullDiskCommitsNothingOutsideIt) {
+  FullWalVfs::Install();
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  options.gather_wal_writes = false;  // So it opens with the default VFS.
+  options.cache_kib = 1;              // A large message spills mid-transaction.
+  absl::Notification writer_held, release;
+  std::atomic<bool> hold{false};
+  options.on_commit = [&](size_t, absl::Duration) {
+    if (hold.exchange(false)) {
+      writer_held.Notify();
+      release.WaitForNotification();
+    }
+  };
+  auto store = OpenOrDie(options);
+  for (const char* u : {"a", "b", "c"}) {
+    ASSERT_TRUE(store->CreateUser({u, "", absl::Now()}).ok());
+  }
+  hold = true;
+  store->Append(Direct("a", "b", "0"), [](absl::StatusOr<AppendResult>) {});
+  writer_held.WaitForNotification();
+  struct stat wal;
+  ASSERT_EQ(stat((options.path + "-wal").c_str(), &wal), 0);
+  // Room for a small transaction, not for a message of 400 KiB.
+  FullWalVfs::limit = wal.st_size + 64 * 1024;
+
+  std::vector<absl::Status> statuses(3);
+  store->Append(Direct("a", "ghost", "1"), [&](absl::StatusOr<AppendResult> r) {
+    statuses[0] = r.status();
+  });
+  AppendRequest big = Direct("c", "a", "2");
+  big.text.assign(400 * 1024, 'x');
+  store->Append(
+      big, [&](absl::StatusOr<AppendResult> r) { statuses[1] = r.status(); });
+  store->Append(Direct("b", "a", "3"), [&](absl::StatusOr<AppendResult> r) {
+    statuses[2] = r.status();
+  });
+  release.Notify();
+  store->Flush();
+  FullWalVfs::limit = -1;
+
+  EXPECT_EQ(*store->ConversationHead("d:a:b"), 1u);  // Only "0".
+  EXPECT_EQ(*store->ConversationHead("d:a:c"), 0u);
+  for (const absl::Status& s : statuses) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("disk is full"));
+  }
+  // Room again: the same writes succeed, with gapless sequences.
+  absl::StatusOr<AppendResult> again;
+  store->Append(Direct("b", "a", "3"),
+                [&](absl::StatusOr<AppendResult> r) { again = r; });
+  store->Flush();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->message.seq, 2u);
+  EXPECT_EQ(again->sender_inbox_seq, 2u);
+  EXPECT_EQ(*store->InboxHead("a"), 2u);
 }
 
 }  // namespace
