@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <optional>
 #include <vector>
 
 #include "absl/strings/cord.h"
@@ -41,6 +42,15 @@ std::string ToJson(const google::protobuf::Message& m) {
   options.preserve_proto_field_names = true;
   (void)google::protobuf::util::MessageToJsonString(m, &json, options);
   return json;
+}
+
+// A NumericDate claim (seconds since the epoch, possibly fractional) as a
+// time, truncated to whole seconds; nullopt when it is not a finite number
+// of seconds within int64 (NaN and Infinity are valid JSON for a double).
+std::optional<absl::Time> NumericDate(double seconds) {
+  constexpr double kLimit = 9223372036854775808.0;  // 2^63, exact.
+  if (!(seconds >= -kLimit && seconds < kLimit)) return std::nullopt;
+  return absl::FromUnixSeconds(static_cast<int64_t>(seconds));
 }
 
 bool FromJson(absl::string_view json, google::protobuf::Message* m) {
@@ -113,10 +123,16 @@ absl::StatusOr<TokenClaims> VerifyToken(absl::string_view token,
   if (body.exp() == 0) {
     return TokenFailure(TokenError::kMalformed, "token has no exp claim");
   }
+  const std::optional<absl::Time> expires_at = NumericDate(body.exp());
+  const std::optional<absl::Time> issued_at = NumericDate(body.iat());
+  if (!expires_at.has_value() || !issued_at.has_value()) {
+    return TokenFailure(TokenError::kMalformed,
+                        "token exp or iat claim is not a time in range");
+  }
   TokenClaims claims;
   claims.subject = body.sub();
-  claims.expires_at = absl::FromUnixSeconds(static_cast<int64_t>(body.exp()));
-  claims.issued_at = absl::FromUnixSeconds(static_cast<int64_t>(body.iat()));
+  claims.expires_at = *expires_at;
+  claims.issued_at = *issued_at;
   claims.device = body.dev();
   if (claims.expires_at <= now) {
     return TokenFailure(

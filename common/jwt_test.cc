@@ -24,6 +24,21 @@ TokenClaims Alice() {
   return c;
 }
 
+// A token with this header and these claims (JSON), signed with OpenSSL
+// directly with the secret "k", as another backend would.
+std::string SignedWithK(absl::string_view header, absl::string_view claims) {
+  const std::string signing_input = absl::WebSafeBase64Escape(header) + "." +
+                                    absl::WebSafeBase64Escape(claims);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), "k", 1,
+       reinterpret_cast<const unsigned char*>(signing_input.data()),
+       signing_input.size(), mac, &len);
+  return signing_input + "." +
+         absl::WebSafeBase64Escape(
+             absl::string_view(reinterpret_cast<char*>(mac), len));
+}
+
 TEST(JwtTest, MintedTokenVerifiesWithItsClaims) {
   std::string token = MintToken(Alice(), "s3cret");
   absl::StatusOr<TokenClaims> claims = VerifyToken(token, "s3cret", kNow);
@@ -52,17 +67,9 @@ TEST(JwtTest, TokenIsAStandardJwt) {
 // exp is a JSON number (as most JWT libraries write it) and there are claims
 // Parley does not read.
 TEST(JwtTest, AcceptsTokensFromOtherMinters) {
-  const std::string signing_input =
-      absl::WebSafeBase64Escape(R"({"typ":"JWT","alg":"HS256"})") + "." +
-      absl::WebSafeBase64Escape(R"({"sub":"bob","exp":1700003600,"iss":"x"})");
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), "k", 1,
-       reinterpret_cast<const unsigned char*>(signing_input.data()),
-       signing_input.size(), mac, &len);
-  const std::string token = signing_input + "." +
-                            absl::WebSafeBase64Escape(absl::string_view(
-                                reinterpret_cast<char*>(mac), len));
+  const std::string token =
+      SignedWithK(R"({"typ":"JWT","alg":"HS256"})",
+                  R"({"sub":"bob","exp":1700003600,"iss":"x"})");
   absl::StatusOr<TokenClaims> claims = VerifyToken(token, "k", kNow);
   ASSERT_TRUE(claims.ok()) << claims.status();
   EXPECT_EQ(claims->subject, "bob");
@@ -116,6 +123,24 @@ TEST(JwtTest, MissingClaimsAreMalformed) {
   EXPECT_EQ(ClassifyTokenError(
                 VerifyToken(MintToken(nobody, "k"), "k", kNow).status()),
             TokenError::kMalformed);
+}
+
+// A validly signed token whose dates are not int64 seconds (found by
+// common/fuzz/jwt_fuzzer) is malformed, not undefined behaviour.
+TEST(JwtTest, DatesOutOfRangeAreMalformed) {
+  for (const char* claims : {
+           R"({"sub":"a","exp":4.8e93})",
+           R"({"sub":"a","exp":-1e19})",
+           R"({"sub":"a","exp":"NaN"})",
+           R"({"sub":"a","exp":"Infinity"})",
+           R"({"sub":"a","exp":1800000000,"iat":1e300})",
+       }) {
+    absl::Status s =
+        VerifyToken(SignedWithK(R"({"alg":"HS256"})", claims), "k", kNow)
+            .status();
+    EXPECT_EQ(ClassifyTokenError(s), TokenError::kMalformed) << claims;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("not a time")) << claims;
+  }
 }
 
 }  // namespace
