@@ -20,4 +20,19 @@ void AppendWsFrameHeader(uint8_t opcode, uint64_t length, bool masked,
   }
 }
 
+bool EndsOnWholeCodePoint(std::string_view text) {
+  // Step back over the continuation bytes (10xxxxxx) of the last sequence.
+  size_t continuation = 0;
+  while (continuation < 3 && continuation < text.size() &&
+         (static_cast<uint8_t>(text[text.size() - 1 - continuation]) & 0xC0) ==
+             0x80) {
+    ++continuation;
+  }
+  if (continuation == text.size()) return continuation == 0;
+  const uint8_t lead =
+      static_cast<uint8_t>(text[text.size() - 1 - continuation]);
+  const size_t want = lead < 0x80 ? 0 : lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : 1;
+  return continuation == want;
+}
+
 }  // namespace parley

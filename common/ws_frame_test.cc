@@ -38,5 +38,23 @@ TEST(WsFrameHeaderTest, AppendsAfterWhatIsThere) {
   EXPECT_EQ(out, std::string("ab\x89\x00", 4));
 }
 
+TEST(EndsOnWholeCodePointTest, WholeSequencesAtTheEnd) {
+  EXPECT_TRUE(EndsOnWholeCodePoint(""));
+  EXPECT_TRUE(EndsOnWholeCodePoint("{}"));
+  EXPECT_TRUE(EndsOnWholeCodePoint("caf\xc3\xa9"));
+  EXPECT_TRUE(EndsOnWholeCodePoint("\xe2\x82\xac"));
+  EXPECT_TRUE(EndsOnWholeCodePoint("ok \xf0\x9f\x98\x80"));
+}
+
+// What websocketpp lets through at the end of a fragmented text message
+// (found by gateway/fuzz/ws_frame_fuzzer).
+TEST(EndsOnWholeCodePointTest, CutSequencesAtTheEnd) {
+  EXPECT_FALSE(EndsOnWholeCodePoint("caf\xc3"));
+  EXPECT_FALSE(EndsOnWholeCodePoint("\xe2"));
+  EXPECT_FALSE(EndsOnWholeCodePoint("\xe2\x82"));
+  EXPECT_FALSE(EndsOnWholeCodePoint("ok \xf0\x9f\x98"));
+  EXPECT_FALSE(EndsOnWholeCodePoint("\x80"));
+}
+
 }  // namespace
 }  // namespace parley

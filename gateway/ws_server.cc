@@ -828,9 +828,14 @@ void ServerImpl<Config>::OnMessage(Hdl hdl,
     if (conn == nullptr || conn->session_ == nullptr) return;
     frames_in_.Increment();
     bytes_in_.Increment(msg->get_payload().size());
-    conn->session_->OnClientMessage(
-        msg->get_payload(),
-        msg->get_opcode() == websocketpp::frame::opcode::binary);
+    const bool binary = msg->get_opcode() == websocketpp::frame::opcode::binary;
+    if (!binary && !EndsOnWholeCodePoint(msg->get_payload())) {
+      conn->session_->Shutdown(kCloseInvalidPayload,
+                               "invalid UTF-8: a text message ends mid "
+                               "code point");
+      return;
+    }
+    conn->session_->OnClientMessage(msg->get_payload(), binary);
     conn->ReleaseAuthTimerIfLive();
   });
 }

@@ -11,7 +11,9 @@
 // (parley.v1.json, the default, or parley.v1.proto); then a Session runs,
 // with the auth deadline and the ping/pong heartbeat as connection timers.
 // websocketpp itself closes with 1009 above `max_message_bytes` and with 1007
-// on invalid UTF-8. permessage-deflate is not compiled in.
+// on invalid UTF-8, but for a fragmented text message that ends mid code
+// point, which the adapter closes with 1007 (see common/ws_frame.h).
+// permessage-deflate is not compiled in.
 //
 // HTTP on the same port: /healthz (alive), /readyz (every upstream stream
 // up, not draining), /metrics (Prometheus text), and the files under

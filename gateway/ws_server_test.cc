@@ -319,6 +319,28 @@ TEST_F(WsServerTest, InvalidUtf8Closes1007) {
   EXPECT_EQ(close->close_code(), 1007);
 }
 
+// websocketpp checks that a text message ends on a whole code point only when
+// it came in one frame; the gateway checks fragmented ones (a case found by
+// gateway/fuzz/ws_frame_fuzzer).
+TEST_F(WsServerTest, FragmentedTextEndingMidCodePointCloses1007) {
+  StartServer();
+  RawWsClient client;
+  OpenLive(client, "alice");
+  // Masked with the all-zero key, so the payload is sent as it is.
+  const std::string first = "{\"ping\":{\"nonce\":\"caf\"}}";
+  const std::string last = "\xc3";
+  ASSERT_TRUE(client
+                  .SendRaw(std::string("\x01") +
+                           static_cast<char>(0x80 | first.size()) +
+                           std::string(4, '\0') + first + "\x80" +
+                           static_cast<char>(0x80 | last.size()) +
+                           std::string(4, '\0') + last)
+                  .ok());
+  absl::StatusOr<RawWsClient::Frame> close = client.ReadUntilClose();
+  ASSERT_TRUE(close.ok()) << close.status();
+  EXPECT_EQ(close->close_code(), 1007);
+}
+
 TEST_F(WsServerTest, MalformedFramesGetErrorFramesAndConnectionStaysOpen) {
   StartServer();
   RawWsClient client;
