@@ -50,6 +50,16 @@ absl::Status ValidateFrame(const ClientFrame& frame) {
   }
 }
 
+// Whether a close frame may carry `code` (RFC 6455 7.4): 1000-4999 less the
+// reserved and the never-sent codes. websocketpp refuses to close with any
+// other, which would leave the connection open.
+bool SendableCloseCode(uint32_t code) {
+  if (code < 1000 || code > 4999 || (code >= 1016 && code <= 2999)) {
+    return false;
+  }
+  return code != 1004 && code != 1005 && code != 1006 && code != 1015;
+}
+
 }  // namespace
 
 uint16_t CloseCodeForReject(parley::v1::RejectReason reason) {
@@ -519,8 +529,9 @@ void Session::OnDisconnect(const parley::v1::DisconnectOrder& order) {
     reason = absl::StrCat(order.reconnect() ? "reconnect: " : "no-reconnect: ",
                           reason);
   }
-  Close(order.close_code() != 0 ? static_cast<uint16_t>(order.close_code())
-                                : kCloseOperator,
+  Close(SendableCloseCode(order.close_code())
+            ? static_cast<uint16_t>(order.close_code())
+            : kCloseOperator,
         reason);
 }
 

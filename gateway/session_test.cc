@@ -858,6 +858,21 @@ TEST_F(SessionTest, DisconnectOrderClosesWithOperatorCodeAndReconnectPrefix) {
   EXPECT_EQ(connection_.close_reason, "no-reconnect: maintenance");
 }
 
+// A code no close frame may carry would leave the socket open (websocketpp
+// refuses it) with the session closed (found by service_batch_fuzzer).
+TEST_F(SessionTest, DisconnectOrderWithAnUnsendableCodeClosesWith4003) {
+  for (const uint32_t code : {0u, 999u, 1005u, 1006u, 2000u, 5000u, 70003u}) {
+    Reset(SessionOptions{});
+    connection_.close_code = 0;
+    GoLive();
+    parley::v1::DisconnectOrder order;
+    order.set_close_code(code);
+    order.set_reason("maintenance");
+    session_->OnDisconnect(order);
+    EXPECT_EQ(connection_.close_code, kCloseOperator) << code;
+  }
+}
+
 TEST_F(SessionTest, ClientCloseTellsServiceOnce) {
   GoLive();
   upstream_.events.clear();
