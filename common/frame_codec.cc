@@ -1,5 +1,7 @@
 #include "common/frame_codec.h"
 
+#include <vector>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -96,6 +98,58 @@ absl::StatusOr<std::string> SpliceInboxSeq(Encoding encoding,
   AppendVarint(length + field.size(), &out);
   absl::StrAppend(&out, field, encoded);
   return out;
+}
+
+namespace {
+
+// RFC 3339's range, as protobuf's JSON mapping checks it.
+constexpr int64_t kMinTimestampSeconds = -62135596800;  // 0001-01-01T00:00:00Z
+constexpr int64_t kMaxTimestampSeconds = 253402300799;  // 9999-12-31T23:59:59Z
+
+absl::Status CheckEncodable(const google::protobuf::Message& message,
+                            const std::string& path) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  if (message.GetDescriptor()->full_name() == "google.protobuf.Timestamp") {
+    const auto* descriptor = message.GetDescriptor();
+    const int64_t seconds =
+        reflection->GetInt64(message, descriptor->FindFieldByNumber(1));
+    const int32_t nanos =
+        reflection->GetInt32(message, descriptor->FindFieldByNumber(2));
+    if (seconds < kMinTimestampSeconds || seconds > kMaxTimestampSeconds ||
+        nanos < 0 || nanos > 999999999) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("field ", path, ": timestamp ", seconds, "s ", nanos,
+                       "ns is outside RFC 3339's range"));
+    }
+    return absl::OkStatus();
+  }
+  std::vector<const FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  for (const FieldDescriptor* field : fields) {
+    if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    const std::string field_path =
+        path.empty() ? field->name() : absl::StrCat(path, ".", field->name());
+    if (!field->is_repeated()) {
+      absl::Status status =
+          CheckEncodable(reflection->GetMessage(message, field), field_path);
+      if (!status.ok()) return status;
+      continue;
+    }
+    for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
+      absl::Status status =
+          CheckEncodable(reflection->GetRepeatedMessage(message, field, i),
+                         absl::StrCat(field_path, "[", i, "]"));
+      if (!status.ok()) return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckEncodable(const google::protobuf::Message& frame) {
+  return CheckEncodable(frame, "");
 }
 
 std::string EncodeFrame(Encoding encoding,

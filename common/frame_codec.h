@@ -36,6 +36,14 @@ absl::Status DecodeFrame(Encoding encoding, absl::string_view data,
 std::string EncodeFrame(Encoding encoding,
                         const google::protobuf::Message& frame);
 
+// OK when EncodeFrame can encode `frame` in both encodings: when every
+// google.protobuf.Timestamp in it lies in RFC 3339's range (years 1 to 9999,
+// nanos 0 to 999999999), as the JSON mapping prints no other (EncodeFrame
+// would give a cut-off JSON text). Frames Parley builds always pass; a frame
+// a peer sent (the service's, over the link) may not. INVALID_ARGUMENT naming
+// the field otherwise.
+absl::Status CheckEncodable(const google::protobuf::Message& frame);
+
 // What EncodeFrame gives for a ServerFrame holding a Message whose inbox_seq
 // is `inbox_seq`, made from `encoded`, EncodeFrame's output for the same frame
 // with inbox_seq 0 (or `encoded` itself when `inbox_seq` is 0). inbox_seq is

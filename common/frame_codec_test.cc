@@ -3,6 +3,7 @@
 #include "common/frame_codec.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/proto_test_util.h"
@@ -169,6 +170,38 @@ TEST(FrameCodecTest, SplicingRefusesFramesThatAreNotBareMessages) {
                 absl::StatusCode::kInvalidArgument)
           << frame.ShortDebugString();
     }
+  }
+}
+
+TEST(FrameCodecTest, EveryFrameParleyBuildsIsEncodable) {
+  for (const ServerFrame& frame : ServerSamples()) {
+    EXPECT_TRUE(CheckEncodable(frame).ok()) << frame.ShortDebugString();
+  }
+  for (const ClientFrame& frame : ClientSamples()) {
+    EXPECT_TRUE(CheckEncodable(frame).ok()) << frame.ShortDebugString();
+  }
+}
+
+// A Timestamp JSON cannot print, as a peer may send one (a case found by
+// gateway/fuzz/service_batch_fuzzer): EncodeFrame's JSON would be cut off.
+TEST(FrameCodecTest, TimestampsOutOfRangeAreNotEncodable) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"(ack { sent_at { seconds: 253402300800 } })", "ack.sent_at"},
+      {R"(ack { sent_at { seconds: -62135596801 } })", "ack.sent_at"},
+      {R"(message { sent_at { nanos: 1767225600 } })", "message.sent_at"},
+      {R"(synced { messages {} messages { sent_at { nanos: -1 } } })",
+       "synced.messages[1].sent_at"},
+  };
+  for (const auto& [text, field] : cases) {
+    const ServerFrame frame = FromText<ServerFrame>(text);
+    const absl::Status status = CheckEncodable(frame);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(field)) << text;
+    ServerFrame decoded;
+    EXPECT_FALSE(DecodeFrame(Encoding::kJson,
+                             EncodeFrame(Encoding::kJson, frame), &decoded)
+                     .ok())
+        << text;
   }
 }
 

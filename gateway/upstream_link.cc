@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/frame_codec.h"
 #include "common/log.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -23,6 +24,19 @@ using parley::v1::ServiceEvent;
 // A stream that lived this long after coming up ended "normally": the next
 // attempt starts at the initial backoff.
 constexpr absl::Duration kHealthyStream = absl::Seconds(1);
+
+namespace {
+
+// Whether a frame from the service can go to clients; logs one that cannot
+// (a service bug: its JSON would be cut off mid-frame).
+bool Encodable(const parley::v1::ServerFrame& frame) {
+  const absl::Status status = CheckEncodable(frame);
+  if (status.ok()) return true;
+  LogWarn("gateway.upstream_bad_frame", {{"error", status.message()}});
+  return false;
+}
+
+}  // namespace
 
 // One Connect attempt. Lifetime: created by Connect(), deleted in OnDone().
 //
@@ -511,6 +525,7 @@ void UpstreamLink::Dispatch(ServiceBatch* batch, int slot) {
       }
       case ServiceEvent::kDelivery: {
         const parley::v1::Delivery& delivery = event.delivery();
+        if (!Encodable(delivery.frame())) break;
         auto frame = std::make_shared<const OutboundFrame>(
             std::move(*event.mutable_delivery()->mutable_frame()));
         const auto handles = HandlesFor(delivery.session_ids());
@@ -536,6 +551,7 @@ void UpstreamLink::Dispatch(ServiceBatch* batch, int slot) {
         break;
       }
       case ServiceEvent::kBroadcast: {
+        if (!Encodable(event.broadcast().frame())) break;
         auto frame = std::make_shared<const OutboundFrame>(
             std::move(*event.mutable_broadcast()->mutable_frame()));
         // The service sends a broadcast on each of this gateway's streams:

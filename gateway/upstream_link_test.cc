@@ -255,6 +255,33 @@ TEST_F(UpstreamLinkTest, EachSessionGetsItsOwnInboxSeqFromADelivery) {
   EXPECT_EQ(got.message().text(), "to the team");
 }
 
+// A frame JSON cannot carry (a Timestamp out of range) would reach a client
+// cut off mid-frame; it is dropped (a case found by service_batch_fuzzer).
+TEST_F(UpstreamLinkTest, DeliveryThatCannotBeEncodedIsDropped) {
+  TestClient alice(link_.get(), "s-alice");
+  alice.Run([](Session& s) { s.Start(WithToken("ok:alice", "")); });
+  ASSERT_TRUE(alice.connection().WaitFor(HasWelcome));
+  parley::v1::ServiceEvent bad;
+  bad.mutable_delivery()->add_session_ids("s-alice");
+  parley::v1::Message* message =
+      bad.mutable_delivery()->mutable_frame()->mutable_message();
+  message->set_text("cut off");
+  message->mutable_sent_at()->set_nanos(1767225600);
+  ASSERT_TRUE(fake_.Push("s-alice", bad));
+  parley::v1::ServiceEvent good;
+  good.mutable_delivery()->add_session_ids("s-alice");
+  good.mutable_delivery()->mutable_frame()->mutable_message()->set_text(
+      "after");
+  ASSERT_TRUE(fake_.Push("s-alice", good));
+  ASSERT_TRUE(alice.connection().WaitFor([](const auto& frames) {
+    return frames.back().message().text() == "after";
+  }));
+  alice.connection().WaitFor([](const auto& frames) {
+    for (const auto& f : frames) EXPECT_NE(f.message().text(), "cut off");
+    return true;
+  });
+}
+
 TEST_F(UpstreamLinkTest, RejectedSessionIsClosedWithMappedCode) {
   TestClient eve(link_.get(), "s-eve");
   eve.Run([](Session& s) { s.Start(WithToken("forged", "")); });
