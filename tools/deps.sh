@@ -21,6 +21,7 @@ DOCKER_PACKAGES=(
 TEST_PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-websockets python3-pytest
   nats-server sqlite3
+  clang libclang-rt-14-dev llvm-14
 )
 
 packages=("${BUILD_PACKAGES[@]}")
