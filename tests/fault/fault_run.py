@@ -302,6 +302,7 @@ class Run:
         self.stats.update(
             sends=len(sends),
             stored=sum(len(h) for h in truth.history.values()),
+            delivered=sum(len(d.inbox.applied) for d in self.devices),
             sessions=sum(len(d.conns) for d in self.devices))
 
     def _received_messages(self):
