@@ -2,11 +2,15 @@
 """Adds up test cases from Bazel's and pytest's JUnit XML and prints the
 closing line `N passed, N failed` (with `, N skipped` when any were skipped).
 
-usage: summarize_tests.py BAZEL_LOG TESTLOGS_DIR [PYTEST_XML ...]
+usage: summarize_tests.py BAZEL_LOG TESTLOGS_DIR [BAZEL_LOG TESTLOGS_DIR ...]
+                          [JUNIT_XML ...]
 
-BAZEL_LOG is the output of `bazel test`; its per-target status lines decide
-which targets ran in this run (stale XML of removed targets is ignored) and
-catch targets that failed without writing a failing case (crash, timeout).
+Each BAZEL_LOG (a file ending in .log) is the output of one `bazel test` run
+(the plain one, and one per sanitizer), followed by that run's testlogs
+directory; its per-target status lines decide which targets ran in that run
+(stale XML of removed targets is ignored) and catch targets that failed
+without writing a failing case (crash, timeout). A missing JUNIT_XML counts
+as one failure.
 """
 
 import os
@@ -31,8 +35,7 @@ def count_xml(path):
     return passed, failed, skipped
 
 
-def main(argv):
-    bazel_log, testlogs, pytest_xmls = argv[1], argv[2], argv[3:]
+def count_bazel(bazel_log, testlogs):
     passed = failed = skipped = 0
     with open(bazel_log, encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -52,7 +55,17 @@ def main(argv):
             if status not in ("PASSED", "FLAKY") and fl == 0:
                 fl = 1
             passed, failed, skipped = passed + p, failed + fl, skipped + s
-    for xml in pytest_xmls:
+    return passed, failed, skipped
+
+
+def main(argv):
+    args = argv[1:]
+    passed = failed = skipped = 0
+    while len(args) >= 2 and args[0].endswith(".log"):
+        p, fl, s = count_bazel(args[0], args[1])
+        passed, failed, skipped = passed + p, failed + fl, skipped + s
+        args = args[2:]
+    for xml in args:
         if os.path.exists(xml):
             p, fl, s = count_xml(xml)
             passed, failed, skipped = passed + p, failed + fl, skipped + s

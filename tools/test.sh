@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Parley test: installs what it needs (Debian packages, quietly
-# when present), builds everything offline with Bazel, runs the gtest suites
-# and the cross-process pytest suites against the real binaries, and ends
-# with the line `N passed, N failed`. Exit status 0 only when nothing failed.
+# when present), builds everything offline with Bazel, runs the gtest suites,
+# the cross-process pytest suites against the real binaries (tests/fault, the
+# randomized fault checker, among them), the browser tests, the benchmark
+# smoke, the fuzz targets for a bounded time, and the gtest suites again under
+# ASan and UBSan; ends with the line `N passed, N failed`. Exit status 0 only
+# when nothing failed.
 #
 # Artifacts (logs, JUnit XML, screenshots) go to tests/artifacts/ or to
 # $PARLEY_ARTIFACTS.
@@ -58,8 +61,29 @@ if [ -x tests/bench/smoke.sh ]; then
   reports+=("$ARTIFACTS/bench-smoke.xml")
 fi
 
-summary=$(/usr/bin/python3 tools/summarize_tests.py "$ARTIFACTS/bazel-test.log" \
-  "$TESTLOGS" "${reports[@]}")
+if [ -x tests/fuzz/run.sh ]; then
+  echo "== fuzz (libFuzzer targets for everything that parses peer input)"
+  PARLEY_ARTIFACTS=$ARTIFACTS tests/fuzz/run.sh > "$ARTIFACTS/fuzz.log" 2>&1
+  tail -10 "$ARTIFACTS/fuzz.log"
+  reports+=("$ARTIFACTS/fuzz.xml")
+fi
+
+# The unit suites again under AddressSanitizer and UndefinedBehaviorSanitizer
+# (their configs in .bazelrc build into output directories of their own, so
+# the plain binaries above stay as they are).
+bazel_runs=("$ARTIFACTS/bazel-test.log" "$TESTLOGS")
+for san in asan ubsan; do
+  echo "== bazel test --config=$san //..."
+  bazel test "${BAZEL_FLAGS[@]}" --config=$san --test_summary=short //... \
+    > "$ARTIFACTS/bazel-test-$san.log" 2>&1
+  grep -E '^//' "$ARTIFACTS/bazel-test-$san.log" | grep -v ' PASSED' || true
+  echo "$(grep -cE '^//.* PASSED' "$ARTIFACTS/bazel-test-$san.log") targets passed under $san"
+  bazel_runs+=("$ARTIFACTS/bazel-test-$san.log"
+               "$(bazel info --config=$san bazel-testlogs 2>/dev/null)")
+done
+
+summary=$(/usr/bin/python3 tools/summarize_tests.py "${bazel_runs[@]}" \
+  "${reports[@]}")
 echo "$summary"
 case "$summary" in
   *" 0 failed"*) exit 0 ;;
