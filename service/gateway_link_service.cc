@@ -6,7 +6,10 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/status.h"
+#include "common/grpc_status.h"
 #include "common/log.h"
+#include "service/gateway_batch_handler.h"
 
 namespace parley::service {
 
@@ -17,7 +20,8 @@ class GatewayLinkService::Reactor final
   Reactor(GatewayLinkService* service, grpc::CallbackServerContext* context)
       : service_(service),
         peer_(context->peer()),
-        strand_(SerialExecutor::Create(service->pool_)) {}
+        strand_(SerialExecutor::Create(service->pool_)),
+        batches_(service->messaging_, this, peer_) {}
 
   // Starts reading (a served stream) or finishes at once (a refused one).
   void Start() {
@@ -39,7 +43,8 @@ class GatewayLinkService::Reactor final
     absl::MutexLock lock(&write_mu_);
     if (finished_ || finish_status_.has_value() || broken_) return;
     if (pending_.size() >= service_->options_.max_queued_events) {
-      LogWarn("link.overflow", {{"gateway", gateway_id_}, {"peer", peer_}});
+      LogWarn("link.overflow",
+              {{"gateway", batches_.gateway_id()}, {"peer", peer_}});
       pending_.clear();
       broken_ = true;
       RequestClose(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -67,7 +72,8 @@ class GatewayLinkService::Reactor final
     in_.Clear();
     auto handle = [this, batch] {
       if (closing_) return;
-      HandleBatch(*batch);
+      const absl::Status status = batches_.Handle(*batch);
+      if (!status.ok()) CloseOnStrand(ToGrpcStatus(status));
       if (!closing_) StartRead(&in_);
     };
     // The busy path (Sends) runs here on gRPC's thread when the strand is
@@ -126,12 +132,7 @@ class GatewayLinkService::Reactor final
   void CloseOnStrand(const grpc::Status& status) {
     if (closing_) return;
     closing_ = true;
-    if (hello_seen_) {
-      service_->messaging_->StreamClosed(this);
-      LogInfo("link.closed", {{"gateway", gateway_id_},
-                              {"peer", peer_},
-                              {"status", status.error_message()}});
-    }
+    batches_.Close(status.error_message());
     absl::MutexLock lock(&write_mu_);
     finish_status_ = status;
     MaybeWriteLocked();
@@ -147,49 +148,14 @@ class GatewayLinkService::Reactor final
     return true;
   }
 
-  void HandleBatch(const v1::GatewayBatch& batch) {
-    Messaging& messaging = *service_->messaging_;
-    for (const v1::GatewayEvent& event : batch.events()) {
-      if (!hello_seen_) {
-        if (!event.has_hello()) {
-          CloseOnStrand(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                     "the first event must be LinkHello"));
-          return;
-        }
-        hello_seen_ = true;
-        gateway_id_ = event.hello().gateway_id();
-        messaging.StreamOpened(this, event.hello());
-        LogInfo("link.open", {{"gateway", gateway_id_},
-                              {"stream", event.hello().stream_index()},
-                              {"peer", peer_}});
-        continue;
-      }
-      switch (event.event_case()) {
-        case v1::GatewayEvent::kOpen:
-          messaging.OpenSession(this, event.open());
-          break;
-        case v1::GatewayEvent::kFrame:
-          messaging.HandleFrame(this, event.frame());
-          break;
-        case v1::GatewayEvent::kClose:
-          messaging.CloseSession(this, event.close());
-          break;
-        case v1::GatewayEvent::kHello:
-        case v1::GatewayEvent::EVENT_NOT_SET:
-          break;
-      }
-    }
-  }
-
   GatewayLinkService* const service_;
   const std::string peer_;
   const std::shared_ptr<SerialExecutor> strand_;
 
   // Strand-only state.
   v1::GatewayBatch in_;
-  bool hello_seen_ = false;
+  GatewayBatchHandler batches_;
   bool closing_ = false;
-  std::string gateway_id_;
 
   absl::Mutex write_mu_;
   std::deque<v1::ServiceEvent> pending_ ABSL_GUARDED_BY(write_mu_);

@@ -2,13 +2,13 @@
 // parley-service does with the events a gateway sends.
 //
 // The input is one GatewayBatch in protobuf's binary form, as a gateway
-// writes it on its GatewayLink.Connect stream. It is parsed and handled the
-// way GatewayLinkService's reactor handles a batch (its HandleBatch: the
-// first event must be LinkHello, else the stream closes; then each event goes
-// to Messaging), against a FakeStore with four users and a group, while a
-// second gateway's stream holds live sessions of bob and carol so that
-// deliveries cross streams. Then both streams close, as when the gateways
-// go away, and the presence grace period passes.
+// writes it on its GatewayLink.Connect stream. It is parsed and handed to
+// GatewayBatchHandler, the code GatewayLinkService's reactor runs on each
+// batch (the first event must be LinkHello, else the stream closes; then each
+// event goes to Messaging), against a real Messaging on a FakeStore with four
+// users and a group, while a second gateway's stream holds live sessions of bob
+// and carol so that deliveries cross streams. Then both streams close, as when
+// the gateways go away, and the presence grace period passes.
 //
 // The clock is fixed and the token secret is "fuzz-secret", so the seed
 // corpus carries tokens that verify (see tests/fuzz/make_seeds.py). Checked:
@@ -35,6 +35,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "parley/v1/gateway_link.pb.h"
 #include "service/fake_store.h"
+#include "service/gateway_batch_handler.h"
 #include "service/messaging.h"
 #include "service/router.h"
 #include "service/service_metrics.h"
@@ -126,35 +127,12 @@ void HandleBatch(const v1::GatewayBatch& batch) {
   OpenSession(messaging, &other, "gw-2/bob", "bob");
   OpenSession(messaging, &other, "gw-2/carol", "carol");
 
-  // GatewayLinkService's reactor, HandleBatch then CloseOnStrand.
+  // As GatewayLinkService's reactor does: the batch, then the stream ends.
   CheckedStream stream("gw-1");
-  bool hello_seen = false;
-  for (const v1::GatewayEvent& event : batch.events()) {
-    if (!hello_seen) {
-      if (!event.has_hello()) break;
-      hello_seen = true;
-      messaging.StreamOpened(&stream, event.hello());
-      continue;
-    }
-    switch (event.event_case()) {
-      case v1::GatewayEvent::kOpen:
-        messaging.OpenSession(&stream, event.open());
-        break;
-      case v1::GatewayEvent::kFrame:
-        messaging.HandleFrame(&stream, event.frame());
-        break;
-      case v1::GatewayEvent::kClose:
-        messaging.CloseSession(&stream, event.close());
-        break;
-      case v1::GatewayEvent::kHello:
-      case v1::GatewayEvent::EVENT_NOT_SET:
-        break;
-    }
-  }
-  if (hello_seen) {
-    messaging.StreamClosed(&stream);
-    stream.MarkClosed();
-  }
+  GatewayBatchHandler handler(&messaging, &stream, "fuzz");
+  (void)handler.Handle(batch);
+  handler.Close("the gateway went away");
+  stream.MarkClosed();
   for (std::function<void()>& task : after_grace) task();
   messaging.StreamClosed(&other);
   other.MarkClosed();
