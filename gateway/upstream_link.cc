@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/frame_codec.h"
 #include "common/log.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -19,24 +18,10 @@ namespace parley::gateway {
 using parley::v1::GatewayBatch;
 using parley::v1::GatewayEvent;
 using parley::v1::ServiceBatch;
-using parley::v1::ServiceEvent;
 
 // A stream that lived this long after coming up ended "normally": the next
 // attempt starts at the initial backoff.
 constexpr absl::Duration kHealthyStream = absl::Seconds(1);
-
-namespace {
-
-// Whether a frame from the service can go to clients; logs one that cannot
-// (a service bug: its JSON would be cut off mid-frame).
-bool Encodable(const parley::v1::ServerFrame& frame) {
-  const absl::Status status = CheckEncodable(frame);
-  if (status.ok()) return true;
-  LogWarn("gateway.upstream_bad_frame", {{"error", status.message()}});
-  return false;
-}
-
-}  // namespace
 
 // One Connect attempt. Lifetime: created by Connect(), deleted in OnDone().
 //
@@ -507,73 +492,7 @@ void UpstreamLink::ReconnectLoop() {
 
 void UpstreamLink::Dispatch(ServiceBatch* batch, int slot) {
   events_in_.Increment(batch->events_size());
-  for (ServiceEvent& event : *batch->mutable_events()) {
-    switch (event.event_case()) {
-      case ServiceEvent::kAccepted: {
-        auto accepted = event.accepted();
-        if (auto handle = HandleFor(accepted.session_id())) {
-          handle->Post([accepted](Session& s) { s.OnAccepted(accepted); });
-        }
-        break;
-      }
-      case ServiceEvent::kRejected: {
-        auto rejected = event.rejected();
-        if (auto handle = HandleFor(rejected.session_id())) {
-          handle->Post([rejected](Session& s) { s.OnRejected(rejected); });
-        }
-        break;
-      }
-      case ServiceEvent::kDelivery: {
-        const parley::v1::Delivery& delivery = event.delivery();
-        if (!Encodable(delivery.frame())) break;
-        auto frame = std::make_shared<const OutboundFrame>(
-            std::move(*event.mutable_delivery()->mutable_frame()));
-        const auto handles = HandlesFor(delivery.session_ids());
-        for (size_t i = 0; i < handles.size(); ++i) {
-          if (handles[i] == nullptr) continue;
-          // Each session's own place in its inbox, when the Delivery has them.
-          const uint64_t inbox_seq =
-              i < static_cast<size_t>(delivery.inbox_seqs_size())
-                  ? delivery.inbox_seqs(static_cast<int>(i))
-                  : 0;
-          handles[i]->Post([frame, inbox_seq](Session& s) {
-            s.OnDelivery(*frame, inbox_seq);
-          });
-        }
-        break;
-      }
-      case ServiceEvent::kDisconnect: {
-        auto order = event.disconnect();
-        for (auto& handle : HandlesFor(order.session_ids())) {
-          if (handle == nullptr) continue;
-          handle->Post([order](Session& s) { s.OnDisconnect(order); });
-        }
-        break;
-      }
-      case ServiceEvent::kBroadcast: {
-        if (!Encodable(event.broadcast().frame())) break;
-        auto frame = std::make_shared<const OutboundFrame>(
-            std::move(*event.mutable_broadcast()->mutable_frame()));
-        // The service sends a broadcast on each of this gateway's streams:
-        // each reaches the sessions of its own stream.
-        std::vector<std::shared_ptr<SessionHandle>> all;
-        {
-          absl::MutexLock lock(&sessions_mu_);
-          for (const auto& [id, attached] : sessions_) {
-            if (attached.slot == slot) all.push_back(attached.handle);
-          }
-        }
-        for (auto& handle : all) {
-          handle->Post([frame](Session& s) { s.OnDelivery(*frame, 0); });
-        }
-        break;
-      }
-      default:
-        LogWarn("gateway.upstream_unknown_event",
-                {{"case", static_cast<int>(event.event_case())}});
-        break;
-    }
-  }
+  DispatchServiceBatch(batch, slot, *this);
 }
 
 bool UpstreamLink::NoLiveReactors(UpstreamLink* link) {
@@ -581,9 +500,9 @@ bool UpstreamLink::NoLiveReactors(UpstreamLink* link) {
 }
 
 std::shared_ptr<SessionHandle> UpstreamLink::HandleFor(
-    const std::string& id) const {
+    const std::string& session_id) const {
   absl::MutexLock lock(&sessions_mu_);
-  auto it = sessions_.find(id);
+  auto it = sessions_.find(session_id);
   return it == sessions_.end() ? nullptr : it->second.handle;
 }
 
@@ -599,14 +518,19 @@ std::vector<std::shared_ptr<SessionHandle>> UpstreamLink::HandlesFor(
   return handles;
 }
 
-void UpstreamLink::PostLinkState(int slot, uint64_t generation, bool up) {
+std::vector<std::shared_ptr<SessionHandle>> UpstreamLink::HandlesOnStream(
+    int stream) const {
   std::vector<std::shared_ptr<SessionHandle>> handles;
-  {
-    absl::MutexLock lock(&sessions_mu_);
-    for (const auto& [id, attached] : sessions_) {
-      if (attached.slot == slot) handles.push_back(attached.handle);
-    }
+  absl::MutexLock lock(&sessions_mu_);
+  for (const auto& [id, attached] : sessions_) {
+    if (attached.slot == stream) handles.push_back(attached.handle);
   }
+  return handles;
+}
+
+void UpstreamLink::PostLinkState(int slot, uint64_t generation, bool up) {
+  const std::vector<std::shared_ptr<SessionHandle>> handles =
+      HandlesOnStream(slot);
   LogInfo(up ? "gateway.upstream_up" : "gateway.upstream_down",
           {{"stream", slot},
            {"generation", generation},

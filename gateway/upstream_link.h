@@ -19,7 +19,8 @@
 //     told OnLinkDown(generation), queued events are dropped (sessions keep
 //     what matters), and the link reconnects after a jittered exponential
 //     backoff. Client WebSockets stay open throughout.
-//   * Inbound ServiceBatch events are routed to sessions by id and posted to
+//   * Inbound ServiceBatch events are routed to sessions by id
+//     (DispatchServiceBatch, gateway/service_batch_dispatch.h) and posted to
 //     each session's executor through its SessionHandle: gRPC threads never
 //     touch a Session or a websocketpp object.
 //
@@ -46,6 +47,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
+#include "gateway/service_batch_dispatch.h"
 #include "gateway/session.h"
 #include "gateway/upstream.h"
 #include "grpcpp/channel.h"
@@ -82,7 +84,7 @@ struct UpstreamLinkOptions {
   absl::Status Validate() const;
 };
 
-class UpstreamLink final : public Upstream {
+class UpstreamLink final : public Upstream, private SessionDirectory {
  public:
   // A channel to options.service_address with the keepalive and reconnect
   // settings above.
@@ -160,15 +162,21 @@ class UpstreamLink final : public Upstream {
   void ConfirmStream(int slot, uint64_t attempt);
   void ReportUp(int slot, uint64_t generation);
   absl::Duration NextBackoff(int failures);
-  // Routes one batch that arrived on stream `slot`; frames are moved out.
+  // Routes one batch that arrived on stream `slot` (DispatchServiceBatch);
+  // frames are moved out.
   void Dispatch(parley::v1::ServiceBatch* batch, int slot);
   void PostLinkState(int slot, uint64_t generation, bool up);
-  std::shared_ptr<SessionHandle> HandleFor(const std::string& id) const;
   static bool NoLiveReactors(UpstreamLink* link)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(link->mu_);
-  // The handle of each of `ids`, in order; nullptr for ids not attached.
+
+  // SessionDirectory: the attached sessions.
+  std::shared_ptr<SessionHandle> HandleFor(
+      const std::string& session_id) const override;
   std::vector<std::shared_ptr<SessionHandle>> HandlesFor(
-      const google::protobuf::RepeatedPtrField<std::string>& ids) const;
+      const google::protobuf::RepeatedPtrField<std::string>& ids)
+      const override;
+  std::vector<std::shared_ptr<SessionHandle>> HandlesOnStream(
+      int stream) const override;
 
   const UpstreamLinkOptions options_;
   // Set once by Start(), before any stream exists.

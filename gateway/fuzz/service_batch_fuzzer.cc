@@ -2,12 +2,13 @@
 // parley-gateway does with the events the service sends.
 //
 // The input is one ServiceBatch in protobuf's binary form, as parley-service
-// writes it on a GatewayLink.Connect stream. It is parsed, and each event is
-// routed to Sessions the way UpstreamLink::Dispatch routes it (by session id;
-// a Delivery's i-th session with inbox_seqs[i], or 0 when there is none; a
-// Broadcast to every session; a frame that fails CheckEncodable to none) and
-// applied on the spot, as each session's executor would. The sessions, with a
-// fake connection and upstream:
+// writes it on a GatewayLink.Connect stream. It is parsed and routed by
+// DispatchServiceBatch, the code UpstreamLink runs on each batch read (by
+// session id; a Delivery's i-th session with inbox_seqs[i], or 0 when there
+// is none; a Broadcast to every session of the stream, here all of them; a
+// frame that fails CheckEncodable to none), and what it posts then runs, as
+// each session's executor would run it. The sessions, with a fake connection
+// and upstream:
 //   "s-json"   JSON, opening with ?token=, two Sends held (c1, c2);
 //   "s-proto"  protobuf, opening with ?token=&inboxSeq=5, one Send held (c1);
 //   "s-wait"   JSON, not authenticated yet.
@@ -33,7 +34,10 @@
 #include "absl/time/time.h"
 #include "common/frame_codec.h"
 #include "common/fuzz/fuzz_check.h"
+#include "common/log.h"
+#include "gateway/service_batch_dispatch.h"
 #include "gateway/session.h"
+#include "gateway/testing/fake_session_directory.h"
 #include "gateway/upstream.h"
 #include "google/protobuf/stubs/logging.h"
 #include "parley/v1/client.pb.h"
@@ -128,53 +132,12 @@ void Apply(v1::ServiceBatch& batch) {
   proto.OnClientMessage(SendFrame(Encoding::kBinary, "c1"), /*binary=*/true);
   add("s-wait", Encoding::kJson).Start(ConnectParams{});
 
-  auto session = [&](const std::string& id) -> Session* {
-    auto it = clients.find(id);
-    return it == clients.end() ? nullptr : &it->second->session;
-  };
-  // UpstreamLink::Dispatch, with each posted call run at once.
-  for (v1::ServiceEvent& event : *batch.mutable_events()) {
-    switch (event.event_case()) {
-      case v1::ServiceEvent::kAccepted:
-        if (Session* s = session(event.accepted().session_id())) {
-          s->OnAccepted(event.accepted());
-        }
-        break;
-      case v1::ServiceEvent::kRejected:
-        if (Session* s = session(event.rejected().session_id())) {
-          s->OnRejected(event.rejected());
-        }
-        break;
-      case v1::ServiceEvent::kDelivery: {
-        const v1::Delivery& delivery = event.delivery();
-        if (!CheckEncodable(delivery.frame()).ok()) break;
-        const OutboundFrame frame(
-            std::move(*event.mutable_delivery()->mutable_frame()));
-        for (int i = 0; i < delivery.session_ids_size(); ++i) {
-          Session* s = session(delivery.session_ids(i));
-          if (s == nullptr) continue;
-          s->OnDelivery(frame, i < delivery.inbox_seqs_size()
-                                   ? delivery.inbox_seqs(i)
-                                   : 0);
-        }
-        break;
-      }
-      case v1::ServiceEvent::kDisconnect:
-        for (const std::string& id : event.disconnect().session_ids()) {
-          if (Session* s = session(id)) s->OnDisconnect(event.disconnect());
-        }
-        break;
-      case v1::ServiceEvent::kBroadcast: {
-        if (!CheckEncodable(event.broadcast().frame()).ok()) break;
-        const OutboundFrame frame(
-            std::move(*event.mutable_broadcast()->mutable_frame()));
-        for (auto& [id, client] : clients) client->session.OnDelivery(frame, 0);
-        break;
-      }
-      case v1::ServiceEvent::EVENT_NOT_SET:
-        break;
-    }
-  }
+  // UpstreamLink's routing, every session on stream 0; then each session's
+  // executor runs what was posted to it.
+  testing::FakeSessionDirectory directory;
+  for (auto& [id, client] : clients) directory.Add(&client->session, 0);
+  DispatchServiceBatch(&batch, /*stream=*/0, directory);
+  directory.RunPosted();
   for (auto& [id, client] : clients) client->session.OnLinkDown(1);
   upstream.generation = 2;
   for (auto& [id, client] : clients) client->session.OnLinkUp(2);
@@ -187,6 +150,7 @@ void Apply(v1::ServiceBatch& batch) {
 }  // namespace parley::gateway
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  parley::SetLogLevel(parley::LogLevel::kError);
   google::protobuf::SetLogHandler(nullptr);
   return 0;
 }
