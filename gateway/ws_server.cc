@@ -7,6 +7,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <type_traits>
@@ -24,6 +25,7 @@
 #include "common/frame_codec.h"
 #include "common/log.h"
 #include "common/ws_frame.h"
+#include "gateway/client_message_check.h"
 #include "websocketpp/config/asio.hpp"
 #include "websocketpp/server.hpp"
 
@@ -829,10 +831,9 @@ void ServerImpl<Config>::OnMessage(Hdl hdl,
     frames_in_.Increment();
     bytes_in_.Increment(msg->get_payload().size());
     const bool binary = msg->get_opcode() == websocketpp::frame::opcode::binary;
-    if (!binary && !EndsOnWholeCodePoint(msg->get_payload())) {
-      conn->session_->Shutdown(kCloseInvalidPayload,
-                               "invalid UTF-8: a text message ends mid "
-                               "code point");
+    if (const std::optional<MessageClose> close =
+            CheckClientMessage(msg->get_payload(), binary)) {
+      conn->session_->Shutdown(close->code, close->reason);
       return;
     }
     conn->session_->OnClientMessage(msg->get_payload(), binary);

@@ -12,7 +12,8 @@
 // with the auth deadline and the ping/pong heartbeat as connection timers.
 // websocketpp itself closes with 1009 above `max_message_bytes` and with 1007
 // on invalid UTF-8, but for a fragmented text message that ends mid code
-// point, which the adapter closes with 1007 (see common/ws_frame.h).
+// point, which the adapter closes with 1007 (CheckClientMessage, see
+// gateway/client_message_check.h).
 // permessage-deflate is not compiled in.
 //
 // HTTP on the same port: /healthz (alive), /readyz (every upstream stream

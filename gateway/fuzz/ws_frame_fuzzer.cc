@@ -13,8 +13,9 @@
 // opening handshake (1) or comes after a fixed valid one (0).
 //
 // Every message the server reads goes through the gateway's own check
-// (ServerImpl::OnMessage closes with 1007 when a text message ends mid code
-// point) and is echoed back as the gateway sends frames. Checked:
+// (CheckClientMessage, which ServerImpl::OnMessage calls: 1007 when a text
+// message ends mid code point) and is echoed back as the gateway sends
+// frames. Checked:
 //   * no message is larger than the limit, and text messages that pass are
 //     UTF-8;
 //   * what the server writes after its handshake response is a sequence of
@@ -25,6 +26,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,7 @@
 #include "absl/strings/string_view.h"
 #include "common/fuzz/fuzz_check.h"
 #include "common/ws_frame.h"
+#include "gateway/client_message_check.h"
 #include "websocketpp/config/core.hpp"
 #include "websocketpp/server.hpp"
 #include "websocketpp/utf8_validator.hpp"
@@ -98,14 +101,17 @@ Server& FuzzServer() {
         FuzzFail(absl::StrCat("read a message of ", payload.size(), " bytes"));
       }
       Server::connection_ptr con = s->get_con_from_hdl(hdl);
-      const bool text = msg->get_opcode() == websocketpp::frame::opcode::text;
-      // ServerImpl::OnMessage's check (Session::Shutdown closes).
-      if (text && !EndsOnWholeCodePoint(payload)) {
+      const bool binary =
+          msg->get_opcode() == websocketpp::frame::opcode::binary;
+      // ServerImpl::OnMessage's check; there the Session closes the
+      // connection with the same code and reason.
+      if (const std::optional<MessageClose> close =
+              CheckClientMessage(payload, binary)) {
         websocketpp::lib::error_code ignored;
-        con->close(websocketpp::close::status::invalid_payload, "", ignored);
+        con->close(close->code, std::string(close->reason), ignored);
         return;
       }
-      if (text && !websocketpp::utf8_validator::validate(payload)) {
+      if (!binary && !websocketpp::utf8_validator::validate(payload)) {
         FuzzFail("read a text message that is not UTF-8");
       }
       // WsConnection::Send.
