@@ -7,9 +7,12 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
@@ -23,6 +26,179 @@ using google::protobuf::Message;
 
 // The least a backup call may take (see "backup" below).
 constexpr absl::Duration kBackupTimeout = absl::Hours(1);
+
+// The user `send --system` sends as.
+constexpr absl::string_view kSystemUser = "system";
+
+// parleyctl's own flags (defined in parleyctl.cc), which may also follow the
+// command; the bool is whether the flag takes a value.
+constexpr std::pair<absl::string_view, bool> kGlobalFlags[] = {
+    {"admin_addr", true},
+    {"admin_key", true},
+    {"timeout", true},
+    {"json", false},
+    {"nojson", false}};
+
+// One command: its name (one or two words), its arguments, a summary for the
+// command list (lines after the first continue it) and more for its own
+// --help (may be empty).
+struct Command {
+  absl::string_view name;
+  absl::string_view args;
+  absl::string_view summary;
+  absl::string_view details;
+};
+
+// Every command, in the order the usage lists them. Run() dispatches on the
+// name; help, usage errors and suggestions come from here.
+constexpr Command kCommands[] = {
+    {"users create", "ID [--name NAME]", "create a user", ""},
+    {"users get", "ID", "show one user", ""},
+    {"users list", "", "list every user", ""},
+    {"users delete", "ID", "delete a user (closes their sessions)", ""},
+    {"token", "USER [--ttl 1h] [--device D]", "mint a client token",
+     "--ttl     lifetime (90s, 30m, 24h); default: the service's\n"
+     "--device  the device name the token carries (its dev claim)"},
+    {"groups create", "ID [USER...] [--name N]", "create a group", ""},
+    {"groups add", "ID USER...", "add members", ""},
+    {"groups remove", "ID USER...", "remove members", ""},
+    {"groups get", "ID", "show one group", ""},
+    {"groups list", "", "list every group", ""},
+    {"sessions", "[USER]", "live sessions (all or one user's)", ""},
+    {"kick", "(USER | --session ID) [--reason R] [--no-reconnect]",
+     "disconnect a user's sessions (or one)",
+     "--reason        shown to the client\n"
+     "--no-reconnect  tell the client not to reconnect\n"
+     "--session       close only this session (see parleyctl sessions)"},
+    {"send",
+     "(--from USER | --system) (--to USER | --group GROUP) [--id ID] TEXT",
+     "send a message as a user or the system",
+     "--from    the sending user (must exist; a member for --group)\n"
+     "--system  send as the user \"system\", created on first use and, for\n"
+     "          --group, added to the group: the service stores messages\n"
+     "          only from users\n"
+     "--id      idempotency key (client_msg_id); default: generated"},
+    {"broadcast", "TEXT", "announce to every live session", ""},
+    {"history", "CONVERSATION [--limit N] [--before SEQ]",
+     "stored messages (d:a:b or g:group)",
+     "The newest page; --before SEQ pages back. Times are UTC (RFC 3339);\n"
+     "control characters in the text are escaped (\\n, \\x1b) and a\n"
+     "backslash is doubled."},
+    {"stats", "", "service counters", ""},
+    {"backup", "PATH",
+     "write a checked copy of the store to\nPATH: absolute, on the service's\n"
+     "filesystem, not existing yet",
+     ""},
+    {"health", "", "the service's gRPC health status", ""},
+    {"help", "[COMMAND]", "this list, or one command's help", ""},
+};
+
+// Where the summaries start in the command list.
+constexpr size_t kSummaryColumn = 40;
+
+std::string Synopsis(const Command& c) {
+  return c.args.empty() ? std::string(c.name)
+                        : absl::StrCat(c.name, " ", c.args);
+}
+
+// How many leading words of `words` name `c`, or 0.
+size_t Matches(const Command& c, const std::vector<std::string>& words) {
+  const std::vector<absl::string_view> name = absl::StrSplit(c.name, ' ');
+  if (words.size() < name.size()) return 0;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (words[i] != name[i]) return 0;
+  }
+  return name.size();
+}
+
+const Command* FindCommand(const std::vector<std::string>& words) {
+  for (const Command& c : kCommands) {
+    if (Matches(c, words)) return &c;
+  }
+  return nullptr;
+}
+
+// One command's line(s) in the command list.
+std::string ListEntry(const Command& c) {
+  std::string line = absl::StrCat("  ", Synopsis(c));
+  const std::string indent(kSummaryColumn, ' ');
+  if (line.size() < kSummaryColumn) {
+    line.append(kSummaryColumn - line.size(), ' ');
+  } else {
+    absl::StrAppend(&line, "\n", indent);
+  }
+  absl::StrAppend(&line,
+                  absl::StrJoin(absl::StrSplit(c.summary, '\n'),
+                                absl::StrCat("\n", indent)),
+                  "\n");
+  return line;
+}
+
+std::string CommandHelp(const Command& c) {
+  std::string out =
+      absl::StrCat("usage: parleyctl ", Synopsis(c), "\n\n",
+                   absl::StrJoin(absl::StrSplit(c.summary, '\n'), " "), "\n");
+  if (!c.details.empty()) absl::StrAppend(&out, "\n", c.details, "\n");
+  return out;
+}
+
+// The Levenshtein distance between a and b.
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
+                         diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The usage error for words that name no command, suggesting the nearest
+// command when one is close (a typo rather than a different word).
+absl::Status UnknownCommand(const std::vector<std::string>& words) {
+  const Command* nearest = nullptr;
+  size_t best = 4;  // Suggest only what is at most 3 edits away.
+  for (const Command& c : kCommands) {
+    const size_t n = std::count(c.name.begin(), c.name.end(), ' ') + 1;
+    const std::string typed = absl::StrJoin(
+        words.begin(), words.begin() + std::min(n, words.size()), " ");
+    const size_t d = EditDistance(typed, c.name);
+    if (d < best && d < typed.size()) {
+      best = d;
+      nearest = &c;
+    }
+  }
+  const std::string what =
+      absl::StrCat("unknown command \"", absl::StrJoin(words, " "), "\"");
+  if (nearest == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "\n\n", AdminCli::Usage()));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, "; did you mean \"", nearest->name,
+                   "\"? (parleyctl help lists every command)"));
+}
+
+// What `help [WORDS]` prints: the usage, one command's help, or the commands
+// that start with a word (`parleyctl users --help`).
+absl::StatusOr<std::string> Help(const std::vector<std::string>& topic) {
+  if (topic.empty()) return AdminCli::Usage();
+  if (const Command* c = FindCommand(topic)) return CommandHelp(*c);
+  std::string group;
+  for (const Command& c : kCommands) {
+    if (absl::StartsWith(c.name, absl::StrCat(topic[0], " "))) {
+      group += ListEntry(c);
+    }
+  }
+  if (group.empty()) return UnknownCommand(topic);
+  return absl::StrCat("commands:\n", group);
+}
 
 // A command's words after the command name: positionals and --options.
 struct Args {
@@ -85,10 +261,15 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& words,
   return args;
 }
 
+absl::Status UsageError(const Command& c) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("usage: parleyctl ", Synopsis(c)));
+}
+
 absl::Status WantPositional(const Args& args, size_t min, size_t max,
-                            absl::string_view usage) {
+                            const Command& c) {
   if (args.positional.size() < min || args.positional.size() > max) {
-    return absl::InvalidArgumentError(absl::StrCat("usage: parleyctl ", usage));
+    return UsageError(c);
   }
   return absl::OkStatus();
 }
@@ -105,13 +286,47 @@ absl::StatusOr<uint32_t> ParseCount(const std::string& text,
 
 std::string Time(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S",
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
                           absl::FromUnixSeconds(t.seconds()),
                           absl::UTCTimeZone());
 }
 
-// Aligned columns; the first row is the header.
-std::string Table(const std::vector<std::vector<std::string>>& rows) {
+// `text` with control characters escaped: a newline in a message would start
+// what looks like another row, and ESC drives the terminal. The backslash is
+// doubled so that an escape cannot be mistaken for text that looks like one.
+std::string Printable(absl::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = text[i];
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      absl::StrAppendFormat(&out, "\\x%02x", static_cast<unsigned>(c));
+    } else if (c == 0xc2 && i + 1 < text.size() &&
+               static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      // A C1 control (U+0080 to U+009F) in UTF-8.
+      absl::StrAppendFormat(
+          &out, "\\u%04x",
+          static_cast<unsigned>(static_cast<unsigned char>(text[++i])));
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// Aligned columns of printable cells; the first row is the header.
+std::string Table(std::vector<std::vector<std::string>> rows) {
+  for (auto& row : rows) {
+    for (std::string& cell : row) cell = Printable(cell);
+  }
   std::vector<size_t> width;
   for (const auto& row : rows) {
     width.resize(std::max(width.size(), row.size()));
@@ -168,46 +383,45 @@ AdminCli::AdminCli(v1::Admin::StubInterface* admin,
     : admin_(admin), health_(health), options_(std::move(options)) {}
 
 std::string AdminCli::Usage() {
-  return R"(usage: parleyctl [--admin_addr=HOST:PORT] [--admin_key=KEY] [--json] COMMAND
-
-commands:
-  users create ID [--name NAME]         create a user
-  users get ID                          show one user
-  users list                            list every user
-  users delete ID                       delete a user (closes their sessions)
-  token USER [--ttl 1h] [--device D]    mint a client token
-  groups create ID [USER...] [--name N] create a group
-  groups add ID USER...                 add members
-  groups remove ID USER...              remove members
-  groups get ID                         show one group
-  groups list                           list every group
-  sessions [USER]                       live sessions (all or one user's)
-  kick USER [--reason R] [--no-reconnect] [--session ID]
-                                        disconnect a user's sessions (or one)
-  send --from USER (--to USER | --group GROUP) [--id CLIENT_MSG_ID] TEXT
-                                        send a message as a user
-  broadcast TEXT                        announce to every live session
-  history CONVERSATION [--limit N] [--before SEQ]
-                                        stored messages (d:a:b or g:group)
-  stats                                 service counters
-  backup PATH                           write a checked copy of the store to
-                                        PATH: absolute, on the service's
-                                        filesystem, not existing yet
-  health                                the service's gRPC health status
-
-The admin address and key also come from PARLEY_ADMIN_ADDR and
-PARLEY_ADMIN_KEY. Exit codes: 0 ok, 1 other error, 2 invalid argument,
-3 unreachable, 4 unauthenticated, 5 not found, 6 already exists.
-)";
+  std::string out =
+      "usage: parleyctl [--admin_addr=HOST:PORT] [--admin_key=KEY] [--json] "
+      "COMMAND\n\ncommands:\n";
+  for (const Command& c : kCommands) out += ListEntry(c);
+  return absl::StrCat(out, R"(
+The flags may also follow the command (parleyctl users list --json); the
+admin address and key also come from PARLEY_ADMIN_ADDR and PARLEY_ADMIN_KEY.
+parleyctl COMMAND --help describes one command. Exit codes: 0 ok, 1 other
+error, 2 invalid argument, 3 unreachable, 4 unauthenticated, 5 not found,
+6 already exists.
+)");
 }
 
 absl::StatusOr<std::string> AdminCli::Run(
     const std::vector<std::string>& words) {
   if (words.empty()) return absl::InvalidArgumentError(Usage());
+  std::vector<std::string> topic;
+  bool help = words[0] == "help";
+  for (size_t i = help ? 1 : 0; i < words.size() && words[i] != "--"; ++i) {
+    if (words[i] == "--help" || words[i] == "-h") {
+      help = true;
+    } else {
+      topic.push_back(words[i]);
+    }
+  }
+  if (help) return Help(topic);
+  const Command* command = FindCommand(words);
+  if (command == nullptr) return UnknownCommand(words);
+  const Command& c = *command;
+  const size_t first = Matches(c, words);
 
   // Calls one admin method with the key and a deadline.
   auto call_within = [this](absl::Duration timeout, auto method,
                             const auto& request, auto* response) {
+    if (options_.admin_key.empty()) {
+      // The service would only say that the key is wrong.
+      return absl::UnauthenticatedError(
+          "no admin key: pass --admin_key=KEY or set PARLEY_ADMIN_KEY");
+    }
     grpc::ClientContext context;
     context.AddMetadata("authorization",
                         absl::StrCat("Bearer ", options_.admin_key));
@@ -219,12 +433,10 @@ absl::StatusOr<std::string> AdminCli::Run(
     return call_within(options_.timeout, method, request, response);
   };
   using Stub = v1::Admin::StubInterface;
-  const std::string& cmd = words[0];
-  const std::string sub = words.size() > 1 ? words[1] : "";
 
-  if (cmd == "users" && sub == "create") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 2, {"name"}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 1, 1, "users create ID [--name NAME]"));
+  if (c.name == "users create") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {"name"}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
     v1::CreateUserRequest req;
     req.set_id(a.positional[0]);
     req.set_display_name(a.Option("name"));
@@ -233,9 +445,9 @@ absl::StatusOr<std::string> AdminCli::Run(
     return options_.json ? Json(user)
                          : absl::StrCat("created user ", user.id(), "\n");
   }
-  if (cmd == "users" && sub == "get") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 2, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 1, 1, "users get ID"));
+  if (c.name == "users get") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
     v1::GetUserRequest req;
     req.set_id(a.positional[0]);
     v1::User user;
@@ -245,9 +457,9 @@ absl::StatusOr<std::string> AdminCli::Run(
     *one.Add() = user;
     return UserRows(one);
   }
-  if (cmd == "users" && sub == "list") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 2, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 0, 0, "users list"));
+  if (c.name == "users list") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 0, 0, c));
     v1::ListUsersResponse all;
     v1::ListUsersRequest req;
     do {
@@ -258,9 +470,9 @@ absl::StatusOr<std::string> AdminCli::Run(
     } while (!req.page_token().empty());
     return options_.json ? Json(all) : UserRows(all.users());
   }
-  if (cmd == "users" && sub == "delete") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 2, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 1, 1, "users delete ID"));
+  if (c.name == "users delete") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
     v1::DeleteUserRequest req;
     req.set_id(a.positional[0]);
     v1::DeleteUserResponse resp;
@@ -270,10 +482,9 @@ absl::StatusOr<std::string> AdminCli::Run(
                : absl::StrCat("deleted user ", req.id(), " (",
                               resp.sessions_closed(), " sessions closed)\n");
   }
-  if (cmd == "token") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 1, {"ttl", "device"}, {}));
-    RETURN_IF_ERROR(
-        WantPositional(a, 1, 1, "token USER [--ttl 1h] [--device NAME]"));
+  if (c.name == "token") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {"ttl", "device"}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
     v1::IssueTokenRequest req;
     req.set_user_id(a.positional[0]);
     req.set_device(a.Option("device"));
@@ -291,21 +502,21 @@ absl::StatusOr<std::string> AdminCli::Run(
     RETURN_IF_ERROR(call(&Stub::IssueToken, req, &resp));
     return options_.json ? Json(resp) : resp.token() + "\n";
   }
-  if (cmd == "groups" && (sub == "create" || sub == "add" || sub == "remove")) {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 2, {"name"}, {}));
-    RETURN_IF_ERROR(
-        WantPositional(a, sub == "create" ? 1 : 2, 100000,
-                       absl::StrCat("groups ", sub, " ID USER...")));
+  if (c.name == "groups create" || c.name == "groups add" ||
+      c.name == "groups remove") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {"name"}, {}));
+    const bool create = c.name == "groups create";
+    RETURN_IF_ERROR(WantPositional(a, create ? 1 : 2, 100000, c));
     std::vector<std::string> users(a.positional.begin() + 1,
                                    a.positional.end());
     v1::Group group;
-    if (sub == "create") {
+    if (create) {
       v1::CreateGroupRequest req;
       req.set_id(a.positional[0]);
       req.set_display_name(a.Option("name"));
       for (const auto& u : users) req.add_members(u);
       RETURN_IF_ERROR(call(&Stub::CreateGroup, req, &group));
-    } else if (sub == "add") {
+    } else if (c.name == "groups add") {
       v1::AddMembersRequest req;
       req.set_group_id(a.positional[0]);
       for (const auto& u : users) req.add_user_ids(u);
@@ -320,9 +531,9 @@ absl::StatusOr<std::string> AdminCli::Run(
     return absl::StrCat("group ", group.id(), ": ",
                         absl::StrJoin(group.members(), ", "), "\n");
   }
-  if (cmd == "groups" && sub == "get") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 2, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 1, 1, "groups get ID"));
+  if (c.name == "groups get") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
     v1::GetGroupRequest req;
     req.set_id(a.positional[0]);
     v1::Group group;
@@ -332,9 +543,9 @@ absl::StatusOr<std::string> AdminCli::Run(
     *one.Add() = group;
     return GroupRows(one);
   }
-  if (cmd == "groups" && sub == "list") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 2, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 0, 0, "groups list"));
+  if (c.name == "groups list") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 0, 0, c));
     v1::ListGroupsResponse all;
     v1::ListGroupsRequest req;
     do {
@@ -345,9 +556,9 @@ absl::StatusOr<std::string> AdminCli::Run(
     } while (!req.page_token().empty());
     return options_.json ? Json(all) : GroupRows(all.groups());
   }
-  if (cmd == "sessions") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 1, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 0, 1, "sessions [USER]"));
+  if (c.name == "sessions") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 0, 1, c));
     v1::ListSessionsRequest req;
     if (!a.positional.empty()) req.set_user_id(a.positional[0]);
     v1::ListSessionsResponse resp;
@@ -361,12 +572,11 @@ absl::StatusOr<std::string> AdminCli::Run(
     }
     return Table(rows);
   }
-  if (cmd == "kick") {
-    ASSIGN_OR_RETURN(
-        Args a, ParseArgs(words, 1, {"reason", "session"}, {"no-reconnect"}));
-    RETURN_IF_ERROR(WantPositional(
-        a, a.Option("session").empty() ? 1 : 0, 1,
-        "kick USER [--reason R] [--no-reconnect] | kick --session ID"));
+  if (c.name == "kick") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {"reason", "session"},
+                                       {"no-reconnect"}));
+    RETURN_IF_ERROR(
+        WantPositional(a, a.Option("session").empty() ? 1 : 0, 1, c));
     v1::DisconnectRequest req;
     if (!a.positional.empty()) req.set_user_id(a.positional[0]);
     req.set_session_id(a.Option("session"));
@@ -378,21 +588,38 @@ absl::StatusOr<std::string> AdminCli::Run(
                ? Json(resp)
                : absl::StrCat(resp.sessions_closed(), " sessions closed\n");
   }
-  if (cmd == "send") {
-    ASSIGN_OR_RETURN(Args a,
-                     ParseArgs(words, 1, {"from", "to", "group", "id"}, {}));
+  if (c.name == "send") {
+    ASSIGN_OR_RETURN(
+        Args a,
+        ParseArgs(words, first, {"from", "to", "group", "id"}, {"system"}));
+    const bool system = a.Switch("system");
     const bool to_user = !a.Option("to").empty();
     const bool to_group = !a.Option("group").empty();
-    if (a.Option("from").empty() || to_user == to_group ||
+    if (a.Option("from").empty() == !system || to_user == to_group ||
         a.positional.size() != 1) {
-      return absl::InvalidArgumentError(
-          "usage: parleyctl send --from USER (--to USER | --group GROUP) "
-          "TEXT");
+      return UsageError(c);
     }
     v1::SendMessageRequest req;
-    req.set_from(a.Option("from"));
+    req.set_from(system ? std::string(kSystemUser) : a.Option("from"));
     if (to_user) req.mutable_to()->set_user(a.Option("to"));
     if (to_group) req.mutable_to()->set_group(a.Option("group"));
+    if (system) {
+      // The service stores messages only from users, and group messages only
+      // from members: make "system" both, leaving it as it is when it is.
+      v1::CreateUserRequest create;
+      create.set_id(req.from());
+      create.set_display_name("System");
+      v1::User user;
+      absl::Status created = call(&Stub::CreateUser, create, &user);
+      if (!created.ok() && !absl::IsAlreadyExists(created)) return created;
+      if (to_group) {
+        v1::AddMembersRequest join;
+        join.set_group_id(req.to().group());
+        join.add_user_ids(req.from());
+        v1::Group group;
+        RETURN_IF_ERROR(call(&Stub::AddMembers, join, &group));
+      }
+    }
     req.set_text(a.positional[0]);
     req.set_client_msg_id(a.Option("id"));
     v1::Ack ack;
@@ -402,9 +629,9 @@ absl::StatusOr<std::string> AdminCli::Run(
                : absl::StrCat("stored ", ack.conversation(), " seq ", ack.seq(),
                               " (message ", ack.message_id(), ")\n");
   }
-  if (cmd == "broadcast") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 1, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 1, 1, "broadcast TEXT"));
+  if (c.name == "broadcast") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
     v1::BroadcastRequest req;
     req.set_text(a.positional[0]);
     v1::BroadcastResponse resp;
@@ -414,10 +641,9 @@ absl::StatusOr<std::string> AdminCli::Run(
                : absl::StrCat("sent to ", resp.sessions(), " sessions on ",
                               resp.gateways(), " gateways\n");
   }
-  if (cmd == "history") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 1, {"limit", "before"}, {}));
-    RETURN_IF_ERROR(WantPositional(
-        a, 1, 1, "history CONVERSATION [--limit N] [--before SEQ]"));
+  if (c.name == "history") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {"limit", "before"}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
     v1::GetHistoryRequest req;
     req.set_conversation(a.positional[0]);
     if (!a.Option("limit").empty()) {
@@ -441,9 +667,9 @@ absl::StatusOr<std::string> AdminCli::Run(
     }
     return Table(rows);
   }
-  if (cmd == "stats") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 1, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 0, 0, "stats"));
+  if (c.name == "stats") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 0, 0, c));
     v1::Stats stats;
     RETURN_IF_ERROR(call(&Stub::GetStats, v1::GetStatsRequest(), &stats));
     if (options_.json) return Json(stats);
@@ -455,9 +681,9 @@ absl::StatusOr<std::string> AdminCli::Run(
                   {"uptime s", absl::StrCat(stats.uptime_seconds())},
                   {"store generation", stats.store_generation()}});
   }
-  if (cmd == "backup") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 1, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 1, 1, "backup PATH"));
+  if (c.name == "backup") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
     v1::BackupRequest req;
     req.set_path(a.positional[0]);
     v1::BackupResponse resp;
@@ -476,9 +702,9 @@ absl::StatusOr<std::string> AdminCli::Run(
                {"size", absl::StrCat(resp.size_bytes(), " bytes")},
                {"generation", resp.generation()}}));
   }
-  if (cmd == "health") {
-    ASSIGN_OR_RETURN(Args a, ParseArgs(words, 1, {}, {}));
-    RETURN_IF_ERROR(WantPositional(a, 0, 0, "health"));
+  if (c.name == "health") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 0, 0, c));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          absl::ToChronoMilliseconds(options_.timeout));
@@ -494,8 +720,45 @@ absl::StatusOr<std::string> AdminCli::Run(
     }
     return name + "\n";
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown command \"", absl::StrJoin(words, " "), "\"\n\n", Usage()));
+  // Only a command added to kCommands without a branch above gets here
+  // ("help" is answered before).
+  return absl::InternalError(absl::StrCat("no branch for \"", c.name, "\""));
+}
+
+CommandLine SplitCommandLine(const std::vector<std::string>& args) {
+  CommandLine line;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& w = args[i];
+    if (w == "--") {
+      // Before the command, "--" only ends the flags.
+      const size_t rest = line.command.empty() ? i + 1 : i;
+      line.command.insert(line.command.end(), args.begin() + rest, args.end());
+      break;
+    }
+    if (w == "--help" || w == "-h") {
+      line.command.push_back(w);
+      continue;
+    }
+    const bool before_command = std::all_of(
+        line.command.begin(), line.command.end(),
+        [](const std::string& s) { return s == "--help" || s == "-h"; });
+    bool global = before_command && !w.empty() && w[0] == '-';
+    bool takes_value = false;
+    for (const auto& [name, value] : kGlobalFlags) {
+      const std::string flag = absl::StrCat("--", name);
+      if (w == flag || absl::StartsWith(w, absl::StrCat(flag, "="))) {
+        global = true;
+        takes_value = value && w == flag;
+      }
+    }
+    if (!global) {
+      line.command.push_back(w);
+      continue;
+    }
+    line.flags.push_back(w);
+    if (takes_value && i + 1 < args.size()) line.flags.push_back(args[++i]);
+  }
+  return line;
 }
 
 int ExitCodeFor(const absl::Status& status) {

@@ -43,7 +43,8 @@ class AdminCli final {
   // Runs one command (args exclude the program name); returns what to print.
   absl::StatusOr<std::string> Run(const std::vector<std::string>& args);
 
-  // The usage text listing every command.
+  // The usage text listing every command. Run() answers "help", "--help"
+  // and "-h" with it, and "COMMAND --help" with that command's help.
   static std::string Usage();
 
  private:
@@ -51,6 +52,19 @@ class AdminCli final {
   grpc::health::v1::Health::StubInterface* health_;
   AdminCliOptions options_;
 };
+
+// parleyctl's command line (without the program name) split in two: its own
+// flags (--admin_addr, --admin_key, --json, --timeout), for absl to parse,
+// whether they come before the command or after it (`users list --json`);
+// and the command with its words, for AdminCli::Run(). Words before the
+// command that start with '-' are flags, except "--help" and "-h", which go
+// to the command so that Run() answers them. After a "--", every word is the
+// command's.
+struct CommandLine {
+  std::vector<std::string> flags;
+  std::vector<std::string> command;
+};
+CommandLine SplitCommandLine(const std::vector<std::string>& args);
 
 // Exit codes: 0 ok, 1 other failure, 2 invalid argument or usage,
 // 3 unreachable (UNAVAILABLE, DEADLINE_EXCEEDED), 4 unauthenticated or

@@ -1,5 +1,8 @@
 #include "tools/admin_cli.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpc/health/v1/health_mock.grpc.pb.h"
@@ -12,7 +15,10 @@ namespace {
 using ::google::protobuf::util::MessageDifferencer;
 using ::testing::_;
 using ::testing::DoAll;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::Return;
 using ::testing::SetArgPointee;
 using ::testing::Truly;
@@ -27,9 +33,10 @@ auto EqualsProto(const T& expected) {
 class AdminCliTest : public ::testing::Test {
  protected:
   absl::StatusOr<std::string> Run(std::vector<std::string> args,
-                                  bool json = false) {
+                                  bool json = false,
+                                  std::string admin_key = "k") {
     AdminCliOptions options;
-    options.admin_key = "k";
+    options.admin_key = admin_key;
     options.json = json;
     AdminCli cli(&admin_, &health_, options);
     return cli.Run(args);
@@ -161,6 +168,189 @@ TEST_F(AdminCliTest, UnknownCommandsAndOptionsAreUsageErrors) {
   EXPECT_THAT(std::string(out.status().message()), HasSubstr("usage:"));
   out = Run({"users", "create", "a", "--colour", "red"});
   EXPECT_THAT(std::string(out.status().message()), HasSubstr("--colour"));
+}
+
+TEST_F(AdminCliTest, UnknownCommandSuggestsTheNearest) {
+  absl::StatusOr<std::string> out = Run({"tokens", "alice"});
+  EXPECT_EQ(ExitCodeFor(out.status()), 2);
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("did you mean \"token\"?"));
+  out = Run({"userz", "lst"});
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("did you mean \"users list\"?"));
+  out = Run({"groups", "lsit"});
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("did you mean \"groups list\"?"));
+  out = Run({"frobnicate"});
+  EXPECT_THAT(std::string(out.status().message()), Not(HasSubstr("mean")));
+}
+
+TEST_F(AdminCliTest, HelpPrintsTheUsageWithoutACall) {
+  for (const std::vector<std::string>& words :
+       std::vector<std::vector<std::string>>{{"help"}, {"--help"}, {"-h"}}) {
+    absl::StatusOr<std::string> out = Run(words);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(*out, AdminCli::Usage());
+  }
+  EXPECT_THAT(AdminCli::Usage(),
+              HasSubstr("\n  users create ID [--name NAME]"));
+}
+
+TEST_F(AdminCliTest, CommandHelpDescribesThatCommandWithoutACall) {
+  EXPECT_CALL(admin_, CreateUser(_, _, _)).Times(0);
+  EXPECT_CALL(admin_, SendMessage(_, _, _)).Times(0);
+  absl::StatusOr<std::string> out = Run({"users", "create", "--help"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out,
+              HasSubstr("usage: parleyctl users create ID [--name NAME]"));
+  EXPECT_THAT(*out, Not(HasSubstr("users list")));
+  out = Run({"send", "--from", "bot", "-h"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out, HasSubstr("--system"));
+  out = Run({"help", "history"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out, HasSubstr("usage: parleyctl history CONVERSATION"));
+  // A word with subcommands lists them.
+  out = Run({"users", "--help"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out, HasSubstr("users delete ID"));
+  EXPECT_THAT(*out, Not(HasSubstr("groups")));
+  EXPECT_EQ(Run({"help", "tokens"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(AdminCliTest, EveryListedCommandIsDispatched) {
+  // A command in the usage without a branch would answer INTERNAL here.
+  for (const std::vector<std::string>& words :
+       std::vector<std::vector<std::string>>{{"users", "create"},
+                                             {"users", "get"},
+                                             {"users", "list"},
+                                             {"users", "delete"},
+                                             {"token"},
+                                             {"groups", "create"},
+                                             {"groups", "add"},
+                                             {"groups", "remove"},
+                                             {"groups", "get"},
+                                             {"groups", "list"},
+                                             {"sessions"},
+                                             {"kick"},
+                                             {"send"},
+                                             {"broadcast"},
+                                             {"history"},
+                                             {"stats"},
+                                             {"backup"},
+                                             {"health"}}) {
+    std::vector<std::string> bad = words;
+    bad.push_back("--no-such-option");
+    absl::StatusOr<std::string> out = Run(bad);
+    EXPECT_THAT(std::string(out.status().message()),
+                HasSubstr("unknown option --no-such-option"))
+        << absl::StrJoin(words, " ");
+  }
+}
+
+TEST(SplitCommandLineTest, FlagsAfterTheCommandGoToAbsl) {
+  CommandLine line = SplitCommandLine({"users", "list", "--json"});
+  EXPECT_THAT(line.flags, ElementsAre("--json"));
+  EXPECT_THAT(line.command, ElementsAre("users", "list"));
+  line = SplitCommandLine({"--admin_key", "k", "backup", "/b/a.db", "--json",
+                           "--timeout=5s", "--admin_addr", "h:1"});
+  EXPECT_THAT(line.flags, ElementsAre("--admin_key", "k", "--json",
+                                      "--timeout=5s", "--admin_addr", "h:1"));
+  EXPECT_THAT(line.command, ElementsAre("backup", "/b/a.db"));
+  // The command's own options stay with it.
+  line = SplitCommandLine({"token", "alice", "--device", "laptop"});
+  EXPECT_THAT(line.flags, IsEmpty());
+  EXPECT_THAT(line.command,
+              ElementsAre("token", "alice", "--device", "laptop"));
+}
+
+TEST(SplitCommandLineTest, HelpAndWordsAfterDoubleDashGoToTheCommand) {
+  CommandLine line = SplitCommandLine({"--help"});
+  EXPECT_THAT(line.flags, IsEmpty());
+  EXPECT_THAT(line.command, ElementsAre("--help"));
+  line = SplitCommandLine({"-h", "--json", "send"});
+  EXPECT_THAT(line.flags, ElementsAre("--json"));
+  EXPECT_THAT(line.command, ElementsAre("-h", "send"));
+  line = SplitCommandLine({"--json", "--", "broadcast", "--", "--json"});
+  EXPECT_THAT(line.flags, ElementsAre("--json"));
+  EXPECT_THAT(line.command, ElementsAre("broadcast", "--", "--json"));
+}
+
+TEST_F(AdminCliTest, MissingAdminKeyIsReportedBeforeAnyCall) {
+  EXPECT_CALL(admin_, ListUsers(_, _, _)).Times(0);
+  absl::StatusOr<std::string> out =
+      Run({"users", "list"}, /*json=*/false, /*admin_key=*/"");
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(ExitCodeFor(out.status()), 4);
+  EXPECT_THAT(std::string(out.status().message()), HasSubstr("no admin key"));
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("PARLEY_ADMIN_KEY"));
+  // Health needs no key.
+  grpc::health::v1::HealthCheckResponse serving;
+  serving.set_status(grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_CALL(health_, Check(_, _, _))
+      .WillOnce(DoAll(SetArgPointee<2>(serving), Return(grpc::Status::OK)));
+  out = Run({"health"}, /*json=*/false, /*admin_key=*/"");
+  ASSERT_TRUE(out.ok()) << out.status();
+}
+
+TEST_F(AdminCliTest, HistoryEscapesControlCharactersAndShowsTheZone) {
+  v1::GetHistoryResponse resp;
+  v1::Message* m = resp.add_messages();
+  m->set_seq(3);
+  m->set_from("alice");
+  m->set_text("one\ntwo\r\x1b[31m \\n \xc2\x85 caf\xc3\xa9");
+  m->mutable_sent_at()->set_seconds(1796409111);  // 2026-12-04 18:31:51 UTC
+  EXPECT_CALL(admin_, GetHistory(_, _, _))
+      .WillOnce(DoAll(SetArgPointee<2>(resp), Return(grpc::Status::OK)));
+  absl::StatusOr<std::string> out = Run({"history", "d:alice:bob"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out,
+              HasSubstr("2026-12-04T18:31:51Z  "
+                        "one\\ntwo\\r\\x1b[31m \\\\n \\u0085 caf\xc3\xa9\n"));
+  // The header and one row: the message's newline started no other line.
+  EXPECT_EQ(std::count(out->begin(), out->end(), '\n'), 2);
+}
+
+TEST_F(AdminCliTest, SendAsSystemCreatesTheUserOnceAndJoinsTheGroup) {
+  v1::CreateUserRequest create;
+  create.set_id("system");
+  create.set_display_name("System");
+  v1::AddMembersRequest join;
+  join.set_group_id("team");
+  join.add_user_ids("system");
+  v1::SendMessageRequest want;
+  want.set_from("system");
+  want.mutable_to()->set_group("team");
+  want.set_text("maintenance done");
+  ::testing::InSequence in_order;
+  EXPECT_CALL(admin_, CreateUser(_, EqualsProto(create), _))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "")));
+  EXPECT_CALL(admin_, AddMembers(_, EqualsProto(join), _))
+      .WillOnce(Return(grpc::Status::OK));
+  EXPECT_CALL(admin_, SendMessage(_, EqualsProto(want), _))
+      .WillOnce(Return(grpc::Status::OK));
+  absl::StatusOr<std::string> out =
+      Run({"send", "--system", "--group", "team", "maintenance done"});
+  ASSERT_TRUE(out.ok()) << out.status();
+}
+
+TEST_F(AdminCliTest, SendAsSystemToAUserJoinsNoGroup) {
+  v1::SendMessageRequest want;
+  want.set_from("system");
+  want.mutable_to()->set_user("alice");
+  want.set_text("hello");
+  EXPECT_CALL(admin_, CreateUser(_, _, _)).WillOnce(Return(grpc::Status::OK));
+  EXPECT_CALL(admin_, AddMembers(_, _, _)).Times(0);
+  EXPECT_CALL(admin_, SendMessage(_, EqualsProto(want), _))
+      .WillOnce(Return(grpc::Status::OK));
+  ASSERT_TRUE(Run({"send", "--system", "--to", "alice", "hello"}).ok());
+  // Either --from or --system, not both.
+  EXPECT_EQ(Run({"send", "--system", "--from", "bot", "--to", "alice", "hi"})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(AdminCliTest, JsonOutputUsesProtobufJsonNames) {

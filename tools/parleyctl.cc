@@ -22,15 +22,14 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
           "Deadline for each call (e.g. 10s).");
 
 int main(int argc, char** argv) {
-  // Global flags come before the command; the command's own --options are
-  // parsed by AdminCli, so absl sees only the leading flags.
-  int global_end = 1;
-  while (global_end < argc && argv[global_end][0] == '-' &&
-         std::string(argv[global_end]) != "--") {
-    ++global_end;
-  }
-  parley::ParseConfig(global_end, argv, parley::AdminCli::Usage());
-  std::vector<std::string> words(argv + global_end, argv + argc);
+  // absl parses parleyctl's own flags, wherever they were given; AdminCli
+  // parses the command's words.
+  parley::CommandLine line =
+      parley::SplitCommandLine(std::vector<std::string>(argv + 1, argv + argc));
+  std::vector<char*> flags = {argv[0]};
+  for (std::string& flag : line.flags) flags.push_back(flag.data());
+  parley::ParseConfig(static_cast<int>(flags.size()), flags.data(),
+                      parley::AdminCli::Usage());
 
   auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_admin_addr),
                                      grpc::InsecureChannelCredentials());
@@ -42,7 +41,7 @@ int main(int argc, char** argv) {
   options.timeout = absl::GetFlag(FLAGS_timeout);
   parley::AdminCli cli(admin.get(), health.get(), options);
 
-  absl::StatusOr<std::string> out = cli.Run(words);
+  absl::StatusOr<std::string> out = cli.Run(line.command);
   if (!out.ok()) {
     std::string code = absl::StatusCodeToString(out.status().code());
     if (out.status().code() == absl::StatusCode::kUnavailable) {
