@@ -26,6 +26,7 @@
 #include "grpcpp/security/credentials.h"
 #include "parley/v1/gateway_link.grpc.pb.h"
 #include "service/server.h"
+#include "service/store_url.h"
 
 ABSL_FLAG(int, messages, 20000, "Sends in total (count). Default 20000.");
 ABSL_FLAG(int, sessions, 50,
@@ -57,10 +58,10 @@ int Run() {
   options.link_address = "127.0.0.1:0";
   options.admin_address = "127.0.0.1:0";
   options.metrics_address = "";
-  options.data_dir = dir;
+  options.store.url = SqliteInDataDir(dir);
   options.token_secret = kSecret;
   options.admin_key = "bench";
-  options.sqlite_synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
+  options.store.sqlite.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
   Registry registry;
   auto server = Server::Start(options, registry);
   if (!server.ok()) {
@@ -181,7 +182,7 @@ int Run() {
       "deliveries/s=%.0f\n"
       "sends/s=%.0f ack latency ms p50=%.2f p90=%.2f p99=%.2f max=%.2f\n"
       "transactions=%llu ops/transaction=%.1f commit ms avg=%.2f\n",
-      options.sqlite_synchronous.c_str(), messages, sessions, batch_size,
+      options.store.sqlite.synchronous.c_str(), messages, sessions, batch_size,
       window, errors, delivered / seconds, messages / seconds, pct(0.5),
       pct(0.9), pct(0.99), pct(1.0),
       static_cast<unsigned long long>(batches.Count()),

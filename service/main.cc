@@ -1,10 +1,11 @@
 // parley-service: users, conversations, durable ordered delivery, offline
-// sync and the admin API, on an embedded SQLite store. See server.h for the
+// sync and the admin API, on the store --store names (store_url.h; by
+// default an embedded SQLite database in --data_dir). See server.h for the
 // listeners and README.md for running it.
 //
-// `parley-service restore --from=BACKUP [--data_dir=DIR]` instead replaces
-// the database in --data_dir with a backup (sqlite_backup.h), while no
-// service runs on it, and prints what it restored.
+// `parley-service restore --from=BACKUP [--data_dir=DIR | --store=URL]`
+// instead replaces that SQLite database with a backup (sqlite_backup.h),
+// while no service runs on it, and prints what it restored.
 //
 // Every flag can also be set with PARLEY_<FLAG NAME IN CAPITALS> (common/
 // config.h); the command line wins.
@@ -23,9 +24,12 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/status_macros.h"
 #include "common/termination_signals.h"
 #include "service/server.h"
 #include "service/sqlite_backup.h"
+#include "service/sqlite_flags.h"
+#include "service/store_url.h"
 
 ABSL_FLAG(std::string, link_address, "127.0.0.1:7400",
           "host:port of the GatewayLink gRPC server (and its health service); "
@@ -36,9 +40,16 @@ ABSL_FLAG(std::string, admin_address, "127.0.0.1:7401",
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9401",
           "host:port of the HTTP server for /metrics and /healthz; port 0 "
           "picks a free one. Default 127.0.0.1:9401.");
+ABSL_FLAG(std::string, store, "",
+          "The store, as a URL: sqlite:///absolute/path/parley.db or "
+          "sqlite:relative/path/parley.db, an SQLite database file (created "
+          "if missing, with its directory; one service per directory; '?', "
+          "'#' and '%' are refused); postgres://... is refused until the "
+          "PostgreSQL store is built. Default empty: parley.db in "
+          "--data_dir; when set, --data_dir is not used.");
 ABSL_FLAG(std::string, data_dir, "./data",
           "Directory holding the SQLite database parley.db (created if "
-          "missing). Default ./data.");
+          "missing) when --store is not set. Default ./data.");
 ABSL_FLAG(std::string, token_secret, "",
           "HS256 secret that client tokens are signed with. Required; no "
           "default.");
@@ -74,21 +85,6 @@ ABSL_FLAG(uint32_t, presence_max_group_members, 100,
           "Groups up to this many members make their members each other's "
           "contacts for presence; larger groups do not (direct conversations "
           "always do). Default 100.");
-ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
-          "SQLite PRAGMA synchronous: FULL (fsync each group commit; an Ack "
-          "survives power loss), NORMAL, OFF or EXTRA. Default FULL.");
-ABSL_FLAG(uint32_t, sqlite_max_batch, 1024,
-          "Most write operations in one group-commit transaction. Default "
-          "1024.");
-ABSL_FLAG(uint32_t, sqlite_checkpoint_pages, 8192,
-          "WAL pages written between two checkpoints (copying the WAL back "
-          "into the database, on a thread of its own); the WAL file grows to "
-          "at most about four times this many pages of 4 KiB. Default 8192 "
-          "(32 MiB).");
-ABSL_FLAG(bool, sqlite_gather_wal_writes, true,
-          "Write each commit's WAL frames with one call instead of two per "
-          "frame (with --sqlite_synchronous FULL or EXTRA, whose commits "
-          "sync the WAL). Default true.");
 ABSL_FLAG(uint32_t, worker_threads, 4,
           "Threads running link events and store reads (never one per "
           "stream). Default 4.");
@@ -101,24 +97,36 @@ ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "duration). Default 10s.");
 ABSL_FLAG(std::string, from, "",
           "Only for `parley-service restore`: the backup file (written by "
-          "`parleyctl backup`) that replaces the database in --data_dir. No "
-          "default.");
+          "`parleyctl backup`) that replaces the SQLite database (the one "
+          "--store names, else parley.db in --data_dir). No default.");
 
 namespace {
 
-parley::service::ServerOptions OptionsFromFlags() {
+// The store --store names, or parley.db in --data_dir without it.
+absl::StatusOr<parley::service::StoreUrl> StoreUrlFromFlags() {
+  const std::string store = absl::GetFlag(FLAGS_store);
+  if (store.empty()) {
+    return parley::service::SqliteInDataDir(absl::GetFlag(FLAGS_data_dir));
+  }
+  absl::StatusOr<parley::service::StoreUrl> url =
+      parley::service::ParseStoreUrl(store);
+  if (!url.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store: ", url.status().message()));
+  }
+  return url;
+}
+
+absl::StatusOr<parley::service::ServerOptions> OptionsFromFlags() {
   parley::service::ServerOptions o;
+  ASSIGN_OR_RETURN(o.store.url, StoreUrlFromFlags());
+  ASSIGN_OR_RETURN(o.store.sqlite,
+                   parley::service::SqliteStoreOptionsFromFlags());
   o.link_address = absl::GetFlag(FLAGS_link_address);
   o.admin_address = absl::GetFlag(FLAGS_admin_address);
   o.metrics_address = absl::GetFlag(FLAGS_metrics_address);
-  o.data_dir = absl::GetFlag(FLAGS_data_dir);
   o.token_secret = absl::GetFlag(FLAGS_token_secret);
   o.admin_key = absl::GetFlag(FLAGS_admin_key);
-  o.sqlite_synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);
-  o.sqlite_max_batch = absl::GetFlag(FLAGS_sqlite_max_batch);
-  o.sqlite_checkpoint_pages =
-      static_cast<int>(absl::GetFlag(FLAGS_sqlite_checkpoint_pages));
-  o.sqlite_gather_wal_writes = absl::GetFlag(FLAGS_sqlite_gather_wal_writes);
   o.worker_threads = static_cast<int>(absl::GetFlag(FLAGS_worker_threads));
   o.max_sessions_per_user = absl::GetFlag(FLAGS_max_sessions_per_user);
   o.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
@@ -136,6 +144,7 @@ parley::service::ServerOptions OptionsFromFlags() {
   o.admin.max_page_size = o.messaging.max_page_size;
   o.admin.max_text_bytes = o.messaging.max_text_bytes;
   o.link.max_queued_events = absl::GetFlag(FLAGS_link_max_queued_events);
+  RETURN_IF_ERROR(parley::service::ValidateServerOptions(o));
   return o;
 }
 
@@ -149,10 +158,20 @@ int Restore() {
                  "written by `parleyctl backup`)\n");
     return 2;
   }
-  const std::string db =
-      parley::service::DatabasePath(absl::GetFlag(FLAGS_data_dir));
+  absl::StatusOr<parley::service::StoreUrl> store = StoreUrlFromFlags();
+  if (!store.ok()) {
+    std::fprintf(stderr, "parley-service restore: %s\n",
+                 std::string(store.status().message()).c_str());
+    return 2;
+  }
+  if (store->scheme != parley::service::StoreUrl::Scheme::kSqlite) {
+    std::fprintf(stderr,
+                 "parley-service restore: restores an SQLite store only; "
+                 "--store names another\n");
+    return 2;
+  }
   absl::StatusOr<parley::service::RestoreSummary> restored =
-      parley::service::RestoreSqliteBackup(from, db);
+      parley::service::RestoreSqliteBackup(from, store->path);
   if (!restored.ok()) {
     std::fprintf(stderr, "parley-service restore: nothing changed: %s\n",
                  std::string(restored.status().message()).c_str());
@@ -190,10 +209,10 @@ int main(int argc, char** argv) {
       argc, argv,
       "parley-service: users, conversations, durable ordered delivery, "
       "offline sync and the admin API.\n"
-      "  parley-service --token_secret=S --admin_key=K [--data_dir=./data] "
-      "[--link_address=127.0.0.1:7400]\n"
-      "  parley-service restore --from=BACKUP [--data_dir=./data]   (with no "
-      "service running on --data_dir)");
+      "  parley-service --token_secret=S --admin_key=K [--data_dir=./data | "
+      "--store=sqlite:///path/parley.db] [--link_address=127.0.0.1:7400]\n"
+      "  parley-service restore --from=BACKUP [--data_dir=./data | "
+      "--store=URL]   (with no service running on that database)");
   if (args.size() > 1) {
     if (args.size() == 2 && std::string(args[1]) == "restore") {
       return Restore();
@@ -203,13 +222,14 @@ int main(int argc, char** argv) {
                  "`restore --from=BACKUP` (see --help)\n");
     return 2;
   }
-  const parley::service::ServerOptions options = OptionsFromFlags();
-  absl::Status valid = parley::service::ValidateServerOptions(options);
-  if (!valid.ok()) {
+  const absl::StatusOr<parley::service::ServerOptions> parsed =
+      OptionsFromFlags();
+  if (!parsed.ok()) {
     std::fprintf(stderr, "parley-service: %s\n",
-                 std::string(valid.message()).c_str());
+                 std::string(parsed.status().message()).c_str());
     return 2;
   }
+  const parley::service::ServerOptions& options = *parsed;
 
   // Before any thread exists, so every thread inherits the blocked mask.
   const parley::TerminationSignals signals;
@@ -227,8 +247,8 @@ int main(int argc, char** argv) {
                   {{"link_address", (*server)->link_address()},
                    {"admin_address", (*server)->admin_address()},
                    {"metrics_address", (*server)->metrics_address()},
-                   {"data_dir", options.data_dir},
-                   {"sqlite_synchronous", options.sqlite_synchronous}});
+                   {"database", options.store.url.path},
+                   {"sqlite_synchronous", options.store.sqlite.synchronous}});
 
   const int signal_number = signals.Wait();
   parley::LogInfo("service.signal", {{"signal", signal_number}});

@@ -1,7 +1,5 @@
 #include "service/server.h"
 
-#include <filesystem>
-#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,16 +16,6 @@ namespace {
 // "host:port" with the port the server actually bound.
 std::string BoundAddress(const std::string& asked, int port) {
   return absl::StrCat(asked.substr(0, asked.rfind(':')), ":", port);
-}
-
-absl::Status MakeDirectory(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot create --data_dir \"", dir, "\": ", ec.message()));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -55,10 +43,6 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.worker_threads < 1) {
     return absl::InvalidArgumentError("--worker_threads must be at least 1");
   }
-  if (o.sqlite_max_batch < 1 || o.sqlite_checkpoint_pages < 1) {
-    return absl::InvalidArgumentError(
-        "--sqlite_max_batch and --sqlite_checkpoint_pages must be at least 1");
-  }
   if (o.max_sessions_per_user < 1 || o.messaging.max_text_bytes < 1 ||
       o.admin.max_group_members < 1 || o.messaging.max_page_size < 1 ||
       o.messaging.default_page_size < 1 ||
@@ -73,42 +57,17 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   return absl::OkStatus();
 }
 
-std::string DatabasePath(const std::string& data_dir) {
-  return data_dir + "/parley.db";
-}
-
 Server::Server(const ServerOptions& options, Registry& registry)
     : options_(options), registry_(registry) {}
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options, Registry& registry) {
   RETURN_IF_ERROR(ValidateServerOptions(options));
-  RETURN_IF_ERROR(MakeDirectory(options.data_dir));
   auto server = std::unique_ptr<Server>(new Server(options, registry));
   Server& s = *server;
-  ASSIGN_OR_RETURN(s.data_dir_lock_, DataDirLock::Acquire(options.data_dir));
   s.metrics_ = std::make_unique<ServiceMetrics>(registry);
-
-  SqliteStoreOptions store_options;
-  store_options.path = DatabasePath(options.data_dir);
-  store_options.synchronous = options.sqlite_synchronous;
-  store_options.max_batch = options.sqlite_max_batch;
-  store_options.checkpoint_frames = options.sqlite_checkpoint_pages;
-  store_options.gather_wal_writes = options.sqlite_gather_wal_writes;
   ServiceMetrics* metrics = s.metrics_.get();
-  store_options.on_commit = [metrics](size_t n, absl::Duration latency) {
-    metrics->commit_batch_size.Observe(static_cast<double>(n));
-    metrics->commit_seconds.Observe(absl::ToDoubleSeconds(latency));
-  };
-  store_options.on_checkpoint = [metrics](CheckpointBy by,
-                                          absl::Duration latency) {
-    (by == CheckpointBy::kWriter ? metrics->writer_checkpoint_seconds
-                                 : metrics->checkpointer_seconds)
-        .Observe(absl::ToDoubleSeconds(latency));
-  };
-  ASSIGN_OR_RETURN(s.store_, SqliteStore::Open(store_options));
-  s.backup_ = std::make_unique<SqliteBackup>(store_options.path,
-                                             s.store_->Generation());
+  ASSIGN_OR_RETURN(s.store_, OpenStore(options.store, *metrics));
 
   s.router_ = std::make_unique<Router>(options.max_sessions_per_user);
   s.pool_ = std::make_unique<ThreadPool>(options.worker_threads);
@@ -116,7 +75,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   MessagingOptions messaging = options.messaging;
   messaging.token_secret = options.token_secret;
   s.messaging_ = std::make_unique<Messaging>(
-      s.store_.get(), s.router_.get(), metrics, messaging,
+      s.store_.store.get(), s.router_.get(), metrics, messaging,
       [] { return absl::Now(); },
       [timer = s.timer_.get(), pool = s.pool_.get()](
           absl::Duration delay, std::function<void()> task) {
@@ -128,9 +87,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       s.messaging_.get(), s.pool_.get(), options.link);
   AdminOptions admin = options.admin;
   admin.token_secret = options.token_secret;
-  s.admin_api_ =
-      std::make_unique<AdminApi>(s.store_.get(), s.router_.get(),
-                                 s.messaging_.get(), s.backup_.get(), admin);
+  s.admin_api_ = std::make_unique<AdminApi>(s.store_.store.get(),
+                                            s.router_.get(), s.messaging_.get(),
+                                            s.store_.backup.get(), admin);
   s.admin_service_ = std::make_unique<AdminService>(
       s.admin_api_.get(), options.admin_key, registry);
 
@@ -207,7 +166,7 @@ void Server::Shutdown() {
   link_service_->RefuseNewStreams();
   // Appends already queued commit now and their Acks are queued on their
   // streams before the streams are told to end.
-  store_->Flush();
+  store_.store->Flush();
   link_service_->CloseStreams();
   if (!link_service_->WaitForStreamsDone(deadline - absl::Now())) {
     LogWarn("service.drain_timeout", {{"what", "link streams"}});
@@ -218,7 +177,7 @@ void Server::Shutdown() {
   // Work still queued (a late batch) finishes before the store is flushed.
   timer_.reset();
   pool_.reset();
-  store_->Flush();
+  store_.store->Flush();
   LogInfo("service.stopped");
 }
 
@@ -229,7 +188,7 @@ Server::~Server() {
   link_server_.reset();
   timer_.reset();
   pool_.reset();
-  if (store_ != nullptr) store_->Flush();
+  if (store_.store != nullptr) store_.store->Flush();
 }
 
 }  // namespace parley::service

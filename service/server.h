@@ -1,12 +1,13 @@
-// Server: parley-service assembled: the SQLite store and its backup, the
-// Router, the messaging and admin logic, the two gRPC servers and the metrics
-// HTTP server. main.cc builds one from flags; tests build one in-process on
-// port 0 addresses. It holds a lock on data_dir (DataDirLock) from Start()
+// Server: parley-service assembled: the Store and its backup (whichever
+// options.store names, opened by store_factory.h), the Router, the messaging
+// and admin logic, the two gRPC servers and the metrics HTTP server. main.cc
+// builds one from flags; tests build one in-process on port 0 addresses. On
+// the SQLite store it holds a lock on the database's directory from Start()
 // until it is destroyed: a second service on the same directory, or a
 // restore into it, fails instead of sharing the database.
 //
 //   ServerOptions options;
-//   options.data_dir = dir;  options.token_secret = "...";  ...
+//   options.store.url = SqliteInDataDir(dir);  options.token_secret = "...";
 //   ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(options));
 //   LogInfo("service.ready", {{"link_address", server->link_address()}, ...});
 //   ... wait for SIGTERM ...
@@ -38,15 +39,14 @@
 #include "grpcpp/server.h"
 #include "service/admin_api.h"
 #include "service/admin_service.h"
-#include "service/data_dir_lock.h"
 #include "service/executor.h"
 #include "service/gateway_link_service.h"
 #include "service/http_server.h"
 #include "service/messaging.h"
 #include "service/router.h"
 #include "service/service_metrics.h"
-#include "service/sqlite_backup.h"
-#include "service/sqlite_store.h"
+#include "service/store.h"
+#include "service/store_factory.h"
 
 namespace parley::service {
 
@@ -58,20 +58,12 @@ struct ServerOptions {
   std::string admin_address = "127.0.0.1:7401";
   // host:port for HTTP /metrics and /healthz; empty disables it.
   std::string metrics_address = "127.0.0.1:9401";
-  // Directory of the SQLite database parley.db (created if missing).
-  std::string data_dir = "./data";
+  // Which store, and the SQLite store's tuning.
+  StoreOptions store;
   // The HS256 secret of client tokens (required).
   std::string token_secret;
   // The admin API key (required).
   std::string admin_key;
-  // SQLite PRAGMA synchronous: FULL, NORMAL, OFF or EXTRA.
-  std::string sqlite_synchronous = "FULL";
-  // Most write operations per group commit.
-  size_t sqlite_max_batch = 1024;
-  // WAL pages written between two checkpoints.
-  int sqlite_checkpoint_pages = 8192;
-  // Gather each commit's WAL writes into one (SqliteStoreOptions).
-  bool sqlite_gather_wal_writes = true;
   // Threads that run link events (store reads); never one per stream.
   int worker_threads = 4;
   // Most live sessions of one user.
@@ -88,13 +80,10 @@ struct ServerOptions {
 // Checks what cannot work (missing secrets, bad limits), naming the option.
 absl::Status ValidateServerOptions(const ServerOptions& options);
 
-// The SQLite database in a data directory: `<data_dir>/parley.db`.
-std::string DatabasePath(const std::string& data_dir);
-
 class Server final {
  public:
-  // Locks data_dir, opens the store and starts every listener. `registry`
-  // (metrics) must outlive the server.
+  // Opens the store (locking its directory) and starts every listener.
+  // `registry` (metrics) must outlive the server.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const ServerOptions& options, Registry& registry);
   ~Server();
@@ -110,7 +99,7 @@ class Server final {
   // within shutdown_timeout. Idempotent.
   void Shutdown();
 
-  Store& store() { return *store_; }
+  Store& store() { return *store_.store; }
   Router& router() { return *router_; }
 
  private:
@@ -118,11 +107,9 @@ class Server final {
 
   const ServerOptions options_;
   Registry& registry_;
-  // Released last, after the store has closed.
-  std::unique_ptr<DataDirLock> data_dir_lock_;
   std::unique_ptr<ServiceMetrics> metrics_;
-  std::unique_ptr<SqliteStore> store_;
-  std::unique_ptr<SqliteBackup> backup_;
+  // Closed after everything that uses it, before the metrics it reports to.
+  OpenedStore store_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<Messaging> messaging_;
   std::unique_ptr<ThreadPool> pool_;

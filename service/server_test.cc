@@ -23,6 +23,7 @@
 #include "parley/v1/admin.grpc.pb.h"
 #include "parley/v1/gateway_link.grpc.pb.h"
 #include "service/recording_link_stream.h"
+#include "service/store_url.h"
 
 namespace parley::service {
 namespace {
@@ -178,13 +179,13 @@ class LinkClient {
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string dir = ::testing::TempDir() + "/server_test.XXXXXX";
-    ASSERT_NE(mkdtemp(dir.data()), nullptr);
+    data_dir_ = ::testing::TempDir() + "/server_test.XXXXXX";
+    ASSERT_NE(mkdtemp(data_dir_.data()), nullptr);
     ServerOptions& options = options_;
     options.link_address = "127.0.0.1:0";
     options.admin_address = "127.0.0.1:0";
     options.metrics_address = "127.0.0.1:0";
-    options.data_dir = dir;
+    options.store.url = SqliteInDataDir(data_dir_);
     options.token_secret = kSecret;
     options.admin_key = kAdminKey;
     options.max_sessions_per_user = 3;
@@ -253,6 +254,7 @@ class ServerTest : public ::testing::Test {
     return status;
   }
 
+  std::string data_dir_;
   ServerOptions options_;
   Registry registry_;
   std::unique_ptr<Server> server_;
@@ -841,7 +843,7 @@ TEST_F(ServerTest, BackupWritesACheckedCopyOfTheServedStore) {
     ASSERT_TRUE(admin_->SendMessage(&ctx, req, &ack).ok());
   }
   v1::BackupRequest req;
-  req.set_path(options_.data_dir + "/backup.db");
+  req.set_path(data_dir_ + "/backup.db");
   v1::BackupResponse resp;
   {
     grpc::ClientContext ctx;
@@ -874,7 +876,7 @@ TEST_F(ServerTest, SecondServerOnTheSameDataDirFailsAtStart) {
   auto second = Server::Start(options, registry);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(second.status().message()),
-              ::testing::HasSubstr(options.data_dir));
+              ::testing::HasSubstr(data_dir_));
 }
 
 TEST_F(ServerTest, HealthIsServingAndReflectionListsTheAdminService) {

@@ -1,12 +1,13 @@
 """The parley-service process as operators and gateways see it: required
-flags, the readiness line, HTTP /metrics and /healthz, health and
-keepalive on the link, and SIGTERM.
+flags, the store URL, the readiness line, HTTP /metrics and /healthz, health
+and keepalive on the link, and SIGTERM.
 
 Run: /usr/bin/python3 -m pytest tests/service
 """
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -38,16 +39,23 @@ def _health(address):
         return check(b"", timeout=10)
 
 
-def _start_refused(tmp_path, bad_flag):
+def _run_with(tmp_path, bad_flag):
     """Runs parley-service with valid flags plus `bad_flag` (and no PARLEY_*
-    environment); asserts it exits 2 and returns its stderr."""
+    environment) and returns how it exited, for flags it does not start
+    with."""
     argv = [harness.bin_path("service/parley-service"),
             f"--data_dir={tmp_path}", "--link_address=127.0.0.1:0",
             "--admin_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
             "--token_secret=s", "--admin_key=k", bad_flag]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                            env=env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                          env=env)
+
+
+def _start_refused(tmp_path, bad_flag):
+    """As _run_with; asserts the flags are refused as bad usage (exit 2) and
+    returns stderr."""
+    result = _run_with(tmp_path, bad_flag)
     assert result.returncode == 2
     return result.stderr
 
@@ -62,6 +70,53 @@ def test_refuses_to_start_without_secrets(tmp_path, missing):
 def test_refuses_to_start_with_a_zero_store_limit(tmp_path, flag):
     stderr = _start_refused(tmp_path, f"--{flag}=0")
     assert f"--{flag}" in stderr and "at least 1" in stderr
+
+
+def test_sqlite_store_url_creates_and_serves_that_file(tmp_path, procs, pb):
+    db = tmp_path / "elsewhere" / "x.db"
+    svc = procs.add(harness.start_service(
+        str(tmp_path), extra=[f"--store=sqlite://{db}"]))
+    admin = harness.AdminClient(svc)
+    admin.call("CreateUser", id="alice")
+    admin.call("CreateUser", id="bob")
+    admin.call("SendMessage", **{"from": "alice", "text": "hi"},
+               to=pb.client.Recipient(user="bob"))
+    assert admin.call("GetStats").stored_messages == 1
+    admin.close()
+    assert not os.path.exists(os.path.join(svc.data_dir, "parley.db"))
+    with sqlite3.connect(db) as stored:
+        users = stored.execute("SELECT id FROM users ORDER BY id").fetchall()
+    assert users == [("alice",), ("bob",)]
+    # A restore given the same --store finds the running service's lock.
+    restore = subprocess.run(
+        [harness.bin_path("service/parley-service"), "restore",
+         f"--from={tmp_path}/backup.db", f"--store=sqlite://{db}"],
+        capture_output=True, text=True, timeout=30)
+    assert restore.returncode == 1
+    assert f'the data directory "{db.parent}" is in use' in restore.stderr
+
+
+def test_postgres_store_url_fails_at_start_saying_it_is_not_built(tmp_path):
+    result = _run_with(tmp_path,
+                       "--store=postgres://parley:pw-x7@127.0.0.1:1/parley")
+    assert result.returncode == 1
+    assert "service.start_failed" in result.stderr
+    assert "the PostgreSQL store is not built yet" in result.stderr
+    assert "pw-x7" not in result.stderr
+    assert "service.ready" not in result.stderr
+
+
+@pytest.mark.parametrize("url,said", [
+    ("mysql://db/parley", 'store URL scheme "mysql" is not supported'),
+    ("/var/lib/parley/parley.db", "has no scheme"),
+    ("sqlite://db-host/parley.db", "names a host"),
+])
+def test_bad_store_url_is_refused_naming_the_accepted_forms(tmp_path, url,
+                                                           said):
+    stderr = _start_refused(tmp_path, f"--store={url}")
+    assert stderr.startswith("parley-service: --store: ")
+    assert said in stderr
+    assert "sqlite:///absolute/path/parley.db" in stderr
 
 
 def test_environment_overrides_flags(tmp_path, procs):
