@@ -17,7 +17,7 @@
 // messageId otherwise, so a message that arrives live, in a sync, in history
 // and as an ack is one message on screen, ordered by its conversation seq.
 
-import { connect, conversationOf, recipientOf, tokenSubject } from './parley.js';
+import { connect, conversationOf, recipientOf, tokenDevice, tokenSubject } from './parley.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'parley.app:token';
@@ -245,7 +245,7 @@ function wsUrl() {
 function start(token, device) {
   me = tokenSubject(token) || '';
   if (me) loadSaved();
-  client = connect(wsUrl(), { token, device: device || 'browser' });
+  client = connect(wsUrl(), { token, device: device || tokenDevice(token) || 'browser' });
   showApp();
 
   // Sends still pending from before a reload of this tab.

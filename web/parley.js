@@ -447,23 +447,45 @@ export class Outbox {
 }
 
 /**
- * The user id (JWT "sub") of a token, read without verifying it, or null.
- * Used only to find this user's stored inbox position before the welcome.
+ * A token's claims, read without verifying it, or null if it is not a JWT.
  * @param {string} token
- * @returns {string|null}
+ * @returns {Object|null}
  */
-export function tokenSubject(token) {
+function tokenClaims(token) {
   try {
     const part = String(token).split('.')[1];
     const b64 = part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '=');
     const json = decodeURIComponent(
       Array.from(atob(b64), (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`).join(''),
     );
-    const sub = JSON.parse(json).sub;
-    return typeof sub === 'string' && sub ? sub : null;
+    const claims = JSON.parse(json);
+    return claims && typeof claims === 'object' ? claims : null;
   } catch {
     return null;
   }
+}
+
+/**
+ * The user id (JWT "sub") of a token, read without verifying it, or null.
+ * Used only to find this user's stored inbox position before the welcome.
+ * @param {string} token
+ * @returns {string|null}
+ */
+export function tokenSubject(token) {
+  const sub = tokenClaims(token)?.sub;
+  return typeof sub === 'string' && sub ? sub : null;
+}
+
+/**
+ * The device a token was issued for (its "dev" claim, `parleyctl token USER
+ * --device D`), or null. A hello's device overrides it, so a page that has
+ * no device of its own should send this one.
+ * @param {string} token
+ * @returns {string|null}
+ */
+export function tokenDevice(token) {
+  const dev = tokenClaims(token)?.dev;
+  return typeof dev === 'string' && dev ? dev : null;
 }
 
 /**

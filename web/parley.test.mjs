@@ -18,6 +18,7 @@ import {
   normalizeMessage,
   recipientOf,
   toSeq,
+  tokenDevice,
   tokenSubject,
   connect,
 } from './parley.js';
@@ -110,9 +111,9 @@ function memory() {
 }
 
 /** An unsigned JWT with this subject (the client only reads "sub"). */
-function token(sub) {
+function token(sub, extra = {}) {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  return `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: 9999999999 })}.sig`;
+  return `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: 9999999999, ...extra })}.sig`;
 }
 
 function msg(inboxSeq, extra = {}) {
@@ -199,6 +200,12 @@ describe('toSeq and the JSON mapping', () => {
     assert.equal(tokenSubject(token('alice')), 'alice');
     assert.equal(tokenSubject(token('zoë')), 'zoë');
     assert.equal(tokenSubject('garbage'), null);
+  });
+
+  it('reads the device a token was issued for, so the page does not override it', () => {
+    assert.equal(tokenDevice(token('alice', { dev: 'laptop' })), 'laptop');
+    assert.equal(tokenDevice(token('alice')), null);
+    assert.equal(tokenDevice('garbage'), null);
   });
 });
 
