@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 #include "service/data_dir_lock.h"
+#include "service/sqlite_status.h"
 #include "service/store.h"
 
 namespace parley::service {
@@ -127,22 +128,7 @@ class Db {
   explicit Db(sqlite3* db) : db_(db) {}
 
   absl::Status Error(int rc, absl::string_view what) const {
-    const std::string message =
-        absl::StrCat("sqlite: ", sqlite3_errstr(rc), " (",
-                     db_ != nullptr ? sqlite3_errmsg(db_) : "", ") in: ", what);
-    switch (rc & 0xff) {
-      case SQLITE_CORRUPT:
-      case SQLITE_NOTADB:
-        return absl::DataLossError(message);
-      case SQLITE_BUSY:
-      case SQLITE_LOCKED:
-      case SQLITE_IOERR:
-      case SQLITE_FULL:
-      case SQLITE_CANTOPEN:
-        return absl::UnavailableError(message);
-      default:
-        return absl::InternalError(message);
-    }
+    return SqliteStatus(db_, rc, what);
   }
 
   sqlite3* db_;

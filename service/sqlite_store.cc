@@ -11,11 +11,11 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "service/sqlite_status.h"
 #include "service/wal_write_vfs.h"
 
 namespace parley::service {
@@ -92,23 +92,6 @@ absl::Status NotFoundGroup(absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("group \"", id, "\" does not exist"));
 }
 
-// Marks a status as "the disk is full" (see IsDiskFull()).
-constexpr absl::string_view kDiskFullUrl = "type.parley.dev/store-disk-full";
-
-// Whether a failure of `db` with result `rc` means that its disk is full:
-// SQLITE_FULL, or an I/O error whose system call failed with ENOSPC or
-// EDQUOT (a WAL index that cannot grow is SQLITE_IOERR_SHMSIZE).
-bool DiskFull(sqlite3* db, int rc) {
-  if ((rc & 0xff) == SQLITE_FULL) return true;
-  if ((rc & 0xff) != SQLITE_IOERR || db == nullptr) return false;
-  const int error = sqlite3_system_errno(db);
-  return error == ENOSPC || error == EDQUOT;
-}
-
-bool IsDiskFull(const absl::Status& status) {
-  return status.GetPayload(kDiskFullUrl).has_value();
-}
-
 // Why the store cannot write the file `path` or create files beside it (the
 // WAL and its index): "Read-only file system", "directory /data: Permission
 // denied"; empty if it can.
@@ -183,29 +166,7 @@ class SqliteStore::Connection {
   };
 
   static absl::Status Error(sqlite3* db, int rc, absl::string_view what) {
-    std::string detail = absl::StrCat("sqlite: ", sqlite3_errstr(rc), " (",
-                                      db ? sqlite3_errmsg(db) : "", ")");
-    if ((rc & 0xff) == SQLITE_IOERR && db != nullptr &&
-        sqlite3_system_errno(db) != 0) {
-      absl::StrAppend(&detail, ": ", std::strerror(sqlite3_system_errno(db)));
-    }
-    absl::StrAppend(&detail, " in: ", what);
-    if (DiskFull(db, rc)) {
-      // Retryable: writes succeed again once space is freed.
-      absl::Status status = absl::UnavailableError(
-          absl::StrCat("the store's disk is full; retry later (", detail, ")"));
-      status.SetPayload(kDiskFullUrl, absl::Cord());
-      return status;
-    }
-    switch (rc & 0xff) {
-      case SQLITE_BUSY:
-      case SQLITE_LOCKED:
-      case SQLITE_IOERR:
-      case SQLITE_CANTOPEN:
-        return absl::UnavailableError(detail);
-      default:
-        return absl::InternalError(detail);
-    }
+    return SqliteStatus(db, rc, what);
   }
 
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
@@ -858,7 +819,7 @@ std::vector<absl::Status> SqliteStore::CommitBatch(
     for (absl::Status& s : statuses) {
       s = absl::Status(absl::StatusCode::kUnavailable,
                        absl::StrCat("store commit failed: ", txn.message()));
-      if (IsDiskFull(txn)) s.SetPayload(kDiskFullUrl, absl::Cord());
+      if (IsDiskFull(txn)) MarkDiskFull(s);
     }
   }
   NoteDiskFull(statuses, txn.ok());
