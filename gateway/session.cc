@@ -220,7 +220,6 @@ void Session::BeginOpen(std::string token, std::string device,
                         std::string store_generation) {
   token_ = std::move(token);
   device_ = std::move(device);
-  hello_inbox_seq_ = inbox_seq;
   store_generation_ = std::move(store_generation);
   parley::v1::SessionOpen open;
   open.set_session_id(session_id_);
@@ -398,14 +397,11 @@ void Session::OnAccepted(const parley::v1::SessionAccepted& accepted) {
   user_id_ = accepted.user_id();
   if (!accepted.device().empty()) device_ = accepted.device();
   // A new device (no hello inbox_seq) starts at the head; a resuming one is
-  // replayed everything after its own point.
-  resume_point_ = hello_inbox_seq_.value_or(accepted.inbox_seq());
-  if (accepted.store_generation() != store_generation_) {
-    // A position from another generation was void; the service replays the
-    // inbox from its start.
-    if (hello_inbox_seq_.has_value()) resume_point_ = 0;
-    store_generation_ = accepted.store_generation();
-  }
+  // replayed everything after the point the service chose (its own, or 0
+  // when it was void).
+  resume_point_ = accepted.has_replayed_after() ? accepted.replayed_after()
+                                                : accepted.inbox_seq();
+  store_generation_ = accepted.store_generation();
   ServerFrame welcome;
   welcome.mutable_welcome()->set_session_id(session_id_);
   welcome.mutable_welcome()->set_user_id(user_id_);

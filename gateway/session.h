@@ -286,7 +286,6 @@ class Session final {
   std::string token_;
   std::string device_;
   std::string user_id_;
-  std::optional<uint64_t> hello_inbox_seq_;
   // The store generation the resume point belongs to: the hello's, then the
   // one the session was accepted with.
   std::string store_generation_;

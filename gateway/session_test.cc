@@ -187,6 +187,7 @@ TEST_F(SessionTest, HelloFrameOpensSessionAndAcceptSendsWelcome) {
   parley::v1::SessionAccepted accepted;
   accepted.set_user_id("alice");
   accepted.set_inbox_seq(9);
+  accepted.set_replayed_after(3);
   session_->OnAccepted(accepted);
   ASSERT_THAT(connection_.sent, SizeIs(1));
   const ServerFrame welcome = connection_.Last();
@@ -593,6 +594,7 @@ TEST_F(SessionTest, TheStoreGenerationGoesFromHelloToWelcomeAndReannounces) {
   accepted.set_user_id("alice");
   accepted.set_inbox_seq(9);
   accepted.set_store_generation("g1");
+  accepted.set_replayed_after(4);
   session_->OnAccepted(accepted);
   EXPECT_EQ(connection_.Last().welcome().store_generation(), "g1");
   EXPECT_EQ(session_->resume_point(), 4u);
@@ -605,14 +607,17 @@ TEST_F(SessionTest, TheStoreGenerationGoesFromHelloToWelcomeAndReannounces) {
   EXPECT_EQ(upstream_.events[0].open().store_generation(), "g1");
 }
 
-// The client's position was from before a restore: the service replays the
-// inbox from its start, so the session's resume point is 0, not the hello's.
-TEST_F(SessionTest, AWelcomeFromAnotherGenerationResumesFromZero) {
+// The client's position was void (from before a restore, or from a client
+// that predates generations and is beyond the head): the service replays the
+// inbox from its start, so the session resumes from 0, not from the hello's
+// point.
+TEST_F(SessionTest, AVoidPositionResumesFromWhereTheServiceReplayed) {
   session_->Start(WithToken("tok", "", 390));
   parley::v1::SessionAccepted accepted;
   accepted.set_user_id("alice");
   accepted.set_inbox_seq(176);
   accepted.set_store_generation("g2");
+  accepted.set_replayed_after(0);
   session_->OnAccepted(accepted);
   EXPECT_EQ(connection_.Last().welcome().store_generation(), "g2");
   EXPECT_EQ(session_->resume_point(), 0u);

@@ -298,6 +298,7 @@ void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
   accepted.set_inbox_seq(*head);
   accepted.set_device(info.device);
   accepted.set_store_generation(generation);
+  if (open.has_resume_after()) accepted.set_replayed_after(resume_after);
   if (!router_->CompleteOpen(session_id, accepted, replay)) return;
   metrics_->Opens("accepted").Increment();
   metrics_->deliveries.Increment(replay.size());

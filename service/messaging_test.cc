@@ -522,6 +522,7 @@ TEST_P(MessagingTest, AcceptedNamesTheStoreGeneration) {
   v1::ServiceEvent answer = Open("a1", "alice");
   ASSERT_TRUE(answer.has_accepted());
   EXPECT_EQ(answer.accepted().store_generation(), store_->Generation());
+  EXPECT_FALSE(answer.accepted().has_replayed_after()) << "a new device";
   EXPECT_FALSE(store_->Generation().empty());
 }
 
@@ -535,7 +536,9 @@ TEST_P(MessagingTest, APositionFromAnotherGenerationIsReplayedFromTheStart) {
   Settle();
   v1::SessionOpen same = OpenRequest("b1", Token("bob"), 2);
   same.set_store_generation(store_->Generation());
-  ASSERT_TRUE(OpenWith(same).has_accepted());
+  v1::ServiceEvent resumed = OpenWith(same);
+  ASSERT_TRUE(resumed.has_accepted());
+  EXPECT_EQ(resumed.accepted().replayed_after(), 2u);
   EXPECT_THAT(InboxSeqs(FramesFor("b1")), ElementsAre(3));
 
   v1::SessionOpen other = OpenRequest("b2", Token("bob"), 2);
@@ -543,6 +546,8 @@ TEST_P(MessagingTest, APositionFromAnotherGenerationIsReplayedFromTheStart) {
   v1::ServiceEvent answer = OpenWith(other);
   ASSERT_TRUE(answer.has_accepted());
   EXPECT_EQ(answer.accepted().store_generation(), store_->Generation());
+  ASSERT_TRUE(answer.accepted().has_replayed_after());
+  EXPECT_EQ(answer.accepted().replayed_after(), 0u);
   EXPECT_THAT(InboxSeqs(FramesFor("b2")), ElementsAre(1, 2, 3));
 }
 
@@ -552,7 +557,9 @@ TEST_P(MessagingTest, APositionBeyondTheHeadIsReplayedFromTheStart) {
   Open("a1", "alice");
   SendTo("a1", "bob", "c1");
   Settle();
-  ASSERT_TRUE(Open("b1", "bob", 390).has_accepted());
+  v1::ServiceEvent answer = Open("b1", "bob", 390);
+  ASSERT_TRUE(answer.has_accepted());
+  EXPECT_EQ(answer.accepted().replayed_after(), 0u);
   EXPECT_THAT(InboxSeqs(FramesFor("b1")), ElementsAre(1));
 }
 
