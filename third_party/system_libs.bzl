@@ -19,6 +19,10 @@ _LIBS = {
     "absl_time": (["absl_time"], []),
     "absl_random": (["absl_random_random"], []),
     "sqlite3": (["sqlite3"], []),
+    # The PostgreSQL store's client library.
+    "libpq": (["libpq"], []),
+    # The C client of NATS (live deliveries between service replicas).
+    "nats": (["libnats"], []),
     "crypto": (["libcrypto"], []),
     "ssl": (["openssl"], []),
     "gtest": (["gtest"], []),

@@ -13,14 +13,14 @@ BUILD_PACKAGES=(
   bazel-bootstrap g++ pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libwebsocketpp-dev libasio-dev libabsl-dev libgtest-dev libgmock-dev
-  libsqlite3-dev libssl-dev rapidjson-dev libjemalloc-dev
+  libsqlite3-dev libssl-dev rapidjson-dev libjemalloc-dev libpq-dev libnats-dev
 )
 DOCKER_PACKAGES=(
   docker.io docker-compose iptables debootstrap
 )
 TEST_PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-websockets python3-pytest
-  nats-server sqlite3
+  nats-server sqlite3 postgresql-15
   clang libclang-rt-14-dev llvm-14
 )
 
