@@ -68,7 +68,8 @@ def parse_log_line(line):
 class Proc:
     """A child process whose stderr (Parley's log) is read line by line."""
 
-    def __init__(self, name, argv, log_dir, env=None):
+    def __init__(self, name, argv, log_dir, env=None, preexec_fn=None,
+                 cwd=None):
         self.name = name
         self.argv = argv
         self.log_path = os.path.join(log_dir, f"{name}.log")
@@ -79,7 +80,8 @@ class Proc:
         self._log = open(self.log_path, "a", encoding="utf-8")
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.PIPE, env=full_env, text=True, bufsize=1)
+            stderr=subprocess.PIPE, env=full_env, text=True, bufsize=1,
+            preexec_fn=preexec_fn, cwd=cwd)
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -118,6 +120,14 @@ class Proc:
                         f"log: {self.log_path}\n" + self.tail())
                 self._cond.wait(min(left, 0.5))
 
+    def wait_for_line(self, timeout=DEFAULT_TIMEOUT):
+        """Waits until the process writes another line (or exits)."""
+        with self._cond:
+            seen = len(self.lines)
+            self._cond.wait_for(
+                lambda: len(self.lines) > seen or not self._reader.is_alive(),
+                timeout)
+
     def tail(self, n=30):
         with self._cond:
             return "\n".join(self.lines[-n:])
@@ -147,15 +157,22 @@ class ProcGroup:
 
     def __init__(self):
         self.procs = []
+        self.cleanups = []
 
     def add(self, proc):
         self.procs.append(proc)
         return proc
 
+    def on_stop(self, cleanup):
+        """Runs `cleanup()` after every process is stopped."""
+        self.cleanups.append(cleanup)
+
     def stop_all(self):
         for p in reversed(self.procs):
             if p.proc.poll() is None:
                 p.stop()
+        for cleanup in reversed(self.cleanups):
+            cleanup()
 
 
 def start_service(log_dir, data_dir=None, extra=(), name="service",
