@@ -64,6 +64,10 @@ class Cluster:
             self.proxies.append(proxy)
             self.gateways.append(await self._start_gateway(i))
 
+    def audit_target(self):
+        """(service, admin) to read the store's truth through."""
+        return self.service, self.admin
+
     def gateway_addresses(self):
         """Addresses of the gateways running now."""
         return [g.address for g in self.gateways if g is not None]
@@ -229,3 +233,146 @@ class AdminBot:
         record.settled_by = "ack"
         self.pending.discard(cid)
         self.changes.notify()
+
+
+class ReplicatedCluster(Cluster):
+    """The scaled-out shape: REPLICAS parley-service replicas on one real
+    PostgreSQL, live deliveries between them over a real nats-server, and
+    GATEWAYS gateways each given every replica's address, every gateway ->
+    replica link through its own LinkProxy (so a restarted replica, on a new
+    port, keeps its address in the gateways' lists)."""
+
+    REPLICAS = 2
+
+    def __init__(self, workdir, procs, recorder, max_replay):
+        super().__init__(workdir, procs, recorder, max_replay)
+        self.pg = None
+        self.nats = None
+        self.replicas = []  # None while a replica is down.
+        self.replica_admins = []
+        self._stopped_replicas = set()
+        self._next_admin = 0
+
+    @property
+    def live(self):
+        """Indices of the replicas running (and not stopped) now."""
+        return [i for i, r in enumerate(self.replicas)
+                if r is not None and i not in self._stopped_replicas]
+
+    async def start(self):
+        import engines  # Only the scaled-out topology needs them.
+        self.pg = await asyncio.to_thread(engines.start_postgres, self.procs,
+                                          self.workdir)
+        self.nats = await asyncio.to_thread(engines.start_nats, self.procs,
+                                            self.workdir)
+        for r in range(self.REPLICAS):
+            self.replicas.append(None)
+            self.replica_admins.append(None)
+            await self._start_replica(r)
+        for g in range(GATEWAYS):
+            row = []
+            for r in range(self.REPLICAS):
+                proxy = LinkProxy(self.replicas[r].link_address)
+                await proxy.start()
+                row.append(proxy)
+            self.proxies.append(row)
+            self.gateways.append(await self._start_gateway(g))
+
+    async def admin_call(self, method, **fields):
+        """An admin RPC on a live replica, round robin."""
+        while True:
+            await self.admin_up.wait()
+            live = self.live
+            if live:
+                break
+            self.admin_up.clear()
+        self._next_admin += 1
+        admin = self.replica_admins[live[self._next_admin % len(live)]]
+        return await asyncio.to_thread(admin.call, method,
+                                       timeout=ADMIN_TIMEOUT, **fields)
+
+    def audit_target(self):
+        r = self.live[0]
+        return self.replicas[r], self.replica_admins[r]
+
+    async def heal(self):
+        for r in list(self._stopped_replicas):
+            self.replicas[r].send_signal(signal.SIGCONT)
+        self._stopped_replicas.clear()
+        self.admin_up.set()
+        for row in self.proxies:
+            for proxy in row:
+                proxy.resume()
+
+    async def stop(self):
+        await self.heal()
+        for admin in self._old_admins + self.replica_admins:
+            if admin is not None:
+                admin.close()
+        await asyncio.to_thread(self.procs.stop_all)
+        for row in self.proxies:
+            for proxy in row:
+                await proxy.close()
+
+    async def _start_replica(self, r):
+        self._starts += 1
+        replica = self.procs.add(await asyncio.to_thread(
+            harness.start_service, self.workdir,
+            data_dir=os.path.join(self.workdir, f"replica{r}"),
+            extra=[f"--max_replay={self.max_replay}",
+                   f"--store={self.pg.url}", f"--nats={self.nats.url}",
+                   f"--replica_id=replica{r}"],
+            name=f"replica{r}-{self._starts}"))
+        self.replicas[r] = replica
+        self.replica_admins[r] = harness.AdminClient(replica)
+        for row in self.proxies:
+            row[r].retarget(replica.link_address)
+        self.service = replica
+        self.admin = self.replica_admins[r]
+        self.admin_up.set()
+
+    async def _start_gateway(self, g):
+        self._starts += 1
+        addresses = ",".join(p.address for p in self.proxies[g])
+        return self.procs.add(await asyncio.to_thread(
+            harness.start_gateway, self.workdir, addresses,
+            extra=GATEWAY_FLAGS, name=f"gateway{g}-{self._starts}"))
+
+    # The faults of fault_schedule.CLUSTER_KINDS.
+
+    async def _replica_kill(self, fault):
+        r = fault.target
+        replica = self.replicas[r]
+        self.replicas[r] = None
+        self._old_admins.append(self.replica_admins[r])
+        await asyncio.to_thread(replica.kill)
+        await asyncio.sleep(fault.hold)
+        await self._start_replica(r)
+        await self.bot.burst()
+
+    async def _replica_stop(self, fault):
+        self.replicas[fault.target].send_signal(signal.SIGSTOP)
+        self._stopped_replicas.add(fault.target)
+        await asyncio.sleep(fault.hold)
+        await self.heal()
+
+    async def _nats_kill(self, fault):
+        await asyncio.to_thread(self.nats.stop, signal.SIGKILL)
+        await asyncio.sleep(fault.hold)
+        await asyncio.to_thread(self.nats.start)
+
+    async def _pg_restart(self, fault):
+        await asyncio.to_thread(self.pg.stop)
+        await asyncio.sleep(fault.hold)
+        await asyncio.to_thread(self.pg.start)
+
+    async def _link_cut(self, fault):
+        for proxy in self.proxies[fault.target]:
+            proxy.cut()
+
+    async def _link_stall(self, fault):
+        for proxy in self.proxies[fault.target]:
+            proxy.stall()
+        await asyncio.sleep(fault.hold)
+        for proxy in self.proxies[fault.target]:
+            proxy.resume()

@@ -83,7 +83,8 @@ import harness  # noqa: E402
 import fault_audit  # noqa: E402
 from fault_client import (Changes, Codec, Device, Recorder,  # noqa: E402
                           TaskSet)
-from fault_cluster import GATEWAYS, AdminBot, Cluster  # noqa: E402
+from fault_cluster import (GATEWAYS, AdminBot, Cluster,  # noqa: E402
+                           ReplicatedCluster)
 from fault_schedule import format_schedule, make_schedule  # noqa: E402
 
 USERS = ("u1", "u2", "u3", "u4", "u5", "u6")
@@ -94,6 +95,30 @@ DEVICES = (("u1a", "u1"), ("u1b", "u1"), ("u2a", "u2"), ("u2b", "u2"),
            ("u3", "u3"), ("u4", "u4"), ("u5", "u5"), ("u6", "u6"))
 GROUPS = {"all": ("u1", "u2", "u3", "u4", "u5", AdminBot.USER),
           "trio": ("u1", "u3", "u5")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    """Who takes part and what runs: `cluster` is fault_cluster.Cluster (one
+    service) or ReplicatedCluster (replicas on PostgreSQL and NATS)."""
+    name: str
+    users: tuple
+    devices: tuple
+    groups: dict
+    cluster: type
+    replicas: int = 0
+
+
+ONE_BOX = Topology("one-box", USERS, DEVICES, GROUPS, Cluster)
+_MORE_USERS = tuple(f"u{i}" for i in range(7, 13))
+# 22 devices of 12 users: 2 gateways x 2 replicas under >= 20 clients.
+SCALED_OUT = Topology(
+    "scaled-out", USERS + _MORE_USERS,
+    DEVICES + (("u3b", "u3"), ("u4b", "u4")) + tuple(
+        (f"{u}{d}", u) for u in _MORE_USERS for d in "ab"),
+    {**GROUPS, "dozen": ("u1",) + _MORE_USERS},
+    ReplicatedCluster, ReplicatedCluster.REPLICAS)
+TOPOLOGIES = {t.name: t for t in (ONE_BOX, SCALED_OUT)}
 SUBPROTOCOLS = ("parley.v1.json", "parley.v1.proto")
 AUTHS = ("query", "hello")
 MAX_REPLAY = 1000
@@ -105,18 +130,19 @@ FINAL_SYNC_TIMEOUT = 10.0
 EXAMPLES_PER_KIND = 3
 
 
-def _targets(user):
+def _targets(topology, user):
     """Recipients a device of `user` picks from (duplicates weigh more)."""
-    targets = [{"user": u} for u in USERS if u not in (user, "u6")]
-    for group, members in GROUPS.items():
+    targets = [{"user": u} for u in topology.users if u not in (user, "u6")]
+    for group, members in topology.groups.items():
         if user in members:
             targets += [{"group": group}] * (2 if group == "trio" else 1)
     return targets
 
 
-def _bot_targets(burst):
+def _bot_targets(topology, burst):
     """The bot writes to every user and group "all"; to u6 only in bursts."""
-    users = USERS if burst else [u for u in USERS if u != "u6"]
+    users = (topology.users if burst else
+             [u for u in topology.users if u != "u6"])
     return [{"user": u} for u in users] + [{"group": "all"}]
 
 
@@ -125,6 +151,7 @@ class RunResult:
     """One seed's outcome."""
     seed: int
     minutes: float
+    topology: Topology
     schedule: list
     violations: list
     recorder: Recorder
@@ -144,10 +171,11 @@ class RunResult:
 
     def report(self):
         """Everything needed to understand and replay a failure."""
-        names = [name for name, _ in DEVICES]
+        names = [name for name, _ in self.topology.devices]
         lines = [self.summary(),
                  f"replay: /usr/bin/python3 tests/fault/checker.py "
-                 f"--seed {self.seed} --minutes {self.minutes}",
+                 f"--seed {self.seed} --minutes {self.minutes} "
+                 f"--topology {self.topology.name}",
                  f"run directory (logs, events.jsonl): {self.workdir}",
                  "schedule:", format_schedule(self.schedule, names),
                  "faults applied (client clock):"]
@@ -184,14 +212,15 @@ class RunResult:
 class Run:
     """One seed: set up, run the schedule, quiet down, audit, tear down."""
 
-    def __init__(self, seed, minutes, workdir):
+    def __init__(self, seed, minutes, workdir, topology):
         self.seed = seed
         self.minutes = minutes
         self.workdir = workdir
+        self.topology = topology
         self.rec = Recorder()
         self.changes = Changes()
-        self.cluster = Cluster(workdir, harness.ProcGroup(), self.rec,
-                               MAX_REPLAY)
+        self.cluster = topology.cluster(workdir, harness.ProcGroup(),
+                                        self.rec, MAX_REPLAY)
         self.schedule = []
         self.devices = []
         self.bot = None
@@ -208,28 +237,30 @@ class Run:
             await self._quiet()
             for d in self.devices:
                 await d.close()
+            service, admin = self.cluster.audit_target()
             truth = await asyncio.to_thread(
-                fault_audit.read_truth, self.cluster.service,
-                self.cluster.admin, USERS + (AdminBot.USER,), GROUPS)
+                fault_audit.read_truth, service, admin,
+                self.topology.users + (AdminBot.USER,), self.topology.groups)
             self._audit(truth)
         finally:
             await self._tear_down()
 
     async def _set_up(self):
         await self.cluster.start()
-        for user in USERS + (AdminBot.USER,):
+        for user in self.topology.users + (AdminBot.USER,):
             await self.cluster.admin_call("CreateUser", id=user)
-        for group, members in GROUPS.items():
+        for group, members in self.topology.groups.items():
             await self.cluster.admin_call("CreateGroup", id=group,
                                           members=members)
         self.devices = self._make_devices()
-        self.bot = AdminBot(self.cluster, _bot_targets(False),
-                            _bot_targets(True),
+        self.bot = AdminBot(self.cluster, _bot_targets(self.topology, False),
+                            _bot_targets(self.topology, True),
                             random.Random(f"bot:{self.seed}"), self.rec,
                             self.changes, self.tasks, BOT_RATE)
         self.cluster.devices, self.cluster.bot = self.devices, self.bot
         self.schedule = make_schedule(self.seed, self.minutes * 60, GATEWAYS,
-                                      len(self.devices))
+                                      len(self.devices),
+                                      self.topology.replicas)
         for d in self.devices:
             self.tasks.spawn(d.run())
         if not await self.changes.until(
@@ -244,14 +275,15 @@ class Run:
     def _make_devices(self):
         pb = harness.protos()
         devices = []
-        for i, (name, user) in enumerate(DEVICES):
+        for i, (name, user) in enumerate(self.topology.devices):
             rng = random.Random(f"device:{self.seed}:{name}")
             devices.append(Device(
                 name, user, codec=Codec(SUBPROTOCOLS[i % 2], pb.client),
                 auth=AUTHS[(i // 2) % 2],
                 token=harness.mint_token(self.cluster.service.token_secret,
                                          user, device=name),
-                rate=rng.uniform(*SEND_RATE), targets=_targets(user),
+                rate=rng.uniform(*SEND_RATE),
+                targets=_targets(self.topology, user),
                 rng=rng, gateways=self.cluster.gateway_addresses,
                 recorder=self.rec, changes=self.changes, tasks=self.tasks,
                 max_replay=MAX_REPLAY))
@@ -268,8 +300,9 @@ class Run:
         await self.changes.until(
             lambda: not self.bot.pending and
             not any(d.pending for d in self.devices), SETTLE_TIMEOUT)
+        service, _ = self.cluster.audit_target()
         inboxes = await asyncio.to_thread(
-            fault_audit.read_inboxes, self.cluster.service, USERS, "heads")
+            fault_audit.read_inboxes, service, self.topology.users, "heads")
         heads = {u: max(inbox, default=0) for u, inbox in inboxes.items()}
         await self.changes.until(
             lambda: all(d.settled(heads[d.user]) for d in self.devices),
@@ -330,11 +363,12 @@ class Run:
                                ) from self.tasks.crashes[0]
 
 
-def run_seed(seed, minutes, workdir):
+def run_seed(seed, minutes, workdir, topology=ONE_BOX):
     """Runs one seed in `workdir` (an existing directory); returns its
     RunResult."""
     start = time.monotonic()
-    run = Run(seed, minutes, workdir)
+    run = Run(seed, minutes, workdir, topology)
     asyncio.run(run.execute())
-    return RunResult(seed, minutes, run.schedule, run.rec.violations,
+    return RunResult(seed, minutes, topology, run.schedule,
+                     run.rec.violations,
                      run.rec, workdir, time.monotonic() - start, run.stats)

@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fault_client import (Changes, Connection, Device, Inbox,  # noqa: E402
                           Recorder, SendRecord, TaskSet)
-from fault_run import run_seed  # noqa: E402
+from fault_run import SCALED_OUT, run_seed  # noqa: E402
+from fault_schedule import CLUSTER_KINDS, make_schedule  # noqa: E402
 
 # Seeds of the bounded run; each holds every fault kind at least once.
 SEEDS = (1, 2, 3)
@@ -124,3 +125,17 @@ def test_what_the_replay_cap_leaves_out_is_synced_without_a_violation():
 def test_no_violation_under_a_seeded_fault_schedule(seed, tmp_path):
     result = run_seed(seed, MINUTES, str(tmp_path))
     assert result.ok, result.report()
+
+
+def test_scaled_out_schedule_kills_each_replica_then_nats_then_postgres():
+    schedule = make_schedule(1, 30, 2, 22, replicas=2)
+    first = [(f.kind, f.target) for f in schedule[:4]]
+    assert first == [("replica_kill", 0), ("replica_kill", 1),
+                     ("nats_kill", 0), ("pg_restart", 0)]
+    assert {f.kind for f in schedule} == set(CLUSTER_KINDS)
+
+
+def test_scaled_out_topology_has_at_least_twenty_clients():
+    assert len(SCALED_OUT.devices) >= 20
+    assert len({name for name, _ in SCALED_OUT.devices}) == len(
+        SCALED_OUT.devices)
