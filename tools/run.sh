@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The main job: builds Parley, starts parley-service (embedded SQLite store
-# under .parley/data) and parley-gateway on localhost, creates the demo users
-# alice and bob and the group "team", and prints the browser URLs.
-# Ctrl-C (or SIGTERM) stops both processes cleanly. PARLEY_STATE_DIR moves
-# the state directory (default .parley in the checkout).
+# The main job: builds Parley (optimized, as the images are), starts
+# parley-service (embedded SQLite store under .parley/data) and
+# parley-gateway on localhost, creates the demo users alice and bob and the
+# group "team" (once: a re-run finds them), and prints the browser URLs.
+# When parley-service dies, it is started again while the gateway keeps the
+# browsers connected: the demo of Parley's headline. Ctrl-C (or SIGTERM)
+# stops both processes cleanly. Logs are appended to, run after run.
+#
+#   PARLEY_STATE_DIR   the state directory (default .parley in the checkout)
+#   PARLEY_BUILD_MODE  Bazel's compilation mode: opt (default), fastbuild, dbg
 #
 # Ports (override with the same environment variables the binaries read):
 #   PARLEY_LISTEN_ADDRESS  gateway, WebSocket + browser client  127.0.0.1:8080
@@ -17,10 +22,16 @@ STATE=${PARLEY_STATE_DIR:-$ROOT/.parley}
 
 tools/deps.sh build
 
+MODE=${PARLEY_BUILD_MODE:-opt}
+case "$MODE" in
+  opt|fastbuild|dbg) ;;
+  *) echo "parley: PARLEY_BUILD_MODE must be opt, fastbuild or dbg, not '$MODE'" >&2; exit 2 ;;
+esac
+
 mkdir -p "$STATE"
-echo "parley: building (offline, Debian's Bazel)..."
-bazel build --noshow_progress //service:parley-service //gateway:parley-gateway \
-  //tools:parleyctl 2>"$STATE/build.log" || {
+echo "parley: building (-c $MODE, offline, Debian's Bazel)..."
+bazel build -c "$MODE" --noshow_progress //service:parley-service \
+  //gateway:parley-gateway //tools:parleyctl 2>"$STATE/build.log" || {
   if grep -qE "no such (package|target) '//(service|gateway)" "$STATE/build.log"; then
     echo "parley: parley-service or parley-gateway does not exist in this checkout yet;" >&2
     echo "        see the open issues. Build output: $STATE/build.log" >&2
@@ -30,7 +41,7 @@ bazel build --noshow_progress //service:parley-service //gateway:parley-gateway 
   exit 1
 }
 rm -f "$STATE/build.log"
-BIN=$(bazel info bazel-bin 2>/dev/null)
+BIN=$(bazel info -c "$MODE" bazel-bin 2>/dev/null)
 
 mkdir -p "$STATE/data"
 # Demo secrets, generated once and kept with the demo's data. Production
@@ -60,11 +71,12 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-# Waits until LOG has a line with event=EVENT, or the process PID exits.
+# Waits until LOG has a line with event=EVENT after byte FROM, or the
+# process PID exits.
 wait_ready() {
-  local log=$1 event=$2 pid=$3
+  local log=$1 event=$2 pid=$3 from=$4
   for _ in $(seq 1 300); do
-    grep -q "event=$event" "$log" && return 0
+    tail -c +"$((from + 1))" "$log" | grep -q "event=$event" && return 0
     kill -0 "$pid" 2>/dev/null || { tail -20 "$log" >&2; return 1; }
     sleep 0.1
   done
@@ -72,18 +84,55 @@ wait_ready() {
   return 1
 }
 
-"$BIN/service/parley-service" --data_dir="$STATE/data" 2>"$STATE/service.log" &
-pids+=($!)
-wait_ready "$STATE/service.log" service.ready "${pids[0]}"
+# Appends a line marking this run, returns the log's size before it.
+log_start() {
+  local log=$1
+  touch "$log"
+  stat -c %s "$log"
+  echo "# parley: tools/run.sh started $(date -u +%FT%TZ)" >> "$log"
+}
 
-"$BIN/gateway/parley-gateway" --service_address="$PARLEY_LINK_ADDRESS" \
-  --web_root="$ROOT/web" 2>"$STATE/gateway.log" &
+# Runs parley-service and starts it again whenever it exits, until run.sh
+# stops (then it forwards the signal). A service that keeps dying within a
+# second of starting is given up on.
+supervise_service() {
+  local child=0 quick=0 started code
+  trap 'kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+  while :; do
+    started=$SECONDS
+    "$BIN/service/parley-service" --data_dir="$STATE/data" 2>>"$STATE/service.log" &
+    child=$!
+    echo "$child" > "$STATE/service.pid"
+    code=0
+    wait "$child" || code=$?
+    if [ $((SECONDS - started)) -le 1 ]; then quick=$((quick + 1)); else quick=0; fi
+    if [ "$quick" -ge 5 ]; then
+      echo "parley: parley-service keeps exiting at start (code $code); see $STATE/service.log" >&2
+      exit 1
+    fi
+    echo "parley: parley-service exited (code $code); starting it again (clients stay connected to the gateway)" >&2
+  done
+}
+
+from=$(log_start "$STATE/service.log")
+supervise_service &
 pids+=($!)
-wait_ready "$STATE/gateway.log" gateway.ready "${pids[1]}"
+wait_ready "$STATE/service.log" service.ready "${pids[0]}" "$from"
+
+from=$(log_start "$STATE/gateway.log")
+"$BIN/gateway/parley-gateway" --service_address="$PARLEY_LINK_ADDRESS" \
+  --web_root="$ROOT/web" 2>>"$STATE/gateway.log" &
+pids+=($!)
+wait_ready "$STATE/gateway.log" gateway.ready "${pids[1]}" "$from"
 
 ctl() { "$BIN/tools/parleyctl" "$@"; }
-# Idempotent seeding: "already exists" (exit 6) is fine on a second run.
-seed() { ctl "$@" >/dev/null || [ $? -eq 6 ]; }
+# Idempotent seeding: on a re-run the demo users and group exist already
+# (parleyctl's exit code 6, ALREADY_EXISTS), which is not worth a word.
+seed() {
+  local code=0 err
+  err=$(ctl "$@" 2>&1 >/dev/null) || code=$?
+  [ "$code" -eq 0 ] || [ "$code" -eq 6 ] || { echo "$err" >&2; return "$code"; }
+}
 seed users create alice --name Alice
 seed users create bob --name Bob
 seed groups create team alice bob --name Team
@@ -95,11 +144,16 @@ Parley is running.
   gateway     ws://$PARLEY_LISTEN_ADDRESS   (browser client at $url/)
   admin API   $PARLEY_ADMIN_ADDRESS  (tools/parleyctl, key in $STATE/secrets.env)
   metrics     http://$PARLEY_METRICS_ADDRESS/metrics, $url/metrics
-  logs        $STATE/service.log, $STATE/gateway.log
+  logs        $STATE/service.log, $STATE/gateway.log (appended to, run after run)
+  demo        users alice and bob, group "team" (both of them)
 
 Open these two URLs in two browser windows and chat (tokens valid 24 h):
   alice: $url/?token=$(ctl token alice --ttl 24h --device browser)
   bob:   $url/?token=$(ctl token bob --ttl 24h --device browser)
+
+Try the headline: kill the service while you chat,
+  kill -9 \$(cat $STATE/service.pid)
+run.sh starts it again; the browsers stay connected and nothing sent is lost.
 
 Press Ctrl-C to stop.
 MSG
