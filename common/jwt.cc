@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "parley/v1/token.pb.h"
 
@@ -19,13 +20,6 @@ namespace parley {
 namespace {
 
 constexpr absl::string_view kTokenErrorUrl = "type.parley.dev/token-error";
-
-absl::Status TokenFailure(TokenError kind, absl::string_view message) {
-  absl::Status status = absl::UnauthenticatedError(message);
-  status.SetPayload(kTokenErrorUrl,
-                    absl::Cord(absl::StrCat(static_cast<int>(kind))));
-  return status;
-}
 
 std::string Hmac(absl::string_view secret, absl::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -62,12 +56,51 @@ bool FromJson(absl::string_view json, google::protobuf::Message* m) {
       .ok();
 }
 
+// The aud claim: a string or an array of strings (RFC 7519 4.1.3); empty
+// when absent or of neither shape.
+std::vector<std::string> Audiences(absl::string_view claims_json) {
+  std::vector<std::string> out;
+  google::protobuf::Struct doc;
+  if (!FromJson(claims_json, &doc)) return out;
+  auto aud = doc.fields().find("aud");
+  if (aud == doc.fields().end()) return out;
+  if (aud->second.has_string_value()) {
+    out.push_back(aud->second.string_value());
+  } else if (aud->second.has_list_value()) {
+    for (const google::protobuf::Value& v : aud->second.list_value().values()) {
+      if (v.has_string_value()) out.push_back(v.string_value());
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
-std::string MintToken(const TokenClaims& claims, absl::string_view secret) {
+absl::Status TokenFailure(TokenError kind, absl::string_view message) {
+  absl::Status status = absl::UnauthenticatedError(message);
+  status.SetPayload(kTokenErrorUrl,
+                    absl::Cord(absl::StrCat(static_cast<int>(kind))));
+  return status;
+}
+
+absl::Status CheckHs256(absl::string_view secret,
+                        absl::string_view signing_input,
+                        absl::string_view signature) {
+  const std::string expected = Hmac(secret, signing_input);
+  if (signature.size() != expected.size() ||
+      CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0) {
+    return TokenFailure(TokenError::kBadSignature,
+                        "token signature does not match");
+  }
+  return absl::OkStatus();
+}
+
+std::string MintToken(const TokenClaims& claims, absl::string_view secret,
+                      absl::string_view kid) {
   v1::JwtHeader header;
   header.set_alg("HS256");
   header.set_typ("JWT");
+  header.set_kid(std::string(kid));
   v1::TokenClaims body;
   body.set_sub(claims.subject);
   body.set_exp(static_cast<double>(absl::ToUnixSeconds(claims.expires_at)));
@@ -85,6 +118,23 @@ std::string MintToken(const TokenClaims& claims, absl::string_view secret) {
 absl::StatusOr<TokenClaims> VerifyToken(absl::string_view token,
                                         absl::string_view secret,
                                         absl::Time now) {
+  return VerifyTokenWith(
+      token,
+      [secret](const TokenHeader& header, absl::string_view signing_input,
+               absl::string_view signature) {
+        if (header.alg != "HS256") {
+          return TokenFailure(TokenError::kBadSignature,
+                              absl::StrCat("token algorithm \"", header.alg,
+                                           "\" is not HS256"));
+        }
+        return CheckHs256(secret, signing_input, signature);
+      },
+      now);
+}
+
+absl::StatusOr<TokenClaims> VerifyTokenWith(absl::string_view token,
+                                            const SignatureCheck& check,
+                                            absl::Time now) {
   std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
   if (parts.size() != 3) {
     return TokenFailure(TokenError::kMalformed,
@@ -100,18 +150,15 @@ absl::StatusOr<TokenClaims> VerifyToken(absl::string_view token,
   if (!FromJson(header_json, &header)) {
     return TokenFailure(TokenError::kMalformed, "token header is not JSON");
   }
-  if (header.alg() != "HS256") {
-    return TokenFailure(
-        TokenError::kBadSignature,
-        absl::StrCat("token algorithm \"", header.alg(), "\" is not HS256"));
-  }
-  const std::string expected =
-      Hmac(secret,
-           absl::string_view(token.data(), parts[2].data() - token.data() - 1));
-  if (signature.size() != expected.size() ||
-      CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0) {
-    return TokenFailure(TokenError::kBadSignature,
-                        "token signature does not match");
+  TokenHeader fields;
+  fields.alg = header.alg();
+  fields.kid = header.kid();
+  if (absl::Status signed_ok = check(
+          fields,
+          absl::string_view(token.data(), parts[2].data() - token.data() - 1),
+          signature);
+      !signed_ok.ok()) {
+    return signed_ok;
   }
   v1::TokenClaims body;
   if (!FromJson(claims_json, &body)) {
@@ -134,6 +181,8 @@ absl::StatusOr<TokenClaims> VerifyToken(absl::string_view token,
   claims.expires_at = *expires_at;
   claims.issued_at = *issued_at;
   claims.device = body.dev();
+  claims.issuer = body.iss();
+  claims.audiences = Audiences(claims_json);
   if (claims.expires_at <= now) {
     return TokenFailure(
         TokenError::kExpired,

@@ -11,6 +11,7 @@
 namespace parley {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 const absl::Time kNow = absl::FromUnixSeconds(1700000000);
@@ -141,6 +142,52 @@ TEST(JwtTest, DatesOutOfRangeAreMalformed) {
     EXPECT_EQ(ClassifyTokenError(s), TokenError::kMalformed) << claims;
     EXPECT_THAT(std::string(s.message()), HasSubstr("not a time")) << claims;
   }
+}
+
+TEST(JwtTest, ReadsIssuerAndAudienceOfEitherShape) {
+  absl::StatusOr<TokenClaims> one = VerifyToken(
+      SignedWithK(R"({"alg":"HS256"})",
+                  R"({"sub":"a","exp":1800000000,"iss":"idp","aud":"x"})"),
+      "k", kNow);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->issuer, "idp");
+  EXPECT_THAT(one->audiences, ElementsAre("x"));
+  absl::StatusOr<TokenClaims> many = VerifyToken(
+      SignedWithK(R"({"alg":"HS256"})",
+                  R"({"sub":"a","exp":1800000000,"aud":["x",7,"y"]})"),
+      "k", kNow);
+  ASSERT_TRUE(many.ok()) << many.status();
+  EXPECT_THAT(many->audiences, ElementsAre("x", "y"));
+}
+
+TEST(JwtTest, TheSignatureCheckSeesAlgKidAndTheSignedPart) {
+  const std::string token = MintToken(Alice(), "k", "key-7");
+  TokenHeader seen;
+  std::string input;
+  absl::StatusOr<TokenClaims> claims = VerifyTokenWith(
+      token,
+      [&](const TokenHeader& header, absl::string_view signing_input,
+          absl::string_view signature) {
+        seen = header;
+        input = std::string(signing_input);
+        return CheckHs256("k", signing_input, signature);
+      },
+      kNow);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(seen.alg, "HS256");
+  EXPECT_EQ(seen.kid, "key-7");
+  EXPECT_EQ(input, token.substr(0, token.rfind('.')));
+  // What the check refuses is what the caller gets.
+  EXPECT_EQ(
+      ClassifyTokenError(
+          VerifyTokenWith(
+              token,
+              [](const TokenHeader&, absl::string_view, absl::string_view) {
+                return TokenFailure(TokenError::kUnknownKey, "no key");
+              },
+              kNow)
+              .status()),
+      TokenError::kUnknownKey);
 }
 
 }  // namespace

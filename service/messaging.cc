@@ -27,6 +27,10 @@ v1::Ack ToAck(const AppendResult& r) {
 v1::RejectReason ReasonForToken(TokenError error) {
   switch (error) {
     case TokenError::kBadSignature:
+    // Not signed by a key we hold, or not for us: the token will never work
+    // (the message says which).
+    case TokenError::kUnknownKey:
+    case TokenError::kNotAccepted:
       return v1::REJECT_REASON_TOKEN_BAD_SIGNATURE;
     case TokenError::kExpired:
       return v1::REJECT_REASON_TOKEN_EXPIRED;

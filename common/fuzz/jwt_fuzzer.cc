@@ -1,6 +1,9 @@
-// libFuzzer target: the client token verifier (common/jwt.h), which
-// parley-service runs on every token a client presents (SessionOpen.token,
-// from ?token= or a hello frame).
+// libFuzzer target: the client token verifier (common/token_verifier.h over
+// common/jwt.h), which parley-service runs on every token a client presents
+// (SessionOpen.token, from ?token= or a hello frame). Its key set holds the
+// kid-less HS256 key and, from a JWKS file written at start, an RS256 and an
+// ES256 public key, so RS256/ES256 headers with those kids reach OpenSSL's
+// signature checks with whatever bytes the fuzzer makes.
 //
 // Each input is verified against a fixed secret and clock as it is, and, read
 // as "<header JSON>\n<claims JSON>", encoded and signed with the secret, so
@@ -11,11 +14,16 @@
 //   * the signed token is never refused for its signature when its header is
 //     JSON naming HS256.
 // Built and run by tests/fuzz/run.sh (--config=fuzz, clang).
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +35,7 @@
 #include "absl/time/time.h"
 #include "common/fuzz/fuzz_check.h"
 #include "common/jwt.h"
+#include "common/token_verifier.h"
 #include "google/protobuf/util/json_util.h"
 #include "parley/v1/token.pb.h"
 
@@ -44,9 +53,65 @@ std::string Describe(const TokenClaims& c) {
       " iat=", absl::FormatTime(c.issued_at), " dev=", c.device);
 }
 
+// The public part of a fresh key of `type` as a JWK with `kid`.
+std::string Jwk(const char* type, const char* kid) {
+  EVP_PKEY* pkey = std::string(type) == "RSA"
+                       ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA",
+                                           static_cast<size_t>(2048))
+                       : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  std::string jwk;
+  if (std::string(type) == "RSA") {
+    BIGNUM* n = nullptr;
+    BIGNUM* e = nullptr;
+    EVP_PKEY_get_bn_param(pkey, "n", &n);
+    EVP_PKEY_get_bn_param(pkey, "e", &e);
+    std::string nb(BN_num_bytes(n), '\0'), eb(BN_num_bytes(e), '\0');
+    BN_bn2bin(n, reinterpret_cast<unsigned char*>(nb.data()));
+    BN_bn2bin(e, reinterpret_cast<unsigned char*>(eb.data()));
+    BN_free(n);
+    BN_free(e);
+    jwk = absl::StrCat(R"({"kty":"RSA","kid":")", kid, R"(","n":")",
+                       absl::WebSafeBase64Escape(nb), R"(","e":")",
+                       absl::WebSafeBase64Escape(eb), R"("})");
+  } else {
+    unsigned char point[65];
+    size_t len = 0;
+    EVP_PKEY_get_octet_string_param(pkey, "pub", point, sizeof(point), &len);
+    const std::string raw(reinterpret_cast<char*>(point), len);
+    jwk =
+        absl::StrCat(R"({"kty":"EC","crv":"P-256","kid":")", kid, R"(","x":")",
+                     absl::WebSafeBase64Escape(raw.substr(1, 32)), R"(","y":")",
+                     absl::WebSafeBase64Escape(raw.substr(33, 32)), R"("})");
+  }
+  EVP_PKEY_free(pkey);
+  return jwk;
+}
+
+const TokenVerifier& Verifier() {
+  static const TokenVerifier* verifier = [] {
+    char path[] = "/tmp/jwt_fuzzer_jwks.XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) FuzzFail("cannot make the JWKS file");
+    close(fd);
+    std::ofstream(path) << R"({"keys":[)" << Jwk("RSA", "rsa") << ","
+                        << Jwk("EC", "ec") << "]}";
+    TokenVerifierOptions options;
+    options.hmac_keys = {{"", std::string(kSecret)}};
+    options.jwks_path = path;
+    absl::StatusOr<std::unique_ptr<TokenVerifier>> v =
+        TokenVerifier::Create(options);
+    unlink(path);
+    if (!v.ok() || (*v)->public_key_count() != 2) {
+      FuzzFail(absl::StrCat("the fuzzer's key set: ", v.status().ToString()));
+    }
+    return v->release();
+  }();
+  return *verifier;
+}
+
 // Verifies `token`; returns the kind of refusal (kNone when accepted).
 TokenError Check(absl::string_view token) {
-  const absl::StatusOr<TokenClaims> claims = VerifyToken(token, kSecret, Now());
+  const absl::StatusOr<TokenClaims> claims = Verifier().Verify(token, Now());
   if (!claims.ok()) {
     const TokenError kind = ClassifyTokenError(claims.status());
     if (claims.status().code() != absl::StatusCode::kUnauthenticated ||
@@ -59,8 +124,8 @@ TokenError Check(absl::string_view token) {
   if (claims->subject.empty() || claims->expires_at <= Now()) {
     FuzzFail(absl::StrCat("accepted ", Describe(*claims)));
   }
-  const std::string minted = MintToken(*claims, kSecret);
-  const absl::StatusOr<TokenClaims> again = VerifyToken(minted, kSecret, Now());
+  const std::string minted = Verifier().Mint(*claims);
+  const absl::StatusOr<TokenClaims> again = Verifier().Verify(minted, Now());
   if (!again.ok() || again->subject != claims->subject ||
       again->expires_at != claims->expires_at ||
       again->issued_at != claims->issued_at ||
@@ -81,7 +146,8 @@ std::string HmacSha256(absl::string_view data) {
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
-// Whether `json` is a header naming HS256, read the way the verifier reads it.
+// Whether `json` is a header naming HS256 and no kid (the fuzzer's one key),
+// read the way the verifier reads it.
 bool NamesHs256(absl::string_view json) {
   v1::JwtHeader header;
   google::protobuf::util::JsonParseOptions options;
@@ -90,7 +156,7 @@ bool NamesHs256(absl::string_view json) {
              google::protobuf::StringPiece(json.data(), json.size()), &header,
              options)
              .ok() &&
-         header.alg() == "HS256";
+         header.alg() == "HS256" && header.kid().empty();
 }
 
 }  // namespace
