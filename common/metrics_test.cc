@@ -3,6 +3,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -40,6 +41,22 @@ TEST(MetricsTest, GaugeGoesUpAndDown) {
   EXPECT_THAT(r.Render(), HasSubstr("parley_connections 3\n"));
   g.Set(-1);
   EXPECT_THAT(r.Render(), HasSubstr("parley_connections -1\n"));
+}
+
+TEST(MetricsTest, BucketBoundsAndValuesPrintAsShortDecimals) {
+  Registry r;
+  Histogram& h =
+      r.GetHistogram("t_seconds", "T.", {1e-05, 0.00025, 0.1, 0.3, 2.5e6});
+  h.Observe(0.1 + 0.2);  // 0.30000000000000004 must keep its digits.
+  Gauge& g = r.GetGauge("g", "G.");
+  g.Set(7);
+  std::string text = r.Render();
+  for (const char* le : {"0.00025", "0.1", "0.3", "1e-05", "2.5e+06"}) {
+    EXPECT_THAT(text,
+                HasSubstr(absl::StrCat("t_seconds_bucket{le=\"", le, "\"}")));
+  }
+  EXPECT_THAT(text, HasSubstr("t_seconds_sum 0.30000000000000004\n"));
+  EXPECT_THAT(text, HasSubstr("g 7\n"));
 }
 
 TEST(MetricsTest, HistogramBucketsAreCumulativeWithSumAndCount) {
