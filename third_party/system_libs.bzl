@@ -23,6 +23,8 @@ _LIBS = {
     "libpq": (["libpq"], []),
     # The C client of NATS (live deliveries between service replicas).
     "nats": (["libnats"], []),
+    # HTTP client of the offline-notification webhook.
+    "curl": (["libcurl"], []),
     "crypto": (["libcrypto"], []),
     "ssl": (["openssl"], []),
     "gtest": (["gtest"], []),

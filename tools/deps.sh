@@ -14,6 +14,7 @@ BUILD_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libwebsocketpp-dev libasio-dev libabsl-dev libgtest-dev libgmock-dev
   libsqlite3-dev libssl-dev rapidjson-dev libjemalloc-dev libpq-dev libnats-dev
+  libcurl4-openssl-dev
 )
 DOCKER_PACKAGES=(
   docker.io docker-compose iptables debootstrap
