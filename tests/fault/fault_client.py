@@ -44,6 +44,9 @@ RETRYABLE_ERRORS = frozenset({"ERROR_CODE_RATE_LIMITED",
 # our own abort), 1001 (draining), 1013 (service unreachable), 4008 (the auth
 # deadline passed while the service was stopped). Any other is a violation.
 EXPECTED_CLOSES = frozenset({1001, 1006, 1013, 4008})
+# With several service replicas a gateway moves a session whose replica died
+# to another one: "service unreachable" (1013) is then a violation too.
+REPLICATED_CLOSES = EXPECTED_CLOSES - {1013}
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 2.0
 
@@ -236,7 +239,8 @@ class Device:
     Owned by the checker's event loop; nothing here is thread-safe."""
 
     def __init__(self, name, user, *, codec, auth, token, rate, targets,
-                 rng, gateways, recorder, changes, tasks, max_replay):
+                 rng, gateways, recorder, changes, tasks, max_replay,
+                 expected_closes=EXPECTED_CLOSES):
         self.name = name
         self.user = user
         self.codec = codec
@@ -250,6 +254,7 @@ class Device:
         self.changes = changes
         self.tasks = tasks  # TaskSet for retries
         self.max_replay = max_replay
+        self.expected_closes = expected_closes
         self.inbox = Inbox()
         self.start_seq = None  # The head of the first welcome.
         self.generation = ""  # Welcome.store_generation ("" before one).
@@ -382,7 +387,7 @@ class Device:
         conn.ready = False
         self.rec.log(self.name, conn.no, "closed",
                      {"code": ws.close_code, "reason": ws.close_reason})
-        if self._running and ws.close_code not in EXPECTED_CLOSES:
+        if self._running and ws.close_code not in self.expected_closes:
             self.rec.violate("unexpected close", self.name, conn.no,
                              f"closed {ws.close_code} {ws.close_reason!r}")
         if self._ws is ws:

@@ -81,8 +81,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import harness  # noqa: E402
 import fault_audit  # noqa: E402
-from fault_client import (Changes, Codec, Device, Recorder,  # noqa: E402
-                          TaskSet)
+from fault_client import (EXPECTED_CLOSES, REPLICATED_CLOSES,  # noqa: E402
+                          Changes, Codec, Device, Recorder, TaskSet)
 from fault_cluster import (GATEWAYS, AdminBot, Cluster,  # noqa: E402
                            ReplicatedCluster)
 from fault_schedule import format_schedule, make_schedule  # noqa: E402
@@ -107,6 +107,7 @@ class Topology:
     groups: dict
     cluster: type
     replicas: int = 0
+    expected_closes: frozenset = EXPECTED_CLOSES
 
 
 ONE_BOX = Topology("one-box", USERS, DEVICES, GROUPS, Cluster)
@@ -117,7 +118,7 @@ SCALED_OUT = Topology(
     DEVICES + (("u3b", "u3"), ("u4b", "u4")) + tuple(
         (f"{u}{d}", u) for u in _MORE_USERS for d in "ab"),
     {**GROUPS, "dozen": ("u1",) + _MORE_USERS},
-    ReplicatedCluster, ReplicatedCluster.REPLICAS)
+    ReplicatedCluster, ReplicatedCluster.REPLICAS, REPLICATED_CLOSES)
 TOPOLOGIES = {t.name: t for t in (ONE_BOX, SCALED_OUT)}
 SUBPROTOCOLS = ("parley.v1.json", "parley.v1.proto")
 AUTHS = ("query", "hello")
@@ -286,7 +287,8 @@ class Run:
                 targets=_targets(self.topology, user),
                 rng=rng, gateways=self.cluster.gateway_addresses,
                 recorder=self.rec, changes=self.changes, tasks=self.tasks,
-                max_replay=MAX_REPLAY))
+                max_replay=MAX_REPLAY,
+                expected_closes=self.topology.expected_closes))
         return devices
 
     async def _quiet(self):
@@ -332,11 +334,18 @@ class Run:
         fault_audit.check_sends(truth, sends, self.rec)
         fault_audit.check_deliveries(truth, self.devices,
                                      self._received_messages(), self.rec)
+        closes = {}
+        for d in self.devices:
+            for c in d.conns:
+                if c.close is not None:
+                    closes[c.close[0]] = closes.get(c.close[0], 0) + 1
         self.stats.update(
             sends=len(sends),
             stored=sum(len(h) for h in truth.history.values()),
             delivered=sum(len(d.inbox.applied) for d in self.devices),
-            sessions=sum(len(d.conns) for d in self.devices))
+            sessions=sum(len(d.conns) for d in self.devices),
+            closes=" ".join(f"{code}x{n}" for code, n in sorted(
+                closes.items(), key=lambda kv: str(kv[0]))) or "none")
 
     def _received_messages(self):
         """(device, user, conn, message) for every message a device got."""
