@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/build_info.h"
 #include "common/log.h"
 
 ABSL_FLAG(std::string, log_level, "info",
@@ -63,6 +64,12 @@ std::vector<char*> ParseConfig(int argc, char** argv, absl::string_view usage) {
     return !absl::StrContains(file, "absl/");
   };
   usage_config.contains_help_flags = usage_config.contains_helpshort_flags;
+  // --version: "<binary> <version> (commit <commit>, <mode>)".
+  const std::string binary(argc > 0
+                               ? absl::string_view(argv[0]).substr(
+                                     absl::string_view(argv[0]).rfind('/') + 1)
+                               : "parley");
+  usage_config.version_string = [binary] { return VersionLine(binary) + "\n"; };
   absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(usage);
   absl::Status env = ApplyEnvironmentOverrides(

@@ -32,8 +32,9 @@ std::string EnvVarForFlag(absl::string_view flag_name);
 absl::Status ApplyEnvironmentOverrides(
     const std::function<const char*(const char*)>& getenv);
 
-// Sets the usage text, applies environment overrides, parses the command line
-// (which wins) and sets the log level from --log_level. Exits with a message
+// Sets the usage text and --version's line (common/build_info.h), applies
+// environment overrides, parses the command line (which wins) and sets the
+// log level from --log_level. Exits with a message
 // on bad input. Returns the positional arguments (argv[0] first). Also turns
 // off absl::Mutex's deadlock detection (see config.cc).
 std::vector<char*> ParseConfig(int argc, char** argv, absl::string_view usage);

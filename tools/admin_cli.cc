@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/build_info.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
@@ -91,6 +92,8 @@ constexpr Command kCommands[] = {
      ""},
     {"health", "", "the service's gRPC health status", ""},
     {"help", "[COMMAND]", "this list, or one command's help", ""},
+    {"version", "",
+     "parleyctl's version, commit and build mode (also --version)", ""},
 };
 
 // Where the summaries start in the command list.
@@ -409,6 +412,9 @@ absl::StatusOr<std::string> AdminCli::Run(
     }
   }
   if (help) return Help(topic);
+  if (words[0] == "version" || words[0] == "--version") {
+    return VersionLine("parleyctl") + "\n";
+  }
   const Command* command = FindCommand(words);
   if (command == nullptr) return UnknownCommand(words);
   const Command& c = *command;
@@ -735,7 +741,7 @@ CommandLine SplitCommandLine(const std::vector<std::string>& args) {
       line.command.insert(line.command.end(), args.begin() + rest, args.end());
       break;
     }
-    if (w == "--help" || w == "-h") {
+    if (w == "--help" || w == "-h" || w == "--version") {
       line.command.push_back(w);
       continue;
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_join.h"
+#include "common/build_info.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpc/health/v1/health_mock.grpc.pb.h"
@@ -194,6 +195,17 @@ TEST_F(AdminCliTest, HelpPrintsTheUsageWithoutACall) {
   }
   EXPECT_THAT(AdminCli::Usage(),
               HasSubstr("\n  users create ID [--name NAME]"));
+}
+
+TEST_F(AdminCliTest, VersionPrintsTheStampWithoutACall) {
+  for (const std::vector<std::string>& words :
+       std::vector<std::vector<std::string>>{{"version"}, {"--version"}}) {
+    absl::StatusOr<std::string> out = Run(words);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(*out, VersionLine("parleyctl") + "\n");
+  }
+  EXPECT_THAT(SplitCommandLine({"--admin_addr=x:1", "--version"}).command,
+              ElementsAre("--version"));
 }
 
 TEST_F(AdminCliTest, CommandHelpDescribesThatCommandWithoutACall) {

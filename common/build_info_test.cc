@@ -1,0 +1,41 @@
+#include "common/build_info.h"
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace parley {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+
+TEST(BuildInfoTest, StampedWithTheVersionFileTheCommitAndTheMode) {
+  const BuildInfo& b = GetBuildInfo();
+  EXPECT_THAT(b.version, MatchesRegex("[0-9]+\\.[0-9]+\\.[0-9]+.*"));
+  EXPECT_NE(b.commit, "");
+  EXPECT_THAT(b.mode, MatchesRegex("opt|fastbuild|dbg"));
+  EXPECT_EQ(VersionLine("parley-x"), "parley-x " + b.version + " (commit " +
+                                         b.commit + ", " + b.mode + ")");
+}
+
+TEST(BuildInfoTest, ExportsBuildInfoAndStartTime) {
+  Registry r;
+  ExportBuildInfo(r);
+  const std::string text = r.Render();
+  const BuildInfo& b = GetBuildInfo();
+  EXPECT_THAT(text, HasSubstr("parley_build_info{version=\"" + b.version +
+                              "\",commit=\"" + b.commit + "\",mode=\"" +
+                              b.mode + "\"} 1\n"));
+  Gauge& start = r.GetGauge("parley_process_start_time_seconds", "");
+  EXPECT_GT(start.Value(), absl::ToUnixSeconds(absl::Now()) - 3600);
+  EXPECT_LE(start.Value(), absl::ToUnixSeconds(absl::Now()));
+}
+
+}  // namespace
+}  // namespace parley
