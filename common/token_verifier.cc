@@ -180,8 +180,7 @@ std::string EcdsaDer(absl::string_view raw) {
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot read the JWKS file ", path));
+    return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
@@ -277,55 +276,105 @@ absl::StatusOr<std::vector<HmacKey>> ParseHmacKeys(absl::string_view text) {
   return keys;
 }
 
+// Every key in force at one time; replaced whole by a reload.
+struct TokenVerifier::Keys {
+  std::map<std::string, std::string, std::less<>> hmac;  // kid -> secret.
+  std::string signing_secret;
+  std::shared_ptr<const PublicKeys> jwks;
+  // What the files looked like when read.
+  std::pair<int64_t, int64_t> keys_stamp = {-1, -1};
+  std::pair<int64_t, int64_t> jwks_stamp = {-1, -1};
+};
+
 TokenVerifier::TokenVerifier(TokenVerifierOptions options)
     : options_(std::move(options)) {}
 
 TokenVerifier::~TokenVerifier() = default;
 
-absl::StatusOr<std::unique_ptr<TokenVerifier>> TokenVerifier::Create(
-    TokenVerifierOptions options) {
-  std::unique_ptr<TokenVerifier> v(new TokenVerifier(std::move(options)));
-  for (const HmacKey& key : v->options_.hmac_keys) {
+absl::StatusOr<std::shared_ptr<const TokenVerifier::Keys>> TokenVerifier::Load()
+    const {
+  auto keys = std::make_shared<Keys>();
+  std::vector<HmacKey> hmac = options_.hmac_keys;
+  if (!options_.hmac_keys_path.empty()) {
+    keys->keys_stamp = Stamp(options_.hmac_keys_path);
+    absl::StatusOr<std::string> text = ReadFile(options_.hmac_keys_path);
+    if (!text.ok()) return text.status();
+    absl::StatusOr<std::vector<HmacKey>> named = ParseHmacKeys(*text);
+    if (!named.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the token keys file ", options_.hmac_keys_path, ": ",
+                       named.status().message()));
+    }
+    hmac.insert(hmac.end(), named->begin(), named->end());
+  }
+  for (const HmacKey& key : hmac) {
     if (key.secret.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("the token key \"", key.kid, "\" is empty"));
     }
-    if (!v->hmac_.emplace(key.kid, key.secret).second) {
+    if (!keys->hmac.emplace(key.kid, key.secret).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("two token keys have the kid \"", key.kid, "\""));
     }
   }
-  if (v->hmac_.empty() && v->options_.jwks_path.empty()) {
+  if (!keys->hmac.empty()) {
+    auto signing = keys->hmac.find(options_.signing_kid);
+    if (signing == keys->hmac.end()) {
+      return absl::InvalidArgumentError(
+          options_.signing_kid.empty()
+              ? "--token_signing_kid must name one of the keys of "
+                "--token_keys_file when --token_secret is not set"
+              : absl::StrCat("--token_signing_kid \"", options_.signing_kid,
+                             "\" names no configured key"));
+    }
+    keys->signing_secret = signing->second;
+  }
+  if (!options_.jwks_path.empty()) {
+    keys->jwks_stamp = Stamp(options_.jwks_path);
+    absl::StatusOr<std::string> json = ReadFile(options_.jwks_path);
+    if (!json.ok()) return json.status();
+    absl::StatusOr<std::shared_ptr<const PublicKeys>> jwks =
+        PublicKeys::Parse(*json, options_.jwks_path);
+    if (!jwks.ok()) return jwks.status();
+    keys->jwks = *std::move(jwks);
+  }
+  if (keys->hmac.empty() && keys->jwks == nullptr) {
     return absl::InvalidArgumentError(
         "no token key: set --token_secret, --token_keys_file or "
         "--token_jwks_file");
   }
-  if (!v->hmac_.empty()) {
-    auto signing = v->hmac_.find(v->options_.signing_kid);
-    if (signing == v->hmac_.end()) {
-      return absl::InvalidArgumentError(
-          v->options_.signing_kid.empty()
-              ? "--token_signing_kid must name one of the keys of "
-                "--token_keys_file when --token_secret is not set"
-              : absl::StrCat("--token_signing_kid \"", v->options_.signing_kid,
-                             "\" names no configured key"));
-    }
-    v->signing_secret_ = signing->second;
-  }
-  if (absl::Status loaded = v->Reload(); !loaded.ok()) return loaded;
+  return std::shared_ptr<const Keys>(std::move(keys));
+}
+
+std::shared_ptr<const TokenVerifier::Keys> TokenVerifier::Current() const {
+  absl::MutexLock lock(&mu_);
+  return keys_;
+}
+
+absl::StatusOr<std::unique_ptr<TokenVerifier>> TokenVerifier::Create(
+    TokenVerifierOptions options) {
+  std::unique_ptr<TokenVerifier> v(new TokenVerifier(std::move(options)));
+  absl::StatusOr<std::shared_ptr<const Keys>> keys = v->Load();
+  if (!keys.ok()) return keys.status();
+  v->keys_ = *std::move(keys);
   return v;
 }
 
 std::string TokenVerifier::Mint(const TokenClaims& claims) const {
-  return MintToken(claims, signing_secret_, options_.signing_kid);
+  return MintToken(claims, Current()->signing_secret, options_.signing_kid);
+}
+
+bool TokenVerifier::CanMint() const {
+  return !Current()->signing_secret.empty();
 }
 
 absl::Status TokenVerifier::CheckSignature(const TokenHeader& header,
                                            absl::string_view signing_input,
                                            absl::string_view signature) const {
+  const std::shared_ptr<const Keys> keys = Current();
   if (header.alg == "HS256") {
-    auto key = hmac_.find(header.kid);
-    if (key == hmac_.end()) {
+    auto key = keys->hmac.find(header.kid);
+    if (key == keys->hmac.end()) {
       return TokenFailure(
           TokenError::kUnknownKey,
           header.kid.empty()
@@ -340,13 +389,8 @@ absl::Status TokenVerifier::CheckSignature(const TokenHeader& header,
                         absl::StrCat("token algorithm \"", header.alg,
                                      "\" is not HS256, RS256 or ES256"));
   }
-  std::shared_ptr<const PublicKeys> keys;
-  {
-    absl::MutexLock lock(&mu_);
-    keys = public_keys_;
-  }
   const PublicKeys::Key* key =
-      keys == nullptr ? nullptr : keys->Find(header.kid);
+      keys->jwks == nullptr ? nullptr : keys->jwks->Find(header.kid);
   if (key == nullptr) {
     return TokenFailure(
         TokenError::kUnknownKey,
@@ -395,33 +439,45 @@ absl::StatusOr<TokenClaims> TokenVerifier::Verify(absl::string_view token,
 }
 
 absl::Status TokenVerifier::Reload() {
-  if (options_.jwks_path.empty()) return absl::OkStatus();
-  const std::pair<int64_t, int64_t> stamp = Stamp(options_.jwks_path);
-  absl::StatusOr<std::string> json = ReadFile(options_.jwks_path);
-  if (!json.ok()) return json.status();
-  absl::StatusOr<std::shared_ptr<const PublicKeys>> keys =
-      PublicKeys::Parse(*json, options_.jwks_path);
-  absl::MutexLock lock(&mu_);
-  // A failed read is not retried until the file changes again.
-  jwks_stamp_ = stamp;
+  absl::StatusOr<std::shared_ptr<const Keys>> keys = Load();
   if (!keys.ok()) return keys.status();
-  public_keys_ = *std::move(keys);
+  absl::MutexLock lock(&mu_);
+  keys_ = *std::move(keys);
   return absl::OkStatus();
 }
 
 absl::StatusOr<bool> TokenVerifier::ReloadIfChanged() {
-  if (options_.jwks_path.empty()) return false;
+  std::pair<int64_t, int64_t> keys_stamp, jwks_stamp;
   {
     absl::MutexLock lock(&mu_);
-    if (Stamp(options_.jwks_path) == jwks_stamp_) return false;
+    // A file that failed to load is not read again until it changes.
+    keys_stamp =
+        failed_keys_stamp_.first >= 0 ? failed_keys_stamp_ : keys_->keys_stamp;
+    jwks_stamp =
+        failed_jwks_stamp_.first >= 0 ? failed_jwks_stamp_ : keys_->jwks_stamp;
   }
-  if (absl::Status loaded = Reload(); !loaded.ok()) return loaded;
+  const bool changed =
+      (!options_.hmac_keys_path.empty() &&
+       Stamp(options_.hmac_keys_path) != keys_stamp) ||
+      (!options_.jwks_path.empty() && Stamp(options_.jwks_path) != jwks_stamp);
+  if (!changed) return false;
+  absl::Status loaded = Reload();
+  absl::MutexLock lock(&mu_);
+  if (!loaded.ok()) {
+    failed_keys_stamp_ = options_.hmac_keys_path.empty()
+                             ? failed_keys_stamp_
+                             : Stamp(options_.hmac_keys_path);
+    failed_jwks_stamp_ = options_.jwks_path.empty() ? failed_jwks_stamp_
+                                                    : Stamp(options_.jwks_path);
+    return loaded;
+  }
+  failed_keys_stamp_ = failed_jwks_stamp_ = {-1, -1};
   return true;
 }
 
 size_t TokenVerifier::public_key_count() const {
-  absl::MutexLock lock(&mu_);
-  return public_keys_ == nullptr ? 0 : public_keys_->size();
+  const std::shared_ptr<const Keys> keys = Current();
+  return keys->jwks == nullptr ? 0 : keys->jwks->size();
 }
 
 }  // namespace parley

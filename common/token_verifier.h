@@ -2,16 +2,19 @@
 // the one it signs new tokens with.
 //
 //   * HS256 shared keys, by kid: the kid-less key (--token_secret) for tokens
-//     without a kid, and named keys (--token_keys_file) for tokens whose
-//     header names one. Several keys at once is what makes rotation possible:
-//     add the new key, sign with it (signing_kid), and remove the old one once
-//     the tokens it signed have expired (docs/operators.md gives the steps).
-//     A token signed with a key that is no longer configured is refused as
-//     kUnknownKey, with a message saying so.
+//     without a kid, and named keys (a keys file, --token_keys_file) for
+//     tokens whose header names one. Several keys at once is what makes
+//     rotation possible: add the new key, sign with it (signing_kid), and
+//     remove the old one once the tokens it signed have expired
+//     (docs/operators.md gives the steps). A token signed with a key that is
+//     no longer configured is refused as kUnknownKey, with a message saying
+//     so.
 //   * RS256 and ES256 (P-256) public keys from a JWKS file (RFC 7517), by kid:
-//     the tokens an identity provider mints. The file is read again by
-//     ReloadIfChanged() (its modification time or size changed) and Reload();
-//     a file that no longer parses keeps the keys read last (and says why).
+//     the tokens an identity provider mints.
+//   * Both files are read again by ReloadIfChanged() (a file's modification
+//     time or size changed) and Reload(); a reload that fails (a file that no
+//     longer parses, a signing kid it no longer holds) keeps every key read
+//     last, and says why.
 //   * issuer / audience: when set, a token's iss must equal the issuer and its
 //     aud must contain the audience (kNotAccepted otherwise), whatever signed
 //     it.
@@ -51,10 +54,13 @@ struct HmacKey {
 };
 
 struct TokenVerifierOptions {
-  // HS256 keys (kids unique; secrets not empty).
+  // HS256 keys given directly (the kid-less --token_secret).
   std::vector<HmacKey> hmac_keys;
-  // The kid of the key Mint() signs with; must name one of hmac_keys ("" =
-  // the kid-less key).
+  // A file of more HS256 keys, "KID SECRET" per line (see ParseHmacKeys);
+  // empty for none. Kids are unique across both; secrets not empty.
+  std::string hmac_keys_path;
+  // The kid of the key Mint() signs with; must name an HS256 key ("" = the
+  // kid-less key) when there is any.
   std::string signing_kid;
   // A JWKS file of RS256/ES256 public keys; empty for none.
   std::string jwks_path;
@@ -85,14 +91,15 @@ class TokenVerifier final {
                                      absl::Time now) const;
 
   // An HS256 token signed with the signing key (its kid in the header).
+  // Only when CanMint() (there is an HS256 key).
   std::string Mint(const TokenClaims& claims) const;
+  bool CanMint() const;
 
-  // Reads the JWKS file again (no-op without one). On error the keys read
-  // last stay in force.
+  // Reads both files again. On error the keys read last stay in force.
   absl::Status Reload();
-  // Reload() when the file's modification time or size changed since the
-  // last read; returns whether it reloaded (false also on error: logged by
-  // the caller from the status).
+  // Reload() when a file's modification time or size changed since it was
+  // last read; returns whether it reloaded. A file that failed is not read
+  // again until it changes again.
   absl::StatusOr<bool> ReloadIfChanged();
 
   // Public keys in force (for logs and tests).
@@ -101,20 +108,28 @@ class TokenVerifier final {
   class PublicKeys;  // Parsed JWKS: EVP_PKEYs by kid.
 
  private:
+  struct Keys;
+
   explicit TokenVerifier(TokenVerifierOptions options);
+
+  // Reads and checks every key of the options and files.
+  absl::StatusOr<std::shared_ptr<const Keys>> Load() const;
+  std::shared_ptr<const Keys> Current() const;
 
   absl::Status CheckSignature(const TokenHeader& header,
                               absl::string_view signing_input,
                               absl::string_view signature) const;
 
   const TokenVerifierOptions options_;
-  std::map<std::string, std::string, std::less<>> hmac_;  // kid -> secret.
-  std::string signing_secret_;
 
   mutable absl::Mutex mu_;
-  std::shared_ptr<const PublicKeys> public_keys_ ABSL_GUARDED_BY(mu_);
-  // What the JWKS file looked like when last read.
-  std::pair<int64_t, int64_t> jwks_stamp_ ABSL_GUARDED_BY(mu_) = {-1, -1};
+  std::shared_ptr<const Keys> keys_ ABSL_GUARDED_BY(mu_);
+  // The files as they were when they last failed to load ({-1, -1}: they
+  // did not).
+  std::pair<int64_t, int64_t> failed_keys_stamp_ ABSL_GUARDED_BY(mu_) = {-1,
+                                                                         -1};
+  std::pair<int64_t, int64_t> failed_jwks_stamp_ ABSL_GUARDED_BY(mu_) = {-1,
+                                                                         -1};
 };
 
 }  // namespace parley

@@ -207,6 +207,35 @@ TEST(TokenVerifierTest, RotationKeepsOldTokensUntilTheOldKeyIsRemoved) {
               HasSubstr("\"2026-11\" is not configured (rotated out?)"));
 }
 
+TEST(TokenVerifierTest, RotatingThroughTheKeysFileNeedsNoRestart) {
+  JwksFile keys;  // Any file: here "KID SECRET" lines.
+  keys.Write("# keys\n2026-11 old-secret\n");
+  TokenVerifierOptions options;
+  options.hmac_keys_path = keys.path();
+  options.signing_kid = "2026-11";
+  std::unique_ptr<TokenVerifier> v = MakeVerifier(options);
+  const std::string old_token = v->Mint(Claims());
+  EXPECT_TRUE(v->Verify(old_token, kNow).ok());
+
+  // The new key joins; the signing kid stays until the operator switches.
+  keys.Write("2026-11 old-secret\n2026-12 new-secret\n");
+  ASSERT_TRUE(*v->ReloadIfChanged());
+  EXPECT_TRUE(
+      v->Verify(MintToken(Claims(), "new-secret", "2026-12"), kNow).ok());
+  // A file that loses the signing key is refused; the old keys stay.
+  keys.Write("2026-12 new-secret\n");
+  absl::StatusOr<bool> refused = v->ReloadIfChanged();
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("\"2026-11\" names no configured key"));
+  EXPECT_TRUE(v->Verify(old_token, kNow).ok());
+  EXPECT_EQ(*v->ReloadIfChanged(), false);  // Not again until it changes.
+  // A garbled file likewise.
+  keys.Write("2026-11\n");
+  EXPECT_THAT(std::string(v->ReloadIfChanged().status().message()),
+              HasSubstr("line 1"));
+  EXPECT_TRUE(v->Verify(old_token, kNow).ok());
+}
+
 TEST(TokenVerifierTest, TokensWithoutKidUseTheKidlessKeyOnly) {
   const std::string legacy = MintToken(Claims(), "legacy");
   TokenVerifierOptions options;
