@@ -356,7 +356,10 @@ absl::StatusOr<std::unique_ptr<TokenVerifier>> TokenVerifier::Create(
   std::unique_ptr<TokenVerifier> v(new TokenVerifier(std::move(options)));
   absl::StatusOr<std::shared_ptr<const Keys>> keys = v->Load();
   if (!keys.ok()) return keys.status();
-  v->keys_ = *std::move(keys);
+  {
+    absl::MutexLock lock(&v->mu_);
+    v->keys_ = *std::move(keys);
+  }
   return v;
 }
 
