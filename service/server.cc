@@ -69,7 +69,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   ServiceMetrics* metrics = s.metrics_.get();
   ASSIGN_OR_RETURN(s.store_, OpenStore(options.store, *metrics));
 
-  s.router_ = std::make_unique<Router>(options.max_sessions_per_user);
+  s.router_ = std::make_unique<LocalRouter>(options.max_sessions_per_user);
   s.pool_ = std::make_unique<ThreadPool>(options.worker_threads);
   s.timer_ = std::make_unique<Timer>();
   MessagingOptions messaging = options.messaging;

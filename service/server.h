@@ -42,6 +42,7 @@
 #include "service/executor.h"
 #include "service/gateway_link_service.h"
 #include "service/http_server.h"
+#include "service/local_router.h"
 #include "service/messaging.h"
 #include "service/router.h"
 #include "service/service_metrics.h"

@@ -1,4 +1,4 @@
-#include "service/router.h"
+#include "service/local_router.h"
 
 #include <utility>
 
@@ -22,23 +22,15 @@ v1::ServiceEvent DeliveryEvent(const std::vector<std::string>& session_ids,
 
 }  // namespace
 
-void SendFrameTo(LinkStream* stream, absl::string_view session_id,
-                 v1::ServerFrame frame) {
-  v1::ServiceEvent event;
-  event.mutable_delivery()->add_session_ids(std::string(session_id));
-  *event.mutable_delivery()->mutable_frame() = std::move(frame);
-  stream->Send(std::move(event));
-}
-
-Router::Router(size_t max_sessions_per_user)
+LocalRouter::LocalRouter(size_t max_sessions_per_user)
     : max_sessions_per_user_(max_sessions_per_user) {}
 
-void Router::AddStream(LinkStream* stream, std::string gateway_id) {
+void LocalRouter::AddStream(LinkStream* stream, std::string gateway_id) {
   absl::MutexLock lock(&mu_);
   streams_[stream].gateway_id = std::move(gateway_id);
 }
 
-std::vector<std::string> Router::RemoveStream(LinkStream* stream) {
+std::vector<std::string> LocalRouter::RemoveStream(LinkStream* stream) {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> gone;
   auto it = streams_.find(stream);
@@ -52,7 +44,7 @@ std::vector<std::string> Router::RemoveStream(LinkStream* stream) {
   return gone;
 }
 
-bool Router::RemoveLocked(const std::string& session_id) {
+bool LocalRouter::RemoveLocked(const std::string& session_id) {
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return false;
   const std::string user = it->second.info.user_id;
@@ -67,8 +59,8 @@ bool Router::RemoveLocked(const std::string& session_id) {
   return true;
 }
 
-absl::StatusOr<bool> Router::BeginOpen(LinkStream* stream,
-                                       const SessionInfo& info) {
+absl::StatusOr<bool> LocalRouter::BeginOpen(LinkStream* stream,
+                                            const SessionInfo& info) {
   absl::MutexLock lock(&mu_);
   auto s = streams_.find(stream);
   if (s == streams_.end()) {
@@ -92,9 +84,9 @@ absl::StatusOr<bool> Router::BeginOpen(LinkStream* stream,
   return first;
 }
 
-bool Router::CompleteOpen(const std::string& session_id,
-                          const v1::SessionAccepted& accepted,
-                          const std::vector<v1::Message>& replay) {
+bool LocalRouter::CompleteOpen(const std::string& session_id,
+                               const v1::SessionAccepted& accepted,
+                               const std::vector<v1::Message>& replay) {
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(session_id);
   if (it == sessions_.end() || it->second.live) return false;
@@ -122,8 +114,8 @@ bool Router::CompleteOpen(const std::string& session_id,
   return true;
 }
 
-bool Router::AbortOpen(LinkStream* stream,
-                       const v1::SessionRejected& rejected) {
+bool LocalRouter::AbortOpen(LinkStream* stream,
+                            const v1::SessionRejected& rejected) {
   absl::MutexLock lock(&mu_);
   bool last = false;
   auto it = sessions_.find(rejected.session_id());
@@ -136,8 +128,8 @@ bool Router::AbortOpen(LinkStream* stream,
   return last;
 }
 
-std::optional<std::string> Router::Close(LinkStream* stream,
-                                         absl::string_view session_id) {
+std::optional<std::string> LocalRouter::Close(LinkStream* stream,
+                                              absl::string_view session_id) {
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(session_id);
   if (it == sessions_.end() || it->second.stream != stream) {
@@ -148,8 +140,8 @@ std::optional<std::string> Router::Close(LinkStream* stream,
   return user;
 }
 
-std::optional<std::string> Router::UserOf(LinkStream* stream,
-                                          absl::string_view session_id) const {
+std::optional<std::string> LocalRouter::UserOf(
+    LinkStream* stream, absl::string_view session_id) const {
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(session_id);
   if (it == sessions_.end() || it->second.stream != stream) {
@@ -158,8 +150,8 @@ std::optional<std::string> Router::UserOf(LinkStream* stream,
   return it->second.info.user_id;
 }
 
-void Router::ToSessionLocked(Session& session, v1::ServerFrame frame,
-                             uint64_t inbox_seq, bool is_message) {
+void LocalRouter::ToSessionLocked(Session& session, v1::ServerFrame frame,
+                                  uint64_t inbox_seq, bool is_message) {
   if (!session.live) {
     if (is_message && session.held.size() >= kMaxHeldMessages) return;
     session.held.push_back({std::move(frame), inbox_seq, is_message});
@@ -170,9 +162,9 @@ void Router::ToSessionLocked(Session& session, v1::ServerFrame frame,
   SendFrameTo(session.stream, session.info.session_id, std::move(frame));
 }
 
-size_t Router::DeliverMessage(const std::vector<InboxEntry>& recipients,
-                              const v1::Message& message,
-                              absl::string_view except_session) {
+size_t LocalRouter::DeliverMessage(const std::vector<InboxEntry>& recipients,
+                                   const v1::Message& message,
+                                   absl::string_view except_session) {
   absl::MutexLock lock(&mu_);
   std::map<LinkStream*, v1::ServiceEvent> batch;
   size_t count = 0;
@@ -208,29 +200,30 @@ size_t Router::DeliverMessage(const std::vector<InboxEntry>& recipients,
   return count;
 }
 
-void Router::SendToSession(absl::string_view session_id, v1::ServerFrame frame,
-                           uint64_t inbox_seq) {
+void LocalRouter::SendToSession(absl::string_view session_id,
+                                v1::ServerFrame frame, uint64_t inbox_seq) {
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return;
   ToSessionLocked(it->second, std::move(frame), inbox_seq, false);
 }
 
-void Router::SendToUser(const std::string& user, const v1::ServerFrame& frame,
-                        absl::string_view except_session) {
+void LocalRouter::SendToUser(const std::string& user,
+                             const v1::ServerFrame& frame,
+                             absl::string_view except_session) {
   absl::MutexLock lock(&mu_);
   SendToUsersLocked({user}, frame, except_session);
 }
 
-void Router::SendToUsers(const std::vector<std::string>& users,
-                         const v1::ServerFrame& frame) {
+void LocalRouter::SendToUsers(const std::vector<std::string>& users,
+                              const v1::ServerFrame& frame) {
   absl::MutexLock lock(&mu_);
   SendToUsersLocked(users, frame, "");
 }
 
-void Router::SendToUsersLocked(const std::vector<std::string>& users,
-                               const v1::ServerFrame& frame,
-                               absl::string_view except_session) {
+void LocalRouter::SendToUsersLocked(const std::vector<std::string>& users,
+                                    const v1::ServerFrame& frame,
+                                    absl::string_view except_session) {
   std::map<LinkStream*, std::vector<std::string>> batch;
   for (const std::string& user : users) {
     auto u = by_user_.find(user);
@@ -248,11 +241,11 @@ void Router::SendToUsersLocked(const std::vector<std::string>& users,
   for (auto& [stream, ids] : batch) stream->Send(DeliveryEvent(ids, frame));
 }
 
-Router::Disconnected Router::Disconnect(absl::string_view user_id,
-                                        absl::string_view session_id,
-                                        uint32_t close_code,
-                                        const std::string& reason,
-                                        bool reconnect) {
+Router::Disconnected LocalRouter::Disconnect(absl::string_view user_id,
+                                             absl::string_view session_id,
+                                             uint32_t close_code,
+                                             const std::string& reason,
+                                             bool reconnect) {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> ids;
   if (!session_id.empty()) {
@@ -282,7 +275,7 @@ Router::Disconnected Router::Disconnect(absl::string_view user_id,
   return out;
 }
 
-Router::Broadcasted Router::Broadcast(const v1::ServerFrame& frame) {
+Router::Broadcasted LocalRouter::Broadcast(const v1::ServerFrame& frame) {
   absl::MutexLock lock(&mu_);
   Broadcasted out;
   std::set<std::string> gateways;
@@ -297,7 +290,8 @@ Router::Broadcasted Router::Broadcast(const v1::ServerFrame& frame) {
   return out;
 }
 
-std::vector<SessionInfo> Router::ListSessions(absl::string_view user_id) const {
+std::vector<SessionInfo> LocalRouter::ListSessions(
+    absl::string_view user_id) const {
   absl::MutexLock lock(&mu_);
   std::vector<SessionInfo> out;
   for (const auto& [user, ids] : by_user_) {
@@ -307,17 +301,17 @@ std::vector<SessionInfo> Router::ListSessions(absl::string_view user_id) const {
   return out;
 }
 
-bool Router::IsOnline(absl::string_view user_id) const {
+bool LocalRouter::IsOnline(absl::string_view user_id) const {
   absl::MutexLock lock(&mu_);
   return by_user_.count(user_id) > 0;
 }
 
-size_t Router::session_count() const {
+size_t LocalRouter::session_count() const {
   absl::MutexLock lock(&mu_);
   return sessions_.size();
 }
 
-size_t Router::gateway_count() const {
+size_t LocalRouter::gateway_count() const {
   absl::MutexLock lock(&mu_);
   std::set<std::string> gateways;
   for (const auto& [stream, entry] : streams_)
@@ -325,7 +319,7 @@ size_t Router::gateway_count() const {
   return gateways.size();
 }
 
-size_t Router::stream_count() const {
+size_t LocalRouter::stream_count() const {
   absl::MutexLock lock(&mu_);
   return streams_.size();
 }

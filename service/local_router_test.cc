@@ -1,4 +1,4 @@
-#include "service/router.h"
+#include "service/local_router.h"
 
 #include <string>
 #include <vector>
@@ -43,7 +43,7 @@ std::vector<uint64_t> InboxSeqs(const std::vector<v1::ServerFrame>& frames) {
   return out;
 }
 
-class RouterTest : public ::testing::Test {
+class LocalRouterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     router_.AddStream(&gw1_, "gw-1");
@@ -61,12 +61,12 @@ class RouterTest : public ::testing::Test {
     ASSERT_TRUE(router_.CompleteOpen(session, Accepted(session, head), {}));
   }
 
-  Router router_{3};
+  LocalRouter router_{3};
   RecordingLinkStream gw1_;
   RecordingLinkStream gw2_;
 };
 
-TEST_F(RouterTest, FirstSessionOfAUserIsReportedAsComingOnline) {
+TEST_F(LocalRouterTest, FirstSessionOfAUserIsReportedAsComingOnline) {
   auto first = router_.BeginOpen(&gw1_, Info("s1", "alice"));
   auto second = router_.BeginOpen(&gw2_, Info("s2", "alice"));
   ASSERT_TRUE(first.ok() && second.ok());
@@ -75,7 +75,7 @@ TEST_F(RouterTest, FirstSessionOfAUserIsReportedAsComingOnline) {
   EXPECT_TRUE(router_.IsOnline("alice"));
 }
 
-TEST_F(RouterTest, SessionsPerUserAreLimited) {
+TEST_F(LocalRouterTest, SessionsPerUserAreLimited) {
   for (const char* s : {"s1", "s2", "s3"}) {
     ASSERT_TRUE(router_.BeginOpen(&gw1_, Info(s, "alice")).ok());
   }
@@ -86,7 +86,8 @@ TEST_F(RouterTest, SessionsPerUserAreLimited) {
   EXPECT_EQ(router_.session_count(), 3u);
 }
 
-TEST_F(RouterTest, OpenSendsAcceptedThenReplayThenHeldFramesWithoutRepeats) {
+TEST_F(LocalRouterTest,
+       OpenSendsAcceptedThenReplayThenHeldFramesWithoutRepeats) {
   ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s1", "bob")).ok());
   // Committed while the open reads the inbox: 5 is also in the replay, 6 is
   // newer than the head.
@@ -104,7 +105,7 @@ TEST_F(RouterTest, OpenSendsAcceptedThenReplayThenHeldFramesWithoutRepeats) {
   EXPECT_THAT(InboxSeqs(gw1_.FramesFor("s1")), ElementsAre(3, 4, 5, 6, 7));
 }
 
-TEST_F(RouterTest, MessagesAtOrBelowWhatWasSentAreDropped) {
+TEST_F(LocalRouterTest, MessagesAtOrBelowWhatWasSentAreDropped) {
   OpenLive(&gw1_, "s1", "bob", 10);
   Deliver("bob", 9, "");
   Deliver("bob", 10, "");
@@ -113,7 +114,7 @@ TEST_F(RouterTest, MessagesAtOrBelowWhatWasSentAreDropped) {
   EXPECT_THAT(InboxSeqs(gw1_.FramesFor("s1")), ElementsAre(11));
 }
 
-TEST_F(RouterTest, SessionsOfAUserOnOneStreamShareOneDelivery) {
+TEST_F(LocalRouterTest, SessionsOfAUserOnOneStreamShareOneDelivery) {
   OpenLive(&gw1_, "a", "bob");
   OpenLive(&gw1_, "b", "bob");
   OpenLive(&gw2_, "c", "bob");
@@ -126,7 +127,8 @@ TEST_F(RouterTest, SessionsOfAUserOnOneStreamShareOneDelivery) {
   EXPECT_THAT(gw2_.events()[0].delivery().session_ids(), ElementsAre("c"));
 }
 
-TEST_F(RouterTest, AGroupMessageCrossesEachStreamOnceWithEverySessionsSeq) {
+TEST_F(LocalRouterTest,
+       AGroupMessageCrossesEachStreamOnceWithEverySessionsSeq) {
   OpenLive(&gw1_, "a", "alice");
   OpenLive(&gw1_, "b", "bob");
   OpenLive(&gw1_, "b2", "bob");
@@ -150,7 +152,7 @@ TEST_F(RouterTest, AGroupMessageCrossesEachStreamOnceWithEverySessionsSeq) {
   EXPECT_THAT(InboxSeqs(gw2_.FramesFor("c")), ElementsAre(12));
 }
 
-TEST_F(RouterTest, TheSendingSessionIsSkippedAndItsAckCoversTheMessage) {
+TEST_F(LocalRouterTest, TheSendingSessionIsSkippedAndItsAckCoversTheMessage) {
   OpenLive(&gw1_, "a", "alice");
   OpenLive(&gw1_, "b", "alice");
   Deliver("alice", 1, "a");
@@ -163,7 +165,7 @@ TEST_F(RouterTest, TheSendingSessionIsSkippedAndItsAckCoversTheMessage) {
   EXPECT_EQ(gw1_.FramesFor("a").size(), 1u);
 }
 
-TEST_F(RouterTest, OneFrameForManyUsersIsOneDeliveryPerStream) {
+TEST_F(LocalRouterTest, OneFrameForManyUsersIsOneDeliveryPerStream) {
   OpenLive(&gw1_, "a", "alice");
   OpenLive(&gw1_, "b", "bob");
   OpenLive(&gw2_, "c", "carol");
@@ -184,7 +186,7 @@ TEST_F(RouterTest, OneFrameForManyUsersIsOneDeliveryPerStream) {
   EXPECT_EQ(frames[0].presence().user(), "eve");
 }
 
-TEST_F(RouterTest, AbortOpenRejectsAndForgets) {
+TEST_F(LocalRouterTest, AbortOpenRejectsAndForgets) {
   ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s1", "bob")).ok());
   v1::SessionRejected rejected;
   rejected.set_session_id("s1");
@@ -195,7 +197,7 @@ TEST_F(RouterTest, AbortOpenRejectsAndForgets) {
   EXPECT_TRUE(gw1_.events()[0].has_rejected());
 }
 
-TEST_F(RouterTest, CloseReportsTheLastSessionOnly) {
+TEST_F(LocalRouterTest, CloseReportsTheLastSessionOnly) {
   OpenLive(&gw1_, "a", "bob");
   OpenLive(&gw2_, "b", "bob");
   EXPECT_FALSE(router_.Close(&gw1_, "a").has_value());
@@ -204,7 +206,7 @@ TEST_F(RouterTest, CloseReportsTheLastSessionOnly) {
   EXPECT_FALSE(router_.IsOnline("bob"));
 }
 
-TEST_F(RouterTest, RemoveStreamForgetsItsSessionsOnly) {
+TEST_F(LocalRouterTest, RemoveStreamForgetsItsSessionsOnly) {
   OpenLive(&gw1_, "a", "bob");
   OpenLive(&gw2_, "b", "carol");
   EXPECT_THAT(router_.RemoveStream(&gw1_), ElementsAre("bob"));
@@ -216,7 +218,7 @@ TEST_F(RouterTest, RemoveStreamForgetsItsSessionsOnly) {
   EXPECT_THAT(gw1_.events(), IsEmpty());
 }
 
-TEST_F(RouterTest, DisconnectSendsOrdersAndForgets) {
+TEST_F(LocalRouterTest, DisconnectSendsOrdersAndForgets) {
   OpenLive(&gw1_, "a", "bob");
   OpenLive(&gw1_, "b", "bob");
   OpenLive(&gw2_, "c", "carol");
@@ -235,7 +237,7 @@ TEST_F(RouterTest, DisconnectSendsOrdersAndForgets) {
   EXPECT_EQ(router_.session_count(), 0u);
 }
 
-TEST_F(RouterTest, BroadcastReachesEveryStream) {
+TEST_F(LocalRouterTest, BroadcastReachesEveryStream) {
   OpenLive(&gw1_, "a", "bob");
   gw1_.Clear();
   v1::ServerFrame frame;
@@ -249,7 +251,7 @@ TEST_F(RouterTest, BroadcastReachesEveryStream) {
   EXPECT_EQ(gw2_.events().size(), 1u);
 }
 
-TEST_F(RouterTest, ListSessionsByUserWithGateway) {
+TEST_F(LocalRouterTest, ListSessionsByUserWithGateway) {
   OpenLive(&gw2_, "b1", "bob");
   OpenLive(&gw1_, "a1", "alice");
   std::vector<SessionInfo> all = router_.ListSessions("");
