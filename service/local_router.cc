@@ -1,14 +1,18 @@
 #include "service/local_router.h"
 
+#include <algorithm>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 
 namespace parley::service {
 namespace {
 
-// Inbox messages held for one opening session beyond this are dropped: the
-// client sees the gap and syncs (inbox rule 3), and memory stays bounded.
+// Inbox messages held for one session beyond this are not kept: they are
+// read back from the store when the session is released, and memory stays
+// bounded.
 constexpr size_t kMaxHeldMessages = 4096;
 
 v1::ServiceEvent DeliveryEvent(const std::vector<std::string>& session_ids,
@@ -106,12 +110,120 @@ bool LocalRouter::CompleteOpen(const std::string& session_id,
     session.stream->Send(DeliveryEvent({session_id}, frame));
   }
   session.live = true;
+  ReleaseLocked(session);
+  return true;
+}
+
+void LocalRouter::ReleaseLocked(Session& session) {
   std::vector<Held> held = std::move(session.held);
   session.held.clear();
-  for (Held& h : held) {
-    ToSessionLocked(session, std::move(h.frame), h.inbox_seq, h.is_message);
+  for (size_t i = 0; i < held.size(); ++i) {
+    if (session.catch_up_id != 0) {
+      // A new gap: what is left waits for its catch-up.
+      for (; i < held.size(); ++i) {
+        session.held.push_back(std::move(held[i]));
+      }
+      return;
+    }
+    ToSessionLocked(session, std::move(held[i].frame), held[i].inbox_seq,
+                    held[i].is_message);
   }
-  return true;
+  if (session.catch_up_id == 0 && session.owed_upto > session.last_inbox_seq) {
+    StartCatchUpLocked(session, session.owed_upto);
+  }
+}
+
+void LocalRouter::SetCatchUp(CatchUp catch_up) {
+  absl::MutexLock lock(&mu_);
+  catch_up_ = std::move(catch_up);
+}
+
+void LocalRouter::StartCatchUpLocked(Session& session, uint64_t upto_seq) {
+  session.catch_up_id = next_catch_up_id_++;
+  CatchUpRequest request;
+  request.session_id = session.info.session_id;
+  request.user = session.info.user_id;
+  request.after_seq = session.last_inbox_seq;
+  request.upto_seq = upto_seq;
+  request.id = session.catch_up_id;
+  catch_up_(std::move(request));
+}
+
+void LocalRouter::FinishCatchUp(
+    const CatchUpRequest& request,
+    absl::StatusOr<std::vector<v1::Message>> messages) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(request.session_id);
+  if (it == sessions_.end() || it->second.catch_up_id != request.id) return;
+  Session& session = it->second;
+  if (!messages.ok()) {
+    LogWarn("router.catch_up_failed",
+            {{"session", request.session_id},
+             {"user", request.user},
+             {"attempt", request.attempt + 1},
+             {"error", messages.status().ToString()}});
+    if (catch_up_) {
+      CatchUpRequest again = request;
+      ++again.attempt;
+      catch_up_(std::move(again));
+      return;
+    }
+    // Shutting down: nothing can read any more; the client syncs.
+    messages = std::vector<v1::Message>();
+  }
+  // The catch-up and the held Acks and messages up to upto_seq go out in
+  // inbox_seq order; an Ack takes its message's place (the session sent
+  // it), a held message repeats one read.
+  std::map<uint64_t, v1::ServerFrame> in_order;
+  for (v1::Message& m : *messages) {
+    if (m.inbox_seq() <= session.last_inbox_seq ||
+        m.inbox_seq() > request.upto_seq) {
+      continue;
+    }
+    const uint64_t seq = m.inbox_seq();
+    *in_order[seq].mutable_message() = std::move(m);
+  }
+  std::vector<Held> rest;
+  for (Held& h : session.held) {
+    if (h.inbox_seq > session.last_inbox_seq &&
+        h.inbox_seq <= request.upto_seq) {
+      if (!h.is_message || in_order.count(h.inbox_seq) == 0) {
+        in_order[h.inbox_seq] = std::move(h.frame);
+      }
+      continue;
+    }
+    rest.push_back(std::move(h));
+  }
+  for (auto& [seq, frame] : in_order) {
+    SendFrameTo(session.stream, session.info.session_id, std::move(frame));
+  }
+  // Past what was read (the limit cut it short) the client syncs.
+  session.last_inbox_seq = request.upto_seq;
+  session.catch_up_id = 0;
+  session.held = std::move(rest);
+  ReleaseLocked(session);
+}
+
+void LocalRouter::CatchUpTo(absl::string_view user, uint64_t head) {
+  absl::MutexLock lock(&mu_);
+  auto u = by_user_.find(user);
+  if (u == by_user_.end()) return;
+  for (const std::string& id : u->second) {
+    Session& session = sessions_.at(id);
+    if (head <= session.last_inbox_seq) continue;
+    session.owed_upto = std::max(session.owed_upto, head);
+    if (session.live && session.catch_up_id == 0 && catch_up_) {
+      StartCatchUpLocked(session, head);
+    }
+  }
+}
+
+std::vector<std::string> LocalRouter::Users() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  out.reserve(by_user_.size());
+  for (const auto& [user, ids] : by_user_) out.push_back(user);
+  return out;
 }
 
 bool LocalRouter::AbortOpen(LinkStream* stream,
@@ -150,15 +262,34 @@ std::optional<std::string> LocalRouter::UserOf(
   return it->second.info.user_id;
 }
 
-void LocalRouter::ToSessionLocked(Session& session, v1::ServerFrame frame,
-                                  uint64_t inbox_seq, bool is_message) {
-  if (!session.live) {
-    if (is_message && session.held.size() >= kMaxHeldMessages) return;
-    session.held.push_back({std::move(frame), inbox_seq, is_message});
+void LocalRouter::HoldLocked(Session& session, v1::ServerFrame frame,
+                             uint64_t inbox_seq, bool is_message) {
+  if (is_message && session.held.size() >= kMaxHeldMessages) {
+    // Read back from the store once the session is released.
+    session.owed_upto = std::max(session.owed_upto, inbox_seq);
     return;
   }
-  if (is_message && inbox_seq <= session.last_inbox_seq) return;
-  session.last_inbox_seq = std::max(session.last_inbox_seq, inbox_seq);
+  session.held.push_back({std::move(frame), inbox_seq, is_message});
+}
+
+void LocalRouter::ToSessionLocked(Session& session, v1::ServerFrame frame,
+                                  uint64_t inbox_seq, bool is_message) {
+  if (!session.live || session.catch_up_id != 0) {
+    HoldLocked(session, std::move(frame), inbox_seq, is_message);
+    return;
+  }
+  if (inbox_seq != 0) {
+    if (inbox_seq <= session.last_inbox_seq) {
+      // Already sent. An Ack still answers its (repeated) Send.
+      if (is_message) return;
+    } else if (inbox_seq == session.last_inbox_seq + 1 || !catch_up_) {
+      session.last_inbox_seq = inbox_seq;
+    } else {
+      HoldLocked(session, std::move(frame), inbox_seq, is_message);
+      StartCatchUpLocked(session, inbox_seq - 1);
+      return;
+    }
+  }
   SendFrameTo(session.stream, session.info.session_id, std::move(frame));
 }
 
@@ -174,7 +305,10 @@ size_t LocalRouter::DeliverMessage(const std::vector<InboxEntry>& recipients,
     for (const std::string& id : u->second) {
       if (id == except_session) continue;
       Session& session = sessions_.at(id);
-      if (!session.live) {
+      if (recipient.inbox_seq <= session.last_inbox_seq) continue;
+      if (!session.live || session.catch_up_id != 0 ||
+          (recipient.inbox_seq != session.last_inbox_seq + 1 && catch_up_)) {
+        // Held, or past a gap: one frame of its own.
         v1::ServerFrame frame;
         *frame.mutable_message() = message;
         frame.mutable_message()->set_inbox_seq(recipient.inbox_seq);
@@ -182,7 +316,6 @@ size_t LocalRouter::DeliverMessage(const std::vector<InboxEntry>& recipients,
         ++count;
         continue;
       }
-      if (recipient.inbox_seq <= session.last_inbox_seq) continue;
       session.last_inbox_seq = recipient.inbox_seq;
       v1::Delivery* delivery = batch[session.stream].mutable_delivery();
       delivery->add_session_ids(id);
@@ -231,7 +364,7 @@ void LocalRouter::SendToUsersLocked(const std::vector<std::string>& users,
     for (const std::string& id : u->second) {
       if (id == except_session) continue;
       Session& session = sessions_.at(id);
-      if (!session.live) {
+      if (!session.live || session.catch_up_id != 0) {
         ToSessionLocked(session, frame, 0, false);
       } else {
         batch[session.stream].push_back(id);

@@ -261,5 +261,166 @@ TEST_F(LocalRouterTest, ListSessionsByUserWithGateway) {
   EXPECT_EQ(router_.ListSessions("bob").size(), 1u);
 }
 
+// The router of a replica whose deliveries may come out of order: catch-ups
+// are recorded, and the test answers them as the store would.
+class CatchUpTest : public LocalRouterTest {
+ protected:
+  void SetUp() override {
+    LocalRouterTest::SetUp();
+    router_.SetCatchUp([this](LocalRouter::CatchUpRequest r) {
+      requests_.push_back(std::move(r));
+    });
+    OpenLive(&gw1_, "s1", "bob", 5);
+  }
+  v1::ServerFrame AckFrame(uint64_t inbox_seq) {
+    v1::ServerFrame ack;
+    ack.mutable_ack()->set_inbox_seq(inbox_seq);
+    ack.mutable_ack()->set_client_msg_id("c" + std::to_string(inbox_seq));
+    return ack;
+  }
+  // What s1 was sent: "m<seq>" for messages, "a<seq>" for Acks.
+  std::vector<std::string> Sent() {
+    std::vector<std::string> out;
+    for (const v1::ServerFrame& f : gw1_.FramesFor("s1")) {
+      if (f.has_message())
+        out.push_back("m" + std::to_string(f.message().inbox_seq()));
+      if (f.has_ack()) out.push_back("a" + std::to_string(f.ack().inbox_seq()));
+      if (f.has_typing()) out.push_back("typing");
+    }
+    return out;
+  }
+  std::vector<v1::Message> Msgs(std::vector<uint64_t> seqs) {
+    std::vector<v1::Message> out;
+    for (uint64_t s : seqs) out.push_back(Msg(s));
+    return out;
+  }
+
+  std::vector<LocalRouter::CatchUpRequest> requests_;
+};
+
+TEST_F(CatchUpTest, MessagesInOrderNeverAskForACatchUp) {
+  Deliver("bob", 6, "");
+  Deliver("bob", 7, "");
+  router_.SendToSession("s1", AckFrame(8), 8);
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "a8"));
+  EXPECT_THAT(requests_, IsEmpty());
+}
+
+TEST_F(CatchUpTest, AMessagePastAGapWaitsForTheCatchUpThenAllGoOutInOrder) {
+  Deliver("bob", 8, "");
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].user, "bob");
+  EXPECT_EQ(requests_[0].after_seq, 5u);
+  EXPECT_EQ(requests_[0].upto_seq, 7u);
+  Deliver("bob", 9, "");
+  Deliver("bob", 6, "");  // Arrives late, while the catch-up reads.
+  v1::ServerFrame typing;
+  typing.mutable_typing()->set_from("alice");
+  router_.SendToUser("bob", typing);
+  EXPECT_THAT(Sent(), IsEmpty());
+  router_.FinishCatchUp(requests_[0], Msgs({6, 7}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m8", "m9", "typing"));
+  Deliver("bob", 7, "");  // The publish that was late: already delivered.
+  Deliver("bob", 10, "");
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m8", "m9", "typing", "m10"));
+  EXPECT_EQ(requests_.size(), 1u);
+}
+
+TEST_F(CatchUpTest, AnAckAheadOfAMessageDoesNotMakeTheMessageLookDelivered) {
+  // bob's own send committed at 7 after a message to him at 6 whose
+  // delivery has not arrived yet.
+  router_.SendToSession("s1", AckFrame(7), 7);
+  EXPECT_THAT(Sent(), IsEmpty());
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].upto_seq, 6u);
+  router_.FinishCatchUp(requests_[0], Msgs({6}));
+  Deliver("bob", 6, "");
+  EXPECT_THAT(Sent(), ElementsAre("m6", "a7"));
+}
+
+TEST_F(CatchUpTest, AHeldAckTakesThePlaceOfItsMessageInTheCatchUp) {
+  Deliver("bob", 9, "");  // Gap (5, 8].
+  router_.SendToSession("s1", AckFrame(7), 7);
+  ASSERT_EQ(requests_.size(), 1u);
+  router_.FinishCatchUp(requests_[0], Msgs({6, 7, 8}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "a7", "m8", "m9"));
+}
+
+TEST_F(CatchUpTest, AnAckAtOrBelowWhatWasSentStillAnswersItsSend) {
+  Deliver("bob", 6, "");
+  router_.SendToSession("s1", AckFrame(4), 4);  // A repeated Send's Ack.
+  Deliver("bob", 7, "");
+  EXPECT_THAT(Sent(), ElementsAre("m6", "a4", "m7"));
+  EXPECT_THAT(requests_, IsEmpty());
+}
+
+TEST_F(CatchUpTest, AFailedCatchUpIsAskedAgainAndDropsNothing) {
+  Deliver("bob", 7, "");
+  ASSERT_EQ(requests_.size(), 1u);
+  router_.FinishCatchUp(requests_[0],
+                        absl::UnavailableError("the store is down"));
+  ASSERT_EQ(requests_.size(), 2u);
+  EXPECT_EQ(requests_[1].attempt, 1);
+  EXPECT_EQ(requests_[1].id, requests_[0].id);
+  EXPECT_EQ(requests_[1].after_seq, 5u);
+  Deliver("bob", 8, "");
+  EXPECT_THAT(Sent(), IsEmpty());
+  router_.FinishCatchUp(requests_[1], Msgs({6}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m8"));
+}
+
+TEST_F(CatchUpTest, ACatchUpCutShortLeavesTheRestToTheClientsSync) {
+  Deliver("bob", 20, "");
+  ASSERT_EQ(requests_.size(), 1u);
+  router_.FinishCatchUp(requests_[0], Msgs({6, 7}));  // The replay limit.
+  Deliver("bob", 21, "");
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m20", "m21"));
+  EXPECT_EQ(requests_.size(), 1u);
+}
+
+TEST_F(CatchUpTest, ASecondGapAmongHeldFramesAsksAgain) {
+  Deliver("bob", 7, "");  // Gap (5, 6].
+  Deliver("bob", 9, "");  // Held; after the catch-up a gap (7, 8].
+  router_.FinishCatchUp(requests_[0], Msgs({6}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7"));
+  ASSERT_EQ(requests_.size(), 2u);
+  EXPECT_EQ(requests_[1].after_seq, 7u);
+  EXPECT_EQ(requests_[1].upto_seq, 8u);
+  router_.FinishCatchUp(requests_[1], Msgs({8}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m8", "m9"));
+}
+
+TEST_F(CatchUpTest, CatchUpToAsksForWhatASessionMayHaveMissed) {
+  router_.CatchUpTo("bob", 5);  // Nothing missed.
+  EXPECT_THAT(requests_, IsEmpty());
+  router_.CatchUpTo("bob", 7);
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].after_seq, 5u);
+  EXPECT_EQ(requests_[0].upto_seq, 7u);
+  router_.FinishCatchUp(requests_[0], Msgs({6, 7}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7"));
+}
+
+TEST_F(CatchUpTest, AGapInTheHeldFramesOfAnOpenAsksForACatchUp) {
+  ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s2", "carol")).ok());
+  Deliver("carol", 4, "");  // Committed elsewhere after the head was read.
+  ASSERT_TRUE(router_.CompleteOpen("s2", Accepted("s2", 2), {}));
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].session_id, "s2");
+  EXPECT_EQ(requests_[0].after_seq, 2u);
+  EXPECT_EQ(requests_[0].upto_seq, 3u);
+  router_.FinishCatchUp(requests_[0], Msgs({3}));
+  EXPECT_THAT(InboxSeqs(gw1_.FramesFor("s2")), ElementsAre(3, 4));
+}
+
+TEST_F(CatchUpTest, ACatchUpForAReplacedSessionIsIgnored) {
+  Deliver("bob", 7, "");
+  ASSERT_EQ(requests_.size(), 1u);
+  OpenLive(&gw2_, "s1", "bob", 9);  // Re-announced on another stream.
+  router_.FinishCatchUp(requests_[0], Msgs({6}));
+  EXPECT_THAT(InboxSeqs(gw2_.FramesFor("s1")), IsEmpty());
+  EXPECT_THAT(Sent(), IsEmpty());
+}
+
 }  // namespace
 }  // namespace parley::service

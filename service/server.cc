@@ -1,5 +1,7 @@
 #include "service/server.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +18,13 @@ namespace {
 // "host:port" with the port the server actually bound.
 std::string BoundAddress(const std::string& asked, int port) {
   return absl::StrCat(asked.substr(0, asked.rfind(':')), ":", port);
+}
+
+// How long a failed catch-up read waits before its `attempt`th retry.
+absl::Duration CatchUpBackoff(int attempt) {
+  return std::min(
+      absl::Milliseconds(100) * (int64_t{1} << std::min(attempt, 7)),
+      absl::Seconds(10));
 }
 
 }  // namespace
@@ -69,13 +78,33 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   ServiceMetrics* metrics = s.metrics_.get();
   ASSIGN_OR_RETURN(s.store_, OpenStore(options.store, *metrics));
 
-  s.router_ = std::make_unique<LocalRouter>(options.max_sessions_per_user);
+  s.local_router_ =
+      std::make_unique<LocalRouter>(options.max_sessions_per_user);
+  s.router_ = s.local_router_.get();
   s.pool_ = std::make_unique<ThreadPool>(options.worker_threads);
   s.timer_ = std::make_unique<Timer>();
+  // A session's catch-up reads the store on a worker; a failed read is
+  // tried again after a backoff, the session holding meanwhile.
+  s.local_router_->SetCatchUp(
+      [router = s.local_router_.get(), store = s.store_.store.get(),
+       pool = s.pool_.get(), timer = s.timer_.get(),
+       limit = options.messaging.max_replay](LocalRouter::CatchUpRequest r) {
+        auto read = [router, store, limit, r] {
+          router->FinishCatchUp(
+              r, ReadInboxMessages(*store, r.user, r.after_seq, r.upto_seq,
+                                   limit));
+        };
+        if (r.attempt == 0) {
+          pool->Post(std::move(read));
+          return;
+        }
+        timer->RunAfter(CatchUpBackoff(r.attempt),
+                        [pool, read = std::move(read)] { pool->Post(read); });
+      });
   MessagingOptions messaging = options.messaging;
   messaging.token_secret = options.token_secret;
   s.messaging_ = std::make_unique<Messaging>(
-      s.store_.store.get(), s.router_.get(), metrics, messaging,
+      s.store_.store.get(), s.router_, metrics, messaging,
       [] { return absl::Now(); },
       [timer = s.timer_.get(), pool = s.pool_.get()](
           absl::Duration delay, std::function<void()> task) {
@@ -87,8 +116,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       s.messaging_.get(), s.pool_.get(), options.link);
   AdminOptions admin = options.admin;
   admin.token_secret = options.token_secret;
-  s.admin_api_ = std::make_unique<AdminApi>(s.store_.store.get(),
-                                            s.router_.get(), s.messaging_.get(),
+  s.admin_api_ = std::make_unique<AdminApi>(s.store_.store.get(), s.router_,
+                                            s.messaging_.get(),
                                             s.store_.backup.get(), admin);
   s.admin_service_ = std::make_unique<AdminService>(
       s.admin_api_.get(), options.admin_key, registry);
@@ -174,6 +203,9 @@ void Server::Shutdown() {
   link_server_->Shutdown(absl::ToChronoTime(deadline));
   admin_server_->Shutdown(absl::ToChronoTime(deadline));
   if (http_server_ != nullptr) http_server_->Stop();
+  // Catch-ups need the workers; from here a session behind gets what
+  // arrives and its client syncs.
+  local_router_->SetCatchUp(nullptr);
   // Work still queued (a late batch) finishes before the store is flushed.
   timer_.reset();
   pool_.reset();
@@ -186,6 +218,7 @@ Server::~Server() {
   http_server_.reset();
   admin_server_.reset();
   link_server_.reset();
+  if (local_router_ != nullptr) local_router_->SetCatchUp(nullptr);
   timer_.reset();
   pool_.reset();
   if (store_.store != nullptr) store_.store->Flush();

@@ -111,7 +111,9 @@ class Server final {
   std::unique_ptr<ServiceMetrics> metrics_;
   // Closed after everything that uses it, before the metrics it reports to.
   OpenedStore store_;
-  std::unique_ptr<Router> router_;
+  std::unique_ptr<LocalRouter> local_router_;
+  // The router the logic uses: local_router_ itself on one replica.
+  Router* router_ = nullptr;
   std::unique_ptr<Messaging> messaging_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Timer> timer_;
