@@ -444,12 +444,19 @@ size_t LocalRouter::session_count() const {
   return sessions_.size();
 }
 
-size_t LocalRouter::gateway_count() const {
+size_t LocalRouter::gateway_count() const { return GatewayIds().size(); }
+
+std::vector<std::string> LocalRouter::GatewayIds() const {
   absl::MutexLock lock(&mu_);
   std::set<std::string> gateways;
-  for (const auto& [stream, entry] : streams_)
+  for (const auto& [stream, entry] : streams_) {
     gateways.insert(entry.gateway_id);
-  return gateways.size();
+  }
+  return {gateways.begin(), gateways.end()};
+}
+
+Router::Census LocalRouter::TakeCensus() const {
+  return {session_count(), gateway_count()};
 }
 
 size_t LocalRouter::stream_count() const {

@@ -88,6 +88,8 @@ class LocalRouter final : public Router {
   void CatchUpTo(absl::string_view user, uint64_t head);
   // Users with a session on this replica.
   std::vector<std::string> Users() const;
+  // Distinct gateway ids among the connected streams.
+  std::vector<std::string> GatewayIds() const;
 
   void AddStream(LinkStream* stream, std::string gateway_id) override;
   std::vector<std::string> RemoveStream(LinkStream* stream) override;
@@ -128,6 +130,7 @@ class LocalRouter final : public Router {
   size_t session_count() const override;
   size_t gateway_count() const override;
   size_t stream_count() const override;
+  Census TakeCensus() const override;
 
  private:
   struct Held {

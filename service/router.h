@@ -119,13 +119,19 @@ class Router {
   // `user_id` is empty.
   virtual std::vector<SessionInfo> ListSessions(
       absl::string_view user_id) const = 0;
-  // Whether the user has a session.
+  // Whether the user has a session (on any replica).
   virtual bool IsOnline(absl::string_view user_id) const = 0;
+  // Sessions, distinct gateways and link streams of this replica (metrics).
   virtual size_t session_count() const = 0;
-  // Distinct gateway ids among the connected streams.
   virtual size_t gateway_count() const = 0;
-  // Link streams connected to this replica.
   virtual size_t stream_count() const = 0;
+  // Sessions and distinct gateways of every replica (operators' stats). A
+  // router spanning replicas asks them: it may block for a short timeout.
+  struct Census {
+    size_t sessions = 0;
+    size_t gateways = 0;
+  };
+  virtual Census TakeCensus() const = 0;
 };
 
 }  // namespace parley::service
