@@ -53,10 +53,13 @@ BusRouter::BusRouter(LocalRouter* local, Bus* bus, Store* store,
       run_blocking_(std::move(run_blocking)),
       options_(std::move(options)) {}
 
-BusRouter::~BusRouter() {
+BusRouter::~BusRouter() { Stop(); }
+
+void BusRouter::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
   if (heartbeats_.joinable()) heartbeats_.join();
   for (Bus::Subscription sub : subscriptions_) bus_->Unsubscribe(sub);
+  subscriptions_.clear();
   bus_->SetEventHandler(nullptr);
 }
 

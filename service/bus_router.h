@@ -97,6 +97,10 @@ class BusRouter final : public Router {
   // request_timeout for their answers) and starts the heartbeats. Before the
   // first session opens.
   absl::Status Start();
+  // Stops the heartbeats and every subscription (no more bus events and no
+  // more work for `run_blocking`); the Router calls keep working, for this
+  // replica's sessions. Idempotent; the destructor calls it.
+  void Stop();
 
   void AddStream(LinkStream* stream, std::string gateway_id) override;
   std::vector<std::string> RemoveStream(LinkStream* stream) override;

@@ -1,10 +1,13 @@
 #include "service/server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -18,6 +21,19 @@ namespace {
 // "host:port" with the port the server actually bound.
 std::string BoundAddress(const std::string& asked, int port) {
   return absl::StrCat(asked.substr(0, asked.rfind(':')), ":", port);
+}
+
+// --replica_id, or hostname:port of the link address (a random suffix
+// instead of port 0, which names no port).
+std::string ReplicaId(const ServerOptions& options) {
+  if (!options.bus.replica_id.empty()) return options.bus.replica_id;
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  const std::string port =
+      options.link_address.substr(options.link_address.rfind(':') + 1);
+  if (port != "0") return absl::StrCat(host, ":", port);
+  static const std::string random = NewStoreGeneration().substr(0, 8);
+  return absl::StrCat(host, ":", random);
 }
 
 // How long a failed catch-up read waits before its `attempt`th retry.
@@ -101,6 +117,31 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
         timer->RunAfter(CatchUpBackoff(r.attempt),
                         [pool, read = std::move(read)] { pool->Post(read); });
       });
+  if (!options.bus.nats_servers.empty()) {
+    NatsBusOptions nats;
+    nats.servers = options.bus.nats_servers;
+    nats.name = ReplicaId(options);
+    ASSIGN_OR_RETURN(s.bus_, NatsBus::Connect(std::move(nats)));
+    BusRouterOptions bus;
+    bus.replica_id = ReplicaId(options);
+    bus.subject_prefix = options.bus.subject_prefix;
+    bus.request_timeout = options.bus.request_timeout;
+    bus.heartbeat_interval = options.bus.heartbeat_interval;
+    bus.replica_timeout = options.bus.replica_timeout;
+    bus.presence_max_group_members =
+        options.messaging.presence_max_group_members;
+    s.bus_router_ = std::make_unique<BusRouter>(
+        s.local_router_.get(), s.bus_.get(), s.store_.store.get(),
+        [pool = s.pool_.get()](std::function<void()> task) {
+          pool->Post(std::move(task));
+        },
+        bus);
+    RETURN_IF_ERROR(s.bus_router_->Start());
+    s.router_ = s.bus_router_.get();
+    LogInfo("service.bus",
+            {{"replica", bus.replica_id},
+             {"nats", absl::StrJoin(options.bus.nats_servers, ",")}});
+  }
   MessagingOptions messaging = options.messaging;
   messaging.token_secret = options.token_secret;
   s.messaging_ = std::make_unique<Messaging>(
@@ -203,8 +244,9 @@ void Server::Shutdown() {
   link_server_->Shutdown(absl::ToChronoTime(deadline));
   admin_server_->Shutdown(absl::ToChronoTime(deadline));
   if (http_server_ != nullptr) http_server_->Stop();
-  // Catch-ups need the workers; from here a session behind gets what
-  // arrives and its client syncs.
+  // Catch-ups and bus work need the workers; from here a session behind
+  // gets what arrives and its client syncs.
+  if (bus_router_ != nullptr) bus_router_->Stop();
   local_router_->SetCatchUp(nullptr);
   // Work still queued (a late batch) finishes before the store is flushed.
   timer_.reset();
@@ -218,6 +260,7 @@ Server::~Server() {
   http_server_.reset();
   admin_server_.reset();
   link_server_.reset();
+  if (bus_router_ != nullptr) bus_router_->Stop();
   if (local_router_ != nullptr) local_router_->SetCatchUp(nullptr);
   timer_.reset();
   pool_.reset();
