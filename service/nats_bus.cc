@@ -201,9 +201,11 @@ void NatsBus::RunPublisher() {
     }
     for (const auto& [subject, data] : batch) {
       // While reconnecting the client buffers the publish; past its buffer
-      // it fails, and the reconnect tells every replica to catch up.
-      natsConnection_Publish(conn_, subject.c_str(), data.data(),
-                             static_cast<int>(data.size()));
+      // (or on any other refusal) it is lost, and the others must catch up.
+      if (natsConnection_Publish(conn_, subject.c_str(), data.data(),
+                                 static_cast<int>(data.size())) != NATS_OK) {
+        Fire(Event::kPublishesLost);
+      }
     }
   }
 }
@@ -221,9 +223,9 @@ absl::StatusOr<Bus::Subscription> NatsBus::Subscribe(const std::string& subject,
   }
   natsSubscription_SetPendingLimits(sub->sub, options_.max_pending_messages,
                                     -1);
-  // The SUB reaches the server before this returns (when connected; else
-  // the client sends it on connecting).
-  natsConnection_FlushTimeout(conn_, 2000);
+  // The SUB reaches the server before this returns when connected; else
+  // the client sends it on connecting.
+  if (connected()) natsConnection_FlushTimeout(conn_, 2000);
   absl::MutexLock lock(&subs_mu_);
   const Subscription id = next_sub_++;
   subs_[id] = std::move(sub);
@@ -248,6 +250,8 @@ std::vector<std::string> NatsBus::Request(
     const std::string& subject, std::string data, absl::Duration timeout,
     const std::function<bool(const std::vector<std::string>&)>& enough) {
   std::vector<std::string> answers;
+  // Cut off, nobody can answer: do not wait for them.
+  if (!connected()) return answers;
   natsInbox* inbox = nullptr;
   natsSubscription* sub = nullptr;
   if (natsInbox_Create(&inbox) != NATS_OK) return answers;
