@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/nats_server_process.h"
@@ -62,8 +63,10 @@ class NatsBusTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
-  std::unique_ptr<NatsBus> Connect(const std::string& name, Recorder* events) {
+  std::unique_ptr<NatsBus> Connect(const std::string& name, Recorder* events,
+                                   int max_pending = 100000) {
     NatsBusOptions options;
+    options.max_pending_messages = max_pending;
     options.servers = {server_->url()};
     options.name = name;
     options.reconnect_wait = absl::Milliseconds(50);
@@ -140,6 +143,19 @@ TEST_F(NatsBusTest,
   a->Publish("t", "after");
   ASSERT_TRUE(b_got.WaitForReceived(2));
   EXPECT_EQ(b_got.received().back(), "after");
+}
+
+TEST_F(NatsBusTest, ASlowConsumerIsToldItLostMessages) {
+  Recorder a_events, b_events;
+  std::unique_ptr<NatsBus> a = Connect("a", &a_events);
+  std::unique_ptr<NatsBus> b = Connect("b", &b_events, /*max_pending=*/4);
+  absl::Notification unblock;
+  ASSERT_TRUE(b->Subscribe("t", [&](const Bus::Message&) {
+                 unblock.WaitForNotification();
+               }).ok());
+  for (int i = 0; i < 100; ++i) a->Publish("t", std::to_string(i));
+  EXPECT_TRUE(b_events.WaitForEvent(Bus::Event::kMessagesLost));
+  unblock.Notify();
 }
 
 TEST_F(NatsBusTest, ABusStartedWithoutAServerConnectsWhenOneComes) {
