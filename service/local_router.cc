@@ -146,6 +146,11 @@ void LocalRouter::StartCatchUpLocked(Session& session, uint64_t upto_seq) {
   request.after_seq = session.last_inbox_seq;
   request.upto_seq = upto_seq;
   request.id = session.catch_up_id;
+  // Never with one replica (commit order is delivery order): worth a line.
+  LogInfo("router.catch_up", {{"session", request.session_id},
+                              {"user", request.user},
+                              {"after", request.after_seq},
+                              {"upto", request.upto_seq}});
   catch_up_(std::move(request));
 }
 
