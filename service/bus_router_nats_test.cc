@@ -131,8 +131,8 @@ class BusRouterNatsTest : public ::testing::Test {
       ASSERT_TRUE(store_->CreateUser({user, "", absl::Now()}).ok());
     }
     for (const char* id : {"r1", "r2"}) {
-      replicas_.push_back(
-          std::make_unique<Replica>(id, store_.get(), nats_->url(), &pool_));
+      replicas_.push_back(std::make_unique<Replica>(id, store_.get(),
+                                                    nats_->url(), pool_.get()));
       v1::LinkHello hello;
       hello.set_gateway_id(std::string("gw-") + id);
       replicas_.back()->messaging->StreamOpened(&replicas_.back()->gw, hello);
@@ -142,12 +142,18 @@ class BusRouterNatsTest : public ::testing::Test {
   }
   void TearDown() override {
     store_->Flush();
-    for (auto& r : replicas_) r->router->Stop();
+    // No more work for the pool, then its queued work runs while the
+    // replicas exist.
+    for (auto& r : replicas_) {
+      r->router->Stop();
+      r->local.SetCatchUp(nullptr);
+    }
+    pool_.reset();
   }
 
   std::unique_ptr<NatsServerProcess> nats_;
   std::unique_ptr<SqliteStore> store_;
-  ThreadPool pool_{2};
+  std::unique_ptr<ThreadPool> pool_ = std::make_unique<ThreadPool>(2);
   std::vector<std::unique_ptr<Replica>> replicas_;
 };
 
