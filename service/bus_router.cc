@@ -55,7 +55,18 @@ BusRouter::BusRouter(LocalRouter* local, Bus* bus, Store* store,
 
 BusRouter::~BusRouter() { Stop(); }
 
+void BusRouter::RunBlocking(std::function<void()> task) {
+  absl::MutexLock lock(&run_mu_);
+  if (!stopped_) run_blocking_(std::move(task));
+}
+
 void BusRouter::Stop() {
+  {
+    // From here nothing is handed to run_blocking_ (its pool may be next to
+    // go).
+    absl::MutexLock lock(&run_mu_);
+    stopped_ = true;
+  }
   if (!stop_.HasBeenNotified()) stop_.Notify();
   if (heartbeats_.joinable()) heartbeats_.join();
   for (Bus::Subscription sub : subscriptions_) bus_->Unsubscribe(sub);
@@ -241,12 +252,12 @@ void BusRouter::OnEvent(const Bus::Message& message) {
           refresh = true;
         }
       }
-      if (refresh) run_blocking_([this, from] { RefreshReplica(from); });
+      if (refresh) RunBlocking([this, from] { RefreshReplica(from); });
       return;
     }
     case v1::BusEvent::kCatchUp:
       LogInfo("bus.catch_up_asked", {{"by", from}});
-      run_blocking_([this] { CatchUpAll(); });
+      RunBlocking([this] { CatchUpAll(); });
       return;
     default:
       return;
@@ -321,7 +332,7 @@ void BusRouter::OnBusEvent(Bus::Event event) {
     case Bus::Event::kReconnected:
       // Both ways: what was published to us meanwhile, and what we
       // published, may be lost.
-      run_blocking_([this] { CatchUpAll(); });
+      RunBlocking([this] { CatchUpAll(); });
       {
         v1::BusEvent ask;
         ask.mutable_catch_up();
@@ -329,7 +340,7 @@ void BusRouter::OnBusEvent(Bus::Event event) {
       }
       return;
     case Bus::Event::kMessagesLost:
-      run_blocking_([this] { CatchUpAll(); });
+      RunBlocking([this] { CatchUpAll(); });
       return;
     case Bus::Event::kPublishesLost:
       owe_catch_up_call_.store(true);
@@ -356,7 +367,7 @@ void BusRouter::CatchUpAll() {
 
 void BusRouter::AnnounceLocally(std::vector<std::string> users, bool online) {
   if (users.empty()) return;
-  run_blocking_([this, users = std::move(users), online] {
+  RunBlocking([this, users = std::move(users), online] {
     for (const std::string& user : users) {
       absl::StatusOr<std::vector<std::string>> contacts =
           store_->Contacts(user, options_.presence_max_group_members);

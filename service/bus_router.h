@@ -175,6 +175,8 @@ class BusRouter final : public Router {
   void RefreshReplica(const std::string& replica);
   void RunHeartbeats();
   void Heartbeat();
+  // run_blocking_, unless stopped.
+  void RunBlocking(std::function<void()> task);
 
   LocalRouter* const local_;
   Bus* const bus_;
@@ -193,6 +195,8 @@ class BusRouter final : public Router {
   // A publish was dropped before it left: the next heartbeat asks every
   // replica to catch up.
   std::atomic<bool> owe_catch_up_call_{false};
+  absl::Mutex run_mu_;
+  bool stopped_ ABSL_GUARDED_BY(run_mu_) = false;
   std::vector<Bus::Subscription> subscriptions_;
   absl::Notification stop_;
   std::thread heartbeats_;

@@ -413,6 +413,29 @@ TEST_F(CatchUpTest, AGapInTheHeldFramesOfAnOpenAsksForACatchUp) {
   EXPECT_THAT(InboxSeqs(gw1_.FramesFor("s2")), ElementsAre(3, 4));
 }
 
+TEST_F(CatchUpTest, MessagesHeldPastTheBoundAreReadBackFromTheStore) {
+  ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s2", "carol")).ok());
+  for (uint64_t seq = 1; seq <= 4100; ++seq) Deliver("carol", seq, "");
+  ASSERT_TRUE(router_.CompleteOpen("s2", Accepted("s2", 0), {}));
+  EXPECT_EQ(InboxSeqs(gw1_.FramesFor("s2")).size(), 4096u);
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].after_seq, 4096u);
+  EXPECT_EQ(requests_[0].upto_seq, 4100u);
+  router_.FinishCatchUp(requests_[0], Msgs({4097, 4098, 4099, 4100}));
+  EXPECT_EQ(InboxSeqs(gw1_.FramesFor("s2")).back(), 4100u);
+}
+
+TEST_F(LocalRouterTest, WithoutACatchUpMessagesHeldPastTheBoundAreLeftToSync) {
+  ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s1", "carol")).ok());
+  for (uint64_t seq = 1; seq <= 4100; ++seq) Deliver("carol", seq, "");
+  ASSERT_TRUE(router_.CompleteOpen("s1", Accepted("s1", 0), {}));
+  Deliver("carol", 4101, "");
+  std::vector<uint64_t> seqs = InboxSeqs(gw1_.FramesFor("s1"));
+  ASSERT_EQ(seqs.size(), 4097u);
+  EXPECT_EQ(seqs[4095], 4096u);
+  EXPECT_EQ(seqs[4096], 4101u);  // The client sees the gap and syncs.
+}
+
 TEST_F(CatchUpTest, ACatchUpForAReplacedSessionIsIgnored) {
   Deliver("bob", 7, "");
   ASSERT_EQ(requests_.size(), 1u);

@@ -158,12 +158,10 @@ void NatsBus::SetEventHandler(EventHandler handler) {
 }
 
 void NatsBus::Fire(Event event) {
-  EventHandler handler;
-  {
-    absl::MutexLock lock(&event_mu_);
-    handler = on_event_;
-  }
-  if (handler) handler(event);
+  // Held across the call, so that once SetEventHandler() returns the old
+  // handler is not running any more.
+  absl::MutexLock lock(&event_mu_);
+  if (on_event_) on_event_(event);
 }
 
 bool NatsBus::connected() const {
@@ -171,16 +169,13 @@ bool NatsBus::connected() const {
 }
 
 void NatsBus::Publish(const std::string& subject, std::string data) {
-  bool lost = false;
-  {
-    absl::MutexLock lock(&queue_mu_);
-    if (queue_.size() >= options_.max_queued_publishes) {
-      lost = true;
-    } else {
-      queue_.emplace_back(subject, std::move(data));
-    }
+  absl::MutexLock lock(&queue_mu_);
+  if (queue_.size() >= options_.max_queued_publishes) {
+    // Reported by the publisher thread: the caller may be an event handler.
+    dropped_ = true;
+    return;
   }
-  if (lost) Fire(Event::kPublishesLost);
+  queue_.emplace_back(subject, std::move(data));
 }
 
 void NatsBus::Reply(const std::string& reply, std::string data) {
@@ -190,6 +185,7 @@ void NatsBus::Reply(const std::string& reply, std::string data) {
 void NatsBus::RunPublisher() {
   for (;;) {
     std::deque<std::pair<std::string, std::string>> batch;
+    bool lost = false;
     {
       absl::MutexLock lock(&queue_mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
@@ -198,7 +194,10 @@ void NatsBus::RunPublisher() {
       queue_mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) return;
       batch.swap(queue_);
+      lost = dropped_;
+      dropped_ = false;
     }
+    if (lost) Fire(Event::kPublishesLost);
     for (const auto& [subject, data] : batch) {
       // While reconnecting the client buffers the publish; past its buffer
       // (or on any other refusal) it is lost, and the others must catch up.

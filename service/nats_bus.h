@@ -108,6 +108,8 @@ class NatsBus final : public Bus {
   std::deque<std::pair<std::string, std::string>> queue_
       ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  // A publish did not fit in the queue since the last report.
+  bool dropped_ ABSL_GUARDED_BY(queue_mu_) = false;
   std::thread publisher_;
 };
 
