@@ -425,6 +425,7 @@ void BusRouter::Heartbeat() {
       Digest({users.begin(), users.end()}));
   Publish(std::move(beat));
   std::vector<std::string> offline;
+  bool gone = false;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = absl::Now();
@@ -432,10 +433,13 @@ void BusRouter::Heartbeat() {
       if (r.gone || now - r.last_seen < options_.replica_timeout) continue;
       LogWarn("bus.replica_gone", {{"replica", id}});
       r.gone = true;
+      gone = true;
       SetReplicaUsersLocked(id, {}, nullptr, &offline);
     }
   }
   AnnounceLocally(std::move(offline), false);
+  // A replica that died may have committed messages it never published.
+  if (gone) RunBlocking([this] { CatchUpAll(); });
 }
 
 std::vector<std::string> BusRouter::Replicas() const {

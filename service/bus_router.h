@@ -15,7 +15,9 @@
 // slow consumer) catches up every local session from the store (InboxHead
 // per user, then CatchUpTo); a replica whose own publishes may have been
 // lost (it reconnected, its outbound queue overflowed) asks every replica to
-// do the same (BusCatchUp). Publishing never blocks a commit callback: with
+// do the same (BusCatchUp), and so does every replica when another one goes
+// silent (it may have died between a commit and its publish). Publishing
+// never blocks a commit callback: with
 // the bus down, sends are still stored and acknowledged.
 //
 // Every replica subscribes to every event (one subject, "<prefix>.ev"): no

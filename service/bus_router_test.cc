@@ -139,6 +139,11 @@ class BusRouterTest : public ::testing::Test {
     return options;
   }
   Replica& R(int i) { return *replicas_[i - 1]; }
+  // Runs the replicas' tasks as they come (heartbeats post them) until
+  // `done` holds; gives up after 10 s without a task.
+  void RunTasksUntil(const std::function<bool()>& done) {
+    while (!done() && tasks_.AwaitOne(absl::Seconds(10))) tasks_.RunAll();
+  }
 
   void Open(int replica, const std::string& session, const std::string& user) {
     v1::SessionOpen open;
@@ -409,10 +414,24 @@ TEST_F(BusRouterTest, AReplicaThatDiesTakesItsUsersOfflineForTheOthers) {
   ASSERT_TRUE(R(1).router.IsOnline("bob"));
   R(1).gw.Clear();
   replicas_.pop_back();  // r2 is gone, its heartbeats with it.
-  ASSERT_TRUE(tasks_.AwaitOne(absl::Seconds(10)));
-  tasks_.RunAll();
+  RunTasksUntil([&] { return !Presence(1, "a0").empty(); });
   EXPECT_FALSE(R(1).router.IsOnline("bob"));
   EXPECT_THAT(Presence(1, "a0"), ElementsAre("bob:off"));
+}
+
+TEST_F(BusRouterTest, AReplicaThatDiesBetweenCommitAndPublishIsCaughtUpAfter) {
+  BusRouterOptions options = Options();
+  options.heartbeat_interval = absl::Milliseconds(20);
+  options.replica_timeout = absl::Milliseconds(200);
+  StartReplicas(3, options);
+  Open(1, "a1", "alice");
+  Open(3, "c1", "carol");
+  network_.Disconnect(&R(1).bus);  // Its publishes go nowhere...
+  Send(1, "a1", "carol", "c1");
+  EXPECT_EQ(FramesOf(1, "a1", v1::ServerFrame::kAck).size(), 1u);
+  replicas_[0].reset();  // ... and it dies before it could reconnect.
+  RunTasksUntil([&] { return !Seqs(3, "c1").empty(); });
+  EXPECT_THAT(Seqs(3, "c1"), ElementsAre(1));
 }
 
 TEST(EncodeSubjectTokenTest, AnyIdBecomesOneValidToken) {
