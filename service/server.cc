@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
@@ -78,6 +79,21 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   }
   if (o.admin.default_token_ttl <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--token_ttl must be positive");
+  }
+  for (const std::string& url : o.bus.nats_servers) {
+    if (!absl::StartsWith(url, "nats://") && !absl::StartsWith(url, "tls://")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--nats: \"", url, "\" is not nats://host:port (or tls://)"));
+    }
+  }
+  const std::string& prefix = o.bus.subject_prefix;
+  if (prefix.empty() || prefix.front() == '.' || prefix.back() == '.' ||
+      absl::StrContains(prefix, "..") ||
+      prefix.find_first_of(" \t\r\n*>") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--nats_subject_prefix \"", prefix,
+        "\" is not a NATS subject (dot-separated tokens without spaces, '*' "
+        "or '>')"));
   }
   return absl::OkStatus();
 }

@@ -961,6 +961,27 @@ TEST_F(ServerTest, ShutdownWritesPendingAcksThenEndsStreamsWithUnavailable) {
   EXPECT_NE(late.Finish().error_code(), grpc::StatusCode::OK);
 }
 
+TEST(ValidateServerOptionsTest, BusOptionsMustNameNatsUrlsAndASubjectPrefix) {
+  ServerOptions options;
+  options.token_secret = "s";
+  options.admin_key = "k";
+  EXPECT_TRUE(ValidateServerOptions(options).ok());
+  options.bus.nats_servers = {"nats://127.0.0.1:4222", "tls://nats:4443"};
+  EXPECT_TRUE(ValidateServerOptions(options).ok());
+  options.bus.nats_servers = {"127.0.0.1:4222"};
+  EXPECT_THAT(ValidateServerOptions(options).message(), HasSubstr("--nats"));
+  options.bus.nats_servers = {"nats://127.0.0.1:4222"};
+  for (const char* bad :
+       {"", ".parley", "parley.", "a..b", "a b", "a.*", ">"}) {
+    options.bus.subject_prefix = bad;
+    EXPECT_THAT(ValidateServerOptions(options).message(),
+                HasSubstr("--nats_subject_prefix"))
+        << bad;
+  }
+  options.bus.subject_prefix = "cluster-a.parley";
+  EXPECT_TRUE(ValidateServerOptions(options).ok());
+}
+
 // A service started with --nats, joined by a second replica built in the
 // test over the same store and a real nats-server: the composition root's
 // bus wiring, end to end.
