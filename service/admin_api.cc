@@ -350,8 +350,9 @@ absl::StatusOr<v1::GetHistoryResponse> AdminApi::GetHistory(
 absl::StatusOr<v1::Stats> AdminApi::GetStats(const v1::GetStatsRequest&) {
   ASSIGN_OR_RETURN(StoreStats stored, store_->Stats());
   v1::Stats stats;
-  stats.set_gateways(static_cast<uint32_t>(router_->gateway_count()));
-  stats.set_live_sessions(static_cast<uint32_t>(router_->session_count()));
+  const Router::Census census = router_->TakeCensus();
+  stats.set_gateways(static_cast<uint32_t>(census.gateways));
+  stats.set_live_sessions(static_cast<uint32_t>(census.sessions));
   stats.set_users(stored.users);
   stats.set_stored_messages(stored.messages);
   stats.set_messages_per_second(messaging_->MessagesPerSecond());

@@ -13,8 +13,8 @@
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
 #include "service/fake_store.h"
+#include "service/local_router.h"
 #include "service/recording_link_stream.h"
-#include "service/router.h"
 #include "service/service_metrics.h"
 
 namespace parley::service {
@@ -101,7 +101,7 @@ class GatewayBatchHandlerTest : public ::testing::Test {
   Registry registry_;
   ServiceMetrics metrics_;
   FakeStore store_;
-  Router router_;
+  LocalRouter router_;
   Messaging messaging_;
   RecordingLinkStream stream_;
 };

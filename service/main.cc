@@ -20,6 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -72,8 +73,22 @@ ABSL_FLAG(uint32_t, default_page_size, 100,
 ABSL_FLAG(uint32_t, max_page_size, 1000,
           "Largest page size; larger requests are capped. Default 1000.");
 ABSL_FLAG(uint32_t, max_sessions_per_user, 16,
-          "Most live sessions of one user; more are rejected "
-          "(TOO_MANY_SESSIONS, close 4029). Default 16.");
+          "Most live sessions of one user on one replica; more are rejected "
+          "(TOO_MANY_SESSIONS, close 4029). With --nats the limit holds per "
+          "replica, not across the cluster. Default 16.");
+ABSL_FLAG(std::string, nats, "",
+          "Comma-separated NATS server URLs (nats://host:port) over which "
+          "replicas sharing one store deliver to each other's sessions; "
+          "empty: no bus, one replica. The service starts and keeps serving "
+          "while NATS is down and catches sessions up when it is back. "
+          "Default empty.");
+ABSL_FLAG(std::string, nats_subject_prefix, "parley",
+          "First token of every NATS subject this cluster uses, so clusters "
+          "can share a NATS server. Default parley.");
+ABSL_FLAG(std::string, replica_id, "",
+          "This replica's id, unique in the cluster (with --nats); empty: "
+          "hostname:port of --link_address, or hostname and a random suffix "
+          "when that port is 0. Default empty.");
 ABSL_FLAG(uint32_t, max_replay, 1000,
           "Most messages replayed to a session that opens with resume_after; "
           "a client further behind syncs. Default 1000.");
@@ -144,6 +159,10 @@ absl::StatusOr<parley::service::ServerOptions> OptionsFromFlags() {
   o.admin.max_page_size = o.messaging.max_page_size;
   o.admin.max_text_bytes = o.messaging.max_text_bytes;
   o.link.max_queued_events = absl::GetFlag(FLAGS_link_max_queued_events);
+  o.bus.nats_servers =
+      absl::StrSplit(absl::GetFlag(FLAGS_nats), ',', absl::SkipEmpty());
+  o.bus.subject_prefix = absl::GetFlag(FLAGS_nats_subject_prefix);
+  o.bus.replica_id = absl::GetFlag(FLAGS_replica_id);
   RETURN_IF_ERROR(parley::service::ValidateServerOptions(o));
   return o;
 }

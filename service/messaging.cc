@@ -124,6 +124,20 @@ v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
   return out;
 }
 
+absl::StatusOr<std::vector<v1::Message>> ReadInboxMessages(
+    Store& store, absl::string_view user, uint64_t after_seq, uint64_t upto_seq,
+    int limit) {
+  absl::StatusOr<std::vector<InboxMessage>> page =
+      store.ReadInbox(user, after_seq, upto_seq, limit);
+  if (!page.ok()) return page.status();
+  std::vector<v1::Message> out;
+  out.reserve(page->size());
+  for (const InboxMessage& m : *page) {
+    out.push_back(ToMessage(m.message, m.inbox_seq));
+  }
+  return out;
+}
+
 v1::ErrorCode ErrorCodeFor(const absl::Status& status) {
   switch (status.code()) {
     case absl::StatusCode::kInvalidArgument:

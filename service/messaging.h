@@ -189,6 +189,13 @@ v1::ErrorCode ErrorCodeFor(const absl::Status& status);
 // receiving user's inbox (0 where no inbox is meant, as in history).
 v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq);
 
+// The user's inbox messages with after_seq < inbox_seq <= upto_seq, at most
+// `limit`, as the client protocol shows them (a router's catch-up). Blocks
+// on the store.
+absl::StatusOr<std::vector<v1::Message>> ReadInboxMessages(
+    Store& store, absl::string_view user, uint64_t after_seq, uint64_t upto_seq,
+    int limit);
+
 }  // namespace parley::service
 
 #endif  // PARLEY_SERVICE_MESSAGING_H_

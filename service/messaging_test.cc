@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/fake_store.h"
+#include "service/local_router.h"
 #include "service/recording_link_stream.h"
 #include "service/sqlite_store.h"
 
@@ -165,7 +166,7 @@ TEST(MessagingHandlesWithoutBlockingTest, ThoseFramesMakeNoBlockingStoreCall) {
   BlockingCallCounter store;
   Registry registry;
   ServiceMetrics metrics(registry);
-  Router router(4);
+  LocalRouter router(4);
   MessagingOptions options;
   options.token_secret = kSecret;
   Messaging messaging(&store, &router, &metrics, options);
@@ -313,7 +314,7 @@ class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
   std::unique_ptr<Store> store_;
   Registry registry_;
   ServiceMetrics metrics_{registry_};
-  Router router_{4};
+  LocalRouter router_{4};
   std::unique_ptr<Messaging> messaging_;
   RecordingLinkStream gw_;
   // Tasks Messaging scheduled, run by hand.

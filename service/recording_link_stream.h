@@ -13,7 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "parley/v1/gateway_link.pb.h"
-#include "service/router.h"
+#include "service/link_stream.h"
 
 namespace parley::service {
 

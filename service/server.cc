@@ -1,8 +1,14 @@
 #include "service/server.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -16,6 +22,26 @@ namespace {
 // "host:port" with the port the server actually bound.
 std::string BoundAddress(const std::string& asked, int port) {
   return absl::StrCat(asked.substr(0, asked.rfind(':')), ":", port);
+}
+
+// --replica_id, or hostname:port of the link address (a random suffix
+// instead of port 0, which names no port).
+std::string ReplicaId(const ServerOptions& options) {
+  if (!options.bus.replica_id.empty()) return options.bus.replica_id;
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  const std::string port =
+      options.link_address.substr(options.link_address.rfind(':') + 1);
+  if (port != "0") return absl::StrCat(host, ":", port);
+  static const std::string random = NewStoreGeneration().substr(0, 8);
+  return absl::StrCat(host, ":", random);
+}
+
+// How long a failed catch-up read waits before its `attempt`th retry.
+absl::Duration CatchUpBackoff(int attempt) {
+  return std::min(
+      absl::Milliseconds(100) * (int64_t{1} << std::min(attempt, 7)),
+      absl::Seconds(10));
 }
 
 }  // namespace
@@ -54,6 +80,21 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.admin.default_token_ttl <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--token_ttl must be positive");
   }
+  for (const std::string& url : o.bus.nats_servers) {
+    if (!absl::StartsWith(url, "nats://") && !absl::StartsWith(url, "tls://")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--nats: \"", url, "\" is not nats://host:port (or tls://)"));
+    }
+  }
+  const std::string& prefix = o.bus.subject_prefix;
+  if (prefix.empty() || prefix.front() == '.' || prefix.back() == '.' ||
+      absl::StrContains(prefix, "..") ||
+      prefix.find_first_of(" \t\r\n*>") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--nats_subject_prefix \"", prefix,
+        "\" is not a NATS subject (dot-separated tokens without spaces, '*' "
+        "or '>')"));
+  }
   return absl::OkStatus();
 }
 
@@ -69,13 +110,58 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   ServiceMetrics* metrics = s.metrics_.get();
   ASSIGN_OR_RETURN(s.store_, OpenStore(options.store, *metrics));
 
-  s.router_ = std::make_unique<Router>(options.max_sessions_per_user);
+  s.local_router_ =
+      std::make_unique<LocalRouter>(options.max_sessions_per_user);
+  s.router_ = s.local_router_.get();
   s.pool_ = std::make_unique<ThreadPool>(options.worker_threads);
   s.timer_ = std::make_unique<Timer>();
+  // A session's catch-up reads the store on a worker; a failed read is
+  // tried again after a backoff, the session holding meanwhile.
+  s.local_router_->SetCatchUp(
+      [router = s.local_router_.get(), store = s.store_.store.get(),
+       pool = s.pool_.get(), timer = s.timer_.get(),
+       limit = options.messaging.max_replay](LocalRouter::CatchUpRequest r) {
+        auto read = [router, store, limit, r] {
+          router->FinishCatchUp(
+              r, ReadInboxMessages(*store, r.user, r.after_seq, r.upto_seq,
+                                   limit));
+        };
+        if (r.attempt == 0) {
+          pool->Post(std::move(read));
+          return;
+        }
+        timer->RunAfter(CatchUpBackoff(r.attempt),
+                        [pool, read = std::move(read)] { pool->Post(read); });
+      });
+  if (!options.bus.nats_servers.empty()) {
+    NatsBusOptions nats;
+    nats.servers = options.bus.nats_servers;
+    nats.name = ReplicaId(options);
+    ASSIGN_OR_RETURN(s.bus_, NatsBus::Connect(std::move(nats)));
+    BusRouterOptions bus;
+    bus.replica_id = ReplicaId(options);
+    bus.subject_prefix = options.bus.subject_prefix;
+    bus.request_timeout = options.bus.request_timeout;
+    bus.heartbeat_interval = options.bus.heartbeat_interval;
+    bus.replica_timeout = options.bus.replica_timeout;
+    bus.presence_max_group_members =
+        options.messaging.presence_max_group_members;
+    s.bus_router_ = std::make_unique<BusRouter>(
+        s.local_router_.get(), s.bus_.get(), s.store_.store.get(),
+        [pool = s.pool_.get()](std::function<void()> task) {
+          pool->Post(std::move(task));
+        },
+        bus);
+    RETURN_IF_ERROR(s.bus_router_->Start());
+    s.router_ = s.bus_router_.get();
+    LogInfo("service.bus",
+            {{"replica", bus.replica_id},
+             {"nats", absl::StrJoin(options.bus.nats_servers, ",")}});
+  }
   MessagingOptions messaging = options.messaging;
   messaging.token_secret = options.token_secret;
   s.messaging_ = std::make_unique<Messaging>(
-      s.store_.store.get(), s.router_.get(), metrics, messaging,
+      s.store_.store.get(), s.router_, metrics, messaging,
       [] { return absl::Now(); },
       [timer = s.timer_.get(), pool = s.pool_.get()](
           absl::Duration delay, std::function<void()> task) {
@@ -87,8 +173,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       s.messaging_.get(), s.pool_.get(), options.link);
   AdminOptions admin = options.admin;
   admin.token_secret = options.token_secret;
-  s.admin_api_ = std::make_unique<AdminApi>(s.store_.store.get(),
-                                            s.router_.get(), s.messaging_.get(),
+  s.admin_api_ = std::make_unique<AdminApi>(s.store_.store.get(), s.router_,
+                                            s.messaging_.get(),
                                             s.store_.backup.get(), admin);
   s.admin_service_ = std::make_unique<AdminService>(
       s.admin_api_.get(), options.admin_key, registry);
@@ -174,6 +260,10 @@ void Server::Shutdown() {
   link_server_->Shutdown(absl::ToChronoTime(deadline));
   admin_server_->Shutdown(absl::ToChronoTime(deadline));
   if (http_server_ != nullptr) http_server_->Stop();
+  // Catch-ups and bus work need the workers; from here a session behind
+  // gets what arrives and its client syncs.
+  if (bus_router_ != nullptr) bus_router_->Stop();
+  local_router_->SetCatchUp(nullptr);
   // Work still queued (a late batch) finishes before the store is flushed.
   timer_.reset();
   pool_.reset();
@@ -186,6 +276,8 @@ Server::~Server() {
   http_server_.reset();
   admin_server_.reset();
   link_server_.reset();
+  if (bus_router_ != nullptr) bus_router_->Stop();
+  if (local_router_ != nullptr) local_router_->SetCatchUp(nullptr);
   timer_.reset();
   pool_.reset();
   if (store_.store != nullptr) store_.store->Flush();

@@ -18,6 +18,10 @@
 //   admin_address:   parley.v1.Admin + Health + server reflection.
 //   metrics_address: HTTP /metrics (Prometheus) and /healthz.
 //
+// Replicas: with options.bus.nats_servers, several services on one store
+// reach each other's sessions over NATS (bus_router.h); without, the
+// service is alone and its LocalRouter is the router.
+//
 // Keepalive: the link server lets clients ping every 10 s without data
 // (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS = 10000, pings
 // permitted without calls, no ping strikes), so the gateway's 20 s keepalive
@@ -32,6 +36,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -39,16 +44,35 @@
 #include "grpcpp/server.h"
 #include "service/admin_api.h"
 #include "service/admin_service.h"
+#include "service/bus_router.h"
 #include "service/executor.h"
 #include "service/gateway_link_service.h"
 #include "service/http_server.h"
+#include "service/local_router.h"
 #include "service/messaging.h"
+#include "service/nats_bus.h"
 #include "service/router.h"
 #include "service/service_metrics.h"
 #include "service/store.h"
 #include "service/store_factory.h"
 
 namespace parley::service {
+
+// The bus between replicas that share a store (bus_router.h).
+struct ServerBusOptions {
+  // NATS server URLs; empty: no bus (one replica, the LocalRouter alone).
+  std::vector<std::string> nats_servers;
+  // The first token of every subject.
+  std::string subject_prefix = "parley";
+  // Unique in the cluster; empty: hostname:port of link_address (hostname
+  // and a random suffix when that port is 0).
+  std::string replica_id;
+  // How long operator calls wait for every replica's answer.
+  absl::Duration request_timeout = absl::Seconds(1);
+  // Heartbeats, and how long a silent replica counts as alive.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  absl::Duration replica_timeout = absl::Seconds(5);
+};
 
 // Everything configurable in parley-service; main.cc fills it from flags.
 struct ServerOptions {
@@ -75,6 +99,7 @@ struct ServerOptions {
   MessagingOptions messaging;
   AdminOptions admin;
   GatewayLinkOptions link;
+  ServerBusOptions bus;
 };
 
 // Checks what cannot work (missing secrets, bad limits), naming the option.
@@ -110,7 +135,12 @@ class Server final {
   std::unique_ptr<ServiceMetrics> metrics_;
   // Closed after everything that uses it, before the metrics it reports to.
   OpenedStore store_;
-  std::unique_ptr<Router> router_;
+  std::unique_ptr<LocalRouter> local_router_;
+  // With a bus: the bus wraps the local router (bus_router_).
+  std::unique_ptr<NatsBus> bus_;
+  std::unique_ptr<BusRouter> bus_router_;
+  // The router the logic uses: local_router_ itself on one replica.
+  Router* router_ = nullptr;
   std::unique_ptr<Messaging> messaging_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Timer> timer_;

@@ -22,7 +22,14 @@
 #include "gtest/gtest.h"
 #include "parley/v1/admin.grpc.pb.h"
 #include "parley/v1/gateway_link.grpc.pb.h"
+#include "service/bus_router.h"
+#include "service/executor.h"
+#include "service/local_router.h"
+#include "service/messaging.h"
+#include "service/nats_bus.h"
+#include "service/nats_server_process.h"
 #include "service/recording_link_stream.h"
+#include "service/service_metrics.h"
 #include "service/store_url.h"
 
 namespace parley::service {
@@ -952,6 +959,139 @@ TEST_F(ServerTest, ShutdownWritesPendingAcksThenEndsStreamsWithUnavailable) {
   hello.mutable_hello()->set_gateway_id("late");
   late.Write({hello});
   EXPECT_NE(late.Finish().error_code(), grpc::StatusCode::OK);
+}
+
+TEST(ValidateServerOptionsTest, BusOptionsMustNameNatsUrlsAndASubjectPrefix) {
+  ServerOptions options;
+  options.token_secret = "s";
+  options.admin_key = "k";
+  EXPECT_TRUE(ValidateServerOptions(options).ok());
+  options.bus.nats_servers = {"nats://127.0.0.1:4222", "tls://nats:4443"};
+  EXPECT_TRUE(ValidateServerOptions(options).ok());
+  options.bus.nats_servers = {"127.0.0.1:4222"};
+  EXPECT_THAT(ValidateServerOptions(options).message(), HasSubstr("--nats"));
+  options.bus.nats_servers = {"nats://127.0.0.1:4222"};
+  for (const char* bad :
+       {"", ".parley", "parley.", "a..b", "a b", "a.*", ">"}) {
+    options.bus.subject_prefix = bad;
+    EXPECT_THAT(ValidateServerOptions(options).message(),
+                HasSubstr("--nats_subject_prefix"))
+        << bad;
+  }
+  options.bus.subject_prefix = "cluster-a.parley";
+  EXPECT_TRUE(ValidateServerOptions(options).ok());
+}
+
+// A service started with --nats, joined by a second replica built in the
+// test over the same store and a real nats-server: the composition root's
+// bus wiring, end to end.
+class ServerWithNatsTest : public ServerTest {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<NatsServerProcess>> nats =
+        NatsServerProcess::Start();
+    ASSERT_TRUE(nats.ok()) << nats.status();
+    nats_ = *std::move(nats);
+    options_.bus.nats_servers = {nats_->url()};
+    options_.bus.replica_id = "r1";
+    options_.bus.request_timeout = absl::Milliseconds(500);
+    ServerTest::SetUp();
+    if (HasFatalFailure()) return;
+    // Replica r2: the same store, its own router, bus and Messaging.
+    Store* store = &server_->store();
+    r2_local_.SetCatchUp([this, store](LocalRouter::CatchUpRequest r) {
+      pool_->Post([this, store, r] {
+        r2_local_.FinishCatchUp(
+            r,
+            ReadInboxMessages(*store, r.user, r.after_seq, r.upto_seq, 1000));
+      });
+    });
+    NatsBusOptions nats_options;
+    nats_options.servers = {nats_->url()};
+    r2_bus_ = *NatsBus::Connect(nats_options);
+    BusRouterOptions bus;
+    bus.replica_id = "r2";
+    bus.request_timeout = absl::Milliseconds(500);
+    r2_router_ = std::make_unique<BusRouter>(
+        &r2_local_, r2_bus_.get(), store,
+        [this](std::function<void()> t) { pool_->Post(std::move(t)); }, bus);
+    ASSERT_TRUE(r2_router_->Start().ok());
+    MessagingOptions messaging;
+    messaging.token_secret = kSecret;
+    r2_messaging_ = std::make_unique<Messaging>(store, r2_router_.get(),
+                                                &r2_metrics_, messaging);
+    v1::LinkHello hello;
+    hello.set_gateway_id("gw-r2");
+    r2_messaging_->StreamOpened(&r2_gw_, hello);
+  }
+  void TearDown() override {
+    // No more work for the pool, then its queued work runs while r2 exists.
+    if (r2_router_ != nullptr) r2_router_->Stop();
+    r2_local_.SetCatchUp(nullptr);
+    pool_.reset();
+  }
+
+  std::unique_ptr<NatsServerProcess> nats_;
+  std::unique_ptr<ThreadPool> pool_ = std::make_unique<ThreadPool>(2);
+  Registry r2_registry_;
+  ServiceMetrics r2_metrics_{r2_registry_};
+  LocalRouter r2_local_{4};
+  std::unique_ptr<NatsBus> r2_bus_;
+  std::unique_ptr<BusRouter> r2_router_;
+  std::unique_ptr<Messaging> r2_messaging_;
+  RecordingLinkStream r2_gw_;
+};
+
+TEST_F(ServerWithNatsTest,
+       AServiceWithABusReachesAndListsAnotherReplicasSessions) {
+  auto link = Link();
+  ASSERT_TRUE(link->Open("a1", Token("alice")).has_accepted());
+  v1::SessionOpen open;
+  open.set_session_id("b1");
+  open.set_token(Token("bob"));
+  r2_messaging_->OpenSession(&r2_gw_, open);
+  ASSERT_TRUE(r2_gw_.events().back().has_accepted());
+
+  link->Send("a1", "bob", "c1", "over the bus");
+  ASSERT_EQ(link->WaitForFrames("a1", v1::ServerFrame::kAck, 1).size(), 1u);
+  ASSERT_TRUE(r2_gw_.WaitFor([](const std::vector<v1::ServiceEvent>& events) {
+    for (const v1::ServiceEvent& e : events) {
+      if (e.has_delivery() && e.delivery().frame().has_message()) return true;
+    }
+    return false;
+  }));
+  std::vector<v1::ServerFrame> got = r2_gw_.FramesFor("b1");
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back().message().text(), "over the bus");
+  EXPECT_EQ(got.back().message().inbox_seq(), 1u);
+
+  grpc::ClientContext list_ctx;
+  Authorize(list_ctx);
+  v1::ListSessionsResponse sessions;
+  ASSERT_TRUE(
+      admin_->ListSessions(&list_ctx, v1::ListSessionsRequest(), &sessions)
+          .ok());
+  std::vector<std::string> listed;
+  for (const v1::SessionInfo& s : sessions.sessions()) {
+    listed.push_back(s.session_id() + "@" + s.gateway_id());
+  }
+  EXPECT_THAT(listed, ElementsAre("a1@gw-test", "b1@gw-r2"));
+  grpc::ClientContext stats_ctx;
+  Authorize(stats_ctx);
+  v1::Stats stats;
+  ASSERT_TRUE(admin_->GetStats(&stats_ctx, v1::GetStatsRequest(), &stats).ok());
+  EXPECT_EQ(stats.live_sessions(), 2u);
+  EXPECT_EQ(stats.gateways(), 2u);
+
+  grpc::ClientContext kick_ctx;
+  Authorize(kick_ctx);
+  v1::DisconnectRequest kick;
+  kick.set_user_id("bob");
+  kick.set_reason("bye");
+  v1::DisconnectResponse kicked;
+  ASSERT_TRUE(admin_->Disconnect(&kick_ctx, kick, &kicked).ok());
+  EXPECT_EQ(kicked.sessions_closed(), 1u);
+  EXPECT_TRUE(r2_gw_.events().back().has_disconnect());
 }
 
 }  // namespace

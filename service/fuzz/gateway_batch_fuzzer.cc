@@ -36,8 +36,8 @@
 #include "parley/v1/gateway_link.pb.h"
 #include "service/fake_store.h"
 #include "service/gateway_batch_handler.h"
+#include "service/local_router.h"
 #include "service/messaging.h"
-#include "service/router.h"
 #include "service/service_metrics.h"
 
 namespace parley::service {
@@ -110,7 +110,7 @@ void HandleBatch(const v1::GatewayBatch& batch) {
     (void)store.CreateUser({user, "", Now()});
   }
   (void)store.CreateGroup({"team", "", {"alice", "bob", "carol"}, Now()}, 100);
-  Router router(/*max_sessions_per_user=*/4);
+  LocalRouter router(/*max_sessions_per_user=*/4);
   MessagingOptions options;
   options.token_secret = kSecret;
   std::vector<std::function<void()>> after_grace;

@@ -1,4 +1,4 @@
-#include "service/router.h"
+#include "service/local_router.h"
 
 #include <string>
 #include <vector>
@@ -43,7 +43,7 @@ std::vector<uint64_t> InboxSeqs(const std::vector<v1::ServerFrame>& frames) {
   return out;
 }
 
-class RouterTest : public ::testing::Test {
+class LocalRouterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     router_.AddStream(&gw1_, "gw-1");
@@ -61,12 +61,12 @@ class RouterTest : public ::testing::Test {
     ASSERT_TRUE(router_.CompleteOpen(session, Accepted(session, head), {}));
   }
 
-  Router router_{3};
+  LocalRouter router_{3};
   RecordingLinkStream gw1_;
   RecordingLinkStream gw2_;
 };
 
-TEST_F(RouterTest, FirstSessionOfAUserIsReportedAsComingOnline) {
+TEST_F(LocalRouterTest, FirstSessionOfAUserIsReportedAsComingOnline) {
   auto first = router_.BeginOpen(&gw1_, Info("s1", "alice"));
   auto second = router_.BeginOpen(&gw2_, Info("s2", "alice"));
   ASSERT_TRUE(first.ok() && second.ok());
@@ -75,7 +75,7 @@ TEST_F(RouterTest, FirstSessionOfAUserIsReportedAsComingOnline) {
   EXPECT_TRUE(router_.IsOnline("alice"));
 }
 
-TEST_F(RouterTest, SessionsPerUserAreLimited) {
+TEST_F(LocalRouterTest, SessionsPerUserAreLimited) {
   for (const char* s : {"s1", "s2", "s3"}) {
     ASSERT_TRUE(router_.BeginOpen(&gw1_, Info(s, "alice")).ok());
   }
@@ -86,7 +86,8 @@ TEST_F(RouterTest, SessionsPerUserAreLimited) {
   EXPECT_EQ(router_.session_count(), 3u);
 }
 
-TEST_F(RouterTest, OpenSendsAcceptedThenReplayThenHeldFramesWithoutRepeats) {
+TEST_F(LocalRouterTest,
+       OpenSendsAcceptedThenReplayThenHeldFramesWithoutRepeats) {
   ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s1", "bob")).ok());
   // Committed while the open reads the inbox: 5 is also in the replay, 6 is
   // newer than the head.
@@ -104,7 +105,7 @@ TEST_F(RouterTest, OpenSendsAcceptedThenReplayThenHeldFramesWithoutRepeats) {
   EXPECT_THAT(InboxSeqs(gw1_.FramesFor("s1")), ElementsAre(3, 4, 5, 6, 7));
 }
 
-TEST_F(RouterTest, MessagesAtOrBelowWhatWasSentAreDropped) {
+TEST_F(LocalRouterTest, MessagesAtOrBelowWhatWasSentAreDropped) {
   OpenLive(&gw1_, "s1", "bob", 10);
   Deliver("bob", 9, "");
   Deliver("bob", 10, "");
@@ -113,7 +114,7 @@ TEST_F(RouterTest, MessagesAtOrBelowWhatWasSentAreDropped) {
   EXPECT_THAT(InboxSeqs(gw1_.FramesFor("s1")), ElementsAre(11));
 }
 
-TEST_F(RouterTest, SessionsOfAUserOnOneStreamShareOneDelivery) {
+TEST_F(LocalRouterTest, SessionsOfAUserOnOneStreamShareOneDelivery) {
   OpenLive(&gw1_, "a", "bob");
   OpenLive(&gw1_, "b", "bob");
   OpenLive(&gw2_, "c", "bob");
@@ -126,7 +127,8 @@ TEST_F(RouterTest, SessionsOfAUserOnOneStreamShareOneDelivery) {
   EXPECT_THAT(gw2_.events()[0].delivery().session_ids(), ElementsAre("c"));
 }
 
-TEST_F(RouterTest, AGroupMessageCrossesEachStreamOnceWithEverySessionsSeq) {
+TEST_F(LocalRouterTest,
+       AGroupMessageCrossesEachStreamOnceWithEverySessionsSeq) {
   OpenLive(&gw1_, "a", "alice");
   OpenLive(&gw1_, "b", "bob");
   OpenLive(&gw1_, "b2", "bob");
@@ -150,7 +152,7 @@ TEST_F(RouterTest, AGroupMessageCrossesEachStreamOnceWithEverySessionsSeq) {
   EXPECT_THAT(InboxSeqs(gw2_.FramesFor("c")), ElementsAre(12));
 }
 
-TEST_F(RouterTest, TheSendingSessionIsSkippedAndItsAckCoversTheMessage) {
+TEST_F(LocalRouterTest, TheSendingSessionIsSkippedAndItsAckCoversTheMessage) {
   OpenLive(&gw1_, "a", "alice");
   OpenLive(&gw1_, "b", "alice");
   Deliver("alice", 1, "a");
@@ -163,7 +165,7 @@ TEST_F(RouterTest, TheSendingSessionIsSkippedAndItsAckCoversTheMessage) {
   EXPECT_EQ(gw1_.FramesFor("a").size(), 1u);
 }
 
-TEST_F(RouterTest, OneFrameForManyUsersIsOneDeliveryPerStream) {
+TEST_F(LocalRouterTest, OneFrameForManyUsersIsOneDeliveryPerStream) {
   OpenLive(&gw1_, "a", "alice");
   OpenLive(&gw1_, "b", "bob");
   OpenLive(&gw2_, "c", "carol");
@@ -184,7 +186,7 @@ TEST_F(RouterTest, OneFrameForManyUsersIsOneDeliveryPerStream) {
   EXPECT_EQ(frames[0].presence().user(), "eve");
 }
 
-TEST_F(RouterTest, AbortOpenRejectsAndForgets) {
+TEST_F(LocalRouterTest, AbortOpenRejectsAndForgets) {
   ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s1", "bob")).ok());
   v1::SessionRejected rejected;
   rejected.set_session_id("s1");
@@ -195,7 +197,7 @@ TEST_F(RouterTest, AbortOpenRejectsAndForgets) {
   EXPECT_TRUE(gw1_.events()[0].has_rejected());
 }
 
-TEST_F(RouterTest, CloseReportsTheLastSessionOnly) {
+TEST_F(LocalRouterTest, CloseReportsTheLastSessionOnly) {
   OpenLive(&gw1_, "a", "bob");
   OpenLive(&gw2_, "b", "bob");
   EXPECT_FALSE(router_.Close(&gw1_, "a").has_value());
@@ -204,7 +206,7 @@ TEST_F(RouterTest, CloseReportsTheLastSessionOnly) {
   EXPECT_FALSE(router_.IsOnline("bob"));
 }
 
-TEST_F(RouterTest, RemoveStreamForgetsItsSessionsOnly) {
+TEST_F(LocalRouterTest, RemoveStreamForgetsItsSessionsOnly) {
   OpenLive(&gw1_, "a", "bob");
   OpenLive(&gw2_, "b", "carol");
   EXPECT_THAT(router_.RemoveStream(&gw1_), ElementsAre("bob"));
@@ -216,7 +218,7 @@ TEST_F(RouterTest, RemoveStreamForgetsItsSessionsOnly) {
   EXPECT_THAT(gw1_.events(), IsEmpty());
 }
 
-TEST_F(RouterTest, DisconnectSendsOrdersAndForgets) {
+TEST_F(LocalRouterTest, DisconnectSendsOrdersAndForgets) {
   OpenLive(&gw1_, "a", "bob");
   OpenLive(&gw1_, "b", "bob");
   OpenLive(&gw2_, "c", "carol");
@@ -235,7 +237,7 @@ TEST_F(RouterTest, DisconnectSendsOrdersAndForgets) {
   EXPECT_EQ(router_.session_count(), 0u);
 }
 
-TEST_F(RouterTest, BroadcastReachesEveryStream) {
+TEST_F(LocalRouterTest, BroadcastReachesEveryStream) {
   OpenLive(&gw1_, "a", "bob");
   gw1_.Clear();
   v1::ServerFrame frame;
@@ -249,7 +251,7 @@ TEST_F(RouterTest, BroadcastReachesEveryStream) {
   EXPECT_EQ(gw2_.events().size(), 1u);
 }
 
-TEST_F(RouterTest, ListSessionsByUserWithGateway) {
+TEST_F(LocalRouterTest, ListSessionsByUserWithGateway) {
   OpenLive(&gw2_, "b1", "bob");
   OpenLive(&gw1_, "a1", "alice");
   std::vector<SessionInfo> all = router_.ListSessions("");
@@ -257,6 +259,190 @@ TEST_F(RouterTest, ListSessionsByUserWithGateway) {
   EXPECT_EQ(all[0].user_id, "alice");
   EXPECT_EQ(all[1].gateway_id, "gw-2");
   EXPECT_EQ(router_.ListSessions("bob").size(), 1u);
+}
+
+// The router of a replica whose deliveries may come out of order: catch-ups
+// are recorded, and the test answers them as the store would.
+class CatchUpTest : public LocalRouterTest {
+ protected:
+  void SetUp() override {
+    LocalRouterTest::SetUp();
+    router_.SetCatchUp([this](LocalRouter::CatchUpRequest r) {
+      requests_.push_back(std::move(r));
+    });
+    OpenLive(&gw1_, "s1", "bob", 5);
+  }
+  v1::ServerFrame AckFrame(uint64_t inbox_seq) {
+    v1::ServerFrame ack;
+    ack.mutable_ack()->set_inbox_seq(inbox_seq);
+    ack.mutable_ack()->set_client_msg_id("c" + std::to_string(inbox_seq));
+    return ack;
+  }
+  // What s1 was sent: "m<seq>" for messages, "a<seq>" for Acks.
+  std::vector<std::string> Sent() {
+    std::vector<std::string> out;
+    for (const v1::ServerFrame& f : gw1_.FramesFor("s1")) {
+      if (f.has_message())
+        out.push_back("m" + std::to_string(f.message().inbox_seq()));
+      if (f.has_ack()) out.push_back("a" + std::to_string(f.ack().inbox_seq()));
+      if (f.has_typing()) out.push_back("typing");
+    }
+    return out;
+  }
+  std::vector<v1::Message> Msgs(std::vector<uint64_t> seqs) {
+    std::vector<v1::Message> out;
+    for (uint64_t s : seqs) out.push_back(Msg(s));
+    return out;
+  }
+
+  std::vector<LocalRouter::CatchUpRequest> requests_;
+};
+
+TEST_F(CatchUpTest, MessagesInOrderNeverAskForACatchUp) {
+  Deliver("bob", 6, "");
+  Deliver("bob", 7, "");
+  router_.SendToSession("s1", AckFrame(8), 8);
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "a8"));
+  EXPECT_THAT(requests_, IsEmpty());
+}
+
+TEST_F(CatchUpTest, AMessagePastAGapWaitsForTheCatchUpThenAllGoOutInOrder) {
+  Deliver("bob", 8, "");
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].user, "bob");
+  EXPECT_EQ(requests_[0].after_seq, 5u);
+  EXPECT_EQ(requests_[0].upto_seq, 7u);
+  Deliver("bob", 9, "");
+  Deliver("bob", 6, "");  // Arrives late, while the catch-up reads.
+  v1::ServerFrame typing;
+  typing.mutable_typing()->set_from("alice");
+  router_.SendToUser("bob", typing);
+  EXPECT_THAT(Sent(), IsEmpty());
+  router_.FinishCatchUp(requests_[0], Msgs({6, 7}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m8", "m9", "typing"));
+  Deliver("bob", 7, "");  // The publish that was late: already delivered.
+  Deliver("bob", 10, "");
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m8", "m9", "typing", "m10"));
+  EXPECT_EQ(requests_.size(), 1u);
+}
+
+TEST_F(CatchUpTest, AnAckAheadOfAMessageDoesNotMakeTheMessageLookDelivered) {
+  // bob's own send committed at 7 after a message to him at 6 whose
+  // delivery has not arrived yet.
+  router_.SendToSession("s1", AckFrame(7), 7);
+  EXPECT_THAT(Sent(), IsEmpty());
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].upto_seq, 6u);
+  router_.FinishCatchUp(requests_[0], Msgs({6}));
+  Deliver("bob", 6, "");
+  EXPECT_THAT(Sent(), ElementsAre("m6", "a7"));
+}
+
+TEST_F(CatchUpTest, AHeldAckTakesThePlaceOfItsMessageInTheCatchUp) {
+  Deliver("bob", 9, "");  // Gap (5, 8].
+  router_.SendToSession("s1", AckFrame(7), 7);
+  ASSERT_EQ(requests_.size(), 1u);
+  router_.FinishCatchUp(requests_[0], Msgs({6, 7, 8}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "a7", "m8", "m9"));
+}
+
+TEST_F(CatchUpTest, AnAckAtOrBelowWhatWasSentStillAnswersItsSend) {
+  Deliver("bob", 6, "");
+  router_.SendToSession("s1", AckFrame(4), 4);  // A repeated Send's Ack.
+  Deliver("bob", 7, "");
+  EXPECT_THAT(Sent(), ElementsAre("m6", "a4", "m7"));
+  EXPECT_THAT(requests_, IsEmpty());
+}
+
+TEST_F(CatchUpTest, AFailedCatchUpIsAskedAgainAndDropsNothing) {
+  Deliver("bob", 7, "");
+  ASSERT_EQ(requests_.size(), 1u);
+  router_.FinishCatchUp(requests_[0],
+                        absl::UnavailableError("the store is down"));
+  ASSERT_EQ(requests_.size(), 2u);
+  EXPECT_EQ(requests_[1].attempt, 1);
+  EXPECT_EQ(requests_[1].id, requests_[0].id);
+  EXPECT_EQ(requests_[1].after_seq, 5u);
+  Deliver("bob", 8, "");
+  EXPECT_THAT(Sent(), IsEmpty());
+  router_.FinishCatchUp(requests_[1], Msgs({6}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m8"));
+}
+
+TEST_F(CatchUpTest, ACatchUpCutShortLeavesTheRestToTheClientsSync) {
+  Deliver("bob", 20, "");
+  ASSERT_EQ(requests_.size(), 1u);
+  router_.FinishCatchUp(requests_[0], Msgs({6, 7}));  // The replay limit.
+  Deliver("bob", 21, "");
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m20", "m21"));
+  EXPECT_EQ(requests_.size(), 1u);
+}
+
+TEST_F(CatchUpTest, ASecondGapAmongHeldFramesAsksAgain) {
+  Deliver("bob", 7, "");  // Gap (5, 6].
+  Deliver("bob", 9, "");  // Held; after the catch-up a gap (7, 8].
+  router_.FinishCatchUp(requests_[0], Msgs({6}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7"));
+  ASSERT_EQ(requests_.size(), 2u);
+  EXPECT_EQ(requests_[1].after_seq, 7u);
+  EXPECT_EQ(requests_[1].upto_seq, 8u);
+  router_.FinishCatchUp(requests_[1], Msgs({8}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7", "m8", "m9"));
+}
+
+TEST_F(CatchUpTest, CatchUpToAsksForWhatASessionMayHaveMissed) {
+  router_.CatchUpTo("bob", 5);  // Nothing missed.
+  EXPECT_THAT(requests_, IsEmpty());
+  router_.CatchUpTo("bob", 7);
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].after_seq, 5u);
+  EXPECT_EQ(requests_[0].upto_seq, 7u);
+  router_.FinishCatchUp(requests_[0], Msgs({6, 7}));
+  EXPECT_THAT(Sent(), ElementsAre("m6", "m7"));
+}
+
+TEST_F(CatchUpTest, AGapInTheHeldFramesOfAnOpenAsksForACatchUp) {
+  ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s2", "carol")).ok());
+  Deliver("carol", 4, "");  // Committed elsewhere after the head was read.
+  ASSERT_TRUE(router_.CompleteOpen("s2", Accepted("s2", 2), {}));
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].session_id, "s2");
+  EXPECT_EQ(requests_[0].after_seq, 2u);
+  EXPECT_EQ(requests_[0].upto_seq, 3u);
+  router_.FinishCatchUp(requests_[0], Msgs({3}));
+  EXPECT_THAT(InboxSeqs(gw1_.FramesFor("s2")), ElementsAre(3, 4));
+}
+
+TEST_F(CatchUpTest, MessagesHeldPastTheBoundAreReadBackFromTheStore) {
+  ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s2", "carol")).ok());
+  for (uint64_t seq = 1; seq <= 4100; ++seq) Deliver("carol", seq, "");
+  ASSERT_TRUE(router_.CompleteOpen("s2", Accepted("s2", 0), {}));
+  EXPECT_EQ(InboxSeqs(gw1_.FramesFor("s2")).size(), 4096u);
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(requests_[0].after_seq, 4096u);
+  EXPECT_EQ(requests_[0].upto_seq, 4100u);
+  router_.FinishCatchUp(requests_[0], Msgs({4097, 4098, 4099, 4100}));
+  EXPECT_EQ(InboxSeqs(gw1_.FramesFor("s2")).back(), 4100u);
+}
+
+TEST_F(LocalRouterTest, WithoutACatchUpMessagesHeldPastTheBoundAreLeftToSync) {
+  ASSERT_TRUE(router_.BeginOpen(&gw1_, Info("s1", "carol")).ok());
+  for (uint64_t seq = 1; seq <= 4100; ++seq) Deliver("carol", seq, "");
+  ASSERT_TRUE(router_.CompleteOpen("s1", Accepted("s1", 0), {}));
+  Deliver("carol", 4101, "");
+  std::vector<uint64_t> seqs = InboxSeqs(gw1_.FramesFor("s1"));
+  ASSERT_EQ(seqs.size(), 4097u);
+  EXPECT_EQ(seqs[4095], 4096u);
+  EXPECT_EQ(seqs[4096], 4101u);  // The client sees the gap and syncs.
+}
+
+TEST_F(CatchUpTest, ACatchUpForAReplacedSessionIsIgnored) {
+  Deliver("bob", 7, "");
+  ASSERT_EQ(requests_.size(), 1u);
+  OpenLive(&gw2_, "s1", "bob", 9);  // Re-announced on another stream.
+  router_.FinishCatchUp(requests_[0], Msgs({6}));
+  EXPECT_THAT(InboxSeqs(gw2_.FramesFor("s1")), IsEmpty());
+  EXPECT_THAT(Sent(), IsEmpty());
 }
 
 }  // namespace
