@@ -7,6 +7,7 @@
 #include <openssl/param_build.h>
 #include <sys/stat.h>
 
+#include <cassert>
 #include <fstream>
 #include <sstream>
 
@@ -361,6 +362,13 @@ absl::StatusOr<std::unique_ptr<TokenVerifier>> TokenVerifier::Create(
     v->keys_ = *std::move(keys);
   }
   return v;
+}
+
+std::unique_ptr<TokenVerifier> TokenVerifier::WithSecret(std::string secret) {
+  assert(!secret.empty());
+  TokenVerifierOptions options;
+  options.hmac_keys = {{"", std::move(secret)}};
+  return *Create(std::move(options));
 }
 
 std::string TokenVerifier::Mint(const TokenClaims& claims) const {

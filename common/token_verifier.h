@@ -80,6 +80,8 @@ class TokenVerifier final {
   // signing kid that names no key, a JWKS file that does not parse).
   static absl::StatusOr<std::unique_ptr<TokenVerifier>> Create(
       TokenVerifierOptions options);
+  // The verifier of one kid-less HS256 key (`secret` not empty).
+  static std::unique_ptr<TokenVerifier> WithSecret(std::string secret);
   ~TokenVerifier();
 
   TokenVerifier(const TokenVerifier&) = delete;

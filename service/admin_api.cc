@@ -146,6 +146,11 @@ absl::StatusOr<v1::IssueTokenResponse> AdminApi::IssueToken(
         "ttl_seconds ", request.ttl_seconds(), " exceeds the limit of ",
         absl::ToInt64Seconds(options_.max_token_ttl)));
   }
+  if (!options_.tokens->CanMint()) {
+    return absl::FailedPreconditionError(
+        "IssueToken needs an HS256 key (--token_secret or --token_keys_file); "
+        "with only --token_jwks_file, tokens come from the identity provider");
+  }
   RETURN_IF_ERROR(store_->GetUser(request.user_id()).status());
   const absl::Time now = clock_();
   TokenClaims claims;
@@ -154,7 +159,7 @@ absl::StatusOr<v1::IssueTokenResponse> AdminApi::IssueToken(
   claims.expires_at = absl::FromUnixSeconds(absl::ToUnixSeconds(now + ttl));
   claims.device = request.device();
   v1::IssueTokenResponse response;
-  response.set_token(MintToken(claims, options_.token_secret));
+  response.set_token(options_.tokens->Mint(claims));
   *response.mutable_expires_at() = ToTimestamp(claims.expires_at);
   return response;
 }

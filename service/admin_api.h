@@ -22,10 +22,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/token_verifier.h"
 #include "parley/v1/admin.pb.h"
 #include "service/messaging.h"
 #include "service/router.h"
@@ -36,8 +38,9 @@ namespace parley::service {
 
 // Options for AdminApi.
 struct AdminOptions {
-  // The HS256 secret tokens are minted with (required).
-  std::string token_secret;
+  // The keys tokens are minted with (required; IssueToken needs an HS256
+  // key).
+  std::shared_ptr<const TokenVerifier> tokens;
   // Token lifetime when IssueToken asks for 0, and the longest allowed.
   absl::Duration default_token_ttl = absl::Hours(24);
   absl::Duration max_token_ttl = absl::Hours(24 * 365);

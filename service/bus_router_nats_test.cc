@@ -51,7 +51,7 @@ struct Replica {
         &local, bus.get(), store,
         [pool](std::function<void()> t) { pool->Post(std::move(t)); }, options);
     MessagingOptions o;
-    o.token_secret = kSecret;
+    o.tokens = TokenVerifier::WithSecret(kSecret);
     messaging = std::make_unique<Messaging>(store, router.get(), &metrics, o);
   }
 

@@ -79,7 +79,7 @@ struct Replica {
             store, &router, &metrics,
             [] {
               MessagingOptions o;
-              o.token_secret = kSecret;
+              o.tokens = TokenVerifier::WithSecret(kSecret);
               return o;
             }(),
             [] { return kNow; }) {

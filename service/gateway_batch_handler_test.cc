@@ -61,7 +61,7 @@ class GatewayBatchHandlerTest : public ::testing::Test {
 
   static MessagingOptions Options() {
     MessagingOptions options;
-    options.token_secret = kSecret;
+    options.tokens = TokenVerifier::WithSecret(kSecret);
     return options;
   }
 

@@ -52,8 +52,32 @@ ABSL_FLAG(std::string, data_dir, "./data",
           "Directory holding the SQLite database parley.db (created if "
           "missing) when --store is not set. Default ./data.");
 ABSL_FLAG(std::string, token_secret, "",
-          "HS256 secret that client tokens are signed with. Required; no "
-          "default.");
+          "HS256 secret that client tokens without a kid are signed with. "
+          "Required unless --token_keys_file or --token_jwks_file gives the "
+          "keys; no default.");
+ABSL_FLAG(std::string, token_keys_file, "",
+          "File of more HS256 keys, one \"KID SECRET\" per line ('#' "
+          "comments): a token whose header names a kid is checked with that "
+          "key. Several at once is how keys are rotated (docs/operators.md). "
+          "Read again within --token_reload_interval of a change. Default "
+          "none.");
+ABSL_FLAG(std::string, token_signing_kid, "",
+          "The kid of the HS256 key IssueToken signs with (one of "
+          "--token_keys_file). Default empty: --token_secret's key.");
+ABSL_FLAG(std::string, token_jwks_file, "",
+          "JWKS file (RFC 7517) of RS256 and ES256 (P-256) public keys: "
+          "tokens an identity provider signs are checked with the key their "
+          "kid names. Read again within --token_reload_interval of a change. "
+          "Default none.");
+ABSL_FLAG(std::string, token_issuer, "",
+          "When set, a token's iss claim must equal it. Default empty (not "
+          "checked).");
+ABSL_FLAG(std::string, token_audience, "",
+          "When set, a token's aud claim (a string or a list) must contain "
+          "it. Default empty (not checked).");
+ABSL_FLAG(absl::Duration, token_reload_interval, absl::Seconds(5),
+          "How often --token_keys_file and --token_jwks_file are checked for "
+          "changes. Default 5s.");
 ABSL_FLAG(std::string, admin_key, "",
           "Key the admin API expects as 'authorization: Bearer <key>'. "
           "Required; no default.");
@@ -141,6 +165,12 @@ absl::StatusOr<parley::service::ServerOptions> OptionsFromFlags() {
   o.admin_address = absl::GetFlag(FLAGS_admin_address);
   o.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   o.token_secret = absl::GetFlag(FLAGS_token_secret);
+  o.token_keys_file = absl::GetFlag(FLAGS_token_keys_file);
+  o.token_signing_kid = absl::GetFlag(FLAGS_token_signing_kid);
+  o.token_jwks_file = absl::GetFlag(FLAGS_token_jwks_file);
+  o.token_issuer = absl::GetFlag(FLAGS_token_issuer);
+  o.token_audience = absl::GetFlag(FLAGS_token_audience);
+  o.token_reload_interval = absl::GetFlag(FLAGS_token_reload_interval);
   o.admin_key = absl::GetFlag(FLAGS_admin_key);
   o.worker_threads = static_cast<int>(absl::GetFlag(FLAGS_worker_threads));
   o.max_sessions_per_user = absl::GetFlag(FLAGS_max_sessions_per_user);

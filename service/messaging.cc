@@ -234,7 +234,7 @@ void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
     return;
   }
   absl::StatusOr<TokenClaims> claims =
-      VerifyToken(open.token(), options_.token_secret, clock_());
+      options_.tokens->Verify(open.token(), clock_());
   if (!claims.ok()) {
     Reject(stream, session_id,
            ReasonForToken(ClassifyTokenError(claims.status())),

@@ -39,6 +39,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -49,6 +50,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/token_verifier.h"
 #include "parley/v1/client.pb.h"
 #include "parley/v1/gateway_link.pb.h"
 #include "service/router.h"
@@ -59,8 +61,8 @@ namespace parley::service {
 
 // Options for Messaging; defaults are the service's.
 struct MessagingOptions {
-  // The HS256 secret client tokens are signed with (required).
-  std::string token_secret;
+  // The keys client tokens are checked with (required).
+  std::shared_ptr<const TokenVerifier> tokens;
   // Longest message text, in bytes of UTF-8.
   size_t max_text_bytes = 4096;
   // Longest client_msg_id, in bytes.

@@ -168,7 +168,7 @@ TEST(MessagingHandlesWithoutBlockingTest, ThoseFramesMakeNoBlockingStoreCall) {
   ServiceMetrics metrics(registry);
   LocalRouter router(4);
   MessagingOptions options;
-  options.token_secret = kSecret;
+  options.tokens = TokenVerifier::WithSecret(kSecret);
   Messaging messaging(&store, &router, &metrics, options);
   const absl::Time now = absl::Now();
   for (const char* id : {"alice", "bob"}) {
@@ -220,7 +220,7 @@ class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
   void SetUp() override {
     store_ = GetParam().make();
     MessagingOptions options;
-    options.token_secret = kSecret;
+    options.tokens = TokenVerifier::WithSecret(kSecret);
     options.max_text_bytes = 16;
     messaging_ = std::make_unique<Messaging>(
         store_.get(), &router_, &metrics_, options, [this] { return now_; },

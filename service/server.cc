@@ -44,13 +44,33 @@ absl::Duration CatchUpBackoff(int attempt) {
       absl::Seconds(10));
 }
 
+absl::StatusOr<std::shared_ptr<TokenVerifier>> MakeTokenVerifier(
+    const ServerOptions& o) {
+  TokenVerifierOptions tokens;
+  if (!o.token_secret.empty()) tokens.hmac_keys = {{"", o.token_secret}};
+  tokens.hmac_keys_path = o.token_keys_file;
+  tokens.signing_kid = o.token_signing_kid;
+  tokens.jwks_path = o.token_jwks_file;
+  tokens.issuer = o.token_issuer;
+  tokens.audience = o.token_audience;
+  ASSIGN_OR_RETURN(std::unique_ptr<TokenVerifier> verifier,
+                   TokenVerifier::Create(std::move(tokens)));
+  return std::shared_ptr<TokenVerifier>(std::move(verifier));
+}
+
 }  // namespace
 
 absl::Status ValidateServerOptions(const ServerOptions& o) {
-  if (o.token_secret.empty()) {
+  if (o.token_secret.empty() && o.token_keys_file.empty() &&
+      o.token_jwks_file.empty()) {
     return absl::InvalidArgumentError(
         "--token_secret is required (the HS256 secret client tokens are "
-        "signed with); set it or PARLEY_TOKEN_SECRET");
+        "signed with); set it or PARLEY_TOKEN_SECRET, or give the keys in "
+        "--token_keys_file or --token_jwks_file");
+  }
+  if (o.token_reload_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--token_reload_interval must be positive");
   }
   if (o.admin_key.empty()) {
     return absl::InvalidArgumentError(
@@ -108,6 +128,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   Server& s = *server;
   s.metrics_ = std::make_unique<ServiceMetrics>(registry);
   ServiceMetrics* metrics = s.metrics_.get();
+  ASSIGN_OR_RETURN(s.tokens_, MakeTokenVerifier(options));
   ASSIGN_OR_RETURN(s.store_, OpenStore(options.store, *metrics));
 
   s.local_router_ =
@@ -159,7 +180,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
              {"nats", absl::StrJoin(options.bus.nats_servers, ",")}});
   }
   MessagingOptions messaging = options.messaging;
-  messaging.token_secret = options.token_secret;
+  messaging.tokens = s.tokens_;
   s.messaging_ = std::make_unique<Messaging>(
       s.store_.store.get(), s.router_, metrics, messaging,
       [] { return absl::Now(); },
@@ -172,7 +193,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   s.link_service_ = std::make_unique<GatewayLinkService>(
       s.messaging_.get(), s.pool_.get(), options.link);
   AdminOptions admin = options.admin;
-  admin.token_secret = options.token_secret;
+  admin.tokens = s.tokens_;
   s.admin_api_ = std::make_unique<AdminApi>(s.store_.store.get(), s.router_,
                                             s.messaging_.get(),
                                             s.store_.backup.get(), admin);
@@ -233,7 +254,29 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     ASSIGN_OR_RETURN(s.metrics_address_,
                      s.http_server_->Start(options.metrics_address));
   }
+  if (!options.token_keys_file.empty() || !options.token_jwks_file.empty()) {
+    s.ScheduleTokenReload(s.timer_.get());
+  }
   return server;
+}
+
+void Server::ScheduleTokenReload(Timer* timer) {
+  // On the timer's thread: a stat of each file, and a read and parse of
+  // small files when one changed. The task holds the timer itself, not
+  // timer_, which is null while the timer is being destroyed (its thread
+  // joined; a task scheduled then is dropped).
+  timer->RunAfter(options_.token_reload_interval, [this, timer] {
+    absl::StatusOr<bool> reloaded = tokens_->ReloadIfChanged();
+    if (!reloaded.ok()) {
+      LogWarn("service.token_keys_refused",
+              {{"reason", reloaded.status().message()},
+               {"keeping", "the keys read before"}});
+    } else if (*reloaded) {
+      LogInfo("service.token_keys_reloaded",
+              {{"jwks_keys", tokens_->public_key_count()}});
+    }
+    ScheduleTokenReload(timer);
+  });
 }
 
 void Server::Shutdown() {

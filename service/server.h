@@ -84,8 +84,18 @@ struct ServerOptions {
   std::string metrics_address = "127.0.0.1:9401";
   // Which store, and the SQLite store's tuning.
   StoreOptions store;
-  // The HS256 secret of client tokens (required).
+  // Client tokens (common/token_verifier.h): the kid-less HS256 key, a file
+  // of HS256 keys by kid, the kid IssueToken signs with, a JWKS file of
+  // RS256/ES256 public keys, the required issuer and audience. At least one
+  // key is required. Both files are read again within
+  // `token_reload_interval` of a change.
   std::string token_secret;
+  std::string token_keys_file;
+  std::string token_signing_kid;
+  std::string token_jwks_file;
+  std::string token_issuer;
+  std::string token_audience;
+  absl::Duration token_reload_interval = absl::Seconds(5);
   // The admin API key (required).
   std::string admin_key;
   // Threads that run link events (store reads); never one per stream.
@@ -130,9 +140,14 @@ class Server final {
  private:
   explicit Server(const ServerOptions& options, Registry& registry);
 
+  // Reads the token key files again, if they changed, every
+  // token_reload_interval (on `timer`'s thread).
+  void ScheduleTokenReload(Timer* timer);
+
   const ServerOptions options_;
   Registry& registry_;
   std::unique_ptr<ServiceMetrics> metrics_;
+  std::shared_ptr<TokenVerifier> tokens_;
   // Closed after everything that uses it, before the metrics it reports to.
   OpenedStore store_;
   std::unique_ptr<LocalRouter> local_router_;

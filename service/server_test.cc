@@ -1017,7 +1017,7 @@ class ServerWithNatsTest : public ServerTest {
         [this](std::function<void()> t) { pool_->Post(std::move(t)); }, bus);
     ASSERT_TRUE(r2_router_->Start().ok());
     MessagingOptions messaging;
-    messaging.token_secret = kSecret;
+    messaging.tokens = TokenVerifier::WithSecret(kSecret);
     r2_messaging_ = std::make_unique<Messaging>(store, r2_router_.get(),
                                                 &r2_metrics_, messaging);
     v1::LinkHello hello;

@@ -220,11 +220,14 @@ def _b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def mint_token(secret, user, ttl=3600, device="", now=None):
+def mint_token(secret, user, ttl=3600, device="", now=None, kid=""):
     """An HS256 JWT written independently of Parley's C++ (as any backend
-    holding the secret would mint one)."""
+    holding the secret would mint one); `kid` names the key in the header."""
     now = int(now if now is not None else time.time())
-    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    head = {"alg": "HS256", "typ": "JWT"}
+    if kid:
+        head["kid"] = kid
+    header = _b64url(json.dumps(head).encode())
     claims = {"sub": user, "exp": now + ttl, "iat": now}
     if device:
         claims["dev"] = device

@@ -112,7 +112,7 @@ void HandleBatch(const v1::GatewayBatch& batch) {
   (void)store.CreateGroup({"team", "", {"alice", "bob", "carol"}, Now()}, 100);
   LocalRouter router(/*max_sessions_per_user=*/4);
   MessagingOptions options;
-  options.token_secret = kSecret;
+  options.tokens = TokenVerifier::WithSecret(kSecret);
   std::vector<std::function<void()>> after_grace;
   Messaging messaging(
       &store, &router, metrics, options, [] { return Now(); },
