@@ -179,10 +179,7 @@ class UpstreamLinkTest : public ::testing::Test {
     options_.gateway_id = "gw-test";
     options_.backoff_initial = std::chrono::milliseconds(20);
     options_.backoff_max = std::chrono::milliseconds(200);
-    link_ = std::make_unique<UpstreamLink>(
-        options_,
-        parley::v1::GatewayLink::NewStub(UpstreamLink::MakeChannel(options_)),
-        registry_);
+    link_ = std::make_unique<UpstreamLink>(options_, registry_);
     link_->Start();
     ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
   }
@@ -368,7 +365,9 @@ TEST_F(UpstreamLinkTest, StreamBreakReannouncesAndResendsUnackedSends) {
   }
   EXPECT_EQ(alice.connection().close_code(), 0);
   EXPECT_EQ(bob.connection().close_code(), 0);
-  EXPECT_EQ(registry_.GetCounter("parley_gateway_upstream_reconnects_total", "")
+  EXPECT_EQ(registry_
+                .GetCounter("parley_gateway_upstream_reconnects_total", "",
+                            {{"replica", options_.service_address}})
                 .Value(),
             1u);
 }
@@ -411,14 +410,14 @@ TEST(UpstreamLinkStreamsTest, BroadcastReachesTheSessionsOfItsOwnStream) {
   options.service_address = fake.Start();
   options.streams = 2;
   Registry registry;
-  UpstreamLink link(
-      options,
-      parley::v1::GatewayLink::NewStub(UpstreamLink::MakeChannel(options)),
-      registry);
+  UpstreamLink link(options, registry);
   link.Start("gw-2");
   ASSERT_TRUE(Eventually([&] { return link.AllStreamsUp(); }));
+  // Placement hashes over streams named by the fake's random port: with 16
+  // sessions, all on one of two streams has odds of 2^-15.
+  constexpr int kSessions = 16;
   std::vector<std::unique_ptr<TestClient>> clients;
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < kSessions; ++i) {
     const std::string user = absl::StrCat("u", i);
     clients.push_back(std::make_unique<TestClient>(&link, "s-" + user));
     clients.back()->Run(
@@ -439,18 +438,18 @@ TEST(UpstreamLinkStreamsTest, BroadcastReachesTheSessionsOfItsOwnStream) {
       ->mutable_announcement()
       ->set_text("maintenance at noon");
   ASSERT_TRUE(fake.Push("s-u0", broadcast));
-  // Find a session on the other stream: the one whose stream differs.
-  const size_t u0_slot = std::hash<std::string>()("s-u0") % 2;
+  // Find a session on the other stream.
+  const int u0_stream = fake.StreamIndexOf("s-u0");
   std::string other;
-  for (int i = 1; i < 8 && other.empty(); ++i) {
+  for (int i = 1; i < kSessions && other.empty(); ++i) {
     const std::string id = absl::StrCat("s-u", i);
-    if (std::hash<std::string>()(id) % 2 != u0_slot) other = id;
+    if (fake.StreamIndexOf(id) != u0_stream) other = id;
   }
   ASSERT_FALSE(other.empty());
   ASSERT_TRUE(fake.Push(other, broadcast));
   // A marker behind the broadcasts on each session's own stream: once it
   // is in, every broadcast that stream carried is in too.
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < kSessions; ++i) {
     const std::string id = absl::StrCat("s-u", i);
     parley::v1::ServiceEvent marker;
     marker.mutable_delivery()->add_session_ids(id);
