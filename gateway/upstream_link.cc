@@ -535,17 +535,22 @@ bool UpstreamLink::Live(Slot& slot) {
   return slot.up && !slot.draining;
 }
 
-UpstreamLink::Slot* UpstreamLink::Place(const std::string& session_id) {
+UpstreamLink::Slot* UpstreamLink::Place(const std::string& session_id,
+                                        const Replica* avoid) {
   const uint64_t hash = std::hash<std::string>()(session_id);
   Slot* best = nullptr;
   uint64_t best_score = 0;
+  bool best_avoided = false;
   absl::MutexLock lock(&mu_);
   for (const auto& slot : slots_) {
     if (!slot->replica->listed || !Live(*slot)) continue;
+    const bool avoided = slot->replica == avoid;
     const uint64_t score = Mix(hash ^ slot->key);
-    if (best == nullptr || score > best_score) {
+    if (best == nullptr || (best_avoided && !avoided) ||
+        (best_avoided == avoided && score > best_score)) {
       best = slot.get();
       best_score = score;
+      best_avoided = avoided;
     }
   }
   return best;
@@ -564,7 +569,9 @@ std::optional<uint64_t> UpstreamLink::Open(
     // A session stays on its stream while that is up; otherwise (first
     // open, or its stream ended) it goes where rendezvous hashing says.
     if (slot == nullptr || !Live(*slot)) {
-      Slot* placed = Place(id);
+      // When one stream of a replica ends, its others usually follow (the
+      // replica died): prefer another replica, so a session moves once.
+      Slot* placed = Place(id, slot == nullptr ? nullptr : slot->replica);
       if (placed != nullptr) {
         if (slot != nullptr && slot->replica != placed->replica) {
           moved_from = slot->replica;
@@ -622,7 +629,7 @@ void UpstreamLink::Close(parley::v1::SessionClose close) {
     auto it = sessions_.find(close.session_id());
     if (it != sessions_.end()) slot = it->second.slot;
   }
-  if (slot == nullptr) slot = Place(close.session_id());
+  if (slot == nullptr) slot = Place(close.session_id(), nullptr);
   if (slot == nullptr) return;
   GatewayEvent event;
   *event.mutable_close() = std::move(close);
@@ -852,10 +859,7 @@ void UpstreamLink::PostLinkState(Slot& slot, uint64_t generation, bool up) {
                                     {"generation", generation},
                                     {"sessions", on_stream.size()},
                                     {"sessions_adopted", stranded.size()}});
-    if (StreamsUp(replica) == 1) {
-      LogInfo("gateway.replica_up", {{"replica", replica.address},
-                                     {"sessions_adopted", stranded.size()}});
-    }
+    LogReplicaState(replica, true, 0, stranded.size(), live.size() + 1);
     return;
   }
   for (Notice& notice : on_stream) {
@@ -879,10 +883,23 @@ void UpstreamLink::PostLinkState(Slot& slot, uint64_t generation, bool up) {
                                     {"generation", generation},
                                     {"sessions", on_stream.size()},
                                     {"sessions_moving", moving}});
-  if (StreamsUp(replica) == 0) {
+  LogReplicaState(replica, false, moving, 0, live.size());
+}
+
+void UpstreamLink::LogReplicaState(Replica& replica, bool up, size_t moving,
+                                   size_t adopted, size_t replicas_up) {
+  absl::MutexLock lock(&mu_);
+  replica.moving += moving;
+  replica.reported_up += up ? 1 : -1;
+  if (up && replica.reported_up == 1) {
+    LogInfo("gateway.replica_up", {{"replica", replica.address},
+                                   {"sessions_adopted", adopted},
+                                   {"replicas_up", replicas_up}});
+  } else if (!up && replica.reported_up == 0) {
     LogWarn("gateway.replica_down", {{"replica", replica.address},
-                                     {"sessions_moving", moving},
-                                     {"replicas_up", live.size()}});
+                                     {"sessions_moving", replica.moving},
+                                     {"replicas_up", replicas_up}});
+    replica.moving = 0;
   }
 }
 

@@ -217,6 +217,12 @@ class UpstreamLink final : public Upstream, private SessionDirectory {
     std::vector<Slot*> slots;
     // Still in the resolved list. Guarded by UpstreamLink::mu_.
     bool listed = true;
+    // For the replica_up/replica_down log lines, guarded by
+    // UpstreamLink::mu_: its streams whose coming up was handled and whose
+    // going down was not yet (each stream that came up reports down once),
+    // and the sessions told to move since it was last down.
+    int reported_up = 0;
+    size_t moving = 0;
     Gauge* streams_up = nullptr;
     Counter* reconnects = nullptr;
     Counter* sessions_moved_in = nullptr;
@@ -236,8 +242,10 @@ class UpstreamLink final : public Upstream, private SessionDirectory {
   // given); returns the up-period or nullopt.
   std::optional<uint64_t> Enqueue(Slot& slot, parley::v1::GatewayEvent event,
                                   std::optional<uint64_t> period);
-  // The live stream rendezvous hashing picks for `session_id`, or null.
-  Slot* Place(const std::string& session_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // The live stream rendezvous hashing picks for `session_id` among those
+  // not of `avoid` (any live one when only `avoid` has some), or null.
+  Slot* Place(const std::string& session_id, const Replica* avoid)
+      ABSL_LOCKS_EXCLUDED(mu_);
   static bool Live(Slot& slot) ABSL_LOCKS_EXCLUDED(slot.mu);
   // Adds replicas for new addresses and unlists the ones gone.
   void SetReplicas(const std::vector<std::string>& addresses);
@@ -258,6 +266,11 @@ class UpstreamLink final : public Upstream, private SessionDirectory {
   // replica is up, to move) or came up (and adopts sessions stranded on
   // replicas with no stream up).
   void PostLinkState(Slot& slot, uint64_t generation, bool up);
+  // Counts `replica`'s streams up and down as their notices are handled:
+  // logs replica_up for the first, and replica_down with the sessions told
+  // to move when the last one went down.
+  void LogReplicaState(Replica& replica, bool up, size_t moving, size_t adopted,
+                       size_t replicas_up);
   // Streams of `replica` up right now.
   int StreamsUp(const Replica& replica) const;
   std::vector<Slot*> AllSlots() const ABSL_LOCKS_EXCLUDED(mu_);

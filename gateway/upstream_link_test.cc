@@ -637,11 +637,14 @@ TEST_F(UpstreamLinkReplicasTest, SessionsMoveToTheLiveReplicaWhenTheirsDies) {
   for (const auto& [user, c] : clients_) {
     EXPECT_EQ(c->connection().close_code(), 0) << user;
   }
-  EXPECT_EQ(registry_
-                .GetCounter("parley_gateway_upstream_sessions_moved_total", "",
-                            {{"replica", b_}})
-                .Value(),
-            on_a.size());
+  // Counted once the re-announcement is queued, which may be after B read
+  // it.
+  EXPECT_TRUE(Eventually([&] {
+    return registry_
+               .GetCounter("parley_gateway_upstream_sessions_moved_total", "",
+                           {{"replica", b_}})
+               .Value() == on_a.size();
+  }));
   EXPECT_EQ(StreamsUp(a_), 0);
   EXPECT_TRUE(link_->Ready());
   EXPECT_FALSE(link_->AllStreamsUp());
@@ -656,8 +659,10 @@ TEST_F(UpstreamLinkReplicasTest, SessionsMoveToTheLiveReplicaWhenTheirsDies) {
   to_mover.mutable_send()->set_text("after the move");
   sender.SendText(EncodeFrame(Encoding::kJson, to_mover));
   ASSERT_TRUE(client.connection().WaitFor([](const auto& frames) {
-    return frames.back().has_message() &&
-           frames.back().message().text() == "after the move";
+    for (const auto& f : frames) {
+      if (f.message().text() == "after the move") return true;
+    }
+    return false;
   }));
 }
 
@@ -843,6 +848,35 @@ TEST_F(UpstreamLinkReplicasTest,
   for (const auto& [user, c] : clients_) {
     EXPECT_EQ(c->connection().close_code(), 0) << user;
     EXPECT_EQ(link_->ReplicaOf("s-" + user), a_);
+  }
+}
+
+TEST_F(UpstreamLinkReplicasTest, ReplicaComingUpFirstAdoptsStrandedSessions) {
+  StartLink();
+  Connect("u", 16);
+  // B dies (its sessions move to A), then A dies too: nowhere to go.
+  fake_b_.SetRefuse(true);
+  fake_b_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return UsersOn(b_).empty(); }));
+  fake_a_.SetRefuse(true);
+  fake_a_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return StreamsUp(a_) == 0; }));
+  // B comes back first: every session stranded on A re-announces on B
+  // rather than wait for A.
+  const size_t before = fake_b_.Events().size();
+  fake_b_.SetRefuse(false);
+  ASSERT_TRUE(fake_b_.WaitFor([&](const std::vector<GatewayEvent>& events) {
+    std::set<std::string> reannounced;
+    for (size_t i = before; i < events.size(); ++i) {
+      if (events[i].has_open() && events[i].open().reannounce()) {
+        reannounced.insert(events[i].open().session_id());
+      }
+    }
+    return reannounced.size() == 16;
+  }));
+  for (const auto& [user, c] : clients_) {
+    EXPECT_EQ(link_->ReplicaOf("s-" + user), b_) << user;
+    EXPECT_EQ(c->connection().close_code(), 0) << user;
   }
 }
 
