@@ -212,7 +212,8 @@ class Session final {
   void OnDisconnect(const parley::v1::DisconnectOrder& order);
   // The session's stream went down (generation `generation` ended).
   void OnLinkDown(uint64_t generation);
-  // The session's stream is up again at `generation`: re-announce, re-send.
+  // A stream is up for the session at `generation` (its own again, or
+  // another replica's it is to move to): re-announce, re-send.
   void OnLinkUp(uint64_t generation);
 
   State state() const { return state_; }
