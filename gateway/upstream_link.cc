@@ -397,6 +397,7 @@ void UpstreamLink::SetReplicas(const std::vector<std::string>& addresses) {
     Replica& replica = *it->second;
     if (replica.listed) continue;
     replica.listed = true;
+    if (replica.stub == nullptr) replica.stub = stubs_(address);
     LogInfo("gateway.replica_listed", {{"replica", address}});
     for (Slot* slot : replica.slots) {
       if (slot->active || !started_) continue;
@@ -683,6 +684,7 @@ void UpstreamLink::ScheduleReconnect(Slot& slot, absl::Duration delay) {
     LogInfo(
         "gateway.replica_stream_dropped",
         {{"replica", slot.replica->address}, {"stream", slot.stream_index}});
+    reconnect_cv_.Signal();
     return;
   }
   slot.next_attempt = absl::Now() + delay;
@@ -756,8 +758,23 @@ void UpstreamLink::ReconnectLoop() {
         earliest = std::min(earliest, slot.confirm_at);
       }
     }
-    if (!due.empty() || !confirms.empty()) {
+    // An unlisted replica whose streams have all ended lets go of its
+    // channel (here, not on the gRPC thread that ended the last stream,
+    // whose completion queue the channel's destruction would shut down).
+    std::vector<std::unique_ptr<parley::v1::GatewayLink::StubInterface>>
+        released;
+    for (auto& [address, replica] : replicas_) {
+      if (replica->listed || replica->stub == nullptr ||
+          std::any_of(replica->slots.begin(), replica->slots.end(),
+                      [](const Slot* slot) { return slot->active; })) {
+        continue;
+      }
+      released.push_back(std::move(replica->stub));
+      LogInfo("gateway.replica_dropped", {{"replica", address}});
+    }
+    if (!due.empty() || !confirms.empty() || !released.empty()) {
       mu_.Unlock();
+      released.clear();
       for (const auto& [slot, attempt] : confirms) {
         ConfirmStream(*slot, attempt);
       }

@@ -10,8 +10,9 @@
 //     `resolve_interval`. A new address gets its channel and streams at
 //     once (so an added replica takes new sessions without a restart); an
 //     address that went away gets no new sessions and is dropped once its
-//     streams have ended (they are not cut). A name that fails to resolve
-//     keeps the addresses it had.
+//     streams have ended (they are not cut): its channel is released, while
+//     the little the link keeps of it (its streams' slots and metric series)
+//     stays. A name that fails to resolve keeps the addresses it had.
 //   * Placement: a session is placed when it opens, by rendezvous hashing of
 //     its id over the live streams (up, not draining, of a replica still
 //     listed), and stays there while that stream is up.
@@ -213,6 +214,10 @@ class UpstreamLink final : public Upstream, private SessionDirectory {
   };
   struct Replica {
     std::string address;
+    // Guarded by UpstreamLink::mu_ while the replica is unlisted; released
+    // (by the reconnect thread) once it is unlisted and all its streams have
+    // ended, made again if it is listed again. Set whenever a stream of it
+    // is active, so a stream attempt may use it without the lock.
     std::unique_ptr<parley::v1::GatewayLink::StubInterface> stub;
     std::vector<Slot*> slots;
     // Still in the resolved list. Guarded by UpstreamLink::mu_.

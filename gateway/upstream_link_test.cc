@@ -501,7 +501,13 @@ class UpstreamLinkReplicasTest : public ::testing::Test {
   }
   void StartLink() {
     link_ = std::make_unique<UpstreamLink>(
-        options_, registry_, nullptr,
+        options_, registry_,
+        [this](const std::string& address) {
+          absl::MutexLock lock(&resolved_mu_);
+          ++stubs_made_[address];
+          return parley::v1::GatewayLink::NewStub(
+              UpstreamLink::MakeChannel(options_, address));
+        },
         [this](const ServiceAddress& entry)
             -> absl::StatusOr<std::vector<std::string>> {
           EXPECT_EQ(entry.text, "replicas.test:7400");
@@ -548,6 +554,8 @@ class UpstreamLinkReplicasTest : public ::testing::Test {
   Registry registry_;
   absl::Mutex resolved_mu_;
   std::vector<std::string> resolved_ ABSL_GUARDED_BY(resolved_mu_);
+  // Channels (stubs) the link made per replica address.
+  std::map<std::string, int> stubs_made_ ABSL_GUARDED_BY(resolved_mu_);
   std::map<std::string, std::unique_ptr<TestClient>> clients_;
   std::unique_ptr<UpstreamLink> link_;
 };
@@ -796,6 +804,14 @@ TEST_F(UpstreamLinkReplicasTest, ResolverAddsAndDropsReplicasWithoutRestart) {
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(fake_a_.streams_opened(), opened);
   EXPECT_EQ(StreamsUp(a_), 0);
+
+  // Listed again, A gets a new channel (the old one was released) and its
+  // streams back.
+  SetResolved({a_, b_});
+  ASSERT_TRUE(Eventually([&] { return StreamsUp(a_) == 2; }));
+  absl::MutexLock lock(&resolved_mu_);
+  EXPECT_EQ(stubs_made_[a_], 2);
+  EXPECT_EQ(stubs_made_[b_], 1);
 }
 
 TEST_F(UpstreamLinkReplicasTest, ReadyWhileOneReplicaHasAllItsStreams) {
