@@ -556,8 +556,9 @@ class UpstreamLinkReplicasTest : public ::testing::Test {
   std::vector<std::string> resolved_ ABSL_GUARDED_BY(resolved_mu_);
   // Channels (stubs) the link made per replica address.
   std::map<std::string, int> stubs_made_ ABSL_GUARDED_BY(resolved_mu_);
-  std::map<std::string, std::unique_ptr<TestClient>> clients_;
   std::unique_ptr<UpstreamLink> link_;
+  // After link_: destroyed first, each detaching from the link.
+  std::map<std::string, std::unique_ptr<TestClient>> clients_;
 };
 
 bool OpenedOn(const FakeGatewayLink& fake, const std::string& session_id) {
