@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 import urllib.request
 
@@ -110,8 +111,9 @@ def test_sessions_move_to_the_surviving_replica_without_closing_clients(
             ws = await websockets.connect(f"ws://{gw.address}/?token={token}")
             clients[user] = Client(ws)
         for user, client in clients.items():
-            await client.wait_for(lambda c: any("welcome" in f for f in c.frames),
-                                  f"{user}'s welcome")
+            await client.wait_for(
+                lambda c: any("welcome" in f for f in c.frames),
+                f"{user}'s welcome")
         session_of = {user: next(f["welcome"]["sessionId"] for f in c.frames
                                  if "welcome" in f)
                       for user, c in clients.items()}
@@ -151,9 +153,10 @@ def test_sessions_move_to_the_surviving_replica_without_closing_clients(
         finally:
             admin.close()
         for user, client in clients.items():
+            text = f"to {user} after failover"
             await client.wait_for(
-                lambda c, u=user: any(
-                    f.get("message", {}).get("text") == f"to {u} after failover"
+                lambda c, text=text: any(
+                    f.get("message", {}).get("text") == text
                     for f in c.frames),
                 f"{user}'s message after the failover")
         for user, client in clients.items():
@@ -173,9 +176,20 @@ def test_sessions_move_to_the_surviving_replica_without_closing_clients(
     with urllib.request.urlopen(f"http://{gw.address}/metrics",
                                 timeout=5) as response:
         metrics = response.read().decode()
-    assert (f'parley_gateway_upstream_streams_up{{replica="{dead.link_address}"}}'
-            f' 0' in metrics)
+    assert (f'parley_gateway_upstream_streams_up'
+            f'{{replica="{dead.link_address}"}} 0' in metrics)
     assert (f'parley_gateway_upstream_streams_up'
             f'{{replica="{survivor.link_address}"}} 2' in metrics)
     assert (f'parley_gateway_upstream_sessions_moved_total'
             f'{{replica="{survivor.link_address}"}} {moved}' in metrics)
+
+
+def test_bad_service_address_list_is_refused_naming_the_entry():
+    result = subprocess.run(
+        [harness.bin_path("gateway/parley-gateway"),
+         "--listen_address=127.0.0.1:0",
+         "--service_address=127.0.0.1:7400,service-b,[::1]:7401"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    assert result.returncode == 2
+    assert ('--service_address entry "service-b" has no port'
+            in result.stderr), result.stderr
