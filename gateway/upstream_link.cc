@@ -879,19 +879,23 @@ void UpstreamLink::PostLinkState(Slot& slot, uint64_t generation, bool up) {
     LogReplicaState(replica, true, 0, stranded.size(), live.size() + 1);
     return;
   }
-  for (Notice& notice : on_stream) {
-    const uint64_t was = notice.generation;
-    notice.handle->Post([was](Session& s) { s.OnLinkDown(was); });
-  }
-  // Another replica is up: re-announce there now instead of waiting for
-  // this stream. The notice's generation is above every one handed out, so
-  // it cannot be mistaken for a stale one; each session's Open() then finds
-  // its stream down and places it on a live one.
+  // Another replica is up: re-announce there now (a session still opening
+  // opens there) instead of waiting for this stream. The notice's generation
+  // is above every one handed out, so it cannot be mistaken for a stale one;
+  // each session's Open() then finds its stream down and places it on a
+  // live one. Until it runs, the session's frames are refused and held.
+  // Otherwise the sessions wait for a stream (one still opening is closed
+  // 1013, as it always was).
   const bool move = !live.empty() && !on_stream.empty();
   if (move) {
     const uint64_t kick = ++generations_;
     for (Notice& notice : on_stream) {
       notice.handle->Post([kick](Session& s) { s.OnLinkUp(kick); });
+    }
+  } else {
+    for (Notice& notice : on_stream) {
+      const uint64_t was = notice.generation;
+      notice.handle->Post([was](Session& s) { s.OnLinkDown(was); });
     }
   }
   const size_t moving = move ? on_stream.size() : 0;

@@ -19,10 +19,12 @@
 //   * Failover: when a stream ends and some other replica has a live
 //     stream, the stream's sessions are told to re-announce at once; their
 //     SessionOpen (reannounce = true, with the resume point) finds their
-//     stream down and places them on a live one, where they re-send what was
-//     not acknowledged. When no other replica is up they wait for their own
-//     stream, as they always did, unless another replica comes up first and
-//     adopts them. A session that moved stays when its old replica returns.
+//     stream down and places them on a live one (another replica's first),
+//     where they re-send what was not acknowledged; one still opening sends
+//     its first SessionOpen there. When no other replica is up they wait
+//     for their own stream, as they always did, unless another replica comes
+//     up first and adopts them. A session that moved stays when its old
+//     replica returns.
 //   * Generations (gateway/upstream.h) come from one counter for the whole
 //     link: each Open() and each stream coming up takes the next number, so a
 //     session's generation only grows, across streams and replicas, and a

@@ -897,6 +897,35 @@ TEST_F(UpstreamLinkReplicasTest, ReplicaComingUpFirstAdoptsStrandedSessions) {
   }
 }
 
+TEST_F(UpstreamLinkReplicasTest, SessionStillOpeningMovesWithItsReplica) {
+  StartLink();
+  // Neither replica answers yet: the session stays opening on one of them.
+  fake_a_.SetAutoReply(false);
+  fake_b_.SetAutoReply(false);
+  TestClient carol(link_.get(), "s-carol");
+  carol.Run([](Session& s) { s.Start(WithToken("ok:carol", "")); });
+  ASSERT_TRUE(Eventually([&] { return !link_->ReplicaOf("s-carol").empty(); }));
+  const std::string from = link_->ReplicaOf("s-carol");
+  FakeGatewayLink& dying = from == a_ ? fake_a_ : fake_b_;
+  FakeGatewayLink& other = from == a_ ? fake_b_ : fake_a_;
+  other.SetAutoReply(true);
+  dying.SetRefuse(true);
+  dying.BreakStreams();
+  // It opens on the other replica (a first open, not a re-announcement)
+  // and the client gets its Welcome; its socket was never closed.
+  ASSERT_TRUE(carol.connection().WaitFor(HasWelcome));
+  EXPECT_EQ(carol.connection().close_code(), 0);
+  EXPECT_NE(link_->ReplicaOf("s-carol"), from);
+  bool opened = false;
+  for (const auto& e : other.Events()) {
+    if (e.has_open() && e.open().session_id() == "s-carol") {
+      EXPECT_FALSE(e.open().reannounce());
+      opened = true;
+    }
+  }
+  EXPECT_TRUE(opened);
+}
+
 TEST_F(UpstreamLinkTest, ShutdownFlushesQueuedEvents) {
   constexpr int kCloses = 500;
   for (int i = 0; i < kCloses; ++i) {
