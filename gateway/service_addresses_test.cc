@@ -6,6 +6,7 @@
 namespace parley::gateway {
 namespace {
 
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -51,6 +52,17 @@ TEST(ResolveServiceAddressTest, LiteralsResolveToThemselves) {
   EXPECT_THAT(*ResolveServiceAddress((*entries)[0]),
               ElementsAre("127.0.0.1:7400"));
   EXPECT_THAT(*ResolveServiceAddress((*entries)[1]), ElementsAre("[::1]:7401"));
+}
+
+TEST(ResolveServiceAddressTest, NameResolvesToItsAddresses) {
+  absl::StatusOr<std::vector<ServiceAddress>> entries =
+      ParseServiceAddresses("localhost:7400");
+  ASSERT_TRUE(entries.ok());
+  absl::StatusOr<std::vector<std::string>> resolved =
+      ResolveServiceAddress((*entries)[0]);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  // ::1 too where the hosts file lists it.
+  EXPECT_THAT(*resolved, Contains("127.0.0.1:7400"));
 }
 
 TEST(ResolveServiceAddressTest, UnknownNameIsUnavailableNamingTheEntry) {
