@@ -151,10 +151,6 @@ class UpstreamLink final : public Upstream, private SessionDirectory {
               std::shared_ptr<SessionHandle> handle);
   void Detach(const std::string& session_id);
 
-  // Resolves the address list now instead of at the next interval (tests;
-  // the resolver thread calls it too). Blocks on DNS.
-  void Resolve();
-
   // For /readyz: at least one listed replica has all its streams up.
   bool Ready() const;
   // Every stream of every listed replica is up (and there is one).
@@ -254,6 +250,9 @@ class UpstreamLink final : public Upstream, private SessionDirectory {
   Slot* Place(const std::string& session_id, const Replica* avoid)
       ABSL_LOCKS_EXCLUDED(mu_);
   static bool Live(Slot& slot) ABSL_LOCKS_EXCLUDED(slot.mu);
+  // Resolves the address list (Start(), then the resolver thread). Blocks
+  // on DNS.
+  void Resolve() ABSL_LOCKS_EXCLUDED(mu_);
   // Adds replicas for new addresses and unlists the ones gone.
   void SetReplicas(const std::vector<std::string>& addresses);
   void AddReplicaLocked(const std::string& address)
