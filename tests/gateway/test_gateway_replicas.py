@@ -1,6 +1,6 @@
 """One parley-gateway in front of two parley-service replicas: sessions spread
-over both, and when one is SIGKILLed its sessions move to the other through
-re-announce and resume, with no client socket closed.
+over both, and when one is SIGKILLed (or drains on SIGTERM) its sessions move
+to the other through re-announce and resume, with no client socket closed.
 
 The two services each get a copy of one seeded SQLite store, so they share its
 generation (a re-announce into another generation would be refused) but not
@@ -16,6 +16,7 @@ import subprocess
 import time
 import urllib.request
 
+import pytest
 import websockets
 
 import harness
@@ -90,8 +91,12 @@ class Client:
                 pass
 
 
+# SIGKILL: the streams just break. SIGTERM: the replica drains, ending its
+# streams with UNAVAILABLE after flushing what it acknowledged.
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM],
+                         ids=["sigkill", "sigterm"])
 def test_sessions_move_to_the_surviving_replica_without_closing_clients(
-        tmp_path, procs):
+        tmp_path, procs, stop_signal):
     data_a, data_b = seeded_data_dirs(str(tmp_path), procs, 2)
     svc_a = procs.add(harness.start_service(str(tmp_path), data_dir=data_a,
                                             name="service-a"))
@@ -119,7 +124,8 @@ def test_sessions_move_to_the_surviving_replica_without_closing_clients(
                       for user, c in clients.items()}
         loop = asyncio.get_running_loop()
 
-        # Both replicas hold sessions, and together all of them.
+        # Both replicas hold sessions (12 sessions over 4 streams: all on one
+        # replica has odds of 1 in 2048), and together all of them.
         on_a = await loop.run_in_executor(None, list_sessions, svc_a)
         on_b = await loop.run_in_executor(None, list_sessions, svc_b)
         assert on_a and on_b, (on_a, on_b)
@@ -127,12 +133,12 @@ def test_sessions_move_to_the_surviving_replica_without_closing_clients(
         assert not set(on_a) & set(on_b)
         print(f"sessions: {len(on_a)} on a, {len(on_b)} on b")
 
-        # The replica holding more sessions dies.
+        # The replica holding more sessions is stopped.
         dead, survivor = (svc_a, svc_b) if len(on_a) >= len(on_b) else (
             svc_b, svc_a)
         moved = len(on_a) if dead is svc_a else len(on_b)
         start = time.monotonic()
-        await loop.run_in_executor(None, dead.kill)
+        await loop.run_in_executor(None, lambda: dead.stop(stop_signal))
         await loop.run_in_executor(
             None, lambda: wait_until(
                 lambda: set(list_sessions(survivor)) == set(
