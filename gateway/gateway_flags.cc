@@ -14,16 +14,21 @@ ABSL_FLAG(std::string, listen_address, "127.0.0.1:8080",
           "host:port for WebSocket and HTTP clients; port 0 picks a free "
           "port. Default 127.0.0.1:8080.");
 ABSL_FLAG(std::string, service_address, "127.0.0.1:7400",
-          "host:port of parley-service's GatewayLink. Default "
-          "127.0.0.1:7400.");
+          "parley-service's GatewayLink: a comma-separated list of host:port "
+          "(IPv6 in brackets); every address a host resolves to is one "
+          "replica, and sessions are spread over the replicas that are up. "
+          "Default 127.0.0.1:7400.");
+ABSL_FLAG(absl::Duration, service_resolve_interval, absl::Seconds(5),
+          "How often --service_address is resolved again, so added replicas "
+          "get streams and removed ones are dropped (duration). Default 5s.");
 ABSL_FLAG(std::string, gateway_id, "",
           "This gateway's id, unique among gateways. Default (empty): "
           "<hostname>:<bound port>.");
 ABSL_FLAG(std::string, web_root, "",
           "Directory whose files are served at /. Default empty: none.");
 ABSL_FLAG(int32_t, upstream_streams, 1,
-          "GatewayLink streams multiplexing all sessions (count, 1..64). "
-          "Default 1.");
+          "GatewayLink streams to each service replica, multiplexing its "
+          "sessions (count, 1..64). Default 1.");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(5),
           "Deadline for a client's opening handshake (duration). Default 5s.");
 ABSL_FLAG(absl::Duration, close_timeout, absl::Seconds(5),
@@ -201,6 +206,7 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
   upstream.service_address = absl::GetFlag(FLAGS_service_address);
   upstream.gateway_id = absl::GetFlag(FLAGS_gateway_id);
   upstream.streams = absl::GetFlag(FLAGS_upstream_streams);
+  upstream.resolve_interval = Ms(absl::GetFlag(FLAGS_service_resolve_interval));
   upstream.backoff_initial = Ms(absl::GetFlag(FLAGS_upstream_backoff_initial));
   upstream.backoff_max = Ms(absl::GetFlag(FLAGS_upstream_backoff_max));
   upstream.keepalive_time = Ms(absl::GetFlag(FLAGS_upstream_keepalive_time));

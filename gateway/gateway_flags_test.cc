@@ -17,6 +17,8 @@ ABSL_DECLARE_FLAG(double, rate_limit_bytes_burst);
 ABSL_DECLARE_FLAG(std::string, allowed_origins);
 ABSL_DECLARE_FLAG(std::string, tls_cert);
 ABSL_DECLARE_FLAG(int32_t, upstream_streams);
+ABSL_DECLARE_FLAG(std::string, service_address);
+ABSL_DECLARE_FLAG(absl::Duration, service_resolve_interval);
 
 namespace parley::gateway {
 namespace {
@@ -45,6 +47,7 @@ TEST_F(GatewayFlagsTest, DefaultsMatchTheIssue) {
   EXPECT_EQ(config->server.session.heartbeat.count(), 25000);
   EXPECT_EQ(config->upstream.service_address, "127.0.0.1:7400");
   EXPECT_EQ(config->upstream.streams, 1);
+  EXPECT_EQ(config->upstream.resolve_interval.count(), 5000);
   EXPECT_EQ(config->upstream.keepalive_time.count(), 20000);
   EXPECT_EQ(config->upstream.keepalive_timeout.count(), 10000);
 }
@@ -89,6 +92,21 @@ TEST_F(GatewayFlagsTest, BadValuesNameTheFlag) {
   absl::SetFlag(&FLAGS_upstream_streams, 0);
   EXPECT_THAT(std::string(GatewayConfigFromFlags().status().message()),
               HasSubstr("--upstream_streams"));
+}
+
+TEST_F(GatewayFlagsTest, ServiceAddressListIsCheckedEntryByEntry) {
+  absl::SetFlag(&FLAGS_service_address, "svc-a:7400,[::1]:7401,10.0.0.5:1");
+  absl::StatusOr<GatewayConfig> config = GatewayConfigFromFlags();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->upstream.service_address,
+            "svc-a:7400,[::1]:7401,10.0.0.5:1");
+  absl::SetFlag(&FLAGS_service_address, "svc-a:7400,svc-b");
+  EXPECT_THAT(std::string(GatewayConfigFromFlags().status().message()),
+              HasSubstr("--service_address entry \"svc-b\" has no port"));
+  absl::SetFlag(&FLAGS_service_address, "svc-a:7400");
+  absl::SetFlag(&FLAGS_service_resolve_interval, absl::ZeroDuration());
+  EXPECT_THAT(std::string(GatewayConfigFromFlags().status().message()),
+              HasSubstr("--service_resolve_interval"));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -42,11 +43,7 @@ int main(int argc, char** argv) {
   parley::Registry& registry = parley::DefaultRegistry();
   parley::AddProcessMetrics(registry);
 
-  parley::gateway::UpstreamLink link(
-      config->upstream,
-      parley::v1::GatewayLink::NewStub(
-          parley::gateway::UpstreamLink::MakeChannel(config->upstream)),
-      registry);
+  parley::gateway::UpstreamLink link(config->upstream, registry);
   parley::gateway::WsServer server(config->server, &link, registry);
   absl::StatusOr<std::string> address = server.Start();
   if (!address.ok()) {
@@ -67,6 +64,7 @@ int main(int argc, char** argv) {
       {{"address", *address},
        {"gateway_id", gateway_id},
        {"service_address", config->upstream.service_address},
+       {"replicas", absl::StrJoin(link.Replicas(), ",")},
        {"tls", config->server.tls_cert_file.empty() ? "false" : "true"},
        {"streams", config->upstream.streams}});
 

@@ -221,22 +221,28 @@ void Session::BeginOpen(std::string token, std::string device,
   token_ = std::move(token);
   device_ = std::move(device);
   store_generation_ = std::move(store_generation);
+  hello_inbox_seq_ = inbox_seq;
+  if (!SendFirstOpen()) {
+    Close(kCloseTryAgainLater, "service unavailable; retry later");
+    return;
+  }
+  open_upstream_ = true;
+  state_ = State::kOpening;
+}
+
+bool Session::SendFirstOpen() {
   parley::v1::SessionOpen open;
   open.set_session_id(session_id_);
   open.set_token(token_);
   open.set_device(device_);
   open.set_peer_address(peer_address_);
-  if (inbox_seq.has_value()) open.set_resume_after(*inbox_seq);
+  if (hello_inbox_seq_.has_value()) open.set_resume_after(*hello_inbox_seq_);
   open.set_store_generation(store_generation_);
   open.set_connected_at_unix_ms(absl::ToUnixMillis(connected_at_));
   std::optional<uint64_t> generation = upstream_->Open(open);
-  if (!generation.has_value()) {
-    Close(kCloseTryAgainLater, "service unavailable; retry later");
-    return;
-  }
+  if (!generation.has_value()) return false;
   generation_ = *generation;
-  open_upstream_ = true;
-  state_ = State::kOpening;
+  return true;
 }
 
 size_t Session::HeldFrames() const {
@@ -542,6 +548,15 @@ void Session::OnLinkDown(uint64_t generation) {
 }
 
 void Session::OnLinkUp(uint64_t generation) {
+  if (state_ == State::kOpening) {
+    // The stream the open went to ended unanswered and the link moved the
+    // session to another replica's: open there instead.
+    if (generation > generation_ && !SendFirstOpen()) {
+      open_upstream_ = false;
+      Close(kCloseTryAgainLater, "service unavailable; retry later");
+    }
+    return;
+  }
   if (state_ != State::kLive) return;
   if (link_ok_ && generation <= generation_) return;
   Resume();

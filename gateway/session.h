@@ -212,7 +212,10 @@ class Session final {
   void OnDisconnect(const parley::v1::DisconnectOrder& order);
   // The session's stream went down (generation `generation` ended).
   void OnLinkDown(uint64_t generation);
-  // The session's stream is up again at `generation`: re-announce, re-send.
+  // A stream is up for the session at `generation` (its own again, or
+  // another replica's it is to move to): re-announce, re-send. A session
+  // still opening sends its first SessionOpen again instead, when
+  // `generation` is newer than the one that open went out on.
   void OnLinkUp(uint64_t generation);
 
   State state() const { return state_; }
@@ -239,6 +242,9 @@ class Session final {
   void BeginOpen(std::string token, std::string device,
                  std::optional<uint64_t> inbox_seq,
                  std::string store_generation);
+  // Queues the first SessionOpen (not a re-announcement); false when the
+  // link has no stream up.
+  bool SendFirstOpen();
   void HandleFrame(parley::v1::ClientFrame frame);
   void HandleLiveFrame(parley::v1::ClientFrame frame);
   // Sends the frame upstream now if the link is up, else holds it.
@@ -289,6 +295,8 @@ class Session final {
   // The store generation the resume point belongs to: the hello's, then the
   // one the session was accepted with.
   std::string store_generation_;
+  // The hello's inbox_seq (the first open's resume_after), if any.
+  std::optional<uint64_t> hello_inbox_seq_;
   // True once a SessionOpen was queued and no SessionClose yet.
   bool open_upstream_ = false;
   // The stream generation this session is announced on, and whether frames

@@ -309,6 +309,41 @@ TEST_F(SessionTest, LinkDownWhileOpeningClosesWith1013) {
   EXPECT_EQ(connection_.close_code, kCloseTryAgainLater);
 }
 
+// The link moved the session to another replica's stream before the
+// service answered its open: it opens again there, the same way.
+TEST_F(SessionTest, LinkUpNewerThanTheOpenWhileOpeningOpensAgain) {
+  session_->Start(WithToken("tok", "phone", 7));
+  upstream_.generation = 5;
+  session_->OnLinkUp(5);
+  ASSERT_THAT(upstream_.events, SizeIs(2));
+  for (const auto& event : upstream_.events) {
+    EXPECT_EQ(event.open().token(), "tok");
+    EXPECT_EQ(event.open().device(), "phone");
+    EXPECT_EQ(event.open().resume_after(), 7u);
+    EXPECT_FALSE(event.open().reannounce());
+  }
+  EXPECT_EQ(session_->state(), Session::State::kOpening);
+  EXPECT_EQ(connection_.close_code, 0);
+  parley::v1::SessionAccepted accepted;
+  accepted.set_session_id("gw-1");
+  accepted.set_user_id("alice");
+  session_->OnAccepted(accepted);
+  EXPECT_EQ(session_->state(), Session::State::kLive);
+}
+
+TEST_F(SessionTest, LinkUpNoNewerThanTheOpenWhileOpeningSendsNothing) {
+  session_->Start(WithToken("tok", ""));
+  session_->OnLinkUp(1);
+  EXPECT_THAT(upstream_.events, SizeIs(1));
+}
+
+TEST_F(SessionTest, LinkUpWithNoStreamWhileOpeningClosesWith1013) {
+  session_->Start(WithToken("tok", ""));
+  upstream_.up = false;
+  session_->OnLinkUp(2);
+  EXPECT_EQ(connection_.close_code, kCloseTryAgainLater);
+}
+
 TEST_F(SessionTest, RejectionsMapToCloseCodes) {
   struct Case {
     parley::v1::RejectReason reason;

@@ -3,8 +3,10 @@
 // flush on shutdown.
 #include "gateway/upstream_link.h"
 
+#include <algorithm>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -26,6 +28,7 @@ namespace {
 using parley::v1::ClientFrame;
 using parley::v1::GatewayEvent;
 using parley::v1::ServerFrame;
+using ::testing::ElementsAre;
 using testing::FakeGatewayLink;
 
 // Polls `done` until it holds; for state that has no event to wait on.
@@ -179,10 +182,7 @@ class UpstreamLinkTest : public ::testing::Test {
     options_.gateway_id = "gw-test";
     options_.backoff_initial = std::chrono::milliseconds(20);
     options_.backoff_max = std::chrono::milliseconds(200);
-    link_ = std::make_unique<UpstreamLink>(
-        options_,
-        parley::v1::GatewayLink::NewStub(UpstreamLink::MakeChannel(options_)),
-        registry_);
+    link_ = std::make_unique<UpstreamLink>(options_, registry_);
     link_->Start();
     ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
   }
@@ -368,7 +368,9 @@ TEST_F(UpstreamLinkTest, StreamBreakReannouncesAndResendsUnackedSends) {
   }
   EXPECT_EQ(alice.connection().close_code(), 0);
   EXPECT_EQ(bob.connection().close_code(), 0);
-  EXPECT_EQ(registry_.GetCounter("parley_gateway_upstream_reconnects_total", "")
+  EXPECT_EQ(registry_
+                .GetCounter("parley_gateway_upstream_reconnects_total", "",
+                            {{"replica", options_.service_address}})
                 .Value(),
             1u);
 }
@@ -411,14 +413,14 @@ TEST(UpstreamLinkStreamsTest, BroadcastReachesTheSessionsOfItsOwnStream) {
   options.service_address = fake.Start();
   options.streams = 2;
   Registry registry;
-  UpstreamLink link(
-      options,
-      parley::v1::GatewayLink::NewStub(UpstreamLink::MakeChannel(options)),
-      registry);
+  UpstreamLink link(options, registry);
   link.Start("gw-2");
   ASSERT_TRUE(Eventually([&] { return link.AllStreamsUp(); }));
+  // Placement hashes over streams named by the fake's random port: with 16
+  // sessions, all on one of two streams has odds of 2^-15.
+  constexpr int kSessions = 16;
   std::vector<std::unique_ptr<TestClient>> clients;
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < kSessions; ++i) {
     const std::string user = absl::StrCat("u", i);
     clients.push_back(std::make_unique<TestClient>(&link, "s-" + user));
     clients.back()->Run(
@@ -439,18 +441,18 @@ TEST(UpstreamLinkStreamsTest, BroadcastReachesTheSessionsOfItsOwnStream) {
       ->mutable_announcement()
       ->set_text("maintenance at noon");
   ASSERT_TRUE(fake.Push("s-u0", broadcast));
-  // Find a session on the other stream: the one whose stream differs.
-  const size_t u0_slot = std::hash<std::string>()("s-u0") % 2;
+  // Find a session on the other stream.
+  const int u0_stream = fake.StreamIndexOf("s-u0");
   std::string other;
-  for (int i = 1; i < 8 && other.empty(); ++i) {
+  for (int i = 1; i < kSessions && other.empty(); ++i) {
     const std::string id = absl::StrCat("s-u", i);
-    if (std::hash<std::string>()(id) % 2 != u0_slot) other = id;
+    if (fake.StreamIndexOf(id) != u0_stream) other = id;
   }
   ASSERT_FALSE(other.empty());
   ASSERT_TRUE(fake.Push(other, broadcast));
   // A marker behind the broadcasts on each session's own stream: once it
   // is in, every broadcast that stream carried is in too.
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < kSessions; ++i) {
     const std::string id = absl::StrCat("s-u", i);
     parley::v1::ServiceEvent marker;
     marker.mutable_delivery()->add_session_ids(id);
@@ -470,6 +472,463 @@ TEST(UpstreamLinkStreamsTest, BroadcastReachesTheSessionsOfItsOwnStream) {
   clients.clear();
   link.Shutdown(absl::Seconds(2));
   fake.Stop();
+}
+
+// Two FakeGatewayLinks as two parley-service replicas behind one name that
+// the test resolves (replicas.test:7400), so it can add and remove one.
+class UpstreamLinkReplicasTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    a_ = fake_a_.Start();
+    b_ = fake_b_.Start();
+    options_.service_address = "replicas.test:7400";
+    options_.gateway_id = "gw-test";
+    options_.streams = 2;
+    options_.resolve_interval = std::chrono::milliseconds(20);
+    options_.backoff_initial = std::chrono::milliseconds(20);
+    options_.backoff_max = std::chrono::milliseconds(100);
+    SetResolved({a_, b_});
+  }
+  void TearDown() override {
+    if (link_ != nullptr) link_->Shutdown(absl::Seconds(2));
+    fake_a_.Stop();
+    fake_b_.Stop();
+  }
+
+  void SetResolved(std::vector<std::string> addresses) {
+    absl::MutexLock lock(&resolved_mu_);
+    resolved_ = std::move(addresses);
+  }
+  void StartLink() {
+    link_ = std::make_unique<UpstreamLink>(
+        options_, registry_,
+        [this](const std::string& address) {
+          absl::MutexLock lock(&resolved_mu_);
+          ++stubs_made_[address];
+          return parley::v1::GatewayLink::NewStub(
+              UpstreamLink::MakeChannel(options_, address));
+        },
+        [this](const ServiceAddress& entry)
+            -> absl::StatusOr<std::vector<std::string>> {
+          EXPECT_EQ(entry.text, "replicas.test:7400");
+          absl::MutexLock lock(&resolved_mu_);
+          return resolved_;
+        });
+    link_->Start();
+    ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
+  }
+  // Starts `n` clients named s-<prefix><i> for users <prefix><i> and waits
+  // for their Welcomes.
+  void Connect(const std::string& prefix, int n) {
+    for (int i = 0; i < n; ++i) {
+      const std::string user = absl::StrCat(prefix, i);
+      clients_[user] = std::make_unique<TestClient>(link_.get(), "s-" + user);
+      clients_[user]->Run(
+          [user](Session& s) { s.Start(WithToken("ok:" + user, "")); });
+    }
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(
+          clients_[absl::StrCat(prefix, i)]->connection().WaitFor(HasWelcome));
+    }
+  }
+  // Users whose session the link put on `replica`.
+  std::vector<std::string> UsersOn(const std::string& replica) {
+    std::vector<std::string> users;
+    for (const auto& [user, client] : clients_) {
+      if (link_->ReplicaOf("s-" + user) == replica) users.push_back(user);
+    }
+    return users;
+  }
+  int64_t StreamsUp(const std::string& replica) {
+    return registry_
+        .GetGauge("parley_gateway_upstream_streams_up", "",
+                  {{"replica", replica}})
+        .Value();
+  }
+
+  FakeGatewayLink fake_a_;
+  FakeGatewayLink fake_b_;
+  std::string a_;
+  std::string b_;
+  UpstreamLinkOptions options_;
+  Registry registry_;
+  absl::Mutex resolved_mu_;
+  std::vector<std::string> resolved_ ABSL_GUARDED_BY(resolved_mu_);
+  // Channels (stubs) the link made per replica address.
+  std::map<std::string, int> stubs_made_ ABSL_GUARDED_BY(resolved_mu_);
+  std::unique_ptr<UpstreamLink> link_;
+  // After link_: destroyed first, each detaching from the link.
+  std::map<std::string, std::unique_ptr<TestClient>> clients_;
+};
+
+bool OpenedOn(const FakeGatewayLink& fake, const std::string& session_id) {
+  const std::vector<std::string> ids = fake.Sessions();
+  return std::find(ids.begin(), ids.end(), session_id) != ids.end();
+}
+
+TEST_F(UpstreamLinkReplicasTest, SessionsSpreadOverEveryResolvedReplica) {
+  StartLink();
+  EXPECT_THAT(link_->Replicas(),
+              ElementsAre(std::min(a_, b_), std::max(a_, b_)));
+  // The gauges count a stream just after it is usable.
+  EXPECT_TRUE(Eventually([&] { return StreamsUp(a_) == 2; }));
+  EXPECT_TRUE(Eventually([&] { return StreamsUp(b_) == 2; }));
+  Connect("u", 24);
+  const std::vector<std::string> on_a = UsersOn(a_);
+  const std::vector<std::string> on_b = UsersOn(b_);
+  // 24 sessions over 4 streams: one replica with none has odds of 2^-23.
+  EXPECT_FALSE(on_a.empty());
+  EXPECT_FALSE(on_b.empty());
+  EXPECT_EQ(on_a.size() + on_b.size(), 24u);
+  for (const std::string& user : on_a)
+    EXPECT_TRUE(OpenedOn(fake_a_, "s-" + user));
+  for (const std::string& user : on_b)
+    EXPECT_TRUE(OpenedOn(fake_b_, "s-" + user));
+  // Each replica saw LinkHellos for its own stream indexes 0 and 1.
+  for (FakeGatewayLink* fake : {&fake_a_, &fake_b_}) {
+    std::set<uint32_t> indexes;
+    for (const auto& e : fake->Events()) {
+      if (e.has_hello()) indexes.insert(e.hello().stream_index());
+    }
+    EXPECT_EQ(indexes, (std::set<uint32_t>{0, 1}));
+  }
+}
+
+TEST_F(UpstreamLinkReplicasTest, SessionsMoveToTheLiveReplicaWhenTheirsDies) {
+  StartLink();
+  Connect("u", 16);
+  const std::vector<std::string> on_a = UsersOn(a_);
+  ASSERT_FALSE(on_a.empty());
+  ASSERT_FALSE(UsersOn(b_).empty());
+  // An unacknowledged Send on A must be re-sent on B; an acked one must not.
+  const std::string& mover = on_a.front();
+  TestClient& client = *clients_[mover];
+  client.SendText(SendJson("c1", "acked"));
+  ASSERT_TRUE(client.connection().WaitFor(
+      [](const auto& frames) { return frames.back().has_ack(); }));
+  client.SendText(SendJson("c2", "hold me"));
+  ASSERT_TRUE(fake_a_.WaitFor([](const std::vector<GatewayEvent>& events) {
+    return events.back().has_frame() &&
+           events.back().frame().frame().send().client_msg_id() == "c2";
+  }));
+
+  // Replica A dies and stays dead.
+  fake_a_.SetRefuse(true);
+  fake_a_.BreakStreams();
+  ASSERT_TRUE(fake_b_.WaitFor([&](const std::vector<GatewayEvent>& events) {
+    std::set<std::string> reannounced;
+    bool resent = false;
+    for (const auto& e : events) {
+      if (e.has_open() && e.open().reannounce()) {
+        reannounced.insert(e.open().session_id());
+      }
+      if (e.has_frame() && e.frame().session_id() == "s-" + mover &&
+          e.frame().frame().send().client_msg_id() == "c2") {
+        // Re-sent after the session re-announced on B.
+        resent = reannounced.count("s-" + mover) > 0;
+      }
+    }
+    for (const std::string& user : on_a) {
+      if (reannounced.count("s-" + user) == 0) return false;
+    }
+    return resent;
+  }));
+  for (const auto& e : fake_b_.Events()) {
+    EXPECT_FALSE(e.has_frame() &&
+                 e.frame().frame().send().client_msg_id() == "c1");
+    // Only A's sessions re-announce: B's own streams never went down.
+    if (e.has_open() && e.open().reannounce()) {
+      EXPECT_THAT(on_a, ::testing::Contains(e.open().session_id().substr(2)));
+    }
+  }
+  for (const std::string& user : on_a) {
+    EXPECT_EQ(link_->ReplicaOf("s-" + user), b_);
+  }
+  for (const auto& [user, c] : clients_) {
+    EXPECT_EQ(c->connection().close_code(), 0) << user;
+  }
+  // Counted once the re-announcement is queued, which may be after B read
+  // it.
+  EXPECT_TRUE(Eventually([&] {
+    return registry_
+               .GetCounter("parley_gateway_upstream_sessions_moved_total", "",
+                           {{"replica", b_}})
+               .Value() == on_a.size();
+  }));
+  // A stream that carried none of the sessions may end a little later.
+  EXPECT_TRUE(Eventually([&] { return StreamsUp(a_) == 0; }));
+  EXPECT_TRUE(link_->Ready());
+  EXPECT_FALSE(link_->AllStreamsUp());
+
+  // A moved session keeps working on B: a message to it arrives. (The fake
+  // delivers only to sessions it has accepted, and replays nothing, so the
+  // message waits for that.)
+  ASSERT_EQ(fake_b_.WaitForSession(mover), "s-" + mover);
+  TestClient& sender =
+      *clients_[UsersOn(b_).front() == mover ? UsersOn(b_).back()
+                                             : UsersOn(b_).front()];
+  ClientFrame to_mover;
+  to_mover.mutable_send()->set_client_msg_id("c3");
+  to_mover.mutable_send()->mutable_to()->set_user(mover);
+  to_mover.mutable_send()->set_text("after the move");
+  sender.SendText(EncodeFrame(Encoding::kJson, to_mover));
+  ASSERT_TRUE(client.connection().WaitFor([](const auto& frames) {
+    for (const auto& f : frames) {
+      if (f.message().text() == "after the move") return true;
+    }
+    return false;
+  }));
+}
+
+TEST_F(UpstreamLinkReplicasTest, MovedSessionsStayWhenTheirReplicaReturns) {
+  StartLink();
+  Connect("u", 16);
+  const std::vector<std::string> on_a = UsersOn(a_);
+  ASSERT_FALSE(on_a.empty());
+  fake_a_.SetRefuse(true);
+  fake_a_.BreakStreams();
+  // Every moved session's re-announcement has reached B.
+  ASSERT_TRUE(fake_b_.WaitFor([&](const std::vector<GatewayEvent>& events) {
+    size_t reannounced = 0;
+    for (const auto& e : events) {
+      reannounced += e.has_open() && e.open().reannounce();
+    }
+    return reannounced == on_a.size();
+  }));
+  const size_t opens_on_b = fake_b_.Events().size();
+
+  fake_a_.SetRefuse(false);
+  ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
+  // New sessions go to A again...
+  Connect("v", 16);
+  EXPECT_FALSE(UsersOn(a_).empty());
+  // ...but none of the moved ones went back, nor re-announced anywhere.
+  for (const std::string& user : on_a) {
+    EXPECT_EQ(link_->ReplicaOf("s-" + user), b_);
+    EXPECT_FALSE(OpenedOn(fake_a_, "s-" + user));
+  }
+  const std::vector<GatewayEvent> events = fake_b_.Events();
+  for (size_t i = opens_on_b; i < events.size(); ++i) {
+    EXPECT_FALSE(events[i].has_open() && events[i].open().reannounce());
+  }
+  // A frame from a moved session still goes to B.
+  clients_[on_a.front()]->SendText(SendJson("c9", "still on b"));
+  ASSERT_TRUE(fake_b_.WaitFor([](const std::vector<GatewayEvent>& e) {
+    return e.back().has_frame() &&
+           e.back().frame().frame().send().text() == "still on b";
+  }));
+}
+
+TEST_F(UpstreamLinkReplicasTest, GenerationOnlyGrowsAcrossAMove) {
+  StartLink();
+  parley::v1::SessionOpen open;
+  open.set_session_id("s-raw");
+  open.set_token("ok:raw");
+  const std::optional<uint64_t> first = link_->Open(open);
+  ASSERT_TRUE(first.has_value());
+  const std::string from = link_->ReplicaOf("s-raw");
+  ASSERT_FALSE(from.empty());
+  FakeGatewayLink& dying = from == a_ ? fake_a_ : fake_b_;
+  FakeGatewayLink& other = from == a_ ? fake_b_ : fake_a_;
+  dying.SetRefuse(true);
+  dying.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return StreamsUp(from) == 0; }));
+
+  parley::v1::SessionFrame frame;
+  frame.set_session_id("s-raw");
+  frame.mutable_frame()->mutable_read()->set_conversation("d:a:b");
+  // The old generation is dead: nothing can overtake the re-announcement.
+  EXPECT_FALSE(link_->Frame(*first, frame));
+  open.set_reannounce(true);
+  const std::optional<uint64_t> second = link_->Open(open);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_GT(*second, *first);
+  EXPECT_NE(link_->ReplicaOf("s-raw"), from);
+  EXPECT_FALSE(link_->Frame(*first, frame));
+  EXPECT_TRUE(link_->Frame(*second, frame));
+  ASSERT_TRUE(other.WaitFor(
+      [](const std::vector<GatewayEvent>& e) { return e.back().has_frame(); }));
+  // On the new replica the re-announcement comes before the frame.
+  bool opened = false;
+  for (const auto& e : other.Events()) {
+    if (e.has_open() && e.open().session_id() == "s-raw") opened = true;
+    if (e.has_frame() && e.frame().session_id() == "s-raw") {
+      EXPECT_TRUE(opened);
+    }
+  }
+  // Its old replica coming back neither moves it nor revives the old
+  // generation.
+  dying.SetRefuse(false);
+  ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
+  EXPECT_NE(link_->ReplicaOf("s-raw"), from);
+  EXPECT_FALSE(link_->Frame(*first, frame));
+  EXPECT_TRUE(link_->Frame(*second, frame));
+  link_->Detach("s-raw");
+}
+
+TEST_F(UpstreamLinkReplicasTest, ResolverAddsAndDropsReplicasWithoutRestart) {
+  SetResolved({a_});
+  StartLink();
+  EXPECT_THAT(link_->Replicas(), ElementsAre(a_));
+  Connect("u", 8);
+  EXPECT_EQ(UsersOn(a_).size(), 8u);
+  EXPECT_EQ(fake_b_.streams_opened(), 0);
+
+  // A replica is added: the periodic resolve opens its streams and new
+  // sessions spread onto it; existing ones stay.
+  SetResolved({a_, b_});
+  ASSERT_TRUE(Eventually([&] { return StreamsUp(b_) == 2; }));
+  EXPECT_THAT(link_->Replicas(),
+              ElementsAre(std::min(a_, b_), std::max(a_, b_)));
+  Connect("v", 24);
+  EXPECT_FALSE(UsersOn(b_).empty());
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(link_->ReplicaOf(absl::StrCat("s-u", i)), a_);
+  }
+
+  // A is removed from the name: its streams are not cut, but it gets no new
+  // session...
+  SetResolved({b_});
+  ASSERT_TRUE(Eventually([&] { return link_->Replicas().size() == 1; }));
+  EXPECT_THAT(link_->Replicas(), ElementsAre(b_));
+  EXPECT_EQ(StreamsUp(a_), 2);
+  Connect("w", 8);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(link_->ReplicaOf(absl::StrCat("s-w", i)), b_);
+  }
+  // ...and once its streams end its sessions move to B and it is not
+  // reconnected.
+  const std::vector<std::string> on_a = UsersOn(a_);
+  ASSERT_FALSE(on_a.empty());
+  const int opened = fake_a_.streams_opened();
+  fake_a_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return UsersOn(a_).empty(); }));
+  for (const auto& [user, c] : clients_) {
+    EXPECT_EQ(c->connection().close_code(), 0) << user;
+  }
+  // Backoff is 20-100 ms: a reconnect would have happened in this time.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(fake_a_.streams_opened(), opened);
+  EXPECT_EQ(StreamsUp(a_), 0);
+
+  // Listed again, A gets a new channel (the old one was released) and its
+  // streams back.
+  SetResolved({a_, b_});
+  ASSERT_TRUE(Eventually([&] { return StreamsUp(a_) == 2; }));
+  absl::MutexLock lock(&resolved_mu_);
+  EXPECT_EQ(stubs_made_[a_], 2);
+  EXPECT_EQ(stubs_made_[b_], 1);
+}
+
+TEST_F(UpstreamLinkReplicasTest, ReadyWhileOneReplicaHasAllItsStreams) {
+  StartLink();
+  fake_a_.SetRefuse(true);
+  fake_a_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return StreamsUp(a_) == 0; }));
+  EXPECT_TRUE(link_->Ready());
+  EXPECT_FALSE(link_->AllStreamsUp());
+  fake_b_.SetRefuse(true);
+  fake_b_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return StreamsUp(b_) == 0; }));
+  EXPECT_FALSE(link_->Ready());
+  // With no replica up a new session cannot open (the client gets 1013).
+  TestClient late(link_.get(), "s-late");
+  late.Run([](Session& s) { s.Start(WithToken("ok:late", "")); });
+  ASSERT_TRUE(Eventually([&] { return late.connection().close_code() != 0; }));
+  EXPECT_EQ(late.connection().close_code(), kCloseTryAgainLater);
+  fake_a_.SetRefuse(false);
+  ASSERT_TRUE(Eventually([&] { return link_->Ready(); }));
+}
+
+TEST_F(UpstreamLinkReplicasTest,
+       SessionsWaitForTheirStreamWhenNoOtherReplicaIsUp) {
+  StartLink();
+  Connect("u", 16);
+  const std::vector<std::string> on_a = UsersOn(a_);
+  const std::vector<std::string> on_b = UsersOn(b_);
+  ASSERT_FALSE(on_a.empty());
+  ASSERT_FALSE(on_b.empty());
+  fake_b_.SetRefuse(true);
+  fake_b_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return UsersOn(b_).empty(); }));
+  // Now A dies too while B is still down: A's sessions have nowhere to go.
+  fake_a_.SetRefuse(true);
+  fake_a_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return !link_->Ready(); }));
+  // A comes back: every session re-announces there; no client was closed.
+  const size_t before = fake_a_.Events().size();
+  fake_a_.SetRefuse(false);
+  ASSERT_TRUE(fake_a_.WaitFor([&](const std::vector<GatewayEvent>& events) {
+    std::set<std::string> reannounced;
+    for (size_t i = before; i < events.size(); ++i) {
+      if (events[i].has_open() && events[i].open().reannounce()) {
+        reannounced.insert(events[i].open().session_id());
+      }
+    }
+    return reannounced.size() == 16;
+  }));
+  for (const auto& [user, c] : clients_) {
+    EXPECT_EQ(c->connection().close_code(), 0) << user;
+    EXPECT_EQ(link_->ReplicaOf("s-" + user), a_);
+  }
+}
+
+TEST_F(UpstreamLinkReplicasTest, ReplicaComingUpFirstAdoptsStrandedSessions) {
+  StartLink();
+  Connect("u", 16);
+  // B dies (its sessions move to A), then A dies too: nowhere to go.
+  fake_b_.SetRefuse(true);
+  fake_b_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return UsersOn(b_).empty(); }));
+  fake_a_.SetRefuse(true);
+  fake_a_.BreakStreams();
+  ASSERT_TRUE(Eventually([&] { return StreamsUp(a_) == 0; }));
+  // B comes back first: every session stranded on A re-announces on B
+  // rather than wait for A.
+  const size_t before = fake_b_.Events().size();
+  fake_b_.SetRefuse(false);
+  ASSERT_TRUE(fake_b_.WaitFor([&](const std::vector<GatewayEvent>& events) {
+    std::set<std::string> reannounced;
+    for (size_t i = before; i < events.size(); ++i) {
+      if (events[i].has_open() && events[i].open().reannounce()) {
+        reannounced.insert(events[i].open().session_id());
+      }
+    }
+    return reannounced.size() == 16;
+  }));
+  for (const auto& [user, c] : clients_) {
+    EXPECT_EQ(link_->ReplicaOf("s-" + user), b_) << user;
+    EXPECT_EQ(c->connection().close_code(), 0) << user;
+  }
+}
+
+TEST_F(UpstreamLinkReplicasTest, SessionStillOpeningMovesWithItsReplica) {
+  StartLink();
+  // Neither replica answers yet: the session stays opening on one of them.
+  fake_a_.SetAutoReply(false);
+  fake_b_.SetAutoReply(false);
+  TestClient carol(link_.get(), "s-carol");
+  carol.Run([](Session& s) { s.Start(WithToken("ok:carol", "")); });
+  ASSERT_TRUE(Eventually([&] { return !link_->ReplicaOf("s-carol").empty(); }));
+  const std::string from = link_->ReplicaOf("s-carol");
+  FakeGatewayLink& dying = from == a_ ? fake_a_ : fake_b_;
+  FakeGatewayLink& other = from == a_ ? fake_b_ : fake_a_;
+  other.SetAutoReply(true);
+  dying.SetRefuse(true);
+  dying.BreakStreams();
+  // It opens on the other replica (a first open, not a re-announcement)
+  // and the client gets its Welcome; its socket was never closed.
+  ASSERT_TRUE(carol.connection().WaitFor(HasWelcome));
+  EXPECT_EQ(carol.connection().close_code(), 0);
+  EXPECT_NE(link_->ReplicaOf("s-carol"), from);
+  bool opened = false;
+  for (const auto& e : other.Events()) {
+    if (e.has_open() && e.open().session_id() == "s-carol") {
+      EXPECT_FALSE(e.open().reannounce());
+      opened = true;
+    }
+  }
+  EXPECT_TRUE(opened);
 }
 
 TEST_F(UpstreamLinkTest, ShutdownFlushesQueuedEvents) {

@@ -918,7 +918,7 @@ void ServerImpl<Config>::OnHttp(Hdl hdl) {
       return;
     }
     if (path == "/readyz") {
-      const bool ready = !draining_.load() && link_->AllStreamsUp();
+      const bool ready = !draining_.load() && link_->Ready();
       con->set_status(
           ready ? websocketpp::http::status_code::ok
                 : websocketpp::http::status_code::service_unavailable);

@@ -16,10 +16,10 @@
 // gateway/client_message_check.h).
 // permessage-deflate is not compiled in.
 //
-// HTTP on the same port: /healthz (alive), /readyz (every upstream stream
-// up, not draining), /metrics (Prometheus text), and the files under
-// `web_root` at / (loaded into memory at start, so no request touches the
-// disk and no path can escape the root).
+// HTTP on the same port: /healthz (alive), /readyz (some service replica
+// has all its upstream streams up, and not draining), /metrics (Prometheus
+// text), and the files under `web_root` at / (loaded into memory at start, so
+// no request touches the disk and no path can escape the root).
 //
 // Threading: `io_threads` threads run one io_context. Each connection's
 // handlers and timers run on that connection's strand (websocketpp wraps them

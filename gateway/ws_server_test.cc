@@ -115,11 +115,7 @@ class WsServerTest : public ::testing::Test {
     link_options_.gateway_id = "gw-test";
     link_options_.backoff_initial = std::chrono::milliseconds(20);
     link_options_.backoff_max = std::chrono::milliseconds(200);
-    link_ = std::make_unique<UpstreamLink>(
-        link_options_,
-        parley::v1::GatewayLink::NewStub(
-            UpstreamLink::MakeChannel(link_options_)),
-        registry_);
+    link_ = std::make_unique<UpstreamLink>(link_options_, registry_);
     link_->Start();
     ASSERT_TRUE(Eventually([&] { return link_->AllStreamsUp(); }));
     options_.listen_address = "127.0.0.1:0";

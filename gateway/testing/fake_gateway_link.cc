@@ -84,6 +84,19 @@ std::string FakeGatewayLink::WaitForSession(const std::string& user,
   return id;
 }
 
+std::vector<std::string> FakeGatewayLink::Sessions() const {
+  std::vector<std::string> ids;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, stream] : session_stream_) ids.push_back(id);
+  return ids;
+}
+
+int FakeGatewayLink::StreamIndexOf(const std::string& session_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = session_stream_.find(session_id);
+  return it == session_stream_.end() ? -1 : it->second->stream_index;
+}
+
 bool FakeGatewayLink::Push(const std::string& session_id,
                            const ServiceEvent& event) {
   std::shared_ptr<Stream> stream;
@@ -174,6 +187,10 @@ void FakeGatewayLink::Reply(const std::shared_ptr<Stream>& stream,
   std::vector<std::pair<std::shared_ptr<Stream>, ServiceBatch>> others;
   {
     absl::MutexLock lock(&mu_);
+    if (event.has_hello()) {
+      stream->stream_index = static_cast<int>(event.hello().stream_index());
+      return;
+    }
     if (!auto_reply_) return;
     if (event.has_open()) {
       const auto& open = event.open();

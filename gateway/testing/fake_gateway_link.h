@@ -52,6 +52,12 @@ class FakeGatewayLink final : public parley::v1::GatewayLink::Service {
   std::string WaitForSession(const std::string& user,
                              absl::Duration timeout = absl::Seconds(10)) const;
 
+  // Sessions whose latest SessionOpen came on a stream still open, sorted.
+  std::vector<std::string> Sessions() const;
+  // The LinkHello stream_index of the stream carrying `session_id`; -1 if
+  // none.
+  int StreamIndexOf(const std::string& session_id) const;
+
   // Sends `event` on the stream that carries `session_id`; false if none.
   bool Push(const std::string& session_id,
             const parley::v1::ServiceEvent& event);
@@ -75,6 +81,8 @@ class FakeGatewayLink final : public parley::v1::GatewayLink::Service {
     grpc::ServerContext* context;
     grpc::ServerReaderWriter<parley::v1::ServiceBatch,
                              parley::v1::GatewayBatch>* rw;
+    // From the stream's LinkHello; guarded by FakeGatewayLink::mu_.
+    int stream_index = -1;
     absl::Mutex write_mu;
     bool open ABSL_GUARDED_BY(write_mu) = true;
   };
