@@ -75,6 +75,30 @@ ABSL_FLAG(std::string, token_issuer, "",
 ABSL_FLAG(std::string, token_audience, "",
           "When set, a token's aud claim (a string or a list) must contain "
           "it. Default empty (not checked).");
+ABSL_FLAG(std::string, webhook_url, "",
+          "Offline-notification webhook: for each recipient of a message who "
+          "has no live session, a signed JSON notice is POSTed here "
+          "(proto/parley/v1/webhook.proto; connect APNs/FCM behind it). "
+          "http:// or https://. Default empty: off.");
+ABSL_FLAG(std::string, webhook_secret, "",
+          "HMAC-SHA256 key of the webhook's X-Parley-Signature header. "
+          "Required with --webhook_url.");
+ABSL_FLAG(bool, webhook_preview, true,
+          "Whether webhook notices carry the start of the message text. "
+          "Default true.");
+ABSL_FLAG(uint32_t, webhook_preview_bytes, 100,
+          "Longest text preview in a webhook notice, in bytes (cut at a "
+          "character). Default 100.");
+ABSL_FLAG(uint32_t, webhook_max_queued, 10000,
+          "Most webhook notices waiting, retries included; beyond it new "
+          "ones are dropped (parley_service_webhook_notices_total"
+          "{result=\"dropped\"}). Default 10000.");
+ABSL_FLAG(int32_t, webhook_max_attempts, 6,
+          "Posts per webhook notice before it is given up (429, 5xx and no "
+          "response are retried with exponential backoff from 1s to 1m). "
+          "Default 6.");
+ABSL_FLAG(absl::Duration, webhook_timeout, absl::Seconds(5),
+          "Longest one webhook POST may take. Default 5s.");
 ABSL_FLAG(absl::Duration, token_reload_interval, absl::Seconds(5),
           "How often --token_keys_file and --token_jwks_file are checked for "
           "changes. Default 5s.");
@@ -171,6 +195,13 @@ absl::StatusOr<parley::service::ServerOptions> OptionsFromFlags() {
   o.token_issuer = absl::GetFlag(FLAGS_token_issuer);
   o.token_audience = absl::GetFlag(FLAGS_token_audience);
   o.token_reload_interval = absl::GetFlag(FLAGS_token_reload_interval);
+  o.webhook.url = absl::GetFlag(FLAGS_webhook_url);
+  o.webhook.secret = absl::GetFlag(FLAGS_webhook_secret);
+  o.webhook.preview = absl::GetFlag(FLAGS_webhook_preview);
+  o.webhook.preview_bytes = absl::GetFlag(FLAGS_webhook_preview_bytes);
+  o.webhook.max_queued = absl::GetFlag(FLAGS_webhook_max_queued);
+  o.webhook.max_attempts = absl::GetFlag(FLAGS_webhook_max_attempts);
+  o.webhook.timeout = absl::GetFlag(FLAGS_webhook_timeout);
   o.admin_key = absl::GetFlag(FLAGS_admin_key);
   o.worker_threads = static_cast<int>(absl::GetFlag(FLAGS_worker_threads));
   o.max_sessions_per_user = absl::GetFlag(FLAGS_max_sessions_per_user);

@@ -519,6 +519,13 @@ v1::Ack Messaging::Deliver(const AppendResult& result,
   const size_t delivered = router_->DeliverMessage(
       result.recipients, ToMessage(result.message, 0), origin_session);
   metrics_->deliveries.Increment(delivered);
+  if (options_.on_offline) {
+    for (const InboxEntry& r : result.recipients) {
+      if (r.user != result.message.from && !router_->IsOnline(r.user)) {
+        options_.on_offline(result.message, r.user, r.inbox_seq);
+      }
+    }
+  }
   return ToAck(result);
 }
 

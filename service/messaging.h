@@ -63,6 +63,13 @@ namespace parley::service {
 struct MessagingOptions {
   // The keys client tokens are checked with (required).
   std::shared_ptr<const TokenVerifier> tokens;
+  // Called after a durable append, on the store's callback thread, for each
+  // recipient other than the sender who had no live session anywhere in the
+  // cluster (Router::IsOnline): the offline-notification webhook
+  // (webhook_notifier.h). Must not block. Empty: nobody is told.
+  std::function<void(const StoredMessage& message, const std::string& recipient,
+                     uint64_t inbox_seq)>
+      on_offline;
   // Longest message text, in bytes of UTF-8.
   size_t max_text_bytes = 4096;
   // Longest client_msg_id, in bytes.

@@ -222,6 +222,13 @@ class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
     MessagingOptions options;
     options.tokens = TokenVerifier::WithSecret(kSecret);
     options.max_text_bytes = 16;
+    options.on_offline = [this](const StoredMessage& m,
+                                const std::string& recipient,
+                                uint64_t inbox_seq) {
+      absl::MutexLock lock(&offline_mu_);
+      offline_.push_back(
+          absl::StrCat(recipient, "@", inbox_seq, ":", m.from, ":", m.text));
+    };
     messaging_ = std::make_unique<Messaging>(
         store_.get(), &router_, &metrics_, options, [this] { return now_; },
         [this](absl::Duration delay, std::function<void()> task) {
@@ -319,7 +326,35 @@ class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
   RecordingLinkStream gw_;
   // Tasks Messaging scheduled, run by hand.
   std::vector<std::pair<absl::Duration, std::function<void()>>> scheduled_;
+  // "recipient@inbox_seq:from:text" for each on_offline call.
+  absl::Mutex offline_mu_;
+  std::vector<std::string> offline_ ABSL_GUARDED_BY(offline_mu_);
+  std::vector<std::string> Offline() {
+    Settle();
+    absl::MutexLock lock(&offline_mu_);
+    return offline_;
+  }
 };
+
+TEST_P(MessagingTest, RecipientsWithNoLiveSessionAreToldOfflineOnly) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "", {"alice", "bob", "carol"}, now_}, 10)
+          .ok());
+  Open("a1", "alice");
+  Open("c1", "carol");
+  SendTo("a1", "bob", "m1", "hi bob");
+  SendTo("a1", "carol", "m2", "hi carol");
+  SendTo("a1", "team", "g1", "hi all", true);
+  // bob had no session; carol had one; alice sent them.
+  EXPECT_THAT(Offline(),
+              ElementsAre("bob@1:alice:hi bob", "bob@2:alice:hi all"));
+  // A repeated send stores nothing and tells nobody again.
+  SendTo("a1", "bob", "m1", "hi bob");
+  EXPECT_EQ(Offline().size(), 2u);
+  Open("b1", "bob");
+  SendTo("a1", "bob", "m3", "online now");
+  EXPECT_EQ(Offline().size(), 2u);
+}
 
 TEST_P(MessagingTest, OpenIsAcceptedWithUserDeviceAndInboxHead) {
   v1::ServiceEvent answer = Open("s1", "alice");

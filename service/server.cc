@@ -15,6 +15,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "service/curl_poster.h"
 
 namespace parley::service {
 namespace {
@@ -42,6 +43,10 @@ absl::Duration CatchUpBackoff(int attempt) {
   return std::min(
       absl::Milliseconds(100) * (int64_t{1} << std::min(attempt, 7)),
       absl::Seconds(10));
+}
+
+std::string PreviewText(const WebhookOptions& o) {
+  return o.preview ? absl::StrCat(o.preview_bytes, " bytes") : "off";
 }
 
 absl::StatusOr<std::shared_ptr<TokenVerifier>> MakeTokenVerifier(
@@ -86,6 +91,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
           absl::StrCat("--", name, " \"", address, "\" is not host:port"));
     }
   }
+  RETURN_IF_ERROR(o.webhook.Validate());
   if (o.worker_threads < 1) {
     return absl::InvalidArgumentError("--worker_threads must be at least 1");
   }
@@ -181,6 +187,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   }
   MessagingOptions messaging = options.messaging;
   messaging.tokens = s.tokens_;
+  if (!options.webhook.url.empty()) {
+    s.webhook_ = std::make_unique<WebhookNotifier>(
+        options.webhook, std::make_unique<CurlPoster>(), registry);
+    messaging.on_offline =
+        [notifier = s.webhook_.get(), preview = options.webhook.preview,
+         bytes = options.webhook.preview_bytes](const StoredMessage& m,
+                                                const std::string& recipient,
+                                                uint64_t inbox_seq) {
+          notifier->Notify(NoticeFor(m, recipient, inbox_seq, preview, bytes));
+        };
+    LogInfo("service.webhook", {{"url", options.webhook.url},
+                                {"preview", PreviewText(options.webhook)}});
+  }
   s.messaging_ = std::make_unique<Messaging>(
       s.store_.store.get(), s.router_, metrics, messaging,
       [] { return absl::Now(); },

@@ -55,6 +55,7 @@
 #include "service/service_metrics.h"
 #include "service/store.h"
 #include "service/store_factory.h"
+#include "service/webhook_notifier.h"
 
 namespace parley::service {
 
@@ -107,6 +108,8 @@ struct ServerOptions {
   // Largest GatewayBatch accepted from a gateway, in bytes.
   int max_receive_message_bytes = 16 << 20;
   MessagingOptions messaging;
+  // The offline-notification webhook; off when its url is empty.
+  WebhookOptions webhook;
   AdminOptions admin;
   GatewayLinkOptions link;
   ServerBusOptions bus;
@@ -148,6 +151,7 @@ class Server final {
   Registry& registry_;
   std::unique_ptr<ServiceMetrics> metrics_;
   std::shared_ptr<TokenVerifier> tokens_;
+  std::unique_ptr<WebhookNotifier> webhook_;
   // Closed after everything that uses it, before the metrics it reports to.
   OpenedStore store_;
   std::unique_ptr<LocalRouter> local_router_;
