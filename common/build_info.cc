@@ -1,18 +1,9 @@
 #include "common/build_info.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 #include "common/build_stamp.h"
 
 namespace parley {
-namespace {
-
-// When the process started, as close as a static initializer gets.
-const absl::Time kStarted = absl::Now();
-
-}  // namespace
-
 const BuildInfo& GetBuildInfo() {
   static const BuildInfo* info =
       new BuildInfo{kParleyVersion, kParleyCommit, kParleyBuildMode};
@@ -34,10 +25,6 @@ void ExportBuildInfo(Registry& registry) {
           "1).",
           {{"version", b.version}, {"commit", b.commit}, {"mode", b.mode}})
       .Set(1);
-  registry
-      .GetGauge("parley_process_start_time_seconds",
-                "When this process started, in seconds since the Unix epoch.")
-      .Set(absl::ToUnixSeconds(kStarted));
 }
 
 }  // namespace parley

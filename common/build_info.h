@@ -28,9 +28,7 @@ const BuildInfo& GetBuildInfo();
 // "<binary> <version> (commit <commit>, <mode>)".
 std::string VersionLine(absl::string_view binary);
 
-// Adds parley_build_info{version,commit,mode} 1 and
-// parley_process_start_time_seconds (when this process started, unix time)
-// to `registry`.
+// Adds parley_build_info{version,commit,mode} 1 to `registry`.
 void ExportBuildInfo(Registry& registry);
 
 }  // namespace parley

@@ -12,6 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace parley {
 namespace {
@@ -195,6 +197,12 @@ Registry& DefaultRegistry() {
 }
 
 void AddProcessMetrics(Registry& registry) {
+  // When the process started, read once: the first call is at start.
+  static const int64_t started = absl::ToUnixSeconds(absl::Now());
+  registry.AddCallbackGauge(
+      "process_start_time_seconds",
+      "When this process started, in seconds since the Unix epoch.",
+      [] { return static_cast<double>(started); });
   registry.AddCallbackGauge(
       "process_resident_memory_bytes", "Resident set size in bytes.", [] {
         std::ifstream statm("/proc/self/statm");

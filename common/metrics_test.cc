@@ -114,6 +114,7 @@ TEST(MetricsTest, ProcessMetricsReadProc) {
   EXPECT_THAT(text, HasSubstr("# TYPE process_resident_memory_bytes gauge"));
   EXPECT_THAT(text, HasSubstr("process_cpu_seconds_total "));
   EXPECT_THAT(text, HasSubstr("process_open_fds "));
+  EXPECT_THAT(text, HasSubstr("process_start_time_seconds "));
   EXPECT_THAT(text,
               ::testing::Not(HasSubstr("process_resident_memory_bytes 0\n")));
 }

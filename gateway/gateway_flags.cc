@@ -83,6 +83,10 @@ ABSL_FLAG(int32_t, io_threads, 0,
           "I/O threads (count); 0 means one per core. Default 0.");
 ABSL_FLAG(int32_t, listen_backlog, 1024,
           "TCP accept backlog (connections). Default 1024.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9402",
+          "host:port of the HTTP listener for /metrics and /healthz, apart "
+          "from the public client port (which does not serve /metrics); port "
+          "0 picks a free one, empty turns it off. Default 127.0.0.1:9402.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGTERM: time to close clients with 1001 and flush the "
           "upstream before exiting (duration). Default 10s.");
@@ -217,6 +221,7 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
   if (!valid.ok()) return valid;
 
   config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  config.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   if (config.drain_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--drain_timeout must be > 0");
   }

@@ -23,6 +23,9 @@ struct GatewayConfig {
   UpstreamLinkOptions upstream;
   // Total time SIGTERM may take: closing clients, then flushing upstream.
   absl::Duration drain_timeout = absl::Seconds(10);
+  // host:port of the HTTP listener for /metrics (and /healthz), apart from
+  // the public client port; empty: no metrics listener.
+  std::string metrics_address = "127.0.0.1:9402";
 };
 
 // Reads every gateway flag; INVALID_ARGUMENT naming the flag on bad values.

@@ -16,7 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/build_info.h"
 #include "common/config.h"
+#include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/termination_signals.h"
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
 
   parley::Registry& registry = parley::DefaultRegistry();
   parley::AddProcessMetrics(registry);
+  parley::ExportBuildInfo(registry);
 
   parley::gateway::UpstreamLink link(config->upstream, registry);
   parley::gateway::WsServer server(config->server, &link, registry);
@@ -59,9 +62,33 @@ int main(int argc, char** argv) {
         absl::StrCat(host, ":", address->substr(address->rfind(':') + 1));
   }
   link.Start(gateway_id);
+  // /metrics on a listener of its own, never on the public port.
+  std::unique_ptr<parley::HttpServer> metrics;
+  std::string metrics_address = "-";
+  if (!config->metrics_address.empty()) {
+    metrics = std::make_unique<parley::HttpServer>(
+        [&registry](absl::string_view path) {
+          if (path == "/metrics") {
+            return parley::HttpResponse{200, "text/plain; version=0.0.4",
+                                        registry.Render()};
+          }
+          if (path == "/healthz") {
+            return parley::HttpResponse{200, "text/plain", "ok\n"};
+          }
+          return parley::HttpResponse{404, "text/plain", "not found\n"};
+        });
+    absl::StatusOr<std::string> bound = metrics->Start(config->metrics_address);
+    if (!bound.ok()) {
+      parley::LogError("gateway.start_failed",
+                       {{"error", bound.status().message()}});
+      return 1;
+    }
+    metrics_address = *bound;
+  }
   parley::LogInfo(
       "gateway.ready",
       {{"address", *address},
+       {"metrics_address", metrics_address},
        {"gateway_id", gateway_id},
        {"service_address", config->upstream.service_address},
        {"replicas", absl::StrJoin(link.Replicas(), ",")},
@@ -79,6 +106,7 @@ int main(int argc, char** argv) {
   // Leave a fifth of the time for the upstream flush.
   server.Drain(start + config->drain_timeout * 4 / 5);
   link.Shutdown(std::max(deadline - absl::Now(), absl::ZeroDuration()));
+  if (metrics != nullptr) metrics->Stop();
   parley::LogInfo(
       "gateway.stopped",
       {{"drain_ms", absl::ToInt64Milliseconds(absl::Now() - start)}});

@@ -120,6 +120,7 @@ std::string TruncateReason(absl::string_view reason) {
   return std::string(reason.substr(0, n));
 }
 
+// The content type of a page asset; empty for any other file.
 std::string ContentType(const std::string& path) {
   static const auto* types = new std::map<std::string, std::string>{
       {".html", "text/html; charset=utf-8"},
@@ -136,7 +137,20 @@ std::string ContentType(const std::string& path) {
   };
   const std::string ext = std::filesystem::path(path).extension().string();
   auto it = types->find(ext);
-  return it == types->end() ? "application/octet-stream" : it->second;
+  return it == types->end() ? "" : it->second;
+}
+
+// Whether a file under --web_root is served: the page's own assets only, not
+// its tests (name.test.js), docs (README.md: no asset type) or hidden files.
+bool IsPageAsset(const std::filesystem::path& rel) {
+  for (const auto& part : rel) {
+    if (!part.empty() && part.string()[0] == '.') return false;
+  }
+  const std::string name = rel.filename().string();
+  if (absl::StrContains(name, ".test.") || absl::StrContains(name, ".spec.")) {
+    return false;
+  }
+  return !ContentType(name).empty();
 }
 
 // Query parameters of a request target (no percent-decoding beyond what a
@@ -533,7 +547,10 @@ absl::Status ServerImpl<Config>::LoadWebRoot() {
   constexpr size_t kMaxTotal = 64 << 20;
   size_t total = 0;
   for (const auto& entry : fs::recursive_directory_iterator(root, ec)) {
-    if (!entry.is_regular_file()) continue;
+    if (!entry.is_regular_file() ||
+        !IsPageAsset(fs::relative(entry.path(), root))) {
+      continue;
+    }
     std::ifstream in(entry.path(), std::ios::binary);
     std::stringstream body;
     body << in.rdbuf();
@@ -924,12 +941,6 @@ void ServerImpl<Config>::OnHttp(Hdl hdl) {
                 : websocketpp::http::status_code::service_unavailable);
       con->replace_header("Content-Type", "text/plain");
       con->set_body(ready ? "ready\n" : "not ready\n");
-      return;
-    }
-    if (path == "/metrics") {
-      con->set_status(websocketpp::http::status_code::ok);
-      con->replace_header("Content-Type", "text/plain; version=0.0.4");
-      con->set_body(registry_.Render());
       return;
     }
     auto it = files_.find(path);

@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/build_info.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -316,6 +317,7 @@ int main(int argc, char** argv) {
 
   parley::Registry& registry = parley::DefaultRegistry();
   parley::AddProcessMetrics(registry);
+  parley::ExportBuildInfo(registry);
   absl::StatusOr<std::unique_ptr<parley::service::Server>> server =
       parley::service::Server::Start(options, registry);
   if (!server.ok()) {

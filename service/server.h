@@ -40,6 +40,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/http_server.h"
 #include "common/metrics.h"
 #include "grpcpp/server.h"
 #include "service/admin_api.h"
@@ -47,7 +48,6 @@
 #include "service/bus_router.h"
 #include "service/executor.h"
 #include "service/gateway_link_service.h"
-#include "service/http_server.h"
 #include "service/local_router.h"
 #include "service/messaging.h"
 #include "service/nats_bus.h"

@@ -207,10 +207,12 @@ def start_gateway(log_dir, service, extra=(), name="gateway",
     link = getattr(service, "link_address", service)
     argv = [bin_path("gateway/parley-gateway"),
             "--listen_address=127.0.0.1:0",
+            "--metrics_address=127.0.0.1:0",
             f"--service_address={link}", *extra]
     proc = Proc(name, argv, log_dir)
     ready = proc.wait_for_event("gateway.ready")
     proc.address = ready["address"]
+    proc.metrics_address = ready["metrics_address"]
     if wait_upstream:
         proc.wait_for_event("gateway.upstream_up")
     return proc

@@ -4,6 +4,7 @@ the commit and the build mode and exits 0."""
 import os
 import re
 import subprocess
+import time
 
 import harness
 
@@ -23,3 +24,23 @@ def test_every_binary_prints_its_version_and_exits_0():
             rf"{name} {re.escape(version)} \(commit ([0-9a-f]{{7,40}}"
             rf"(-dirty)?|unknown), (opt|fastbuild|dbg)\)\n",
             out.stdout), (rel, out.stdout)
+
+
+def _metrics(address):
+    import urllib.request
+    return urllib.request.urlopen(f"http://{address}/metrics",
+                                  timeout=10).read().decode()
+
+
+def test_both_metrics_say_the_build_and_the_start_time(tmp_path, procs):
+    with open(os.path.join(harness.REPO, "VERSION"), encoding="utf-8") as f:
+        version = f.read().strip()
+    service = procs.add(harness.start_service(str(tmp_path)))
+    gateway = procs.add(harness.start_gateway(str(tmp_path), service))
+    for text in (_metrics(service.metrics_address),
+                 _metrics(gateway.metrics_address)):
+        build = re.search(r'^parley_build_info\{version="([^"]+)",'
+                          r'commit="([^"]+)",mode="(\w+)"\} 1$', text, re.M)
+        assert build and build.group(1) == version, text[:500]
+        start = re.search(r"^process_start_time_seconds (\S+)$", text, re.M)
+        assert start and 0 < time.time() - float(start.group(1)) < 600

@@ -15,6 +15,7 @@
 #   PARLEY_LINK_ADDRESS    service, gateway link (gRPC)          127.0.0.1:7400
 #   PARLEY_ADMIN_ADDRESS   service, admin API (gRPC)             127.0.0.1:7401
 #   PARLEY_METRICS_ADDRESS service, /metrics                     127.0.0.1:9401
+#   PARLEY_GATEWAY_METRICS_ADDRESS  gateway, /metrics            127.0.0.1:9402
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -58,6 +59,9 @@ export PARLEY_LINK_ADDRESS=${PARLEY_LINK_ADDRESS:-127.0.0.1:7400}
 export PARLEY_ADMIN_ADDRESS=${PARLEY_ADMIN_ADDRESS:-127.0.0.1:7401}
 export PARLEY_METRICS_ADDRESS=${PARLEY_METRICS_ADDRESS:-127.0.0.1:9401}
 export PARLEY_LISTEN_ADDRESS=${PARLEY_LISTEN_ADDRESS:-127.0.0.1:8080}
+# The gateway's own metrics listener (PARLEY_METRICS_ADDRESS is the
+# service's; the flag given on the command line wins for the gateway).
+PARLEY_GATEWAY_METRICS_ADDRESS=${PARLEY_GATEWAY_METRICS_ADDRESS:-127.0.0.1:9402}
 export PARLEY_ADMIN_ADDR=$PARLEY_ADMIN_ADDRESS
 
 pids=()
@@ -121,6 +125,7 @@ wait_ready "$STATE/service.log" service.ready "${pids[0]}" "$from"
 
 from=$(log_start "$STATE/gateway.log")
 "$BIN/gateway/parley-gateway" --service_address="$PARLEY_LINK_ADDRESS" \
+  --metrics_address="$PARLEY_GATEWAY_METRICS_ADDRESS" \
   --web_root="$ROOT/web" 2>>"$STATE/gateway.log" &
 pids+=($!)
 wait_ready "$STATE/gateway.log" gateway.ready "${pids[1]}" "$from"
@@ -143,7 +148,7 @@ cat <<MSG
 Parley is running.
   gateway     ws://$PARLEY_LISTEN_ADDRESS   (browser client at $url/)
   admin API   $PARLEY_ADMIN_ADDRESS  (tools/parleyctl, key in $STATE/secrets.env)
-  metrics     http://$PARLEY_METRICS_ADDRESS/metrics, $url/metrics
+  metrics     http://$PARLEY_METRICS_ADDRESS/metrics (service), http://$PARLEY_GATEWAY_METRICS_ADDRESS/metrics (gateway)
   logs        $STATE/service.log, $STATE/gateway.log (appended to, run after run)
   demo        users alice and bob, group "team" (both of them)
 

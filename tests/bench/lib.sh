@@ -91,7 +91,8 @@ start_gateway() {
     --service_address="$link" --max_connections="$cap" \
     --rate_limit_per_second=1000000000 --rate_limit_burst=1000000000 \
     --rate_limit_bytes_per_second=1e15 --rate_limit_bytes_burst=1e15 \
-    --listen_backlog=4096 "$@" 2>"$dir/stderr.log" &
+    --listen_backlog=4096 --metrics_address=127.0.0.1:0 "$@" \
+    2>"$dir/stderr.log" &
   GATEWAY_PID=$!
   BENCH_PIDS+=("$GATEWAY_PID")
   local line

@@ -224,6 +224,7 @@ export class Stack {
       `--listen_address=${listenAddress}`,
       `--service_address=${serviceAddress}`,
       `--web_root=${this.webRoot}`,
+      '--metrics_address=127.0.0.1:0',
     ], this.artifacts);
     this.procs.push(proc);
     const ready = await proc.waitForEvent('gateway.ready');

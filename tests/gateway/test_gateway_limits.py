@@ -102,7 +102,7 @@ def test_slow_consumer_is_cut_off_and_gateway_memory_stays_bounded(
     start = time.monotonic()
     asyncio.run(flood())
     deadline = time.monotonic() + 30
-    while metric(gw.address, 'parley_gateway_closes_total{code="1013"}') < 1:
+    while metric(gw.metrics_address, 'parley_gateway_closes_total{code="1013"}') < 1:
         assert time.monotonic() < deadline, "slow consumer never closed"
         time.sleep(0.05)
     peak = rss_bytes(gw.pid)
@@ -131,7 +131,7 @@ def test_idle_authenticated_connections_cost_little_memory(tmp_path, procs):
             json.loads(await ws.recv())
             conns.append(ws)
         after = rss_bytes(gw.pid)
-        open_now = metric(gw.address, "parley_gateway_connections_open")
+        open_now = metric(gw.metrics_address, "parley_gateway_connections_open")
         for ws in conns:
             await ws.close()
         return before, after, open_now
@@ -172,13 +172,13 @@ def test_frames_held_for_a_stalled_service_are_capped_gateway_wide(
             for i in range(5):  # ~250 KB, within alice's own 300 KB.
                 await send(alice, "a", i)
             deadline = time.monotonic() + 10
-            while metric(gw.address, "parley_gateway_held_bytes") < 5 * size:
+            while metric(gw.metrics_address, "parley_gateway_held_bytes") < 5 * size:
                 assert time.monotonic() < deadline, "alice's sends not held"
                 await asyncio.sleep(0.02)
             for i in range(5):  # The fifth would pass 500 KB in all.
                 await send(bob, "b", i)
             frame = json.loads(await asyncio.wait_for(bob.recv(), 10))
-            held = metric(gw.address, "parley_gateway_held_bytes")
+            held = metric(gw.metrics_address, "parley_gateway_held_bytes")
         finally:
             svc.send_signal(signal.SIGCONT)
         # Everything held is acknowledged once the service runs again.
@@ -199,6 +199,6 @@ def test_frames_held_for_a_stalled_service_are_capped_gateway_wide(
     assert "gateway" in frame["error"]["message"], frame
     assert 9 * size < held <= total, held
     deadline = time.monotonic() + 10
-    while metric(gw.address, "parley_gateway_held_bytes") != 0:
+    while metric(gw.metrics_address, "parley_gateway_held_bytes") != 0:
         assert time.monotonic() < deadline, "held bytes never returned"
         time.sleep(0.05)

@@ -30,9 +30,12 @@ def service(tmp_path, procs):
 def start_gateway(tmp_path, procs, service, extra=(), env=None, name="gateway"):
     argv = [harness.bin_path("gateway/parley-gateway"),
             "--listen_address=127.0.0.1:0",
+            "--metrics_address=127.0.0.1:0",
             f"--service_address={service.link_address}", *extra]
     gw = procs.add(harness.Proc(name, argv, str(tmp_path), env=env))
-    gw.address = gw.wait_for_event("gateway.ready")["address"]
+    ready = gw.wait_for_event("gateway.ready")
+    gw.address = ready["address"]
+    gw.metrics_address = ready["metrics_address"]
     gw.wait_for_event("gateway.upstream_up")
     return gw
 
@@ -115,15 +118,23 @@ def test_http_endpoints(tmp_path, procs, service):
     web = tmp_path / "web"
     web.mkdir()
     (web / "index.html").write_text("<title>Parley</title>")
+    (web / "README.md").write_text("# not served")
+    (web / "page.test.mjs").write_text("// not served")
     gw = start_gateway(tmp_path, procs, service, [f"--web_root={web}"])
     assert get(gw.address, "/healthz")[0] == 200
     assert get(gw.address, "/readyz")[0] == 200
-    status, body = get(gw.address, "/metrics")
+    # Metrics on their own listener, not on the public port.
+    assert get(gw.address, "/metrics")[0] == 404
+    assert gw.metrics_address != gw.address
+    status, body = get(gw.metrics_address, "/metrics")
     assert status == 200
     assert "parley_gateway_connections_open" in body
     assert "process_resident_memory_bytes" in body
+    assert get(gw.metrics_address, "/healthz")[0] == 200
     assert get(gw.address, "/") == (200, "<title>Parley</title>")
     assert get(gw.address, "/nope")[0] == 404
+    assert get(gw.address, "/README.md")[0] == 404
+    assert get(gw.address, "/page.test.mjs")[0] == 404
 
 
 def test_tls_serves_wss(tmp_path, procs, service):

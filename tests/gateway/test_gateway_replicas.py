@@ -179,7 +179,7 @@ def test_sessions_move_to_the_surviving_replica_without_closing_clients(
     assert down["sessions_moving"] == str(moved)
     print(f"gateway logged replica_down for {dead.link_address}: {down}")
     # The metrics name each replica.
-    with urllib.request.urlopen(f"http://{gw.address}/metrics",
+    with urllib.request.urlopen(f"http://{gw.metrics_address}/metrics",
                                 timeout=5) as response:
         metrics = response.read().decode()
     assert (f'parley_gateway_upstream_streams_up'

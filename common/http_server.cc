@@ -1,4 +1,4 @@
-#include "service/http_server.h"
+#include "common/http_server.h"
 
 #include <asio.hpp>
 #include <utility>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "common/log.h"
 
-namespace parley::service {
+namespace parley {
 namespace {
 
 constexpr size_t kMaxRequestBytes = 8192;
@@ -162,4 +162,4 @@ void HttpServer::Stop() {
   thread_.join();
 }
 
-}  // namespace parley::service
+}  // namespace parley

@@ -13,8 +13,8 @@
 //
 // Threading: the handler runs on the server's thread and must not block for
 // long. Start() and Stop() are called from one owner thread.
-#ifndef PARLEY_SERVICE_HTTP_SERVER_H_
-#define PARLEY_SERVICE_HTTP_SERVER_H_
+#ifndef PARLEY_COMMON_HTTP_SERVER_H_
+#define PARLEY_COMMON_HTTP_SERVER_H_
 
 #include <functional>
 #include <memory>
@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace parley::service {
+namespace parley {
 
 struct HttpResponse {
   int status = 200;
@@ -54,6 +54,6 @@ class HttpServer final {
   std::thread thread_;
 };
 
-}  // namespace parley::service
+}  // namespace parley
 
-#endif  // PARLEY_SERVICE_HTTP_SERVER_H_
+#endif  // PARLEY_COMMON_HTTP_SERVER_H_

@@ -1,4 +1,4 @@
-#include "service/http_server.h"
+#include "common/http_server.h"
 
 #include <asio.hpp>
 #include <string>
@@ -6,7 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace parley::service {
+namespace parley {
 namespace {
 
 using ::testing::HasSubstr;
@@ -52,4 +52,4 @@ TEST(HttpServerTest, RejectsAnAddressWithoutPort) {
 }
 
 }  // namespace
-}  // namespace parley::service
+}  // namespace parley
