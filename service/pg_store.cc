@@ -422,6 +422,15 @@ class PgStore::Connection {
           "cannot connect to PostgreSQL at ", server, ": ",
           absl::StripAsciiWhitespace(PQerrorMessage(conn->conn_))));
     }
+    // Server notices ("relation already exists, skipping") are not errors;
+    // libpq would print them on stderr, outside the service's log format.
+    PQsetNoticeProcessor(
+        conn->conn_,
+        [](void*, const char* message) {
+          LogDebug("store.pg_notice",
+                   {{"message", absl::StripAsciiWhitespace(message)}});
+        },
+        nullptr);
     // Acks wait for the commit's WAL flush, whatever the server's default.
     RETURN_IF_ERROR(conn->Exec(
         "SET synchronous_commit = on; SET client_encoding = 'UTF8'"));
@@ -718,19 +727,7 @@ void PgStore::Flush() { pipeline_->Flush(); }
 uint64_t PgStore::transactions() const { return pipeline_->transactions(); }
 
 absl::Status PgStore::EnsureWriter() {
-  if (writer_conn_ != nullptr && !writer_conn_->broken()) {
-    return absl::OkStatus();
-  }
-  if (writer_conn_ != nullptr) {
-    // Just lost: say so once, and try at once.
-    LogWarn("store.pg_connection_lost", {{"server", server_},
-                                         {"connection", "writer"},
-                                         {"reason", writer_lost_reason_}});
-    writer_conn_.reset();
-    writer_lost_at_ = absl::Now();
-    writer_retry_at_ = absl::InfinitePast();
-    writer_backoff_ = options_.reconnect_min;
-  }
+  if (writer_conn_ != nullptr) return absl::OkStatus();
   const absl::Time now = absl::Now();
   if (now < writer_retry_at_) {
     return absl::UnavailableError(
@@ -746,11 +743,24 @@ absl::Status PgStore::EnsureWriter() {
     return conn.status();
   }
   writer_conn_ = std::move(conn).value();
+  writer_backoff_ = options_.reconnect_min;
   LogInfo("store.pg_reconnected",
           {{"server", server_},
            {"connection", "writer"},
            {"after_ms", absl::ToInt64Milliseconds(now - writer_lost_at_)}});
   return absl::OkStatus();
+}
+
+void PgStore::WriterLost(const absl::Status& why) {
+  writer_lost_reason_ = std::string(why.message());
+  LogWarn("store.pg_connection_lost", {{"server", server_},
+                                       {"connection", "writer"},
+                                       {"reason", writer_lost_reason_}});
+  writer_conn_.reset();
+  writer_lost_at_ = absl::Now();
+  // The first attempt at once: a restarted server is often back already.
+  writer_retry_at_ = absl::InfinitePast();
+  writer_backoff_ = options_.reconnect_min;
 }
 
 std::vector<absl::Status> PgStore::CommitBatch(std::vector<WriteOp>& batch) {
@@ -760,11 +770,10 @@ std::vector<absl::Status> PgStore::CommitBatch(std::vector<WriteOp>& batch) {
     status = EnsureWriter();
     if (!status.ok()) break;
     status = TryBatch(batch);
-    Connection& c = *writer_conn_;
-    if (c.broken()) {
-      writer_lost_reason_ = std::string(status.message());
-    } else if (c.in_transaction()) {
-      (void)c.Exec("ROLLBACK");
+    if (writer_conn_->broken()) {
+      WriterLost(status);
+    } else if (writer_conn_->in_transaction()) {
+      (void)writer_conn_->Exec("ROLLBACK");
     }
     if (!absl::IsAborted(status)) break;
     if (attempt >= options_.max_attempts) {

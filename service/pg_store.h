@@ -149,6 +149,8 @@ class PgStore final : public Store {
   // The writer's connection, reconnected (with backoff) if it was lost;
   // UNAVAILABLE while PostgreSQL cannot be reached.
   absl::Status EnsureWriter();
+  // Logs the loss of the writer's connection and drops it.
+  void WriterLost(const absl::Status& why);
   std::vector<absl::Status> CommitBatch(std::vector<WriteOp>& batch);
   // One attempt at the batch, setting each operation's outcome; ABORTED
   // when it should run again, UNAVAILABLE when the connection was lost.

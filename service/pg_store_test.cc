@@ -1,0 +1,349 @@
+// PgStore beyond the Store contract (store_test.cc runs that): several
+// processes writing to one database, PostgreSQL restarting under an open
+// store, a replica killed mid-batch, and the schema's versioning. Every test
+// runs on a real PostgreSQL started for it.
+#include "service/pg_store.h"
+
+#include <postgresql/libpq-fe.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/testing/postgres_server.h"
+
+namespace parley::service {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kUsers = 6;
+
+std::string UserId(int i) { return absl::StrCat("u", i); }
+
+AppendRequest Direct(const std::string& from, const std::string& to,
+                     const std::string& key) {
+  AppendRequest r;
+  r.sender = from;
+  r.to = to;
+  r.client_msg_id = key;
+  r.text = key;
+  r.sent_at = absl::FromUnixSeconds(100);
+  r.conversation = "d:" + std::min(from, to) + ":" + std::max(from, to);
+  return r;
+}
+
+AppendRequest ToGroup(const std::string& from, const std::string& group,
+                      const std::string& key) {
+  AppendRequest r = Direct(from, from, key);
+  r.to = group;
+  r.to_group = true;
+  r.conversation = "g:" + group;
+  return r;
+}
+
+absl::StatusOr<AppendResult> AppendSync(Store& store, AppendRequest r) {
+  absl::StatusOr<AppendResult> out;
+  absl::Notification done;
+  store.Append(std::move(r), [&](absl::StatusOr<AppendResult> result) {
+    out = std::move(result);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return out;
+}
+
+// Runs one SQL command on `url`; its first value, or "error: ...".
+std::string Sql(const std::string& url, const std::string& sql) {
+  PGconn* conn = PQconnectdb(url.c_str());
+  std::string out;
+  PGresult* r = PQexec(conn, sql.c_str());
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
+    out = PQgetvalue(r, 0, 0);
+  } else if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+             PQresultStatus(r) != PGRES_TUPLES_OK) {
+    out = std::string("error: ") + PQerrorMessage(conn);
+  }
+  PQclear(r);
+  PQfinish(conn);
+  return out;
+}
+
+class PgStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = testing::PostgresServer::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server).value();
+    auto url = server_->CreateDatabase("parley");
+    ASSERT_TRUE(url.ok()) << url.status();
+    url_ = *url;
+  }
+
+  std::unique_ptr<PgStore> Open() {
+    PgStoreOptions options;
+    options.url = url_;
+    options.reconnect_min = absl::Milliseconds(10);
+    options.reconnect_max = absl::Milliseconds(100);
+    auto store = PgStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  // Users u0..u5, all members of group "team".
+  void CreateUsersAndGroup() {
+    std::unique_ptr<PgStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    GroupRecord team{"team", "", {}, absl::Now()};
+    for (int i = 0; i < kUsers; ++i) {
+      ASSERT_TRUE(store->CreateUser({UserId(i), "", absl::Now()}).ok());
+      team.members.push_back(UserId(i));
+    }
+    ASSERT_TRUE(store->CreateGroup(team, 100).ok());
+  }
+
+  std::unique_ptr<testing::PostgresServer> server_;
+  std::string url_;
+};
+
+// A replica: `count` appends from process `replica` (all in flight at once,
+// so they commit in batches) to conversations and users the other replica
+// writes to too, every third with a client_msg_id the other replica sends
+// as well. Runs in a forked child; exits 0 when every append succeeded.
+[[noreturn]] void RunReplica(const std::string& url, int replica, int count) {
+  PgStoreOptions options;
+  options.url = url;
+  options.pipeline.max_batch = 64;  // Many transactions, many overlaps.
+  auto store = PgStore::Open(options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "replica %d: %s\n", replica,
+                 store.status().ToString().c_str());
+    _exit(2);
+  }
+  absl::Mutex mu;
+  int failed = 0;
+  std::string first_error;
+  for (int i = 0; i < count; ++i) {
+    const std::string key = i % 3 == 0 ? absl::StrCat("shared-", i)
+                                       : absl::StrCat("r", replica, "-", i);
+    const std::string from = UserId(i % kUsers);
+    AppendRequest r = i % 5 == 0
+                          ? ToGroup(from, "team", key)
+                          : Direct(from, UserId((i / kUsers) % kUsers), key);
+    (*store)->Append(std::move(r), [&](absl::StatusOr<AppendResult> result) {
+      if (result.ok()) return;
+      absl::MutexLock lock(&mu);
+      if (failed++ == 0) first_error = result.status().ToString();
+    });
+  }
+  (*store)->Flush();
+  if (failed > 0) {
+    std::fprintf(stderr, "replica %d: %d appends failed, first: %s\n", replica,
+                 failed, first_error.c_str());
+    _exit(1);
+  }
+  _exit(0);
+}
+
+pid_t ForkReplica(const std::string& url, int replica, int count) {
+  const pid_t pid = fork();
+  if (pid == 0) RunReplica(url, replica, count);
+  return pid;
+}
+
+// Every conversation's seqs and every user's inbox_seqs are 1..N; returns
+// the number of messages.
+void ExpectGapless(PgStore& store, size_t* messages) {
+  std::set<std::string> conversations = {"g:team"};
+  for (int i = 0; i < kUsers; ++i) {
+    for (int j = i; j < kUsers; ++j) {
+      conversations.insert("d:" + UserId(i) + ":" + UserId(j));
+    }
+  }
+  std::set<std::pair<std::string, std::string>> keys;
+  size_t total = 0;
+  for (const std::string& c : conversations) {
+    auto page = store.ReadHistory(c, 0, 1000000);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (size_t i = 0; i < page->messages.size(); ++i) {
+      ASSERT_EQ(page->messages[i].seq, i + 1) << c;
+      // Each idempotency key is stored once.
+      EXPECT_TRUE(
+          keys.insert({page->messages[i].from, page->messages[i].client_msg_id})
+              .second)
+          << page->messages[i].client_msg_id;
+    }
+    EXPECT_EQ(*store.ConversationHead(c), page->messages.size());
+    total += page->messages.size();
+  }
+  for (int u = 0; u < kUsers; ++u) {
+    auto inbox = store.ReadInbox(UserId(u), 0, 0, 1000000);
+    ASSERT_TRUE(inbox.ok()) << inbox.status();
+    for (size_t i = 0; i < inbox->size(); ++i) {
+      ASSERT_EQ((*inbox)[i].inbox_seq, i + 1) << UserId(u);
+    }
+    EXPECT_EQ(*store.InboxHead(UserId(u)), inbox->size());
+  }
+  EXPECT_EQ(store.Stats()->messages, total);
+  *messages = total;
+}
+
+TEST_F(PgStoreTest, TwoProcessesWritingTheSameConversationsStayGapless) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  constexpr int kPerReplica = 3000;
+  const pid_t a = ForkReplica(url_, 1, kPerReplica);
+  const pid_t b = ForkReplica(url_, 2, kPerReplica);
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  for (pid_t pid : {a, b}) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    // Exit code 0: no append failed, deadlocks included.
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "replica " << pid << " status " << status;
+  }
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  size_t messages = 0;
+  ASSERT_NO_FATAL_FAILURE(ExpectGapless(*store, &messages));
+  // Each replica's own keys once, the shared ones once between them.
+  const size_t shared = (kPerReplica + 2) / 3;
+  EXPECT_EQ(messages, 2 * (kPerReplica - shared) + shared);
+}
+
+TEST_F(PgStoreTest, ReplicaKilledMidBatchLeavesNoGapOrHalfMessage) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  const pid_t victim = ForkReplica(url_, 1, 1000000);
+  ASSERT_GT(victim, 0);
+  // Wait until it has committed something, then kill it mid-stream.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (Sql(url_, "SELECT count(*) FROM messages") == "0" &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(victim, &status, 0), victim);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  size_t messages = 0;
+  ASSERT_NO_FATAL_FAILURE(ExpectGapless(*store, &messages));
+  EXPECT_GT(messages, 0u);
+  // Every message entered its inboxes: nothing half-written.
+  EXPECT_EQ(Sql(url_,
+                "SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 "
+                "FROM inbox i WHERE i.message_id = m.id) OR NOT EXISTS "
+                "(SELECT 1 FROM sent s WHERE s.message_id = m.id)"),
+            "0");
+  // The survivors go on from the counters.
+  auto next = AppendSync(*store, Direct("u0", "u1", "after-kill"));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->message.seq, *store->ConversationHead("d:u0:u1"));
+}
+
+TEST_F(PgStoreTest, PostgresRestartFailsWritesUnavailableThenRecovers) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  auto before = AppendSync(*store, Direct("u0", "u1", "before"));
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  ASSERT_TRUE(server_->Stop().ok());
+  auto down = AppendSync(*store, Direct("u0", "u1", "while-down"));
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable)
+      << down.status();
+  EXPECT_THAT(std::string(down.status().message()),
+              HasSubstr(absl::StrCat("127.0.0.1:", server_->port())));
+  EXPECT_EQ(store->InboxHead("u0").status().code(),
+            absl::StatusCode::kUnavailable);
+
+  ASSERT_TRUE(server_->Restart().ok());
+  // The store reconnects by itself; as the gateway does, retry the send.
+  absl::StatusOr<AppendResult> again;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    again = AppendSync(*store, Direct("u0", "u1", "while-down"));
+  } while (absl::IsUnavailable(again.status()) && absl::Now() < deadline);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->duplicate);
+  EXPECT_EQ(again->message.seq, 2u);
+  // What was acknowledged before is there.
+  auto history = store->ReadHistory("d:u0:u1", 0, 10);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->messages.size(), 2u);
+  EXPECT_EQ(history->messages[0].client_msg_id, "before");
+  EXPECT_EQ(*store->InboxHead("u1"), 2u);
+  // A retry of the acknowledged send is answered with the original.
+  auto dup = AppendSync(*store, Direct("u0", "u1", "before"));
+  ASSERT_TRUE(dup.ok());
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(dup->sender_inbox_seq, before->sender_inbox_seq);
+}
+
+TEST_F(PgStoreTest, ReopenKeepsDataAndGeneration) {
+  std::string generation;
+  {
+    std::unique_ptr<PgStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    generation = store->Generation();
+    ASSERT_TRUE(store->CreateUser({"alice", "A", absl::Now()}).ok());
+  }
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Generation(), generation);
+  EXPECT_EQ(store->GetUser("alice")->display_name, "A");
+  EXPECT_EQ(Sql(url_, "SELECT max(version) FROM schema_version"),
+            absl::StrCat(PgStore::LatestSchemaVersion()));
+}
+
+TEST_F(PgStoreTest, ReplicasStartingTogetherMigrateOnce) {
+  std::vector<std::unique_ptr<PgStore>> stores(4);
+  std::vector<std::thread> threads;
+  for (auto& s : stores) {
+    threads.emplace_back([&] { s = Open(); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (auto& s : stores) {
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->Generation(), stores[0]->Generation());
+  }
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM schema_version"),
+            absl::StrCat(PgStore::LatestSchemaVersion()));
+}
+
+TEST_F(PgStoreTest, NewerSchemaIsRefused) {
+  ASSERT_NE(Open(), nullptr);
+  ASSERT_EQ(Sql(url_, "INSERT INTO schema_version VALUES (999)"), "");
+  PgStoreOptions options;
+  options.url = url_;
+  auto store = PgStore::Open(options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("999"));
+}
+
+TEST_F(PgStoreTest, UnreachableServerIsUnavailableNamingIt) {
+  ASSERT_TRUE(server_->Stop().ok());
+  PgStoreOptions options;
+  options.url = url_;
+  auto store = PgStore::Open(options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(store.status().message()),
+              HasSubstr(absl::StrCat("127.0.0.1:", server_->port())));
+}
+
+}  // namespace
+}  // namespace parley::service
