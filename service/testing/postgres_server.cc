@@ -154,8 +154,7 @@ absl::Status PostgresServer::Launch() {
   auto pid = Spawn({absl::StrCat(kBin, "/postgres"), "-D", dir_ + "/data", "-p",
                     absl::StrCat(port_), "-c", "listen_addresses=127.0.0.1",
                     "-c", "unix_socket_directories=", "-c", "fsync=on", "-c",
-                    "synchronous_commit=on", "-c", "max_connections=200", "-c",
-                    "shared_buffers=32MB"},
+                    "synchronous_commit=on", "-c", "max_connections=200"},
                    log);
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
