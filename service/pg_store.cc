@@ -447,6 +447,9 @@ class PgStore::Connection {
 
   ~Connection() { PQfinish(conn_); }
 
+  // Why the last statement failed ("" if none did).
+  const std::string& last_error() const { return last_error_; }
+
   // The connection is lost (or in a state no statement can follow).
   bool broken() const { return poisoned_ || PQstatus(conn_) != CONNECTION_OK; }
   bool in_transaction() const {
@@ -542,9 +545,10 @@ class PgStore::Connection {
   // The connection cannot be used after this: UNAVAILABLE.
   absl::Status Lost(absl::string_view doing) {
     poisoned_ = true;
-    return absl::UnavailableError(absl::StrCat(
+    last_error_ = absl::StrCat(
         "lost the connection to PostgreSQL at ", server_, " while ", doing,
-        ": ", absl::StripAsciiWhitespace(PQerrorMessage(conn_))));
+        ": ", absl::StripAsciiWhitespace(PQerrorMessage(conn_)));
+    return absl::UnavailableError(last_error_);
   }
 
   // The status of a finished statement: UNAVAILABLE when the connection is
@@ -559,6 +563,7 @@ class PgStore::Connection {
     }
     const std::string message(absl::StripAsciiWhitespace(
         raw != nullptr ? PQresultErrorMessage(raw) : PQerrorMessage(conn_)));
+    last_error_ = message;
     if (raw == nullptr || PQstatus(conn_) != CONNECTION_OK) {
       poisoned_ = true;
       return absl::UnavailableError(absl::StrCat(
@@ -583,6 +588,7 @@ class PgStore::Connection {
 
   PGconn* conn_;
   bool poisoned_ = false;
+  std::string last_error_;
   std::set<int> prepared_;
   std::string server_;
 };
@@ -1013,7 +1019,8 @@ absl::Status PgStore::TryBatch(std::vector<WriteOp>& batch) {
 }
 
 template <typename T>
-T PgStore::WithConnection(const std::function<T(Connection&)>& fn) {
+T PgStore::WithConnection(const std::function<T(Connection&)>& fn,
+                          bool read_only) {
   std::unique_ptr<Connection> conn;
   {
     absl::MutexLock lock(&pool_mu_);
@@ -1028,43 +1035,47 @@ T PgStore::WithConnection(const std::function<T(Connection&)>& fn) {
     absl::MutexLock lock(&pool_mu_);
     idle_.push_back(std::move(conn));
   };
-  if (conn == nullptr || conn->broken()) {
-    const bool was_open = conn != nullptr;
-    conn.reset();
-    absl::StatusOr<std::unique_ptr<Connection>> fresh =
-        Connection::Open(options_.url, server_);
-    if (!fresh.ok()) {
-      if (was_open) {
-        LogWarn("store.pg_connection_lost",
-                {{"server", server_},
-                 {"connection", "pool"},
-                 {"reason", fresh.status().message()}});
+  for (bool fresh = false;;) {
+    if (conn == nullptr || conn->broken()) {
+      if (conn != nullptr) {
+        LogWarn("store.pg_connection_lost", {{"server", server_},
+                                             {"connection", "pool"},
+                                             {"reason", conn->last_error()}});
+        conn.reset();
       }
-      give_back();
-      return T(fresh.status());
-    }
-    conn = std::move(fresh).value();
-    if (!was_open) {
+      absl::StatusOr<std::unique_ptr<Connection>> opened =
+          Connection::Open(options_.url, server_);
+      if (!opened.ok()) {
+        give_back();  // Empty: the next use tries again.
+        return T(opened.status());
+      }
+      conn = std::move(opened).value();
+      fresh = true;
       LogInfo("store.pg_reconnected",
               {{"server", server_}, {"connection", "pool"}});
     }
+    T result = fn(*conn);
+    // A pooled connection that the server closed (it restarted) fails its
+    // first statement; a read runs again on a new connection. A write may
+    // have committed before the answer was lost: it does not.
+    if (read_only && !fresh && conn->broken()) continue;
+    give_back();
+    return result;
   }
-  T result = fn(*conn);
-  give_back();
-  return result;
 }
 
 absl::Status PgStore::InTransaction(
     const std::function<absl::Status(Connection&)>& fn) {
   for (int attempt = 1;; ++attempt) {
-    absl::Status status =
-        WithConnection<absl::Status>([&](Connection& c) -> absl::Status {
+    absl::Status status = WithConnection<absl::Status>(
+        [&](Connection& c) -> absl::Status {
           absl::Status s = c.Exec("BEGIN");
           if (s.ok()) s = fn(c);
           if (s.ok()) s = c.Exec("COMMIT");
           if (!c.broken() && c.in_transaction()) (void)c.Exec("ROLLBACK");
           return s;
-        });
+        },
+        /*read_only=*/false);
     if (!absl::IsAborted(status) || attempt >= options_.max_attempts) {
       return status;
     }
@@ -1072,17 +1083,20 @@ absl::Status PgStore::InTransaction(
 }
 
 absl::Status PgStore::CreateUser(const UserRecord& user) {
-  return WithConnection<absl::Status>([&](Connection& c) -> absl::Status {
-    ASSIGN_OR_RETURN(
-        Result r, c.Run(kInsertUser,
-                        {user.id, user.display_name,
-                         absl::StrCat(absl::ToUnixMicros(user.created_at))}));
-    if (r.rows() == 0) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("user \"", user.id, "\" already exists"));
-    }
-    return absl::OkStatus();
-  });
+  return WithConnection<absl::Status>(
+      [&](Connection& c) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            Result r,
+            c.Run(kInsertUser,
+                  {user.id, user.display_name,
+                   absl::StrCat(absl::ToUnixMicros(user.created_at))}));
+        if (r.rows() == 0) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("user \"", user.id, "\" already exists"));
+        }
+        return absl::OkStatus();
+      },
+      /*read_only=*/false);
 }
 
 absl::StatusOr<UserRecord> PgStore::GetUser(absl::string_view id) {
@@ -1092,7 +1106,8 @@ absl::StatusOr<UserRecord> PgStore::GetUser(absl::string_view id) {
         if (r.rows() == 0) return NotFoundUser(id);
         return UserRecord{r.Text(0, 0), r.Text(0, 1),
                           absl::FromUnixMicros(r.Int(0, 2))};
-      });
+      },
+      /*read_only=*/true);
 }
 
 absl::StatusOr<std::vector<UserRecord>> PgStore::ListUsers(
@@ -1107,7 +1122,8 @@ absl::StatusOr<std::vector<UserRecord>> PgStore::ListUsers(
               {r.Text(i, 0), r.Text(i, 1), absl::FromUnixMicros(r.Int(i, 2))});
         }
         return out;
-      });
+      },
+      /*read_only=*/true);
 }
 
 absl::Status PgStore::DeleteUser(absl::string_view id) {
@@ -1141,7 +1157,8 @@ absl::Status PgStore::CreateGroup(const GroupRecord& group,
 
 absl::StatusOr<GroupRecord> PgStore::GetGroup(absl::string_view id) {
   return WithConnection<absl::StatusOr<GroupRecord>>(
-      [&](Connection& c) { return LoadGroup(c, std::string(id)); });
+      [&](Connection& c) { return LoadGroup(c, std::string(id)); },
+      /*read_only=*/true);
 }
 
 absl::StatusOr<std::vector<GroupRecord>> PgStore::ListGroups(
@@ -1156,7 +1173,8 @@ absl::StatusOr<std::vector<GroupRecord>> PgStore::ListGroups(
           out.push_back(std::move(g));
         }
         return out;
-      });
+      },
+      /*read_only=*/true);
 }
 
 absl::StatusOr<GroupRecord> PgStore::AddMembers(
@@ -1211,7 +1229,8 @@ absl::StatusOr<uint64_t> PgStore::InboxHead(absl::string_view user) {
         ASSIGN_OR_RETURN(Result r, c.Run(kInboxHead, {std::string(user)}));
         if (r.rows() == 0) return NotFoundUser(user);
         return r.UInt(0, 0);
-      });
+      },
+      /*read_only=*/true);
 }
 
 absl::StatusOr<std::vector<InboxMessage>> PgStore::ReadInbox(
@@ -1233,7 +1252,8 @@ absl::StatusOr<std::vector<InboxMessage>> PgStore::ReadInbox(
           out.push_back({r.UInt(i, 0), ReadMessage(r, i, 1)});
         }
         return out;
-      });
+      },
+      /*read_only=*/true);
 }
 
 absl::StatusOr<HistoryPage> PgStore::ReadHistory(absl::string_view conversation,
@@ -1260,7 +1280,8 @@ absl::StatusOr<HistoryPage> PgStore::ReadHistory(absl::string_view conversation,
         }
         std::reverse(page.messages.begin(), page.messages.end());
         return page;
-      });
+      },
+      /*read_only=*/true);
 }
 
 absl::StatusOr<uint64_t> PgStore::ConversationHead(
@@ -1270,7 +1291,8 @@ absl::StatusOr<uint64_t> PgStore::ConversationHead(
         ASSIGN_OR_RETURN(Result r,
                          c.Run(kConversationHead, {std::string(conversation)}));
         return r.rows() == 0 ? 0 : r.UInt(0, 0);
-      });
+      },
+      /*read_only=*/true);
 }
 
 void PgStore::AdvanceReadCursor(std::string user, std::string conversation,
@@ -1300,7 +1322,8 @@ absl::StatusOr<uint64_t> PgStore::ReadCursor(absl::string_view user,
             Result r,
             c.Run(kReadCursor, {std::string(user), std::string(conversation)}));
         return r.rows() == 0 ? 0 : r.UInt(0, 0);
-      });
+      },
+      /*read_only=*/true);
 }
 
 absl::StatusOr<std::vector<std::string>> PgStore::Contacts(
@@ -1313,7 +1336,8 @@ absl::StatusOr<std::vector<std::string>> PgStore::Contacts(
         std::vector<std::string> out;
         for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
         return out;
-      });
+      },
+      /*read_only=*/true);
 }
 
 absl::StatusOr<StoreStats> PgStore::Stats() {
@@ -1321,7 +1345,8 @@ absl::StatusOr<StoreStats> PgStore::Stats() {
       [&](Connection& c) -> absl::StatusOr<StoreStats> {
         ASSIGN_OR_RETURN(Result r, c.Run(kStats, {}));
         return StoreStats{r.UInt(0, 0), r.UInt(0, 1)};
-      });
+      },
+      /*read_only=*/true);
 }
 
 }  // namespace parley::service

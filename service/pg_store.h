@@ -155,9 +155,11 @@ class PgStore final : public Store {
   // One attempt at the batch, setting each operation's outcome; ABORTED
   // when it should run again, UNAVAILABLE when the connection was lost.
   absl::Status TryBatch(std::vector<WriteOp>& batch);
-  // Runs `fn` on a pooled connection (reconnected if it was lost).
+  // Runs `fn` on a pooled connection, reconnected if it was lost; a
+  // `read_only` `fn` runs again once on a new connection if the pooled one
+  // turns out to be lost (the server restarted since its last use).
   template <typename T>
-  T WithConnection(const std::function<T(Connection&)>& fn);
+  T WithConnection(const std::function<T(Connection&)>& fn, bool read_only);
   // Runs `fn` inside a transaction on a pooled connection, again after a
   // deadlock or serialization failure.
   absl::Status InTransaction(

@@ -272,6 +272,13 @@ TEST_F(PgStoreTest, PostgresRestartFailsWritesUnavailableThenRecovers) {
             absl::StatusCode::kUnavailable);
 
   ASSERT_TRUE(server_->Restart().ok());
+  // Reads succeed at once: each pooled connection the restart closed is
+  // replaced on its first use.
+  for (int i = 0; i < 8; ++i) {
+    auto head = store->InboxHead("u1");
+    ASSERT_TRUE(head.ok()) << head.status();
+    EXPECT_EQ(*head, 1u);
+  }
   // The store reconnects by itself; as the gateway does, retry the send.
   absl::StatusOr<AppendResult> again;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
