@@ -69,6 +69,8 @@ CREATE TABLE messages(
   client_msg_id text COLLATE "C" NOT NULL,
   UNIQUE(conversation, seq)
 );
+-- Each connection takes ids 1024 at a time: unique, not in commit order.
+ALTER SEQUENCE messages_id_seq CACHE 1024;
 CREATE TABLE inbox(
   user_id text COLLATE "C" NOT NULL,
   inbox_seq bigint NOT NULL,
