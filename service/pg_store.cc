@@ -424,8 +424,20 @@ class PgStore::Connection {
   // when it cannot be reached.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
       const std::string& url, const std::string& server) {
-    auto conn =
-        std::unique_ptr<Connection>(new Connection(PQconnectdb(url.c_str())));
+    // Defaults first: the URL's own parameters, expanded after them, win.
+    // Without them a server that vanished without closing its sockets
+    // would hang a connect for the kernel's minutes and a query forever.
+    const char* keywords[] = {"connect_timeout",
+                              "keepalives_idle",
+                              "keepalives_interval",
+                              "keepalives_count",
+                              "fallback_application_name",
+                              "dbname",
+                              nullptr};
+    const char* values[] = {"5",         "10",   "5", "3", "parley-service",
+                            url.c_str(), nullptr};
+    auto conn = std::unique_ptr<Connection>(new Connection(
+        PQconnectdbParams(keywords, values, /*expand_dbname=*/1)));
     conn->server_ = server;
     if (PQstatus(conn->conn_) != CONNECTION_OK) {
       return absl::UnavailableError(absl::StrCat(
