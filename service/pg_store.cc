@@ -431,11 +431,12 @@ class PgStore::Connection {
                               "keepalives_idle",
                               "keepalives_interval",
                               "keepalives_count",
+                              "tcp_user_timeout",
                               "fallback_application_name",
                               "dbname",
                               nullptr};
-    const char* values[] = {"5",         "10",   "5", "3", "parley-service",
-                            url.c_str(), nullptr};
+    const char* values[] = {
+        "5", "10", "5", "3", "30000", "parley-service", url.c_str(), nullptr};
     auto conn = std::unique_ptr<Connection>(new Connection(
         PQconnectdbParams(keywords, values, /*expand_dbname=*/1)));
     conn->server_ = server;
