@@ -9,12 +9,11 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
-#include "absl/synchronization/notification.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "service/append_rules.h"
@@ -420,8 +419,8 @@ struct Call {
 
 class PgStore::Connection {
  public:
-  // Connects and prepares every statement. UNAVAILABLE naming the server
-  // when it cannot be reached.
+  // Connects (statements are prepared on first use). UNAVAILABLE naming the
+  // server when it cannot be reached.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
       const std::string& url, const std::string& server) {
     // Defaults first: the URL's own parameters, expanded after them, win.
