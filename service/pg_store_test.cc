@@ -119,11 +119,19 @@ class PgStoreTest : public ::testing::Test {
   std::string url_;
 };
 
+// Lets forked replicas start appending at the same moment: each says it is
+// ready on one pipe and waits for a byte on the other.
+struct StartLine {
+  int ready[2];
+  int go[2];
+};
+
 // A replica: `count` appends from process `replica` (all in flight at once,
 // so they commit in batches) to conversations and users the other replica
 // writes to too, every third with a client_msg_id the other replica sends
 // as well. Runs in a forked child; exits 0 when every append succeeded.
-[[noreturn]] void RunReplica(const std::string& url, int replica, int count) {
+[[noreturn]] void RunReplica(const std::string& url, int replica, int count,
+                             const StartLine& start) {
   PgStoreOptions options;
   options.url = url;
   options.pipeline.max_batch = 64;  // Many transactions, many overlaps.
@@ -132,6 +140,11 @@ class PgStoreTest : public ::testing::Test {
     std::fprintf(stderr, "replica %d: %s\n", replica,
                  store.status().ToString().c_str());
     _exit(2);
+  }
+  char byte = 0;
+  if (write(start.ready[1], &byte, 1) != 1 ||
+      read(start.go[0], &byte, 1) != 1) {
+    _exit(3);
   }
   absl::Mutex mu;
   int failed = 0;
@@ -158,11 +171,40 @@ class PgStoreTest : public ::testing::Test {
   _exit(0);
 }
 
-pid_t ForkReplica(const std::string& url, int replica, int count) {
+pid_t ForkReplica(const std::string& url, int replica, int count,
+                  const StartLine& start) {
   const pid_t pid = fork();
-  if (pid == 0) RunReplica(url, replica, count);
+  if (pid == 0) RunReplica(url, replica, count, start);
   return pid;
 }
+
+// Opens a start line; Release() waits until `n` replicas are ready and
+// starts them.
+class StartGate {
+ public:
+  StartGate() {
+    EXPECT_EQ(pipe(line_.ready), 0);
+    EXPECT_EQ(pipe(line_.go), 0);
+  }
+  ~StartGate() {
+    for (int fd : {line_.ready[0], line_.ready[1], line_.go[0], line_.go[1]}) {
+      close(fd);
+    }
+  }
+  const StartLine& line() const { return line_; }
+  bool Release(int n) {
+    char bytes[8] = {};
+    for (int got = 0; got < n;) {
+      const ssize_t r = read(line_.ready[0], bytes, 1);
+      if (r != 1) return false;
+      ++got;
+    }
+    return write(line_.go[1], bytes, n) == n;
+  }
+
+ private:
+  StartLine line_;
+};
 
 // Every conversation's seqs and every user's inbox_seqs are 1..N; returns
 // the number of messages.
@@ -204,10 +246,13 @@ void ExpectGapless(PgStore& store, size_t* messages) {
 TEST_F(PgStoreTest, TwoProcessesWritingTheSameConversationsStayGapless) {
   ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
   constexpr int kPerReplica = 3000;
-  const pid_t a = ForkReplica(url_, 1, kPerReplica);
-  const pid_t b = ForkReplica(url_, 2, kPerReplica);
+  StartGate gate;
+  const pid_t a = ForkReplica(url_, 1, kPerReplica, gate.line());
+  const pid_t b = ForkReplica(url_, 2, kPerReplica, gate.line());
   ASSERT_GT(a, 0);
   ASSERT_GT(b, 0);
+  // Both connected before either appends: their batches overlap.
+  EXPECT_TRUE(gate.Release(2));
   for (pid_t pid : {a, b}) {
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -226,8 +271,10 @@ TEST_F(PgStoreTest, TwoProcessesWritingTheSameConversationsStayGapless) {
 
 TEST_F(PgStoreTest, ReplicaKilledMidBatchLeavesNoGapOrHalfMessage) {
   ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
-  const pid_t victim = ForkReplica(url_, 1, 1000000);
+  StartGate gate;
+  const pid_t victim = ForkReplica(url_, 1, 1000000, gate.line());
   ASSERT_GT(victim, 0);
+  ASSERT_TRUE(gate.Release(1));
   // Wait until it has committed something, then kill it mid-stream.
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (Sql(url_, "SELECT count(*) FROM messages") == "0" &&
