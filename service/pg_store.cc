@@ -3,6 +3,7 @@
 #include <postgresql/libpq-fe.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <set>
@@ -408,6 +409,13 @@ StoredMessage ReadMessage(const Result& r, int row, int first) {
   return m;
 }
 
+bool HasNul(std::initializer_list<const std::string*> fields) {
+  for (const std::string* f : fields) {
+    if (f->find('\0') != std::string::npos) return true;
+  }
+  return false;
+}
+
 // One statement to run: prepared (`stmt`) or, without parameters, `sql`.
 struct Call {
   int stmt = -1;
@@ -478,6 +486,7 @@ class PgStore::Connection {
 
   // Runs one statement (prepared on first use on this connection).
   absl::StatusOr<Result> Run(const Call& call) {
+    RETURN_IF_ERROR(CheckParams(call));
     if (call.stmt >= 0) RETURN_IF_ERROR(Prepare(call.stmt));
     std::vector<const char*> values;
     for (const std::string& p : call.params) values.push_back(p.c_str());
@@ -498,6 +507,7 @@ class PgStore::Connection {
   // the first failure if any failed (the statements after it did not run).
   absl::StatusOr<std::vector<Result>> Pipeline(const std::vector<Call>& calls) {
     for (const Call& call : calls) {
+      RETURN_IF_ERROR(CheckParams(call));
       if (call.stmt >= 0) RETURN_IF_ERROR(Prepare(call.stmt));
     }
     if (PQenterPipelineMode(conn_) != 1) return Lost("entering pipeline mode");
@@ -542,6 +552,18 @@ class PgStore::Connection {
 
  private:
   explicit Connection(PGconn* conn) : conn_(conn) {}
+
+  // libpq passes parameters as C strings: one holding NUL would be cut
+  // there (and PostgreSQL's text cannot hold NUL anyway).
+  static absl::Status CheckParams(const Call& call) {
+    for (const std::string& p : call.params) {
+      if (p.find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError(
+            "the PostgreSQL store cannot hold a NUL character");
+      }
+    }
+    return absl::OkStatus();
+  }
 
   std::string What(const Call& call) const {
     return call.stmt >= 0 ? StmtName(call.stmt) : std::string(call.sql);
@@ -793,25 +815,37 @@ void PgStore::WriterLost(const absl::Status& why) {
 
 std::vector<absl::Status> PgStore::CommitBatch(std::vector<WriteOp>& batch) {
   const absl::Time start = absl::Now();
-  absl::Status status;
-  for (int attempt = 1;; ++attempt) {
-    status = EnsureWriter();
-    if (!status.ok()) break;
-    status = TryBatch(batch);
-    if (writer_conn_->broken()) {
-      WriterLost(status);
-    } else if (writer_conn_->in_transaction()) {
-      (void)writer_conn_->Exec("ROLLBACK");
+  std::vector<WriteOp*> ops;
+  for (WriteOp& op : batch) {
+    // PostgreSQL's text cannot hold NUL, and libpq would cut a parameter
+    // there: refuse such a write alone rather than store it cut or fail the
+    // batch around it.
+    const bool nul =
+        op.cursor
+            ? HasNul({&op.user, &op.conversation})
+            : HasNul({&op.append.sender, &op.append.to, &op.append.conversation,
+                      &op.append.text, &op.append.client_msg_id});
+    if (nul) {
+      op.out->status = absl::InvalidArgumentError(
+          "the PostgreSQL store cannot hold a NUL character");
+    } else {
+      ops.push_back(&op);
     }
-    if (!absl::IsAborted(status)) break;
-    if (attempt >= options_.max_attempts) {
-      status = absl::UnavailableError(absl::StrCat(
-          "the store's transaction conflicted with other writers ", attempt,
-          " times; retry later (", status.message(), ")"));
-      break;
+  }
+  absl::Status status = ops.empty() ? absl::OkStatus() : RunBatch(ops);
+  if (!status.ok() && !absl::IsUnavailable(status) && ops.size() > 1) {
+    // A write the server refuses must not fail the others of its batch:
+    // run each alone.
+    LogWarn("store.pg_batch_failed",
+            {{"server", server_},
+             {"operations", ops.size()},
+             {"reason", status.message()},
+             {"retry", "one operation per transaction"}});
+    for (WriteOp* op : ops) {
+      absl::Status alone = RunBatch({op});
+      if (!alone.ok()) op->out->status = std::move(alone);
     }
-    LogDebug("store.pg_batch_retried",
-             {{"attempt", attempt}, {"reason", status.message()}});
+    status = absl::OkStatus();
   }
   std::vector<absl::Status> statuses(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -821,7 +855,27 @@ std::vector<absl::Status> PgStore::CommitBatch(std::vector<WriteOp>& batch) {
   return statuses;
 }
 
-absl::Status PgStore::TryBatch(std::vector<WriteOp>& batch) {
+absl::Status PgStore::RunBatch(const std::vector<WriteOp*>& ops) {
+  for (int attempt = 1;; ++attempt) {
+    RETURN_IF_ERROR(EnsureWriter());
+    absl::Status status = TryBatch(ops);
+    if (writer_conn_->broken()) {
+      WriterLost(status);
+    } else if (writer_conn_->in_transaction()) {
+      (void)writer_conn_->Exec("ROLLBACK");
+    }
+    if (!absl::IsAborted(status)) return status;
+    if (attempt >= options_.max_attempts) {
+      return absl::UnavailableError(absl::StrCat(
+          "the store's transaction conflicted with other writers ", attempt,
+          " times; retry later (", status.message(), ")"));
+    }
+    LogDebug("store.pg_batch_retried",
+             {{"attempt", attempt}, {"reason", status.message()}});
+  }
+}
+
+absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
   Connection& c = *writer_conn_;
   std::vector<const AppendRequest*> appends;
   std::vector<WriteOp*> append_ops;
@@ -835,7 +889,8 @@ absl::Status PgStore::TryBatch(std::vector<WriteOp>& batch) {
   std::set<std::string> groups;
   std::set<std::pair<std::string, std::string>> keys;
   std::set<std::pair<std::string, std::string>> cursor_keys;
-  for (WriteOp& op : batch) {
+  for (WriteOp* op_ptr : batch) {
+    WriteOp& op = *op_ptr;
     if (op.cursor) {
       cursor_ops.push_back(&op);
       users.insert(op.user);

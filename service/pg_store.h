@@ -152,9 +152,13 @@ class PgStore final : public Store {
   // Logs the loss of the writer's connection and drops it.
   void WriterLost(const absl::Status& why);
   std::vector<absl::Status> CommitBatch(std::vector<WriteOp>& batch);
-  // One attempt at the batch, setting each operation's outcome; ABORTED
-  // when it should run again, UNAVAILABLE when the connection was lost.
-  absl::Status TryBatch(std::vector<WriteOp>& batch);
+  // Runs `ops` in one transaction, again after a deadlock, serialization
+  // failure or concurrent insert of a key (up to max_attempts), setting
+  // each operation's outcome when it commits.
+  absl::Status RunBatch(const std::vector<WriteOp*>& ops);
+  // One attempt at `ops`; ABORTED when it should run again, UNAVAILABLE
+  // when the connection was lost.
+  absl::Status TryBatch(const std::vector<WriteOp*>& ops);
   // Runs `fn` on a pooled connection, reconnected if it was lost; a
   // `read_only` `fn` runs again once on a new connection if the pooled one
   // turns out to be lost (the server restarted since its last use).

@@ -348,6 +348,37 @@ TEST_F(PgStoreTest, PostgresRestartFailsWritesUnavailableThenRecovers) {
   EXPECT_EQ(dup->sender_inbox_seq, before->sender_inbox_seq);
 }
 
+TEST_F(PgStoreTest, WriteTheServerRefusesFailsAloneNotItsBatch) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  // Queued together, most of them commit in one batch with the bad one.
+  constexpr int kAppends = 50;
+  absl::Mutex mu;
+  std::map<int, absl::Status> results;
+  for (int i = 0; i < kAppends; ++i) {
+    AppendRequest r = Direct("u0", "u1", absl::StrCat("k", i));
+    // An invalid UTF-8 byte: PostgreSQL refuses the text.
+    if (i == kAppends / 2) r.text = "bad \xff byte";
+    store->Append(std::move(r), [&, i](absl::StatusOr<AppendResult> result) {
+      absl::MutexLock lock(&mu);
+      results[i] = result.status();
+    });
+  }
+  store->Flush();
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(results.size(), static_cast<size_t>(kAppends));
+  for (const auto& [i, status] : results) {
+    EXPECT_EQ(status.ok(), i != kAppends / 2) << i << ": " << status;
+  }
+  EXPECT_EQ(*store->ConversationHead("d:u0:u1"), kAppends - 1u);
+  // A NUL is refused before the server sees it (libpq would cut it).
+  auto nul = AppendSync(*store, Direct("u0", "u1", std::string("n\0ul", 4)));
+  EXPECT_EQ(nul.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->GetUser(std::string("u0\0x", 4)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(PgStoreTest, ReopenKeepsDataAndGeneration) {
   std::string generation;
   {
