@@ -4,8 +4,12 @@
 // runs on a real PostgreSQL started for it.
 #include "service/pg_store.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <postgresql/libpq-fe.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -81,6 +86,107 @@ std::string Sql(const std::string& url, const std::string& sql) {
   PQfinish(conn);
   return out;
 }
+
+// A TCP proxy in front of PostgreSQL that, once armed, lets the first
+// COMMIT through to the server and then cuts the connection before the
+// server's answer reaches the client: a commit whose outcome the client
+// cannot know.
+class CommitAnswerDroppingProxy {
+ public:
+  explicit CommitAnswerDroppingProxy(int server_port)
+      : server_port_(server_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    EXPECT_EQ(listen(listen_fd_, 16), 0);
+    EXPECT_EQ(getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len),
+              0);
+    port_ = ntohs(addr.sin_port);
+    EXPECT_EQ(pipe(stop_), 0);
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+
+  ~CommitAnswerDroppingProxy() {
+    char byte = 0;
+    (void)write(stop_[1], &byte, 1);
+    acceptor_.join();
+    for (std::thread& t : relays_) t.join();
+    close(listen_fd_);
+    close(stop_[0]);
+    close(stop_[1]);
+  }
+
+  int port() const { return port_; }
+  void Arm() { armed_ = true; }
+  bool dropped() const { return dropped_; }
+
+ private:
+  void Accept() {
+    for (;;) {
+      pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0) return;
+      if (fds[1].revents != 0) return;
+      const int client = accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) return;
+      const int server = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(server_port_);
+      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) !=
+          0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      relays_.emplace_back([this, client, server] { Relay(client, server); });
+    }
+  }
+
+  // Copies bytes both ways until either side closes (or the stop pipe).
+  void Relay(int client, int server) {
+    bool cut_after_answer = false;
+    char buf[65536];
+    for (;;) {
+      pollfd fds[3] = {
+          {client, POLLIN, 0}, {server, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+      if (poll(fds, 3, -1) < 0 || fds[2].revents != 0) break;
+      if (fds[0].revents != 0) {
+        const ssize_t n = read(client, buf, sizeof(buf));
+        if (n <= 0) break;
+        if (armed_ && !dropped_ &&
+            absl::string_view(buf, n).find("COMMIT") !=
+                absl::string_view::npos) {
+          cut_after_answer = true;
+          dropped_ = true;
+        }
+        if (write(server, buf, n) != n) break;
+      }
+      if (fds[1].revents != 0) {
+        const ssize_t n = read(server, buf, sizeof(buf));
+        if (n <= 0) break;
+        // The server has answered: the commit is done; the client never
+        // hears of it.
+        if (cut_after_answer) break;
+        if (write(client, buf, n) != n) break;
+      }
+    }
+    close(client);
+    close(server);
+  }
+
+  const int server_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  int stop_[2] = {-1, -1};
+  std::atomic<bool> armed_{false};
+  std::atomic<bool> dropped_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> relays_;  // Acceptor thread only, then joined.
+};
 
 class PgStoreTest : public ::testing::Test {
  protected:
@@ -377,6 +483,38 @@ TEST_F(PgStoreTest, WriteTheServerRefusesFailsAloneNotItsBatch) {
   EXPECT_EQ(nul.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store->GetUser(std::string("u0\0x", 4)).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PgStoreTest, CommitWhoseAnswerIsLostIsNotAckedAndItsRetryIsADuplicate) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  CommitAnswerDroppingProxy proxy(server_->port());
+  PgStoreOptions options;
+  options.url =
+      absl::StrCat("postgres://parley@127.0.0.1:", proxy.port(), "/parley");
+  options.reconnect_min = absl::Milliseconds(10);
+  auto store = PgStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+
+  proxy.Arm();
+  auto lost = AppendSync(**store, Direct("u0", "u1", "k"));
+  ASSERT_TRUE(proxy.dropped());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable)
+      << lost.status();
+  // It did commit: the server got the COMMIT.
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
+
+  // The gateway's retry: answered from the idempotency key, acked once with
+  // the original inbox_seq.
+  absl::StatusOr<AppendResult> retry;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    retry = AppendSync(**store, Direct("u0", "u1", "k"));
+  } while (absl::IsUnavailable(retry.status()) && absl::Now() < deadline);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_EQ(retry->sender_inbox_seq, 1u);
+  EXPECT_EQ(retry->message.seq, 1u);
+  EXPECT_EQ(*(*store)->InboxHead("u1"), 1u);
 }
 
 TEST_F(PgStoreTest, ReopenKeepsDataAndGeneration) {
