@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "service/append_rules.h"
 
 namespace parley::service {
 
@@ -151,66 +152,54 @@ absl::StatusOr<GroupRecord> FakeStore::RemoveMembers(
 
 absl::StatusOr<AppendResult> FakeStore::AppendLocked(
     const AppendRequest& request) {
+  // What a database store's transaction would read; the rules decide.
+  AppendSnapshot snapshot;
   auto dup = idempotency_.find({request.sender, request.client_msg_id});
   if (dup != idempotency_.end()) {
-    AppendResult result;
-    result.message = messages_[dup->second.first];
-    result.sender_inbox_seq = dup->second.second;
-    result.duplicate = true;
-    return result;
+    AppendResult original;
+    original.message = messages_[dup->second.first];
+    original.sender_inbox_seq = dup->second.second;
+    snapshot.sent[dup->first] = std::move(original);
   }
-  if (users_.count(request.sender) == 0) {
-    return absl::NotFoundError(
-        absl::StrCat("user \"", request.sender, "\" does not exist"));
+  for (const std::string& user : {request.sender, request.to}) {
+    auto it = users_.find(user);
+    if (it == users_.end()) continue;
+    snapshot.users.insert(user);
+    snapshot.inbox_heads[user] = it->second.inbox.size();
   }
-  std::set<std::string> recipients;
   if (request.to_group) {
-    auto g = groups_.find(request.to);
-    if (g == groups_.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("group \"", request.to, "\" does not exist"));
+    if (auto g = groups_.find(request.to); g != groups_.end()) {
+      std::vector<std::string>& members = snapshot.groups[request.to];
+      members.assign(g->second.members.begin(), g->second.members.end());
+      for (const std::string& m : members) {
+        if (auto u = users_.find(m); u != users_.end()) {
+          snapshot.inbox_heads[m] = u->second.inbox.size();
+        }
+      }
     }
-    if (g->second.members.count(request.sender) == 0) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("user \"", request.sender,
-                       "\" is not a member of group \"", request.to, "\""));
-    }
-    recipients = g->second.members;
-  } else {
-    if (users_.count(request.to) == 0) {
-      return absl::NotFoundError(
-          absl::StrCat("user \"", request.to, "\" does not exist"));
-    }
-    recipients = {request.sender, request.to};
+  }
+  if (auto c = conversations_.find(request.conversation);
+      c != conversations_.end()) {
+    snapshot.conversation_heads[request.conversation] = c->second.size();
+  }
+  std::vector<PlannedAppend> plan = PlanAppends({&request}, snapshot);
+  if (!plan[0].store()) return std::move(plan[0].result);
+
+  AppendResult& result = *plan[0].result;
+  result.message.message_id = absl::StrCat(messages_.size() + 1);
+  messages_.push_back(result.message);
+  const size_t index = messages_.size() - 1;
+  conversations_[request.conversation].push_back(index);
+  for (const InboxEntry& entry : result.recipients) {
+    users_[entry.user].inbox.push_back(index);
+  }
+  if (!request.to_group) {
     direct_peers_[request.sender].insert(request.to);
     direct_peers_[request.to].insert(request.sender);
   }
-  std::vector<size_t>& conversation = conversations_[request.conversation];
-  StoredMessage message;
-  message.message_id = absl::StrCat(messages_.size() + 1);
-  message.conversation = request.conversation;
-  message.seq = conversation.size() + 1;
-  message.from = request.sender;
-  message.to_group = request.to_group;
-  message.to = request.to;
-  message.text = request.text;
-  message.sent_at = request.sent_at;
-  message.client_msg_id = request.client_msg_id;
-  messages_.push_back(message);
-  const size_t index = messages_.size() - 1;
-  conversation.push_back(index);
-
-  AppendResult result;
-  result.message = std::move(message);
-  for (const std::string& user : recipients) {
-    std::vector<size_t>& inbox = users_[user].inbox;
-    inbox.push_back(index);
-    result.recipients.push_back({user, inbox.size()});
-    if (user == request.sender) result.sender_inbox_seq = inbox.size();
-  }
   idempotency_[{request.sender, request.client_msg_id}] = {
       index, result.sender_inbox_seq};
-  return result;
+  return std::move(plan[0].result);
 }
 
 void FakeStore::Append(AppendRequest request, AppendCallback done) {

@@ -1,7 +1,8 @@
 // FakeStore: an in-memory Store for unit tests of the domain logic.
 //
 // It keeps the Store contract (gapless seqs, idempotency, commit-order
-// callbacks) with maps under a mutex; nothing is durable. Append and
+// callbacks) with maps under a mutex; nothing is durable. Appends follow the
+// IM rules every store shares (append_rules.h). Append and
 // AdvanceReadCursor run their callbacks inline, on the caller's thread, while
 // holding an ordering lock, so callbacks still run one at a time in commit
 // order even when several threads write.

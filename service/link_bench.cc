@@ -5,7 +5,7 @@
 // percentiles and the group-commit batch sizes.
 //
 //   bazel run //service:link_bench -- --messages=20000
-//   --sqlite_synchronous=FULL
+//   --sqlite_synchronous=FULL   (or --store=postgres://...)
 #include <stdlib.h>
 
 #include <algorithm>
@@ -40,6 +40,10 @@ ABSL_FLAG(bool, group, false,
           "(fan-out) instead of 1:1. Default false.");
 ABSL_FLAG(std::string, sqlite_synchronous, "FULL",
           "SQLite PRAGMA synchronous for the run. Default FULL.");
+ABSL_FLAG(std::string, store, "",
+          "The store to run on, as --store of parley-service (an empty "
+          "PostgreSQL database, say). Default: a fresh SQLite database in "
+          "/tmp.");
 
 namespace parley::service {
 namespace {
@@ -59,6 +63,14 @@ int Run() {
   options.admin_address = "127.0.0.1:0";
   options.metrics_address = "";
   options.store.url = SqliteInDataDir(dir);
+  if (!absl::GetFlag(FLAGS_store).empty()) {
+    absl::StatusOr<StoreUrl> url = ParseStoreUrl(absl::GetFlag(FLAGS_store));
+    if (!url.ok()) {
+      std::fprintf(stderr, "--store: %s\n", url.status().ToString().c_str());
+      return 1;
+    }
+    options.store.url = *url;
+  }
   options.token_secret = kSecret;
   options.admin_key = "bench";
   options.store.sqlite.synchronous = absl::GetFlag(FLAGS_sqlite_synchronous);

@@ -46,9 +46,12 @@ ABSL_FLAG(std::string, store, "",
           "The store, as a URL: sqlite:///absolute/path/parley.db or "
           "sqlite:relative/path/parley.db, an SQLite database file (created "
           "if missing, with its directory; one service per directory; '?', "
-          "'#' and '%' are refused); postgres://... is refused until the "
-          "PostgreSQL store is built. Default empty: parley.db in "
-          "--data_dir; when set, --data_dir is not used.");
+          "'#' and '%' are refused), or "
+          "postgres://[user[:password]@]host[:port]/dbname[?param=value], "
+          "a PostgreSQL database that several replicas may share (libpq's "
+          "URL, given to libpq as is; the schema is created or migrated at "
+          "start). Default empty: parley.db in --data_dir; when set, "
+          "--data_dir is not used.");
 ABSL_FLAG(std::string, data_dir, "./data",
           "Directory holding the SQLite database parley.db (created if "
           "missing) when --store is not set. Default ./data.");

@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "service/append_rules.h"
 #include "service/sqlite_status.h"
 #include "service/wal_write_vfs.h"
 
@@ -202,7 +203,7 @@ class SqliteStore::Connection {
   int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
 
   // The writer's memory of the highest inbox_seq per user and seq per
-  // conversation, so that an append need not look them up (see NextSeq).
+  // conversation, so that an append need not look them up (see Head).
   // Valid only while it matches the database as the writer's transaction
   // sees it: ForgetCounters() after anything is rolled back.
   std::unordered_map<std::string, uint64_t>& inbox_heads() {
@@ -373,14 +374,13 @@ absl::Status InsertMembers(Connection& c, absl::string_view group_id,
 // Entries kept in each of the writer's counter maps before they start over.
 constexpr size_t kMaxCachedCounters = 1 << 20;
 
-// The next value of a gapless sequence whose highest value so far is
-// `max_sql` (one `?1` parameter, one row), remembered in `heads`: one more
-// than the highest stored, without touching the database once known. The
-// sequences are not stored as counters that every append would update; the
-// rows themselves (inbox, messages) carry them.
-absl::StatusOr<uint64_t> NextSeq(
-    Connection& c, std::unordered_map<std::string, uint64_t>& heads,
-    const char* max_sql, const std::string& key) {
+// The highest value so far of a gapless sequence (`max_sql`: one `?1`
+// parameter, one row), remembered in `heads` so that an append need not look
+// it up again. The sequences are not stored as counters that every append
+// would update; the rows themselves (inbox, messages) carry them.
+absl::StatusOr<uint64_t> Head(Connection& c,
+                              std::unordered_map<std::string, uint64_t>& heads,
+                              const char* max_sql, const std::string& key) {
   auto it = heads.find(key);
   if (it == heads.end()) {
     ASSIGN_OR_RETURN(auto s, c.Prepare(max_sql));
@@ -389,18 +389,19 @@ absl::StatusOr<uint64_t> NextSeq(
     if (heads.size() >= kMaxCachedCounters) heads.clear();
     it = heads.emplace(key, static_cast<uint64_t>(s->Int(0))).first;
   }
-  return ++it->second;
+  return it->second;
 }
 
-absl::StatusOr<uint64_t> NextInboxSeq(Connection& c, const std::string& user) {
-  return NextSeq(c, c.inbox_heads(),
-                 "SELECT IFNULL(MAX(inbox_seq), 0) FROM inbox WHERE "
-                 "user_id = ?1",
-                 user);
+absl::StatusOr<uint64_t> InboxHead(Connection& c, const std::string& user) {
+  return Head(c, c.inbox_heads(),
+              "SELECT IFNULL(MAX(inbox_seq), 0) FROM inbox WHERE user_id = ?1",
+              user);
 }
 
-absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
-                                 AppendResult* result) {
+// Reads what the append rules need for `r` (append_rules.h).
+absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
+                                            const AppendRequest& r) {
+  AppendSnapshot snapshot;
   {
     ASSIGN_OR_RETURN(
         auto s, c.Prepare("SELECT s.inbox_seq, m.id, m.conversation, m.seq, "
@@ -411,50 +412,56 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
     s->Bind(1, r.sender).Bind(2, r.client_msg_id);
     ASSIGN_OR_RETURN(bool row, s->Step());
     if (row) {
-      result->sender_inbox_seq = static_cast<uint64_t>(s->Int(0));
-      result->message = ReadMessage(*s, 1);
-      result->duplicate = true;
-      return absl::OkStatus();
+      AppendResult& original = snapshot.sent[{r.sender, r.client_msg_id}];
+      original.sender_inbox_seq = static_cast<uint64_t>(s->Int(0));
+      original.message = ReadMessage(*s, 1);
+      return snapshot;  // A duplicate: nothing else matters.
     }
   }
-  ASSIGN_OR_RETURN(bool sender_exists, UserExists(c, r.sender));
-  if (!sender_exists) return NotFoundUser(r.sender);
-
   std::vector<std::string> recipients;
   if (r.to_group) {
     ASSIGN_OR_RETURN(bool group_exists, GroupExists(c, r.to));
-    if (!group_exists) return NotFoundGroup(r.to);
-    ASSIGN_OR_RETURN(auto member, c.Prepare("SELECT 1 FROM members WHERE "
-                                            "group_id = ?1 AND user_id = ?2"));
-    member->Bind(1, r.to).Bind(2, r.sender);
-    ASSIGN_OR_RETURN(bool is_member, member->Step());
-    if (!is_member) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "user \"", r.sender, "\" is not a member of group \"", r.to, "\""));
+    if (group_exists) {
+      ASSIGN_OR_RETURN(recipients, GroupMembers(c, r.to));
+      snapshot.groups[r.to] = recipients;
     }
   } else {
-    ASSIGN_OR_RETURN(bool peer_exists, UserExists(c, r.to));
-    if (!peer_exists) return NotFoundUser(r.to);
-    recipients = {std::min(r.sender, r.to), std::max(r.sender, r.to)};
-    if (recipients[0] == recipients[1]) recipients.pop_back();
-    // Known to the writer means the row exists.
-    if (c.conversation_heads().count(r.conversation) == 0) {
-      ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO conversations("
-                                         "id, user_a, user_b) VALUES (?1, ?2, "
-                                         "?3)"));
-      s->Bind(1, r.conversation)
-          .Bind(2, recipients.front())
-          .Bind(3, recipients.back());
-      RETURN_IF_ERROR(s->Run());
-    }
+    recipients = DirectPair(r);
   }
+  for (const std::string& user : {r.sender, r.to}) {
+    if (r.to_group && user == r.to) continue;
+    ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
+    if (exists) snapshot.users.insert(user);
+  }
+  for (const std::string& user : recipients) {
+    ASSIGN_OR_RETURN(snapshot.inbox_heads[user], InboxHead(c, user));
+  }
+  ASSIGN_OR_RETURN(snapshot.conversation_heads[r.conversation],
+                   Head(c, c.conversation_heads(),
+                        "SELECT IFNULL(MAX(seq), 0) FROM messages WHERE "
+                        "conversation = ?1",
+                        r.conversation));
+  return snapshot;
+}
+
+absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
+                                 AppendResult* result) {
+  ASSIGN_OR_RETURN(AppendSnapshot snapshot, ReadSnapshot(c, r));
+  std::vector<PlannedAppend> plan = PlanAppends({&r}, snapshot);
+  if (!plan[0].result.ok()) return plan[0].result.status();
+  *result = std::move(*plan[0].result);
+  if (!plan[0].store()) return absl::OkStatus();
 
   StoredMessage& m = result->message;
+  if (!r.to_group && c.conversation_heads()[r.conversation] == 0) {
+    const std::vector<std::string> pair = DirectPair(r);
+    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO conversations("
+                                       "id, user_a, user_b) VALUES (?1, ?2, "
+                                       "?3)"));
+    s->Bind(1, r.conversation).Bind(2, pair.front()).Bind(3, pair.back());
+    RETURN_IF_ERROR(s->Run());
+  }
   int64_t rowid = 0;
-  ASSIGN_OR_RETURN(m.seq, NextSeq(c, c.conversation_heads(),
-                                  "SELECT IFNULL(MAX(seq), 0) FROM messages "
-                                  "WHERE conversation = ?1",
-                                  r.conversation));
   {
     ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO messages(conversation, "
                                        "seq, sender, to_group, to_id, text, "
@@ -472,34 +479,28 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
     rowid = c.last_insert_rowid();
     m.message_id = absl::StrCat(rowid);
   }
-  m.conversation = r.conversation;
-  m.from = r.sender;
-  m.to_group = r.to_group;
-  m.to = r.to;
-  m.text = r.text;
-  m.sent_at = r.sent_at;
-  m.client_msg_id = r.client_msg_id;
-
-  if (r.to_group) {
-    ASSIGN_OR_RETURN(recipients, GroupMembers(c, r.to));  // In user order.
-  }
-  for (const std::string& user : recipients) {
-    ASSIGN_OR_RETURN(uint64_t inbox_seq, NextInboxSeq(c, user));
+  for (const InboxEntry& entry : result->recipients) {
     ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO inbox(user_id, inbox_seq, "
                                        "message_id) VALUES (?1, ?2, ?3)"));
-    s->Bind(1, user).BindU(2, inbox_seq).Bind(3, rowid);
+    s->Bind(1, entry.user).BindU(2, entry.inbox_seq).Bind(3, rowid);
     RETURN_IF_ERROR(s->Run());
-    result->recipients.push_back({user, inbox_seq});
-    if (user == r.sender) result->sender_inbox_seq = inbox_seq;
   }
-  ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO sent(sender, client_msg_id, "
-                                     "message_id, inbox_seq) VALUES (?1, ?2, "
-                                     "?3, ?4)"));
-  s->Bind(1, r.sender)
-      .Bind(2, r.client_msg_id)
-      .Bind(3, rowid)
-      .BindU(4, result->sender_inbox_seq);
-  return s->Run();
+  {
+    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO sent(sender, "
+                                       "client_msg_id, message_id, inbox_seq) "
+                                       "VALUES (?1, ?2, ?3, ?4)"));
+    s->Bind(1, r.sender)
+        .Bind(2, r.client_msg_id)
+        .Bind(3, rowid)
+        .BindU(4, result->sender_inbox_seq);
+    RETURN_IF_ERROR(s->Run());
+  }
+  // Written: the writer's memory moves on with the rows.
+  c.conversation_heads()[r.conversation] = m.seq;
+  for (const InboxEntry& entry : result->recipients) {
+    c.inbox_heads()[entry.user] = entry.inbox_seq;
+  }
+  return absl::OkStatus();
 }
 
 // The database's generation; `fresh` is stored first if it has none (a new
@@ -565,41 +566,29 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     absl::MutexLock lock(&store->pool_mu_);
     store->idle_readers_.push_back(std::move(reader));
   }
-  store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
-  store->callbacks_ = std::thread([s = store.get()] { s->CallbackLoop(); });
+  store->pipeline_ = std::make_unique<CommitPipeline<WriteOp>>(
+      CommitPipelineOptions{options.max_batch, options.max_queued,
+                            options.max_pending_batches},
+      [s = store.get()](std::vector<WriteOp>& batch) {
+        return s->CommitBatch(batch);
+      });
   store->checkpointer_ =
       std::thread([s = store.get()] { s->CheckpointLoop(); });
   return store;
 }
 
 SqliteStore::~SqliteStore() {
+  // Commits what is queued and runs its callbacks; then the checkpointer's
+  // last pass, and closing the connections checkpoints the rest.
+  pipeline_.reset();
   {
     absl::MutexLock lock(&mu_);
-    stopping_ = true;
+    writer_done_ = true;
   }
-  if (writer_.joinable()) writer_.join();
-  if (callbacks_.joinable()) callbacks_.join();
   if (checkpointer_.joinable()) checkpointer_.join();
 }
 
-void SqliteStore::Submit(WriteOp op) {
-  absl::Status refused;
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) {
-      refused = absl::UnavailableError("the store is closing");
-    } else if (queue_.size() >= options_.max_queued) {
-      refused = absl::UnavailableError(
-          absl::StrCat("the store is overloaded (", queue_.size(),
-                       " writes queued); retry later"));
-    } else {
-      queue_.push_back(std::move(op));
-      ++submitted_;
-      return;
-    }
-  }
-  op.done(std::move(refused));
-}
+void SqliteStore::Submit(WriteOp op) { pipeline_->Submit(std::move(op)); }
 
 absl::Status SqliteStore::WriteAndWait(
     std::function<absl::Status(Connection&)> apply) {
@@ -613,82 +602,16 @@ absl::Status SqliteStore::WriteAndWait(
   return result;
 }
 
-void SqliteStore::Flush() {
-  absl::MutexLock lock(&mu_);
-  const uint64_t target = submitted_;
-  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return finished_ >= target;
-  };
-  mu_.Await(absl::Condition(&done));
-}
+void SqliteStore::Flush() { pipeline_->Flush(); }
 
-uint64_t SqliteStore::transactions() const {
-  absl::MutexLock lock(&mu_);
-  return transactions_;
-}
+uint64_t SqliteStore::transactions() const { return pipeline_->transactions(); }
 
 uint64_t SqliteStore::checkpoints() const {
   absl::MutexLock lock(&mu_);
   return checkpoints_;
 }
 
-size_t SqliteStore::queued_writes() const {
-  absl::MutexLock lock(&mu_);
-  return queue_.size();
-}
-
-void SqliteStore::WriterLoop() {
-  for (;;) {
-    std::vector<WriteOp> batch;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !queue_.empty() || stopping_;
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (queue_.empty()) {  // Stopping, and everything is committed.
-        writer_done_ = true;
-        return;
-      }
-      const size_t n = std::min(queue_.size(), options_.max_batch);
-      batch.reserve(n);
-      for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    std::vector<absl::Status> statuses = CommitBatch(batch);
-    absl::MutexLock lock(&mu_);
-    ++transactions_;
-    wal_frames_ = last_wal_frames_;
-    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return committed_.size() < options_.max_pending_batches;
-    };
-    mu_.Await(absl::Condition(&room));
-    committed_.push_back({std::move(batch), std::move(statuses)});
-  }
-}
-
-void SqliteStore::CallbackLoop() {
-  for (;;) {
-    Committed batch;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !committed_.empty() || writer_done_;
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (committed_.empty()) return;
-      batch = std::move(committed_.front());
-      committed_.pop_front();
-    }
-    for (size_t i = 0; i < batch.ops.size(); ++i) {
-      batch.ops[i].done(std::move(batch.statuses[i]));
-    }
-    absl::MutexLock lock(&mu_);
-    finished_ += batch.ops.size();
-  }
-}
+size_t SqliteStore::queued_writes() const { return pipeline_->queued(); }
 
 void SqliteStore::CheckpointLoop() {
   for (;;) {
@@ -823,6 +746,10 @@ std::vector<absl::Status> SqliteStore::CommitBatch(
     }
   }
   NoteDiskFull(statuses, txn.ok());
+  {
+    absl::MutexLock lock(&mu_);
+    wal_frames_ = last_wal_frames_;  // The checkpointer may be due.
+  }
   if (options_.on_commit) options_.on_commit(batch.size(), absl::Now() - start);
   return statuses;
 }

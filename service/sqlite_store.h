@@ -1,10 +1,12 @@
 // SqliteStore: the embedded Store, one SQLite database file in WAL mode.
 //
-// Writes: ONE writer thread owns the only writing connection. Writes queue up
-// while a transaction commits; the writer then takes everything queued (up to
-// `max_batch` operations) into the next transaction, each operation under its
-// own SAVEPOINT so one failing operation rolls back alone, and commits once:
-// many appends per transaction and per fsync (group commit). With
+// Writes: a CommitPipeline (commit_pipeline.h): ONE writer thread owns the
+// only writing connection. Writes queue up while a transaction commits; the
+// writer then takes everything queued (up to `max_batch` operations) into the
+// next transaction, each operation under its own SAVEPOINT so one failing
+// operation rolls back alone, and commits once: many appends per transaction
+// and per fsync (group commit). Appends follow the IM rules every store
+// shares (append_rules.h). With
 // `synchronous=FULL` (the default) a commit returns only after the WAL is
 // fsynced, so every callback observes a durable write. Callbacks run after
 // the commit, in commit order, on a callback thread of their own: the writer
@@ -50,7 +52,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -62,6 +63,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/commit_pipeline.h"
 #include "service/store.h"
 
 namespace parley::service {
@@ -188,14 +190,7 @@ class SqliteStore final : public Store {
   void Submit(WriteOp op);
   // Submits `apply` and waits for its commit.
   absl::Status WriteAndWait(std::function<absl::Status(Connection&)> apply);
-  // A committed batch and each operation's outcome.
-  struct Committed {
-    std::vector<WriteOp> ops;
-    std::vector<absl::Status> statuses;
-  };
 
-  void WriterLoop();
-  void CallbackLoop();
   void CheckpointLoop();
   // One PASSIVE checkpoint on `c`, one at a time; false if it failed (logged).
   bool Checkpoint(Connection& c, CheckpointBy by);
@@ -225,12 +220,7 @@ class SqliteStore final : public Store {
   std::unique_ptr<Connection> checkpoint_conn_;
 
   mutable absl::Mutex mu_;
-  std::deque<WriteOp> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;  // Ops ever queued.
-  uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;   // Ops whose done() ran.
-  uint64_t transactions_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<Committed> committed_ ABSL_GUARDED_BY(mu_);
+  // The writer has committed everything and stopped (the checkpointer ends).
   bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
   int last_wal_frames_ = 0;  // Set by the WAL hook, on the writer thread.
   // Writer thread only: the WAL's length when the writer's last checkpoint
@@ -253,10 +243,10 @@ class SqliteStore final : public Store {
   std::vector<std::unique_ptr<Connection>> idle_readers_
       ABSL_GUARDED_BY(pool_mu_);
 
-  std::thread writer_;
-  std::thread callbacks_;
   absl::Mutex checkpoint_mu_;  // Held while a checkpoint runs.
   std::thread checkpointer_;
+  // Destroyed first (see the destructor), while the connections exist.
+  std::unique_ptr<CommitPipeline<WriteOp>> pipeline_;
 };
 
 }  // namespace parley::service

@@ -1,7 +1,9 @@
 // The Store: every fact parley-service keeps (users, groups, members,
-// messages, inboxes, read cursors), behind an interface so that the embedded
-// SQLite store (sqlite_store.h) can be joined by others (PostgreSQL) and the
-// domain logic can be tested against an in-memory fake (fake_store.h).
+// messages, inboxes, read cursors), behind an interface implemented by the
+// embedded SQLite store (sqlite_store.h), the PostgreSQL store that several
+// replicas share (pg_store.h) and an in-memory fake for tests of the domain
+// logic (fake_store.h). The rules of an append are the same code in all three
+// (append_rules.h).
 //
 // The two sequences the inbox rule of client.proto rests on are the Store's
 // to keep:

@@ -53,15 +53,25 @@ absl::StatusOr<OpenedStore> OpenSqlite(const StoreOptions& options,
   return opened;
 }
 
+absl::StatusOr<OpenedStore> OpenPostgres(const StoreOptions& options,
+                                         ServiceMetrics& metrics) {
+  PgStoreOptions postgres = options.postgres;
+  postgres.url = options.url.postgres_url;
+  postgres.on_commit = [&metrics](size_t n, absl::Duration latency) {
+    metrics.commit_batch_size.Observe(static_cast<double>(n));
+    metrics.commit_seconds.Observe(absl::ToDoubleSeconds(latency));
+  };
+  OpenedStore opened;
+  ASSIGN_OR_RETURN(opened.store, PgStore::Open(std::move(postgres)));
+  return opened;
+}
+
 }  // namespace
 
 absl::StatusOr<OpenedStore> OpenStore(const StoreOptions& options,
                                       ServiceMetrics& metrics) {
   if (options.url.scheme == StoreUrl::Scheme::kPostgres) {
-    return absl::UnimplementedError(
-        "the PostgreSQL store is not built yet; use an SQLite store "
-        "(--store=sqlite:///path/to/parley.db, or no --store for parley.db "
-        "in --data_dir)");
+    return OpenPostgres(options, metrics);
   }
   return OpenSqlite(options, metrics);
 }

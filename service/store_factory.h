@@ -5,8 +5,10 @@
 // For sqlite: it creates the database's directory if missing, locks that
 // directory (DataDirLock: one service per database, and no restore under a
 // running one), opens SqliteStore with `sqlite` (its path set from the URL)
-// and gives it a SqliteBackup. For postgres: UNIMPLEMENTED, as the
-// PostgreSQL store is not built yet.
+// and gives it a SqliteBackup. For postgres: it opens PgStore on the URL
+// (handed to libpq as given) with `postgres`; there is no StoreBackup (the
+// admin API's Backup answers UNIMPLEMENTED: back PostgreSQL up with its own
+// tools), no lock (replicas share the database by design).
 //
 // The store reports its group commits and checkpoints to `metrics`
 // (parley_service_store_commit_seconds, ..._commit_batch_size,
@@ -25,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "service/data_dir_lock.h"
+#include "service/pg_store.h"
 #include "service/service_metrics.h"
 #include "service/sqlite_store.h"
 #include "service/store.h"
@@ -40,6 +43,8 @@ struct StoreOptions {
   // Tuning of the SQLite store (sqlite_flags.h); OpenStore sets its path and
   // its metrics hooks.
   SqliteStoreOptions sqlite;
+  // Tuning of the PostgreSQL store; OpenStore sets its URL and metrics hook.
+  PgStoreOptions postgres;
 };
 
 // An open store with what belongs to it. Members are destroyed bottom-up:
@@ -54,9 +59,10 @@ struct OpenedStore {
 };
 
 // Opens the store `options.url` names (see above). Fails with the store's
-// own error naming the path and the reason (UNAVAILABLE: directory cannot be
-// created or written; FAILED_PRECONDITION: directory in use), or
-// UNIMPLEMENTED for postgres. `metrics` must outlive the store.
+// own error naming the path (or the PostgreSQL server) and the reason
+// (UNAVAILABLE: directory cannot be created or written, or PostgreSQL cannot
+// be reached; FAILED_PRECONDITION: directory in use, or a PostgreSQL schema
+// newer than this binary). `metrics` must outlive the store.
 absl::StatusOr<OpenedStore> OpenStore(const StoreOptions& options,
                                       ServiceMetrics& metrics);
 

@@ -5,11 +5,13 @@
 
 #include <string>
 
+#include "absl/synchronization/notification.h"
 #include "common/metrics.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/service_metrics.h"
 #include "service/store_url.h"
+#include "service/testing/postgres_server.h"
 
 namespace parley::service {
 namespace {
@@ -101,12 +103,32 @@ TEST_F(StoreFactoryTest, UncreatableDirectoryIsNamed) {
               HasSubstr("cannot create the database's directory \"" + file));
 }
 
-TEST_F(StoreFactoryTest, PostgresIsNotBuiltYet) {
-  absl::StatusOr<OpenedStore> opened =
-      OpenStore(Options("postgres://parley@db/parley"), metrics_);
-  EXPECT_EQ(opened.status().code(), absl::StatusCode::kUnimplemented);
+TEST_F(StoreFactoryTest, PostgresUrlOpensPgStoreReportingCommits) {
+  auto server = testing::PostgresServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto url = (*server)->CreateDatabase("factory");
+  ASSERT_TRUE(url.ok()) << url.status();
+  absl::StatusOr<OpenedStore> opened = OpenStore(Options(*url), metrics_);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_NE(dynamic_cast<PgStore*>(opened->store.get()), nullptr);
+  EXPECT_EQ(opened->lock, nullptr);
+  EXPECT_EQ(opened->backup, nullptr);
+  absl::Notification done;
+  opened->store->AdvanceReadCursor(
+      "nobody", "d:a:b", 1, [&](absl::StatusOr<bool>) { done.Notify(); });
+  done.WaitForNotification();
+  EXPECT_EQ(metrics_.commit_batch_size.Count(), 1u);
+  EXPECT_EQ(metrics_.commit_seconds.Count(), 1u);
+}
+
+TEST_F(StoreFactoryTest, UnreachablePostgresIsUnavailableWithoutThePassword) {
+  absl::StatusOr<OpenedStore> opened = OpenStore(
+      Options("postgres://parley:pw-x7@127.0.0.1:1/parley"), metrics_);
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(opened.status().message()),
-              HasSubstr("the PostgreSQL store is not built yet"));
+              HasSubstr("cannot connect to PostgreSQL at 127.0.0.1:1"));
+  EXPECT_THAT(std::string(opened.status().message()),
+              ::testing::Not(HasSubstr("pw-x7")));
 }
 
 }  // namespace

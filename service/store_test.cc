@@ -1,5 +1,7 @@
-// The Store contract, run against every implementation: FakeStore and
-// SqliteStore must agree on seqs, idempotency, paging and errors.
+// The Store contract, run against every implementation: FakeStore,
+// SqliteStore and PgStore must agree on seqs, idempotency, paging and errors.
+// PgStore runs on a real PostgreSQL started for this binary, one fresh
+// database per test.
 #include "service/store.h"
 
 #include <stdlib.h>
@@ -12,7 +14,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/fake_store.h"
+#include "service/pg_store.h"
 #include "service/sqlite_store.h"
+#include "service/testing/postgres_server.h"
 
 namespace parley::service {
 namespace {
@@ -33,10 +37,38 @@ std::string MakeTempDir() {
   return pattern;
 }
 
+// The PostgreSQL server of this test binary, started on first use and
+// stopped at exit.
+testing::PostgresServer* SharedPostgres() {
+  static std::unique_ptr<testing::PostgresServer> server = [] {
+    auto started = testing::PostgresServer::Start();
+    EXPECT_TRUE(started.ok()) << started.status();
+    return started.ok() ? std::move(started).value() : nullptr;
+  }();
+  return server.get();
+}
+
+std::unique_ptr<Store> MakePgStore() {
+  static int databases = 0;
+  testing::PostgresServer* server = SharedPostgres();
+  if (server == nullptr) return nullptr;
+  auto url =
+      server->CreateDatabase("store_test_" + std::to_string(++databases));
+  EXPECT_TRUE(url.ok()) << url.status();
+  if (!url.ok()) return nullptr;
+  PgStoreOptions options;
+  options.url = *url;
+  auto store = PgStore::Open(options);
+  EXPECT_TRUE(store.ok()) << store.status();
+  if (!store.ok()) return nullptr;
+  return std::move(store).value();
+}
+
 class StoreTest : public ::testing::TestWithParam<StoreFactory> {
  protected:
   void SetUp() override {
     store_ = GetParam().make();
+    ASSERT_NE(store_, nullptr);
     for (const char* id : {"alice", "bob", "carol"}) {
       ASSERT_TRUE(store_->CreateUser({id, "", absl::FromUnixSeconds(1)}).ok());
     }
@@ -210,9 +242,7 @@ TEST_P(StoreTest, ReadCursorIsMonotonic) {
     absl::StatusOr<bool> out;
     store_->AdvanceReadCursor("bob", "d:alice:bob", seq,
                               [&](absl::StatusOr<bool> r) { out = r; });
-    if (auto* sqlite = dynamic_cast<SqliteStore*>(store_.get())) {
-      sqlite->Flush();
-    }
+    store_->Flush();
     return out;
   };
   EXPECT_TRUE(*advance(3));
@@ -299,7 +329,8 @@ INSTANTIATE_TEST_SUITE_P(
                        auto store = SqliteStore::Open(options);
                        EXPECT_TRUE(store.ok()) << store.status();
                        return std::move(store).value();
-                     }}),
+                     }},
+        StoreFactory{"Postgres", MakePgStore}),
     [](const ::testing::TestParamInfo<StoreFactory>& info) {
       return info.param.name;
     });

@@ -39,7 +39,7 @@ absl::StatusOr<StoreUrl> ParseSqlite(absl::string_view url,
         "\" names a directory; name the database file in it, e.g. ", url,
         "parley.db"));
   }
-  return StoreUrl{StoreUrl::Scheme::kSqlite, std::string(rest)};
+  return StoreUrl{StoreUrl::Scheme::kSqlite, std::string(rest), ""};
 }
 
 }  // namespace
@@ -61,14 +61,14 @@ absl::StatusOr<StoreUrl> ParseStoreUrl(absl::string_view url) {
       return absl::InvalidArgumentError(
           "a PostgreSQL store URL is postgres://[user@]host[:port]/dbname");
     }
-    return StoreUrl{StoreUrl::Scheme::kPostgres, ""};
+    return StoreUrl{StoreUrl::Scheme::kPostgres, "", std::string(url)};
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "store URL scheme \"", scheme, "\" is not supported; ", kAccepted));
 }
 
 StoreUrl SqliteInDataDir(const std::string& data_dir) {
-  return StoreUrl{StoreUrl::Scheme::kSqlite, data_dir + "/parley.db"};
+  return StoreUrl{StoreUrl::Scheme::kSqlite, data_dir + "/parley.db", ""};
 }
 
 }  // namespace parley::service

@@ -36,6 +36,9 @@ struct StoreUrl {
   // kSqlite: the database file, absolute or relative to the working
   // directory. Empty for kPostgres.
   std::string path;
+  // kPostgres: the URL as given, for libpq (it may carry a password: never
+  // log it). Empty for kSqlite.
+  std::string postgres_url;
 };
 
 // Parses a --store URL (see above); INVALID_ARGUMENT saying what is wrong

@@ -42,6 +42,7 @@ TEST(StoreUrlTest, PostgresUrlsAreRecognised) {
     absl::StatusOr<StoreUrl> parsed = ParseStoreUrl(url);
     ASSERT_TRUE(parsed.ok()) << url << ": " << parsed.status();
     EXPECT_EQ(parsed->scheme, StoreUrl::Scheme::kPostgres) << url;
+    EXPECT_EQ(parsed->postgres_url, url);  // Handed to libpq as given.
   }
   EXPECT_THAT(ErrorOf("postgres:parley"),
               HasSubstr("postgres://[user@]host[:port]/dbname"));

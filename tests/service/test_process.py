@@ -96,12 +96,12 @@ def test_sqlite_store_url_creates_and_serves_that_file(tmp_path, procs, pb):
     assert f'the data directory "{db.parent}" is in use' in restore.stderr
 
 
-def test_postgres_store_url_fails_at_start_saying_it_is_not_built(tmp_path):
+def test_unreachable_postgres_store_fails_at_start_naming_the_server(tmp_path):
     result = _run_with(tmp_path,
                        "--store=postgres://parley:pw-x7@127.0.0.1:1/parley")
     assert result.returncode == 1
     assert "service.start_failed" in result.stderr
-    assert "the PostgreSQL store is not built yet" in result.stderr
+    assert "cannot connect to PostgreSQL at 127.0.0.1:1" in result.stderr
     assert "pw-x7" not in result.stderr
     assert "service.ready" not in result.stderr
 

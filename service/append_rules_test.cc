@@ -1,0 +1,130 @@
+#include "service/append_rules.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace parley::service {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Field;
+using ::testing::IsEmpty;
+
+AppendRequest Direct(const std::string& from, const std::string& to,
+                     const std::string& key) {
+  AppendRequest r;
+  r.sender = from;
+  r.to = to;
+  r.client_msg_id = key;
+  r.conversation = "d:" + std::min(from, to) + ":" + std::max(from, to);
+  return r;
+}
+
+AppendRequest ToGroup(const std::string& from, const std::string& group,
+                      const std::string& key) {
+  AppendRequest r;
+  r.sender = from;
+  r.to = group;
+  r.to_group = true;
+  r.client_msg_id = key;
+  r.conversation = "g:" + group;
+  return r;
+}
+
+std::vector<PlannedAppend> Plan(const std::vector<AppendRequest>& requests,
+                                AppendSnapshot& snapshot) {
+  std::vector<const AppendRequest*> batch;
+  for (const AppendRequest& r : requests) batch.push_back(&r);
+  return PlanAppends(batch, snapshot);
+}
+
+TEST(AppendRulesTest, OneBatchNumbersConsecutivelyFromTheCounters) {
+  AppendSnapshot s;
+  s.users = {"alice", "bob", "carol"};
+  s.conversation_heads["d:alice:bob"] = 7;
+  s.inbox_heads["alice"] = 3;
+  auto plan = Plan({Direct("alice", "bob", "k1"), Direct("bob", "alice", "k2"),
+                    Direct("alice", "carol", "k3")},
+                   s);
+  ASSERT_TRUE(plan[0].store() && plan[1].store() && plan[2].store());
+  EXPECT_EQ(plan[0].result->message.seq, 8u);
+  EXPECT_EQ(plan[1].result->message.seq, 9u);
+  EXPECT_EQ(plan[2].result->message.seq, 1u);
+  EXPECT_THAT(plan[1].result->recipients,
+              ElementsAre(Field(&InboxEntry::inbox_seq, 5u),    // alice
+                          Field(&InboxEntry::inbox_seq, 2u)));  // bob
+  EXPECT_EQ(plan[2].result->sender_inbox_seq, 6u);
+  EXPECT_EQ(s.conversation_heads["d:alice:bob"], 9u);
+  EXPECT_EQ(s.inbox_heads["alice"], 6u);
+}
+
+TEST(AppendRulesTest, RepeatInTheSameBatchIsADuplicateOfTheFirst) {
+  AppendSnapshot s;
+  s.users = {"alice", "bob"};
+  auto plan =
+      Plan({Direct("alice", "bob", "k"), Direct("alice", "bob", "k")}, s);
+  ASSERT_TRUE(plan[0].store());
+  ASSERT_TRUE(plan[1].result.ok());
+  EXPECT_FALSE(plan[1].store());
+  EXPECT_TRUE(plan[1].result->duplicate);
+  EXPECT_EQ(plan[1].same_as, 0);
+  plan[0].result->message.message_id = "42";
+  ResolveDuplicates(plan);
+  EXPECT_EQ(plan[1].result->message.message_id, "42");
+  EXPECT_THAT(plan[1].result->recipients, IsEmpty());
+  EXPECT_EQ(s.conversation_heads["d:alice:bob"], 1u);
+}
+
+TEST(AppendRulesTest, StoredKeyAnswersWithTheOriginal) {
+  AppendSnapshot s;
+  s.users = {"alice", "bob"};
+  AppendResult original;
+  original.message.message_id = "9";
+  original.sender_inbox_seq = 4;
+  s.sent[{"alice", "k"}] = original;
+  auto plan = Plan({Direct("alice", "bob", "k")}, s);
+  ASSERT_TRUE(plan[0].result.ok());
+  EXPECT_TRUE(plan[0].result->duplicate);
+  EXPECT_EQ(plan[0].result->message.message_id, "9");
+  EXPECT_EQ(plan[0].result->sender_inbox_seq, 4u);
+  EXPECT_TRUE(s.conversation_heads.empty());
+}
+
+TEST(AppendRulesTest, RefusedRequestsNumberNothing) {
+  AppendSnapshot s;
+  s.users = {"alice", "bob", "carol"};
+  s.groups["team"] = {"bob", "alice"};
+  auto plan =
+      Plan({ToGroup("carol", "team", "k1"), ToGroup("alice", "nogroup", "k2"),
+            Direct("ghost", "alice", "k3"), Direct("alice", "nobody", "k4"),
+            ToGroup("bob", "team", "k5")},
+           s);
+  EXPECT_EQ(plan[0].result.status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(plan[1].result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(plan[2].result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(plan[3].result.status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(plan[4].store());
+  EXPECT_EQ(plan[4].result->message.seq, 1u);
+  EXPECT_THAT(plan[4].result->recipients,
+              ElementsAre(Field(&InboxEntry::user, "alice"),
+                          Field(&InboxEntry::user, "bob")));
+  EXPECT_EQ(s.inbox_heads["alice"], 1u);
+  EXPECT_EQ(s.inbox_heads.count("carol"), 0u);
+}
+
+TEST(AppendRulesTest, NoteToOneselfEntersOneInbox) {
+  AppendSnapshot s;
+  s.users = {"alice"};
+  auto plan = Plan({Direct("alice", "alice", "k")}, s);
+  ASSERT_TRUE(plan[0].store());
+  EXPECT_THAT(plan[0].result->recipients,
+              ElementsAre(Field(&InboxEntry::user, "alice")));
+  EXPECT_EQ(plan[0].result->sender_inbox_seq, 1u);
+}
+
+}  // namespace
+}  // namespace parley::service

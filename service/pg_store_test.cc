@@ -1,0 +1,572 @@
+// PgStore beyond the Store contract (store_test.cc runs that): several
+// processes writing to one database, PostgreSQL restarting under an open
+// store, a replica killed mid-batch, and the schema's versioning. Every test
+// runs on a real PostgreSQL started for it.
+#include "service/pg_store.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <postgresql/libpq-fe.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/testing/postgres_server.h"
+
+namespace parley::service {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kUsers = 6;
+
+std::string UserId(int i) { return absl::StrCat("u", i); }
+
+AppendRequest Direct(const std::string& from, const std::string& to,
+                     const std::string& key) {
+  AppendRequest r;
+  r.sender = from;
+  r.to = to;
+  r.client_msg_id = key;
+  r.text = key;
+  r.sent_at = absl::FromUnixSeconds(100);
+  r.conversation = "d:" + std::min(from, to) + ":" + std::max(from, to);
+  return r;
+}
+
+AppendRequest ToGroup(const std::string& from, const std::string& group,
+                      const std::string& key) {
+  AppendRequest r = Direct(from, from, key);
+  r.to = group;
+  r.to_group = true;
+  r.conversation = "g:" + group;
+  return r;
+}
+
+absl::StatusOr<AppendResult> AppendSync(Store& store, AppendRequest r) {
+  absl::StatusOr<AppendResult> out;
+  absl::Notification done;
+  store.Append(std::move(r), [&](absl::StatusOr<AppendResult> result) {
+    out = std::move(result);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return out;
+}
+
+// Runs one SQL command on `url`; its first value, or "error: ...".
+std::string Sql(const std::string& url, const std::string& sql) {
+  PGconn* conn = PQconnectdb(url.c_str());
+  std::string out;
+  PGresult* r = PQexec(conn, sql.c_str());
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
+    out = PQgetvalue(r, 0, 0);
+  } else if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+             PQresultStatus(r) != PGRES_TUPLES_OK) {
+    out = std::string("error: ") + PQerrorMessage(conn);
+  }
+  PQclear(r);
+  PQfinish(conn);
+  return out;
+}
+
+// A TCP proxy in front of PostgreSQL that, once armed, lets the first
+// COMMIT through to the server and then cuts the connection before the
+// server's answer reaches the client: a commit whose outcome the client
+// cannot know.
+class CommitAnswerDroppingProxy {
+ public:
+  explicit CommitAnswerDroppingProxy(int server_port)
+      : server_port_(server_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    EXPECT_EQ(listen(listen_fd_, 16), 0);
+    EXPECT_EQ(getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len),
+              0);
+    port_ = ntohs(addr.sin_port);
+    EXPECT_EQ(pipe(stop_), 0);
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+
+  ~CommitAnswerDroppingProxy() {
+    char byte = 0;
+    (void)write(stop_[1], &byte, 1);
+    acceptor_.join();
+    for (std::thread& t : relays_) t.join();
+    close(listen_fd_);
+    close(stop_[0]);
+    close(stop_[1]);
+  }
+
+  int port() const { return port_; }
+  void Arm() { armed_ = true; }
+  bool dropped() const { return dropped_; }
+
+ private:
+  void Accept() {
+    for (;;) {
+      pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0) return;
+      if (fds[1].revents != 0) return;
+      const int client = accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) return;
+      const int server = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(server_port_);
+      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) !=
+          0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      relays_.emplace_back([this, client, server] { Relay(client, server); });
+    }
+  }
+
+  // Copies bytes both ways until either side closes (or the stop pipe).
+  void Relay(int client, int server) {
+    bool cut_after_answer = false;
+    char buf[65536];
+    for (;;) {
+      pollfd fds[3] = {
+          {client, POLLIN, 0}, {server, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+      if (poll(fds, 3, -1) < 0 || fds[2].revents != 0) break;
+      if (fds[0].revents != 0) {
+        const ssize_t n = read(client, buf, sizeof(buf));
+        if (n <= 0) break;
+        if (armed_ && !dropped_ &&
+            absl::string_view(buf, n).find("COMMIT") !=
+                absl::string_view::npos) {
+          cut_after_answer = true;
+          dropped_ = true;
+        }
+        if (write(server, buf, n) != n) break;
+      }
+      if (fds[1].revents != 0) {
+        const ssize_t n = read(server, buf, sizeof(buf));
+        if (n <= 0) break;
+        // The server has answered: the commit is done; the client never
+        // hears of it.
+        if (cut_after_answer) break;
+        if (write(client, buf, n) != n) break;
+      }
+    }
+    close(client);
+    close(server);
+  }
+
+  const int server_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  int stop_[2] = {-1, -1};
+  std::atomic<bool> armed_{false};
+  std::atomic<bool> dropped_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> relays_;  // Acceptor thread only, then joined.
+};
+
+class PgStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = testing::PostgresServer::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server).value();
+    auto url = server_->CreateDatabase("parley");
+    ASSERT_TRUE(url.ok()) << url.status();
+    url_ = *url;
+  }
+
+  std::unique_ptr<PgStore> Open() {
+    PgStoreOptions options;
+    options.url = url_;
+    options.reconnect_min = absl::Milliseconds(10);
+    options.reconnect_max = absl::Milliseconds(100);
+    auto store = PgStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  // Users u0..u5, all members of group "team".
+  void CreateUsersAndGroup() {
+    std::unique_ptr<PgStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    GroupRecord team{"team", "", {}, absl::Now()};
+    for (int i = 0; i < kUsers; ++i) {
+      ASSERT_TRUE(store->CreateUser({UserId(i), "", absl::Now()}).ok());
+      team.members.push_back(UserId(i));
+    }
+    ASSERT_TRUE(store->CreateGroup(team, 100).ok());
+  }
+
+  std::unique_ptr<testing::PostgresServer> server_;
+  std::string url_;
+};
+
+// Lets forked replicas start appending at the same moment: each says it is
+// ready on one pipe and waits for a byte on the other.
+struct StartLine {
+  int ready[2];
+  int go[2];
+};
+
+// A replica: `count` appends from process `replica` (all in flight at once,
+// so they commit in batches) to conversations and users the other replica
+// writes to too, every third with a client_msg_id the other replica sends
+// as well. Runs in a forked child; exits 0 when every append succeeded.
+[[noreturn]] void RunReplica(const std::string& url, int replica, int count,
+                             const StartLine& start) {
+  PgStoreOptions options;
+  options.url = url;
+  options.pipeline.max_batch = 64;  // Many transactions, many overlaps.
+  auto store = PgStore::Open(options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "replica %d: %s\n", replica,
+                 store.status().ToString().c_str());
+    _exit(2);
+  }
+  char byte = 0;
+  if (write(start.ready[1], &byte, 1) != 1 ||
+      read(start.go[0], &byte, 1) != 1) {
+    _exit(3);
+  }
+  absl::Mutex mu;
+  int failed = 0;
+  std::string first_error;
+  for (int i = 0; i < count; ++i) {
+    const std::string key = i % 3 == 0 ? absl::StrCat("shared-", i)
+                                       : absl::StrCat("r", replica, "-", i);
+    const std::string from = UserId(i % kUsers);
+    AppendRequest r = i % 5 == 0
+                          ? ToGroup(from, "team", key)
+                          : Direct(from, UserId((i / kUsers) % kUsers), key);
+    (*store)->Append(std::move(r), [&](absl::StatusOr<AppendResult> result) {
+      if (result.ok()) return;
+      absl::MutexLock lock(&mu);
+      if (failed++ == 0) first_error = result.status().ToString();
+    });
+  }
+  (*store)->Flush();
+  if (failed > 0) {
+    std::fprintf(stderr, "replica %d: %d appends failed, first: %s\n", replica,
+                 failed, first_error.c_str());
+    _exit(1);
+  }
+  _exit(0);
+}
+
+pid_t ForkReplica(const std::string& url, int replica, int count,
+                  const StartLine& start) {
+  const pid_t pid = fork();
+  if (pid == 0) RunReplica(url, replica, count, start);
+  return pid;
+}
+
+// Opens a start line; Release() waits until `n` replicas are ready and
+// starts them.
+class StartGate {
+ public:
+  StartGate() {
+    EXPECT_EQ(pipe(line_.ready), 0);
+    EXPECT_EQ(pipe(line_.go), 0);
+  }
+  ~StartGate() {
+    for (int fd : {line_.ready[0], line_.ready[1], line_.go[0], line_.go[1]}) {
+      close(fd);
+    }
+  }
+  const StartLine& line() const { return line_; }
+  bool Release(int n) {
+    char bytes[8] = {};
+    for (int got = 0; got < n;) {
+      const ssize_t r = read(line_.ready[0], bytes, 1);
+      if (r != 1) return false;
+      ++got;
+    }
+    return write(line_.go[1], bytes, n) == n;
+  }
+
+ private:
+  StartLine line_;
+};
+
+// Every conversation's seqs and every user's inbox_seqs are 1..N; returns
+// the number of messages.
+void ExpectGapless(PgStore& store, size_t* messages) {
+  std::set<std::string> conversations = {"g:team"};
+  for (int i = 0; i < kUsers; ++i) {
+    for (int j = i; j < kUsers; ++j) {
+      conversations.insert("d:" + UserId(i) + ":" + UserId(j));
+    }
+  }
+  std::set<std::pair<std::string, std::string>> keys;
+  size_t total = 0;
+  for (const std::string& c : conversations) {
+    auto page = store.ReadHistory(c, 0, 1000000);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (size_t i = 0; i < page->messages.size(); ++i) {
+      ASSERT_EQ(page->messages[i].seq, i + 1) << c;
+      // Each idempotency key is stored once.
+      EXPECT_TRUE(
+          keys.insert({page->messages[i].from, page->messages[i].client_msg_id})
+              .second)
+          << page->messages[i].client_msg_id;
+    }
+    EXPECT_EQ(*store.ConversationHead(c), page->messages.size());
+    total += page->messages.size();
+  }
+  for (int u = 0; u < kUsers; ++u) {
+    auto inbox = store.ReadInbox(UserId(u), 0, 0, 1000000);
+    ASSERT_TRUE(inbox.ok()) << inbox.status();
+    for (size_t i = 0; i < inbox->size(); ++i) {
+      ASSERT_EQ((*inbox)[i].inbox_seq, i + 1) << UserId(u);
+    }
+    EXPECT_EQ(*store.InboxHead(UserId(u)), inbox->size());
+  }
+  EXPECT_EQ(store.Stats()->messages, total);
+  *messages = total;
+}
+
+TEST_F(PgStoreTest, TwoProcessesWritingTheSameConversationsStayGapless) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  constexpr int kPerReplica = 3000;
+  StartGate gate;
+  const pid_t a = ForkReplica(url_, 1, kPerReplica, gate.line());
+  const pid_t b = ForkReplica(url_, 2, kPerReplica, gate.line());
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  // Both connected before either appends: their batches overlap.
+  EXPECT_TRUE(gate.Release(2));
+  for (pid_t pid : {a, b}) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    // Exit code 0: no append failed, deadlocks included.
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "replica " << pid << " status " << status;
+  }
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  size_t messages = 0;
+  ASSERT_NO_FATAL_FAILURE(ExpectGapless(*store, &messages));
+  // Each replica's own keys once, the shared ones once between them.
+  const size_t shared = (kPerReplica + 2) / 3;
+  EXPECT_EQ(messages, 2 * (kPerReplica - shared) + shared);
+}
+
+TEST_F(PgStoreTest, ReplicaKilledMidBatchLeavesNoGapOrHalfMessage) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  StartGate gate;
+  const pid_t victim = ForkReplica(url_, 1, 1000000, gate.line());
+  ASSERT_GT(victim, 0);
+  ASSERT_TRUE(gate.Release(1));
+  // Wait until it has committed something, then kill it mid-stream.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (Sql(url_, "SELECT count(*) FROM messages") == "0" &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(victim, &status, 0), victim);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  size_t messages = 0;
+  ASSERT_NO_FATAL_FAILURE(ExpectGapless(*store, &messages));
+  EXPECT_GT(messages, 0u);
+  // Every message entered its inboxes: nothing half-written.
+  EXPECT_EQ(Sql(url_,
+                "SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 "
+                "FROM inbox i WHERE i.message_id = m.id) OR NOT EXISTS "
+                "(SELECT 1 FROM sent s WHERE s.message_id = m.id)"),
+            "0");
+  // The survivors go on from the counters.
+  auto next = AppendSync(*store, Direct("u0", "u1", "after-kill"));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->message.seq, *store->ConversationHead("d:u0:u1"));
+}
+
+TEST_F(PgStoreTest, PostgresRestartFailsWritesUnavailableThenRecovers) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  auto before = AppendSync(*store, Direct("u0", "u1", "before"));
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  ASSERT_TRUE(server_->Stop().ok());
+  auto down = AppendSync(*store, Direct("u0", "u1", "while-down"));
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable)
+      << down.status();
+  EXPECT_THAT(std::string(down.status().message()),
+              HasSubstr(absl::StrCat("127.0.0.1:", server_->port())));
+  EXPECT_EQ(store->InboxHead("u0").status().code(),
+            absl::StatusCode::kUnavailable);
+
+  ASSERT_TRUE(server_->Restart().ok());
+  // Reads succeed at once: each pooled connection the restart closed is
+  // replaced on its first use.
+  for (int i = 0; i < 8; ++i) {
+    auto head = store->InboxHead("u1");
+    ASSERT_TRUE(head.ok()) << head.status();
+    EXPECT_EQ(*head, 1u);
+  }
+  // The store reconnects by itself; as the gateway does, retry the send.
+  absl::StatusOr<AppendResult> again;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    again = AppendSync(*store, Direct("u0", "u1", "while-down"));
+  } while (absl::IsUnavailable(again.status()) && absl::Now() < deadline);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->duplicate);
+  EXPECT_EQ(again->message.seq, 2u);
+  // What was acknowledged before is there.
+  auto history = store->ReadHistory("d:u0:u1", 0, 10);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->messages.size(), 2u);
+  EXPECT_EQ(history->messages[0].client_msg_id, "before");
+  EXPECT_EQ(*store->InboxHead("u1"), 2u);
+  // A retry of the acknowledged send is answered with the original.
+  auto dup = AppendSync(*store, Direct("u0", "u1", "before"));
+  ASSERT_TRUE(dup.ok());
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(dup->sender_inbox_seq, before->sender_inbox_seq);
+}
+
+TEST_F(PgStoreTest, WriteTheServerRefusesFailsAloneNotItsBatch) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  // Queued together, most of them commit in one batch with the bad one.
+  constexpr int kAppends = 50;
+  absl::Mutex mu;
+  std::map<int, absl::Status> results;
+  for (int i = 0; i < kAppends; ++i) {
+    AppendRequest r = Direct("u0", "u1", absl::StrCat("k", i));
+    // An invalid UTF-8 byte: PostgreSQL refuses the text.
+    if (i == kAppends / 2) r.text = "bad \xff byte";
+    store->Append(std::move(r), [&, i](absl::StatusOr<AppendResult> result) {
+      absl::MutexLock lock(&mu);
+      results[i] = result.status();
+    });
+  }
+  store->Flush();
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(results.size(), static_cast<size_t>(kAppends));
+  for (const auto& [i, status] : results) {
+    EXPECT_EQ(status.ok(), i != kAppends / 2) << i << ": " << status;
+  }
+  EXPECT_EQ(*store->ConversationHead("d:u0:u1"), kAppends - 1u);
+  // A NUL is refused before the server sees it (libpq would cut it).
+  auto nul = AppendSync(*store, Direct("u0", "u1", std::string("n\0ul", 4)));
+  EXPECT_EQ(nul.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->GetUser(std::string("u0\0x", 4)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PgStoreTest, CommitWhoseAnswerIsLostIsNotAckedAndItsRetryIsADuplicate) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  CommitAnswerDroppingProxy proxy(server_->port());
+  PgStoreOptions options;
+  options.url =
+      absl::StrCat("postgres://parley@127.0.0.1:", proxy.port(), "/parley");
+  options.reconnect_min = absl::Milliseconds(10);
+  auto store = PgStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+
+  proxy.Arm();
+  auto lost = AppendSync(**store, Direct("u0", "u1", "k"));
+  ASSERT_TRUE(proxy.dropped());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable)
+      << lost.status();
+  // It did commit: the server got the COMMIT.
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
+
+  // The gateway's retry: answered from the idempotency key, acked once with
+  // the original inbox_seq.
+  absl::StatusOr<AppendResult> retry;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    retry = AppendSync(**store, Direct("u0", "u1", "k"));
+  } while (absl::IsUnavailable(retry.status()) && absl::Now() < deadline);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_EQ(retry->sender_inbox_seq, 1u);
+  EXPECT_EQ(retry->message.seq, 1u);
+  EXPECT_EQ(*(*store)->InboxHead("u1"), 1u);
+}
+
+TEST_F(PgStoreTest, ReopenKeepsDataAndGeneration) {
+  std::string generation;
+  {
+    std::unique_ptr<PgStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    generation = store->Generation();
+    ASSERT_TRUE(store->CreateUser({"alice", "A", absl::Now()}).ok());
+  }
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Generation(), generation);
+  EXPECT_EQ(store->GetUser("alice")->display_name, "A");
+  EXPECT_EQ(Sql(url_, "SELECT max(version) FROM schema_version"),
+            absl::StrCat(PgStore::LatestSchemaVersion()));
+}
+
+TEST_F(PgStoreTest, ReplicasStartingTogetherMigrateOnce) {
+  std::vector<std::unique_ptr<PgStore>> stores(4);
+  std::vector<std::thread> threads;
+  for (auto& s : stores) {
+    threads.emplace_back([&] { s = Open(); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (auto& s : stores) {
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->Generation(), stores[0]->Generation());
+  }
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM schema_version"),
+            absl::StrCat(PgStore::LatestSchemaVersion()));
+}
+
+TEST_F(PgStoreTest, NewerSchemaIsRefused) {
+  ASSERT_NE(Open(), nullptr);
+  ASSERT_EQ(Sql(url_, "INSERT INTO schema_version VALUES (999)"), "");
+  PgStoreOptions options;
+  options.url = url_;
+  auto store = PgStore::Open(options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("999"));
+}
+
+TEST_F(PgStoreTest, UnreachableServerIsUnavailableNamingIt) {
+  ASSERT_TRUE(server_->Stop().ok());
+  PgStoreOptions options;
+  options.url = url_;
+  auto store = PgStore::Open(options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(store.status().message()),
+              HasSubstr(absl::StrCat("127.0.0.1:", server_->port())));
+}
+
+}  // namespace
+}  // namespace parley::service

@@ -1,0 +1,173 @@
+#include "service/sqlite_to_pg.h"
+
+#include <stdlib.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/data_dir_lock.h"
+#include "service/pg_store.h"
+#include "service/sqlite_store.h"
+#include "service/testing/postgres_server.h"
+
+namespace parley::service {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+absl::StatusOr<AppendResult> AppendSync(Store& store, const std::string& from,
+                                        const std::string& to, bool group,
+                                        const std::string& key,
+                                        const std::string& text = "hi") {
+  AppendRequest r;
+  r.sender = from;
+  r.to = to;
+  r.to_group = group;
+  r.client_msg_id = key;
+  r.text = text;
+  r.sent_at = absl::FromUnixSeconds(100);
+  r.conversation =
+      group ? "g:" + to : "d:" + std::min(from, to) + ":" + std::max(from, to);
+  absl::StatusOr<AppendResult> out;
+  absl::Notification done;
+  store.Append(r, [&](absl::StatusOr<AppendResult> result) {
+    out = std::move(result);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return out;
+}
+
+class SqliteToPgTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string dir = ::testing::TempDir() + "/sqlite_to_pg.XXXXXX";
+    ASSERT_NE(mkdtemp(dir.data()), nullptr);
+    sqlite_path_ = dir + "/parley.db";
+    auto server = testing::PostgresServer::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server).value();
+    auto url = server_->CreateDatabase("target");
+    ASSERT_TRUE(url.ok()) << url.status();
+    url_ = *url;
+  }
+
+  // An SQLite store with users, a group, direct and group messages (one
+  // text with the characters COPY escapes) and a read cursor.
+  void FillSqlite() {
+    SqliteStoreOptions options;
+    options.path = sqlite_path_;
+    auto store = SqliteStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Store& s = **store;
+    generation_ = s.Generation();
+    for (const char* id : {"alice", "bob", "carol"}) {
+      ASSERT_TRUE(s.CreateUser({id, std::string("name of ") + id,
+                                absl::FromUnixSeconds(7)})
+                      .ok());
+    }
+    ASSERT_TRUE(s.CreateGroup({"team",
+                               "Team",
+                               {"alice", "bob", "carol"},
+                               absl::FromUnixSeconds(8)},
+                              10)
+                    .ok());
+    ASSERT_TRUE(AppendSync(s, "alice", "bob", false, "k1",
+                           "tab\there\nnew line \\ backslash")
+                    .ok());
+    ASSERT_TRUE(AppendSync(s, "bob", "team", true, "k2").ok());
+    auto last = AppendSync(s, "carol", "alice", false, "k3");
+    ASSERT_TRUE(last.ok());
+    alice_k3_inbox_seq_ = last->recipients[0].inbox_seq;
+    absl::Notification advanced;
+    s.AdvanceReadCursor("bob", "d:alice:bob", 1,
+                        [&](absl::StatusOr<bool>) { advanced.Notify(); });
+    advanced.WaitForNotification();
+  }
+
+  std::unique_ptr<testing::PostgresServer> server_;
+  std::string sqlite_path_;
+  std::string url_;
+  std::string generation_;
+  uint64_t alice_k3_inbox_seq_ = 0;
+};
+
+TEST_F(SqliteToPgTest, CopiesEverythingAndTheStoreGoesOnWhereItWas) {
+  ASSERT_NO_FATAL_FAILURE(FillSqlite());
+  auto summary = CopySqliteToPostgres(sqlite_path_, url_);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->users, 3u);
+  EXPECT_EQ(summary->groups, 1u);
+  EXPECT_EQ(summary->messages, 3u);
+  EXPECT_EQ(summary->inbox_entries, 2u + 3u + 2u);
+  EXPECT_EQ(summary->generation, generation_);
+
+  PgStoreOptions options;
+  options.url = url_;
+  auto opened = PgStore::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  PgStore& pg = **opened;
+  EXPECT_EQ(pg.Generation(), generation_);
+  EXPECT_EQ(pg.GetUser("bob")->display_name, "name of bob");
+  EXPECT_THAT(pg.GetGroup("team")->members,
+              ElementsAre("alice", "bob", "carol"));
+  auto inbox = pg.ReadInbox("alice", 0, 0, 10);
+  ASSERT_TRUE(inbox.ok()) << inbox.status();
+  ASSERT_EQ(inbox->size(), 3u);
+  EXPECT_EQ((*inbox)[0].message.text, "tab\there\nnew line \\ backslash");
+  EXPECT_EQ((*inbox)[0].message.message_id, "1");
+  EXPECT_EQ((*inbox)[1].message.conversation, "g:team");
+  EXPECT_EQ(*pg.ReadCursor("bob", "d:alice:bob"), 1u);
+  EXPECT_THAT(*pg.Contacts("alice", 10), ElementsAre("bob", "carol"));
+  EXPECT_EQ(pg.Stats()->messages, 3u);
+
+  // A retried send is still a duplicate, with its original inbox_seq.
+  auto dup = AppendSync(pg, "carol", "alice", false, "k3");
+  ASSERT_TRUE(dup.ok());
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(dup->message.message_id, "3");
+  // The counters go on: seq, inbox_seq and message ids (unique, not
+  // gapless: every append of a batch reserves one).
+  auto next = AppendSync(pg, "alice", "bob", false, "k4");
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->message.seq, 2u);
+  EXPECT_EQ(next->sender_inbox_seq, alice_k3_inbox_seq_ + 1);
+  EXPECT_GT(std::stoll(next->message.message_id), 3);
+}
+
+TEST_F(SqliteToPgTest, NonEmptyTargetIsRefusedAndLeftAlone) {
+  ASSERT_NO_FATAL_FAILURE(FillSqlite());
+  {
+    PgStoreOptions options;
+    options.url = url_;
+    auto pg = PgStore::Open(options);
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    ASSERT_TRUE((*pg)->CreateUser({"zed", "", absl::Now()}).ok());
+  }
+  auto summary = CopySqliteToPostgres(sqlite_path_, url_);
+  EXPECT_EQ(summary.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(summary.status().message()),
+              HasSubstr("already holds"));
+  PgStoreOptions options;
+  options.url = url_;
+  auto pg = PgStore::Open(options);
+  ASSERT_TRUE(pg.ok());
+  EXPECT_EQ((*pg)->Stats()->users, 1u);
+  EXPECT_NE((*pg)->Generation(), generation_);
+}
+
+TEST_F(SqliteToPgTest, SourceInUseByAServiceIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(FillSqlite());
+  const std::string dir = sqlite_path_.substr(0, sqlite_path_.rfind('/'));
+  auto held = DataDirLock::Acquire(dir);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(CopySqliteToPostgres(sqlite_path_, url_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace parley::service
