@@ -3,7 +3,8 @@ then a bounded run of a few seeds against the real binaries.
 
 Run: /usr/bin/python3 -m pytest tests/fault (after `bazel build
 //service:parley-service //gateway:parley-gateway`; PARLEY_BIN_DIR points at
-other binaries). A soak: tests/fault/checker.py --seeds N --minutes M.
+other binaries). A soak: tests/fault/checker.py --seeds N --minutes M
+[--topology scaled-out].
 """
 
 import asyncio
@@ -23,6 +24,10 @@ from fault_schedule import CLUSTER_KINDS, make_schedule  # noqa: E402
 # Seeds of the bounded run; each holds every fault kind at least once.
 SEEDS = (1, 2, 3)
 MINUTES = 0.25
+# The scaled-out topology: its first round alone (each replica killed in
+# turn, NATS killed, PostgreSQL restarted, then the other kinds) takes ~30 s.
+SCALED_OUT_SEEDS = (1,)
+SCALED_OUT_MINUTES = 0.5
 
 
 def _device(max_replay=1000):
@@ -124,6 +129,16 @@ def test_what_the_replay_cap_leaves_out_is_synced_without_a_violation():
 @pytest.mark.parametrize("seed", SEEDS)
 def test_no_violation_under_a_seeded_fault_schedule(seed, tmp_path):
     result = run_seed(seed, MINUTES, str(tmp_path))
+    assert result.ok, result.report()
+
+
+@pytest.mark.parametrize("seed", SCALED_OUT_SEEDS)
+def test_no_violation_scaled_out_under_a_seeded_fault_schedule(seed,
+                                                               tmp_path):
+    """2 gateways x 2 replicas on a real PostgreSQL and nats-server, 22
+    devices: replicas killed and stopped, NATS killed, PostgreSQL restarted;
+    no socket may close for a replica's death (1013 is a violation)."""
+    result = run_seed(seed, SCALED_OUT_MINUTES, str(tmp_path), SCALED_OUT)
     assert result.ok, result.report()
 
 
