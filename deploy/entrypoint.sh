@@ -13,4 +13,9 @@ if [ "${PARLEY_DEMO:-0}" != "1" ]; then
     exit 78
   fi
 fi
+# The scaled-out deployment's database password: libpq reads PGPASSWORD, so
+# the --store URL need not carry it (nor show it in `ps`).
+if [ -n "${PARLEY_PG_PASSWORD:-}" ]; then
+  export PGPASSWORD="$PARLEY_PG_PASSWORD"
+fi
 exec "$@"

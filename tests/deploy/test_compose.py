@@ -10,15 +10,17 @@ import asyncio
 import json
 import os
 import re
-import secrets
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compose_stack  # noqa: E402
 import docker_env  # noqa: E402
 import harness  # noqa: E402
 
@@ -30,53 +32,15 @@ README = os.path.join(harness.REPO, "deploy", "README.md")
 PROJECT = "parleytest"
 
 
-class Stack:
+class Stack(compose_stack.ComposeStack):
     def __init__(self, log_dir):
-        self.log_dir = log_dir
-        self.gateway_port = harness.free_port()
-        self.admin_port = harness.free_port()
-        self.metrics_port = harness.free_port()
-        self.token_secret = secrets.token_hex(32)
-        self.admin_key = secrets.token_hex(24)
-        self.env_file = os.path.join(log_dir, "parley.env")
-        with open(self.env_file, "w", encoding="utf-8") as f:
-            f.write(f"PARLEY_TOKEN_SECRET={self.token_secret}\n"
-                    f"PARLEY_ADMIN_KEY={self.admin_key}\n")
-        self.env = dict(os.environ,
-                        PARLEY_ENV_FILE=self.env_file,
-                        PARLEY_GATEWAY_PORT=str(self.gateway_port),
-                        PARLEY_ADMIN_PORT=str(self.admin_port),
-                        PARLEY_METRICS_PORT=str(self.metrics_port),
-                        PARLEY_IMAGE_TAG="test")
+        super().__init__(log_dir, COMPOSE_FILE, PROJECT,
+                         ("PARLEY_GATEWAY_PORT", "PARLEY_ADMIN_PORT",
+                          "PARLEY_METRICS_PORT", "PARLEY_GATEWAY_METRICS_PORT"))
+        self.gateway_port = self.ports["PARLEY_GATEWAY_PORT"]
+        self.admin_port = self.ports["PARLEY_ADMIN_PORT"]
+        self.metrics_port = self.ports["PARLEY_METRICS_PORT"]
         self.admin_address = f"127.0.0.1:{self.admin_port}"
-
-    def compose(self, *args, timeout=600, check=True):
-        argv = ["docker-compose", "-p", PROJECT, "-f", COMPOSE_FILE, *args]
-        result = subprocess.run(argv, env=self.env, text=True, timeout=timeout,
-                                stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-        with open(os.path.join(self.log_dir, "compose.log"), "a") as log:
-            log.write(f"$ {' '.join(argv)}\n{result.stdout}\n")
-        if check and result.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}")
-        return result.stdout
-
-    def container(self, service):
-        return self.compose("ps", "-q", service).strip()
-
-    def wait_healthy(self, service, timeout=120):
-        deadline = time.monotonic() + timeout
-        while True:
-            cid = self.container(service)
-            status = docker_env.run(
-                [docker_env.DOCKER, "inspect", "--format",
-                 "{{.State.Health.Status}}", cid], check=False).stdout.strip()
-            if status == "healthy":
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{service} is {status!r} after {timeout}s:\n"
-                                   + self.compose("logs", "--no-color", service))
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +92,23 @@ def test_images_run_as_non_root(stack):
 def test_admin_port_is_published_on_loopback_only(stack):
     out = stack.compose("port", "service", "7401")
     assert out.strip().startswith("127.0.0.1:"), out
+
+
+def test_gateway_metrics_are_on_their_own_loopback_port(stack):
+    out = stack.compose("port", "gateway", "9402")
+    assert out.strip().startswith("127.0.0.1:"), out
+    port = stack.ports["PARLEY_GATEWAY_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                timeout=10) as r:
+        body = r.read().decode()
+    assert "parley_gateway_connections_open" in body
+    assert "parley_build_info{" in body
+    try:
+        urllib.request.urlopen(
+            f"http://127.0.0.1:{stack.gateway_port}/metrics", timeout=10)
+        raise AssertionError("/metrics is served on the public port")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404
 
 
 async def _recv_frame(ws, kind, timeout=30):

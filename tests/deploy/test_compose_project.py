@@ -59,4 +59,12 @@ def test_every_recipe_runs_compose_on_the_pinned_project():
     assert commands
     for c in commands:
         assert "docker-compose -f deploy/docker-compose.yml" in c or \
+            "docker-compose -f deploy/cluster/docker-compose.yml" in c or \
             "docker-compose -p deploy -f deploy/docker-compose.yml down" in c, c
+
+
+def test_the_cluster_is_a_project_of_its_own_named_parley_cluster(tmp_path):
+    checkout = tmp_path / "any-name"
+    shutil.copytree(os.path.join(harness.REPO, "deploy"), checkout / "deploy")
+    assert _project_name(str(checkout / "deploy" / "cluster" /
+                             "docker-compose.yml")) == "parley-cluster"
