@@ -67,6 +67,7 @@ uint16_t CloseCodeForReject(parley::v1::RejectReason reason) {
     case parley::v1::REJECT_REASON_TOKEN_MALFORMED:
     case parley::v1::REJECT_REASON_TOKEN_BAD_SIGNATURE:
     case parley::v1::REJECT_REASON_TOKEN_EXPIRED:
+    case parley::v1::REJECT_REASON_TOKEN_REVOKED:
     case parley::v1::REJECT_REASON_UNKNOWN_USER:
       return kCloseUnauthorized;
     case parley::v1::REJECT_REASON_TOO_MANY_SESSIONS:

@@ -353,6 +353,7 @@ TEST_F(SessionTest, RejectionsMapToCloseCodes) {
        std::vector<Case>{{parley::v1::REJECT_REASON_TOKEN_MALFORMED, 4001},
                          {parley::v1::REJECT_REASON_TOKEN_BAD_SIGNATURE, 4001},
                          {parley::v1::REJECT_REASON_TOKEN_EXPIRED, 4001},
+                         {parley::v1::REJECT_REASON_TOKEN_REVOKED, 4001},
                          {parley::v1::REJECT_REASON_UNKNOWN_USER, 4001},
                          {parley::v1::REJECT_REASON_TOO_MANY_SESSIONS, 4029},
                          {parley::v1::REJECT_REASON_UNAVAILABLE, 1013}}) {

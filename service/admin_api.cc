@@ -314,6 +314,17 @@ absl::StatusOr<v1::DisconnectResponse> AdminApi::Disconnect(
     return absl::InvalidArgumentError(absl::StrCat(
         "reason is ", request.reason().size(), " bytes; the limit is 100"));
   }
+  if (request.revoke_tokens()) {
+    if (request.user_id().empty()) {
+      return absl::InvalidArgumentError(
+          "revoke_tokens needs user_id (tokens belong to a user)");
+    }
+    // Before the sessions close, so that none of them re-opens with an old
+    // token. Whole seconds: a token's iat is.
+    RETURN_IF_ERROR(store_->RevokeTokens(
+        request.user_id(),
+        absl::FromUnixSeconds(absl::ToUnixSeconds(clock_()) + 1)));
+  }
   const std::string reason = absl::StrCat(
       request.reconnect() ? "reconnect: " : "no-reconnect: ", request.reason());
   Router::Disconnected closed =
@@ -324,10 +335,12 @@ absl::StatusOr<v1::DisconnectResponse> AdminApi::Disconnect(
         absl::StrCat("session \"", request.session_id(), "\" is not live"));
   }
   messaging_->AnnounceOffline(closed.offline_users);
-  LogInfo("admin.disconnect", {{"user", request.user_id()},
-                               {"session", request.session_id()},
-                               {"closed", closed.sessions},
-                               {"reconnect", request.reconnect() ? 1 : 0}});
+  LogInfo("admin.disconnect",
+          {{"user", request.user_id()},
+           {"session", request.session_id()},
+           {"closed", closed.sessions},
+           {"reconnect", request.reconnect() ? 1 : 0},
+           {"revoked_tokens", request.revoke_tokens() ? 1 : 0}});
   v1::DisconnectResponse response;
   response.set_sessions_closed(static_cast<uint32_t>(closed.sessions));
   return response;

@@ -38,6 +38,19 @@ absl::StatusOr<std::vector<UserRecord>> FakeStore::ListUsers(
   return out;
 }
 
+absl::Status FakeStore::RevokeTokens(absl::string_view id,
+                                     absl::Time not_before) {
+  absl::MutexLock lock(&mu_);
+  auto it = users_.find(id);
+  if (it == users_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("user \"", id, "\" does not exist"));
+  }
+  absl::Time& t = it->second.record.tokens_not_before;
+  t = std::max(t, not_before);
+  return absl::OkStatus();
+}
+
 absl::Status FakeStore::DeleteUser(absl::string_view id) {
   absl::MutexLock order(&order_mu_);
   absl::MutexLock lock(&mu_);

@@ -243,6 +243,15 @@ void Messaging::OpenSession(LinkStream* stream, const v1::SessionOpen& open) {
   }
   const std::string& user = claims->subject;
   absl::StatusOr<UserRecord> record = store_->GetUser(user);
+  if (record.ok() && claims->issued_at < record->tokens_not_before) {
+    Reject(stream, session_id, v1::REJECT_REASON_TOKEN_REVOKED,
+           absl::StrCat(
+               "token was revoked: issued before ",
+               absl::FormatTime("%Y-%m-%d %H:%M:%SZ", record->tokens_not_before,
+                                absl::UTCTimeZone())),
+           false);
+    return;
+  }
   if (!record.ok()) {
     if (absl::IsNotFound(record.status())) {
       Reject(stream, session_id, v1::REJECT_REASON_UNKNOWN_USER,

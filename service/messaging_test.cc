@@ -78,6 +78,11 @@ class BlockingCallCounter final : public Store {
     ++calls_;
     return inner_.DeleteUser(id);
   }
+  absl::Status RevokeTokens(absl::string_view id,
+                            absl::Time not_before) override {
+    ++calls_;
+    return inner_.RevokeTokens(id, not_before);
+  }
   absl::Status CreateGroup(const GroupRecord& group,
                            size_t max_members) override {
     ++calls_;
@@ -335,6 +340,20 @@ class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
     return offline_;
   }
 };
+
+TEST_P(MessagingTest, TokensIssuedBeforeARevocationAreRefused) {
+  // Token() is issued at now_.
+  ASSERT_TRUE(store_->RevokeTokens("alice", now_ + absl::Seconds(1)).ok());
+  v1::ServiceEvent refused = Open("s1", "alice");
+  ASSERT_TRUE(refused.has_rejected());
+  EXPECT_EQ(refused.rejected().reason(), v1::REJECT_REASON_TOKEN_REVOKED);
+  EXPECT_THAT(refused.rejected().message(), HasSubstr("revoked"));
+  // A token issued after it is fine, and other users are untouched.
+  now_ += absl::Seconds(5);
+  EXPECT_TRUE(Open("s2", "alice").has_accepted());
+  ASSERT_TRUE(store_->RevokeTokens("bob", now_ - absl::Seconds(1)).ok());
+  EXPECT_TRUE(Open("s3", "bob").has_accepted());
+}
 
 TEST_P(MessagingTest, RecipientsWithNoLiveSessionAreToldOfflineOnly) {
   ASSERT_TRUE(

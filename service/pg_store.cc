@@ -91,6 +91,13 @@ CREATE TABLE read_cursors(
   PRIMARY KEY(user_id, conversation)
 );
 )sql",
+    // 2: token revocation (Store::RevokeTokens).
+    R"sql(
+CREATE TABLE token_revocations(
+  user_id text COLLATE "C" PRIMARY KEY,
+  not_before_us bigint NOT NULL
+);
+)sql",
 };
 
 // The advisory lock key under which replicas migrate one at a time.
@@ -128,6 +135,7 @@ enum Stmt : int {
   kCountMembers,
   kLockGroupConversation,
   kDeleteMembers,
+  kRevokeTokens,
   // Reads.
   kGetUser,
   kListUsers,
@@ -225,6 +233,7 @@ std::string StatementSql(int stmt) {
       return "WITH a AS (DELETE FROM members WHERE user_id = $1), b AS "
              "(DELETE FROM inbox WHERE user_id = $1), c AS (DELETE FROM sent "
              "WHERE sender = $1), d AS (DELETE FROM read_cursors WHERE "
+             "user_id = $1), e AS (DELETE FROM token_revocations WHERE "
              "user_id = $1) DELETE FROM users WHERE id = $1";
     case kInsertGroup:
       return "INSERT INTO chat_groups(id, display_name, created_us) VALUES "
@@ -245,11 +254,19 @@ std::string StatementSql(int stmt) {
     case kDeleteMembers:
       return "DELETE FROM members WHERE group_id = $1 AND user_id = "
              "ANY($2::text[])";
+    case kRevokeTokens:
+      return "INSERT INTO token_revocations(user_id, not_before_us) SELECT "
+             "id, $2 FROM users WHERE id = $1 ON CONFLICT (user_id) DO UPDATE "
+             "SET not_before_us = GREATEST(token_revocations.not_before_us, "
+             "excluded.not_before_us) RETURNING user_id";
     case kGetUser:
-      return "SELECT id, display_name, created_us FROM users WHERE id = $1";
+      return "SELECT u.id, u.display_name, u.created_us, r.not_before_us "
+             "FROM users u LEFT JOIN token_revocations r ON r.user_id = u.id "
+             "WHERE u.id = $1";
     case kListUsers:
-      return "SELECT id, display_name, created_us FROM users WHERE id > $1 "
-             "ORDER BY id LIMIT $2";
+      return "SELECT u.id, u.display_name, u.created_us, r.not_before_us "
+             "FROM users u LEFT JOIN token_revocations r ON r.user_id = u.id "
+             "WHERE u.id > $1 ORDER BY u.id LIMIT $2";
     case kUserExists:
       return "SELECT 1 FROM users WHERE id = $1";
     case kGetGroup:
@@ -422,6 +439,15 @@ struct Call {
   std::vector<std::string> params;
   const char* sql = nullptr;
 };
+
+// Row `i` of kGetUser / kListUsers.
+UserRecord ReadUser(const Result& r, int i) {
+  UserRecord user{r.Text(i, 0), r.Text(i, 1),
+                  absl::FromUnixMicros(r.Int(i, 2))};
+  if (!r.IsNull(i, 3))
+    user.tokens_not_before = absl::FromUnixMicros(r.Int(i, 3));
+  return user;
+}
 
 }  // namespace
 
@@ -1173,8 +1199,7 @@ absl::StatusOr<UserRecord> PgStore::GetUser(absl::string_view id) {
       [&](Connection& c) -> absl::StatusOr<UserRecord> {
         ASSIGN_OR_RETURN(Result r, c.Run(kGetUser, {std::string(id)}));
         if (r.rows() == 0) return NotFoundUser(id);
-        return UserRecord{r.Text(0, 0), r.Text(0, 1),
-                          absl::FromUnixMicros(r.Int(0, 2))};
+        return ReadUser(r, 0);
       },
       /*read_only=*/true);
 }
@@ -1186,13 +1211,24 @@ absl::StatusOr<std::vector<UserRecord>> PgStore::ListUsers(
         ASSIGN_OR_RETURN(Result r, c.Run(kListUsers, {std::string(after_id),
                                                       absl::StrCat(limit)}));
         std::vector<UserRecord> out;
-        for (int i = 0; i < r.rows(); ++i) {
-          out.push_back(
-              {r.Text(i, 0), r.Text(i, 1), absl::FromUnixMicros(r.Int(i, 2))});
-        }
+        for (int i = 0; i < r.rows(); ++i) out.push_back(ReadUser(r, i));
         return out;
       },
       /*read_only=*/true);
+}
+
+absl::Status PgStore::RevokeTokens(absl::string_view id,
+                                   absl::Time not_before) {
+  return WithConnection<absl::Status>(
+      [&](Connection& c) -> absl::Status {
+        ASSIGN_OR_RETURN(Result r,
+                         c.Run(kRevokeTokens,
+                               {std::string(id),
+                                absl::StrCat(absl::ToUnixMicros(not_before))}));
+        if (r.rows() == 0) return NotFoundUser(id);
+        return absl::OkStatus();
+      },
+      /*read_only=*/false);
 }
 
 absl::Status PgStore::DeleteUser(absl::string_view id) {

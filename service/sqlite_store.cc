@@ -81,7 +81,20 @@ CREATE TABLE IF NOT EXISTS read_cursors(
   seq INTEGER NOT NULL,
   PRIMARY KEY(user_id, conversation)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token_revocations(
+  user_id TEXT PRIMARY KEY,
+  not_before_us INTEGER NOT NULL
+) WITHOUT ROWID;
 )sql";
+
+// A user row with its revocation (users LEFT JOIN token_revocations).
+constexpr const char* kGetUserSql =
+    "SELECT u.id, u.display_name, u.created_us, r.not_before_us FROM users u "
+    "LEFT JOIN token_revocations r ON r.user_id = u.id WHERE u.id = ?1";
+constexpr const char* kListUsersSql =
+    "SELECT u.id, u.display_name, u.created_us, r.not_before_us FROM users u "
+    "LEFT JOIN token_revocations r ON r.user_id = u.id WHERE u.id > ?1 ORDER "
+    "BY u.id LIMIT ?2";
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
@@ -154,6 +167,9 @@ class SqliteStore::Connection {
       }
     }
     int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+    bool IsNull(int col) const {
+      return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+    }
     std::string Text(int col) const {
       const unsigned char* p = sqlite3_column_text(stmt_, col);
       return p == nullptr ? std::string()
@@ -826,16 +842,25 @@ absl::Status SqliteStore::CreateUser(const UserRecord& user) {
   });
 }
 
+namespace {
+
+// A row of kGetUserSql or kListUsersSql.
+UserRecord ReadUser(const SqliteStore::Connection::Stmt& s) {
+  UserRecord user{s.Text(0), s.Text(1), FromMicros(s.Int(2))};
+  if (!s.IsNull(3)) user.tokens_not_before = FromMicros(s.Int(3));
+  return user;
+}
+
+}  // namespace
+
 absl::StatusOr<UserRecord> SqliteStore::GetUser(absl::string_view id) {
   return WithReader<absl::StatusOr<UserRecord>>(
       [id](Connection& c) -> absl::StatusOr<UserRecord> {
-        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT id, display_name, "
-                                           "created_us FROM users WHERE id = "
-                                           "?1"));
+        ASSIGN_OR_RETURN(auto s, c.Prepare(kGetUserSql));
         s->Bind(1, id);
         ASSIGN_OR_RETURN(bool row, s->Step());
         if (!row) return NotFoundUser(id);
-        return UserRecord{s->Text(0), s->Text(1), FromMicros(s->Int(2))};
+        return ReadUser(*s);
       });
 }
 
@@ -843,15 +868,13 @@ absl::StatusOr<std::vector<UserRecord>> SqliteStore::ListUsers(
     absl::string_view after_id, int limit) {
   return WithReader<absl::StatusOr<std::vector<UserRecord>>>(
       [&](Connection& c) -> absl::StatusOr<std::vector<UserRecord>> {
-        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT id, display_name, "
-                                           "created_us FROM users WHERE id > "
-                                           "?1 ORDER BY id LIMIT ?2"));
+        ASSIGN_OR_RETURN(auto s, c.Prepare(kListUsersSql));
         s->Bind(1, after_id).Bind(2, int64_t{limit});
         std::vector<UserRecord> out;
         for (;;) {
           ASSIGN_OR_RETURN(bool row, s->Step());
           if (!row) return out;
-          out.push_back({s->Text(0), s->Text(1), FromMicros(s->Int(2))});
+          out.push_back(ReadUser(*s));
         }
       });
 }
@@ -866,6 +889,7 @@ absl::Status SqliteStore::DeleteUser(absl::string_view id) {
              "DELETE FROM inbox WHERE user_id = ?1",
              "DELETE FROM sent WHERE sender = ?1",
              "DELETE FROM read_cursors WHERE user_id = ?1",
+             "DELETE FROM token_revocations WHERE user_id = ?1",
          }) {
       ASSIGN_OR_RETURN(auto s, c.Prepare(sql));
       s->Bind(1, user);
@@ -873,6 +897,23 @@ absl::Status SqliteStore::DeleteUser(absl::string_view id) {
     }
     c.inbox_heads().erase(user);  // A user of the same id starts over.
     return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteStore::RevokeTokens(absl::string_view id,
+                                       absl::Time not_before) {
+  return WriteAndWait([user = std::string(id), us = ToMicros(not_before)](
+                          Connection& c) -> absl::Status {
+    ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
+    if (!exists) return NotFoundUser(user);
+    ASSIGN_OR_RETURN(
+        auto s,
+        c.Prepare(
+            "INSERT INTO token_revocations(user_id, not_before_us) "
+            "VALUES (?1, ?2) ON CONFLICT(user_id) DO UPDATE SET "
+            "not_before_us = MAX(not_before_us, excluded.not_before_us)"));
+    s->Bind(1, user).Bind(2, us);
+    return s->Run();
   });
 }
 

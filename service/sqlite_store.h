@@ -139,6 +139,8 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<UserRecord>> ListUsers(absl::string_view after_id,
                                                     int limit) override;
   absl::Status DeleteUser(absl::string_view id) override;
+  absl::Status RevokeTokens(absl::string_view id,
+                            absl::Time not_before) override;
 
   absl::Status CreateGroup(const GroupRecord& group,
                            size_t max_members) override;

@@ -17,10 +17,13 @@ namespace parley::service {
 namespace {
 
 // One table's copy: rows read from SQLite with `select`, written to
-// PostgreSQL with COPY into `copy` (its columns in the same order).
+// PostgreSQL with COPY into `copy` (its columns in the same order). A table
+// named in `only_if_table` is absent from stores made by older versions:
+// then there is nothing to copy.
 struct TableCopy {
   const char* select;
   const char* copy;
+  const char* only_if_table = nullptr;
 };
 
 constexpr TableCopy kTables[] = {
@@ -48,7 +51,23 @@ constexpr TableCopy kTables[] = {
      "sent(sender, client_msg_id, message_id, inbox_seq)"},
     {"SELECT user_id, conversation, seq FROM read_cursors",
      "read_cursors(user_id, conversation, seq)"},
+    {"SELECT user_id, not_before_us FROM token_revocations",
+     "token_revocations(user_id, not_before_us)", "token_revocations"},
 };
+
+bool HasTable(sqlite3* db, const char* name) {
+  sqlite3_stmt* stmt = nullptr;
+  bool found = false;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                         "name = ?1",
+                         -1, &stmt, nullptr) == SQLITE_OK) {
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    found = sqlite3_step(stmt) == SQLITE_ROW;
+  }
+  sqlite3_finalize(stmt);
+  return found;
+}
 
 // Appends `value` to a COPY text-format line, escaped.
 void AppendCopyField(std::string& line, const char* value, int bytes) {
@@ -253,6 +272,10 @@ absl::StatusOr<MigrationSummary> CopySqliteToPostgres(
     }
     uint64_t counts[std::size(kTables)] = {};
     for (size_t i = 0; i < std::size(kTables); ++i) {
+      if (kTables[i].only_if_table != nullptr &&
+          !HasTable(db.get(), kTables[i].only_if_table)) {
+        continue;
+      }
       ASSIGN_OR_RETURN(counts[i], pg.Copy(db.get(), kTables[i]));
     }
     summary.users = counts[0];

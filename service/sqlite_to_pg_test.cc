@@ -70,6 +70,7 @@ class SqliteToPgTest : public ::testing::Test {
                                 absl::FromUnixSeconds(7)})
                       .ok());
     }
+    ASSERT_TRUE(s.RevokeTokens("carol", absl::FromUnixSeconds(9)).ok());
     ASSERT_TRUE(s.CreateGroup({"team",
                                "Team",
                                {"alice", "bob", "carol"},
@@ -113,6 +114,8 @@ TEST_F(SqliteToPgTest, CopiesEverythingAndTheStoreGoesOnWhereItWas) {
   PgStore& pg = **opened;
   EXPECT_EQ(pg.Generation(), generation_);
   EXPECT_EQ(pg.GetUser("bob")->display_name, "name of bob");
+  EXPECT_EQ(pg.GetUser("carol")->tokens_not_before, absl::FromUnixSeconds(9));
+  EXPECT_EQ(pg.GetUser("bob")->tokens_not_before, absl::InfinitePast());
   EXPECT_THAT(pg.GetGroup("team")->members,
               ElementsAre("alice", "bob", "carol"));
   auto inbox = pg.ReadInbox("alice", 0, 0, 10);

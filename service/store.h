@@ -47,6 +47,10 @@ struct UserRecord {
   std::string id;
   std::string display_name;
   absl::Time created_at;
+  // Tokens issued before this time are refused (RevokeTokens); InfinitePast
+  // when none ever were. (Initialised so that callers may list the three
+  // fields above in braces.)
+  absl::Time tokens_not_before = absl::InfinitePast();
 };
 
 // A group and its members (sorted).
@@ -146,6 +150,11 @@ class Store {
   virtual absl::StatusOr<std::vector<UserRecord>> ListUsers(
       absl::string_view after_id, int limit) = 0;
   virtual absl::Status DeleteUser(absl::string_view id) = 0;
+  // Revokes the user's tokens issued before `not_before` (a password change,
+  // a stolen device): GetUser reports it as tokens_not_before, which never
+  // moves back (the later of two calls holds). NOT_FOUND for unknown users.
+  virtual absl::Status RevokeTokens(absl::string_view id,
+                                    absl::Time not_before) = 0;
 
   // Groups. Members must be existing users (NOT_FOUND naming the first one
   // missing). A group never holds more than `max_members` (RESOURCE_EXHAUSTED,

@@ -265,6 +265,29 @@ TEST_P(StoreTest, ContactsAreGroupMatesAndDirectPeers) {
   EXPECT_THAT(*store_->Contacts("bob", 1), IsEmpty());
 }
 
+TEST_P(StoreTest, RevokedTokensNotBeforeIsKeptAndNeverMovesBack) {
+  EXPECT_EQ(store_->GetUser("alice")->tokens_not_before, absl::InfinitePast());
+  ASSERT_TRUE(store_->RevokeTokens("alice", absl::FromUnixSeconds(2000)).ok());
+  EXPECT_EQ(store_->GetUser("alice")->tokens_not_before,
+            absl::FromUnixSeconds(2000));
+  // An earlier time does not undo a later revocation.
+  ASSERT_TRUE(store_->RevokeTokens("alice", absl::FromUnixSeconds(1500)).ok());
+  EXPECT_EQ(store_->GetUser("alice")->tokens_not_before,
+            absl::FromUnixSeconds(2000));
+  ASSERT_TRUE(store_->RevokeTokens("alice", absl::FromUnixSeconds(3000)).ok());
+  auto users = store_->ListUsers("", 10);
+  ASSERT_TRUE(users.ok());
+  ASSERT_EQ(users->size(), 3u);
+  EXPECT_EQ((*users)[0].tokens_not_before, absl::FromUnixSeconds(3000));
+  EXPECT_EQ((*users)[1].tokens_not_before, absl::InfinitePast());
+  EXPECT_EQ(store_->RevokeTokens("nobody", absl::Now()).code(),
+            absl::StatusCode::kNotFound);
+  // A user deleted and created again starts without a revocation.
+  ASSERT_TRUE(store_->DeleteUser("alice").ok());
+  ASSERT_TRUE(store_->CreateUser({"alice", "", absl::FromUnixSeconds(1)}).ok());
+  EXPECT_EQ(store_->GetUser("alice")->tokens_not_before, absl::InfinitePast());
+}
+
 TEST_P(StoreTest, DeleteUserRemovesMembershipInboxAndKeys) {
   ASSERT_TRUE(
       store_->CreateGroup({"g", "", {"alice", "bob"}, absl::Now()}, 10).ok());

@@ -77,7 +77,8 @@ StoredMessage Message(const std::string& text = "hello bob") {
   return m;
 }
 
-std::string Header(const ScriptedPoster::Request& post, absl::string_view name) {
+std::string Header(const ScriptedPoster::Request& post,
+                   absl::string_view name) {
   for (const std::string& h : post.headers) {
     if (absl::StartsWith(h, absl::StrCat(name, ": "))) {
       return h.substr(name.size() + 2);

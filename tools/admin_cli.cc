@@ -66,11 +66,14 @@ constexpr Command kCommands[] = {
     {"groups get", "ID", "show one group", ""},
     {"groups list", "", "list every group", ""},
     {"sessions", "[USER]", "live sessions (all or one user's)", ""},
-    {"kick", "(USER | --session ID) [--reason R] [--no-reconnect]",
+    {"kick",
+     "(USER | --session ID) [--reason R] [--no-reconnect] [--revoke-tokens]",
      "disconnect a user's sessions (or one)",
-     "--reason        shown to the client\n"
-     "--no-reconnect  tell the client not to reconnect\n"
-     "--session       close only this session (see parleyctl sessions)"},
+     "--reason         shown to the client\n"
+     "--no-reconnect   tell the client not to reconnect\n"
+     "--revoke-tokens  also refuse every token of USER issued before now\n"
+     "                 (a password change, a stolen device)\n"
+     "--session        close only this session (see parleyctl sessions)"},
     {"send",
      "(--from USER | --system) (--to USER | --group GROUP) [--id ID] TEXT",
      "send a message as a user or the system",
@@ -580,7 +583,7 @@ absl::StatusOr<std::string> AdminCli::Run(
   }
   if (c.name == "kick") {
     ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {"reason", "session"},
-                                       {"no-reconnect"}));
+                                       {"no-reconnect", "revoke-tokens"}));
     RETURN_IF_ERROR(
         WantPositional(a, a.Option("session").empty() ? 1 : 0, 1, c));
     v1::DisconnectRequest req;
@@ -588,11 +591,15 @@ absl::StatusOr<std::string> AdminCli::Run(
     req.set_session_id(a.Option("session"));
     req.set_reason(a.Option("reason", "disconnected by an operator"));
     req.set_reconnect(!a.Switch("no-reconnect"));
+    req.set_revoke_tokens(a.Switch("revoke-tokens"));
     v1::DisconnectResponse resp;
     RETURN_IF_ERROR(call(&Stub::Disconnect, req, &resp));
     return options_.json
                ? Json(resp)
-               : absl::StrCat(resp.sessions_closed(), " sessions closed\n");
+               : absl::StrCat(
+                     resp.sessions_closed(), " sessions closed",
+                     req.revoke_tokens() ? "; earlier tokens revoked" : "",
+                     "\n");
   }
   if (c.name == "send") {
     ASSIGN_OR_RETURN(
