@@ -16,6 +16,21 @@ std::string VersionLine(absl::string_view binary) {
                       b.mode, ")");
 }
 
+absl::Status CheckLinkProtocol(uint32_t peer_protocol,
+                               absl::string_view peer_version,
+                               absl::string_view peer) {
+  const uint32_t protocol = peer_protocol == 0 ? 1 : peer_protocol;
+  if (protocol >= kMinLinkProtocol && protocol <= kLinkProtocol) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "incompatible link protocol: ", peer, " ",
+      peer_version.empty() ? "(version unknown)" : peer_version,
+      " speaks protocol ", protocol, ", this ", GetBuildInfo().version,
+      " accepts ", kMinLinkProtocol, "..", kLinkProtocol,
+      "; upgrade the older side (docs/operators.md, Upgrades)"));
+}
+
 void ExportBuildInfo(Registry& registry) {
   const BuildInfo& b = GetBuildInfo();
   registry

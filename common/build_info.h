@@ -10,8 +10,10 @@
 #ifndef PARLEY_COMMON_BUILD_INFO_H_
 #define PARLEY_COMMON_BUILD_INFO_H_
 
+#include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "common/metrics.h"
 
@@ -30,6 +32,20 @@ std::string VersionLine(absl::string_view binary);
 
 // Adds parley_build_info{version,commit,mode} 1 to `registry`.
 void ExportBuildInfo(Registry& registry);
+
+// The gateway-service link protocol (proto/parley/v1/gateway_link.proto)
+// this build speaks, and the oldest it still accepts from a peer. Raised
+// when the link changes incompatibly; a release accepts the previous
+// protocol so that gateways and services can be upgraded one at a time.
+inline constexpr uint32_t kLinkProtocol = 1;
+inline constexpr uint32_t kMinLinkProtocol = 1;
+
+// OK when a peer speaking `peer_protocol` (0: a build from before the link
+// carried it, protocol 1) may talk to this one; FAILED_PRECONDITION naming
+// both sides otherwise.
+absl::Status CheckLinkProtocol(uint32_t peer_protocol,
+                               absl::string_view peer_version,
+                               absl::string_view peer);
 
 }  // namespace parley
 

@@ -23,6 +23,17 @@ TEST(BuildInfoTest, StampedWithTheVersionFileTheCommitAndTheMode) {
                                          b.commit + ", " + b.mode + ")");
 }
 
+TEST(BuildInfoTest, LinkProtocolsInTheAcceptedRangeOnly) {
+  EXPECT_TRUE(CheckLinkProtocol(kLinkProtocol, "0.5.0", "gateway gw-1").ok());
+  EXPECT_TRUE(CheckLinkProtocol(0, "", "gateway gw-1").ok());  // Before 0.5.
+  absl::Status newer = CheckLinkProtocol(kLinkProtocol + 1, "9.0.0", "gw-1");
+  EXPECT_EQ(newer.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(newer.message()),
+              HasSubstr("gw-1 9.0.0 speaks protocol " +
+                        std::to_string(kLinkProtocol + 1)));
+  EXPECT_THAT(std::string(newer.message()), HasSubstr("upgrade the older"));
+}
+
 TEST(BuildInfoTest, ExportsBuildInfo) {
   Registry r;
   ExportBuildInfo(r);

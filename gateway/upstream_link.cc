@@ -7,7 +7,9 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/build_info.h"
 #include "common/log.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -45,6 +47,8 @@ class UpstreamLink::StreamReactor final
     GatewayEvent hello;
     hello.mutable_hello()->set_gateway_id(link_->gateway_id_);
     hello.mutable_hello()->set_stream_index(slot_->stream_index);
+    hello.mutable_hello()->set_gateway_version(GetBuildInfo().version);
+    hello.mutable_hello()->set_link_protocol(kLinkProtocol);
     *out_.add_events() = std::move(hello);
     slot_->replica->stub->async()->Connect(context_.get(), this);
     AddHold();
@@ -91,6 +95,7 @@ class UpstreamLink::StreamReactor final
   // accepted the stream.
   void OnReadInitialMetadataDone(bool ok) override {
     if (!ok) return;
+    if (!ServiceCompatible()) return;
     std::optional<uint64_t> up;
     {
       absl::MutexLock lock(&slot_->mu);
@@ -98,6 +103,30 @@ class UpstreamLink::StreamReactor final
       up = ConfirmUpLocked(/*grace_elapsed=*/false);
     }
     if (up.has_value()) link_->ReportUp(*slot_, *up);
+  }
+
+  // Checks the service's link protocol (initial metadata; absent from
+  // services older than it, which speak protocol 1). An incompatible service
+  // is logged and its stream cancelled (and retried with backoff).
+  bool ServiceCompatible() {
+    const auto& metadata = context_->GetServerInitialMetadata();
+    auto text = [&metadata](const char* key) -> std::string {
+      auto it = metadata.find(key);
+      return it == metadata.end()
+                 ? std::string()
+                 : std::string(it->second.data(), it->second.size());
+    };
+    uint32_t protocol = 0;
+    (void)absl::SimpleAtoi(text("parley-link-protocol"), &protocol);
+    absl::Status compatible =
+        CheckLinkProtocol(protocol, text("parley-version"),
+                          absl::StrCat("service ", slot_->replica->address));
+    if (compatible.ok()) return true;
+    LogError("gateway.upstream_incompatible",
+             {{"replica", slot_->replica->address},
+              {"reason", compatible.message()}});
+    context_->TryCancel();
+    return false;
   }
 
   // The stream is up once the LinkHello is written and either the service

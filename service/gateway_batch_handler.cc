@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "common/build_info.h"
 #include "common/log.h"
 
 namespace parley::service {
@@ -16,11 +18,25 @@ absl::Status GatewayBatchHandler::Handle(const v1::GatewayBatch& batch) {
       if (!event.has_hello()) {
         return absl::InvalidArgumentError("the first event must be LinkHello");
       }
+      const v1::LinkHello& hello = event.hello();
+      if (absl::Status compatible =
+              CheckLinkProtocol(hello.link_protocol(), hello.gateway_version(),
+                                absl::StrCat("gateway ", hello.gateway_id()));
+          !compatible.ok()) {
+        LogWarn("link.refused", {{"gateway", hello.gateway_id()},
+                                 {"gateway_version", hello.gateway_version()},
+                                 {"peer", peer_},
+                                 {"reason", compatible.message()}});
+        return compatible;
+      }
       hello_seen_ = true;
-      gateway_id_ = event.hello().gateway_id();
-      messaging_->StreamOpened(stream_, event.hello());
+      gateway_id_ = hello.gateway_id();
+      messaging_->StreamOpened(stream_, hello);
       LogInfo("link.open", {{"gateway", gateway_id_},
-                            {"stream", event.hello().stream_index()},
+                            {"stream", hello.stream_index()},
+                            {"gateway_version", hello.gateway_version().empty()
+                                                    ? "unknown"
+                                                    : hello.gateway_version()},
                             {"peer", peer_}});
       continue;
     }

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/build_info.h"
 #include "common/jwt.h"
 #include "common/metrics.h"
 #include "gmock/gmock.h"
@@ -20,6 +21,7 @@
 namespace parley::service {
 namespace {
 
+using ::testing::HasSubstr;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
@@ -116,6 +118,27 @@ TEST_F(GatewayBatchHandlerTest, FirstEventOtherThanLinkHelloIsRefused) {
   handler.Close("refused");
   EXPECT_THAT(Summary(stream_), IsEmpty());
   EXPECT_EQ(handler.gateway_id(), "");
+}
+
+TEST_F(GatewayBatchHandlerTest, AGatewayOfAnIncompatibleLinkProtocolIsRefused) {
+  GatewayBatchHandler handler(&messaging_, &stream_, "peer");
+  v1::GatewayEvent hello = Hello("gw-9");
+  hello.mutable_hello()->set_gateway_version("9.0.0");
+  hello.mutable_hello()->set_link_protocol(kLinkProtocol + 1);
+  const absl::Status status =
+      handler.Handle(Batch({hello, Open("s1", "alice")}));
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("gateway gw-9 9.0.0 speaks protocol"));
+  handler.Close("refused");
+  EXPECT_THAT(Summary(stream_), IsEmpty());
+  // This build's own protocol, and gateways from before the field, are fine.
+  for (uint32_t protocol : {kLinkProtocol, 0u}) {
+    GatewayBatchHandler ok(&messaging_, &stream_, "peer");
+    hello.mutable_hello()->set_link_protocol(protocol);
+    EXPECT_TRUE(ok.Handle(Batch({hello})).ok()) << protocol;
+    ok.Close("done");
+  }
 }
 
 TEST_F(GatewayBatchHandlerTest, EventsAfterTheHelloReachMessagingInOrder) {

@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/build_info.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "service/gateway_batch_handler.h"
@@ -21,7 +23,12 @@ class GatewayLinkService::Reactor final
       : service_(service),
         peer_(context->peer()),
         strand_(SerialExecutor::Create(service->pool_)),
-        batches_(service->messaging_, this, peer_) {}
+        batches_(service->messaging_, this, peer_) {
+    // What this service is, for the gateway's compatibility check.
+    context->AddInitialMetadata("parley-version", GetBuildInfo().version);
+    context->AddInitialMetadata("parley-link-protocol",
+                                absl::StrCat(kLinkProtocol));
+  }
 
   // Starts reading (a served stream) or finishes at once (a refused one).
   void Start() {
