@@ -150,6 +150,7 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
           : DecodeFrame(encoding_, payload, &frame);
   // Decoded first, so that a refused Send can name its clientMsgId.
   if (!rate_.TryTake(clock_())) {
+    if (observer_.refused) observer_.refused("rate_limit");
     SendClientError(parley::v1::ERROR_CODE_RATE_LIMITED,
                     absl::StrCat("too many frames: the limit is ",
                                  options_.rate_limit_per_second,
@@ -158,6 +159,7 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
     return;
   }
   if (!bytes_rate_.TryTake(clock_(), static_cast<double>(payload.size()))) {
+    if (observer_.refused) observer_.refused("rate_limit");
     SendClientError(parley::v1::ERROR_CODE_RATE_LIMITED,
                     absl::StrCat("too many bytes: the limit is ",
                                  options_.rate_limit_bytes_per_second,
@@ -254,10 +256,12 @@ bool Session::Hold(size_t bytes, absl::string_view session_full,
                    absl::string_view client_msg_id) {
   if (HeldFrames() >= options_.max_buffered_frames ||
       held_bytes_ + bytes > options_.max_buffered_bytes) {
+    if (observer_.refused) observer_.refused("backpressure");
     SendError(parley::v1::ERROR_CODE_BACKPRESSURE, session_full, client_msg_id);
     return false;
   }
   if (held_budget_ != nullptr && !held_budget_->TryReserve(bytes)) {
+    if (observer_.refused) observer_.refused("backpressure");
     SendError(parley::v1::ERROR_CODE_BACKPRESSURE,
               "the gateway holds all it may for the service; retry later",
               client_msg_id);
@@ -572,6 +576,7 @@ void Session::SendEncoded(const std::string& encoded) {
   if (state_ == State::kClosed) return;
   connection_->Send(encoded);
   if (connection_->BufferedAmount() > options_.send_buffer_cap_bytes) {
+    if (observer_.slow_consumer) observer_.slow_consumer();
     Close(kCloseTryAgainLater, "slow consumer");
   }
 }

@@ -157,6 +157,11 @@ struct SessionObserver {
   // From a delivered Message's sent_at (the service's clock; same host or
   // synchronised clocks) to it leaving the gateway.
   std::function<void(absl::Duration)> delivery_latency;
+  // A client frame refused: "rate_limit" (frames or bytes per second) or
+  // "backpressure" (the session or the gateway holds all it may).
+  std::function<void(absl::string_view reason)> refused;
+  // The session was closed because its client did not read (1013).
+  std::function<void()> slow_consumer;
 };
 
 // What the client gave in the upgrade request's query string.

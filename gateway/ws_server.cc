@@ -415,6 +415,12 @@ class ServerImpl final : public WsServerImpl {
             "From a message being stored (its sent_at) to the gateway "
             "writing it to a client.",
             Histogram::LatencyBuckets())),
+        refused_rate_(Refused("rate_limit")),
+        refused_backpressure_(Refused("backpressure")),
+        slow_consumer_closes_(registry.GetCounter(
+            "parley_gateway_slow_consumer_closes_total",
+            "Sessions closed 1013 because their client did not read what was "
+            "sent to it (--send_buffer_cap_bytes).")),
         held_budget_(
             std::make_shared<HeldBudget>(options_.max_held_bytes_total)) {
     registry.AddCallbackGauge(
@@ -447,6 +453,13 @@ class ServerImpl final : public WsServerImpl {
         "parley_gateway_handshakes_total",
         "WebSocket handshakes by result (ok or the failure reason).",
         {{"result", std::string(result)}});
+  }
+  Counter& Refused(absl::string_view reason) {
+    return registry_.GetCounter(
+        "parley_gateway_frames_refused_total",
+        "Client frames refused with an error frame, by reason: rate_limit "
+        "(RATE_LIMITED) or backpressure (BACKPRESSURE).",
+        {{"reason", std::string(reason)}});
   }
   Counter& Closes(uint16_t code) {
     return registry_.GetCounter("parley_gateway_closes_total",
@@ -530,6 +543,10 @@ class ServerImpl final : public WsServerImpl {
   Counter& bytes_out_;
   Histogram& ack_latency_;
   Histogram& delivery_latency_;
+  // Present from the start (zero), not only after the first event.
+  Counter& refused_rate_;
+  Counter& refused_backpressure_;
+  Counter& slow_consumer_closes_;
   // Shared with the metrics callback, which may outlive the server.
   const std::shared_ptr<HeldBudget> held_budget_;
 };
@@ -784,7 +801,13 @@ void ServerImpl<Config>::OnOpen(Hdl hdl) {
                         },
                         [this](absl::Duration d) {
                           delivery_latency_.Observe(absl::ToDoubleSeconds(d));
-                        }},
+                        },
+                        [this](absl::string_view reason) {
+                          (reason == "rate_limit" ? refused_rate_
+                                                  : refused_backpressure_)
+                              .Increment();
+                        },
+                        [this] { slow_consumer_closes_.Increment(); }},
         held_budget_.get());
     link_->Attach(id, conn);
 

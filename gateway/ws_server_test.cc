@@ -543,6 +543,31 @@ TEST_F(WsServerTest, ServiceRestartKeepsSocketsOpenAndResendsUnacked) {
   EXPECT_EQ(Counter("parley_gateway_closes_total", {{"code", "1013"}}), 0u);
 }
 
+TEST_F(WsServerTest, RefusalCountersArePresentFromTheStartAndCount) {
+  options_.session.rate_limit_per_second = 1;
+  options_.session.rate_limit_burst = 2;
+  StartServer();
+  const std::string text = registry_.Render();
+  for (const char* series :
+       {"parley_gateway_frames_refused_total{reason=\"rate_limit\"} 0\n",
+        "parley_gateway_frames_refused_total{reason=\"backpressure\"} 0\n",
+        "parley_gateway_slow_consumer_closes_total 0\n"}) {
+    EXPECT_THAT(text, HasSubstr(series));
+  }
+  RawWsClient alice;
+  OpenLive(alice, "alice");
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(alice.SendText(R"({"ping":{"nonce":"x"}})").ok());
+  }
+  ASSERT_TRUE(Eventually([&] {
+    return Counter("parley_gateway_frames_refused_total",
+                   {{"reason", "rate_limit"}}) >= 2;
+  }));
+  EXPECT_EQ(Counter("parley_gateway_frames_refused_total",
+                    {{"reason", "backpressure"}}),
+            0u);
+}
+
 TEST_F(WsServerTest, HttpEndpointsAndStaticFiles) {
   const std::string root = ::testing::TempDir() + "/web";
   std::filesystem::create_directories(root + "/js");

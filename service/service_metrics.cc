@@ -57,7 +57,16 @@ ServiceMetrics::ServiceMetrics(Registry& r)
                          "Write operations per group-commit transaction.",
                          Histogram::SizeBuckets())),
       checkpointer_seconds(CheckpointSeconds(r, "checkpointer")),
-      writer_checkpoint_seconds(CheckpointSeconds(r, "writer")) {}
+      writer_checkpoint_seconds(CheckpointSeconds(r, "writer")) {
+  // Every error code from the start (zero), so that a rate of refusals
+  // (BACKPRESSURE, UNAVAILABLE, ...) can be graphed and alerted on before
+  // the first one.
+  for (int code = v1::ErrorCode_MIN; code <= v1::ErrorCode_MAX; ++code) {
+    if (v1::ErrorCode_IsValid(code) && code != v1::ERROR_CODE_UNSPECIFIED) {
+      Errors(static_cast<v1::ErrorCode>(code));
+    }
+  }
+}
 
 Counter& ServiceMetrics::Frames(absl::string_view kind) {
   return registry.GetCounter("parley_service_frames_total",

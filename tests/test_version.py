@@ -32,7 +32,8 @@ def _metrics(address):
                                   timeout=10).read().decode()
 
 
-def test_both_metrics_say_the_build_and_the_start_time(tmp_path, procs):
+def test_both_metrics_say_the_build_the_start_time_and_count_from_zero(
+        tmp_path, procs):
     with open(os.path.join(harness.REPO, "VERSION"), encoding="utf-8") as f:
         version = f.read().strip()
     service = procs.add(harness.start_service(str(tmp_path)))
@@ -44,3 +45,13 @@ def test_both_metrics_say_the_build_and_the_start_time(tmp_path, procs):
         assert build and build.group(1) == version, text[:500]
         start = re.search(r"^process_start_time_seconds (\S+)$", text, re.M)
         assert start and 0 < time.time() - float(start.group(1)) < 600
+    # Refusals are counted from the start (zero), before the first one.
+    service_text = _metrics(service.metrics_address)
+    for code in ("BACKPRESSURE", "RATE_LIMITED", "UNAVAILABLE"):
+        assert (f'parley_service_errors_total{{code="ERROR_CODE_{code}"}} 0'
+                in service_text), code
+    gateway_text = _metrics(gateway.metrics_address)
+    for series in ('parley_gateway_frames_refused_total{reason="rate_limit"} 0',
+                   'parley_gateway_frames_refused_total{reason="backpressure"}'
+                   ' 0', "parley_gateway_slow_consumer_closes_total 0"):
+        assert series in gateway_text, series
