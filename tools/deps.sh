@@ -39,13 +39,29 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "parley: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-# Third-party apt sources that cannot be reached must not stop the install
-# from Debian's own mirror, so update failures are only reported.
-$SUDO apt-get update -qq >/dev/null 2>&1 || echo "parley: apt-get update reported errors; continuing" >&2
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "parley: installing ${missing[*]}" >&2
+  # Third-party apt sources that cannot be reached must not stop the install
+  # from Debian's own mirror, so update failures are only reported.
+  $SUDO apt-get update -qq >/dev/null 2>&1 || echo "parley: apt-get update reported errors; continuing" >&2
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The tests check the suggested alerts (deploy/prometheus) with promtool.
+# Debian ships it only inside its prometheus package, whose install would
+# also set up and start a Prometheus server: take the one binary out of the
+# package instead.
+PROMTOOL=/usr/local/lib/parley/promtool
+if [ "${1:-build}" = test ] && [ ! -x "$PROMTOOL" ]; then
+  echo "parley: fetching promtool (Debian's prometheus package)" >&2
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) ||
+    { $SUDO apt-get update -qq >/dev/null 2>&1 || true
+      (cd "$tmp" && apt-get download prometheus >/dev/null); }
+  dpkg -x "$tmp"/prometheus_*.deb "$tmp/x"
+  $SUDO install -D -m 755 "$tmp/x/usr/bin/promtool" "$PROMTOOL"
+  rm -rf "$tmp"
+fi
