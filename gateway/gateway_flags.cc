@@ -94,6 +94,10 @@ ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain for wss (path). Default empty: plain ws.");
 ABSL_FLAG(std::string, tls_key, "",
           "PEM private key for wss (path). Default empty: plain ws.");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(10),
+          "How often --tls_cert and --tls_key are checked for a change (a "
+          "renewed certificate); new connections get the new pair, a pair "
+          "that does not load is logged and the old one kept. Default 10s.");
 ABSL_FLAG(std::string, allowed_origins, "",
           "Comma-separated Origin values allowed to connect; others get HTTP "
           "403. A request without Origin (a native client; browsers always "
@@ -203,6 +207,7 @@ absl::StatusOr<GatewayConfig> GatewayConfigFromFlags() {
   }
   server.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   server.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  server.tls_reload_interval = Ms(absl::GetFlag(FLAGS_tls_reload_interval));
   absl::Status valid = server.Validate();
   if (!valid.ok()) return valid;
 

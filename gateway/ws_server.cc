@@ -1,5 +1,7 @@
 #include "gateway/ws_server.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -508,6 +510,14 @@ class ServerImpl final : public WsServerImpl {
   // One timer for every connection's heartbeat (a timer per connection
   // would cost ~0.5 KiB each): each tick pings every open connection.
   void ArmHeartbeat();
+  // wss: a context with --tls_cert and --tls_key, the files' identity, and
+  // the periodic check that swaps in a renewed pair.
+  absl::StatusOr<std::shared_ptr<asio::ssl::context>> MakeTlsContext() const;
+  // OpenSSL's certificate callback: the pair in force, on `ssl`. 1 on
+  // success.
+  int UseCurrentCertificate(SSL* ssl);
+  std::string TlsStamp() const;
+  void ArmTlsReload();
   absl::Status LoadWebRoot();
   std::string NextSessionId() {
     return absl::StrCat(id_prefix_, next_session_.fetch_add(1) + 1);
@@ -519,6 +529,16 @@ class ServerImpl final : public WsServerImpl {
   Endpoint endpoint_;
   // After endpoint_: destroyed before the io_context it runs on.
   std::unique_ptr<asio::steady_timer> heartbeat_;
+  // wss: the certificate in force for new connections, and what its files
+  // looked like when it was loaded (TlsStamp). The stamp and the timer are
+  // used on the io thread that runs the reload only.
+  absl::Mutex tls_mu_;
+  std::shared_ptr<asio::ssl::context> tls_context_ ABSL_GUARDED_BY(tls_mu_);
+  // The context every connection is made with (options, and the callback
+  // that takes tls_context_'s pair at each handshake).
+  std::shared_ptr<asio::ssl::context> tls_base_;
+  std::string tls_stamp_;
+  std::unique_ptr<asio::steady_timer> tls_timer_;
   std::vector<std::thread> threads_;
   std::string id_prefix_;
   // What open connections' URIs are replaced with (see ReleaseHandshake).
@@ -600,28 +620,25 @@ absl::StatusOr<std::string> ServerImpl<Config>::Start() {
   if (ec) return absl::InternalError("init_asio: " + ec.message());
   started_ = true;
   if constexpr (kTls) {
-    auto context =
-        std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
-    asio::error_code tls_ec;
-    context->set_options(
-        asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-            asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-            asio::ssl::context::no_tlsv1_1,
-        tls_ec);
-    if (!tls_ec) {
-      context->use_certificate_chain_file(options_.tls_cert_file, tls_ec);
+    tls_stamp_ = TlsStamp();
+    absl::StatusOr<std::shared_ptr<asio::ssl::context>> context =
+        MakeTlsContext();
+    if (!context.ok()) return context.status();
+    {
+      absl::MutexLock lock(&tls_mu_);
+      tls_context_ = *std::move(context);
     }
-    if (tls_ec) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--tls_cert \"", options_.tls_cert_file, "\": ", tls_ec.message()));
-    }
-    context->use_private_key_file(options_.tls_key_file,
-                                  asio::ssl::context::pem, tls_ec);
-    if (tls_ec) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--tls_key \"", options_.tls_key_file, "\": ", tls_ec.message()));
-    }
-    endpoint_.set_tls_init_handler([context](Hdl) { return context; });
+    // websocketpp prepares each connection (and its SSL object) before a
+    // client arrives, so the certificate is chosen later, per handshake:
+    // the connections' context hands every handshake the pair loaded last.
+    tls_base_ = *MakeTlsContext();
+    SSL_CTX_set_cert_cb(
+        tls_base_->native_handle(),
+        +[](SSL* ssl, void* self) {
+          return static_cast<ServerImpl*>(self)->UseCurrentCertificate(ssl);
+        },
+        this);
+    endpoint_.set_tls_init_handler([this](Hdl) { return tls_base_; });
   }
   endpoint_.clear_access_channels(websocketpp::log::alevel::all);
   endpoint_.clear_error_channels(websocketpp::log::elevel::all);
@@ -669,6 +686,8 @@ absl::StatusOr<std::string> ServerImpl<Config>::Start() {
 
   heartbeat_ = std::make_unique<asio::steady_timer>(endpoint_.get_io_service());
   ArmHeartbeat();
+  tls_timer_ = std::make_unique<asio::steady_timer>(endpoint_.get_io_service());
+  if (kTls && options_.tls_reload_interval.count() > 0) ArmTlsReload();
 
   int threads = options_.io_threads;
   if (threads == 0) {
@@ -845,6 +864,91 @@ void ServerImpl<Config>::OnOpen(Hdl hdl) {
 }
 
 template <typename Config>
+absl::StatusOr<std::shared_ptr<asio::ssl::context>>
+ServerImpl<Config>::MakeTlsContext() const {
+  auto context =
+      std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  asio::error_code tls_ec;
+  context->set_options(
+      asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+          asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+          asio::ssl::context::no_tlsv1_1,
+      tls_ec);
+  if (!tls_ec) {
+    context->use_certificate_chain_file(options_.tls_cert_file, tls_ec);
+  }
+  if (tls_ec) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls_cert \"", options_.tls_cert_file, "\": ", tls_ec.message()));
+  }
+  context->use_private_key_file(options_.tls_key_file, asio::ssl::context::pem,
+                                tls_ec);
+  if (tls_ec) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls_key \"", options_.tls_key_file, "\": ", tls_ec.message()));
+  }
+  return context;
+}
+
+template <typename Config>
+int ServerImpl<Config>::UseCurrentCertificate(SSL* ssl) {
+  std::shared_ptr<asio::ssl::context> current;
+  {
+    absl::MutexLock lock(&tls_mu_);
+    current = tls_context_;
+  }
+  SSL_CTX* ctx = current->native_handle();
+  STACK_OF(X509)* chain = nullptr;
+  SSL_CTX_get0_chain_certs(ctx, &chain);
+  return SSL_use_cert_and_key(ssl, SSL_CTX_get0_certificate(ctx),
+                              SSL_CTX_get0_privatekey(ctx), chain,
+                              /*override=*/1);
+}
+
+template <typename Config>
+std::string ServerImpl<Config>::TlsStamp() const {
+  std::string stamp;
+  for (const std::string& path :
+       {options_.tls_cert_file, options_.tls_key_file}) {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0) {
+      absl::StrAppend(&stamp, st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":",
+                      st.st_size, ":", st.st_ino, ";");
+    } else {
+      absl::StrAppend(&stamp, "missing;");
+    }
+  }
+  return stamp;
+}
+
+template <typename Config>
+void ServerImpl<Config>::ArmTlsReload() {
+  tls_timer_->expires_after(options_.tls_reload_interval);
+  tls_timer_->async_wait([this](const asio::error_code& ec) {
+    if (ec || draining_.load()) return;
+    NoThrow("tls_reload", "", [&] {
+      const std::string stamp = TlsStamp();
+      if (stamp != tls_stamp_) {
+        // Not retried until the files change again.
+        tls_stamp_ = stamp;
+        absl::StatusOr<std::shared_ptr<asio::ssl::context>> context =
+            MakeTlsContext();
+        if (context.ok()) {
+          absl::MutexLock lock(&tls_mu_);
+          tls_context_ = *std::move(context);
+          LogInfo("gateway.tls_reloaded", {{"cert", options_.tls_cert_file}});
+        } else {
+          LogWarn("gateway.tls_reload_failed",
+                  {{"reason", context.status().message()},
+                   {"keeping", "the certificate loaded before"}});
+        }
+      }
+      ArmTlsReload();
+    });
+  });
+}
+
+template <typename Config>
 void ServerImpl<Config>::ArmHeartbeat() {
   heartbeat_->expires_after(options_.ping_interval);
   heartbeat_->async_wait([this](const asio::error_code& ec) {
@@ -994,6 +1098,7 @@ void ServerImpl<Config>::Drain(absl::Time deadline) {
       websocketpp::lib::error_code ec;
       endpoint_.stop_listening(ec);
       heartbeat_->cancel();
+      tls_timer_->cancel();
       stopped_listening->Notify();
     });
     stopped_listening->WaitForNotificationWithDeadline(deadline);

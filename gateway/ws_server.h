@@ -79,6 +79,10 @@ struct WsServerOptions {
   // before `handshake_timeout` starts.)
   std::string tls_cert_file;
   std::string tls_key_file;
+  // How often the two files are checked for a change (a renewed
+  // certificate): new connections then get the new one; live ones keep
+  // theirs. A pair that does not load is logged and the old one kept.
+  std::chrono::milliseconds tls_reload_interval{10000};
   // Log every connect and disconnect (websocketpp's access log).
   bool access_log = false;
   // Per-session limits.

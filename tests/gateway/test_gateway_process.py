@@ -4,6 +4,7 @@ python3-websockets."""
 
 import asyncio
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -135,6 +136,59 @@ def test_http_endpoints(tmp_path, procs, service):
     assert get(gw.address, "/nope")[0] == 404
     assert get(gw.address, "/README.md")[0] == 404
     assert get(gw.address, "/page.test.mjs")[0] == 404
+
+
+def _make_cert(directory, name):
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", f"/CN={name}",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    return cert, key
+
+
+def _served_common_name(address):
+    """The CN of the certificate the gateway presents to a new connection."""
+    host, port = address.rsplit(":", 1)
+    pem = ssl.get_server_certificate((host, int(port)))
+    out = subprocess.run(["openssl", "x509", "-noout", "-subject"],
+                         input=pem, capture_output=True, text=True,
+                         check=True).stdout
+    return out.strip().rsplit("CN", 1)[1].lstrip(" =")
+
+
+def test_a_renewed_tls_certificate_is_served_without_a_restart(
+        tmp_path, procs, service):
+    live = tmp_path / "live"
+    live.mkdir()
+    first = _make_cert(tmp_path, "first")
+    second = _make_cert(tmp_path, "second")
+    cert, key = live / "cert.pem", live / "key.pem"
+    for src, dst in zip(first, (cert, key)):
+        dst.write_bytes(src.read_bytes())
+    gw = start_gateway(tmp_path, procs, service,
+                       [f"--tls_cert={cert}", f"--tls_key={key}",
+                        "--tls_reload_interval=100ms"])
+    assert _served_common_name(gw.address) == "first"
+    # A renewal as certbot and friends do it: new files moved into place.
+    mark = len(gw.lines)
+    for src, dst in zip(second, (cert, key)):
+        tmp = dst.with_suffix(".new")
+        tmp.write_bytes(src.read_bytes())
+        os.replace(tmp, dst)
+    gw.wait_for_event("gateway.tls_reloaded", start=mark)
+    assert _served_common_name(gw.address) == "second"
+    # A broken pair (the key of another certificate) is refused and logged;
+    # the gateway keeps serving the last good one.
+    mark = len(gw.lines)
+    tmp = key.with_suffix(".new")
+    tmp.write_bytes(first[1].read_bytes())
+    os.replace(tmp, key)
+    failed = gw.wait_for_event("gateway.tls_reload_failed", start=mark)
+    assert "mismatch" in failed["reason"]
+    assert _served_common_name(gw.address) == "second"
 
 
 def test_tls_serves_wss(tmp_path, procs, service):
