@@ -21,8 +21,8 @@
 namespace parley::service {
 namespace {
 
-using ::testing::HasSubstr;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr char kSecret[] = "test-secret";
