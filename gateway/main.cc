@@ -67,13 +67,19 @@ int main(int argc, char** argv) {
   std::string metrics_address = "-";
   if (!config->metrics_address.empty()) {
     metrics = std::make_unique<parley::HttpServer>(
-        [&registry](absl::string_view path) {
+        [&registry, &link](absl::string_view path) {
           if (path == "/metrics") {
             return parley::HttpResponse{200, "text/plain; version=0.0.4",
                                         registry.Render()};
           }
           if (path == "/healthz") {
             return parley::HttpResponse{200, "text/plain", "ok\n"};
+          }
+          // As on the public port, for probes that should not speak TLS.
+          if (path == "/readyz") {
+            return link.Ready()
+                       ? parley::HttpResponse{200, "text/plain", "ready\n"}
+                       : parley::HttpResponse{503, "text/plain", "not ready\n"};
           }
           return parley::HttpResponse{404, "text/plain", "not found\n"};
         });

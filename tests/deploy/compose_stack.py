@@ -25,7 +25,12 @@ class ComposeStack:
         with open(self.env_file, "w", encoding="utf-8") as f:
             f.write(f"PARLEY_TOKEN_SECRET={self.token_secret}\n"
                     f"PARLEY_ADMIN_KEY={self.admin_key}\n{extra_env}")
+        self.gateway_env_file = os.path.join(log_dir,
+                                             f"{project}-gateway.env")
+        with open(self.gateway_env_file, "w", encoding="utf-8") as f:
+            f.write("PARLEY_LOG_LEVEL=info\n")
         self.env = dict(os.environ, PARLEY_ENV_FILE=self.env_file,
+                        PARLEY_GATEWAY_ENV_FILE=self.gateway_env_file,
                         PARLEY_IMAGE_TAG="test",
                         **{k: str(v) for k, v in self.ports.items()})
 

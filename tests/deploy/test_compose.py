@@ -82,6 +82,95 @@ def test_example_secrets_are_refused_unless_demo(stack):
     assert demo.returncode == 0, demo.stdout
 
 
+def test_example_secrets_stop_compose_up_at_once_without_a_restart_loop(
+        stack, tmp_path):
+    """`up` with the example env file: config-check exits 78 and says why;
+    the service never starts, so nothing restarts in a loop."""
+    bad = compose_stack.ComposeStack(
+        str(tmp_path), COMPOSE_FILE, PROJECT + "bad",
+        ("PARLEY_GATEWAY_PORT", "PARLEY_ADMIN_PORT", "PARLEY_METRICS_PORT",
+         "PARLEY_GATEWAY_METRICS_PORT"))
+    with open(os.path.join(harness.REPO, "deploy", "parley.env.example"),
+              encoding="utf-8") as f:
+        example = f.read()
+    with open(bad.env_file, "w", encoding="utf-8") as f:
+        f.write(example)
+    try:
+        out = bad.compose("up", "-d", check=False, timeout=300)
+        assert "config-check" in out and "78" in out, out
+        logs = bad.compose("logs", "--no-color", "config-check")
+        assert "refusing to start with the example secrets" in logs, logs
+        assert bad.container("service") == ""
+    finally:
+        bad.compose("down", "-v", check=False)
+
+
+def test_wss_through_the_compose_stack(stack, tmp_path):
+    """The documented TLS path: certificates in the mounted tls directory,
+    their paths in gateway.env; clients connect with wss."""
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem"),
+         "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    for f in tls.iterdir():  # The image's user (uid 10001) reads them.
+        f.chmod(0o644)
+    tls.chmod(0o755)
+    s = compose_stack.ComposeStack(
+        str(tmp_path), COMPOSE_FILE, PROJECT + "tls",
+        ("PARLEY_GATEWAY_PORT", "PARLEY_ADMIN_PORT", "PARLEY_METRICS_PORT",
+         "PARLEY_GATEWAY_METRICS_PORT"))
+    with open(s.gateway_env_file, "a", encoding="utf-8") as f:
+        f.write("PARLEY_TLS_CERT=/etc/parley/tls/cert.pem\n"
+                "PARLEY_TLS_KEY=/etc/parley/tls/key.pem\n")
+    s.env["PARLEY_TLS_DIR"] = str(tls)
+    try:
+        s.compose("up", "-d")
+        s.wait_healthy("service")
+        s.wait_healthy("gateway")
+        admin = harness.AdminClient(compose_stack_admin(s))
+        admin.call("CreateUser", id="tls-user")
+        token = admin.call("IssueToken", user_id="tls-user").token
+        admin.close()
+
+        async def hello():
+            import ssl
+
+            import websockets
+            context = ssl.create_default_context(cafile=str(tls / "cert.pem"))
+            port = s.ports["PARLEY_GATEWAY_PORT"]
+            async with websockets.connect(
+                    f"wss://127.0.0.1:{port}/?token={token}",
+                    subprotocols=["parley.v1.json"], ssl=context) as ws:
+                return json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert asyncio.run(hello())["welcome"]["userId"] == "tls-user"
+    finally:
+        s.compose("down", "-v", check=False)
+
+
+def compose_stack_admin(s):
+    class Admin:
+        admin_address = f"127.0.0.1:{s.ports['PARLEY_ADMIN_PORT']}"
+        admin_key = s.admin_key
+    return Admin()
+
+
+def test_containers_are_hardened(stack):
+    for service in ("service", "gateway"):
+        cid = stack.container(service)
+        out = docker_env.run([docker_env.DOCKER, "inspect", "--format",
+                              "{{json .HostConfig}}", cid]).stdout
+        host = json.loads(out)
+        assert host["ReadonlyRootfs"] is True, service
+        assert host["CapDrop"] == ["ALL"], service
+        assert "no-new-privileges:true" in host["SecurityOpt"], service
+        assert host["LogConfig"]["Config"]["max-size"] == "10m", service
+        assert host["Memory"] > 0, service
+
+
 def test_images_run_as_non_root(stack):
     for service in ("service", "gateway"):
         user = docker_env.run([docker_env.DOCKER, "inspect", "--format",
