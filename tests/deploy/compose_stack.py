@@ -47,6 +47,13 @@ class ComposeStack:
                 f"{' '.join(args)} failed:\n{result.stdout[-3000:]}")
         return result.stdout
 
+    def admin(self, port_variable="PARLEY_ADMIN_PORT"):
+        """An AdminClient for the admin API published on that host port."""
+        class Target:
+            admin_address = f"127.0.0.1:{self.ports[port_variable]}"
+            admin_key = self.admin_key
+        return harness.AdminClient(Target())
+
     def container(self, service):
         return self.compose("ps", "-q", service).strip()
 

@@ -131,7 +131,7 @@ def test_wss_through_the_compose_stack(stack, tmp_path):
         s.compose("up", "-d")
         s.wait_healthy("service")
         s.wait_healthy("gateway")
-        admin = harness.AdminClient(compose_stack_admin(s))
+        admin = s.admin()
         admin.call("CreateUser", id="tls-user")
         token = admin.call("IssueToken", user_id="tls-user").token
         admin.close()
@@ -149,13 +149,6 @@ def test_wss_through_the_compose_stack(stack, tmp_path):
         assert asyncio.run(hello())["welcome"]["userId"] == "tls-user"
     finally:
         s.compose("down", "-v", check=False)
-
-
-def compose_stack_admin(s):
-    class Admin:
-        admin_address = f"127.0.0.1:{s.ports['PARLEY_ADMIN_PORT']}"
-        admin_key = s.admin_key
-    return Admin()
 
 
 def test_containers_are_hardened(stack):

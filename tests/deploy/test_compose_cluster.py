@@ -31,14 +31,6 @@ PROJECT = "parleyclustertest"
 SERVICES = ("postgres", "service-1", "service-2", "gateway-1", "gateway-2")
 
 
-class Admin:
-    """What harness.AdminClient needs of a replica."""
-
-    def __init__(self, port, key):
-        self.admin_address = f"127.0.0.1:{port}"
-        self.admin_key = key
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     log_dir = os.environ.get("PARLEY_ARTIFACTS") or str(
@@ -52,8 +44,7 @@ def cluster(tmp_path_factory):
         ("PARLEY_GATEWAY_PORT", "PARLEY_GATEWAY2_PORT", "PARLEY_ADMIN_PORT",
          "PARLEY_ADMIN2_PORT"),
         extra_env=f"PARLEY_PG_PASSWORD={secrets.token_hex(16)}\n")
-    s.admins = [Admin(s.ports[p], s.admin_key)
-                for p in ("PARLEY_ADMIN_PORT", "PARLEY_ADMIN2_PORT")]
+    s.admin_ports = ("PARLEY_ADMIN_PORT", "PARLEY_ADMIN2_PORT")
     try:
         s.compose("build", timeout=3600)
         s.compose("up", "-d")
@@ -146,7 +137,7 @@ async def _chat_while_replicas_die(cluster, token_a, token_b):
 
 
 def test_chat_across_gateways_survives_each_replica_being_killed(cluster):
-    admin = harness.AdminClient(cluster.admins[0])
+    admin = cluster.admin(cluster.admin_ports[0])
     for user in ("alice", "bob"):
         admin.call("CreateUser", id=user)
     token_a = admin.call("IssueToken", user_id="alice").token
@@ -167,7 +158,7 @@ def test_chat_across_gateways_survives_each_replica_being_killed(cluster):
 def test_either_replica_lists_the_sessions_of_the_whole_cluster(cluster):
     async def connect_both():
         import websockets
-        admin = harness.AdminClient(cluster.admins[1])
+        admin = cluster.admin(cluster.admin_ports[1])
         for user in ("carol", "dave"):
             admin.call("CreateUser", id=user)
         tokens = [admin.call("IssueToken", user_id=u).token
@@ -183,8 +174,8 @@ def test_either_replica_lists_the_sessions_of_the_whole_cluster(cluster):
             await _next(ws, "welcome")
             sockets.append(ws)
         listed = []
-        for replica in cluster.admins:
-            client = harness.AdminClient(replica)
+        for port in cluster.admin_ports:
+            client = cluster.admin(port)
             answer = await asyncio.to_thread(client.call, "ListSessions")
             listed.append({s.user_id for s in answer.sessions})
             client.close()
