@@ -143,3 +143,22 @@ def test_run_command_demo_survives_a_service_kill_and_runs_again(tmp_path):
     # Three service starts: the first, the one after SIGKILL, the re-run.
     service_log = (tmp_path / "state" / "service.log").read_text()
     assert service_log.count("event=service.ready") == 3
+
+
+def test_run_command_builds_optimized_binaries_unless_asked_otherwise(
+        tmp_path):
+    """The default is -c opt, as the images are built; a bad mode is refused.
+    (Stopped as soon as the build starts: the suite's own build is
+    fastbuild.)"""
+    env = dict(os.environ, PARLEY_STATE_DIR=str(tmp_path / "state"))
+    env.pop("PARLEY_BUILD_MODE", None)
+    run = RunCommand(env)
+    try:
+        run.wait_for("parley: building (-c opt", 120)
+    finally:
+        run.interrupt()
+    bad = subprocess.run([os.path.join(harness.REPO, "tools", "run.sh")],
+                         env=dict(env, PARLEY_BUILD_MODE="fast"),
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "PARLEY_BUILD_MODE must be opt, fastbuild or dbg" in bad.stderr
