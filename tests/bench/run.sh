@@ -9,7 +9,8 @@
 #   tests/bench/run.sh --quick    # smaller counts, for a busy machine
 #   options: --bin DIR (use built binaries, skip the -c opt build)
 #            --out FILE (default docs/benchmarks.md)  --profile (perf)
-#            --only LIST (comma list of: pairs,half,handshake,idle,hold,fanout)
+#            --only LIST (comma list of: pairs,half,handshake,idle,hold,fanout,
+#                         cluster)
 #
 # Every process it starts is killed by PID at the end; ports are chosen at run
 # time; the open-file limit is raised to the hard limit (`ulimit -Hn`) and the
@@ -21,7 +22,8 @@ QUICK=""
 BIN=""
 OUT="$ROOT/docs/benchmarks.md"
 PROFILE=""
-ONLY="pairs,half,handshake,idle,hold,fanout"
+ALL="pairs,half,handshake,idle,hold,fanout,cluster"
+ONLY=$ALL
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) QUICK=1 ;;
@@ -54,6 +56,13 @@ command -v nats-server >/dev/null ||
 ulimit -n "$(ulimit -Hn)"
 HARD=$(ulimit -Hn)
 BENCH_WORK=$(mktemp -d /tmp/parley-bench.XXXXXX)
+# A partial run (--only) keeps the sections it does not rerun from the
+# document it replaces (report.py marks them with their run's date).
+PREVIOUS=""
+if [[ $ONLY != "$ALL" && -f $OUT ]]; then
+  PREVIOUS="$BENCH_WORK/previous.md"
+  cp "$OUT" "$PREVIOUS"
+fi
 # shellcheck source=tests/bench/lib.sh
 source "$ROOT/tests/bench/lib.sh"
 trap bench_cleanup EXIT
@@ -86,7 +95,9 @@ COMMON=(--warmup=2s --duration="$DURATION" --drain=5s --connect_timeout=120s)
   echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit=$(cd "$ROOT" && git rev-parse --short HEAD)"
   echo "nats=$(nats-server --version 2>&1 | head -1)"
+  echo "postgres=$("$PG_BIN/postgres" --version 2>/dev/null || echo missing)"
   echo "quick=${QUICK:-0}"
+  [[ $ONLY == "$ALL" ]] || echo "only=$ONLY"
   echo "bin=$BIN"
   echo "build=$BUILD_MODE"
 } >"$BENCH_WORK/machine.txt"
@@ -122,7 +133,8 @@ write_report() {
   cp "$BENCH_WORK/machine.txt" "$BENCH_WORK/machine.now"
   echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$BENCH_WORK/machine.txt"
   /usr/bin/python3 "$ROOT/tests/bench/report.py" "$BENCH_WORK" \
-    "$ROOT/tests/bench/analysis.md" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+    "$ROOT/tests/bench/analysis.md" $PREVIOUS >"$OUT.tmp" &&
+    mv "$OUT.tmp" "$OUT"
   mv "$BENCH_WORK/machine.now" "$BENCH_WORK/machine.txt"
 }
 
@@ -266,7 +278,38 @@ fi
 
 write_report
 
-# 6. HOLD_TOTAL concurrent connections over HOLD_GATEWAYS gateways, one
+# 6. The scaled-out shape: 2 gateways x 2 replicas on PostgreSQL and
+# nats-server, the 1:1 maximum and the fan-out of sections 1 and 5 with the
+# same flags. The generator spreads its connections over both gateways
+# (connection i on gateway i mod 2), so every pair spans the two gateways and
+# the replicas' rendezvous placement puts about half of them on two
+# replicas. CPU is watched for every server process, PostgreSQL's as the
+# postmaster's whole process tree (a backend per connection).
+if want cluster; then
+  if [[ ! -x $PG_BIN/postgres ]]; then
+    echo "bench: $PG_BIN/postgres missing (apt-get install -y postgresql-15)" >&2
+    echo cluster >>"$BENCH_WORK/failed.txt"
+  else
+    for run in pairs_max_cluster fanout_cluster; do
+      start_cluster 2 2
+      CLUSTER=(--target=parley --address="$CLUSTER_GATEWAYS" $(parley_flags)
+        --watch="$CLUSTER_WATCH" --watch_tree="$CLUSTER_WATCH_TREE")
+      case $run in
+        pairs_max_cluster)
+          lg "$run" "${CLUSTER[@]}" --connections=$PAIRS --inflight=$INFLIGHT \
+            "${COMMON[@]}" ;;
+        fanout_cluster)
+          lg "$run" "${CLUSTER[@]}" --workload=fanout --connections=$FANOUT \
+            --inflight=$INFLIGHT "${COMMON[@]}" ;;
+      esac
+      stop_cluster
+    done
+  fi
+fi
+
+write_report
+
+# 7. HOLD_TOTAL concurrent connections over HOLD_GATEWAYS gateways, one
 # parley-service, one generator process per gateway.
 if want hold; then
   start_service parley-service
