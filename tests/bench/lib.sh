@@ -66,7 +66,7 @@ wait_for_log() {
 field() { grep -o "$2=[^ ]*" <<<"$1" | head -1 | cut -d= -f2-; }
 
 # start_service NAME [extra flags...]: sets SERVICE_PID, SERVICE_LINK,
-# SERVICE_ADMIN.
+# SERVICE_ADMIN, SERVICE_METRICS.
 start_service() {
   local name=$1
   shift
@@ -82,6 +82,15 @@ start_service() {
   line=$(wait_for_log "$dir/stderr.log" 'event=service.ready' 30) || return 1
   SERVICE_LINK=$(field "$line" link_address)
   SERVICE_ADMIN=$(field "$line" admin_address)
+  SERVICE_METRICS=$(field "$line" metrics_address)
+}
+
+# scrape_metrics ADDRESS FILE: a process's Prometheus /metrics into FILE.
+scrape_metrics() {
+  /usr/bin/python3 -c 'import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(
+    "http://" + sys.argv[1] + "/metrics", timeout=10).read().decode())' \
+    "$1" >"$2" || rm -f "$2"
 }
 
 # start_gateway NAME SERVICE_LINK [extra flags...]: sets GATEWAY_PID,
@@ -215,12 +224,14 @@ start_bus() {
 # gateways, each given every replica and ready once it has a stream up to
 # each. Sets CLUSTER_PIDS (all but PostgreSQL's), CLUSTER_GATEWAYS (comma
 # list of addresses), CLUSTER_WATCH and CLUSTER_WATCH_TREE (loadgen --watch
-# and --watch_tree values: gateway0.., replica0.., nats, postgres), and
+# and --watch_tree values: gateway0.., replica0.., nats, postgres),
+# CLUSTER_METRICS (the replicas' /metrics addresses, in order) and
 # SERVICE_ADMIN (replica 0's admin API: users and groups are every
 # replica's).
 start_cluster() {
   local replicas=$1 gateways=$2 i links=() admin0="" addrs=() watch=()
   CLUSTER_PIDS=()
+  CLUSTER_METRICS=()
   start_postgres postgres || return 1
   start_bus bus || return 1
   CLUSTER_PIDS+=("$BUS_PID")
@@ -231,6 +242,7 @@ start_cluster() {
     links+=("$SERVICE_LINK")
     [[ -n $admin0 ]] || admin0=$SERVICE_ADMIN
     CLUSTER_PIDS+=("$SERVICE_PID")
+    CLUSTER_METRICS+=("$SERVICE_METRICS")
     watch+=("replica$i:$SERVICE_PID")
   done
   local list
@@ -254,6 +266,21 @@ start_cluster() {
   CLUSTER_GATEWAYS=$(IFS=,; echo "${addrs[*]}")
   CLUSTER_WATCH=$(IFS=,; echo "${watch[*]}")
   CLUSTER_WATCH_TREE="postgres:$PG_PID"
+}
+
+# sample_pg_waits URL DELAY_S SECONDS OUT: after DELAY_S, every 0.1 s for
+# SECONDS, what each busy PostgreSQL backend of the database is doing (state
+# and wait event: Lock waits, WAL fsync, or waiting for its client, the
+# replica), one line per backend and sample, from one psql session.
+sample_pg_waits() {
+  local url=$1 delay=$2 seconds=$3 out=$4 i
+  sleep "$delay"
+  for (( i = 0; i < seconds * 10; i++ )); do
+    echo "SELECT state || ' ' || coalesce(wait_event_type || ':' || wait_event, 'CPU')
+          FROM pg_stat_activity WHERE datname = 'parley'
+          AND pid <> pg_backend_pid() AND state <> 'idle';"
+    echo "SELECT pg_sleep(0.1);"
+  done | psql -q -A -t "$url" >"$out" 2>/dev/null || true
 }
 
 # stop_cluster: everything start_cluster started, PostgreSQL last.

@@ -169,7 +169,87 @@ def us_per_delivery(r, seconds):
     return seconds / d * 1e6 if d else float("nan")
 
 
-def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine):
+def histogram_means(path):
+    """{histogram: (sum, count)} of the store's commit histograms in a
+    scraped /metrics file."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"parley_service_store_(append_seconds|"
+                         r"commit_batch_size|commit_seconds)_(sum|count) "
+                         r"(\S+)$", line.strip())
+            if m:
+                s, c = out.get(m.group(1), (0.0, 0.0))
+                if m.group(2) == "sum":
+                    s = float(m.group(3))
+                else:
+                    c = float(m.group(3))
+                out[m.group(1)] = (s, c)
+    return out
+
+
+def commit_table(w, work, runs):
+    """The group-commit figures each service process exported over a run."""
+    rows = []
+    for label, run_id in runs:
+        for path in sorted(glob.glob(os.path.join(work, run_id +
+                                                  ".*.metrics"))):
+            who = os.path.basename(path)[len(run_id) + 1:-len(".metrics")]
+            rows.append((label, who, histogram_means(path)))
+    if not rows:
+        return
+    w("### Group commit, from each service process's /metrics\n")
+    w("Over the whole run (user setup, warm-up, window and drain): "
+      "transactions committed, write operations per transaction, BEGIN to "
+      "durable COMMIT per transaction, and an append's time from being "
+      "submitted to its commit callback (queueing behind earlier batches "
+      "included).\n")
+    w("| Run | process | transactions | ops per transaction | commit ms | "
+      "append ms |")
+    w("|---|---|---:|---:|---:|---:|")
+
+    def mean(h, key, scale=1.0):
+        s, c = h.get(key, (0.0, 0.0))
+        return f"{s / c * scale:.2f}" if c else "n/a"
+
+    for label, who, h in rows:
+        w(f"| {label} | {who} | {fmt(h.get('commit_seconds', (0, 0))[1])} | "
+          f"{mean(h, 'commit_batch_size')} | "
+          f"{mean(h, 'commit_seconds', 1e3)} | "
+          f"{mean(h, 'append_seconds', 1e3)} |")
+    w("")
+
+
+def pg_waits_table(w, work, run_id):
+    """What PostgreSQL's busy backends were doing, sampled in the window."""
+    path = os.path.join(work, run_id + ".pgwaits")
+    if not os.path.exists(path):
+        return
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                counts[line.strip()] = counts.get(line.strip(), 0) + 1
+    total = sum(counts.values())
+    if not total:
+        return
+    w("### What PostgreSQL's backends were doing (1:1 cluster window)\n")
+    w("`pg_stat_activity` sampled every ~0.1 s from one extra session: "
+      "state and wait event of every backend of the database that was not "
+      "idle outside a transaction. `idle in transaction ClientRead` is a "
+      "backend inside a batch's transaction waiting for its replica's next "
+      "statement; `Lock:...` is one replica's batch waiting for rows the "
+      "other's holds; `IO:WALSync`/`WALWrite` is the commit's fsync; `CPU` "
+      "is running.\n")
+    w("| backend state and wait | samples | share |")
+    w("|---|---:|---:|")
+    for what, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        w(f"| {what} | {n} | {n / total:.0%} |")
+    w("")
+
+
+def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
+               work):
     w("## Scaled out: 2 gateways x 2 replicas on PostgreSQL\n")
     w("The cluster of docs/scaling.md on this one machine: "
       f"{machine.get('postgres') or 'PostgreSQL'} (`fsync=on`, "
@@ -253,6 +333,10 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine):
              for r, _ in by]
     w("| load generator | " + " | ".join(cells) + " |")
     w("")
+    commit_table(w, work, [("1:1 one box", "pairs_max_parley"),
+                           ("1:1 cluster", "pairs_max_cluster"),
+                           ("fan-out cluster", "fanout_cluster")])
+    pg_waits_table(w, work, "pairs_max_cluster")
 
     if not cl_pairs:
         return
@@ -580,7 +664,14 @@ def main():
     cl_fan = load(work, "fanout_cluster")
     if cl_pairs or cl_fan:
         scaled_out(w, targets, maxes["parley"], cl_pairs, fan["parley"],
-                   cl_fan, machine)
+                   cl_fan, machine, work)
+        cl_profile = os.path.join(work, "profile_cluster.txt")
+        if os.path.exists(cl_profile) and os.path.getsize(cl_profile):
+            w("### Profile of the 1:1 cluster run (perf: gateways, replicas, "
+              "nats-server, PostgreSQL)\n")
+            w("```")
+            w(open(cl_profile).read().rstrip())
+            w("```\n")
 
     w("## Targets\n")
     w("| Target | measured | goal | |")

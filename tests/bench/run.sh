@@ -142,6 +142,33 @@ json_field() {
   /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
 }
 
+# profile PIDS OUT: called as a run starts; once it is past warm-up, samples
+# PIDS (comma list) with perf for 5 s and writes the by-process/library and
+# top-symbol summary to OUT. Beyond that list, PostgreSQL's backends of the
+# moment are sampled when PG_PID names a running postmaster.
+profile() {
+  local pids=$1 out=$2
+  sleep 4
+  if [[ -n ${PG_PID:-} ]] && kill -0 "$PG_PID" 2>/dev/null; then
+    pids="$pids,$PG_PID$(ps --ppid "$PG_PID" -o pid= | tr -d ' ' | sed 's/^/,/' | tr -d '\n')"
+  fi
+  perf record -F 499 -g -o "$out.data" -p "$pids" -- sleep 5 \
+    >/dev/null 2>&1 || return 0
+  {
+    echo "By process and library (self time, % of samples):"
+    perf report -i "$out.data" --stdio --no-children -g none \
+      --sort comm,dso --percent-limit 1 2>/dev/null |
+      grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | head -25
+    echo
+    echo "Top symbols:"
+    perf report -i "$out.data" --stdio --no-children -g none \
+      --sort comm,symbol --percent-limit 0.7 2>/dev/null |
+      grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' |
+      cut -c1-150 | head -30
+  } >"$out" || true
+  rm -f "$out.data"
+}
+
 # 1. 1:1 pairs, open loop, INFLIGHT in flight per connection: the maximum.
 if want pairs; then
   relay_up
@@ -157,25 +184,15 @@ if want pairs; then
     lg pairs_max_parley "${PARLEY[@]}" --connections=$PAIRS \
       --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}" &
     LGPID=$!
-    sleep 4
-    perf record -F 499 -g -o "$BENCH_WORK/perf.data" \
-      -p "$GATEWAY_PID,$SERVICE_PID" -- sleep 5 >/dev/null 2>&1 || true
+    profile "$GATEWAY_PID,$SERVICE_PID" "$BENCH_WORK/profile.txt"
     wait "$LGPID"
-    {
-      echo "By process and library (self time, % of samples):"
-      perf report -i "$BENCH_WORK/perf.data" --stdio --no-children -g none \
-        --sort comm,dso --percent-limit 1 2>/dev/null |
-        grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | head -25
-      echo
-      echo "Top symbols:"
-      perf report -i "$BENCH_WORK/perf.data" --stdio --no-children -g none \
-        --sort comm,symbol --percent-limit 0.7 2>/dev/null |
-        grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | cut -c1-150 | head -30
-    } >"$BENCH_WORK/profile.txt" || true
   else
     lg pairs_max_parley "${PARLEY[@]}" --connections=$PAIRS \
       --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
   fi
+  # The commit pipeline's batch sizes and commit times, for the cluster's
+  # comparison (section 6).
+  scrape_metrics "$SERVICE_METRICS" "$BENCH_WORK/pairs_max_parley.service0.metrics"
   parley_down
   # The same shape over the binary subprotocol: what JSON costs.
   parley_up
@@ -297,11 +314,24 @@ if want cluster; then
       case $run in
         pairs_max_cluster)
           lg "$run" "${CLUSTER[@]}" --connections=$PAIRS --inflight=$INFLIGHT \
-            "${COMMON[@]}" ;;
+            "${COMMON[@]}" &
+          LGPID=$!
+          # Past user setup and warm-up (~3 s), for most of the window.
+          sample_pg_waits "$PG_URL" 4 6 "$BENCH_WORK/$run.pgwaits" &
+          SAMPLER=$!
+          if [[ -n $PROFILE ]] && command -v perf >/dev/null; then
+            profile "$(IFS=,; echo "${CLUSTER_PIDS[*]}")" \
+              "$BENCH_WORK/profile_cluster.txt"
+          fi
+          wait "$LGPID"
+          wait "$SAMPLER" ;;
         fanout_cluster)
           lg "$run" "${CLUSTER[@]}" --workload=fanout --connections=$FANOUT \
             --inflight=$INFLIGHT "${COMMON[@]}" ;;
       esac
+      for i in "${!CLUSTER_METRICS[@]}"; do
+        scrape_metrics "${CLUSTER_METRICS[$i]}" "$BENCH_WORK/$run.replica$i.metrics"
+      done
       stop_cluster
     done
   fi
