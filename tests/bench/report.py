@@ -250,6 +250,7 @@ def pg_waits_table(w, work, run_id):
 
 def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
                work):
+    cl_pairs1 = load(work, "pairs_max_cluster1")
     w("## Scaled out: 2 gateways x 2 replicas on PostgreSQL\n")
     w("The cluster of docs/scaling.md on this one machine: "
       f"{machine.get('postgres') or 'PostgreSQL'} (`fsync=on`, "
@@ -283,6 +284,8 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
 
     row("1:1 pairs, one box (SQLite)", one_pairs)
     row("1:1 pairs, cluster (PostgreSQL)", cl_pairs)
+    if cl_pairs1:
+        row("1:1 pairs, 2 gateways x 1 replica (PostgreSQL)", cl_pairs1)
     row("fan-out, one box (SQLite)", one_fan)
     row("fan-out, cluster (PostgreSQL)", cl_fan)
     w("")
@@ -308,7 +311,8 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
       "core. A 1:1 message is delivered once, a fan-out message once per "
       "member: the fan-out figures are per delivery.\n")
     runs = [("1:1 one box", one_pairs), ("1:1 cluster", cl_pairs),
-            ("fan-out one box", one_fan), ("fan-out cluster", cl_fan)]
+            ("1:1, 1 replica", cl_pairs1), ("fan-out one box", one_fan),
+            ("fan-out cluster", cl_fan)]
     runs = [(n, r) for n, r in runs if r]
     w("| Process kind | " + " | ".join(n for n, _ in runs) + " |")
     w("|---|" + "---:|" * len(runs))
@@ -335,6 +339,7 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
     w("")
     commit_table(w, work, [("1:1 one box", "pairs_max_parley"),
                            ("1:1 cluster", "pairs_max_cluster"),
+                           ("1:1, 1 replica", "pairs_max_cluster1"),
                            ("fan-out cluster", "fanout_cluster")])
     pg_waits_table(w, work, "pairs_max_cluster")
 

@@ -307,8 +307,11 @@ if want cluster; then
     echo "bench: $PG_BIN/postgres missing (apt-get install -y postgresql-15)" >&2
     echo cluster >>"$BENCH_WORK/failed.txt"
   else
-    for run in pairs_max_cluster fanout_cluster; do
-      start_cluster 2 2
+    # pairs_max_cluster1: the same 1:1 run on one replica behind the two
+    # gateways, to tell the second replica's cost from PostgreSQL's.
+    for run in pairs_max_cluster fanout_cluster pairs_max_cluster1; do
+      if [[ $run == pairs_max_cluster1 ]]; then start_cluster 1 2
+      else start_cluster 2 2; fi
       CLUSTER=(--target=parley --address="$CLUSTER_GATEWAYS" $(parley_flags)
         --watch="$CLUSTER_WATCH" --watch_tree="$CLUSTER_WATCH_TREE")
       case $run in
@@ -325,6 +328,9 @@ if want cluster; then
           fi
           wait "$LGPID"
           wait "$SAMPLER" ;;
+        pairs_max_cluster1)
+          lg "$run" "${CLUSTER[@]}" --connections=$PAIRS --inflight=$INFLIGHT \
+            "${COMMON[@]}" ;;
         fanout_cluster)
           lg "$run" "${CLUSTER[@]}" --workload=fanout --connections=$FANOUT \
             --inflight=$INFLIGHT "${COMMON[@]}" ;;
