@@ -719,7 +719,13 @@ def main():
       "--rate_limit_bytes_per_second=1e15 --rate_limit_bytes_burst=1e15 "
       "--listen_backlog=4096`, `ws-relay --listen_address=127.0.0.1:0`, "
       "`nats-server -c` with `websocket { listen: \"127.0.0.1:<free>\", "
-      "no_tls: true }`), then:\n")
+      "no_tls: true }`; for the cluster: PostgreSQL 15 `initdb -U parley "
+      "--auth=trust` and `postgres -c listen_addresses=127.0.0.1 -c fsync=on "
+      "-c synchronous_commit=on -c max_connections=200` as `nobody`, "
+      "`nats-server -a 127.0.0.1 -p <free>`, replicas with the service flags "
+      "above plus `--store=postgres://parley@127.0.0.1:<port>/parley "
+      "--nats=nats://127.0.0.1:<port> --replica_id=replicaN`, gateways with "
+      "`--service_address=<replica0 link>,<replica1 link>`), then:\n")
     w("```")
     for run_id, cmd in commands:
         w(f"# {run_id}\n{cmd}")
