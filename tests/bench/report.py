@@ -384,8 +384,27 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
       "bound that more gateways and replicas run into: a pgbench on this "
       "machine did ~73k counter-update + insert rows/s from one connection "
       "in 100-row transactions (fsync on) and ~108k from 4.")
+    waits = os.path.join(work, "pairs_max_cluster.pgwaits")
+    lines = [x.strip() for x in open(waits)] if os.path.exists(waits) else []
+    lines = [x for x in lines if x]
+    locked = sum(1 for x in lines if " Lock:" in x)
+    if lines and locked / len(lines) >= 0.2:
+        other = (f"; on one replica the same 1:1 run delivered "
+                 f"{fmt(cl_pairs1['delivered_per_second'])} msgs/s against "
+                 f"{fmt(cl_pairs['delivered_per_second'])} on two"
+                 if cl_pairs1 else "")
+        w(f"- **But today a second replica does not add commit throughput**: "
+          f"{locked / len(lines):.0%} of the sampled states of PostgreSQL's "
+          "busy backends were row-lock waits (table above): a batch holds "
+          "its recipients' inbox counters (`users.inbox_head`) from its "
+          "first round trip to COMMIT, and when the pairs span replicas the "
+          "replicas' batches share users, so they commit one after the "
+          f"other{other}. Until batches of different replicas stop sharing "
+          "counter rows, the replica figure above is CPU headroom, not "
+          "throughput.")
     cap = min(1e6 / g, 1e6 / rep)
-    w(f"- So a 2 x 2 cluster with 4 cores of its own would carry about "
+    w(f"- So, counting CPU only, a 2 x 2 cluster with 4 cores of its own "
+      f"would carry about "
       f"min(2 x {fmt(1e6 / g)}, 2 x {fmt(1e6 / rep)}) = "
       f"**{fmt(2 * cap)} msgs/s**, and each further gateway + replica "
       f"(2 cores) about {fmt(cap)} msgs/s more, until PostgreSQL's commit "
