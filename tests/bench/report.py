@@ -112,11 +112,16 @@ def previous_document(path):
         return {}, {}, ""
     with open(path) as f:
         sections = split_sections(f.read().split("\n"))
-    when = ""
+    when, cpu = "", ""
     for line in sections.get("Machine", []):
         m = re.match(r"\| Date, commit \| (.*) \|$", line)
         if m:
             when = m.group(1)
+        m = re.match(r"\| CPU \| (.*) \|$", line)
+        if m:
+            cpu = m.group(1)
+    if cpu:
+        when += f" on {cpu}"
     rows = {}
     for line in sections.get("Targets", []):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -137,8 +142,9 @@ def merge_carried(out, previous, when):
         while body and not body[-1].strip():
             body.pop()
         if not any(line.startswith(CARRIED) for line in body):
-            body = ["", f"{CARRIED}{when}; its machine and load are in that "
-                    "run's document, not in the Machine table above.*"] + body
+            body = ["", f"{CARRIED}{when}; that run's load and build are in "
+                    "docs/benchmarks.md as committed with it (git history), "
+                    "not in the Machine table above.*"] + body
         block = [f"## {name}"] + body + [""]
         # Before the first later section present, else before Targets.
         later = [f"## {n}" for n in SECTIONS[i + 1:]] + ["## Targets"]
@@ -298,6 +304,11 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
           f"**{'met' if met else 'NOT met'}**.")
         targets.append(("scaled-out 1:1 persisted+acked throughput vs one "
                         "box (SQLite)", f"{ratio:.2f}x", ">= 1x", met))
+    if one_pairs and cl_pairs1 and one_pairs["delivered_per_second"]:
+        ratio = (cl_pairs1["delivered_per_second"] /
+                 one_pairs["delivered_per_second"])
+        w(f"- 1:1, 2 gateways x 1 replica on PostgreSQL / one box: "
+          f"{ratio:.2f}x.")
     if one_fan and cl_fan and one_fan["delivered_per_second"]:
         ratio = (cl_fan["delivered_per_second"] /
                  one_fan["delivered_per_second"])
