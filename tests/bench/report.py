@@ -388,13 +388,12 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
       f"({bus:.1f} us here at N = 2): the replica figure holds for a "
       "handful of replicas, not for dozens.")
     w(f"- **PostgreSQL** spent {pg:.1f} us of CPU per message"
-      + (f" (its CPU alone would allow ~{fmt(1e6 / pg)} msgs/s per core)"
-         if pg else "") +
-      ". Each replica commits through one connection, one transaction per "
-      "batch, so the database's commit rate, not its CPU, is the shared "
-      "bound that more gateways and replicas run into: a pgbench on this "
-      "machine did ~73k counter-update + insert rows/s from one connection "
-      "in 100-row transactions (fsync on) and ~108k from 4.")
+      + (f": one core of it per ~{fmt(1e6 / pg)} msgs/s" if pg else "") +
+      ". Each replica writes through one connection, so through one "
+      "backend process: its commit path can use at most one core of "
+      "PostgreSQL per replica. (The pgbench figure in issue 16, ~73k "
+      "rows/s from one connection in 100-row transactions, is a lighter "
+      "transaction than Parley's: see the notes below.)")
     waits = os.path.join(work, "pairs_max_cluster.pgwaits")
     lines = [x.strip() for x in open(waits)] if os.path.exists(waits) else []
     lines = [x for x in lines if x]
@@ -413,13 +412,14 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
           f"other{other}. Until batches of different replicas stop sharing "
           "counter rows, the replica figure above is CPU headroom, not "
           "throughput.")
-    cap = min(1e6 / g, 1e6 / rep)
-    w(f"- So, counting CPU only, a 2 x 2 cluster with 4 cores of its own "
-      f"would carry about "
-      f"min(2 x {fmt(1e6 / g)}, 2 x {fmt(1e6 / rep)}) = "
-      f"**{fmt(2 * cap)} msgs/s**, and each further gateway + replica "
-      f"(2 cores) about {fmt(cap)} msgs/s more, until PostgreSQL's commit "
-      "rate (~73k-108k messages/s at those batch sizes) is reached.\n")
+    caps = [1e6 / g, 1e6 / rep] + ([1e6 / pg] if pg else [])
+    cap = min(caps)
+    w(f"- So, counting CPU only, each gateway + replica added with a core "
+      "each (and a core of PostgreSQL for the replica's writer) adds about "
+      f"min({', '.join(fmt(c) for c in caps)}) = **{fmt(cap)} msgs/s**: a "
+      f"2 x 2 cluster on 6 cores of its own about {fmt(2 * cap)} msgs/s. "
+      "The lock waits above come first while batches of different "
+      "replicas share counter rows.\n")
     w("Assumptions: the CPU per message stays what it is at this load "
       "(batching in the gateways' links and in the replicas' commit "
       "pipeline makes it cheaper under more load; on this machine, where 2 "
