@@ -5,7 +5,7 @@
 # one run. Writes docs/benchmarks.md (tables, ratios, targets met or missed,
 # machine facts, exact commands) from the JSON reports.
 #
-#   tests/bench/run.sh            # the full suite (~15 min on 2 cores)
+#   tests/bench/run.sh            # the full suite (~17 min on 2 cores)
 #   tests/bench/run.sh --quick    # smaller counts, for a busy machine
 #   options: --bin DIR (use built binaries, skip the -c opt build)
 #            --out FILE (default docs/benchmarks.md)  --profile (perf)
