@@ -7,13 +7,17 @@
 # with service/parley-service, gateway/parley-gateway, tools/loadgen/*).
 
 BENCH_PIDS=()
+BENCH_DIRS=()
+# PID -> the signal that stops it (default TERM; PostgreSQL's fast shutdown
+# is INT).
+declare -A BENCH_SIGNAL=()
 BENCH_SECRET="bench-secret-$$"
 BENCH_ADMIN_KEY="bench-admin-$$"
 
 bench_cleanup() {
   local pid
   for pid in "${BENCH_PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
+    kill "-${BENCH_SIGNAL[$pid]:-TERM}" "$pid" 2>/dev/null || true
   done
   for pid in "${BENCH_PIDS[@]}"; do
     for _ in $(seq 50); do
@@ -23,12 +27,14 @@ bench_cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   BENCH_PIDS=()
+  for pid in "${BENCH_DIRS[@]}"; do rm -rf "$pid"; done
+  BENCH_DIRS=()
 }
 
 # Stops one process we started and forgets it.
 bench_stop() {
   local target=$1 pid kept=()
-  kill -TERM "$target" 2>/dev/null || true
+  kill "-${BENCH_SIGNAL[$target]:-TERM}" "$target" 2>/dev/null || true
   for _ in $(seq 50); do
     kill -0 "$target" 2>/dev/null || break
     sleep 0.1
@@ -60,7 +66,7 @@ wait_for_log() {
 field() { grep -o "$2=[^ ]*" <<<"$1" | head -1 | cut -d= -f2-; }
 
 # start_service NAME [extra flags...]: sets SERVICE_PID, SERVICE_LINK,
-# SERVICE_ADMIN.
+# SERVICE_ADMIN, SERVICE_METRICS.
 start_service() {
   local name=$1
   shift
@@ -76,6 +82,15 @@ start_service() {
   line=$(wait_for_log "$dir/stderr.log" 'event=service.ready' 30) || return 1
   SERVICE_LINK=$(field "$line" link_address)
   SERVICE_ADMIN=$(field "$line" admin_address)
+  SERVICE_METRICS=$(field "$line" metrics_address)
+}
+
+# scrape_metrics ADDRESS FILE: a process's Prometheus /metrics into FILE.
+scrape_metrics() {
+  /usr/bin/python3 -c 'import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(
+    "http://" + sys.argv[1] + "/metrics", timeout=10).read().decode())' \
+    "$1" >"$2" || rm -f "$2"
 }
 
 # start_gateway NAME SERVICE_LINK [extra flags...]: sets GATEWAY_PID,
@@ -146,4 +161,132 @@ CONF
 # Flags that point parley-loadgen at the Parley stack started above.
 parley_flags() {
   echo "--admin_address=$SERVICE_ADMIN --admin_key=$BENCH_ADMIN_KEY --token_secret=$BENCH_SECRET"
+}
+
+# PostgreSQL refuses to run as root, so when we are root its programs run as
+# `nobody` (setpriv execs: the PID stays the program's).
+UNPRIVILEGED=()
+if [[ $(id -u) == 0 ]]; then
+  UNPRIVILEGED=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
+fi
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+# start_postgres NAME: a fresh PostgreSQL 15 on a free loopback port with a
+# database `parley` (fsync and synchronous_commit on, as in production; the
+# rest is PostgreSQL's defaults). Its directory is under /tmp, where `nobody`
+# may enter, and is removed at cleanup. Sets PG_PID (the postmaster), PG_URL.
+start_postgres() {
+  local name=$1 root port
+  root=$(mktemp -d "/tmp/parley-bench-$name.XXXXXX")
+  BENCH_DIRS+=("$root")
+  [[ $(id -u) == 0 ]] && chown nobody:nogroup "$root"
+  chmod 700 "$root"
+  (cd "$root" && "${UNPRIVILEGED[@]}" "$PG_BIN/initdb" -D "$root/data" \
+    -U parley --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+    >"$root/initdb.log" 2>&1) ||
+    { tail -5 "$root/initdb.log" >&2; return 1; }
+  port=$(free_port)
+  (cd "$root" && exec "${UNPRIVILEGED[@]}" "$PG_BIN/postgres" \
+    -D "$root/data" -p "$port" -k "$root" -c listen_addresses=127.0.0.1 \
+    -c fsync=on -c synchronous_commit=on -c max_connections=200 \
+    2>"$root/postgres.log") &
+  PG_PID=$!
+  BENCH_PIDS+=("$PG_PID")
+  BENCH_SIGNAL[$PG_PID]=INT
+  for _ in $(seq 300); do
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -U parley -d postgres &&
+      break
+    kill -0 "$PG_PID" 2>/dev/null ||
+      { tail -5 "$root/postgres.log" >&2; return 1; }
+    sleep 0.1
+  done
+  psql -q -h 127.0.0.1 -p "$port" -U parley -d postgres \
+    -c 'CREATE DATABASE parley' || return 1
+  PG_URL="postgres://parley@127.0.0.1:$port/parley"
+}
+
+# start_bus NAME: nats-server for the replicas (core NATS, no WebSocket);
+# sets BUS_PID, BUS_URL.
+start_bus() {
+  local dir="$BENCH_WORK/$1" port
+  mkdir -p "$dir"
+  port=$(free_port)
+  nats-server -a 127.0.0.1 -p "$port" 2>"$dir/stderr.log" >&2 &
+  BUS_PID=$!
+  BENCH_PIDS+=("$BUS_PID")
+  wait_for_log "$dir/stderr.log" 'Server is ready' 30 >/dev/null || return 1
+  BUS_URL="nats://127.0.0.1:$port"
+}
+
+# start_cluster REPLICAS GATEWAYS: the scaled-out shape: PostgreSQL,
+# nats-server, REPLICAS parley-service replicas on them and GATEWAYS
+# gateways, each given every replica and ready once it has a stream up to
+# each. Sets CLUSTER_PIDS (all but PostgreSQL's), CLUSTER_GATEWAYS (comma
+# list of addresses), CLUSTER_WATCH and CLUSTER_WATCH_TREE (loadgen --watch
+# and --watch_tree values: gateway0.., replica0.., nats, postgres),
+# CLUSTER_METRICS (the replicas' /metrics addresses, in order) and
+# SERVICE_ADMIN (replica 0's admin API: users and groups are every
+# replica's).
+start_cluster() {
+  local replicas=$1 gateways=$2 i links=() admin0="" addrs=() watch=()
+  CLUSTER_PIDS=()
+  CLUSTER_METRICS=()
+  start_postgres postgres || return 1
+  start_bus bus || return 1
+  CLUSTER_PIDS+=("$BUS_PID")
+  watch+=("nats:$BUS_PID")
+  for (( i = 0; i < replicas; i++ )); do
+    start_service "replica$i" --store="$PG_URL" --nats="$BUS_URL" \
+      --replica_id="replica$i" || return 1
+    links+=("$SERVICE_LINK")
+    [[ -n $admin0 ]] || admin0=$SERVICE_ADMIN
+    CLUSTER_PIDS+=("$SERVICE_PID")
+    CLUSTER_METRICS+=("$SERVICE_METRICS")
+    watch+=("replica$i:$SERVICE_PID")
+  done
+  local list
+  list=$(IFS=,; echo "${links[*]}")
+  for (( i = 0; i < gateways; i++ )); do
+    start_gateway "gateway$i" "$list" || return 1
+    # start_gateway waited for the first replica's stream; wait for all.
+    local log="$BENCH_WORK/gateway$i/stderr.log" n=0
+    for _ in $(seq 300); do
+      n=$(grep -c 'event=gateway.upstream_up' "$log" || true)
+      (( n >= replicas )) && break
+      sleep 0.1
+    done
+    (( n >= replicas )) ||
+      { echo "gateway$i: $n of $replicas upstreams up" >&2; return 1; }
+    addrs+=("$GATEWAY_ADDR")
+    CLUSTER_PIDS+=("$GATEWAY_PID")
+    watch+=("gateway$i:$GATEWAY_PID")
+  done
+  SERVICE_ADMIN=$admin0
+  CLUSTER_GATEWAYS=$(IFS=,; echo "${addrs[*]}")
+  CLUSTER_WATCH=$(IFS=,; echo "${watch[*]}")
+  CLUSTER_WATCH_TREE="postgres:$PG_PID"
+}
+
+# sample_pg_waits URL DELAY_S SECONDS OUT: after DELAY_S, every 0.1 s for
+# SECONDS, what each busy PostgreSQL backend of the database is doing (state
+# and wait event: Lock waits, WAL fsync, or waiting for its client, the
+# replica), one line per backend and sample, from one psql session.
+sample_pg_waits() {
+  local url=$1 delay=$2 seconds=$3 out=$4 i
+  sleep "$delay"
+  for (( i = 0; i < seconds * 10; i++ )); do
+    echo "SELECT state || ' ' || coalesce(wait_event_type || ':' || wait_event, 'CPU')
+          FROM pg_stat_activity WHERE datname = 'parley'
+          AND pid <> pg_backend_pid() AND state <> 'idle';"
+    echo "SELECT pg_sleep(0.1);"
+  done | psql -q -A -t "$url" >"$out" 2>/dev/null || true
+}
+
+# stop_cluster: everything start_cluster started, PostgreSQL last.
+stop_cluster() {
+  local pid
+  for pid in "${CLUSTER_PIDS[@]}"; do bench_stop "$pid"; done
+  bench_stop "$PG_PID"
+  CLUSTER_PIDS=()
 }

@@ -1,17 +1,21 @@
 #!/usr/bin/python3
 """Writes docs/benchmarks.md from one run of tests/bench/run.sh.
 
-  report.py WORK_DIR ANALYSIS.md > docs/benchmarks.md
+  report.py WORK_DIR ANALYSIS.md [PREVIOUS.md] > docs/benchmarks.md
 
 WORK_DIR holds machine.txt, commands.tsv and one parley-loadgen JSON report per
 run (ID.json; idle and hold runs are split over processes as ID.pN.json /
 ID.gN.json). ANALYSIS.md is the hand-written part (where time and memory go,
-from profiles), appended verbatim.
+from profiles), appended verbatim. PREVIOUS.md, given when the run reran only
+some sections (`run.sh --only`), is the document it replaces: the sections and
+target rows this run did not produce are carried over from it, each marked
+with the date and commit of the run that measured it.
 """
 import glob
 import json
 import math
 import os
+import re
 import sys
 
 TARGETS = ("parley", "relay", "nats")
@@ -76,8 +80,360 @@ def problems(r):
     return "; ".join(out) or "none"
 
 
+# The measured sections, in document order; the rest (Machine, Targets,
+# notes, commands) always describe this run.
+SECTIONS = (
+    "1:1 pairs, open loop (maximum throughput)",
+    "Latency at half of Parley's maximum",
+    "Handshakes",
+    "Memory per idle connection (one server process)",
+    "Concurrent connections over several gateways, one service",
+    "Group fan-out",
+    "Scaled out: 2 gateways x 2 replicas on PostgreSQL",
+)
+CARRIED = "*Not rerun by this run: carried over from the run of "
+
+
+def split_sections(lines):
+    """{heading: lines under it} for every `## ` heading."""
+    out, current = {}, None
+    for line in lines:
+        if line.startswith("## "):
+            current = line[3:].strip()
+            out[current] = []
+        elif current is not None:
+            out[current].append(line)
+    return out
+
+
+def previous_document(path):
+    """(sections, target rows by name, "date, commit") of PREVIOUS.md."""
+    if not path or not os.path.exists(path):
+        return {}, {}, ""
+    with open(path) as f:
+        sections = split_sections(f.read().split("\n"))
+    when, cpu = "", ""
+    for line in sections.get("Machine", []):
+        m = re.match(r"\| Date, commit \| (.*) \|$", line)
+        if m:
+            when = m.group(1)
+        m = re.match(r"\| CPU \| (.*) \|$", line)
+        if m:
+            cpu = m.group(1)
+    if cpu:
+        when += f" on {cpu}"
+    rows = {}
+    for line in sections.get("Targets", []):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] not in ("Target", "---"):
+            rows[cells[0]] = cells
+    return sections, rows, when
+
+
+def merge_carried(out, previous, when):
+    """Inserts, in document order, the SECTIONS `out` lacks and `previous`
+    has, each marked with the run it comes from (kept if already marked)."""
+    have = split_sections(out)
+    result = list(out)
+    for i, name in enumerate(SECTIONS):
+        if name in have or name not in previous:
+            continue
+        body = list(previous[name])
+        while body and not body[-1].strip():
+            body.pop()
+        if not any(line.startswith(CARRIED) for line in body):
+            body = ["", f"{CARRIED}{when}; that run's load and build are in "
+                    "docs/benchmarks.md as committed with it (git history), "
+                    "not in the Machine table above.*"] + body
+        block = [f"## {name}"] + body + [""]
+        # Before the first later section present, else before Targets.
+        later = [f"## {n}" for n in SECTIONS[i + 1:]] + ["## Targets"]
+        at = next((k for k, line in enumerate(result)
+                   if line.strip() in later), len(result))
+        result[at:at] = block
+    return result
+
+
+KINDS = (("gateway", "gateway"), ("replica", "replica"), ("service", "service"),
+         ("postgres", "PostgreSQL (postmaster and backends)"),
+         ("nats", "nats-server (bus)"))
+
+
+def cpu_by_kind(r):
+    """{kind: (CPU seconds in the window, instances)} over the watched
+    processes; gateway0, gateway1... count as `gateway`."""
+    out = {}
+    for p in r.get("processes", []):
+        kind = re.sub(r"\d+$", "", p["name"])
+        sec, n = out.get(kind, (0.0, 0))
+        out[kind] = (sec + float(p.get("cpu_seconds", 0)), n + 1)
+    return out
+
+
+def us_per_delivery(r, seconds):
+    d = r["delivered_per_second"] * r["duration_seconds"]
+    return seconds / d * 1e6 if d else float("nan")
+
+
+def histogram_means(path):
+    """{histogram: (sum, count)} of the store's commit histograms in a
+    scraped /metrics file."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"parley_service_store_(append_seconds|"
+                         r"commit_batch_size|commit_seconds)_(sum|count) "
+                         r"(\S+)$", line.strip())
+            if m:
+                s, c = out.get(m.group(1), (0.0, 0.0))
+                if m.group(2) == "sum":
+                    s = float(m.group(3))
+                else:
+                    c = float(m.group(3))
+                out[m.group(1)] = (s, c)
+    return out
+
+
+def commit_table(w, work, runs):
+    """The group-commit figures each service process exported over a run."""
+    rows = []
+    for label, run_id in runs:
+        for path in sorted(glob.glob(os.path.join(work, run_id +
+                                                  ".*.metrics"))):
+            who = os.path.basename(path)[len(run_id) + 1:-len(".metrics")]
+            rows.append((label, who, histogram_means(path)))
+    if not rows:
+        return
+    w("### Group commit, from each service process's /metrics\n")
+    w("Over the whole run (user setup, warm-up, window and drain): "
+      "transactions committed, write operations per transaction, BEGIN to "
+      "durable COMMIT per transaction, and an append's time from being "
+      "submitted to its commit callback (queueing behind earlier batches "
+      "included).\n")
+    w("| Run | process | transactions | ops per transaction | commit ms | "
+      "append ms |")
+    w("|---|---|---:|---:|---:|---:|")
+
+    def mean(h, key, scale=1.0):
+        s, c = h.get(key, (0.0, 0.0))
+        return f"{s / c * scale:.2f}" if c else "n/a"
+
+    for label, who, h in rows:
+        w(f"| {label} | {who} | {fmt(h.get('commit_seconds', (0, 0))[1])} | "
+          f"{mean(h, 'commit_batch_size')} | "
+          f"{mean(h, 'commit_seconds', 1e3)} | "
+          f"{mean(h, 'append_seconds', 1e3)} |")
+    w("")
+
+
+def pg_waits_table(w, work, run_id):
+    """What PostgreSQL's busy backends were doing, sampled in the window."""
+    path = os.path.join(work, run_id + ".pgwaits")
+    if not os.path.exists(path):
+        return
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                counts[line.strip()] = counts.get(line.strip(), 0) + 1
+    total = sum(counts.values())
+    if not total:
+        return
+    w("### What PostgreSQL's backends were doing (1:1 cluster window)\n")
+    w("`pg_stat_activity` sampled every ~0.1 s from one extra session: "
+      "state and wait event of every backend of the database that was not "
+      "idle outside a transaction. `idle in transaction ClientRead` is a "
+      "backend inside a batch's transaction waiting for its replica's next "
+      "statement; `Lock:...` is one replica's batch waiting for rows the "
+      "other's holds; `IO:WALSync`/`WALWrite` is the commit's fsync; `CPU` "
+      "is running.\n")
+    w("| backend state and wait | samples | share |")
+    w("|---|---:|---:|")
+    for what, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        w(f"| {what} | {n} | {n / total:.0%} |")
+    w("")
+
+
+def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
+               work):
+    cl_pairs1 = load(work, "pairs_max_cluster1")
+    w("## Scaled out: 2 gateways x 2 replicas on PostgreSQL\n")
+    w("The cluster of docs/scaling.md on this one machine: "
+      f"{machine.get('postgres') or 'PostgreSQL'} (`fsync=on`, "
+      "`synchronous_commit=on`, `max_connections=200`, everything else "
+      "default, data in /tmp), core nats-server between the replicas, two "
+      "parley-service replicas (`--store=postgres://... --nats=nats://... "
+      "--replica_id=...`) and two gateways, each given both replicas "
+      "(`--service_address=a,b`). The load generator spreads its connections "
+      "over the two gateways (connection i on gateway i mod 2), so the two "
+      "members of every pair sit on different gateways, and the gateways' "
+      "rendezvous placement puts about half of the pairs' sessions on "
+      "different replicas (those messages cross NATS). Same flags, counts "
+      "and window as the one-box rows (one gateway, one parley-service on "
+      "SQLite, from the sections above) they sit beside; every server "
+      "process's CPU is measured over the window, PostgreSQL's as the "
+      "postmaster's whole process tree.\n")
+    w("| Shape | delivered msgs/s | acks/s | e2e latency ms p50 / p90 / p99 "
+      "/ p99.9 / max | server CPU (sum, % of a core) | loadgen CPU | "
+      "problems |")
+    w("|---|---:|---:|---|---:|---:|---|")
+
+    def row(label, r):
+        if not r:
+            w(f"| {label} | not run | | | | | |")
+            return
+        total = sum(p["cpu_percent"] for p in r.get("processes", []))
+        w(f"| {label} | {fmt(r['delivered_per_second'])} | "
+          f"{fmt(r['acks_per_second'])} | {lat(r['end_to_end'])} | "
+          f"{total:.0f}% | {r['loadgen']['cpu_percent']:.0f}% | "
+          f"{problems(r)} |")
+
+    row("1:1 pairs, one box (SQLite)", one_pairs)
+    row("1:1 pairs, cluster (PostgreSQL)", cl_pairs)
+    if cl_pairs1:
+        row("1:1 pairs, 2 gateways x 1 replica (PostgreSQL)", cl_pairs1)
+    row("fan-out, one box (SQLite)", one_fan)
+    row("fan-out, cluster (PostgreSQL)", cl_fan)
+    w("")
+    if one_pairs and cl_pairs and one_pairs["delivered_per_second"]:
+        ratio = (cl_pairs["delivered_per_second"] /
+                 one_pairs["delivered_per_second"])
+        met = ratio >= 1.0
+        w(f"- **1:1, cluster / one box: {ratio:.2f}x** (target >= 1x the "
+          "SQLite path's persisted+acked throughput): "
+          f"**{'met' if met else 'NOT met'}**.")
+        targets.append(("scaled-out 1:1 persisted+acked throughput vs one "
+                        "box (SQLite)", f"{ratio:.2f}x", ">= 1x", met))
+    if one_pairs and cl_pairs1 and one_pairs["delivered_per_second"]:
+        ratio = (cl_pairs1["delivered_per_second"] /
+                 one_pairs["delivered_per_second"])
+        w(f"- 1:1, 2 gateways x 1 replica on PostgreSQL / one box: "
+          f"{ratio:.2f}x.")
+    if one_fan and cl_fan and one_fan["delivered_per_second"]:
+        ratio = (cl_fan["delivered_per_second"] /
+                 one_fan["delivered_per_second"])
+        w(f"- Fan-out deliveries, cluster / one box: {ratio:.2f}x.")
+    w("")
+
+    w("### CPU per delivered message, by process kind\n")
+    w("CPU seconds each kind of process spent in the window (summed over "
+      "its instances) divided by the messages delivered in the window, in "
+      "microseconds, then the number of processes and their CPU in % of one "
+      "core. A 1:1 message is delivered once, a fan-out message once per "
+      "member: the fan-out figures are per delivery.\n")
+    runs = [("1:1 one box", one_pairs), ("1:1 cluster", cl_pairs),
+            ("1:1, 1 replica", cl_pairs1), ("fan-out one box", one_fan),
+            ("fan-out cluster", cl_fan)]
+    runs = [(n, r) for n, r in runs if r]
+    w("| Process kind | " + " | ".join(n for n, _ in runs) + " |")
+    w("|---|" + "---:|" * len(runs))
+    by = [(r, cpu_by_kind(r)) for _, r in runs]
+    for kind, label in KINDS:
+        if not any(kind in k for _, k in by):
+            continue
+        cells = []
+        for r, k in by:
+            if kind not in k:
+                cells.append("")
+                continue
+            sec, n = k[kind]
+            pct = 100 * sec / r["duration_seconds"]
+            cells.append(f"{us_per_delivery(r, sec):.1f} us ({n} x, "
+                         f"{pct:.0f}%)")
+        w(f"| {label} | " + " | ".join(cells) + " |")
+    cells = [f"**{us_per_delivery(r, sum(v[0] for v in k.values())):.1f} us**"
+             for r, k in by]
+    w("| **all servers** | " + " | ".join(cells) + " |")
+    cells = [f"{us_per_delivery(r, float(r['loadgen']['cpu_seconds'])):.1f} us"
+             for r, _ in by]
+    w("| load generator | " + " | ".join(cells) + " |")
+    w("")
+    commit_table(w, work, [("1:1 one box", "pairs_max_parley"),
+                           ("1:1 cluster", "pairs_max_cluster"),
+                           ("1:1, 1 replica", "pairs_max_cluster1"),
+                           ("fan-out cluster", "fanout_cluster")])
+    pg_waits_table(w, work, "pairs_max_cluster")
+
+    if not cl_pairs:
+        return
+    per = {kind: us_per_delivery(cl_pairs, sec)
+           for kind, (sec, _) in cpu_by_kind(cl_pairs).items()}
+    g, rep = per.get("gateway"), per.get("replica")
+    if not g or not rep:
+        return
+    pg, bus = per.get("postgres", 0.0), per.get("nats", 0.0)
+    total = sum(per.values())
+    lg_us = us_per_delivery(cl_pairs,
+                            float(cl_pairs["loadgen"]["cpu_seconds"]))
+    w("### What each added gateway and replica buys on more cores\n")
+    w(f"From the 1:1 cluster row: a delivered message costs {g:.1f} us of "
+      f"gateway CPU, {rep:.1f} us of replica CPU, {pg:.1f} us of "
+      f"PostgreSQL CPU and {bus:.1f} us of nats-server CPU ({total:.1f} us "
+      f"of server CPU in all; the load generator adds {lg_us:.1f} us). "
+      f"Here the whole cluster and the generator share "
+      f"{machine.get('cores')} cores, so the row above is what this "
+      "machine's cores allow, not a ceiling of the design.\n")
+    w("An estimate for a deployment where every process has a core of its "
+      "own and the clients run elsewhere:\n")
+    w(f"- **Each added gateway** (one core) adds about 1 s / {g:.1f} us = "
+      f"**{fmt(1e6 / g)} msgs/s** of gateway capacity (a message costs "
+      "CPU in the sender's gateway and in the recipient's; the figure is "
+      "their sum, which is what one more core of gateways buys).")
+    w(f"- **Each added replica** (one core) adds about 1 s / {rep:.1f} us "
+      f"= **{fmt(1e6 / rep)} msgs/s** of replica capacity, at the "
+      "cross-replica share measured here (about half of the messages). "
+      "With N replicas about 1 - 1/N of the messages cross NATS and every "
+      "replica reads the one event subject, so a replica's cost per "
+      "message creeps up with N and nats-server's grows about N-fold "
+      f"({bus:.1f} us here at N = 2): the replica figure holds for a "
+      "handful of replicas, not for dozens.")
+    w(f"- **PostgreSQL** spent {pg:.1f} us of CPU per message"
+      + (f": one core of it per ~{fmt(1e6 / pg)} msgs/s" if pg else "") +
+      ". Each replica writes through one connection, so through one "
+      "backend process: its commit path can use at most one core of "
+      "PostgreSQL per replica. (The pgbench figure in issue 16, ~73k "
+      "rows/s from one connection in 100-row transactions, is a lighter "
+      "transaction than Parley's: see the notes below.)")
+    waits = os.path.join(work, "pairs_max_cluster.pgwaits")
+    lines = [x.strip() for x in open(waits)] if os.path.exists(waits) else []
+    lines = [x for x in lines if x]
+    locked = sum(1 for x in lines if " Lock:" in x)
+    if lines and locked / len(lines) >= 0.2:
+        other = (f"; on one replica the same 1:1 run delivered "
+                 f"{fmt(cl_pairs1['delivered_per_second'])} msgs/s against "
+                 f"{fmt(cl_pairs['delivered_per_second'])} on two"
+                 if cl_pairs1 else "")
+        w(f"- **But today a second replica does not add commit throughput**: "
+          f"{locked / len(lines):.0%} of the sampled states of PostgreSQL's "
+          "busy backends were row-lock waits (table above): a batch holds "
+          "its recipients' inbox counters (`users.inbox_head`) from its "
+          "first round trip to COMMIT, and when the pairs span replicas the "
+          "replicas' batches share users, so they commit one after the "
+          f"other{other}. Until batches of different replicas stop sharing "
+          "counter rows, the replica figure above is CPU headroom, not "
+          "throughput.")
+    caps = [1e6 / g, 1e6 / rep] + ([1e6 / pg] if pg else [])
+    cap = min(caps)
+    w(f"- So, counting CPU only, each gateway + replica added with a core "
+      "each (and a core of PostgreSQL for the replica's writer) adds about "
+      f"min({', '.join(fmt(c) for c in caps)}) = **{fmt(cap)} msgs/s**: a "
+      f"2 x 2 cluster on 6 cores of its own about {fmt(2 * cap)} msgs/s. "
+      "The lock waits above come first while batches of different "
+      "replicas share counter rows.\n")
+    w("Assumptions: the CPU per message stays what it is at this load "
+      "(batching in the gateways' links and in the replicas' commit "
+      "pipeline makes it cheaper under more load; on this machine, where 2 "
+      "cores are shared by every process, context switches make it "
+      "dearer); clients spread evenly over gateways and sessions over "
+      "replicas; the network between machines adds latency, not CPU; "
+      "memory and file descriptors are not the bound (see the connection "
+      "sections).\n")
+
+
 def main():
     work, analysis = sys.argv[1], sys.argv[2]
+    previous, previous_targets, previous_when = previous_document(
+        sys.argv[3] if len(sys.argv) > 3 else None)
     machine = {}
     with open(os.path.join(work, "machine.txt")) as f:
         for line in f:
@@ -116,10 +472,15 @@ def main():
       f"end {machine.get('loadavg_end')} |")
     w(f"| Date, commit | {machine.get('date')}, `{machine.get('commit')}` |")
     w(f"| nats-server | {machine.get('nats')} |")
+    if machine.get("postgres"):
+        w(f"| PostgreSQL | {machine.get('postgres')} |")
     w(f"| Binaries | `{machine.get('bin')}`, {machine.get('build', 'n/a')} |\n")
     w("The load generator, the servers under test and anything else running "
       "share the same cores: a load average above the core count means the "
       "measured programs were competing for CPU.\n")
+    if previous and machine.get("only"):
+        w(f"This run reran only `{machine['only']}`; the sections it did not "
+          f"rerun are carried over from the previous document and say so.\n")
 
     targets = []  # (target, measured, goal, met)
 
@@ -333,11 +694,34 @@ def main():
                             f"({fan['parley']['group_size']}-member group)",
                             fmt(d), ">= 100,000", d >= 100000))
 
+    # Scaled out.
+    cl_pairs = load(work, "pairs_max_cluster")
+    cl_fan = load(work, "fanout_cluster")
+    if cl_pairs or cl_fan:
+        scaled_out(w, targets, maxes["parley"], cl_pairs, fan["parley"],
+                   cl_fan, machine, work)
+        cl_profile = os.path.join(work, "profile_cluster.txt")
+        if os.path.exists(cl_profile) and os.path.getsize(cl_profile):
+            w("### Profile of the 1:1 cluster run (perf: gateways, replicas, "
+              "nats-server, PostgreSQL)\n")
+            w("```")
+            w(open(cl_profile).read().rstrip())
+            w("```\n")
+
     w("## Targets\n")
     w("| Target | measured | goal | |")
     w("|---|---|---|---|")
     for name, measured, goal, met in targets:
         w(f"| {name} | {measured} | {goal} | {'met' if met else '**MISSED**'} |")
+    # The targets of sections this run did not rerun keep their row.
+    produced = {name for name, _, _, _ in targets}
+    for name, cells in previous_targets.items():
+        if name in produced:
+            continue
+        measured = cells[1]
+        if "(run of " not in measured:
+            measured += f" (run of {previous_when})"
+        w(f"| {name} | {measured} | {cells[2]} | {cells[3]} |")
     if machine.get("quick") == "1":
         w("\nA `--quick` run uses smaller counts than the targets name, so "
           "the connection targets cannot be met by it.")
@@ -365,11 +749,19 @@ def main():
       "--rate_limit_bytes_per_second=1e15 --rate_limit_bytes_burst=1e15 "
       "--listen_backlog=4096`, `ws-relay --listen_address=127.0.0.1:0`, "
       "`nats-server -c` with `websocket { listen: \"127.0.0.1:<free>\", "
-      "no_tls: true }`), then:\n")
+      "no_tls: true }`; for the cluster: PostgreSQL 15 `initdb -U parley "
+      "--auth=trust` and `postgres -c listen_addresses=127.0.0.1 -c fsync=on "
+      "-c synchronous_commit=on -c max_connections=200` as `nobody`, "
+      "`nats-server -a 127.0.0.1 -p <free>`, replicas with the service flags "
+      "above plus `--store=postgres://parley@127.0.0.1:<port>/parley "
+      "--nats=nats://127.0.0.1:<port> --replica_id=replicaN`, gateways with "
+      "`--service_address=<replica0 link>,<replica1 link>`), then:\n")
     w("```")
     for run_id, cmd in commands:
         w(f"# {run_id}\n{cmd}")
     w("```")
+    if previous:
+        out = merge_carried(out, previous, previous_when)
     print("\n".join(out))
 
 

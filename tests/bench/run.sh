@@ -5,11 +5,12 @@
 # one run. Writes docs/benchmarks.md (tables, ratios, targets met or missed,
 # machine facts, exact commands) from the JSON reports.
 #
-#   tests/bench/run.sh            # the full suite (~15 min on 2 cores)
+#   tests/bench/run.sh            # the full suite (~17 min on 2 cores)
 #   tests/bench/run.sh --quick    # smaller counts, for a busy machine
 #   options: --bin DIR (use built binaries, skip the -c opt build)
 #            --out FILE (default docs/benchmarks.md)  --profile (perf)
-#            --only LIST (comma list of: pairs,half,handshake,idle,hold,fanout)
+#            --only LIST (comma list of: pairs,half,handshake,idle,hold,fanout,
+#                         cluster)
 #
 # Every process it starts is killed by PID at the end; ports are chosen at run
 # time; the open-file limit is raised to the hard limit (`ulimit -Hn`) and the
@@ -21,7 +22,8 @@ QUICK=""
 BIN=""
 OUT="$ROOT/docs/benchmarks.md"
 PROFILE=""
-ONLY="pairs,half,handshake,idle,hold,fanout"
+ALL="pairs,half,handshake,idle,hold,fanout,cluster"
+ONLY=$ALL
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) QUICK=1 ;;
@@ -54,6 +56,13 @@ command -v nats-server >/dev/null ||
 ulimit -n "$(ulimit -Hn)"
 HARD=$(ulimit -Hn)
 BENCH_WORK=$(mktemp -d /tmp/parley-bench.XXXXXX)
+# A partial run (--only) keeps the sections it does not rerun from the
+# document it replaces (report.py marks them with their run's date).
+PREVIOUS=""
+if [[ $ONLY != "$ALL" && -f $OUT ]]; then
+  PREVIOUS="$BENCH_WORK/previous.md"
+  cp "$OUT" "$PREVIOUS"
+fi
 # shellcheck source=tests/bench/lib.sh
 source "$ROOT/tests/bench/lib.sh"
 trap bench_cleanup EXIT
@@ -86,7 +95,9 @@ COMMON=(--warmup=2s --duration="$DURATION" --drain=5s --connect_timeout=120s)
   echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit=$(cd "$ROOT" && git rev-parse --short HEAD)"
   echo "nats=$(nats-server --version 2>&1 | head -1)"
+  echo "postgres=$("$PG_BIN/postgres" --version 2>/dev/null || echo missing)"
   echo "quick=${QUICK:-0}"
+  [[ $ONLY == "$ALL" ]] || echo "only=$ONLY"
   echo "bin=$BIN"
   echo "build=$BUILD_MODE"
 } >"$BENCH_WORK/machine.txt"
@@ -122,12 +133,40 @@ write_report() {
   cp "$BENCH_WORK/machine.txt" "$BENCH_WORK/machine.now"
   echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$BENCH_WORK/machine.txt"
   /usr/bin/python3 "$ROOT/tests/bench/report.py" "$BENCH_WORK" \
-    "$ROOT/tests/bench/analysis.md" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+    "$ROOT/tests/bench/analysis.md" $PREVIOUS >"$OUT.tmp" &&
+    mv "$OUT.tmp" "$OUT"
   mv "$BENCH_WORK/machine.now" "$BENCH_WORK/machine.txt"
 }
 
 json_field() {
   /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+}
+
+# profile PIDS OUT: called as a run starts; once it is past warm-up, samples
+# PIDS (comma list) with perf for 5 s and writes the by-process/library and
+# top-symbol summary to OUT. Beyond that list, PostgreSQL's backends of the
+# moment are sampled when PG_PID names a running postmaster.
+profile() {
+  local pids=$1 out=$2
+  sleep 4
+  if [[ -n ${PG_PID:-} ]] && kill -0 "$PG_PID" 2>/dev/null; then
+    pids="$pids,$PG_PID$(ps --ppid "$PG_PID" -o pid= | tr -d ' ' | sed 's/^/,/' | tr -d '\n')"
+  fi
+  perf record -F 499 -g -o "$out.data" -p "$pids" -- sleep 5 \
+    >/dev/null 2>&1 || return 0
+  {
+    echo "By process and library (self time, % of samples):"
+    perf report -i "$out.data" --stdio --no-children -g none \
+      --sort comm,dso --percent-limit 1 2>/dev/null |
+      grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | head -25
+    echo
+    echo "Top symbols:"
+    perf report -i "$out.data" --stdio --no-children -g none \
+      --sort comm,symbol --percent-limit 0.7 2>/dev/null |
+      grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' |
+      cut -c1-150 | head -30
+  } >"$out" || true
+  rm -f "$out.data"
 }
 
 # 1. 1:1 pairs, open loop, INFLIGHT in flight per connection: the maximum.
@@ -145,25 +184,15 @@ if want pairs; then
     lg pairs_max_parley "${PARLEY[@]}" --connections=$PAIRS \
       --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}" &
     LGPID=$!
-    sleep 4
-    perf record -F 499 -g -o "$BENCH_WORK/perf.data" \
-      -p "$GATEWAY_PID,$SERVICE_PID" -- sleep 5 >/dev/null 2>&1 || true
+    profile "$GATEWAY_PID,$SERVICE_PID" "$BENCH_WORK/profile.txt"
     wait "$LGPID"
-    {
-      echo "By process and library (self time, % of samples):"
-      perf report -i "$BENCH_WORK/perf.data" --stdio --no-children -g none \
-        --sort comm,dso --percent-limit 1 2>/dev/null |
-        grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | head -25
-      echo
-      echo "Top symbols:"
-      perf report -i "$BENCH_WORK/perf.data" --stdio --no-children -g none \
-        --sort comm,symbol --percent-limit 0.7 2>/dev/null |
-        grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//; s/ {2,}/  /g' | cut -c1-150 | head -30
-    } >"$BENCH_WORK/profile.txt" || true
   else
     lg pairs_max_parley "${PARLEY[@]}" --connections=$PAIRS \
       --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
   fi
+  # The commit pipeline's batch sizes and commit times, for the cluster's
+  # comparison (section 6).
+  scrape_metrics "$SERVICE_METRICS" "$BENCH_WORK/pairs_max_parley.service0.metrics"
   parley_down
   # The same shape over the binary subprotocol: what JSON costs.
   parley_up
@@ -266,7 +295,57 @@ fi
 
 write_report
 
-# 6. HOLD_TOTAL concurrent connections over HOLD_GATEWAYS gateways, one
+# 6. The scaled-out shape: 2 gateways x 2 replicas on PostgreSQL and
+# nats-server, the 1:1 maximum and the fan-out of sections 1 and 5 with the
+# same flags. The generator spreads its connections over both gateways
+# (connection i on gateway i mod 2), so every pair spans the two gateways and
+# the replicas' rendezvous placement puts about half of them on two
+# replicas. CPU is watched for every server process, PostgreSQL's as the
+# postmaster's whole process tree (a backend per connection).
+if want cluster; then
+  if [[ ! -x $PG_BIN/postgres ]]; then
+    echo "bench: $PG_BIN/postgres missing (apt-get install -y postgresql-15)" >&2
+    echo cluster >>"$BENCH_WORK/failed.txt"
+  else
+    # pairs_max_cluster1: the same 1:1 run on one replica behind the two
+    # gateways, to tell the second replica's cost from PostgreSQL's.
+    for run in pairs_max_cluster fanout_cluster pairs_max_cluster1; do
+      if [[ $run == pairs_max_cluster1 ]]; then start_cluster 1 2
+      else start_cluster 2 2; fi
+      CLUSTER=(--target=parley --address="$CLUSTER_GATEWAYS" $(parley_flags)
+        --watch="$CLUSTER_WATCH" --watch_tree="$CLUSTER_WATCH_TREE")
+      case $run in
+        pairs_max_cluster)
+          lg "$run" "${CLUSTER[@]}" --connections=$PAIRS --inflight=$INFLIGHT \
+            "${COMMON[@]}" &
+          LGPID=$!
+          # Past user setup and warm-up (~3 s), for most of the window.
+          sample_pg_waits "$PG_URL" 4 6 "$BENCH_WORK/$run.pgwaits" &
+          SAMPLER=$!
+          if [[ -n $PROFILE ]] && command -v perf >/dev/null; then
+            profile "$(IFS=,; echo "${CLUSTER_PIDS[*]}")" \
+              "$BENCH_WORK/profile_cluster.txt"
+          fi
+          wait "$LGPID"
+          wait "$SAMPLER" ;;
+        pairs_max_cluster1)
+          lg "$run" "${CLUSTER[@]}" --connections=$PAIRS --inflight=$INFLIGHT \
+            "${COMMON[@]}" ;;
+        fanout_cluster)
+          lg "$run" "${CLUSTER[@]}" --workload=fanout --connections=$FANOUT \
+            --inflight=$INFLIGHT "${COMMON[@]}" ;;
+      esac
+      for i in "${!CLUSTER_METRICS[@]}"; do
+        scrape_metrics "${CLUSTER_METRICS[$i]}" "$BENCH_WORK/$run.replica$i.metrics"
+      done
+      stop_cluster
+    done
+  fi
+fi
+
+write_report
+
+# 7. HOLD_TOTAL concurrent connections over HOLD_GATEWAYS gateways, one
 # parley-service, one generator process per gateway.
 if want hold; then
   start_service parley-service

@@ -9,8 +9,9 @@
 # PARLEY_BIN_DIR holds service/parley-service, gateway/parley-gateway,
 # tools/loadgen/parley-loadgen and tools/loadgen/ws-relay (default: the
 # repository's bazel-bin). Writes $PARLEY_ARTIFACTS/bench-smoke.xml (JUnit).
-# Cases whose binaries (Parley's, or nats-server) are missing are reported as
-# skipped, not failed. Exits non-zero when any case failed.
+# Cases whose binaries (Parley's, nats-server, PostgreSQL 15) are missing are
+# reported as skipped, not failed. The cluster cases start PostgreSQL as
+# `nobody` when run as root. Exits non-zero when any case failed.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,6 +29,7 @@ RESULTS="$BENCH_WORK/results.tsv"
 : >"$RESULTS"
 SHORT=(--warmup=300ms --duration=1s --drain=5s --connect_timeout=20s)
 PARLEY_UP=""
+CLUSTER_UP=""
 
 # run_case NAME FUNCTION: FUNCTION returns 0 (pass), 77 (skip) or other (fail);
 # its output is the case's message.
@@ -147,6 +149,66 @@ case_parley_idle() {
     $CHECK "$BENCH_WORK/parley_idle.json" --connections 50 --held 50 --watched 1
 }
 
+# Starts the scaled-out shape (PostgreSQL, nats-server, 2 replicas, 2
+# gateways) for the cluster cases; 77 when a piece is not installed or built.
+need_cluster() {
+  need_tools || return 1
+  for f in "$BIN/service/parley-service" "$BIN/gateway/parley-gateway" \
+    "$PG_BIN/postgres"; do
+    if [[ ! -x $f ]]; then
+      echo "skipped: $f is not built or installed"
+      return 77
+    fi
+  done
+  if ! command -v nats-server >/dev/null; then
+    echo "skipped: nats-server is not installed"
+    return 77
+  fi
+  [[ -n $CLUSTER_UP ]] && return 0
+  start_cluster 2 2 || return 1
+  CLUSTER_UP=1
+}
+
+case_cluster_pairs() {
+  need_cluster || return $?
+  loadgen cluster_pairs --target=parley --address="$CLUSTER_GATEWAYS" \
+    $(parley_flags) --connections=10 --inflight=2 --watch="$CLUSTER_WATCH" \
+    --watch_tree="$CLUSTER_WATCH_TREE" "${SHORT[@]}" &&
+    $CHECK "$BENCH_WORK/cluster_pairs.json" --connections 10 --traffic --acks \
+      --watched 6
+}
+
+case_cluster_fanout() {
+  need_cluster || return $?
+  loadgen cluster_fanout --target=parley --address="$CLUSTER_GATEWAYS" \
+    $(parley_flags) --workload=fanout --connections=10 --inflight=2 \
+    "${SHORT[@]}" &&
+    $CHECK "$BENCH_WORK/cluster_fanout.json" --connections 10 --traffic --acks
+}
+
+# The report's scaled-out section from the smoke run's own reports.
+case_cluster_report() {
+  for f in parley_pairs parley_fanout cluster_pairs cluster_fanout; do
+    [[ -f $BENCH_WORK/$f.json ]] || { echo "skipped: no $f.json"; return 77; }
+  done
+  local dir="$BENCH_WORK/report"
+  mkdir -p "$dir"
+  cp "$BENCH_WORK/parley_pairs.json" "$dir/pairs_max_parley.json"
+  cp "$BENCH_WORK/parley_fanout.json" "$dir/fanout_parley.json"
+  cp "$BENCH_WORK/cluster_pairs.json" "$dir/pairs_max_cluster.json"
+  cp "$BENCH_WORK/cluster_fanout.json" "$dir/fanout_cluster.json"
+  printf 'cores=%s\npostgres=%s\n' "$(nproc)" \
+    "$("$PG_BIN/postgres" --version)" >"$dir/machine.txt"
+  /usr/bin/python3 "$ROOT/tests/bench/report.py" "$dir" /dev/null \
+    >"$dir/benchmarks.md" || return 1
+  for want in "## Scaled out" "cluster / one box" "| replica |" \
+    "| PostgreSQL (postmaster and backends) |" "| nats-server (bus) |" \
+    "Each added gateway" "Each added replica"; do
+    grep -qF "$want" "$dir/benchmarks.md" ||
+      { echo "report lacks \"$want\""; return 1; }
+  done
+}
+
 run_case relay_pairs case_relay_pairs
 run_case relay_paced case_relay_paced
 run_case nats_pairs case_nats_pairs
@@ -154,6 +216,9 @@ run_case parley_pairs case_parley_pairs
 run_case parley_fanout case_parley_fanout
 run_case parley_churn case_parley_churn
 run_case parley_idle case_parley_idle
+run_case cluster_pairs case_cluster_pairs
+run_case cluster_fanout case_cluster_fanout
+run_case cluster_report case_cluster_report
 
 /usr/bin/python3 "$ROOT/tests/bench/junit.py" "$RESULTS" \
   "$ARTIFACTS/bench-smoke.xml" bench-smoke

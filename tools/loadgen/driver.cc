@@ -244,11 +244,12 @@ class Driver {
     Conn* c = conns_[index].get();
     c->session_ = protocol_.NewSession(specs_[index]);
     WsClientOptions o;
-    o.remote = options_.target;
+    const Target& target = TargetFor(options_.targets, index);
+    o.remote = target.endpoint;
     if (!options_.sources.empty()) {
       o.source = options_.sources[launches_ % options_.sources.size()];
     }
-    o.host_header = options_.host_header;
+    o.host_header = target.host_header;
     o.resource = c->session_->Resource();
     o.subprotocol = c->session_->Subprotocol();
     c->ws_ = std::make_shared<WsClient>(
@@ -340,10 +341,11 @@ class Driver {
     report_.set_duration_seconds(seconds);
     std::vector<std::pair<std::string, ProcSample>> end_samples;
     SampleProcesses(&end_samples);
-    for (const auto& [name, pid] : options_.watch) {
+    for (const DriverOptions::Watched& w : options_.watch) {
+      const std::string& name = w.name;
       ProcessStats* p = report_.add_processes();
       p->set_name(name);
-      p->set_pid(pid);
+      p->set_pid(w.pid);
       for (const auto& [n, s] : start_samples_) {
         if (n != name) continue;
         p->set_rss_start_kib(s.rss_kib);
@@ -466,9 +468,10 @@ class Driver {
   }
 
   void SampleProcesses(std::vector<std::pair<std::string, ProcSample>>* out) {
-    for (const auto& [name, pid] : options_.watch) {
-      absl::StatusOr<ProcSample> s = SampleProcess(pid);
-      if (s.ok()) out->emplace_back(name, *s);
+    for (const DriverOptions::Watched& w : options_.watch) {
+      absl::StatusOr<ProcSample> s =
+          w.tree ? SampleProcessTree(w.pid) : SampleProcess(w.pid);
+      if (s.ok()) out->emplace_back(w.name, *s);
     }
   }
 

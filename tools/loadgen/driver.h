@@ -29,15 +29,15 @@
 #include "asio.hpp"
 #include "tools/loadgen/protocol.h"
 #include "tools/loadgen/report.pb.h"
+#include "tools/loadgen/target_list.h"
 
 namespace parley::loadgen {
 
 struct DriverOptions {
   // "pairs", "fanout", "churn" or "idle".
   std::string workload = "pairs";
-  // Where to connect, and the Host header to send.
-  asio::ip::tcp::endpoint target;
-  std::string host_header;
+  // Where to connect: connection i uses TargetFor(targets, i). Not empty.
+  std::vector<Target> targets;
   // Source addresses, used round-robin (127.0.0.1..127.0.0.x to pass ~28k
   // connections per destination). Empty = the kernel's choice.
   std::vector<asio::ip::address> sources;
@@ -58,8 +58,14 @@ struct DriverOptions {
   std::chrono::milliseconds drain{2000};
   // Idle workload: how long to hold the connections.
   std::chrono::milliseconds hold{10000};
-  // Processes whose RSS and CPU time to report: (name, pid).
-  std::vector<std::pair<std::string, int>> watch;
+  // Processes whose RSS and CPU time to report; a `tree` one is summed with
+  // its descendants (SampleProcessTree).
+  struct Watched {
+    std::string name;
+    int pid = 0;
+    bool tree = false;
+  };
+  std::vector<Watched> watch;
   // Client index of spec 0, so several generator processes use distinct
   // senders in their payloads.
   int64_t index_offset = 0;

@@ -25,11 +25,14 @@
 #include "tools/loadgen/admin_setup.h"
 #include "tools/loadgen/driver.h"
 #include "tools/loadgen/report.h"
+#include "tools/loadgen/target_list.h"
 
 ABSL_FLAG(std::string, target, "parley",
           "Target protocol: parley, parley-proto, relay or nats.");
 ABSL_FLAG(std::string, address, "127.0.0.1:8080",
-          "host:port of the WebSocket endpoint (IPv4 literal).");
+          "host:port of the WebSocket endpoint (IPv4 literal), or a comma "
+          "list of them: connection i goes to the (i mod N)-th, so the two "
+          "members of a pair sit on different endpoints.");
 ABSL_FLAG(std::string, workload, "pairs", "pairs, fanout, churn or idle.");
 ABSL_FLAG(int32_t, connections, 100, "Connections (this process).");
 ABSL_FLAG(int32_t, connect_concurrency, 256, "Handshakes in progress at once.");
@@ -58,6 +61,9 @@ ABSL_FLAG(int64_t, index_offset, 0,
           "First user index of this process (several processes).");
 ABSL_FLAG(std::string, watch, "",
           "Processes to report RSS/CPU for: name:pid,name:pid.");
+ABSL_FLAG(std::string, watch_tree, "",
+          "Like --watch, each process summed with all its descendants "
+          "(PostgreSQL forks a backend per connection): name:pid,...");
 ABSL_FLAG(std::string, json_out, "", "Also write the JSON report here.");
 ABSL_FLAG(bool, json, false, "Print JSON instead of the table.");
 
@@ -67,17 +73,10 @@ namespace {
 absl::StatusOr<DriverOptions> OptionsFromFlags() {
   DriverOptions o;
   o.workload = absl::GetFlag(FLAGS_workload);
-  const std::string address = absl::GetFlag(FLAGS_address);
-  std::vector<std::string> hp = absl::StrSplit(address, ':');
-  int port = 0;
-  asio::error_code ec;
-  if (hp.size() != 2 || !absl::SimpleAtoi(hp[1], &port)) {
-    return absl::InvalidArgumentError("--address must be host:port");
-  }
-  asio::ip::address host = asio::ip::make_address(hp[0], ec);
-  if (ec) return absl::InvalidArgumentError("--address needs an IP literal");
-  o.target = asio::ip::tcp::endpoint(host, static_cast<uint16_t>(port));
-  o.host_header = address;
+  absl::StatusOr<std::vector<Target>> targets =
+      ParseTargets(absl::GetFlag(FLAGS_address));
+  if (!targets.ok()) return targets.status();
+  o.targets = *std::move(targets);
   const int sources = absl::GetFlag(FLAGS_source_addresses);
   if (sources < 1 || sources > 254) {
     return absl::InvalidArgumentError("--source_addresses must be 1..254");
@@ -98,15 +97,19 @@ absl::StatusOr<DriverOptions> OptionsFromFlags() {
   o.drain = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_drain));
   o.hold = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_hold));
   o.index_offset = absl::GetFlag(FLAGS_index_offset);
-  const std::string watch = absl::GetFlag(FLAGS_watch);
-  for (absl::string_view item : absl::StrSplit(watch, ',', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(item, ':');
-    int pid = 0;
-    if (!absl::SimpleAtoi(kv.second, &pid)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--watch wants name:pid, got ", item));
+  for (const bool tree : {false, true}) {
+    const std::string watch =
+        absl::GetFlag(tree ? FLAGS_watch_tree : FLAGS_watch);
+    for (absl::string_view item :
+         absl::StrSplit(watch, ',', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(item, ':');
+      int pid = 0;
+      if (!absl::SimpleAtoi(kv.second, &pid)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--watch wants name:pid, got ", item));
+      }
+      o.watch.push_back({kv.first, pid, tree});
     }
-    o.watch.emplace_back(kv.first, pid);
   }
   return o;
 }

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -37,7 +39,7 @@ absl::StatusOr<int64_t> ParseRssKib(absl::string_view status_text) {
   return absl::InvalidArgumentError("no VmRSS line");
 }
 
-absl::StatusOr<int64_t> ParseCpuTicks(absl::string_view stat_text) {
+absl::StatusOr<StatFields> ParseStat(absl::string_view stat_text) {
   // The command name (field 2) is in parentheses and may hold spaces: the
   // fields after its closing parenthesis start at field 3 (state).
   const size_t close = stat_text.rfind(')');
@@ -46,13 +48,26 @@ absl::StatusOr<int64_t> ParseCpuTicks(absl::string_view stat_text) {
   }
   std::vector<absl::string_view> fields =
       absl::StrSplit(stat_text.substr(close + 1), ' ', absl::SkipWhitespace());
-  // utime and stime are fields 14 and 15: indexes 11 and 12 after field 2.
-  int64_t utime = 0, stime = 0;
-  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &utime) ||
-      !absl::SimpleAtoi(fields[12], &stime)) {
+  // ppid is field 4, utime, stime, cutime and cstime fields 14 to 17: indexes
+  // 1 and 11 to 14 after field 2.
+  StatFields out;
+  int64_t utime = 0, stime = 0, cutime = 0, cstime = 0;
+  if (fields.size() < 15 || !absl::SimpleAtoi(fields[1], &out.parent_pid) ||
+      !absl::SimpleAtoi(fields[11], &utime) ||
+      !absl::SimpleAtoi(fields[12], &stime) ||
+      !absl::SimpleAtoi(fields[13], &cutime) ||
+      !absl::SimpleAtoi(fields[14], &cstime)) {
     return absl::InvalidArgumentError("bad stat fields");
   }
-  return utime + stime;
+  out.cpu_ticks = utime + stime;
+  out.child_cpu_ticks = cutime + cstime;
+  return out;
+}
+
+absl::StatusOr<int64_t> ParseCpuTicks(absl::string_view stat_text) {
+  absl::StatusOr<StatFields> f = ParseStat(stat_text);
+  if (!f.ok()) return f.status();
+  return f->cpu_ticks;
 }
 
 absl::StatusOr<ProcSample> SampleProcess(int pid) {
@@ -71,6 +86,42 @@ absl::StatusOr<ProcSample> SampleProcess(int pid) {
   sample.cpu_seconds =
       static_cast<double>(*ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
   return sample;
+}
+
+absl::StatusOr<ProcSample> SampleProcessTree(int pid) {
+  absl::StatusOr<std::string> root_stat =
+      ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!root_stat.ok()) return root_stat.status();
+  absl::StatusOr<StatFields> root = ParseStat(*root_stat);
+  if (!root.ok()) return root.status();
+  // Parent links of every process, read once; processes that exit while the
+  // directory is read are skipped.
+  std::map<int, std::vector<int>> children;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    int child = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &child)) continue;
+    absl::StatusOr<std::string> text =
+        ReadFile(absl::StrCat("/proc/", child, "/stat"));
+    if (!text.ok()) continue;
+    absl::StatusOr<StatFields> f = ParseStat(*text);
+    if (f.ok()) children[f->parent_pid].push_back(child);
+  }
+  absl::StatusOr<ProcSample> total = SampleProcess(pid);
+  if (!total.ok()) return total.status();
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  total->cpu_seconds += static_cast<double>(root->child_cpu_ticks) / tick;
+  std::vector<int> todo = children[pid];
+  while (!todo.empty()) {
+    const int next = todo.back();
+    todo.pop_back();
+    absl::StatusOr<ProcSample> s = SampleProcess(next);
+    if (!s.ok()) continue;
+    total->rss_kib += s->rss_kib;
+    total->cpu_seconds += s->cpu_seconds;
+    for (int c : children[next]) todo.push_back(c);
+  }
+  return total;
 }
 
 }  // namespace parley::loadgen
