@@ -17,6 +17,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
+/** Debian's libfaketime (package faketime), for Stack#startService's clockOffset. */
+export const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
+
 /**
  * Splits a Parley log line (`TS level=info event=x k=v k2="a b"`) into its
  * fields.
@@ -46,8 +49,9 @@ export class Proc {
    * @param {string} file The executable.
    * @param {string[]} args
    * @param {string} logDir
+   * @param {Record<string, string>} [env] Added to this process's environment.
    */
-  constructor(name, file, args, logDir) {
+  constructor(name, file, args, logDir, env = {}) {
     this.name = name;
     this.file = file;
     this.args = args;
@@ -57,7 +61,7 @@ export class Proc {
     this.logPath = path.join(logDir, `browser-${name}.log`);
     this.log = createWriteStream(this.logPath, { flags: 'a' });
     this.log.write(`# ${file} ${args.join(' ')}\n`);
-    this.child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.pid = this.child.pid;
     this.child.stdout.on('data', (d) => this.log.write(d));
     createInterface({ input: this.child.stderr }).on('line', (line) => {
@@ -192,10 +196,13 @@ export class Stack {
 
   /**
    * Starts parley-service and waits for service.ready.
-   * @param {{linkAddress?: string}} [options] The previous link address on a
-   *     restart, so the gateway finds the service where it was.
+   * @param {{linkAddress?: string, clockOffset?: string}} [options]
+   *     linkAddress: the previous link address on a restart, so the gateway
+   *     finds the service where it was; clockOffset: run the service with its
+   *     wall clock shifted (libfaketime, e.g. "-2d": what it stores is dated
+   *     two days back; its monotonic clock is left alone).
    */
-  async startService({ linkAddress = '127.0.0.1:0' } = {}) {
+  async startService({ linkAddress = '127.0.0.1:0', clockOffset = '' } = {}) {
     const n = ++this.starts.service;
     const proc = new Proc(`service-${n}`, this.bin('service/parley-service'), [
       `--link_address=${linkAddress}`,
@@ -204,7 +211,7 @@ export class Stack {
       `--data_dir=${this.dataDir}`,
       `--token_secret=${this.tokenSecret}`,
       `--admin_key=${this.adminKey}`,
-    ], this.artifacts);
+    ], this.artifacts, clockOffset ? { LD_PRELOAD: FAKETIME_LIB, FAKETIME: clockOffset, FAKETIME_DONT_FAKE_MONOTONIC: '1' } : {});
     this.procs.push(proc);
     const ready = await proc.waitForEvent('service.ready');
     proc.linkAddress = ready.link_address;
