@@ -3,8 +3,7 @@
 # browser test (tests/browser/browser.test.mjs: Debian's headless Chromium,
 # driven by playwright-core, against the real parley-service and
 # parley-gateway). Installs what it needs first, quietly and only when
-# missing: Debian's chromium and faketime, and the npm packages of
-# package-lock.json.
+# missing: Debian's chromium, and the npm packages of package-lock.json.
 #
 #   PARLEY_BIN_DIR    the built binaries (default <repo>/bazel-bin)
 #   PARLEY_ARTIFACTS  JUnit XML (browser.xml), screenshots, process logs
@@ -54,16 +53,6 @@ if [ ! -x /usr/bin/chromium ]; then
     $SUDO apt-get update -qq >/dev/null 2>&1 || true
     $SUDO apt-get install -y -qq chromium >/dev/null 2>&1
   } || setup_failed "apt-get install chromium failed"
-fi
-
-# libfaketime: the day-separator check stores messages dated two days back.
-if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
-  echo "browser tests: installing Debian's faketime" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -qq faketime >/dev/null 2>&1 || {
-    $SUDO apt-get update -qq >/dev/null 2>&1 || true
-    $SUDO apt-get install -y -qq faketime >/dev/null 2>&1
-  } || setup_failed "apt-get install faketime failed"
 fi
 
 if [ ! -d "$HERE/node_modules/playwright-core" ]; then

@@ -17,9 +17,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
-/** Debian's libfaketime (package faketime), for Stack#startService's clockOffset. */
-export const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
-
 /**
  * Splits a Parley log line (`TS level=info event=x k=v k2="a b"`) into its
  * fields.
@@ -49,9 +46,8 @@ export class Proc {
    * @param {string} file The executable.
    * @param {string[]} args
    * @param {string} logDir
-   * @param {Record<string, string>} [env] Added to this process's environment.
    */
-  constructor(name, file, args, logDir, env = {}) {
+  constructor(name, file, args, logDir) {
     this.name = name;
     this.file = file;
     this.args = args;
@@ -61,7 +57,7 @@ export class Proc {
     this.logPath = path.join(logDir, `browser-${name}.log`);
     this.log = createWriteStream(this.logPath, { flags: 'a' });
     this.log.write(`# ${file} ${args.join(' ')}\n`);
-    this.child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    this.child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.pid = this.child.pid;
     this.child.stdout.on('data', (d) => this.log.write(d));
     createInterface({ input: this.child.stderr }).on('line', (line) => {
@@ -196,13 +192,10 @@ export class Stack {
 
   /**
    * Starts parley-service and waits for service.ready.
-   * @param {{linkAddress?: string, clockOffset?: string}} [options]
-   *     linkAddress: the previous link address on a restart, so the gateway
-   *     finds the service where it was; clockOffset: run the service with its
-   *     wall clock shifted (libfaketime, e.g. "-2d": what it stores is dated
-   *     two days back; its monotonic clock is left alone).
+   * @param {{linkAddress?: string}} [options] The previous link address on a
+   *     restart, so the gateway finds the service where it was.
    */
-  async startService({ linkAddress = '127.0.0.1:0', clockOffset = '' } = {}) {
+  async startService({ linkAddress = '127.0.0.1:0' } = {}) {
     const n = ++this.starts.service;
     const proc = new Proc(`service-${n}`, this.bin('service/parley-service'), [
       `--link_address=${linkAddress}`,
@@ -211,7 +204,7 @@ export class Stack {
       `--data_dir=${this.dataDir}`,
       `--token_secret=${this.tokenSecret}`,
       `--admin_key=${this.adminKey}`,
-    ], this.artifacts, clockOffset ? { LD_PRELOAD: FAKETIME_LIB, FAKETIME: clockOffset, FAKETIME_DONT_FAKE_MONOTONIC: '1' } : {});
+    ], this.artifacts);
     this.procs.push(proc);
     const ready = await proc.waitForEvent('service.ready');
     proc.linkAddress = ready.link_address;
@@ -251,6 +244,36 @@ export class Stack {
       execFile(this.bin('tools/parleyctl'), argv, { timeout: 30000 }, (err, stdout, stderr) => {
         if (err) reject(new Error(`parleyctl ${args.join(' ')} failed (${err.code}): ${stderr || err.message}`));
         else resolve(stdout);
+      });
+    });
+  }
+
+  /**
+   * Dates messages of a conversation back in the SQLite store of a stopped
+   * service: the protocol and the admin API have no way to store a message
+   * with a past time, and a page's day separators need messages of other
+   * days. Changes only the messages' send time (sent_us).
+   * @param {string} conversation
+   * @param {number[]} seqs
+   * @param {number} days
+   * @returns {Promise<void>}
+   */
+  backdate(conversation, seqs, days) {
+    const db = path.join(this.dataDir, 'parley.db');
+    const script = [
+      'import sqlite3, sys',
+      'db = sqlite3.connect(sys.argv[1])',
+      'seqs = [int(s) for s in sys.argv[3].split(",")]',
+      'n = db.execute("UPDATE messages SET sent_us = sent_us - ? WHERE conversation = ? AND seq IN (%s)" % ",".join("?" * len(seqs)),',
+      '               [int(float(sys.argv[4]) * 86400e6), sys.argv[2], *seqs]).rowcount',
+      'db.commit()',
+      'sys.exit(0 if n == len(seqs) else f"dated {n} of {len(seqs)} messages back")',
+    ].join('\n');
+    const args = ['-c', script, db, conversation, seqs.join(','), String(days)];
+    return new Promise((resolve, reject) => {
+      execFile('/usr/bin/python3', args, { timeout: 30000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`backdating ${conversation} ${seqs} in ${db} failed: ${stderr || err.message}`));
+        else resolve();
       });
     });
   }
