@@ -71,8 +71,8 @@ std::vector<PlannedAppend> PlanAppends(
       // Says which way, and no more: the peer learns that it blocked, not
       // when or what else.
       if (snapshot.blocks.count({r.sender, r.to}) > 0) {
-        p.result = BlockedError(absl::StrCat(
-            "you blocked \"", r.to, "\"; unblock them to send"));
+        p.result = BlockedError(
+            absl::StrCat("you blocked \"", r.to, "\"; unblock them to send"));
         continue;
       }
       if (snapshot.blocks.count({r.to, r.sender}) > 0) {

@@ -69,8 +69,7 @@ absl::Status FakeStore::DeleteUser(absl::string_view id) {
     i = i->first.first == user ? cursors_.erase(i) : std::next(i);
   }
   for (auto i = blocks_.begin(); i != blocks_.end();) {
-    i = i->first == user || i->second == user ? blocks_.erase(i)
-                                              : std::next(i);
+    i = i->first == user || i->second == user ? blocks_.erase(i) : std::next(i);
   }
   return absl::OkStatus();
 }

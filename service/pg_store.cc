@@ -1519,8 +1519,8 @@ absl::StatusOr<bool> PgStore::SetBlocked(absl::string_view user,
     for (const std::string& id : {a, b}) {
       if (exists.count(id) == 0) return NotFoundUser(id);
     }
-    ASSIGN_OR_RETURN(Result r, c.Run(blocked ? kInsertBlock : kDeleteBlock,
-                                     {a, b}));
+    ASSIGN_OR_RETURN(Result r,
+                     c.Run(blocked ? kInsertBlock : kDeleteBlock, {a, b}));
     changed = r.rows() > 0;
     if (!blocked || !changed) return absl::OkStatus();
     ASSIGN_OR_RETURN(Result count, c.Run(kCountBlocks, {a}));

@@ -1239,8 +1239,9 @@ absl::StatusOr<bool> SqliteStore::SetBlocked(absl::string_view user,
       ASSIGN_OR_RETURN(changed, s->Step());
       RETURN_IF_ERROR(s->Run());
     }
-    ASSIGN_OR_RETURN(auto count,
-                     c.Prepare("SELECT COUNT(*) FROM blocks WHERE user_id = ?1"));
+    ASSIGN_OR_RETURN(
+        auto count,
+        c.Prepare("SELECT COUNT(*) FROM blocks WHERE user_id = ?1"));
     count->Bind(1, a);
     RETURN_IF_ERROR(count->Step().status());
     const uint64_t n = static_cast<uint64_t>(count->Int(0));

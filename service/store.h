@@ -182,7 +182,8 @@ class Store {
   // commit time. Fails with NOT_FOUND (sender, peer or group missing),
   // PERMISSION_DENIED (sender not a group member) or BlockedError (a direct
   // message between two users one of whom blocked the other, read in the
-  // append's own transaction); a failed append stores nothing. `done` runs once, after the commit is durable, in commit order.
+  // append's own transaction); a failed append stores nothing. `done` runs
+  // once, after the commit is durable, in commit order.
   virtual void Append(AppendRequest request, AppendCallback done) = 0;
 
   // The user's highest inbox_seq (0 when empty). NOT_FOUND for unknown users.
