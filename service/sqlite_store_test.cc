@@ -357,9 +357,8 @@ TEST(SqliteStoreTest, DatabaseFromBeforeBlocksOpensKeepsItsDataAndBlocks) {
     auto store = OpenOrDie(options);
     ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
     ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
-    store->Append(Direct("a", "b", "k"), [](absl::StatusOr<AppendResult> r) {
-      ASSERT_TRUE(r.ok());
-    });
+    store->Append(Direct("a", "b", "k"),
+                  [](absl::StatusOr<AppendResult> r) { ASSERT_TRUE(r.ok()); });
     store->Flush();
   }
   {
