@@ -93,10 +93,10 @@ CREATE TABLE IF NOT EXISTS blocks(
 CREATE INDEX IF NOT EXISTS blocks_by_blocked ON blocks(blocked, user_id);
 )sql";
 
-// Whether ?1 blocked ?2 or ?2 blocked ?1.
-constexpr const char* kBlockedEitherWaySql =
-    "SELECT 1 FROM blocks WHERE (user_id = ?1 AND blocked = ?2) OR (user_id "
-    "= ?2 AND blocked = ?1)";
+// The blocks between ?1 and ?2, either way: (blocker, blocked) rows.
+constexpr const char* kBlocksBetweenSql =
+    "SELECT user_id, blocked FROM blocks WHERE (user_id = ?1 AND blocked = "
+    "?2) OR (user_id = ?2 AND blocked = ?1)";
 
 // A user row with its revocation (users LEFT JOIN token_revocations).
 constexpr const char* kGetUserSql =
@@ -454,9 +454,7 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
     }
   } else {
     recipients = DirectPair(r);
-    ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT user_id, blocked FROM blocks "
-                                       "WHERE (user_id = ?1 AND blocked = ?2) "
-                                       "OR (user_id = ?2 AND blocked = ?1)"));
+    ASSIGN_OR_RETURN(auto s, c.Prepare(kBlocksBetweenSql));
     s->Bind(1, r.sender).Bind(2, r.to);
     for (;;) {
       ASSIGN_OR_RETURN(bool row, s->Step());
@@ -1277,7 +1275,7 @@ absl::StatusOr<bool> SqliteStore::BlockedEitherWay(absl::string_view a,
                                                    absl::string_view b) {
   return WithReader<absl::StatusOr<bool>>(
       [a, b](Connection& c) -> absl::StatusOr<bool> {
-        ASSIGN_OR_RETURN(auto s, c.Prepare(kBlockedEitherWaySql));
+        ASSIGN_OR_RETURN(auto s, c.Prepare(kBlocksBetweenSql));
         s->Bind(1, a).Bind(2, b);
         return s->Step();
       });
