@@ -4,7 +4,8 @@
 //
 // A store reads what a batch of appends needs inside its transaction (the
 // batch's idempotency keys already stored, which of the users it names
-// exist, its groups and their members, the counters), hands that to
+// exist, its groups and their members, the blocks between the users of its
+// direct messages, the counters), hands that to
 // PlanAppends, and writes the rows of the requests planned to be stored.
 // The rules, in order, for each request:
 //   1. (sender, client_msg_id) stored before, or earlier in the same batch:
@@ -12,8 +13,10 @@
 //   2. The sender must exist (NOT_FOUND).
 //   3. A group message: the group must exist (NOT_FOUND) and the sender be a
 //      member (PERMISSION_DENIED); it enters every member's inbox.
-//      A direct message: the peer must exist (NOT_FOUND); it enters the
-//      sender's and the peer's inboxes (one inbox for a note to oneself).
+//      A direct message: the peer must exist (NOT_FOUND) and neither of the
+//      two may have blocked the other (BlockedError, naming which way); it
+//      enters the sender's and the peer's inboxes (one inbox for a note to
+//      oneself). Blocks do not apply to group messages.
 //   4. It takes the conversation's next seq and each recipient's next
 //      inbox_seq: two appends of one batch to one conversation or user get
 //      consecutive numbers, in batch order.
@@ -50,6 +53,9 @@ struct AppendSnapshot {
   std::set<std::string> users;
   // The batch's groups that exist, with their members (any order).
   std::map<std::string, std::vector<std::string>> groups;
+  // The blocks between the two users of each of the batch's direct
+  // messages, as (blocker, blocked).
+  std::set<std::pair<std::string, std::string>> blocks;
   // The highest seq of each of the batch's conversations and the highest
   // inbox_seq of each of its users; a missing entry is 0. PlanAppends
   // advances them.

@@ -53,6 +53,8 @@ constexpr TableCopy kTables[] = {
      "read_cursors(user_id, conversation, seq)"},
     {"SELECT user_id, not_before_us FROM token_revocations",
      "token_revocations(user_id, not_before_us)", "token_revocations"},
+    {"SELECT user_id, blocked FROM blocks", "blocks(user_id, blocked)",
+     "blocks"},
 };
 
 bool HasTable(sqlite3* db, const char* name) {
