@@ -83,7 +83,9 @@ let scrollIntent = 'auto';
  * @property {number} lastAt Last activity, for ordering the list.
  * @property {string} preview
  * @property {number} previewSeq The seq the preview shows.
- * @property {boolean} historyLoaded Whether its newest page was asked for.
+ * @property {boolean} historyLoaded Whether its newest page was loaded.
+ * @property {number} historyBefore The lowest seq history returned (the
+ *     next page is below it; edit and delete events count, though not shown).
  * @property {boolean} historyMore Whether older messages are on the server.
  * @property {boolean} historyLoading
  * @property {string} refusal Why the last send was refused (blocked), or "".
@@ -117,6 +119,7 @@ function conversationFor(id, to) {
     preview: '',
     previewSeq: 0,
     historyLoaded: false,
+    historyBefore: 0,
     historyMore: true,
     historyLoading: false,
     refusal: '',
@@ -154,7 +157,8 @@ function addSummary(s) {
   const recipient = s.kind === 'group' ? { group: s.id.slice(2) } : { user: s.peer || recipientOf(me, s.id)?.user || '' };
   const conv = conversationFor(s.id, recipient);
   if (!conv) return;
-  if (conv.to.group && s.title && s.title !== conv.to.group) conv.title = s.title;
+  // The group's or the peer's display name.
+  if (s.title && s.title !== (conv.to.group || conv.to.user)) conv.title = s.title;
   conv.headSeq = Math.max(conv.headSeq, s.headSeq);
   conv.readSeq = s.readSeq;
   conv.unread = s.unread;
@@ -429,17 +433,15 @@ async function loadConversations(first = false) {
 async function loadHistory(conv) {
   if (!client || conv.historyLoading || (conv.historyLoaded && !conv.historyMore)) return;
   const c = client;
-  let beforeSeq = 0;
-  if (conv.historyLoaded) {
-    for (const r of conv.records.values()) if (r.seq && (!beforeSeq || r.seq < beforeSeq)) beforeSeq = r.seq;
-  }
+  const beforeSeq = conv.historyLoaded ? conv.historyBefore : 0;
   conv.historyLoading = true;
   scheduleRender();
   try {
     const page = await c.history(conv.id, { beforeSeq, limit: HISTORY_PAGE });
     if (c !== client) return;
     for (const m of page.messages) if (m.kind === 'text') addMessage(m);
-    conv.historyMore = page.more;
+    if (page.messages.length > 0) conv.historyBefore = page.messages[0].seq;
+    conv.historyMore = page.more && page.messages.length > 0;
     conv.historyLoaded = true;
     if (beforeSeq) scrollIntent = 'keep';
     markRead();
@@ -450,7 +452,10 @@ async function loadHistory(conv) {
       conv.historyLoaded = true;
       conv.historyMore = false;
     } else if (e.code !== 'STOPPED' && e.code !== 'CLOSED') {
-      flash(`Could not load messages: ${humanError(e.code, e.message.replace(/^[A-Z_]+: /, ''))}`);
+      // What arrives live still shows (and is marked read); "Load older"
+      // asks again.
+      conv.historyLoaded = true;
+      flash(`Could not load messages: ${reasonOf(e)}`);
     }
   } finally {
     if (c === client) {
