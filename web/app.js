@@ -444,7 +444,6 @@ async function loadHistory(conv) {
     conv.historyMore = page.more && page.messages.length > 0;
     conv.historyLoaded = true;
     if (beforeSeq) scrollIntent = 'keep';
-    markRead();
   } catch (e) {
     if (c !== client) return;
     if (e.code === 'ERROR_CODE_NOT_FOUND') {
@@ -460,6 +459,7 @@ async function loadHistory(conv) {
   } finally {
     if (c === client) {
       conv.historyLoading = false;
+      markRead();
       scheduleRender();
     }
   }
