@@ -134,6 +134,18 @@ class BlockingCallCounter final : public Store {
     ++calls_;
     return inner_.ConversationHead(conversation);
   }
+  absl::StatusOr<ConversationPage> ListConversations(
+      absl::string_view user, absl::string_view page_token,
+      int limit) override {
+    ++calls_;
+    return inner_.ListConversations(user, page_token, limit);
+  }
+  absl::StatusOr<uint64_t> CountUnread(absl::string_view user,
+                                       absl::string_view conversation,
+                                       uint64_t after_seq) override {
+    ++calls_;
+    return inner_.CountUnread(user, conversation, after_seq);
+  }
   void AdvanceReadCursor(std::string user, std::string conversation,
                          uint64_t seq, CursorCallback done) override {
     inner_.AdvanceReadCursor(std::move(user), std::move(conversation), seq,
