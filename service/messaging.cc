@@ -108,6 +108,49 @@ absl::StatusOr<Audience> AudienceOf(Store& store, const std::string& user,
   return absl::InvalidArgumentError("\"to\" names neither a user nor a group");
 }
 
+// OK when `user` may read the history of `conversation` (parsed as `ref`):
+// a direct conversation's two users, a group's current members. Otherwise
+// PERMISSION_DENIED, or NOT_FOUND for a group that does not exist or a direct
+// conversation with a user who does not (and no messages); each names the
+// conversation.
+absl::Status MayReadHistory(Store& store, const std::string& user,
+                            const std::string& conversation,
+                            const ConversationRef& ref) {
+  if (ref.group) {
+    absl::StatusOr<GroupRecord> group = store.GetGroup(ref.group_id);
+    if (absl::IsNotFound(group.status())) {
+      return absl::NotFoundError(absl::StrCat("conversation \"", conversation,
+                                              "\" does not exist (no group \"",
+                                              ref.group_id, "\")"));
+    }
+    if (!group.ok()) return group.status();
+    if (!std::binary_search(group->members.begin(), group->members.end(),
+                            user)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "user \"", user, "\" is not a member of group \"", ref.group_id,
+          "\", so not of conversation \"", conversation, "\""));
+    }
+    return absl::OkStatus();
+  }
+  if (ref.user_a != user && ref.user_b != user) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "user \"", user, "\" is not in conversation \"", conversation, "\""));
+  }
+  // A direct conversation exists once it holds a message; before that, only
+  // while both of its users do.
+  const std::string& peer = ref.user_a == user ? ref.user_b : ref.user_a;
+  absl::StatusOr<UserRecord> found = store.GetUser(peer);
+  if (!absl::IsNotFound(found.status())) return found.status();
+  absl::StatusOr<uint64_t> head = store.ConversationHead(conversation);
+  if (!head.ok()) return head.status();
+  if (*head == 0) {
+    return absl::NotFoundError(absl::StrCat("conversation \"", conversation,
+                                            "\" does not exist (no user \"",
+                                            peer, "\")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
@@ -755,42 +798,7 @@ void Messaging::HandleHistory(const std::string& session_id,
               absl::StrCat("history: ", ref.status().message()));
     return;
   }
-  absl::Status allowed = absl::OkStatus();
-  if (ref->group) {
-    absl::StatusOr<GroupRecord> group = store_->GetGroup(ref->group_id);
-    if (absl::IsNotFound(group.status())) {
-      allowed = absl::NotFoundError(
-          absl::StrCat("conversation \"", conversation,
-                       "\" does not exist (no group \"", ref->group_id, "\")"));
-    } else if (!group.ok()) {
-      allowed = group.status();
-    } else if (!std::binary_search(group->members.begin(), group->members.end(),
-                                   user)) {
-      allowed = absl::PermissionDeniedError(absl::StrCat(
-          "user \"", user, "\" is not a member of group \"", ref->group_id,
-          "\", so not of conversation \"", conversation, "\""));
-    }
-  } else if (ref->user_a != user && ref->user_b != user) {
-    allowed = absl::PermissionDeniedError(absl::StrCat(
-        "user \"", user, "\" is not in conversation \"", conversation, "\""));
-  } else {
-    // A direct conversation exists once it holds a message; before that,
-    // only while both of its users do.
-    const std::string& peer = ref->user_a == user ? ref->user_b : ref->user_a;
-    absl::StatusOr<UserRecord> found = store_->GetUser(peer);
-    if (absl::IsNotFound(found.status())) {
-      absl::StatusOr<uint64_t> head = store_->ConversationHead(conversation);
-      if (!head.ok()) {
-        allowed = head.status();
-      } else if (*head == 0) {
-        allowed = absl::NotFoundError(
-            absl::StrCat("conversation \"", conversation,
-                         "\" does not exist (no user \"", peer, "\")"));
-      }
-    } else if (!found.ok()) {
-      allowed = found.status();
-    }
-  }
+  absl::Status allowed = MayReadHistory(*store_, user, conversation, *ref);
   if (!allowed.ok()) {
     SendError(session_id, ErrorCodeFor(allowed), allowed.message());
     return;
