@@ -35,6 +35,10 @@ std::vector<ClientFrame> ClientSamples() {
       FromText<ClientFrame>(R"(read { conversation: "d:alice:bob" seq: 7 })"),
       FromText<ClientFrame>(R"(typing { to { user: "bob" } })"),
       FromText<ClientFrame>(R"(ping { nonce: "n1" })"),
+      FromText<ClientFrame>(
+          R"(list_conversations { page_token: "MTcwMC9kOmE6Yg" limit: 20 })"),
+      FromText<ClientFrame>(
+          R"(history { conversation: "g:team" before_seq: 120 limit: 50 })"),
       FromText<ClientFrame>(R"(block { user: "bob" blocked: true })"),
       FromText<ClientFrame>(R"(list_blocked { })"),
   };
@@ -66,6 +70,20 @@ std::vector<ServerFrame> ServerSamples() {
       FromText<ServerFrame>(R"(pong { nonce: "n1" })"),
       FromText<ServerFrame>(R"(announcement { text: "maintenance at 10"
                             sent_at { seconds: 1700000000 } })"),
+      FromText<ServerFrame>(
+          R"(receipt { conversation: "g:team" user: "alice" seq: 3
+             unread: 2 })"),
+      FromText<ServerFrame>(
+          std::string("conversations { conversations { id: \"d:alice:bob\" "
+                      "kind: CONVERSATION_KIND_DIRECT title: \"Bob\" "
+                      "peer: \"bob\" head_seq: 4 last_activity { seconds: "
+                      "1700000000 } last_message {") +
+          kMessage +
+          "} read_seq: 2 unread: 1 peer_read_seq: 3 } "
+          "next_page_token: \"MTcwMC9kOmE6Yg\" }"),
+      FromText<ServerFrame>(std::string("history { conversation: "
+                                        "\"d:alice:bob\" messages {") +
+                            kMessage + "} more: true }"),
       FromText<ServerFrame>(R"(blocked { users: "bob" users: "zed" })"),
   };
 }

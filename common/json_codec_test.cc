@@ -71,6 +71,11 @@ std::vector<ClientFrame> ClientSamples() {
       FromText<ClientFrame>(R"(typing { })"),
       FromText<ClientFrame>(R"(ping { nonce: "n-1717171717" })"),
       FromText<ClientFrame>(R"(ping { })"),
+      FromText<ClientFrame>(
+          R"(list_conversations { page_token: "MTcwMC9kOmE6Yg" limit: 20 })"),
+      FromText<ClientFrame>(R"(list_conversations { })"),
+      FromText<ClientFrame>(
+          R"(history { conversation: "g:team-7" before_seq: 120 limit: 50 })"),
       FromText<ClientFrame>(R"(block { user: "bob" blocked: true })"),
       FromText<ClientFrame>(R"(block { user: "bob" })"),
       FromText<ClientFrame>(R"(list_blocked { })"),
@@ -111,6 +116,22 @@ std::vector<ServerFrame> ServerSamples() {
       FromText<ServerFrame>(R"(synced { messages { } messages { } })"),
       FromText<ServerFrame>(
           R"(receipt { conversation: "g:team-7" user: "bob" seq: 3 })"),
+      FromText<ServerFrame>(
+          R"(receipt { conversation: "g:team-7" user: "alice" seq: 3
+             unread: 18446744073709551615 })"),
+      FromText<ServerFrame>(
+          std::string("conversations { conversations { id: \"d:alice:bob\" "
+                      "kind: CONVERSATION_KIND_DIRECT title: \"Bob\" "
+                      "peer: \"bob\" head_seq: 5678 last_activity { seconds: "
+                      "1717171717 nanos: 123000000 } last_message {") +
+          kMessage +
+          "} read_seq: 2 unread: 1 peer_read_seq: 3 } conversations { id: "
+          "\"g:team-7\" kind: CONVERSATION_KIND_GROUP } next_page_token: "
+          "\"MTcwMC9kOmE6Yg\" }"),
+      FromText<ServerFrame>(R"(conversations { })"),
+      FromText<ServerFrame>(std::string("history { conversation: "
+                                        "\"d:alice:bob\" messages {") +
+                            kMessage + "} more: true }"),
       FromText<ServerFrame>(
           R"(typing { from: "bob" conversation: "d:alice:bob" })"),
       FromText<ServerFrame>(R"(presence { user: "bob" online: true })"),

@@ -45,6 +45,11 @@ absl::Status ValidateFrame(const ClientFrame& frame) {
         return absl::InvalidArgumentError("typing.to needs a user or a group");
       }
       return absl::OkStatus();
+    case ClientFrame::kHistory:
+      if (frame.history().conversation().empty()) {
+        return absl::InvalidArgumentError("history.conversation is empty");
+      }
+      return absl::OkStatus();
     default:
       return absl::OkStatus();
   }
@@ -174,7 +179,7 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
   if (frame.frame_case() == ClientFrame::FRAME_NOT_SET) {
     SendClientError(parley::v1::ERROR_CODE_INVALID_FRAME,
                     "the frame names no known frame (hello, send, sync, read, "
-                    "typing or ping)");
+                    "typing, ping, listConversations or history)");
     return;
   }
   HandleFrame(std::move(frame));

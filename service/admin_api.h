@@ -11,8 +11,8 @@
 // nothing.
 //
 // Paging: page tokens are the last id of the previous page (opaque to
-// callers); page_size 0 means `default_page_size`, larger than
-// `max_page_size` is capped.
+// callers; ListConversations' are the store's, see Store::ListConversations);
+// page_size 0 means `default_page_size`, larger than `max_page_size` is capped.
 //
 // Threading: thread-safe. Calls block on the Store (SendMessage until the
 // message is durable): run them on gRPC's sync-server threads or a worker.
@@ -90,6 +90,8 @@ class AdminApi final {
       const v1::DisconnectRequest& request);
   absl::StatusOr<v1::GetHistoryResponse> GetHistory(
       const v1::GetHistoryRequest& request);
+  absl::StatusOr<v1::ListConversationsResponse> ListConversations(
+      const v1::ListConversationsRequest& request);
   absl::StatusOr<v1::Stats> GetStats(const v1::GetStatsRequest& request);
   // Blocks while the copy is written and checked (see StoreBackup::Write).
   absl::StatusOr<v1::BackupResponse> Backup(const v1::BackupRequest& request);
