@@ -473,11 +473,12 @@ describe('browser client against the real binaries', () => {
     assert.equal(await alice.inputValue('[data-testid=composer]'), 'Alice, with a tpyo.');
     await alice.fill('[data-testid=composer]', 'Alice, with the typo fixed.');
     await alice.press('[data-testid=composer]', 'Enter');
-    dmExpected[dmExpected.length - 1] = 'Alice, with the typo fixed.';
     for (const page of [alice, bob]) {
       await page.waitForSelector('#message-list .message[data-edited=true] .text:text-is("Alice, with the typo fixed.")', { timeout: WAIT_MS });
       assert.match(await page.textContent('#message-list .message[data-edited=true] .meta'), /edited/);
     }
+    // Only now: if the edit failed, later steps still know what is shown.
+    dmExpected[dmExpected.length - 1] = 'Alice, with the typo fixed.';
     await assertDmOnBothSides(WAIT_MS);
     await screenshotAll('edited');
   }, { critical: false });
@@ -486,15 +487,16 @@ describe('browser client against the real binaries', () => {
     const { page: alice } = people.alice;
     const { page: bob } = people.bob;
     await send(alice, 'Alice, to be deleted.');
+    dmExpected.push('Alice, to be deleted.');
     await waitMessage(bob, 'Alice, to be deleted.', ['received']);
     alice.once('dialog', (d) => d.accept());
     const mine = alice.locator('#message-list .message.mine', { hasText: 'Alice, to be deleted.' });
     await mine.hover();
     await mine.locator('button[data-action=delete]').click();
-    dmExpected.push('Message deleted');
     for (const page of [alice, bob]) {
       await page.waitForSelector('#message-list .message[data-deleted=true] .text.tombstone:text-is("Message deleted")', { timeout: WAIT_MS });
     }
+    dmExpected[dmExpected.length - 1] = 'Message deleted';
     assert.equal(await alice.locator('#message-list .message[data-deleted=true] button[data-action=edit]').isVisible(), false, 'a tombstone has no actions');
     await assertDmOnBothSides(WAIT_MS);
     await screenshotAll('deleted');
