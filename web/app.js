@@ -309,6 +309,7 @@ function start(token, device) {
     const conv = conversations.get(ownSends.get(f.clientMsgId));
     const rec = conv && conv.records.get(`c:${f.clientMsgId}`);
     if (rec) Object.assign(rec, { status: 'failed', error: humanError(f.code, f.message) });
+    if (rec && conv.preview === previewText(conv, rec)) conv.preview = `⚠ Not sent: ${rec.text}`;
     if (conv && f.code === 'ERROR_CODE_BLOCKED') conv.refusal = f.message || 'This user does not accept your messages.';
     scheduleRender();
   });
