@@ -174,7 +174,10 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
     original.sender_inbox_seq = dup->second.second;
     snapshot.sent[dup->first] = std::move(original);
   }
-  for (const std::string& user : {request.sender, request.to}) {
+  std::vector<std::string> named = {request.sender};
+  if (!request.to_group) named = DirectPair(request);
+  named.push_back(request.sender);
+  for (const std::string& user : named) {
     auto it = users_.find(user);
     if (it == users_.end()) continue;
     snapshot.users.insert(user);
@@ -194,9 +197,26 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
   if (auto c = conversations_.find(request.conversation);
       c != conversations_.end()) {
     snapshot.conversation_heads[request.conversation] = c->second.size();
+    if (request.kind != MessageKind::kText && request.target_seq >= 1 &&
+        request.target_seq <= c->second.size()) {
+      snapshot.targets[{request.conversation, request.target_seq}] =
+          messages_[c->second[request.target_seq - 1]];
+    }
   }
   std::vector<PlannedAppend> plan = PlanAppends({&request}, snapshot);
   if (!plan[0].store()) return std::move(plan[0].result);
+  for (const auto& key : snapshot.changed_targets) {
+    const std::vector<size_t>& conversation = conversations_[key.first];
+    const StoredMessage& changed = snapshot.targets[key];
+    messages_[conversation[key.second - 1]] = changed;
+    if (!changed.deleted) continue;
+    for (size_t i : conversation) {
+      StoredMessage& m = messages_[i];
+      if (m.kind == MessageKind::kEdit && m.target_seq == key.second) {
+        m.text.clear();
+      }
+    }
+  }
 
   AppendResult& result = *plan[0].result;
   result.message.message_id = absl::StrCat(messages_.size() + 1);
@@ -206,7 +226,7 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
   for (const InboxEntry& entry : result.recipients) {
     users_[entry.user].inbox.push_back(index);
   }
-  if (!request.to_group) {
+  if (!request.to_group && !ByOperator(request)) {
     direct_peers_[request.sender].insert(request.to);
     direct_peers_[request.to].insert(request.sender);
   }

@@ -61,6 +61,11 @@ struct GroupRecord {
   absl::Time created_at;
 };
 
+// What a stored message is: a text, or an event that changes the text
+// message at `target_seq` of the same conversation (client.proto's
+// MessageKind, same values).
+enum class MessageKind : int { kText = 0, kEdit = 1, kDelete = 2 };
+
 // A stored message as its conversation holds it.
 struct StoredMessage {
   // Unique across the service (decimal, assigned at commit).
@@ -74,9 +79,19 @@ struct StoredMessage {
   // user id.
   bool to_group = false;
   std::string to;
+  // A text message's current text (empty once deleted); an edit event's new
+  // text (empty once its target is deleted); a delete event's is empty.
   std::string text;
   absl::Time sent_at;
   std::string client_msg_id;
+  // An edit or delete event: what it is and the seq of the text message it
+  // changes. Its `from` is empty when an operator deleted the message.
+  MessageKind kind = MessageKind::kText;
+  uint64_t target_seq = 0;
+  // A text message: when it was last edited (InfinitePast: never), and
+  // whether it was deleted.
+  absl::Time edited_at = absl::InfinitePast();
+  bool deleted = false;
 };
 
 // A message as one user's inbox holds it.
@@ -85,8 +100,11 @@ struct InboxMessage {
   StoredMessage message;
 };
 
-// What Append() stores.
+// What Append() stores: a text message, or an edit or delete event (see
+// append_rules.h for their rules).
 struct AppendRequest {
+  // The sending user; empty for an operator's delete (moderation: any
+  // message, no window; the event's `from` is empty).
   std::string sender;
   // Idempotency key: a repeat of (sender, client_msg_id) stores nothing.
   std::string client_msg_id;
@@ -95,8 +113,16 @@ struct AppendRequest {
   bool to_group = false;
   // The recipient user (direct) or group id.
   std::string to;
+  // A text's text or an edit's new text; empty for a delete.
   std::string text;
   absl::Time sent_at;
+  // kText, or an event changing the message at `target_seq` of
+  // `conversation`.
+  MessageKind kind = MessageKind::kText;
+  uint64_t target_seq = 0;
+  // An event of a user: how long after the target was sent (until
+  // `sent_at`) its sender may still change it.
+  absl::Duration edit_window = absl::InfiniteDuration();
 };
 
 // One inbox a message entered.
@@ -174,7 +200,10 @@ class Store {
   // message the sender and the peer, for a group message the members at
   // commit time. Fails with NOT_FOUND (sender, peer or group missing) or
   // PERMISSION_DENIED (sender not a group member); a failed append stores
-  // nothing. `done` runs once, after the commit is durable, in commit order.
+  // nothing. An edit or delete event also changes its target message in the
+  // same transaction (text and edited_at, or a tombstone whose earlier edit
+  // events lose their text too), and fails as append_rules.h says. `done`
+  // runs once, after the commit is durable, in commit order.
   virtual void Append(AppendRequest request, AppendCallback done) = 0;
 
   // The user's highest inbox_seq (0 when empty). NOT_FOUND for unknown users.
