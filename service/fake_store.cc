@@ -174,9 +174,9 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
     original.sender_inbox_seq = dup->second.second;
     snapshot.sent[dup->first] = std::move(original);
   }
+  // A direct pair holds its sender; an operator is no user.
   std::vector<std::string> named = {request.sender};
   if (!request.to_group) named = DirectPair(request);
-  named.push_back(request.sender);
   for (const std::string& user : named) {
     auto it = users_.find(user);
     if (it == users_.end()) continue;

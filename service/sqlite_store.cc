@@ -469,9 +469,13 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
   } else {
     recipients = DirectPair(r);
   }
-  std::vector<std::string> named = {r.sender};
-  if (!r.to_group) named = DirectPair(r);
-  if (!ByOperator(r)) named.push_back(r.sender);
+  // A direct pair holds its sender; an operator is no user.
+  std::vector<std::string> named;
+  if (r.to_group) {
+    if (!ByOperator(r)) named.push_back(r.sender);
+  } else {
+    named = DirectPair(r);
+  }
   for (const std::string& user : named) {
     ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
     if (exists) snapshot.users.insert(user);
