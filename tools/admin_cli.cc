@@ -93,6 +93,7 @@ constexpr Command kCommands[] = {
      "The newest page; --before SEQ pages back. Times are UTC (RFC 3339);\n"
      "control characters in the text are escaped (\\n, \\x1b) and a\n"
      "backslash is doubled."},
+    {"blocks", "USER", "the users USER has blocked", ""},
     {"stats", "", "service counters", ""},
     {"backup", "PATH",
      "write a checked copy of the store to\nPATH: absolute, on the service's\n"
@@ -721,6 +722,18 @@ absl::StatusOr<std::string> AdminCli::Run(
                       m.from().empty() ? "(operator)" : m.from(),
                       Time(m.sent_at()), HistoryText(m)});
     }
+    return Table(rows);
+  }
+  if (c.name == "blocks") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
+    v1::ListBlocksRequest req;
+    req.set_id(a.positional[0]);
+    v1::ListBlocksResponse resp;
+    RETURN_IF_ERROR(call(&Stub::ListBlocks, req, &resp));
+    if (options_.json) return Json(resp);
+    std::vector<std::vector<std::string>> rows = {{"BLOCKED"}};
+    for (const std::string& u : resp.users()) rows.push_back({u});
     return Table(rows);
   }
   if (c.name == "stats") {

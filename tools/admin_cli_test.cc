@@ -250,6 +250,7 @@ TEST_F(AdminCliTest, EveryListedCommandIsDispatched) {
                                              {"broadcast"},
                                              {"delete-message"},
                                              {"history"},
+                                             {"blocks"},
                                              {"stats"},
                                              {"backup"},
                                              {"health"}}) {
@@ -324,6 +325,22 @@ TEST_F(AdminCliTest, HistoryEscapesControlCharactersAndShowsTheZone) {
                         "one\\ntwo\\r\\x1b[31m \\\\n \\u0085 caf\xc3\xa9\n"));
   // The header and one row: the message's newline started no other line.
   EXPECT_EQ(std::count(out->begin(), out->end(), '\n'), 2);
+}
+
+TEST_F(AdminCliTest, BlocksListsTheUsersBlockedOnePerRow) {
+  v1::ListBlocksRequest want;
+  want.set_id("alice");
+  v1::ListBlocksResponse resp;
+  resp.add_users("bob");
+  resp.add_users("carol");
+  EXPECT_CALL(admin_, ListBlocks(_, EqualsProto(want), _))
+      .WillOnce(DoAll(SetArgPointee<2>(resp), Return(grpc::Status::OK)));
+  absl::StatusOr<std::string> out = Run({"blocks", "alice"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, "BLOCKED\nbob\ncarol\n");
+  // A user is required.
+  EXPECT_EQ(Run({"blocks"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(AdminCliTest, DeleteMessageSendsConversationSeqAndReason) {
