@@ -41,6 +41,11 @@ std::vector<ClientFrame> ClientSamples() {
           R"(history { conversation: "g:team" before_seq: 120 limit: 50 })"),
       FromText<ClientFrame>(R"(block { user: "bob" blocked: true })"),
       FromText<ClientFrame>(R"(list_blocked { })"),
+      FromText<ClientFrame>(
+          R"(edit { client_msg_id: "e-1" conversation: "d:alice:bob" seq: 4
+                    text: "hello again" })"),
+      FromText<ClientFrame>(
+          R"(delete { client_msg_id: "x-1" conversation: "g:team" seq: 9 })"),
   };
 }
 
@@ -85,6 +90,13 @@ std::vector<ServerFrame> ServerSamples() {
                                         "\"d:alice:bob\" messages {") +
                             kMessage + "} more: true }"),
       FromText<ServerFrame>(R"(blocked { users: "bob" users: "zed" })"),
+      FromText<ServerFrame>(
+          R"(message { inbox_seq: 11 conversation: "d:alice:bob" seq: 6
+                       from: "alice" kind: MESSAGE_KIND_EDIT target_seq: 4
+                       text: "hello again" })"),
+      FromText<ServerFrame>(
+          R"(message { conversation: "d:alice:bob" seq: 4 deleted: true
+                       edited_at { seconds: 1700000100 } })"),
   };
 }
 

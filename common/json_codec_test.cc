@@ -79,6 +79,12 @@ std::vector<ClientFrame> ClientSamples() {
       FromText<ClientFrame>(R"(block { user: "bob" blocked: true })"),
       FromText<ClientFrame>(R"(block { user: "bob" })"),
       FromText<ClientFrame>(R"(list_blocked { })"),
+      FromText<ClientFrame>(
+          R"(edit { client_msg_id: "e-1" conversation: "d:alice:bob" seq: 4
+                    text: "lunch at 1?" })"),
+      FromText<ClientFrame>(
+          R"(delete { client_msg_id: "x-1" conversation: "g:team-7" seq: 9 })"),
+      FromText<ClientFrame>(R"(delete { })"),
       ClientFrame(),
   };
   ClientFrame tricky;

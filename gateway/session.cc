@@ -15,6 +15,21 @@ using parley::v1::ServerFrame;
 
 constexpr size_t kMaxClientMsgIdBytes = 128;
 
+// The client_msg_id of a frame the service answers with an Ack (send, edit,
+// delete), which the session tracks until answered; "" for other kinds.
+const std::string& TrackedClientMsgId(const ClientFrame& frame) {
+  switch (frame.frame_case()) {
+    case ClientFrame::kSend:
+      return frame.send().client_msg_id();
+    case ClientFrame::kEdit:
+      return frame.edit().client_msg_id();
+    case ClientFrame::kDelete:
+      return frame.delete_().client_msg_id();
+    default:
+      return parley::v1::Send::default_instance().client_msg_id();
+  }
+}
+
 // Checks the fields the gateway needs before forwarding; the service checks
 // the rest (membership, text limits, ...).
 absl::Status ValidateFrame(const ClientFrame& frame) {
@@ -31,6 +46,29 @@ absl::Status ValidateFrame(const ClientFrame& frame) {
       }
       if (send.text().empty()) {
         return absl::InvalidArgumentError("send.text is empty");
+      }
+      return absl::OkStatus();
+    }
+    case ClientFrame::kEdit:
+    case ClientFrame::kDelete: {
+      const bool edit = frame.has_edit();
+      const absl::string_view kind = edit ? "edit" : "delete";
+      const std::string& id = TrackedClientMsgId(frame);
+      if (id.empty() || id.size() > kMaxClientMsgIdBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(kind, ".clientMsgId must be 1 to 128 bytes"));
+      }
+      if ((edit ? frame.edit().conversation() : frame.delete_().conversation())
+              .empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(kind, ".conversation is empty"));
+      }
+      if ((edit ? frame.edit().seq() : frame.delete_().seq()) == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(kind, ".seq must be at least 1"));
+      }
+      if (edit && frame.edit().text().empty()) {
+        return absl::InvalidArgumentError("edit.text is empty");
       }
       return absl::OkStatus();
     }
@@ -160,7 +198,7 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
                     absl::StrCat("too many frames: the limit is ",
                                  options_.rate_limit_per_second,
                                  " per second; slow down and retry"),
-                    frame.has_send() ? frame.send().client_msg_id() : "");
+                    TrackedClientMsgId(frame));
     return;
   }
   if (!bytes_rate_.TryTake(clock_(), static_cast<double>(payload.size()))) {
@@ -169,7 +207,7 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
                     absl::StrCat("too many bytes: the limit is ",
                                  options_.rate_limit_bytes_per_second,
                                  " bytes per second; slow down and retry"),
-                    frame.has_send() ? frame.send().client_msg_id() : "");
+                    TrackedClientMsgId(frame));
     return;
   }
   if (!decoded.ok()) {
@@ -178,8 +216,9 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
   }
   if (frame.frame_case() == ClientFrame::FRAME_NOT_SET) {
     SendClientError(parley::v1::ERROR_CODE_INVALID_FRAME,
-                    "the frame names no known frame (hello, send, sync, read, "
-                    "typing, ping, listConversations or history)");
+                    "the frame names no known frame (hello, send, edit, "
+                    "delete, sync, read, typing, ping, listConversations, "
+                    "history, block or listBlocked)");
     return;
   }
   HandleFrame(std::move(frame));
@@ -217,7 +256,7 @@ void Session::HandleFrame(ClientFrame frame) {
   absl::Status valid = ValidateFrame(frame);
   if (!valid.ok()) {
     SendClientError(parley::v1::ERROR_CODE_INVALID_ARGUMENT, valid.message(),
-                    frame.has_send() ? frame.send().client_msg_id() : "");
+                    TrackedClientMsgId(frame));
     return;
   }
   Forward(frame);
@@ -283,8 +322,7 @@ void Session::Unhold(size_t bytes) {
 }
 
 void Session::Forward(const ClientFrame& frame) {
-  if (frame.has_send()) {
-    const std::string& id = frame.send().client_msg_id();
+  if (const std::string& id = TrackedClientMsgId(frame); !id.empty()) {
     if (unacked_index_.count(id) > 0) {
       // A client retry of a send still in flight: idempotent upstream, and
       // already tracked for re-send.

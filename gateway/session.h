@@ -27,9 +27,11 @@
 //   * app-level ping -> pong;
 //   * while the link is down, frames wait in a bounded per-session buffer
 //     that also draws on the gateway-wide HeldBudget (either full: a
-//     retryable BACKPRESSURE error); Sends stay tracked until their
-//     Ack and are re-sent after a reconnect, after the re-announcement, which
-//     carries resume_after = the session's resume point (below);
+//     retryable BACKPRESSURE error); Sends, Edits and Deletes (the frames
+//     the service answers with an Ack, all called "Sends" below) stay
+//     tracked until their Ack or Error and are re-sent after a reconnect, after
+//     the re-announcement, which carries resume_after = the session's resume
+//     point (below);
 //   * the resume point: the highest inbox_seq this session was told about by
 //     any frame: the head it was welcomed at when it started as a new device
 //     (no hello inbox_seq), else the client's own hello inbox_seq, raised by

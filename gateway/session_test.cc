@@ -858,6 +858,86 @@ TEST_F(SessionTest, RepeatedClientMsgIdIsForwardedButTrackedOnce) {
   EXPECT_EQ(session_->unacked_sends(), 1u);
 }
 
+// Edit and Delete are answered with an Ack like a Send: tracked until then,
+// so the Ack reaches the client (an untracked Ack would be dropped), and
+// re-sent after a reconnect.
+TEST_F(SessionTest, EditAndDeleteAreTrackedAndTheirAcksReachTheClient) {
+  GoLive(/*head=*/10);
+  session_->OnClientMessage(
+      R"({"edit":{"clientMsgId":"e1","conversation":"d:alice:bob","seq":"3",)"
+      R"("text":"fixed"}})",
+      false);
+  session_->OnClientMessage(
+      R"({"delete":{"clientMsgId":"x1","conversation":"d:alice:bob",)"
+      R"("seq":"4"}})",
+      false);
+  EXPECT_EQ(session_->unacked_sends(), 2u);
+  ASSERT_THAT(upstream_.events, SizeIs(3));
+  EXPECT_EQ(upstream_.events[1].frame().frame().edit().text(), "fixed");
+  EXPECT_EQ(upstream_.events[2].frame().frame().delete_().seq(), 4u);
+
+  // The link breaks before the delete's Ack: it is re-sent.
+  Deliver(AckFor("e1", 11));
+  ASSERT_TRUE(connection_.Last().has_ack());
+  EXPECT_EQ(connection_.Last().ack().client_msg_id(), "e1");
+  upstream_.events.clear();
+  session_->OnLinkDown(1);
+  upstream_.generation = 2;
+  session_->OnLinkUp(2);
+  ASSERT_THAT(upstream_.events, SizeIs(2));
+  EXPECT_EQ(upstream_.events[1].frame().frame().delete_().client_msg_id(),
+            "x1");
+
+  // Its event, replayed, reaches the client as its Ack, once.
+  connection_.sent.clear();
+  ServerFrame replayed;
+  parley::v1::Message* m = replayed.mutable_message();
+  m->set_inbox_seq(12);
+  m->set_message_id("77");
+  m->set_conversation("d:alice:bob");
+  m->set_seq(6);
+  m->set_from("alice");
+  m->set_client_msg_id("x1");
+  m->set_kind(parley::v1::MESSAGE_KIND_DELETE);
+  m->set_target_seq(4);
+  Deliver(replayed);
+  Deliver(AckFor("x1", 12));
+  ASSERT_THAT(connection_.sent, SizeIs(1));
+  ASSERT_TRUE(connection_.Last().has_ack());
+  EXPECT_EQ(connection_.Last().ack().client_msg_id(), "x1");
+  EXPECT_EQ(connection_.Last().ack().seq(), 6u);
+  EXPECT_EQ(session_->unacked_sends(), 0u);
+  EXPECT_EQ(session_->resume_point(), 12u);
+}
+
+TEST_F(SessionTest, InvalidEditAndDeleteFieldsAreRefusedAtTheGateway) {
+  GoLive();
+  upstream_.events.clear();
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"edit":{"conversation":"d:a:b","seq":"1","text":"t"}})",
+       "edit.clientMsgId"},
+      {R"({"edit":{"clientMsgId":"e1","seq":"1","text":"t"}})",
+       "edit.conversation"},
+      {R"({"edit":{"clientMsgId":"e2","conversation":"d:a:b","text":"t"}})",
+       "edit.seq"},
+      {R"({"edit":{"clientMsgId":"e3","conversation":"d:a:b","seq":"1"}})",
+       "edit.text"},
+      {R"({"delete":{"clientMsgId":"x1","conversation":"d:a:b"}})",
+       "delete.seq"},
+  };
+  for (const auto& [json, named] : cases) {
+    SCOPED_TRACE(json);
+    session_->OnClientMessage(json, false);
+    const ServerFrame last = connection_.Last();
+    ASSERT_TRUE(last.has_error());
+    EXPECT_EQ(last.error().code(), parley::v1::ERROR_CODE_INVALID_ARGUMENT);
+    EXPECT_THAT(last.error().message(), HasSubstr(named));
+  }
+  EXPECT_EQ(connection_.Last().error().client_msg_id(), "x1");
+  EXPECT_TRUE(upstream_.events.empty());
+  EXPECT_EQ(session_->unacked_sends(), 0u);
+}
+
 TEST_F(SessionTest, SendErrorFromServiceStopsTracking) {
   GoLive();
   session_->OnClientMessage(SendJson("c1", "nobody"), false);

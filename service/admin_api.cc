@@ -256,6 +256,25 @@ absl::StatusOr<v1::Ack> AdminApi::SendMessage(
   return ack;
 }
 
+absl::StatusOr<v1::Ack> AdminApi::DeleteMessage(
+    const v1::DeleteMessageRequest& request) {
+  absl::Notification done;
+  absl::StatusOr<v1::Ack> ack;
+  messaging_->DeleteAsOperator(request.conversation(), request.seq(),
+                               [&](absl::StatusOr<v1::Ack> a) {
+                                 ack = std::move(a);
+                                 done.Notify();
+                               });
+  done.WaitForNotification();
+  if (ack.ok()) {
+    LogInfo("admin.message_deleted", {{"conversation", request.conversation()},
+                                      {"seq", request.seq()},
+                                      {"event_seq", ack->seq()},
+                                      {"reason", request.reason()}});
+  }
+  return ack;
+}
+
 absl::StatusOr<v1::BroadcastResponse> AdminApi::Broadcast(
     const v1::BroadcastRequest& request) {
   if (request.text().empty()) {

@@ -88,6 +88,8 @@ class AdminApi final {
       const v1::ListSessionsRequest& request);
   absl::StatusOr<v1::DisconnectResponse> Disconnect(
       const v1::DisconnectRequest& request);
+  absl::StatusOr<v1::Ack> DeleteMessage(
+      const v1::DeleteMessageRequest& request);
   absl::StatusOr<v1::GetHistoryResponse> GetHistory(
       const v1::GetHistoryRequest& request);
   absl::StatusOr<v1::ListConversationsResponse> ListConversations(

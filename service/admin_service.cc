@@ -140,6 +140,13 @@ grpc::Status AdminService::Disconnect(grpc::ServerContext* context,
   return Serve("Disconnect", context, *request, response,
                &AdminApi::Disconnect);
 }
+grpc::Status AdminService::DeleteMessage(
+    grpc::ServerContext* context, const v1::DeleteMessageRequest* request,
+    v1::Ack* response) {
+  return Serve("DeleteMessage", context, *request, response,
+               &AdminApi::DeleteMessage);
+}
+
 grpc::Status AdminService::GetHistory(grpc::ServerContext* context,
                                       const v1::GetHistoryRequest* request,
                                       v1::GetHistoryResponse* response) {

@@ -69,6 +69,9 @@ class AdminService final : public v1::Admin::Service {
   grpc::Status Disconnect(grpc::ServerContext* context,
                           const v1::DisconnectRequest* request,
                           v1::DisconnectResponse* response) override;
+  grpc::Status DeleteMessage(grpc::ServerContext* context,
+                             const v1::DeleteMessageRequest* request,
+                             v1::Ack* response) override;
   grpc::Status GetHistory(grpc::ServerContext* context,
                           const v1::GetHistoryRequest* request,
                           v1::GetHistoryResponse* response) override;

@@ -10,14 +10,27 @@
 // The rules, in order, for each request:
 //   1. (sender, client_msg_id) stored before, or earlier in the same batch:
 //      a duplicate, answered with the original; nothing is stored.
-//   2. The sender must exist (NOT_FOUND).
+//   2. The sender must exist (NOT_FOUND); an empty sender is an operator.
 //   3. A group message: the group must exist (NOT_FOUND) and the sender be a
-//      member (PERMISSION_DENIED); it enters every member's inbox.
+//      member (PERMISSION_DENIED; an operator need not be); it enters every
+//      member's inbox.
 //      A direct message: the peer must exist (NOT_FOUND) and neither of the
 //      two may have blocked the other (BlockedError, naming which way); it
 //      enters the sender's and the peer's inboxes (one inbox for a note to
-//      oneself). Blocks do not apply to group messages.
-//   4. It takes the conversation's next seq and each recipient's next
+//      oneself). Blocks do not apply to group messages, nor to an operator,
+//      whose direct message enters the inboxes of the conversation's users
+//      that exist.
+//   4. An edit or delete event: its target, the message at target_seq of the
+//      conversation, must exist (NOT_FOUND), be the sender's own (an
+//      operator may delete any; PERMISSION_DENIED), be a text message and
+//      not deleted (FAILED_PRECONDITION), and, for a user, have been sent at
+//      most edit_window before the event (FAILED_PRECONDITION). Only users
+//      edit (INVALID_ARGUMENT for an operator). The event is addressed like
+//      its target (`to`), carries the edit's text (a delete none), and
+//      changes the target: an edit its text and edited_at, a delete makes
+//      it a tombstone (empty text, deleted) and empties the text of its
+//      earlier edit events, which the store does.
+//   5. It takes the conversation's next seq and each recipient's next
 //      inbox_seq: two appends of one batch to one conversation or user get
 //      consecutive numbers, in batch order.
 // A refused request stores nothing and numbers nothing.
@@ -25,6 +38,7 @@
 //   AppendSnapshot snapshot = ReadWhatTheBatchNeeds(txn, batch);
 //   std::vector<PlannedAppend> plan = PlanAppends(batch, snapshot);
 //   WriteRows(txn, plan);  // sets message_id of every stored result
+//   WriteTargets(txn, snapshot);  // the targets in `changed_targets`
 //   ResolveDuplicates(plan);
 //
 // Threading: plain functions over values.
@@ -61,6 +75,14 @@ struct AppendSnapshot {
   // advances them.
   std::map<std::string, uint64_t> conversation_heads;
   std::map<std::string, uint64_t> inbox_heads;
+  // The targets of the batch's edit and delete events that exist, by
+  // (conversation, seq). PlanAppends changes them as its events do (and adds
+  // a text message of the batch that a later event of it targets); the
+  // store then writes each in `changed_targets` as it is here: text,
+  // edited_at, deleted (and for a deleted one, empties the text of its edit
+  // events).
+  std::map<std::pair<std::string, uint64_t>, StoredMessage> targets;
+  std::set<std::pair<std::string, uint64_t>> changed_targets;
 };
 
 // What to do with one request.
@@ -76,8 +98,14 @@ struct PlannedAppend {
 };
 
 // The two users of a direct conversation, in id order (one for a note to
-// oneself).
+// oneself): the sender and `to`, or for an operator's request (no sender)
+// the users its conversation id names.
 std::vector<std::string> DirectPair(const AppendRequest& request);
+
+// Whether the request is an operator's (no sender).
+inline bool ByOperator(const AppendRequest& request) {
+  return request.sender.empty();
+}
 
 // Plans `batch` in order against `snapshot` (see above).
 std::vector<PlannedAppend> PlanAppends(

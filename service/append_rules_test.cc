@@ -34,6 +34,17 @@ AppendRequest ToGroup(const std::string& from, const std::string& group,
   return r;
 }
 
+AppendRequest Change(const std::string& from, const std::string& to,
+                     const std::string& key, uint64_t target_seq,
+                     const std::string& text) {
+  AppendRequest r = Direct(from, to, key);
+  r.kind = text.empty() ? MessageKind::kDelete : MessageKind::kEdit;
+  r.target_seq = target_seq;
+  r.text = text;
+  r.sent_at = absl::FromUnixSeconds(200);
+  return r;
+}
+
 std::vector<PlannedAppend> Plan(const std::vector<AppendRequest>& requests,
                                 AppendSnapshot& snapshot) {
   std::vector<const AppendRequest*> batch;
@@ -145,6 +156,70 @@ TEST(AppendRulesTest, NoteToOneselfEntersOneInbox) {
   EXPECT_THAT(plan[0].result->recipients,
               ElementsAre(Field(&InboxEntry::user, "alice")));
   EXPECT_EQ(plan[0].result->sender_inbox_seq, 1u);
+}
+
+// Events of one batch apply in order: the store writes each target once, as
+// the last of them left it.
+TEST(AppendRulesTest, EventsOfOneBatchChangeTheirTargetInOrder) {
+  AppendSnapshot s;
+  s.users = {"alice", "bob"};
+  s.conversation_heads["d:alice:bob"] = 4;
+  StoredMessage target;
+  target.conversation = "d:alice:bob";
+  target.seq = 4;
+  target.from = "alice";
+  target.to = "bob";
+  target.text = "typo";
+  target.sent_at = absl::FromUnixSeconds(100);
+  s.targets[{"d:alice:bob", 4}] = target;
+  auto plan = Plan({Change("alice", "bob", "e1", 4, "fixed"),
+                    Change("alice", "bob", "x1", 4, ""),
+                    Change("alice", "bob", "e2", 4, "too late")},
+                   s);
+  ASSERT_TRUE(plan[0].store() && plan[1].store());
+  EXPECT_EQ(plan[0].result->message.seq, 5u);
+  EXPECT_EQ(plan[0].result->message.text, "fixed");
+  EXPECT_EQ(plan[1].result->message.seq, 6u);
+  EXPECT_EQ(plan[1].result->message.kind, MessageKind::kDelete);
+  EXPECT_EQ(plan[2].result.status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.changed_targets,
+              ElementsAre(std::make_pair(std::string("d:alice:bob"), 4ul)));
+  const StoredMessage& final_state = s.targets[{"d:alice:bob", 4u}];
+  EXPECT_TRUE(final_state.deleted);
+  EXPECT_EQ(final_state.text, "");
+  EXPECT_EQ(final_state.edited_at, absl::FromUnixSeconds(200));
+  EXPECT_EQ(s.conversation_heads["d:alice:bob"], 6u);
+}
+
+TEST(AppendRulesTest, AnEventMayTargetATextMessageOfTheSameBatch) {
+  AppendSnapshot s;
+  s.users = {"alice", "bob"};
+  AppendRequest text = Direct("alice", "bob", "c1");
+  text.text = "draft";
+  auto plan = Plan({text, Change("alice", "bob", "e1", 1, "final")}, s);
+  ASSERT_TRUE(plan[0].store() && plan[1].store()) << plan[1].result.status();
+  EXPECT_EQ(plan[1].result->message.target_seq, 1u);
+  EXPECT_EQ((s.targets[{"d:alice:bob", 1}].text), "final");
+}
+
+TEST(AppendRulesTest, TheWindowCountsFromTheTargetsSendingToTheEvent) {
+  AppendSnapshot s;
+  s.users = {"alice", "bob"};
+  StoredMessage target;
+  target.from = "alice";
+  target.sent_at = absl::FromUnixSeconds(100);
+  s.targets[{"d:alice:bob", 1}] = target;
+  AppendRequest edge = Change("alice", "bob", "e1", 1, "at the edge");
+  edge.edit_window = absl::Seconds(100);  // Sent at 200: exactly in time.
+  AppendRequest late = Change("alice", "bob", "e2", 1, "late");
+  late.edit_window = absl::Seconds(99);
+  auto plan = Plan({edge, late}, s);
+  EXPECT_TRUE(plan[0].store()) << plan[0].result.status();
+  EXPECT_EQ(plan[1].result.status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(plan[1].result.status().message()),
+              ::testing::HasSubstr("1m39s"));
 }
 
 }  // namespace

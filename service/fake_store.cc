@@ -178,7 +178,10 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
     original.sender_inbox_seq = dup->second.second;
     snapshot.sent[dup->first] = std::move(original);
   }
-  for (const std::string& user : {request.sender, request.to}) {
+  // A direct pair holds its sender; an operator is no user.
+  std::vector<std::string> named = {request.sender};
+  if (!request.to_group) named = DirectPair(request);
+  for (const std::string& user : named) {
     auto it = users_.find(user);
     if (it == users_.end()) continue;
     snapshot.users.insert(user);
@@ -204,9 +207,26 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
   if (auto c = conversations_.find(request.conversation);
       c != conversations_.end()) {
     snapshot.conversation_heads[request.conversation] = c->second.size();
+    if (request.kind != MessageKind::kText && request.target_seq >= 1 &&
+        request.target_seq <= c->second.size()) {
+      snapshot.targets[{request.conversation, request.target_seq}] =
+          messages_[c->second[request.target_seq - 1]];
+    }
   }
   std::vector<PlannedAppend> plan = PlanAppends({&request}, snapshot);
   if (!plan[0].store()) return std::move(plan[0].result);
+  for (const auto& key : snapshot.changed_targets) {
+    const std::vector<size_t>& conversation = conversations_[key.first];
+    const StoredMessage& changed = snapshot.targets[key];
+    messages_[conversation[key.second - 1]] = changed;
+    if (!changed.deleted) continue;
+    for (size_t i : conversation) {
+      StoredMessage& m = messages_[i];
+      if (m.kind == MessageKind::kEdit && m.target_seq == key.second) {
+        m.text.clear();
+      }
+    }
+  }
 
   AppendResult& result = *plan[0].result;
   result.message.message_id = absl::StrCat(messages_.size() + 1);
@@ -216,7 +236,7 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
   for (const InboxEntry& entry : result.recipients) {
     users_[entry.user].inbox.push_back(index);
   }
-  if (!request.to_group) {
+  if (!request.to_group && !ByOperator(request)) {
     direct_peers_[request.sender].insert(request.to);
     direct_peers_[request.to].insert(request.sender);
   }
@@ -290,6 +310,12 @@ absl::StatusOr<uint64_t> FakeStore::ConversationHead(
   return it == conversations_.end() ? 0 : it->second.size();
 }
 
+// Whether `m` counts in `user`'s unread count: a text by someone else, not
+// deleted (see Store::ListConversations).
+static bool CountsAsUnread(const StoredMessage& m, absl::string_view user) {
+  return m.from != user && m.kind == MessageKind::kText && !m.deleted;
+}
+
 absl::StatusOr<ConversationPage> FakeStore::ListConversations(
     absl::string_view user, absl::string_view page_token, int limit) {
   if (limit < 1) return absl::InvalidArgumentError("limit must be at least 1");
@@ -333,13 +359,15 @@ absl::StatusOr<ConversationPage> FakeStore::ListConversations(
       s.peer_read_seq = cursor_of(s.peer, id);
     }
     s.head_seq = indexes.size();
-    if (!indexes.empty()) {
-      s.last_message = messages_[indexes.back()];
+    for (auto i = indexes.rbegin(); i != indexes.rend(); ++i) {
+      if (messages_[*i].kind != MessageKind::kText) continue;
+      s.last_message = messages_[*i];
       s.last_activity = s.last_message->sent_at;
+      break;
     }
     s.read_seq = cursor_of(me, id);
     for (uint64_t seq = s.read_seq + 1; seq <= indexes.size(); ++seq) {
-      if (messages_[indexes[seq - 1]].from != me) ++s.unread;
+      if (CountsAsUnread(messages_[indexes[seq - 1]], me)) ++s.unread;
     }
     all.push_back(std::move(s));
   }
@@ -377,7 +405,7 @@ absl::StatusOr<uint64_t> FakeStore::CountUnread(absl::string_view user,
   if (it == conversations_.end()) return 0;
   uint64_t unread = 0;
   for (uint64_t seq = after_seq + 1; seq <= it->second.size(); ++seq) {
-    if (messages_[it->second[seq - 1]].from != user) ++unread;
+    if (CountsAsUnread(messages_[it->second[seq - 1]], user)) ++unread;
   }
   return unread;
 }
@@ -453,9 +481,7 @@ absl::StatusOr<bool> FakeStore::SetBlocked(absl::string_view user,
   size_t count = 0;
   for (auto i = first; i != blocks_.end() && i->first == user; ++i) ++count;
   if (count >= max_blocked) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("user \"", user, "\" already blocks ", count,
-                     " users; the limit is ", max_blocked));
+    return TooManyBlocksError(user, count, max_blocked);
   }
   blocks_.insert(key);
   return true;

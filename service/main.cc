@@ -117,6 +117,10 @@ ABSL_FLAG(absl::Duration, max_token_ttl, absl::Hours(24 * 365),
 ABSL_FLAG(uint32_t, max_text_bytes, 4096,
           "Longest message or broadcast text, in bytes of UTF-8. Default "
           "4096.");
+ABSL_FLAG(absl::Duration, edit_window, absl::Hours(48),
+          "How long after sending a user may edit or delete their own "
+          "message (a duration; 0 = no limit). Operators' deletes "
+          "(DeleteMessage) have none. Default 48h.");
 ABSL_FLAG(uint32_t, max_group_members, 1000,
           "Most members in one group. Default 1000.");
 ABSL_FLAG(uint32_t, default_page_size, 100,
@@ -211,6 +215,7 @@ absl::StatusOr<parley::service::ServerOptions> OptionsFromFlags() {
   o.max_sessions_per_user = absl::GetFlag(FLAGS_max_sessions_per_user);
   o.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   o.messaging.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  o.messaging.edit_window = absl::GetFlag(FLAGS_edit_window);
   o.messaging.default_page_size = absl::GetFlag(FLAGS_default_page_size);
   o.messaging.max_page_size = absl::GetFlag(FLAGS_max_page_size);
   o.messaging.max_replay = static_cast<int>(absl::GetFlag(FLAGS_max_replay));

@@ -59,6 +59,10 @@ absl::string_view FrameKind(const v1::ClientFrame& frame) {
       return "list_conversations";
     case v1::ClientFrame::kHistory:
       return "history";
+    case v1::ClientFrame::kEdit:
+      return "edit";
+    case v1::ClientFrame::kDelete:
+      return "delete";
     case v1::ClientFrame::kBlock:
       return "block";
     case v1::ClientFrame::kListBlocked:
@@ -67,6 +71,20 @@ absl::string_view FrameKind(const v1::ClientFrame& frame) {
       break;
   }
   return "empty";
+}
+
+// The client_msg_id of a frame answered with an Ack; "" for other kinds.
+const std::string& AckedClientMsgId(const v1::ClientFrame& frame) {
+  switch (frame.frame_case()) {
+    case v1::ClientFrame::kSend:
+      return frame.send().client_msg_id();
+    case v1::ClientFrame::kEdit:
+      return frame.edit().client_msg_id();
+    case v1::ClientFrame::kDelete:
+      return frame.delete_().client_msg_id();
+    default:
+      return v1::Send::default_instance().client_msg_id();
+  }
 }
 
 // The recipient's conversation and the users (besides `user`) in it, checking
@@ -155,6 +173,14 @@ absl::Status MayReadHistory(Store& store, const std::string& user,
   return absl::OkStatus();
 }
 
+// The BlockList frame of `users` (set even when empty).
+v1::ServerFrame BlockListFrame(std::vector<std::string> users) {
+  v1::ServerFrame frame;
+  v1::BlockList* blocked = frame.mutable_blocked();
+  for (std::string& u : users) blocked->add_users(std::move(u));
+  return frame;
+}
+
 }  // namespace
 
 v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
@@ -172,6 +198,12 @@ v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
   out.set_text(m.text);
   *out.mutable_sent_at() = ToTimestamp(m.sent_at);
   out.set_client_msg_id(m.client_msg_id);
+  out.set_kind(static_cast<v1::MessageKind>(m.kind));
+  out.set_target_seq(m.target_seq);
+  if (m.edited_at != absl::InfinitePast()) {
+    *out.mutable_edited_at() = ToTimestamp(m.edited_at);
+  }
+  out.set_deleted(m.deleted);
   return out;
 }
 
@@ -211,9 +243,10 @@ v1::ErrorCode ErrorCodeFor(const absl::Status& status) {
   if (IsBlockedError(status)) return v1::ERROR_CODE_BLOCKED;
   switch (status.code()) {
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kOutOfRange:
       return v1::ERROR_CODE_INVALID_ARGUMENT;
+    case absl::StatusCode::kFailedPrecondition:
+      return v1::ERROR_CODE_FAILED_PRECONDITION;
     case absl::StatusCode::kUnauthenticated:
       return v1::ERROR_CODE_UNAUTHENTICATED;
     case absl::StatusCode::kPermissionDenied:
@@ -487,9 +520,7 @@ void Messaging::HandleFrame(LinkStream* stream,
     error.mutable_error()->set_code(v1::ERROR_CODE_UNAUTHENTICATED);
     error.mutable_error()->set_message(
         absl::StrCat("session \"", session_id, "\" is not open"));
-    if (frame.has_send()) {
-      error.mutable_error()->set_client_msg_id(frame.send().client_msg_id());
-    }
+    error.mutable_error()->set_client_msg_id(AckedClientMsgId(frame));
     SendFrameTo(stream, session_id, std::move(error));
     return;
   }
@@ -497,6 +528,24 @@ void Messaging::HandleFrame(LinkStream* stream,
     case v1::ClientFrame::kSend:
       HandleSend(session_id, *user, frame.send());
       return;
+    case v1::ClientFrame::kEdit: {
+      const v1::Edit& edit = frame.edit();
+      AppendAndAck(
+          session_id,
+          PrepareChange(*user, MessageKind::kEdit, edit.client_msg_id(),
+                        edit.conversation(), edit.seq(), edit.text()),
+          edit.client_msg_id());
+      return;
+    }
+    case v1::ClientFrame::kDelete: {
+      const v1::Delete& del = frame.delete_();
+      AppendAndAck(
+          session_id,
+          PrepareChange(*user, MessageKind::kDelete, del.client_msg_id(),
+                        del.conversation(), del.seq(), ""),
+          del.client_msg_id());
+      return;
+    }
     case v1::ClientFrame::kSync:
       HandleSync(session_id, *user, frame.sync());
       return;
@@ -539,6 +588,8 @@ void Messaging::HandleFrame(LinkStream* stream,
 bool Messaging::HandlesWithoutBlocking(const v1::SessionFrame& frame) {
   switch (frame.frame().frame_case()) {
     case v1::ClientFrame::kSend:
+    case v1::ClientFrame::kEdit:
+    case v1::ClientFrame::kDelete:
     case v1::ClientFrame::kPing:
     case v1::ClientFrame::kHello:
     case v1::ClientFrame::FRAME_NOT_SET:
@@ -601,6 +652,64 @@ absl::StatusOr<AppendRequest> Messaging::PrepareSend(const std::string& sender,
   return absl::InvalidArgumentError("\"to\" names neither a user nor a group");
 }
 
+absl::StatusOr<AppendRequest> Messaging::PrepareChange(
+    const std::string& sender, MessageKind kind,
+    const std::string& client_msg_id, const std::string& conversation,
+    uint64_t seq, const std::string& text) {
+  const absl::string_view verb = kind == MessageKind::kEdit ? "edit" : "delete";
+  // An operator's key is the service's own (DeleteAsOperator).
+  if (client_msg_id.empty() ||
+      (!sender.empty() &&
+       client_msg_id.size() > options_.max_client_msg_id_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(verb, ".clientMsgId must be 1 to ",
+                     options_.max_client_msg_id_bytes, " bytes"));
+  }
+  if (seq == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(verb, ".seq must be at least 1"));
+  }
+  if (kind == MessageKind::kEdit) {
+    if (text.empty()) return absl::InvalidArgumentError("edit.text is empty");
+    if (text.size() > options_.max_text_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("edit.text is ", text.size(), " bytes; the limit is ",
+                       options_.max_text_bytes));
+    }
+    if (!IsValidUtf8(text)) {
+      return absl::InvalidArgumentError("edit.text is not valid UTF-8");
+    }
+  }
+  absl::StatusOr<ConversationRef> ref = ParseConversation(conversation);
+  if (!ref.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(verb, ".conversation: ", ref.status().message()));
+  }
+  AppendRequest request;
+  request.sender = sender;
+  request.client_msg_id = client_msg_id;
+  request.conversation = conversation;
+  request.kind = kind;
+  request.target_seq = seq;
+  request.text = text;
+  request.sent_at = clock_();
+  if (!sender.empty() && options_.edit_window > absl::ZeroDuration()) {
+    request.edit_window = options_.edit_window;
+  }
+  if (ref->group) {
+    request.to_group = true;
+    request.to = ref->group_id;
+  } else if (sender.empty()) {
+    // An operator's: the rules address the event like its target.
+  } else if (ref->user_a == sender || ref->user_b == sender) {
+    request.to = ref->user_a == sender ? ref->user_b : ref->user_a;
+  } else {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "user \"", sender, "\" is not in conversation \"", conversation, "\""));
+  }
+  return request;
+}
+
 v1::Ack Messaging::Deliver(const AppendResult& result,
                            const std::string& origin_session) {
   metrics_->acks.Increment();
@@ -614,7 +723,7 @@ v1::Ack Messaging::Deliver(const AppendResult& result,
   const size_t delivered = router_->DeliverMessage(
       result.recipients, ToMessage(result.message, 0), origin_session);
   metrics_->deliveries.Increment(delivered);
-  if (options_.on_offline) {
+  if (options_.on_offline && result.message.kind == MessageKind::kText) {
     for (const InboxEntry& r : result.recipients) {
       if (r.user != result.message.from && !router_->IsOnline(r.user)) {
         options_.on_offline(result.message, r.user, r.inbox_seq);
@@ -626,16 +735,20 @@ v1::Ack Messaging::Deliver(const AppendResult& result,
 
 void Messaging::HandleSend(const std::string& session_id,
                            const std::string& user, const v1::Send& send) {
-  absl::StatusOr<AppendRequest> request = PrepareSend(user, send);
+  AppendAndAck(session_id, PrepareSend(user, send), send.client_msg_id());
+}
+
+void Messaging::AppendAndAck(const std::string& session_id,
+                             absl::StatusOr<AppendRequest> request,
+                             const std::string& client_msg_id) {
   if (!request.ok()) {
     SendError(session_id, ErrorCodeFor(request.status()),
-              request.status().message(), send.client_msg_id());
+              request.status().message(), client_msg_id);
     return;
   }
   metrics_->sends.Increment();
   const absl::Time start = absl::Now();
-  store_->Append(*std::move(request), [this, session_id, start,
-                                       client_msg_id = send.client_msg_id()](
+  store_->Append(*std::move(request), [this, session_id, start, client_msg_id](
                                           absl::StatusOr<AppendResult> result) {
     metrics_->append_seconds.Observe(
         absl::ToDoubleSeconds(absl::Now() - start));
@@ -670,6 +783,28 @@ void Messaging::SendAs(const std::string& sender, const v1::Send& send,
                                           absl::StatusOr<AppendResult> result) {
     metrics_->append_seconds.Observe(
         absl::ToDoubleSeconds(absl::Now() - start));
+    if (!result.ok()) {
+      done(result.status());
+      return;
+    }
+    done(Deliver(*result, ""));
+  });
+}
+
+void Messaging::DeleteAsOperator(
+    const std::string& conversation, uint64_t seq,
+    std::function<void(absl::StatusOr<v1::Ack>)> done) {
+  // One key per message: a retried moderation delete is a duplicate.
+  absl::StatusOr<AppendRequest> request =
+      PrepareChange("", MessageKind::kDelete,
+                    absl::StrCat("moderation:", conversation, ":", seq),
+                    conversation, seq, "");
+  if (!request.ok()) {
+    done(request.status());
+    return;
+  }
+  store_->Append(*std::move(request), [this, done = std::move(done)](
+                                          absl::StatusOr<AppendResult> result) {
     if (!result.ok()) {
       done(result.status());
       return;
@@ -895,9 +1030,7 @@ void Messaging::HandleBlock(const std::string& session_id,
     SendError(session_id, ErrorCodeFor(list.status()), list.status().message());
     return;
   }
-  v1::ServerFrame frame;
-  v1::BlockList* blocked = frame.mutable_blocked();  // Set even when empty.
-  for (std::string& u : *list) blocked->add_users(std::move(u));
+  v1::ServerFrame frame = BlockListFrame(*std::move(list));
   if (!*changed) {
     router_->SendToSession(session_id, std::move(frame));
     return;
@@ -936,9 +1069,7 @@ void Messaging::HandleListBlocked(const std::string& session_id,
     SendError(session_id, ErrorCodeFor(list.status()), list.status().message());
     return;
   }
-  v1::ServerFrame frame;
-  v1::BlockList* blocked = frame.mutable_blocked();  // Set even when empty.
-  for (std::string& u : *list) blocked->add_users(std::move(u));
+  v1::ServerFrame frame = BlockListFrame(*std::move(list));
   router_->SendToSession(session_id, std::move(frame));
 }
 

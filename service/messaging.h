@@ -13,6 +13,10 @@
 //     sender's other sessions too) and the sending session gets the Ack,
 //     whose inbox_seq is the message's place in the sender's inbox. A repeat
 //     of (sender, client_msg_id) gets the original Ack and nothing else.
+//   * Edit, Delete: validated like a Send (the conversation must name the
+//     user, for a direct one), then appended as an edit or delete event
+//     (append_rules.h checks the target); delivered and acknowledged like a
+//     Send. The offline webhook is told of text messages only.
 //   * Sync: a page of the user's inbox after `after_seq`, with the head.
 //   * Read: the user's read cursor rises (never falls); when it rose, the
 //     other members get a Receipt, and the user's own other sessions get it
@@ -89,6 +93,9 @@ struct MessagingOptions {
       on_offline;
   // Longest message text, in bytes of UTF-8.
   size_t max_text_bytes = 4096;
+  // How long after sending a user may edit or delete a message; zero: no
+  // limit.
+  absl::Duration edit_window = absl::Hours(48);
   // Longest client_msg_id, in bytes.
   size_t max_client_msg_id_bytes = 128;
   // Sync page size when the client asks for 0, and the most it may ask for.
@@ -151,6 +158,16 @@ class Messaging final {
   void SendAs(const std::string& sender, const v1::Send& send,
               std::function<void(absl::StatusOr<v1::Ack>)> done);
 
+  // Deletes the message at `seq` of `conversation` as an operator
+  // (moderation: any sender's message, no edit window): a delete event with
+  // an empty `from` in every member's inbox, delivered live. Idempotent: a
+  // repeat answers the first delete's Ack. `done` runs once, with the event's
+  // Ack (its inbox_seq 0: an operator has no inbox) or an error status
+  // (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, UNAVAILABLE). Never
+  // blocks.
+  void DeleteAsOperator(const std::string& conversation, uint64_t seq,
+                        std::function<void(absl::StatusOr<v1::Ack>)> done);
+
   // Tells the contacts of `users` that they went offline (after an operator
   // closed their sessions). Blocks on a Store read.
   void AnnounceOffline(const std::vector<std::string>& users);
@@ -164,6 +181,11 @@ class Messaging final {
  private:
   void HandleSend(const std::string& session_id, const std::string& user,
                   const v1::Send& send);
+  // Appends a validated request (or sends its error) and answers the
+  // session with the Ack.
+  void AppendAndAck(const std::string& session_id,
+                    absl::StatusOr<AppendRequest> request,
+                    const std::string& client_msg_id);
   void HandleSync(const std::string& session_id, const std::string& user,
                   const v1::Sync& sync);
   void HandleRead(const std::string& session_id, const std::string& user,
@@ -187,6 +209,14 @@ class Messaging final {
   // Validates a Send and builds its AppendRequest.
   absl::StatusOr<AppendRequest> PrepareSend(const std::string& sender,
                                             const v1::Send& send);
+  // Validates an Edit or Delete (`text` empty for a delete) of `sender`
+  // (empty: an operator's delete) and builds its AppendRequest.
+  absl::StatusOr<AppendRequest> PrepareChange(const std::string& sender,
+                                              MessageKind kind,
+                                              const std::string& client_msg_id,
+                                              const std::string& conversation,
+                                              uint64_t seq,
+                                              const std::string& text);
   // After a durable append: delivers to every recipient's sessions except
   // `origin_session` (which gets the Ack instead) and returns the Ack.
   v1::Ack Deliver(const AppendResult& result,

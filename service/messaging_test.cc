@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -231,6 +232,13 @@ TEST(MessagingHandlesWithoutBlockingTest, ThoseFramesMakeNoBlockingStoreCall) {
   frames["typing"].mutable_typing()->mutable_to()->set_user("bob");
   frames["list_conversations"].mutable_list_conversations();
   frames["history"].mutable_history()->set_conversation("d:alice:bob");
+  frames["edit"].mutable_edit()->set_client_msg_id("e1");
+  frames["edit"].mutable_edit()->set_conversation("d:alice:bob");
+  frames["edit"].mutable_edit()->set_seq(1);
+  frames["edit"].mutable_edit()->set_text("hi!");
+  frames["delete"].mutable_delete_()->set_client_msg_id("x1");
+  frames["delete"].mutable_delete_()->set_conversation("d:alice:bob");
+  frames["delete"].mutable_delete_()->set_seq(1);
   frames["block"].mutable_block()->set_user("bob");
   frames["list_blocked"].mutable_list_blocked();
   int quick = 0;
@@ -244,11 +252,12 @@ TEST(MessagingHandlesWithoutBlockingTest, ThoseFramesMakeNoBlockingStoreCall) {
     messaging.HandleFrame(&gw, session_frame);
     EXPECT_EQ(store.blocking_calls(), before) << name;
   }
-  EXPECT_EQ(quick, 5);
+  EXPECT_EQ(quick, 7);
   v1::SessionFrame send;
   *send.mutable_frame() = frames["send"];
   EXPECT_TRUE(Messaging::HandlesWithoutBlocking(send));
-  // The Send was stored and acked.
+  // The Send was stored and acked (the delete and the edit, before it in map
+  // order, found no message).
   EXPECT_EQ(*store.InboxHead("bob"), 1u);
 }
 
@@ -484,6 +493,222 @@ TEST_P(MessagingTest, SendIsAckedAndDeliveredToBothDevicesOfThePeer) {
     EXPECT_EQ(m.client_msg_id(), "c1");
   }
   EXPECT_EQ(metrics_.acks.Value(), 1u);
+}
+
+v1::ClientFrame EditFrame(const std::string& client_msg_id,
+                          const std::string& conversation, uint64_t seq,
+                          const std::string& text) {
+  v1::ClientFrame frame;
+  frame.mutable_edit()->set_client_msg_id(client_msg_id);
+  frame.mutable_edit()->set_conversation(conversation);
+  frame.mutable_edit()->set_seq(seq);
+  frame.mutable_edit()->set_text(text);
+  return frame;
+}
+
+v1::ClientFrame DeleteFrame(const std::string& client_msg_id,
+                            const std::string& conversation, uint64_t seq) {
+  v1::ClientFrame frame;
+  frame.mutable_delete_()->set_client_msg_id(client_msg_id);
+  frame.mutable_delete_()->set_conversation(conversation);
+  frame.mutable_delete_()->set_seq(seq);
+  return frame;
+}
+
+TEST_P(MessagingTest, EditAndDeleteAreAckedAndDeliveredAsEvents) {
+  Open("a1", "alice");
+  Open("a2", "alice");
+  Open("b1", "bob");
+  SendTo("a1", "bob", "c1", "helo");
+  now_ += absl::Minutes(1);
+  Frame("a1", EditFrame("e1", "d:alice:bob", 1, "hello"));
+  Frame("a1", DeleteFrame("x1", "d:alice:bob", 1));
+  Frame("a1", DeleteFrame("x1", "d:alice:bob", 1));  // A retry: its Ack.
+
+  auto acks = Only(FramesFor("a1"), v1::ServerFrame::kAck);
+  ASSERT_EQ(acks.size(), 4u);
+  EXPECT_EQ(acks[1].ack().client_msg_id(), "e1");
+  EXPECT_EQ(acks[1].ack().seq(), 2u);
+  EXPECT_EQ(acks[1].ack().inbox_seq(), 2u);
+  EXPECT_EQ(acks[2].ack().client_msg_id(), "x1");
+  EXPECT_EQ(acks[2].ack().seq(), 3u);
+  EXPECT_EQ(acks[3].ack().message_id(), acks[2].ack().message_id());
+  EXPECT_THAT(Only(FramesFor("a1"), v1::ServerFrame::kError), IsEmpty());
+  for (const char* session : {"a2", "b1"}) {
+    SCOPED_TRACE(session);
+    auto messages = Only(FramesFor(session), v1::ServerFrame::kMessage);
+    ASSERT_EQ(messages.size(), 3u);  // Once each: the retry stored nothing.
+    EXPECT_EQ(messages[0].message().kind(), v1::MESSAGE_KIND_TEXT);
+    const v1::Message& edit = messages[1].message();
+    EXPECT_EQ(edit.kind(), v1::MESSAGE_KIND_EDIT);
+    EXPECT_EQ(edit.target_seq(), 1u);
+    EXPECT_EQ(edit.text(), "hello");
+    EXPECT_EQ(edit.from(), "alice");
+    EXPECT_EQ(edit.to().user(), "bob");
+    EXPECT_EQ(edit.inbox_seq(), 2u);
+    const v1::Message& del = messages[2].message();
+    EXPECT_EQ(del.kind(), v1::MESSAGE_KIND_DELETE);
+    EXPECT_EQ(del.target_seq(), 1u);
+    EXPECT_EQ(del.text(), "");
+    EXPECT_EQ(del.inbox_seq(), 3u);
+  }
+  // A device that syncs later: the tombstone, then the events, without text.
+  v1::ClientFrame sync;
+  sync.mutable_sync()->set_after_seq(0);
+  Frame("b1", sync);
+  auto synced = Only(FramesFor("b1"), v1::ServerFrame::kSynced);
+  ASSERT_EQ(synced.size(), 1u);
+  const auto& page = synced[0].synced().messages();
+  ASSERT_EQ(page.size(), 3);
+  EXPECT_TRUE(page[0].deleted());
+  EXPECT_EQ(page[0].text(), "");
+  EXPECT_TRUE(page[0].has_edited_at());
+  EXPECT_EQ(page[1].text(), "") << "an edit of a deleted message loses it";
+  EXPECT_EQ(page[2].kind(), v1::MESSAGE_KIND_DELETE);
+  EXPECT_FALSE(page[2].deleted());
+}
+
+TEST_P(MessagingTest, EditsTellTheOfflineWebhookNothing) {
+  Open("a1", "alice");
+  SendTo("a1", "bob", "c1", "hi bob");
+  Frame("a1", EditFrame("e1", "d:alice:bob", 1, "hi bob!"));
+  Frame("a1", DeleteFrame("x1", "d:alice:bob", 1));
+  EXPECT_EQ(Only(FramesFor("a1"), v1::ServerFrame::kAck).size(), 3u);
+  EXPECT_THAT(Offline(), ElementsAre("bob@1:alice:hi bob"));
+}
+
+TEST_P(MessagingTest, RefusedEditsAndDeletesAreErrorsNamingTheProblem) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "", {"alice", "bob"}, now_}, 10).ok());
+  Open("a1", "alice");
+  Open("b1", "bob");
+  Open("c1", "carol");
+  SendTo("a1", "bob", "m1", "mine");
+  SendTo("a1", "team", "m2", "group", true);
+  Frame("a1", DeleteFrame("m3", "d:alice:bob", 1));
+  Settle();
+  struct Case {
+    std::string session;
+    v1::ClientFrame frame;
+    v1::ErrorCode code;
+    std::string named;
+  };
+  const std::string long_text(17, 'x');
+  std::vector<Case> cases = {
+      {"b1", EditFrame("b-e1", "d:alice:bob", 2, "ha"),
+       v1::ERROR_CODE_PERMISSION_DENIED, "sent by \"alice\""},
+      {"c1", DeleteFrame("c-x1", "d:alice:bob", 2),
+       v1::ERROR_CODE_PERMISSION_DENIED, "not in conversation"},
+      {"c1", DeleteFrame("c-x2", "g:team", 1), v1::ERROR_CODE_PERMISSION_DENIED,
+       "not a member"},
+      {"a1", EditFrame("a-e1", "d:alice:bob", 1, "again"),
+       v1::ERROR_CODE_FAILED_PRECONDITION, "already deleted"},
+      {"a1", DeleteFrame("a-x1", "d:alice:bob", 2),
+       v1::ERROR_CODE_FAILED_PRECONDITION, "not a text message"},
+      {"a1", EditFrame("a-e2", "d:alice:bob", 7, "where"),
+       v1::ERROR_CODE_NOT_FOUND, "message 7"},
+      {"a1", EditFrame("a-e3", "g:nogroup", 1, "where"),
+       v1::ERROR_CODE_NOT_FOUND, "nogroup"},
+      {"a1", EditFrame("a-e4", "bogus", 1, "x"),
+       v1::ERROR_CODE_INVALID_ARGUMENT, "edit.conversation"},
+      {"a1", DeleteFrame("a-x2", "g:team", 0), v1::ERROR_CODE_INVALID_ARGUMENT,
+       "delete.seq"},
+      {"a1", EditFrame("a-e5", "g:team", 1, ""),
+       v1::ERROR_CODE_INVALID_ARGUMENT, "edit.text is empty"},
+      {"a1", EditFrame("a-e6", "g:team", 1, "\xff"),
+       v1::ERROR_CODE_INVALID_ARGUMENT, "UTF-8"},
+      {"a1", EditFrame("", "g:team", 1, "x"), v1::ERROR_CODE_INVALID_ARGUMENT,
+       "clientMsgId"},
+      {"a1", EditFrame("a-e7", "g:team", 1, long_text),
+       v1::ERROR_CODE_TOO_LARGE, "17 bytes"},
+  };
+  const uint64_t alice = *store_->InboxHead("alice");
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.frame.ShortDebugString());
+    const size_t before = FramesFor(c.session).size();
+    Frame(c.session, c.frame);
+    std::vector<v1::ServerFrame> frames = FramesFor(c.session);
+    ASSERT_EQ(frames.size(), before + 1);
+    ASSERT_TRUE(frames.back().has_error()) << frames.back().DebugString();
+    EXPECT_EQ(frames.back().error().code(), c.code);
+    EXPECT_THAT(frames.back().error().message(), HasSubstr(c.named));
+    EXPECT_EQ(frames.back().error().client_msg_id(),
+              c.frame.has_edit() ? c.frame.edit().client_msg_id()
+                                 : c.frame.delete_().client_msg_id());
+  }
+  EXPECT_EQ(*store_->InboxHead("alice"), alice);
+
+  // The window (48 hours by default) counts from the message's sending.
+  now_ += absl::Hours(48);
+  Frame("a1", EditFrame("a-e8", "g:team", 1, "just in time"));
+  now_ += absl::Seconds(1);
+  Frame("a1", EditFrame("a-e9", "g:team", 1, "too late"));
+  std::vector<v1::ServerFrame> frames = FramesFor("a1");
+  ASSERT_TRUE(frames[frames.size() - 2].has_ack());
+  ASSERT_TRUE(frames.back().has_error());
+  EXPECT_EQ(frames.back().error().code(), v1::ERROR_CODE_FAILED_PRECONDITION);
+  EXPECT_THAT(frames.back().error().message(), HasSubstr("edit window (48h)"));
+}
+
+TEST_P(MessagingTest, AnOperatorDeletesAnyMessageForEveryMember) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "", {"alice", "bob"}, now_}, 10).ok());
+  Open("a1", "alice");
+  Open("b1", "bob");
+  SendTo("b1", "team", "m1", "spam", true);
+  now_ += absl::Hours(100);  // No window for operators.
+  absl::StatusOr<v1::Ack> ack;
+  absl::Notification done;
+  messaging_->DeleteAsOperator("g:team", 1, [&](absl::StatusOr<v1::Ack> a) {
+    ack = std::move(a);
+    done.Notify();
+  });
+  Settle();
+  done.WaitForNotification();
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(ack->seq(), 2u);
+  EXPECT_EQ(ack->inbox_seq(), 0u);
+  for (const char* session : {"a1", "b1"}) {
+    SCOPED_TRACE(session);
+    auto messages = Only(FramesFor(session), v1::ServerFrame::kMessage);
+    ASSERT_FALSE(messages.empty());
+    const v1::Message& del = messages.back().message();
+    EXPECT_EQ(del.kind(), v1::MESSAGE_KIND_DELETE);
+    EXPECT_EQ(del.from(), "");
+    EXPECT_EQ(del.to().group(), "team");
+    EXPECT_EQ(del.target_seq(), 1u);
+  }
+  auto history = store_->ReadHistory("g:team", 0, 10);
+  ASSERT_TRUE(history.ok());
+  EXPECT_TRUE(history->messages[0].deleted);
+
+  // Again: answered with the first Ack; of an event or nothing: an error.
+  absl::StatusOr<v1::Ack> again;
+  absl::Notification done_again;
+  messaging_->DeleteAsOperator("g:team", 1, [&](absl::StatusOr<v1::Ack> a) {
+    again = std::move(a);
+    done_again.Notify();
+  });
+  Settle();
+  done_again.WaitForNotification();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->message_id(), ack->message_id());
+  for (auto [conversation, seq, code] :
+       {std::tuple<std::string, uint64_t, absl::StatusCode>{
+            "g:team", 2, absl::StatusCode::kFailedPrecondition},
+        {"g:team", 9, absl::StatusCode::kNotFound},
+        {"nonsense", 1, absl::StatusCode::kInvalidArgument}}) {
+    absl::StatusOr<v1::Ack> refused;
+    absl::Notification refused_done;
+    messaging_->DeleteAsOperator(conversation, seq,
+                                 [&](absl::StatusOr<v1::Ack> a) {
+                                   refused = std::move(a);
+                                   refused_done.Notify();
+                                 });
+    Settle();
+    refused_done.WaitForNotification();
+    EXPECT_EQ(refused.status().code(), code) << conversation << " " << seq;
+  }
 }
 
 TEST_P(MessagingTest, SendersOtherDevicesGetTheMessage) {

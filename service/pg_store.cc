@@ -107,6 +107,17 @@ CREATE TABLE blocks(
 );
 CREATE INDEX blocks_by_blocked ON blocks(blocked, user_id);
 )sql",
+    // 4: edit and delete: a message's kind (0 text, 1 edit, 2 delete), the
+    // seq an event changes, and a text message's edit time and tombstone.
+    // A delete finds the edit events of its target to empty their text.
+    R"sql(
+ALTER TABLE messages ADD COLUMN kind smallint NOT NULL DEFAULT 0,
+  ADD COLUMN target_seq bigint NOT NULL DEFAULT 0,
+  ADD COLUMN edited_us bigint,
+  ADD COLUMN deleted boolean NOT NULL DEFAULT false;
+CREATE INDEX messages_edits ON messages(conversation, target_seq)
+  WHERE kind = 1;
+)sql",
 };
 
 // The advisory lock key under which replicas migrate one at a time.
@@ -114,7 +125,8 @@ constexpr int64_t kMigrationLock = 0x7061726c6579;  // "parley"
 
 constexpr const char* kMessageColumns =
     "m.id, m.conversation, m.seq, m.sender, m.to_group, m.to_id, m.text, "
-    "m.sent_us, m.client_msg_id";
+    "m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
+    "m.deleted";
 
 // The prepared statements, by index.
 enum Stmt : int {
@@ -133,6 +145,11 @@ enum Stmt : int {
   kAdvanceConversations,
   kAdvanceInboxHeads,
   kWriteCursors,
+  // Edit and delete events: read their targets in round trip 1, change them
+  // in round trip 2.
+  kReadTargets,
+  kUpdateTargets,
+  kScrubEdits,
   // Admin writes.
   kInsertUser,
   kLockUserGroups,
@@ -188,12 +205,15 @@ WITH mine(id, peer, created_us) AS (
     JOIN chat_groups g ON g.id = b.group_id WHERE b.user_id = $1
 ), heads AS (
   SELECT id, peer, created_us,
-    (SELECT MAX(seq) FROM messages WHERE conversation = mine.id) AS head
+    (SELECT MAX(seq) FROM messages WHERE conversation = mine.id) AS head,
+    (SELECT seq FROM messages WHERE conversation = mine.id AND kind = 0
+      ORDER BY seq DESC LIMIT 1) AS last_text
   FROM mine
 ), ordered AS (
   SELECT h.id, h.peer, COALESCE(h.head, 0) AS head,
     COALESCE(m.sent_us, h.created_us) AS activity, m.id AS last_id
-  FROM heads h LEFT JOIN messages m ON m.conversation = h.id AND m.seq = h.head
+  FROM heads h
+    LEFT JOIN messages m ON m.conversation = h.id AND m.seq = h.last_text
 ), page AS (
   SELECT * FROM ordered
   WHERE activity < $2::int8 OR (activity = $2::int8 AND id < $3)
@@ -204,14 +224,15 @@ WITH mine(id, peer, created_us) AS (
 )
 SELECT w.id, w.peer, w.head, w.activity, w.read_seq,
   (SELECT count(*) FROM messages x WHERE x.conversation = w.id AND
-    x.seq > w.read_seq AND x.sender <> $1),
+    x.seq > w.read_seq AND x.sender <> $1 AND x.kind = 0 AND
+    NOT x.deleted),
   COALESCE((SELECT seq FROM read_cursors WHERE user_id = w.peer AND
     conversation = w.id), 0),
   CASE WHEN w.peer IS NULL
     THEN (SELECT display_name FROM chat_groups WHERE id = substr(w.id, 3))
     ELSE (SELECT display_name FROM users WHERE id = w.peer) END,
   m.id, m.conversation, m.seq, m.sender, m.to_group, m.to_id, m.text,
-  m.sent_us, m.client_msg_id
+  m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, m.deleted
 FROM cursors w LEFT JOIN messages m ON m.id = w.last_id
 ORDER BY w.activity DESC, w.id DESC
 )sql";
@@ -266,9 +287,10 @@ std::string StatementSql(int stmt) {
     // statement guesses 10 rows per unnest() and joins them badly.
     case kInsertMessages:
       return "INSERT INTO messages(id, conversation, seq, sender, to_group, "
-             "to_id, text, sent_us, client_msg_id) SELECT * FROM "
-             "unnest($1::int8[], $2::text[], $3::int8[], $4::text[], "
-             "$5::bool[], $6::text[], $7::text[], $8::int8[], $9::text[])";
+             "to_id, text, sent_us, client_msg_id, kind, target_seq) SELECT "
+             "* FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], "
+             "$5::bool[], $6::text[], $7::text[], $8::int8[], $9::text[], "
+             "$10::int2[], $11::int8[])";
     case kInsertInbox:
       return "INSERT INTO inbox(user_id, inbox_seq, message_id) SELECT * "
              "FROM unnest($1::text[], $2::int8[], $3::int8[])";
@@ -287,6 +309,20 @@ std::string StatementSql(int stmt) {
              "FROM unnest($1::text[], $2::text[], $3::int8[]) ON CONFLICT "
              "(user_id, conversation) DO UPDATE SET seq = "
              "GREATEST(read_cursors.seq, excluded.seq)";
+    case kReadTargets:
+      return absl::StrCat(
+          "SELECT ", kMessageColumns,
+          " FROM unnest($1::text[], $2::int8[]) AS k(c, s) JOIN messages m ON "
+          "m.conversation = k.c AND m.seq = k.s");
+    case kUpdateTargets:
+      return "UPDATE messages SET text = u.t, edited_us = u.e, deleted = u.d "
+             "FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], "
+             "$5::bool[]) AS u(c, s, t, e, d) WHERE messages.conversation = "
+             "u.c AND messages.seq = u.s";
+    case kScrubEdits:
+      return "UPDATE messages SET text = '' FROM unnest($1::text[], "
+             "$2::int8[]) AS u(c, s) WHERE messages.conversation = u.c AND "
+             "messages.target_seq = u.s AND messages.kind = 1";
     case kInsertUser:
       return "INSERT INTO users(id, display_name, created_us) VALUES ($1, $2, "
              "$3) ON CONFLICT DO NOTHING RETURNING id";
@@ -393,7 +429,7 @@ std::string StatementSql(int stmt) {
       return kListConversationsSql;
     case kCountUnread:
       return "SELECT count(*) FROM messages WHERE conversation = $1 AND seq "
-             "> $2 AND sender <> $3";
+             "> $2 AND sender <> $3 AND kind = 0 AND NOT deleted";
     case kStmtCount:
       break;
   }
@@ -515,6 +551,12 @@ StoredMessage ReadMessage(const Result& r, int row, int first) {
   m.text = r.Text(row, first + 6);
   m.sent_at = absl::FromUnixMicros(r.Int(row, first + 7));
   m.client_msg_id = r.Text(row, first + 8);
+  m.kind = static_cast<MessageKind>(r.Int(row, first + 9));
+  m.target_seq = r.UInt(row, first + 10);
+  if (!r.IsNull(row, first + 11)) {
+    m.edited_at = absl::FromUnixMicros(r.Int(row, first + 11));
+  }
+  m.deleted = r.Bool(row, first + 12);
   return m;
 }
 
@@ -1007,6 +1049,7 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
   std::set<std::string> groups;
   std::set<std::pair<std::string, std::string>> keys;
   std::set<std::pair<std::string, std::string>> cursor_keys;
+  std::set<std::pair<std::string, uint64_t>> targets;
   // (blocker, blocked) pairs that would refuse a direct append.
   std::set<std::pair<std::string, std::string>> block_keys;
   for (WriteOp* op_ptr : batch) {
@@ -1020,18 +1063,23 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     const AppendRequest& r = op.append;
     appends.push_back(&r);
     append_ops.push_back(&op);
-    users.insert(r.sender);
+    if (!ByOperator(r)) users.insert(r.sender);
     keys.insert({r.sender, r.client_msg_id});
+    if (r.kind != MessageKind::kText) {
+      targets.insert({r.conversation, r.target_seq});
+    }
     if (r.to_group) {
       groups.insert(r.to);
       conversations[r.conversation] = {std::nullopt, std::nullopt, r.to};
     } else {
-      users.insert(r.to);
-      if (r.sender != r.to) {
+      // An operator is not blocked.
+      if (!ByOperator(r) && r.sender != r.to) {
         block_keys.insert({r.sender, r.to});
         block_keys.insert({r.to, r.sender});
       }
       const std::vector<std::string> pair = DirectPair(r);
+      if (pair.empty()) continue;  // Refused by the rules: no users named.
+      users.insert(pair.begin(), pair.end());
       conversations[r.conversation] = {pair.front(), pair.back(), std::nullopt};
     }
   }
@@ -1058,29 +1106,44 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     blocked.push_back(b);
   }
   const std::vector<std::string> group_list(groups.begin(), groups.end());
+  std::vector<std::string> target_convs;
+  std::vector<uint64_t> target_seqs;
+  for (const auto& [conversation, seq] : targets) {
+    target_convs.push_back(conversation);
+    target_seqs.push_back(seq);
+  }
 
   // Round trip 1: lock the counters in the global order, read the rest.
-  ASSIGN_OR_RETURN(
-      std::vector<Result> read,
-      c.Pipeline({
-          Call{-1, {}, "BEGIN"},
-          Call{kLockConversations,
-               {TextArray(conv_ids), TextArray(conv_a), TextArray(conv_b),
-                TextArray(conv_g)}},
-          Call{kLockUsers,
-               {TextArray(std::vector<std::string>(users.begin(), users.end())),
-                TextArray(group_list)}},
-          Call{kReadGroups, {TextArray(group_list)}},
-          // After the user locks: a SetBlocked that held them has committed.
-          Call{kReadBlocks, {TextArray(blockers), TextArray(blocked)}},
-          Call{kReadSent, {TextArray(key_senders), TextArray(key_ids)}},
-          Call{kReadCursors,
-               {TextArray(cursor_users), TextArray(cursor_convs)}},
-          // Ids for every append; those a duplicate or a refusal leaves
-          // unused are gaps, as message ids may have.
-          Call{kAllocateMessageIds, {absl::StrCat(appends.size())}},
-      }));
+  std::vector<Call> reads = {
+      Call{-1, {}, "BEGIN"},
+      Call{kLockConversations,
+           {TextArray(conv_ids), TextArray(conv_a), TextArray(conv_b),
+            TextArray(conv_g)}},
+      Call{kLockUsers,
+           {TextArray(std::vector<std::string>(users.begin(), users.end())),
+            TextArray(group_list)}},
+      Call{kReadGroups, {TextArray(group_list)}},
+      // After the user locks: a SetBlocked that held them has committed.
+      Call{kReadBlocks, {TextArray(blockers), TextArray(blocked)}},
+      Call{kReadSent, {TextArray(key_senders), TextArray(key_ids)}},
+      Call{kReadCursors, {TextArray(cursor_users), TextArray(cursor_convs)}},
+      // Ids for every append; those a duplicate or a refusal leaves
+      // unused are gaps, as message ids may have.
+      Call{kAllocateMessageIds, {absl::StrCat(appends.size())}},
+  };
+  // Only a batch with edit or delete events reads their targets.
+  if (!targets.empty()) {
+    reads.push_back(
+        Call{kReadTargets, {TextArray(target_convs), IntArray(target_seqs)}});
+  }
+  ASSIGN_OR_RETURN(std::vector<Result> read, c.Pipeline(reads));
   AppendSnapshot snapshot;
+  if (!targets.empty()) {
+    for (int i = 0; i < read[8].rows(); ++i) {
+      StoredMessage m = ReadMessage(read[8], i, 0);
+      snapshot.targets[{m.conversation, m.seq}] = std::move(m);
+    }
+  }
   for (int i = 0; i < read[1].rows(); ++i) {
     snapshot.conversation_heads[read[1].Text(i, 0)] = read[1].UInt(i, 1);
   }
@@ -1110,8 +1173,8 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
   // The rules decide; then the rows of what they store.
   std::vector<PlannedAppend> plan = PlanAppends(appends, snapshot);
   std::vector<std::string> m_conv, m_sender, m_to, m_text, m_key;
-  std::vector<int64_t> m_id, m_sent;
-  std::vector<uint64_t> m_seq;
+  std::vector<int64_t> m_id, m_sent, m_kind;
+  std::vector<uint64_t> m_seq, m_target;
   std::vector<bool> m_group;
   std::vector<std::string> i_user;
   std::vector<uint64_t> i_seq;
@@ -1131,11 +1194,13 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     m_conv.push_back(r.conversation);
     m_seq.push_back(a.message.seq);
     m_sender.push_back(r.sender);
-    m_group.push_back(r.to_group);
-    m_to.push_back(r.to);
-    m_text.push_back(r.text);
+    m_group.push_back(a.message.to_group);
+    m_to.push_back(a.message.to);
+    m_text.push_back(a.message.text);
     m_sent.push_back(absl::ToUnixMicros(r.sent_at));
     m_key.push_back(r.client_msg_id);
+    m_kind.push_back(static_cast<int64_t>(a.message.kind));
+    m_target.push_back(a.message.target_seq);
     for (const InboxEntry& e : a.recipients) {
       i_user.push_back(e.user);
       i_seq.push_back(e.inbox_seq);
@@ -1183,7 +1248,8 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
         Call{kInsertMessages,
              {IntArray(m_id), TextArray(m_conv), IntArray(m_seq),
               TextArray(m_sender), BoolArray(m_group), TextArray(m_to),
-              TextArray(m_text), IntArray(m_sent), TextArray(m_key)}});
+              TextArray(m_text), IntArray(m_sent), TextArray(m_key),
+              IntArray(m_kind), IntArray(m_target)}});
     writes.push_back(Call{
         kInsertInbox, {TextArray(i_user), IntArray(i_seq), IntArray(i_msg)}});
     writes.push_back(Call{kInsertSent,
@@ -1193,6 +1259,36 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
         Call{kAdvanceConversations, {TextArray(c_ids), IntArray(c_heads)}});
     writes.push_back(
         Call{kAdvanceInboxHeads, {TextArray(u_ids), IntArray(u_heads)}});
+  }
+  if (!snapshot.changed_targets.empty()) {
+    // Each changed target once, in its final state (after every event of
+    // the batch), after the inserts: a target may be a message of the batch.
+    std::vector<std::string> t_conv, t_text, d_conv;
+    std::vector<std::optional<std::string>> t_edited;
+    std::vector<uint64_t> t_seq, d_seq;
+    std::vector<bool> t_deleted;
+    for (const auto& key : snapshot.changed_targets) {
+      const StoredMessage& t = snapshot.targets.at(key);
+      t_conv.push_back(key.first);
+      t_seq.push_back(key.second);
+      t_text.push_back(t.text);
+      t_edited.push_back(t.edited_at == absl::InfinitePast()
+                             ? std::nullopt
+                             : std::optional<std::string>(absl::StrCat(
+                                   absl::ToUnixMicros(t.edited_at))));
+      t_deleted.push_back(t.deleted);
+      if (t.deleted) {
+        d_conv.push_back(key.first);
+        d_seq.push_back(key.second);
+      }
+    }
+    writes.push_back(
+        Call{kUpdateTargets,
+             {TextArray(t_conv), IntArray(t_seq), TextArray(t_text),
+              TextArray(t_edited), BoolArray(t_deleted)}});
+    if (!d_conv.empty()) {
+      writes.push_back(Call{kScrubEdits, {TextArray(d_conv), IntArray(d_seq)}});
+    }
   }
   if (!cursor_writes.empty()) {
     std::vector<std::string> w_user, w_conv;
@@ -1635,9 +1731,7 @@ absl::StatusOr<bool> PgStore::SetBlocked(absl::string_view user,
     ASSIGN_OR_RETURN(Result count, c.Run(kCountBlocks, {a}));
     const uint64_t n = count.UInt(0, 0);
     if (n > max_blocked) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("user \"", a, "\" already blocks ", n - 1,
-                       " users; the limit is ", max_blocked));
+      return TooManyBlocksError(a, n - 1, max_blocked);
     }
     return absl::OkStatus();
   }));

@@ -485,6 +485,58 @@ TEST_F(PgStoreTest, WriteTheServerRefusesFailsAloneNotItsBatch) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Events queued together commit in one batch, several on one target: the
+// target row is written once, as the last of them left it, and the delete
+// empties the text of the edit before it in the same transaction.
+TEST_F(PgStoreTest, EditsAndDeletesOfOneBatchLeaveTheTargetAsTheLastLeftIt) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  AppendRequest text = ToGroup("u0", "team", "c1");
+  text.text = "secret";
+  ASSERT_TRUE(AppendSync(*store, text).ok());
+  auto change = [](const std::string& key, const std::string& new_text) {
+    AppendRequest r = ToGroup("u0", "team", key);
+    r.kind = new_text.empty() ? MessageKind::kDelete : MessageKind::kEdit;
+    r.target_seq = 1;
+    r.text = new_text;
+    return r;
+  };
+  const uint64_t transactions = store->transactions();
+  absl::Mutex mu;
+  std::vector<absl::StatusOr<AppendResult>> results(4);
+  const AppendRequest requests[] = {change("e1", "still secret"),
+                                    change("x1", ""), change("e2", "again"),
+                                    ToGroup("u1", "team", "c2")};
+  for (int i = 0; i < 4; ++i) {
+    store->Append(requests[i], [&, i](absl::StatusOr<AppendResult> result) {
+      absl::MutexLock lock(&mu);
+      results[i] = std::move(result);
+    });
+  }
+  store->Flush();
+  // The first may commit alone; the rest wait for it and go together.
+  EXPECT_LE(store->transactions() - transactions, 2u);
+  absl::MutexLock lock(&mu);
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  ASSERT_TRUE(results[1].ok()) << results[1].status();
+  EXPECT_EQ(results[2].status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(results[3].ok()) << results[3].status();
+  EXPECT_EQ(results[3]->message.seq, 4u);
+  auto history = store->ReadHistory("g:team", 0, 10);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->messages.size(), 4u);
+  EXPECT_TRUE(history->messages[0].deleted);
+  EXPECT_EQ(history->messages[0].text, "");
+  EXPECT_NE(history->messages[0].edited_at, absl::InfinitePast());
+  EXPECT_EQ(history->messages[1].text, "");
+  EXPECT_EQ(history->messages[2].kind, MessageKind::kDelete);
+  EXPECT_EQ(Sql(url_,
+                "SELECT count(*) FROM messages WHERE text LIKE "
+                "'%secret%'"),
+            "0");
+}
+
 TEST_F(PgStoreTest, CommitWhoseAnswerIsLostIsNotAckedAndItsRetryIsADuplicate) {
   ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
   CommitAnswerDroppingProxy proxy(server_->port());

@@ -106,6 +106,10 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.admin.default_token_ttl <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--token_ttl must be positive");
   }
+  if (o.messaging.edit_window < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--edit_window must not be negative (0 = no limit)");
+  }
   for (const std::string& url : o.bus.nats_servers) {
     if (!absl::StartsWith(url, "nats://") && !absl::StartsWith(url, "tls://")) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS messages(
   text TEXT NOT NULL,
   sent_us INTEGER NOT NULL,
   client_msg_id TEXT NOT NULL,
+  kind INTEGER NOT NULL DEFAULT 0,
+  target_seq INTEGER NOT NULL DEFAULT 0,
+  edited_us INTEGER,
+  deleted INTEGER NOT NULL DEFAULT 0,
   UNIQUE(conversation, seq)
 );
 CREATE TABLE IF NOT EXISTS inbox(
@@ -93,6 +97,22 @@ CREATE TABLE IF NOT EXISTS blocks(
 CREATE INDEX IF NOT EXISTS blocks_by_blocked ON blocks(blocked, user_id);
 )sql";
 
+// Columns added to `messages` after its first release (edit and delete), for
+// databases created before them: added when missing, in this order.
+constexpr const char* kAddedMessageColumns[][2] = {
+    {"kind", "INTEGER NOT NULL DEFAULT 0"},
+    {"target_seq", "INTEGER NOT NULL DEFAULT 0"},
+    {"edited_us", "INTEGER"},
+    {"deleted", "INTEGER NOT NULL DEFAULT 0"},
+};
+
+// Indexes over the added columns, created once they exist: a delete finds
+// the edit events of its target (kind 1) to empty their text.
+constexpr const char* kIndexes = R"sql(
+CREATE INDEX IF NOT EXISTS messages_edits ON messages(conversation, target_seq)
+  WHERE kind = 1;
+)sql";
+
 // The blocks between ?1 and ?2, either way: (blocker, blocked) rows.
 constexpr const char* kBlocksBetweenSql =
     "SELECT user_id, blocked FROM blocks WHERE (user_id = ?1 AND blocked = "
@@ -123,12 +143,15 @@ WITH mine(id, peer, created_us) AS (
     JOIN chat_groups g ON g.id = b.group_id WHERE b.user_id = ?1
 ), heads AS (
   SELECT id, peer, created_us,
-    (SELECT MAX(seq) FROM messages WHERE conversation = mine.id) AS head
+    (SELECT MAX(seq) FROM messages WHERE conversation = mine.id) AS head,
+    (SELECT seq FROM messages WHERE conversation = mine.id AND kind = 0
+      ORDER BY seq DESC LIMIT 1) AS last_text
   FROM mine
 ), ordered AS (
   SELECT h.id, h.peer, COALESCE(h.head, 0) AS head,
     COALESCE(m.sent_us, h.created_us) AS activity, m.id AS last_id
-  FROM heads h LEFT JOIN messages m ON m.conversation = h.id AND m.seq = h.head
+  FROM heads h
+    LEFT JOIN messages m ON m.conversation = h.id AND m.seq = h.last_text
 ), page AS (
   SELECT * FROM ordered WHERE activity < ?2 OR (activity = ?2 AND id < ?3)
   ORDER BY activity DESC, id DESC LIMIT ?4
@@ -138,14 +161,15 @@ WITH mine(id, peer, created_us) AS (
 )
 SELECT w.id, w.peer, w.head, w.activity, w.read_seq,
   (SELECT COUNT(*) FROM messages x WHERE x.conversation = w.id AND
-    x.seq > w.read_seq AND x.sender <> ?1),
+    x.seq > w.read_seq AND x.sender <> ?1 AND x.kind = 0 AND
+    x.deleted = 0),
   COALESCE((SELECT seq FROM read_cursors WHERE user_id = w.peer AND
     conversation = w.id), 0),
   CASE WHEN w.peer IS NULL
     THEN (SELECT display_name FROM chat_groups WHERE id = substr(w.id, 3))
     ELSE (SELECT display_name FROM users WHERE id = w.peer) END,
   m.id, m.conversation, m.seq, m.sender, m.to_group, m.to_id, m.text,
-  m.sent_us, m.client_msg_id
+  m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, m.deleted
 FROM cursors w LEFT JOIN messages m ON m.id = w.last_id
 ORDER BY w.activity DESC, w.id DESC
 )sql";
@@ -363,6 +387,10 @@ StoredMessage ReadMessage(const Stmt& s, int first) {
   m.text = s.Text(first + 6);
   m.sent_at = FromMicros(s.Int(first + 7));
   m.client_msg_id = s.Text(first + 8);
+  m.kind = static_cast<MessageKind>(s.Int(first + 9));
+  m.target_seq = static_cast<uint64_t>(s.Int(first + 10));
+  if (!s.IsNull(first + 11)) m.edited_at = FromMicros(s.Int(first + 11));
+  m.deleted = s.Int(first + 12) != 0;
   return m;
 }
 
@@ -476,7 +504,8 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
     ASSIGN_OR_RETURN(
         auto s, c.Prepare("SELECT s.inbox_seq, m.id, m.conversation, m.seq, "
                           "m.sender, m.to_group, m.to_id, m.text, m.sent_us, "
-                          "m.client_msg_id FROM sent s JOIN messages m ON "
+                          "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
+                          "m.deleted FROM sent s JOIN messages m ON "
                           "m.id = s.message_id WHERE s.sender = ?1 AND "
                           "s.client_msg_id = ?2"));
     s->Bind(1, r.sender).Bind(2, r.client_msg_id);
@@ -505,10 +534,28 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
       snapshot.blocks.insert({s->Text(0), s->Text(1)});
     }
   }
-  for (const std::string& user : {r.sender, r.to}) {
-    if (r.to_group && user == r.to) continue;
+  // A direct pair holds its sender; an operator is no user.
+  std::vector<std::string> named;
+  if (r.to_group) {
+    if (!ByOperator(r)) named.push_back(r.sender);
+  } else {
+    named = DirectPair(r);
+  }
+  for (const std::string& user : named) {
     ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
     if (exists) snapshot.users.insert(user);
+  }
+  if (r.kind != MessageKind::kText) {
+    ASSIGN_OR_RETURN(auto s,
+                     c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
+                               "m.to_group, m.to_id, m.text, m.sent_us, "
+                               "m.client_msg_id, m.kind, m.target_seq, "
+                               "m.edited_us, m.deleted FROM messages m WHERE "
+                               "m.conversation = ?1 AND m.seq = ?2"));
+    s->Bind(1, r.conversation).BindU(2, r.target_seq);
+    ASSIGN_OR_RETURN(bool row, s->Step());
+    if (row)
+      snapshot.targets[{r.conversation, r.target_seq}] = ReadMessage(*s, 0);
   }
   for (const std::string& user : recipients) {
     ASSIGN_OR_RETURN(snapshot.inbox_heads[user], InboxHead(c, user));
@@ -521,6 +568,31 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
   return snapshot;
 }
 
+// Writes the targets an edit or delete event changed (append_rules.h).
+absl::Status WriteTargets(Connection& c, const AppendSnapshot& snapshot) {
+  for (const auto& key : snapshot.changed_targets) {
+    const StoredMessage& t = snapshot.targets.at(key);
+    {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("UPDATE messages SET text = ?3, "
+                                         "edited_us = ?4, deleted = ?5 WHERE "
+                                         "conversation = ?1 AND seq = ?2"));
+      s->Bind(1, key.first).BindU(2, key.second).Bind(3, t.text);
+      if (t.edited_at != absl::InfinitePast())
+        s->Bind(4, ToMicros(t.edited_at));
+      s->Bind(5, int64_t{t.deleted ? 1 : 0});
+      RETURN_IF_ERROR(s->Run());
+    }
+    if (t.deleted) {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("UPDATE messages SET text = '' "
+                                         "WHERE conversation = ?1 AND "
+                                         "target_seq = ?2 AND kind = 1"));
+      s->Bind(1, key.first).BindU(2, key.second);
+      RETURN_IF_ERROR(s->Run());
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
                                  AppendResult* result) {
   ASSIGN_OR_RETURN(AppendSnapshot snapshot, ReadSnapshot(c, r));
@@ -530,7 +602,8 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
   if (!plan[0].store()) return absl::OkStatus();
 
   StoredMessage& m = result->message;
-  if (!r.to_group && c.conversation_heads()[r.conversation] == 0) {
+  if (!r.to_group && !ByOperator(r) &&
+      c.conversation_heads()[r.conversation] == 0) {
     const std::vector<std::string> pair = DirectPair(r);
     ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO conversations("
                                        "id, user_a, user_b) VALUES (?1, ?2, "
@@ -540,18 +613,21 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
   }
   int64_t rowid = 0;
   {
-    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO messages(conversation, "
-                                       "seq, sender, to_group, to_id, text, "
-                                       "sent_us, client_msg_id) VALUES (?1, "
-                                       "?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+    ASSIGN_OR_RETURN(
+        auto s, c.Prepare("INSERT INTO messages(conversation, seq, sender, "
+                          "to_group, to_id, text, sent_us, client_msg_id, "
+                          "kind, target_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                          "?7, ?8, ?9, ?10)"));
     s->Bind(1, r.conversation)
         .BindU(2, m.seq)
         .Bind(3, r.sender)
-        .Bind(4, int64_t{r.to_group ? 1 : 0})
-        .Bind(5, r.to)
-        .Bind(6, r.text)
+        .Bind(4, int64_t{m.to_group ? 1 : 0})
+        .Bind(5, m.to)
+        .Bind(6, m.text)
         .Bind(7, ToMicros(r.sent_at))
-        .Bind(8, r.client_msg_id);
+        .Bind(8, r.client_msg_id)
+        .Bind(9, static_cast<int64_t>(m.kind))
+        .BindU(10, m.target_seq);
     RETURN_IF_ERROR(s->Run());
     rowid = c.last_insert_rowid();
     m.message_id = absl::StrCat(rowid);
@@ -572,12 +648,36 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
         .BindU(4, result->sender_inbox_seq);
     RETURN_IF_ERROR(s->Run());
   }
+  RETURN_IF_ERROR(WriteTargets(c, snapshot));
   // Written: the writer's memory moves on with the rows.
   c.conversation_heads()[r.conversation] = m.seq;
   for (const InboxEntry& entry : result->recipients) {
     c.inbox_heads()[entry.user] = entry.inbox_seq;
   }
   return absl::OkStatus();
+}
+
+// Brings a database made by an older parley-service to this schema: adds
+// the messages columns it lacks (existing rows take their defaults: text
+// messages, never edited or deleted), then the indexes over them.
+absl::Status MigrateSchema(Connection& c) {
+  std::set<std::string> columns;
+  {
+    ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT name FROM "
+                                       "pragma_table_info('messages')"));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+      columns.insert(s->Text(0));
+    }
+  }
+  for (const auto& [name, type] : kAddedMessageColumns) {
+    if (columns.count(name) > 0) continue;
+    RETURN_IF_ERROR(c.Exec(
+        absl::StrCat("ALTER TABLE messages ADD COLUMN ", name, " ", type)));
+    LogInfo("store.sqlite_schema_migrated", {{"added_column", name}});
+  }
+  return c.Exec(kIndexes);
 }
 
 // The database's generation; `fresh` is stored first if it has none (a new
@@ -619,7 +719,9 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   }
   auto store = std::unique_ptr<SqliteStore>(new SqliteStore(options));
   ASSIGN_OR_RETURN(store->writer_conn_, Connection::Open(options));
-  if (absl::Status schema = store->writer_conn_->Exec(kSchema); !schema.ok()) {
+  absl::Status schema = store->writer_conn_->Exec(kSchema);
+  if (schema.ok()) schema = MigrateSchema(*store->writer_conn_);
+  if (!schema.ok()) {
     return absl::Status(schema.code(),
                         absl::StrCat("cannot create the schema in ",
                                      options.path, ": ", schema.message()));
@@ -1109,7 +1211,8 @@ absl::StatusOr<std::vector<InboxMessage>> SqliteStore::ReadInbox(
             auto s,
             c.Prepare("SELECT i.inbox_seq, m.id, m.conversation, m.seq, "
                       "m.sender, m.to_group, m.to_id, m.text, m.sent_us, "
-                      "m.client_msg_id FROM inbox i JOIN messages m ON m.id = "
+                      "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
+                      "m.deleted FROM inbox i JOIN messages m ON m.id = "
                       "i.message_id WHERE i.user_id = ?1 AND i.inbox_seq > ?2 "
                       "AND i.inbox_seq <= ?3 ORDER BY i.inbox_seq LIMIT ?4"));
         s->Bind(1, user)
@@ -1133,7 +1236,8 @@ absl::StatusOr<HistoryPage> SqliteStore::ReadHistory(
             auto s,
             c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
                       "m.to_group, m.to_id, m.text, m.sent_us, "
-                      "m.client_msg_id FROM messages m WHERE m.conversation = "
+                      "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
+                      "m.deleted FROM messages m WHERE m.conversation = "
                       "?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"));
         // One more than asked tells whether older messages exist.
         s->Bind(1, conversation)
@@ -1219,7 +1323,8 @@ absl::StatusOr<uint64_t> SqliteStore::CountUnread(
       [&](Connection& c) -> absl::StatusOr<uint64_t> {
         ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT COUNT(*) FROM messages "
                                            "WHERE conversation = ?1 AND seq "
-                                           "> ?2 AND sender <> ?3"));
+                                           "> ?2 AND sender <> ?3 AND kind = 0 "
+                                           "AND deleted = 0"));
         s->Bind(1, conversation).BindU(2, after_seq).Bind(3, user);
         RETURN_IF_ERROR(s->Step().status());
         return static_cast<uint64_t>(s->Int(0));
@@ -1345,9 +1450,7 @@ absl::StatusOr<bool> SqliteStore::SetBlocked(absl::string_view user,
     RETURN_IF_ERROR(count->Step().status());
     const uint64_t n = static_cast<uint64_t>(count->Int(0));
     if (n > max_blocked) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("user \"", a, "\" already blocks ", n - 1,
-                       " users; the limit is ", max_blocked));
+      return TooManyBlocksError(a, n - 1, max_blocked);
     }
     return absl::OkStatus();
   }));

@@ -350,6 +350,130 @@ TEST(SqliteStoreTest, CommittedDataSurvivesReopen) {
   again.WaitForNotification();
 }
 
+// The schema parley-service wrote before edit and delete (its messages
+// table without kind, target_seq, edited_us, deleted), as a database file of
+// that release holds it.
+constexpr const char* kSchemaBeforeEdits = R"sql(
+CREATE TABLE IF NOT EXISTS users(
+  id TEXT PRIMARY KEY,
+  display_name TEXT NOT NULL,
+  created_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chat_groups(
+  id TEXT PRIMARY KEY,
+  display_name TEXT NOT NULL,
+  created_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members(
+  group_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  PRIMARY KEY(group_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id, group_id);
+CREATE TABLE IF NOT EXISTS conversations(
+  id TEXT PRIMARY KEY,
+  user_a TEXT,
+  user_b TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS conversations_by_a ON conversations(user_a);
+CREATE INDEX IF NOT EXISTS conversations_by_b ON conversations(user_b);
+CREATE TABLE IF NOT EXISTS messages(
+  id INTEGER PRIMARY KEY,
+  conversation TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  sender TEXT NOT NULL,
+  to_group INTEGER NOT NULL,
+  to_id TEXT NOT NULL,
+  text TEXT NOT NULL,
+  sent_us INTEGER NOT NULL,
+  client_msg_id TEXT NOT NULL,
+  UNIQUE(conversation, seq)
+);
+CREATE TABLE IF NOT EXISTS inbox(
+  user_id TEXT NOT NULL,
+  inbox_seq INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  PRIMARY KEY(user_id, inbox_seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sent(
+  sender TEXT NOT NULL,
+  client_msg_id TEXT NOT NULL,
+  message_id INTEGER NOT NULL,
+  inbox_seq INTEGER NOT NULL,
+  PRIMARY KEY(sender, client_msg_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta(
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS read_cursors(
+  user_id TEXT NOT NULL,
+  conversation TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY(user_id, conversation)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token_revocations(
+  user_id TEXT PRIMARY KEY,
+  not_before_us INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO users VALUES ('a', 'Ann', 7), ('b', '', 8);
+INSERT INTO conversations VALUES ('d:a:b', 'a', 'b');
+INSERT INTO messages(id, conversation, seq, sender, to_group, to_id, text,
+  sent_us, client_msg_id) VALUES (1, 'd:a:b', 1, 'a', 0, 'b', 'old text',
+  1000000000, 'k1'), (2, 'd:a:b', 2, 'b', 0, 'a', 'reply', 1000000001, 'k2');
+INSERT INTO inbox VALUES ('a', 1, 1), ('b', 1, 1), ('a', 2, 2), ('b', 2, 2);
+INSERT INTO sent VALUES ('a', 'k1', 1, 1), ('b', 'k2', 2, 2);
+INSERT INTO meta VALUES ('generation', '00000000000000aa');
+)sql";
+
+TEST(SqliteStoreTest, ADatabaseFromBeforeEditsGainsTheColumnsAndKeepsItsData) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(options.path.c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, kSchemaBeforeEdits, nullptr, nullptr, &err),
+              SQLITE_OK)
+        << err;
+    sqlite3_close(db);
+  }
+  for (int open = 0; open < 2; ++open) {  // Migrates once, then opens as is.
+    SCOPED_TRACE(open);
+    auto store = OpenOrDie(options);
+    EXPECT_EQ(store->Generation(), "00000000000000aa");
+    auto inbox = store->ReadInbox("b", 0, 0, 10);
+    ASSERT_TRUE(inbox.ok()) << inbox.status();
+    ASSERT_EQ(inbox->size(), open == 0 ? 2u : 3u);
+    const StoredMessage& first = (*inbox)[0].message;
+    EXPECT_EQ(first.message_id, "1");
+    EXPECT_EQ(first.kind, MessageKind::kText);
+    EXPECT_EQ(first.target_seq, 0u);
+    EXPECT_FALSE(first.deleted);
+    if (open == 0) {
+      EXPECT_EQ(first.text, "old text");
+      EXPECT_EQ(first.edited_at, absl::InfinitePast());
+      // An old message can be edited; numbering continues after the rows.
+      AppendRequest edit = Direct("a", "b", "e1");
+      edit.kind = MessageKind::kEdit;
+      edit.target_seq = 1;
+      edit.text = "new text";
+      absl::Notification done;
+      store->Append(edit, [&](absl::StatusOr<AppendResult> r) {
+        ASSERT_TRUE(r.ok()) << r.status();
+        EXPECT_EQ(r->message.seq, 3u);
+        EXPECT_EQ(r->sender_inbox_seq, 3u);
+        done.Notify();
+      });
+      done.WaitForNotification();
+    } else {
+      EXPECT_EQ(first.text, "new text");
+      EXPECT_EQ(first.edited_at, absl::FromUnixSeconds(1000));
+      EXPECT_EQ(*store->InboxHead("b"), 3u);
+    }
+  }
+}
+
 TEST(SqliteStoreTest, DatabaseFromBeforeBlocksOpensKeepsItsDataAndBlocks) {
   SqliteStoreOptions options;
   options.path = TempDbPath();

@@ -18,13 +18,17 @@ namespace {
 
 // One table's copy: rows read from SQLite with `select`, written to
 // PostgreSQL with COPY into `copy` (its columns in the same order). A table
-// named in `only_if_table` is absent from stores made by older versions:
-// then there is nothing to copy.
+// or column that stores made by older versions lack is copied only when the
+// SQLite query `only_if` returns a row.
 struct TableCopy {
   const char* select;
   const char* copy;
-  const char* only_if_table = nullptr;
+  const char* only_if = nullptr;
 };
+
+// Whether the messages table has the columns of edit and delete.
+#define PARLEY_HAS_EDITS \
+  "SELECT 1 FROM pragma_table_info('messages') WHERE name = 'kind'"
 
 constexpr TableCopy kTables[] = {
     {"SELECT u.id, u.display_name, u.created_us, IFNULL((SELECT "
@@ -42,9 +46,17 @@ constexpr TableCopy kTables[] = {
      "conversation",
      "conversations(id, user_a, user_b, last_seq)"},
     {"SELECT id, conversation, seq, sender, CASE WHEN to_group THEN 't' ELSE "
+     "'f' END, to_id, text, sent_us, client_msg_id, kind, target_seq, "
+     "edited_us, CASE WHEN deleted THEN 't' ELSE 'f' END FROM messages",
+     "messages(id, conversation, seq, sender, to_group, to_id, text, "
+     "sent_us, client_msg_id, kind, target_seq, edited_us, deleted)",
+     PARLEY_HAS_EDITS},
+    // A store from before edit and delete: every message a text message.
+    {"SELECT id, conversation, seq, sender, CASE WHEN to_group THEN 't' ELSE "
      "'f' END, to_id, text, sent_us, client_msg_id FROM messages",
      "messages(id, conversation, seq, sender, to_group, to_id, text, "
-     "sent_us, client_msg_id)"},
+     "sent_us, client_msg_id)",
+     "SELECT 1 WHERE NOT EXISTS (" PARLEY_HAS_EDITS ")"},
     {"SELECT user_id, inbox_seq, message_id FROM inbox",
      "inbox(user_id, inbox_seq, message_id)"},
     {"SELECT sender, client_msg_id, message_id, inbox_seq FROM sent",
@@ -52,19 +64,18 @@ constexpr TableCopy kTables[] = {
     {"SELECT user_id, conversation, seq FROM read_cursors",
      "read_cursors(user_id, conversation, seq)"},
     {"SELECT user_id, not_before_us FROM token_revocations",
-     "token_revocations(user_id, not_before_us)", "token_revocations"},
+     "token_revocations(user_id, not_before_us)",
+     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+     "'token_revocations'"},
     {"SELECT user_id, blocked FROM blocks", "blocks(user_id, blocked)",
-     "blocks"},
+     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blocks'"},
 };
 
-bool HasTable(sqlite3* db, const char* name) {
+// Whether the query `sql` returns a row.
+bool HasRow(sqlite3* db, const char* sql) {
   sqlite3_stmt* stmt = nullptr;
   bool found = false;
-  if (sqlite3_prepare_v2(db,
-                         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                         "name = ?1",
-                         -1, &stmt, nullptr) == SQLITE_OK) {
-    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+  if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK) {
     found = sqlite3_step(stmt) == SQLITE_ROW;
   }
   sqlite3_finalize(stmt);
@@ -274,16 +285,16 @@ absl::StatusOr<MigrationSummary> CopySqliteToPostgres(
     }
     uint64_t counts[std::size(kTables)] = {};
     for (size_t i = 0; i < std::size(kTables); ++i) {
-      if (kTables[i].only_if_table != nullptr &&
-          !HasTable(db.get(), kTables[i].only_if_table)) {
+      if (kTables[i].only_if != nullptr &&
+          !HasRow(db.get(), kTables[i].only_if)) {
         continue;
       }
       ASSIGN_OR_RETURN(counts[i], pg.Copy(db.get(), kTables[i]));
     }
     summary.users = counts[0];
     summary.groups = counts[1];
-    summary.messages = counts[4];
-    summary.inbox_entries = counts[5];
+    summary.messages = counts[4] + counts[5];
+    summary.inbox_entries = counts[6];
     RETURN_IF_ERROR(
         pg.Exec("SELECT setval('messages_id_seq', GREATEST((SELECT max(id) "
                 "FROM messages), 1), (SELECT count(*) > 0 FROM messages))")

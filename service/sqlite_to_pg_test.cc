@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -144,6 +145,58 @@ TEST_F(SqliteToPgTest, CopiesEverythingAndTheStoreGoesOnWhereItWas) {
   EXPECT_EQ(next->message.seq, 2u);
   EXPECT_EQ(next->sender_inbox_seq, alice_k3_inbox_seq_ + 1);
   EXPECT_GT(std::stoll(next->message.message_id), 3);
+}
+
+TEST_F(SqliteToPgTest, EditedAndDeletedMessagesKeepTheirStateAndEvents) {
+  {
+    SqliteStoreOptions options;
+    options.path = sqlite_path_;
+    auto store = SqliteStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Store& s = **store;
+    for (const char* id : {"alice", "bob"}) {
+      ASSERT_TRUE(s.CreateUser({id, "", absl::FromUnixSeconds(7)}).ok());
+    }
+    ASSERT_TRUE(AppendSync(s, "alice", "bob", false, "k1", "edited").ok());
+    ASSERT_TRUE(AppendSync(s, "alice", "bob", false, "k2", "deleted").ok());
+    for (auto [seq, key, text] :
+         {std::tuple<uint64_t, const char*, const char*>{1, "e1", "edited!"},
+          {2, "x1", ""}}) {
+      AppendRequest r;
+      r.sender = "alice";
+      r.to = "bob";
+      r.conversation = "d:alice:bob";
+      r.client_msg_id = key;
+      r.kind = *text == '\0' ? MessageKind::kDelete : MessageKind::kEdit;
+      r.target_seq = seq;
+      r.text = text;
+      r.sent_at = absl::FromUnixSeconds(150);
+      absl::Notification done;
+      s.Append(r, [&](absl::StatusOr<AppendResult> result) {
+        EXPECT_TRUE(result.ok()) << result.status();
+        done.Notify();
+      });
+      done.WaitForNotification();
+    }
+  }
+  auto summary = CopySqliteToPostgres(sqlite_path_, url_);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->messages, 4u);
+  PgStoreOptions options;
+  options.url = url_;
+  auto pg = PgStore::Open(options);
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  auto history = (*pg)->ReadHistory("d:alice:bob", 0, 10);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->messages.size(), 4u);
+  EXPECT_EQ(history->messages[0].text, "edited!");
+  EXPECT_EQ(history->messages[0].edited_at, absl::FromUnixSeconds(150));
+  EXPECT_TRUE(history->messages[1].deleted);
+  EXPECT_EQ(history->messages[1].text, "");
+  EXPECT_EQ(history->messages[2].kind, MessageKind::kEdit);
+  EXPECT_EQ(history->messages[2].target_seq, 1u);
+  EXPECT_EQ(history->messages[3].kind, MessageKind::kDelete);
+  EXPECT_FALSE(history->messages[3].deleted);
 }
 
 TEST_F(SqliteToPgTest, NonEmptyTargetIsRefusedAndLeftAlone) {

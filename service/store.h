@@ -62,6 +62,11 @@ struct GroupRecord {
   absl::Time created_at;
 };
 
+// What a stored message is: a text, or an event that changes the text
+// message at `target_seq` of the same conversation (client.proto's
+// MessageKind, same values).
+enum class MessageKind : int { kText = 0, kEdit = 1, kDelete = 2 };
+
 // A stored message as its conversation holds it.
 struct StoredMessage {
   // Unique across the service (decimal, assigned at commit).
@@ -75,9 +80,19 @@ struct StoredMessage {
   // user id.
   bool to_group = false;
   std::string to;
+  // A text message's current text (empty once deleted); an edit event's new
+  // text (empty once its target is deleted); a delete event's is empty.
   std::string text;
   absl::Time sent_at;
   std::string client_msg_id;
+  // An edit or delete event: what it is and the seq of the text message it
+  // changes. Its `from` is empty when an operator deleted the message.
+  MessageKind kind = MessageKind::kText;
+  uint64_t target_seq = 0;
+  // A text message: when it was last edited (InfinitePast: never), and
+  // whether it was deleted.
+  absl::Time edited_at = absl::InfinitePast();
+  bool deleted = false;
 };
 
 // A message as one user's inbox holds it.
@@ -86,8 +101,11 @@ struct InboxMessage {
   StoredMessage message;
 };
 
-// What Append() stores.
+// What Append() stores: a text message, or an edit or delete event (see
+// append_rules.h for their rules).
 struct AppendRequest {
+  // The sending user; empty for an operator's delete (moderation: any
+  // message, no window; the event's `from` is empty).
   std::string sender;
   // Idempotency key: a repeat of (sender, client_msg_id) stores nothing.
   std::string client_msg_id;
@@ -96,8 +114,16 @@ struct AppendRequest {
   bool to_group = false;
   // The recipient user (direct) or group id.
   std::string to;
+  // A text's text or an edit's new text; empty for a delete.
   std::string text;
   absl::Time sent_at;
+  // kText, or an event changing the message at `target_seq` of
+  // `conversation`.
+  MessageKind kind = MessageKind::kText;
+  uint64_t target_seq = 0;
+  // An event of a user: how long after the target was sent (until
+  // `sent_at`) its sender may still change it.
+  absl::Duration edit_window = absl::InfiniteDuration();
 };
 
 // One inbox a message entered.
@@ -138,12 +164,14 @@ struct ConversationSummary {
   std::string peer;
   // The highest seq (0: a group without messages).
   uint64_t head_seq = 0;
-  // The last message's sent_at, or the group's created_at without messages:
-  // what the list is ordered by.
+  // The last text message's sent_at, or the group's created_at without one:
+  // what the list is ordered by (an edit or delete does not move it).
   absl::Time last_activity;
-  // The message at head_seq, when head_seq > 0.
+  // The newest text message (kText, as it is now: edited or a tombstone),
+  // when there is one.
   std::optional<StoredMessage> last_message;
-  // The user's read cursor, and the messages after it sent by someone else.
+  // The user's read cursor, and the unread messages after it: text messages
+  // sent by someone else and not deleted.
   uint64_t read_seq = 0;
   uint64_t unread = 0;
   // Direct conversations: the peer's read cursor.
@@ -185,6 +213,11 @@ std::string NewStoreGeneration();
 // (clients get ERROR_CODE_BLOCKED for it).
 absl::Status BlockedError(absl::string_view message);
 bool IsBlockedError(const absl::Status& status);
+
+// SetBlocked's refusal of one more block for a user who already blocks
+// `blocks` users, the limit being `max_blocked`.
+absl::Status TooManyBlocksError(absl::string_view user, uint64_t blocks,
+                                size_t max_blocked);
 
 using AppendCallback = std::function<void(absl::StatusOr<AppendResult>)>;
 // Receives whether the cursor advanced (false: it was already at or past).
@@ -229,8 +262,11 @@ class Store {
   // commit time. Fails with NOT_FOUND (sender, peer or group missing),
   // PERMISSION_DENIED (sender not a group member) or BlockedError (a direct
   // message between two users one of whom blocked the other, read in the
-  // append's own transaction); a failed append stores nothing. `done` runs
-  // once, after the commit is durable, in commit order.
+  // append's own transaction); a failed append stores nothing. An edit or
+  // delete event also changes its target message in the same transaction
+  // (text and edited_at, or a tombstone whose earlier edit events lose their
+  // text too), and fails as append_rules.h says. `done` runs once, after the
+  // commit is durable, in commit order.
   virtual void Append(AppendRequest request, AppendCallback done) = 0;
 
   // The user's highest inbox_seq (0 when empty). NOT_FOUND for unknown users.
@@ -257,8 +293,9 @@ class Store {
   virtual absl::StatusOr<ConversationPage> ListConversations(
       absl::string_view user, absl::string_view page_token, int limit) = 0;
 
-  // How many messages of the conversation with seq > after_seq were sent by
-  // someone other than `user`: the unread count at a read cursor. Costs
+  // How many text messages of the conversation with seq > after_seq, not
+  // deleted, were sent by someone other than `user`: the unread count at a
+  // read cursor. Costs
   // O(that many messages).
   virtual absl::StatusOr<uint64_t> CountUnread(absl::string_view user,
                                                absl::string_view conversation,

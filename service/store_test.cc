@@ -100,8 +100,67 @@ class StoreTest : public ::testing::TestWithParam<StoreFactory> {
     return out;
   }
 
+  // An edit (text non-empty) or delete of message `seq` of `conversation`
+  // by `sender` (empty: an operator), sent at `at` seconds.
+  absl::StatusOr<AppendResult> ChangeSync(
+      const std::string& sender, const std::string& conversation, uint64_t seq,
+      const std::string& client_msg_id, const std::string& text = "",
+      int64_t at = 200, absl::Duration window = absl::InfiniteDuration()) {
+    AppendRequest r;
+    r.sender = sender;
+    r.client_msg_id = client_msg_id;
+    r.conversation = conversation;
+    r.kind = text.empty() ? MessageKind::kDelete : MessageKind::kEdit;
+    r.target_seq = seq;
+    r.text = text;
+    r.sent_at = absl::FromUnixSeconds(at);
+    r.edit_window = window;
+    if (conversation.rfind("g:", 0) == 0) {
+      r.to_group = true;
+      r.to = conversation.substr(2);
+    } else if (!sender.empty()) {
+      // "d:<a>:<b>": the other one.
+      const size_t colon = conversation.find(':', 2);
+      const std::string a = conversation.substr(2, colon - 2);
+      const std::string b = conversation.substr(colon + 1);
+      r.to = a == sender ? b : a;
+    }
+    absl::StatusOr<AppendResult> out;
+    absl::Notification done;
+    store_->Append(r, [&](absl::StatusOr<AppendResult> result) {
+      out = std::move(result);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return out;
+  }
+
+  std::vector<StoredMessage> History(const std::string& conversation) {
+    auto page = store_->ReadHistory(conversation, 0, 100);
+    EXPECT_TRUE(page.ok()) << page.status();
+    return page.ok() ? page->messages : std::vector<StoredMessage>{};
+  }
+
   std::unique_ptr<Store> store_;
 };
+
+// Every store's serving of a message: history, and each inbox it is in.
+void ExpectNoTextAnywhere(Store& store, const std::string& conversation,
+                          const std::string& text) {
+  auto page = store.ReadHistory(conversation, 0, 100);
+  ASSERT_TRUE(page.ok());
+  for (const StoredMessage& m : page->messages) {
+    EXPECT_EQ(m.text.find(text), std::string::npos) << m.seq;
+  }
+  for (const char* user : {"alice", "bob", "carol"}) {
+    auto inbox = store.ReadInbox(user, 0, 0, 100);
+    ASSERT_TRUE(inbox.ok());
+    for (const InboxMessage& m : *inbox) {
+      EXPECT_EQ(m.message.text.find(text), std::string::npos)
+          << user << " " << m.inbox_seq;
+    }
+  }
+}
 
 TEST_P(StoreTest, CreateUserTwiceIsAlreadyExists) {
   absl::Status status = store_->CreateUser({"alice", "A", absl::Now()});
@@ -651,6 +710,227 @@ TEST_P(StoreTest, NoDirectMessageCommitsAfterTheBlockThatRefusedOne) {
             kSends / 2);
   const uint64_t accepted = first_refused - outcomes.begin();
   EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), accepted);
+}
+
+TEST_P(StoreTest, EditAndDeleteAreEventsNumberedLikeMessages) {
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "c1", "first draft").ok());
+  auto edit = ChangeSync("alice", "d:alice:bob", 1, "e1", "second draft");
+  ASSERT_TRUE(edit.ok()) << edit.status();
+  EXPECT_FALSE(edit->duplicate);
+  EXPECT_EQ(edit->message.seq, 2u);
+  EXPECT_EQ(edit->message.kind, MessageKind::kEdit);
+  EXPECT_EQ(edit->message.target_seq, 1u);
+  EXPECT_EQ(edit->message.text, "second draft");
+  EXPECT_EQ(edit->message.to, "bob");
+  EXPECT_EQ(edit->sender_inbox_seq, 2u);
+  EXPECT_THAT(edit->recipients, ElementsAre(Field(&InboxEntry::user, "alice"),
+                                            Field(&InboxEntry::user, "bob")));
+
+  std::vector<StoredMessage> history = History("d:alice:bob");
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0].text, "second draft");
+  EXPECT_EQ(history[0].edited_at, absl::FromUnixSeconds(200));
+  EXPECT_FALSE(history[0].deleted);
+  EXPECT_EQ(history[0].kind, MessageKind::kText);
+  EXPECT_EQ(history[1].kind, MessageKind::kEdit);
+  EXPECT_EQ(history[1].text, "second draft");
+  ExpectNoTextAnywhere(*store_, "d:alice:bob", "first draft");
+
+  auto del = ChangeSync("alice", "d:alice:bob", 1, "x1");
+  ASSERT_TRUE(del.ok()) << del.status();
+  EXPECT_EQ(del->message.seq, 3u);
+  EXPECT_EQ(del->message.kind, MessageKind::kDelete);
+  EXPECT_EQ(del->message.text, "");
+  EXPECT_EQ(del->sender_inbox_seq, 3u);
+
+  // bob's inbox: the tombstone, then both events, once each, in order.
+  auto inbox = store_->ReadInbox("bob", 0, 0, 100);
+  ASSERT_TRUE(inbox.ok());
+  ASSERT_EQ(inbox->size(), 3u);
+  EXPECT_EQ((*inbox)[0].inbox_seq, 1u);
+  EXPECT_TRUE((*inbox)[0].message.deleted);
+  EXPECT_EQ((*inbox)[0].message.text, "");
+  EXPECT_EQ((*inbox)[1].message.kind, MessageKind::kEdit);
+  EXPECT_EQ((*inbox)[1].message.text, "") << "the edit's text is scrubbed";
+  EXPECT_EQ((*inbox)[2].message.kind, MessageKind::kDelete);
+  EXPECT_EQ((*inbox)[2].message.target_seq, 1u);
+  ExpectNoTextAnywhere(*store_, "d:alice:bob", "draft");
+  EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), 3u);
+}
+
+TEST_P(StoreTest, UnreadAndTheListCountOnlyTextsStillThere) {
+  ASSERT_TRUE(
+      AppendSync("bob", "alice", false, "b1", "one", absl::FromUnixSeconds(100))
+          .ok());
+  ASSERT_TRUE(
+      AppendSync("bob", "alice", false, "b2", "two", absl::FromUnixSeconds(110))
+          .ok());
+  // An edit event is no unread message and does not move the conversation.
+  ASSERT_TRUE(ChangeSync("bob", "d:alice:bob", 1, "e1", "one!", 200).ok());
+  auto page = store_->ListConversations("alice", "", 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->conversations.size(), 1u);
+  EXPECT_EQ(page->conversations[0].head_seq, 3u);
+  EXPECT_EQ(page->conversations[0].unread, 2u);
+  EXPECT_EQ(page->conversations[0].last_activity, absl::FromUnixSeconds(110));
+  ASSERT_TRUE(page->conversations[0].last_message.has_value());
+  EXPECT_EQ(page->conversations[0].last_message->seq, 2u);
+  EXPECT_EQ(page->conversations[0].last_message->text, "two");
+  // A deleted message is no longer unread; the list shows its tombstone.
+  ASSERT_TRUE(ChangeSync("bob", "d:alice:bob", 2, "x2", "", 210).ok());
+  page = store_->ListConversations("alice", "", 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->conversations[0].unread, 1u);
+  ASSERT_TRUE(page->conversations[0].last_message.has_value());
+  EXPECT_TRUE(page->conversations[0].last_message->deleted);
+  EXPECT_EQ(page->conversations[0].last_message->text, "");
+  EXPECT_EQ(*store_->CountUnread("alice", "d:alice:bob", 0), 1u);
+  EXPECT_EQ(*store_->CountUnread("bob", "d:alice:bob", 0), 0u);
+}
+
+TEST_P(StoreTest, GroupEditReachesTheMembersAtCommitTime) {
+  ASSERT_TRUE(
+      store_
+          ->CreateGroup(
+              {"team", "", {"alice", "bob"}, absl::FromUnixSeconds(1)}, 10)
+          .ok());
+  ASSERT_TRUE(AppendSync("alice", "team", true, "c1", "hello").ok());
+  ASSERT_TRUE(store_->AddMembers("team", {"carol"}, 10).ok());
+  auto edit = ChangeSync("alice", "g:team", 1, "e1", "hello all");
+  ASSERT_TRUE(edit.ok()) << edit.status();
+  EXPECT_TRUE(edit->message.to_group);
+  EXPECT_EQ(edit->message.to, "team");
+  EXPECT_THAT(edit->recipients, ElementsAre(Field(&InboxEntry::user, "alice"),
+                                            Field(&InboxEntry::user, "bob"),
+                                            Field(&InboxEntry::user, "carol")));
+  EXPECT_EQ(History("g:team")[0].text, "hello all");
+}
+
+TEST_P(StoreTest, RefusedEditsAndDeletesStoreNothing) {
+  ASSERT_TRUE(
+      store_
+          ->CreateGroup(
+              {"team", "", {"alice", "bob"}, absl::FromUnixSeconds(1)}, 10)
+          .ok());
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "c1", "mine").ok());
+  ASSERT_TRUE(ChangeSync("alice", "d:alice:bob", 1, "e1", "mine!").ok());
+  ASSERT_TRUE(AppendSync("alice", "team", true, "c2", "group text").ok());
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "c3", "gone").ok());
+  ASSERT_TRUE(ChangeSync("alice", "d:alice:bob", 3, "x1").ok());
+  const uint64_t alice = *store_->InboxHead("alice");
+  const uint64_t bob = *store_->InboxHead("bob");
+
+  struct Case {
+    std::string sender, conversation;
+    uint64_t seq;
+    std::string text;
+    absl::Duration window;
+    absl::StatusCode code;
+    std::string named;
+  };
+  const Case cases[] = {
+      {"bob", "d:alice:bob", 1, "bob's", absl::InfiniteDuration(),
+       absl::StatusCode::kPermissionDenied, "sent by \"alice\""},
+      {"bob", "d:alice:bob", 1, "", absl::InfiniteDuration(),
+       absl::StatusCode::kPermissionDenied, "sent by \"alice\""},
+      {"alice", "d:alice:bob", 1, "late", absl::Seconds(99),
+       absl::StatusCode::kFailedPrecondition, "edit window"},
+      {"alice", "d:alice:bob", 2, "", absl::InfiniteDuration(),
+       absl::StatusCode::kFailedPrecondition, "not a text message"},
+      {"alice", "d:alice:bob", 3, "", absl::InfiniteDuration(),
+       absl::StatusCode::kFailedPrecondition, "already deleted"},
+      {"alice", "d:alice:bob", 3, "again", absl::InfiniteDuration(),
+       absl::StatusCode::kFailedPrecondition, "already deleted"},
+      {"alice", "d:alice:bob", 9, "nope", absl::InfiniteDuration(),
+       absl::StatusCode::kNotFound, "message 9"},
+      {"carol", "g:team", 1, "", absl::InfiniteDuration(),
+       absl::StatusCode::kPermissionDenied, "not a member"},
+      {"alice", "g:nogroup", 1, "", absl::InfiniteDuration(),
+       absl::StatusCode::kNotFound, "nogroup"},
+      {"", "d:alice:bob", 1, "operators do not edit", absl::InfiniteDuration(),
+       absl::StatusCode::kInvalidArgument, "operator"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.sender + " " + c.conversation + " " + c.text);
+    auto result = ChangeSync(c.sender, c.conversation, c.seq,
+                             "r" + std::to_string(++n), c.text, 200, c.window);
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.status().code(), c.code) << result.status();
+    EXPECT_THAT(std::string(result.status().message()),
+                ::testing::HasSubstr(c.named));
+  }
+  EXPECT_EQ(*store_->InboxHead("alice"), alice);
+  EXPECT_EQ(*store_->InboxHead("bob"), bob);
+  EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), 4u);
+  EXPECT_EQ(History("d:alice:bob")[0].text, "mine!");
+  // Within the window it works, and the refused keys were not spent.
+  auto ok = ChangeSync("alice", "d:alice:bob", 1, "r3", "in time", 150,
+                       absl::Seconds(99));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_FALSE(ok->duplicate);
+}
+
+TEST_P(StoreTest, RepeatedEditIsADuplicateAndStoresNothing) {
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "c1", "one").ok());
+  auto first = ChangeSync("alice", "d:alice:bob", 1, "e1", "two");
+  auto again = ChangeSync("alice", "d:alice:bob", 1, "e1", "three");
+  ASSERT_TRUE(first.ok() && again.ok());
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_TRUE(again->recipients.empty());
+  EXPECT_EQ(again->message.seq, first->message.seq);
+  EXPECT_EQ(again->message.message_id, first->message.message_id);
+  EXPECT_EQ(again->sender_inbox_seq, first->sender_inbox_seq);
+  EXPECT_EQ(again->message.kind, MessageKind::kEdit);
+  EXPECT_EQ(History("d:alice:bob")[0].text, "two");
+  EXPECT_EQ(*store_->InboxHead("bob"), 2u);
+}
+
+TEST_P(StoreTest, AnOperatorDeletesAnyMessageWithoutAWindow) {
+  ASSERT_TRUE(AppendSync("bob", "alice", false, "c1", "spam").ok());
+  // An operator has no inbox: the event enters both users' only.
+  auto del = ChangeSync("", "d:alice:bob", 1, "moderation:1", "", 1'000'000,
+                        absl::Seconds(1));
+  ASSERT_TRUE(del.ok()) << del.status();
+  EXPECT_EQ(del->message.from, "");
+  EXPECT_EQ(del->message.kind, MessageKind::kDelete);
+  EXPECT_EQ(del->message.to, "alice");  // Addressed like its target.
+  EXPECT_EQ(del->sender_inbox_seq, 0u);
+  EXPECT_THAT(del->recipients, ElementsAre(Field(&InboxEntry::user, "alice"),
+                                           Field(&InboxEntry::user, "bob")));
+  EXPECT_TRUE(History("d:alice:bob")[0].deleted);
+  ExpectNoTextAnywhere(*store_, "d:alice:bob", "spam");
+  auto again = ChangeSync("", "d:alice:bob", 1, "moderation:1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+
+  ASSERT_TRUE(
+      store_
+          ->CreateGroup(
+              {"team", "", {"alice", "carol"}, absl::FromUnixSeconds(1)}, 10)
+          .ok());
+  ASSERT_TRUE(AppendSync("carol", "team", true, "c2", "rude").ok());
+  auto group = ChangeSync("", "g:team", 1, "moderation:2");
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_THAT(group->recipients,
+              ElementsAre(Field(&InboxEntry::user, "alice"),
+                          Field(&InboxEntry::user, "carol")));
+  EXPECT_TRUE(History("g:team")[0].deleted);
+}
+
+// An edit or delete in a direct conversation is a message to the peer: a
+// block refuses it as it refuses a send. An operator's delete is no user's.
+TEST_P(StoreTest, BlocksRefuseUsersEditsAndDeletesButNotAnOperators) {
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "c1", "before").ok());
+  ASSERT_TRUE(*store_->SetBlocked("bob", "alice", true, 10));
+  auto edit = ChangeSync("alice", "d:alice:bob", 1, "e1", "after");
+  EXPECT_TRUE(IsBlockedError(edit.status())) << edit.status();
+  auto del = ChangeSync("alice", "d:alice:bob", 1, "x1");
+  EXPECT_TRUE(IsBlockedError(del.status())) << del.status();
+  EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), 1u);
+  auto moderation = ChangeSync("", "d:alice:bob", 1, "moderation:1");
+  ASSERT_TRUE(moderation.ok()) << moderation.status();
+  EXPECT_TRUE(History("d:alice:bob")[0].deleted);
 }
 
 TEST_P(StoreTest, StatsCountUsersAndMessages) {
