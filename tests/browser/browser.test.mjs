@@ -11,7 +11,7 @@
 // and deletes her messages (bob sees "edited" and a tombstone, also after a
 // reload); bob blocks alice and her DM is refused, shown as such; messages
 // dated two days back (in the stopped service's SQLite file) get day
-// separators.
+// separators, and editing one of them is refused (the edit window).
 //
 //   PARLEY_BIN_DIR   where service/, gateway/, tools/ binaries are
 //                    (default <repo>/bazel-bin)
@@ -561,29 +561,31 @@ describe('browser client against the real binaries', () => {
     await screenshotAll('final');
   }, { critical: false });
 
-  step('messages of different days get day separators', async () => {
+  step('messages of different days get day separators; one older than the edit window cannot be edited, and the page says why', async () => {
     const { page: alice } = people.alice;
     const link = service.linkAddress;
     await stack.ctl(service, 'users', 'create', 'dave');
     await stack.ctl(service, 'send', '--from', 'dave', '--to', 'alice', '--id', 'old-1', 'Dave, two days ago.');
     await stack.ctl(service, 'send', '--from', 'dave', '--to', 'alice', '--id', 'old-2', 'Dave, also two days ago.');
+    await stack.ctl(service, 'send', '--from', 'alice', '--to', 'dave', '--id', 'old-3', 'Alice, two days ago.');
     await stack.ctl(service, 'send', '--from', 'dave', '--to', 'alice', '--id', 'new-1', 'Dave, today.');
     await service.stop('SIGTERM');
-    await stack.backdate('d:alice:dave', [1, 2], 2);
+    // Two days: past the service's default edit window of 48 hours.
+    await stack.backdate('d:alice:dave', [1, 2, 3], 2.1);
     service = await stack.startService({ linkAddress: link });
     // The page reconnects and lists its conversations again.
     await waitConnected(alice, RECOVER_MS);
     await waitUnread(alice, 'd:alice:dave', 3);
     await openConversation(alice, 'd:alice:dave');
     // As the page writes a day that is neither today nor yesterday (en-US).
-    const day = new Date(Date.now() - 2 * 86400000);
+    const day = new Date(Date.now() - 2.1 * 86400000);
     const twoDaysAgo = day.toLocaleDateString('en-US', {
       weekday: 'long',
       month: 'long',
       day: 'numeric',
       year: day.getFullYear() === new Date().getFullYear() ? undefined : 'numeric',
     });
-    const want = [`day:${twoDaysAgo}`, 'Dave, two days ago.', 'Dave, also two days ago.', 'day:Today', 'Dave, today.'];
+    const want = [`day:${twoDaysAgo}`, 'Dave, two days ago.', 'Dave, also two days ago.', 'Alice, two days ago.', 'day:Today', 'Dave, today.'];
     // The messages arrived live (dated today) before they were dated back:
     // the history the page loads on opening the conversation has their dates.
     const rows = () =>
@@ -603,5 +605,15 @@ describe('browser client against the real binaries', () => {
       )
       .catch(async () => assert.deepEqual(await rows(), want));
     await screenshotAll('day-separators');
+    const old = alice.locator('#message-list .message.mine', { hasText: 'Alice, two days ago.' });
+    await old.hover();
+    await old.locator('button[data-action=edit]').click();
+    await alice.fill('[data-testid=composer]', 'Alice, too late to edit.');
+    await alice.press('[data-testid=composer]', 'Enter');
+    await alice.waitForSelector('.toast[role=alert]:text("Could not edit the message")', { timeout: WAIT_MS });
+    assert.match(await alice.textContent('.toast'), /edit window/);
+    assert.equal(await old.locator('.text').textContent(), 'Alice, two days ago.', 'the text is unchanged');
+    assert.equal(await old.getAttribute('data-edited'), 'false');
+    await screenshotAll('edit-window-passed');
   }, { critical: false });
 });
