@@ -35,6 +35,8 @@ std::vector<ClientFrame> ClientSamples() {
       FromText<ClientFrame>(R"(read { conversation: "d:alice:bob" seq: 7 })"),
       FromText<ClientFrame>(R"(typing { to { user: "bob" } })"),
       FromText<ClientFrame>(R"(ping { nonce: "n1" })"),
+      FromText<ClientFrame>(R"(block { user: "bob" blocked: true })"),
+      FromText<ClientFrame>(R"(list_blocked { })"),
   };
 }
 
@@ -64,6 +66,7 @@ std::vector<ServerFrame> ServerSamples() {
       FromText<ServerFrame>(R"(pong { nonce: "n1" })"),
       FromText<ServerFrame>(R"(announcement { text: "maintenance at 10"
                             sent_at { seconds: 1700000000 } })"),
+      FromText<ServerFrame>(R"(blocked { users: "bob" users: "zed" })"),
   };
 }
 

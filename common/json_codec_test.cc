@@ -71,6 +71,9 @@ std::vector<ClientFrame> ClientSamples() {
       FromText<ClientFrame>(R"(typing { })"),
       FromText<ClientFrame>(R"(ping { nonce: "n-1717171717" })"),
       FromText<ClientFrame>(R"(ping { })"),
+      FromText<ClientFrame>(R"(block { user: "bob" blocked: true })"),
+      FromText<ClientFrame>(R"(block { user: "bob" })"),
+      FromText<ClientFrame>(R"(list_blocked { })"),
       ClientFrame(),
   };
   ClientFrame tricky;
@@ -124,6 +127,8 @@ std::vector<ServerFrame> ServerSamples() {
       FromText<ServerFrame>(
           R"(announcement { sent_at { seconds: -1 nanos: 999999999 } })"),
       FromText<ServerFrame>(R"(announcement { sent_at { } })"),
+      FromText<ServerFrame>(R"(blocked { users: "bob" users: "zed" })"),
+      FromText<ServerFrame>(R"(blocked { })"),
   };
   ServerFrame tricky;
   tricky.mutable_message()->set_text(kTrickyText);

@@ -454,4 +454,14 @@ absl::StatusOr<v1::BackupResponse> AdminApi::Backup(
   return response;
 }
 
+absl::StatusOr<v1::ListBlocksResponse> AdminApi::ListBlocks(
+    const v1::ListBlocksRequest& request) {
+  RETURN_IF_ERROR(ValidateId("user id", request.id()));
+  ASSIGN_OR_RETURN(std::vector<std::string> blocked,
+                   store_->ListBlocked(request.id()));
+  v1::ListBlocksResponse response;
+  for (std::string& u : blocked) response.add_users(std::move(u));
+  return response;
+}
+
 }  // namespace parley::service

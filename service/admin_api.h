@@ -99,6 +99,8 @@ class AdminApi final {
   absl::StatusOr<v1::Stats> GetStats(const v1::GetStatsRequest& request);
   // Blocks while the copy is written and checked (see StoreBackup::Write).
   absl::StatusOr<v1::BackupResponse> Backup(const v1::BackupRequest& request);
+  absl::StatusOr<v1::ListBlocksResponse> ListBlocks(
+      const v1::ListBlocksRequest& request);
 
  private:
   uint32_t PageSize(uint32_t requested) const;

@@ -164,4 +164,11 @@ grpc::Status AdminService::Backup(grpc::ServerContext* context,
   return Serve("Backup", context, *request, response, &AdminApi::Backup);
 }
 
+grpc::Status AdminService::ListBlocks(grpc::ServerContext* context,
+                                      const v1::ListBlocksRequest* request,
+                                      v1::ListBlocksResponse* response) {
+  return Serve("ListBlocks", context, *request, response,
+               &AdminApi::ListBlocks);
+}
+
 }  // namespace parley::service

@@ -81,6 +81,9 @@ class AdminService final : public v1::Admin::Service {
   grpc::Status Backup(grpc::ServerContext* context,
                       const v1::BackupRequest* request,
                       v1::BackupResponse* response) override;
+  grpc::Status ListBlocks(grpc::ServerContext* context,
+                          const v1::ListBlocksRequest* request,
+                          v1::ListBlocksResponse* response) override;
 
  private:
   // OK when the call carries the admin key.

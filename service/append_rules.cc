@@ -359,6 +359,18 @@ std::vector<PlannedAppend> PlanAppends(
         p.result = NotFoundUser(r.to);
         continue;
       }
+      // Says which way, and no more: the peer learns that it blocked, not
+      // when or what else.
+      if (snapshot.blocks.count({r.sender, r.to}) > 0) {
+        p.result = BlockedError(
+            absl::StrCat("you blocked \"", r.to, "\"; unblock them to send"));
+        continue;
+      }
+      if (snapshot.blocks.count({r.to, r.sender}) > 0) {
+        p.result = BlockedError(
+            absl::StrCat("user \"", r.to, "\" does not accept your messages"));
+        continue;
+      }
       recipients = DirectPair(r);
     }
     StoredMessage* target = nullptr;

@@ -4,7 +4,8 @@
 //
 // A store reads what a batch of appends needs inside its transaction (the
 // batch's idempotency keys already stored, which of the users it names
-// exist, its groups and their members, the counters), hands that to
+// exist, its groups and their members, the blocks between the users of its
+// direct messages, the counters), hands that to
 // PlanAppends, and writes the rows of the requests planned to be stored.
 // The rules, in order, for each request:
 //   1. (sender, client_msg_id) stored before, or earlier in the same batch:
@@ -13,10 +14,12 @@
 //   3. A group message: the group must exist (NOT_FOUND) and the sender be a
 //      member (PERMISSION_DENIED; an operator need not be); it enters every
 //      member's inbox.
-//      A direct message: the peer must exist (NOT_FOUND); it enters the
-//      sender's and the peer's inboxes (one inbox for a note to oneself);
-//      an operator's enters the inboxes of the conversation's users that
-//      exist.
+//      A direct message: the peer must exist (NOT_FOUND) and neither of the
+//      two may have blocked the other (BlockedError, naming which way); it
+//      enters the sender's and the peer's inboxes (one inbox for a note to
+//      oneself). Blocks do not apply to group messages, nor to an operator,
+//      whose direct message enters the inboxes of the conversation's users
+//      that exist.
 //   4. An edit or delete event: its target, the message at target_seq of the
 //      conversation, must exist (NOT_FOUND), be the sender's own (an
 //      operator may delete any; PERMISSION_DENIED), be a text message and
@@ -103,6 +106,9 @@ struct AppendSnapshot {
   // The batch's groups that exist, with their members' roles. PlanAppends
   // changes them as its group events do.
   std::map<std::string, MemberRoles> groups;
+  // The blocks between the two users of each of the batch's direct
+  // messages, as (blocker, blocked).
+  std::set<std::pair<std::string, std::string>> blocks;
   // The highest seq of each of the batch's conversations and the highest
   // inbox_seq of each of its users; a missing entry is 0. PlanAppends
   // advances them.

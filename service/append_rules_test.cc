@@ -83,6 +83,27 @@ TEST(AppendRulesTest, OneBatchNumbersConsecutivelyFromTheCounters) {
   EXPECT_EQ(s.inbox_heads["alice"], 6u);
 }
 
+TEST(AppendRulesTest, BlockRefusesDirectMessagesBothWaysButNotGroups) {
+  AppendSnapshot s;
+  s.users = {"alice", "bob", "carol"};
+  s.blocks = {{"alice", "bob"}};
+  s.groups["g"] = {{"alice", GroupRole::kMember}, {"bob", GroupRole::kMember}};
+  auto plan = Plan({Direct("bob", "alice", "k1"), Direct("alice", "bob", "k2"),
+                    ToGroup("bob", "g", "k3"), Direct("bob", "carol", "k4")},
+                   s);
+  EXPECT_TRUE(IsBlockedError(plan[0].result.status()));
+  EXPECT_EQ(plan[0].result.status().message(),
+            "user \"alice\" does not accept your messages");
+  EXPECT_TRUE(IsBlockedError(plan[1].result.status()));
+  EXPECT_EQ(plan[1].result.status().message(),
+            "you blocked \"bob\"; unblock them to send");
+  EXPECT_TRUE(plan[2].store());
+  EXPECT_TRUE(plan[3].store());
+  // Refusals number nothing.
+  EXPECT_EQ(s.conversation_heads["d:alice:bob"], 0u);
+  EXPECT_EQ(plan[2].result->message.seq, 1u);
+}
+
 TEST(AppendRulesTest, RepeatInTheSameBatchIsADuplicateOfTheFirst) {
   AppendSnapshot s;
   s.users = {"alice", "bob"};

@@ -69,6 +69,9 @@ absl::Status FakeStore::DeleteUser(absl::string_view id) {
   for (auto i = cursors_.begin(); i != cursors_.end();) {
     i = i->first.first == user ? cursors_.erase(i) : std::next(i);
   }
+  for (auto i = blocks_.begin(); i != blocks_.end();) {
+    i = i->first == user || i->second == user ? blocks_.erase(i) : std::next(i);
+  }
   return absl::OkStatus();
 }
 
@@ -179,9 +182,9 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
     original.sender_inbox_seq = dup->second.second;
     snapshot.sent[dup->first] = std::move(original);
   }
+  // A direct pair holds its sender; an operator is no user.
   std::vector<std::string> named = {request.sender};
   if (!request.to_group) named = DirectPair(request);
-  named.push_back(request.sender);
   named.insert(named.end(), request.group_event.users.begin(),
                request.group_event.users.end());
   for (const std::string& user : named) {
@@ -198,6 +201,12 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
           snapshot.inbox_heads[m] = u->second.inbox.size();
         }
       }
+    }
+  }
+  if (!request.to_group) {
+    for (const auto& key : {std::make_pair(request.sender, request.to),
+                            std::make_pair(request.to, request.sender)}) {
+      if (blocks_.count(key) > 0) snapshot.blocks.insert(key);
     }
   }
   if (auto c = conversations_.find(request.conversation);
@@ -364,7 +373,63 @@ absl::StatusOr<std::vector<std::string>> FakeStore::Contacts(
     }
   }
   out.erase(me);
+  for (auto i = out.begin(); i != out.end();) {
+    const bool blocked =
+        blocks_.count({me, *i}) > 0 || blocks_.count({*i, me}) > 0;
+    i = blocked ? out.erase(i) : std::next(i);
+  }
   return std::vector<std::string>(out.begin(), out.end());
+}
+
+absl::StatusOr<bool> FakeStore::SetBlocked(absl::string_view user,
+                                           absl::string_view other,
+                                           bool blocked, size_t max_blocked) {
+  absl::MutexLock lock(&mu_);
+  if (user == other) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("user \"", user, "\" cannot block themselves"));
+  }
+  for (absl::string_view id : {user, other}) {
+    if (users_.count(id) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("user \"", id, "\" does not exist"));
+    }
+  }
+  const std::pair<std::string, std::string> key(user, other);
+  if (!blocked) return blocks_.erase(key) > 0;
+  if (blocks_.count(key) > 0) return false;
+  const auto first = blocks_.lower_bound({std::string(user), ""});
+  size_t count = 0;
+  for (auto i = first; i != blocks_.end() && i->first == user; ++i) ++count;
+  if (count >= max_blocked) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("user \"", user, "\" already blocks ", count,
+                     " users; the limit is ", max_blocked));
+  }
+  blocks_.insert(key);
+  return true;
+}
+
+absl::StatusOr<std::vector<std::string>> FakeStore::ListBlocked(
+    absl::string_view user) {
+  absl::MutexLock lock(&mu_);
+  if (users_.count(user) == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("user \"", user, "\" does not exist"));
+  }
+  std::vector<std::string> out;
+  for (auto i = blocks_.lower_bound({std::string(user), ""});
+       i != blocks_.end() && i->first == user; ++i) {
+    out.push_back(i->second);
+  }
+  return out;
+}
+
+absl::StatusOr<bool> FakeStore::BlockedEitherWay(absl::string_view a,
+                                                 absl::string_view b) {
+  absl::MutexLock lock(&mu_);
+  const std::string x(a), y(b);
+  return blocks_.count({x, y}) > 0 || blocks_.count({y, x}) > 0;
 }
 
 absl::StatusOr<StoreStats> FakeStore::Stats() {

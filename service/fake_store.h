@@ -69,6 +69,13 @@ class FakeStore final : public Store {
 
   absl::StatusOr<std::vector<std::string>> Contacts(
       absl::string_view user, size_t max_group_members) override;
+  absl::StatusOr<bool> SetBlocked(absl::string_view user,
+                                  absl::string_view other, bool blocked,
+                                  size_t max_blocked) override;
+  absl::StatusOr<std::vector<std::string>> ListBlocked(
+      absl::string_view user) override;
+  absl::StatusOr<bool> BlockedEitherWay(absl::string_view a,
+                                        absl::string_view b) override;
   absl::StatusOr<StoreStats> Stats() override;
   const std::string& Generation() const override { return generation_; }
   // Writes complete inside the call that makes them: nothing to wait for.
@@ -104,6 +111,8 @@ class FakeStore final : public Store {
   // (user, conversation) -> read seq.
   std::map<std::pair<std::string, std::string>, uint64_t> cursors_
       ABSL_GUARDED_BY(mu_);
+  // (blocker, blocked).
+  std::set<std::pair<std::string, std::string>> blocks_ ABSL_GUARDED_BY(mu_);
   // Direct-conversation participants: user -> peers.
   std::map<std::string, std::set<std::string>, std::less<>> direct_peers_
       ABSL_GUARDED_BY(mu_);

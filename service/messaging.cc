@@ -61,6 +61,10 @@ absl::string_view FrameKind(const v1::ClientFrame& frame) {
       return "edit";
     case v1::ClientFrame::kDelete:
       return "delete";
+    case v1::ClientFrame::kBlock:
+      return "block";
+    case v1::ClientFrame::kListBlocked:
+      return "list_blocked";
     case v1::ClientFrame::kCreateGroup:
       return "create_group";
     case v1::ClientFrame::kUpdateGroup:
@@ -252,6 +256,7 @@ absl::StatusOr<std::vector<v1::Message>> ReadInboxMessages(
 }
 
 v1::ErrorCode ErrorCodeFor(const absl::Status& status) {
+  if (IsBlockedError(status)) return v1::ERROR_CODE_BLOCKED;
   switch (status.code()) {
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kOutOfRange:
@@ -592,6 +597,12 @@ void Messaging::HandleFrame(LinkStream* stream,
     case v1::ClientFrame::kTyping:
       HandleTyping(session_id, *user, frame.typing());
       return;
+    case v1::ClientFrame::kBlock:
+      HandleBlock(session_id, *user, frame.block());
+      return;
+    case v1::ClientFrame::kListBlocked:
+      HandleListBlocked(session_id, *user);
+      return;
     case v1::ClientFrame::kPing: {
       v1::ServerFrame pong;
       pong.mutable_pong()->set_nonce(frame.ping().nonce());
@@ -624,6 +635,8 @@ bool Messaging::HandlesWithoutBlocking(const v1::SessionFrame& frame) {
     case v1::ClientFrame::kSync:
     case v1::ClientFrame::kRead:
     case v1::ClientFrame::kTyping:
+    case v1::ClientFrame::kBlock:
+    case v1::ClientFrame::kListBlocked:
     case v1::ClientFrame::kGetGroup:
       return false;
   }
@@ -1030,11 +1043,98 @@ void Messaging::HandleTyping(const std::string& session_id,
               audience.status().message());
     return;
   }
+  if (typing.to().has_user() && typing.to().user() != user) {
+    absl::StatusOr<bool> blocked =
+        store_->BlockedEitherWay(user, typing.to().user());
+    if (!blocked.ok()) {
+      SendError(session_id, ErrorCodeFor(blocked.status()),
+                blocked.status().message());
+      return;
+    }
+    // Dropped without a word: typing is best effort, and a Send tells the
+    // sender about the block.
+    if (*blocked) return;
+  }
   metrics_->typing.Increment();
   v1::ServerFrame frame;
   frame.mutable_typing()->set_from(user);
   frame.mutable_typing()->set_conversation(audience->conversation);
   router_->SendToUsers(audience->others, frame);
+}
+
+void Messaging::HandleBlock(const std::string& session_id,
+                            const std::string& user, const v1::Block& block) {
+  const std::string& other = block.user();
+  if (absl::Status valid = ValidateId("block user id", other); !valid.ok()) {
+    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT, valid.message());
+    return;
+  }
+  if (other == user) {
+    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
+              "a user cannot block themselves");
+    return;
+  }
+  // Whether the two see each other's presence before a block.
+  bool were_contacts = false;
+  if (block.blocked()) {
+    std::optional<std::vector<std::string>> contacts = PresenceContacts(user);
+    were_contacts =
+        contacts.has_value() &&
+        std::binary_search(contacts->begin(), contacts->end(), other);
+  }
+  absl::StatusOr<bool> changed = store_->SetBlocked(
+      user, other, block.blocked(), options_.max_blocked_users);
+  absl::StatusOr<std::vector<std::string>> list =
+      changed.ok() ? store_->ListBlocked(user) : changed.status();
+  if (!list.ok()) {
+    SendError(session_id, ErrorCodeFor(list.status()), list.status().message());
+    return;
+  }
+  v1::ServerFrame frame;
+  v1::BlockList* blocked = frame.mutable_blocked();  // Set even when empty.
+  for (std::string& u : *list) blocked->add_users(std::move(u));
+  if (!*changed) {
+    router_->SendToSession(session_id, std::move(frame));
+    return;
+  }
+  LogDebug(
+      "user.block",
+      {{"user", user}, {"other", other}, {"blocked", block.blocked() ? 1 : 0}});
+  router_->SendToUser(user, frame);
+  if (block.blocked()) {
+    if (were_contacts) ShowPresenceBetween(user, other, false);
+    return;
+  }
+  std::optional<std::vector<std::string>> contacts = PresenceContacts(user);
+  if (contacts.has_value() &&
+      std::binary_search(contacts->begin(), contacts->end(), other)) {
+    ShowPresenceBetween(user, other, true);
+  }
+}
+
+void Messaging::ShowPresenceBetween(const std::string& a, const std::string& b,
+                                    bool online) {
+  for (const auto& [viewer, seen] :
+       {std::make_pair(a, b), std::make_pair(b, a)}) {
+    if (!router_->IsOnline(seen)) continue;
+    v1::ServerFrame frame;
+    frame.mutable_presence()->set_user(seen);
+    frame.mutable_presence()->set_online(online);
+    router_->SendToUser(viewer, frame);
+  }
+}
+
+void Messaging::HandleListBlocked(const std::string& session_id,
+                                  const std::string& user) {
+  absl::StatusOr<std::vector<std::string>> list = store_->ListBlocked(user);
+  if (!list.ok()) {
+    SendError(session_id, ErrorCodeFor(list.status()), list.status().message());
+    return;
+  }
+  v1::ServerFrame frame;
+  v1::BlockList* blocked = frame.mutable_blocked();  // Set even when empty.
+  for (std::string& u : *list) blocked->add_users(std::move(u));
+  router_->SendToSession(session_id, std::move(frame));
 }
 
 void Messaging::CountStored(int64_t n) {

@@ -25,7 +25,17 @@
 //   * Sync: a page of the user's inbox after `after_seq`, with the head.
 //   * Read: the user's read cursor rises (never falls); when it rose, the
 //     other members get a Receipt.
-//   * Typing: relayed to the other members' live sessions, never stored.
+//   * Typing: relayed to the other members' live sessions, never stored;
+//     dropped without an error between two users one of whom blocked the
+//     other (group typing is unaffected).
+//   * Block / ListBlocked: the store records the block (or unblock); the
+//     user's BlockList answers the session, and after a change goes to every
+//     session of the user instead. The two users stop getting each other's
+//     presence (Store::Contacts leaves them out): after a block, each online
+//     one appears offline to the other if they were contacts; after an
+//     unblock, each online one is announced online to the other if they are
+//     contacts again. Direct messages between them are refused by the
+//     store's append rules (ERROR_CODE_BLOCKED).
 //   * Presence: a new (not re-announced) session first learns which of its
 //     user's contacts are online; when a user's first session opens or last
 //     one closes, their
@@ -103,6 +113,8 @@ struct MessagingOptions {
   // Groups larger than this do not make their members each other's contacts
   // for presence (direct conversations always do).
   size_t presence_max_group_members = 100;
+  // Most users one user may block (beyond: ERROR_CODE_TOO_LARGE).
+  size_t max_blocked_users = 10000;
 };
 
 class Messaging final {
@@ -191,6 +203,14 @@ class Messaging final {
                   const v1::Read& read);
   void HandleTyping(const std::string& session_id, const std::string& user,
                     const v1::Typing& typing);
+  void HandleBlock(const std::string& session_id, const std::string& user,
+                   const v1::Block& block);
+  void HandleListBlocked(const std::string& session_id,
+                         const std::string& user);
+  // Tells each of two users whether the other, when online, is online: after
+  // a block (false) or an unblock (true) between them.
+  void ShowPresenceBetween(const std::string& a, const std::string& b,
+                           bool online);
 
   // Validates a Send and builds its AppendRequest.
   absl::StatusOr<AppendRequest> PrepareSend(const std::string& sender,

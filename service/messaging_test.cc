@@ -170,6 +170,22 @@ class BlockingCallCounter final : public Store {
     ++calls_;
     return inner_.Contacts(user, max_group_members);
   }
+  absl::StatusOr<bool> SetBlocked(absl::string_view user,
+                                  absl::string_view other, bool blocked,
+                                  size_t max_blocked) override {
+    ++calls_;
+    return inner_.SetBlocked(user, other, blocked, max_blocked);
+  }
+  absl::StatusOr<std::vector<std::string>> ListBlocked(
+      absl::string_view user) override {
+    ++calls_;
+    return inner_.ListBlocked(user);
+  }
+  absl::StatusOr<bool> BlockedEitherWay(absl::string_view a,
+                                        absl::string_view b) override {
+    ++calls_;
+    return inner_.BlockedEitherWay(a, b);
+  }
   absl::StatusOr<StoreStats> Stats() override {
     ++calls_;
     return inner_.Stats();
@@ -229,6 +245,8 @@ TEST(MessagingHandlesWithoutBlockingTest, ThoseFramesMakeNoBlockingStoreCall) {
   frames["delete"].mutable_delete_()->set_client_msg_id("x1");
   frames["delete"].mutable_delete_()->set_conversation("d:alice:bob");
   frames["delete"].mutable_delete_()->set_seq(1);
+  frames["block"].mutable_block()->set_user("bob");
+  frames["list_blocked"].mutable_list_blocked();
   frames["create group"] = CreateGroupFrame("g1", "Team", {"bob"});
   frames["update group"] = UpdateGroupFrame("g2", "nogroup");
   frames["update group"].mutable_update_group()->mutable_leave();
@@ -1199,6 +1217,185 @@ TEST_P(MessagingTest, TypingIsRelayedToThePeerAndNotStored) {
   EXPECT_EQ(typing[0].typing().conversation(), "d:alice:bob");
   EXPECT_EQ(store_->Stats()->messages, 0u);
   EXPECT_EQ(*store_->InboxHead("bob"), 0u);
+}
+
+// The users in each BlockList frame the session got, in order.
+std::vector<std::vector<std::string>> BlockLists(
+    const std::vector<v1::ServerFrame>& frames) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& f : Only(frames, v1::ServerFrame::kBlocked)) {
+    out.emplace_back(f.blocked().users().begin(), f.blocked().users().end());
+  }
+  return out;
+}
+
+v1::ClientFrame BlockFrame(const std::string& user, bool blocked) {
+  v1::ClientFrame f;
+  f.mutable_block()->set_user(user);
+  f.mutable_block()->set_blocked(blocked);
+  return f;
+}
+
+TEST_P(MessagingTest, BlockListAnswersAndAChangeReachesEverySessionOfTheUser) {
+  Open("a1", "alice");
+  Open("a2", "alice");
+  Open("b1", "bob");
+  Frame("a1", BlockFrame("bob", true));
+  using Lists = std::vector<std::vector<std::string>>;
+  EXPECT_EQ(BlockLists(FramesFor("a1")), (Lists{{"bob"}}));
+  EXPECT_EQ(BlockLists(FramesFor("a2")), (Lists{{"bob"}}));
+  EXPECT_THAT(BlockLists(FramesFor("b1")), IsEmpty());
+  // A repeat changes nothing: only the asking session is answered.
+  Frame("a1", BlockFrame("bob", true));
+  EXPECT_EQ(BlockLists(FramesFor("a1")), (Lists{{"bob"}, {"bob"}}));
+  EXPECT_EQ(BlockLists(FramesFor("a2")), (Lists{{"bob"}}));
+  Frame("a2", BlockFrame("carol", true));
+  Frame("a2", BlockFrame("bob", false));
+  EXPECT_EQ(BlockLists(FramesFor("a1")),
+            (Lists{{"bob"}, {"bob"}, {"bob", "carol"}, {"carol"}}));
+  v1::ClientFrame list;
+  list.mutable_list_blocked();
+  Frame("b1", list);
+  EXPECT_EQ(BlockLists(FramesFor("b1")), (Lists{{}}));
+  Frame("a2", list);
+  EXPECT_EQ(BlockLists(FramesFor("a2")).back(),
+            std::vector<std::string>{"carol"});
+  EXPECT_THAT(Only(FramesFor("a1"), v1::ServerFrame::kError), IsEmpty());
+}
+
+TEST_P(MessagingTest, BlockingOneselfOrAnUnknownUserIsAnError) {
+  Open("a1", "alice");
+  Frame("a1", BlockFrame("alice", true));
+  Frame("a1", BlockFrame("nobody", true));
+  Frame("a1", BlockFrame("", true));
+  auto errors = Only(FramesFor("a1"), v1::ServerFrame::kError);
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(errors[0].error().code(), v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_THAT(errors[0].error().message(), HasSubstr("themselves"));
+  EXPECT_EQ(errors[1].error().code(), v1::ERROR_CODE_NOT_FOUND);
+  EXPECT_THAT(errors[1].error().message(), HasSubstr("nobody"));
+  EXPECT_EQ(errors[2].error().code(), v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_THAT(BlockLists(FramesFor("a1")), IsEmpty());
+  EXPECT_THAT(*store_->ListBlocked("alice"), IsEmpty());
+}
+
+TEST_P(MessagingTest, DirectMessagesBetweenBlockedUsersAreRefusedBothWays) {
+  ASSERT_TRUE(store_->CreateGroup({"g", "", {"alice", "bob"}, now_}, 10).ok());
+  Open("a1", "alice");
+  Open("b1", "bob");
+  Frame("a1", BlockFrame("bob", true));
+  SendTo("b1", "alice", "m1", "let me in");
+  SendTo("a1", "bob", "m2", "go away");
+  auto to_alice = Only(FramesFor("b1"), v1::ServerFrame::kError);
+  ASSERT_EQ(to_alice.size(), 1u);
+  EXPECT_EQ(to_alice[0].error().code(), v1::ERROR_CODE_BLOCKED);
+  EXPECT_EQ(to_alice[0].error().client_msg_id(), "m1");
+  EXPECT_EQ(to_alice[0].error().message(),
+            "user \"alice\" does not accept your messages");
+  auto to_bob = Only(FramesFor("a1"), v1::ServerFrame::kError);
+  ASSERT_EQ(to_bob.size(), 1u);
+  EXPECT_EQ(to_bob[0].error().code(), v1::ERROR_CODE_BLOCKED);
+  EXPECT_THAT(to_bob[0].error().message(), HasSubstr("you blocked \"bob\""));
+  EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), 0u);
+  // The group is unaffected.
+  SendTo("b1", "g", "m3", "in the group", true);
+  auto messages = Only(FramesFor("a1"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].message().text(), "in the group");
+  // Unblocked, the refused send may be retried.
+  Frame("a1", BlockFrame("bob", false));
+  SendTo("b1", "alice", "m1", "let me in");
+  messages = Only(FramesFor("a1"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[1].message().text(), "let me in");
+}
+
+TEST_P(MessagingTest, TypingBetweenBlockedUsersIsDroppedButNotInGroups) {
+  ASSERT_TRUE(store_->CreateGroup({"g", "", {"alice", "bob"}, now_}, 10).ok());
+  Open("a1", "alice");
+  Open("b1", "bob");
+  ASSERT_TRUE(*store_->SetBlocked("bob", "alice", true, 10));
+  v1::ClientFrame to_alice;
+  to_alice.mutable_typing()->mutable_to()->set_user("alice");
+  Frame("b1", to_alice);
+  v1::ClientFrame to_bob;
+  to_bob.mutable_typing()->mutable_to()->set_user("bob");
+  Frame("a1", to_bob);
+  EXPECT_THAT(Only(FramesFor("a1"), v1::ServerFrame::kTyping), IsEmpty());
+  EXPECT_THAT(Only(FramesFor("b1"), v1::ServerFrame::kTyping), IsEmpty());
+  // Silently: neither typist gets an error.
+  EXPECT_THAT(Only(FramesFor("a1"), v1::ServerFrame::kError), IsEmpty());
+  EXPECT_THAT(Only(FramesFor("b1"), v1::ServerFrame::kError), IsEmpty());
+  v1::ClientFrame to_group;
+  to_group.mutable_typing()->mutable_to()->set_group("g");
+  Frame("b1", to_group);
+  auto typing = Only(FramesFor("a1"), v1::ServerFrame::kTyping);
+  ASSERT_EQ(typing.size(), 1u);
+  EXPECT_EQ(typing[0].typing().conversation(), "g:g");
+  // Unblocked, direct typing flows again.
+  ASSERT_TRUE(*store_->SetBlocked("bob", "alice", false, 10));
+  Frame("b1", to_alice);
+  EXPECT_EQ(Only(FramesFor("a1"), v1::ServerFrame::kTyping).size(), 2u);
+}
+
+TEST_P(MessagingTest, BlockedUsersStopSeeingEachOthersPresenceUntilUnblocked) {
+  ASSERT_TRUE(store_->CreateGroup({"g", "", {"alice", "bob"}, now_}, 10).ok());
+  Open("a1", "alice");
+  Open("b1", "bob");
+  auto presence_of = [&](const std::string& session, const std::string& user) {
+    std::vector<bool> out;
+    for (const auto& f : Only(FramesFor(session), v1::ServerFrame::kPresence)) {
+      if (f.presence().user() == user) out.push_back(f.presence().online());
+    }
+    return out;
+  };
+  // b1 opened after a1: alice saw bob come online, bob's snapshot had alice.
+  ASSERT_THAT(presence_of("a1", "bob"), ElementsAre(true));
+  ASSERT_THAT(presence_of("b1", "alice"), ElementsAre(true));
+
+  Frame("a1", BlockFrame("bob", true));
+  // Each appears offline to the other, and stays so.
+  EXPECT_THAT(presence_of("a1", "bob"), ElementsAre(true, false));
+  EXPECT_THAT(presence_of("b1", "alice"), ElementsAre(true, false));
+  v1::SessionClose close;
+  close.set_session_id("b1");
+  messaging_->CloseSession(&gw_, close);
+  Open("b2", "bob");
+  EXPECT_THAT(presence_of("a1", "bob"), ElementsAre(true, false));
+  EXPECT_THAT(presence_of("b2", "alice"), IsEmpty());
+
+  Frame("a1", BlockFrame("bob", false));
+  EXPECT_THAT(presence_of("a1", "bob"), ElementsAre(true, false, true));
+  EXPECT_THAT(presence_of("b2", "alice"), ElementsAre(true));
+  close.set_session_id("b2");
+  messaging_->CloseSession(&gw_, close);
+  EXPECT_THAT(presence_of("a1", "bob"), ElementsAre(true, false, true, false));
+}
+
+TEST_P(MessagingTest, BlockBetweenStrangersSendsNoPresence) {
+  Open("a1", "alice");
+  Open("c1", "carol");
+  Frame("a1", BlockFrame("carol", true));
+  Frame("a1", BlockFrame("carol", false));
+  EXPECT_THAT(Only(FramesFor("a1"), v1::ServerFrame::kPresence), IsEmpty());
+  EXPECT_THAT(Only(FramesFor("c1"), v1::ServerFrame::kPresence), IsEmpty());
+}
+
+TEST_P(MessagingTest, SendAsToABlockingUserIsRefusedAsBlocked) {
+  ASSERT_TRUE(*store_->SetBlocked("alice", "bob", true, 10));
+  v1::Send send;
+  send.set_client_msg_id("op1");
+  send.mutable_to()->set_user("alice");
+  send.set_text("hi");
+  absl::Notification done;
+  absl::Status status;
+  messaging_->SendAs("bob", send, [&](absl::StatusOr<v1::Ack> ack) {
+    status = ack.status();
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ErrorCodeFor(status), v1::ERROR_CODE_BLOCKED);
 }
 
 TEST_P(MessagingTest, PresenceIsAnnouncedToContactsOnFirstOpenAndLastClose) {

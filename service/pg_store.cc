@@ -98,7 +98,16 @@ CREATE TABLE token_revocations(
   not_before_us bigint NOT NULL
 );
 )sql",
-    // 3: edit and delete: a message's kind (0 text, 1 edit, 2 delete), the
+    // 3: blocking (Store::SetBlocked).
+    R"sql(
+CREATE TABLE blocks(
+  user_id text COLLATE "C" NOT NULL,
+  blocked text COLLATE "C" NOT NULL,
+  PRIMARY KEY(user_id, blocked)
+);
+CREATE INDEX blocks_by_blocked ON blocks(blocked, user_id);
+)sql",
+    // 4: edit and delete: a message's kind (0 text, 1 edit, 2 delete), the
     // seq an event changes, and a text message's edit time and tombstone.
     // A delete finds the edit events of its target to empty their text.
     R"sql(
@@ -109,7 +118,7 @@ ALTER TABLE messages ADD COLUMN kind smallint NOT NULL DEFAULT 0,
 CREATE INDEX messages_edits ON messages(conversation, target_seq)
   WHERE kind = 1;
 )sql",
-    // 4: user-managed groups: a member's role (0 member, 1 admin, 2 owner)
+    // 5: user-managed groups: a member's role (0 member, 1 admin, 2 owner)
     // and a group event's change (store.h's EncodeGroupEvent).
     R"sql(
 ALTER TABLE members ADD COLUMN role smallint NOT NULL DEFAULT 0;
@@ -131,6 +140,7 @@ enum Stmt : int {
   kLockConversations,
   kLockUsers,
   kReadGroups,
+  kReadBlocks,
   kReadSent,
   kReadCursors,
   kAllocateMessageIds,
@@ -166,6 +176,10 @@ enum Stmt : int {
   kLockGroupConversation,
   kDeleteMembers,
   kRevokeTokens,
+  kLockUserPair,
+  kInsertBlock,
+  kDeleteBlock,
+  kCountBlocks,
   // Reads.
   kGetUser,
   kListUsers,
@@ -179,6 +193,8 @@ enum Stmt : int {
   kConversationHead,
   kReadCursor,
   kContacts,
+  kListBlocked,
+  kBlockedEitherWay,
   kStats,
   kStmtCount,
 };
@@ -212,6 +228,10 @@ std::string StatementSql(int stmt) {
     case kReadGroups:
       return "SELECT g.id, m.user_id, m.role FROM chat_groups g LEFT JOIN "
              "members m ON m.group_id = g.id WHERE g.id = ANY($1::text[])";
+    case kReadBlocks:
+      return "SELECT b.user_id, b.blocked FROM unnest($1::text[], "
+             "$2::text[]) AS k(a, b) JOIN blocks b ON b.user_id = k.a AND "
+             "b.blocked = k.b";
     case kReadSent:
       return absl::StrCat(
           "SELECT s.sender, s.client_msg_id, s.inbox_seq, ", kMessageColumns,
@@ -296,7 +316,8 @@ std::string StatementSql(int stmt) {
              "(DELETE FROM inbox WHERE user_id = $1), c AS (DELETE FROM sent "
              "WHERE sender = $1), d AS (DELETE FROM read_cursors WHERE "
              "user_id = $1), e AS (DELETE FROM token_revocations WHERE "
-             "user_id = $1) DELETE FROM users WHERE id = $1";
+             "user_id = $1), f AS (DELETE FROM blocks WHERE user_id = $1 OR "
+             "blocked = $1) DELETE FROM users WHERE id = $1";
     case kInsertGroup:
       return "INSERT INTO chat_groups(id, display_name, created_us) VALUES "
              "($1, $2, $3) ON CONFLICT DO NOTHING RETURNING id";
@@ -321,6 +342,18 @@ std::string StatementSql(int stmt) {
              "id, $2 FROM users WHERE id = $1 ON CONFLICT (user_id) DO UPDATE "
              "SET not_before_us = GREATEST(token_revocations.not_before_us, "
              "excluded.not_before_us) RETURNING user_id";
+    // The rows an append of the two locks too (kLockUsers), in id order.
+    case kLockUserPair:
+      return "SELECT id FROM users WHERE id = $1 OR id = $2 ORDER BY id FOR "
+             "UPDATE";
+    case kInsertBlock:
+      return "INSERT INTO blocks(user_id, blocked) VALUES ($1, $2) ON "
+             "CONFLICT DO NOTHING RETURNING 1";
+    case kDeleteBlock:
+      return "DELETE FROM blocks WHERE user_id = $1 AND blocked = $2 "
+             "RETURNING 1";
+    case kCountBlocks:
+      return "SELECT count(*) FROM blocks WHERE user_id = $1";
     case kGetUser:
       return "SELECT u.id, u.display_name, u.created_us, r.not_before_us "
              "FROM users u LEFT JOIN token_revocations r ON r.user_id = u.id "
@@ -360,7 +393,14 @@ std::string StatementSql(int stmt) {
              "UNION SELECT c.user_b FROM conversations c JOIN users u ON u.id "
              "= c.user_b WHERE c.user_a = $1 AND c.user_b <> $1 "
              "UNION SELECT c.user_a FROM conversations c JOIN users u ON u.id "
-             "= c.user_a WHERE c.user_b = $1 AND c.user_a <> $1 ORDER BY 1";
+             "= c.user_a WHERE c.user_b = $1 AND c.user_a <> $1 "
+             "EXCEPT SELECT blocked FROM blocks WHERE user_id = $1 "
+             "EXCEPT SELECT user_id FROM blocks WHERE blocked = $1 ORDER BY 1";
+    case kListBlocked:
+      return "SELECT blocked FROM blocks WHERE user_id = $1 ORDER BY blocked";
+    case kBlockedEitherWay:
+      return "SELECT 1 FROM blocks WHERE (user_id = $1 AND blocked = $2) OR "
+             "(user_id = $2 AND blocked = $1)";
     case kStats:
       return "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM "
              "messages)";
@@ -1042,6 +1082,8 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
   std::set<std::pair<std::string, std::string>> keys;
   std::set<std::pair<std::string, std::string>> cursor_keys;
   std::set<std::pair<std::string, uint64_t>> targets;
+  // (blocker, blocked) pairs that would refuse a direct append.
+  std::set<std::pair<std::string, std::string>> block_keys;
   for (WriteOp* op_ptr : batch) {
     WriteOp& op = *op_ptr;
     if (op.cursor) {
@@ -1063,6 +1105,11 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
       groups.insert(r.to);
       conversations[r.conversation] = {std::nullopt, std::nullopt, r.to};
     } else {
+      // An operator is not blocked.
+      if (!ByOperator(r) && r.sender != r.to) {
+        block_keys.insert({r.sender, r.to});
+        block_keys.insert({r.to, r.sender});
+      }
       const std::vector<std::string> pair = DirectPair(r);
       if (pair.empty()) continue;  // Refused by the rules: no users named.
       users.insert(pair.begin(), pair.end());
@@ -1086,6 +1133,11 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     cursor_users.push_back(user);
     cursor_convs.push_back(conversation);
   }
+  std::vector<std::string> blockers, blocked;
+  for (const auto& [a, b] : block_keys) {
+    blockers.push_back(a);
+    blocked.push_back(b);
+  }
   const std::vector<std::string> group_list(groups.begin(), groups.end());
   std::vector<std::string> target_convs;
   std::vector<uint64_t> target_seqs;
@@ -1104,6 +1156,8 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
            {TextArray(std::vector<std::string>(users.begin(), users.end())),
             TextArray(group_list)}},
       Call{kReadGroups, {TextArray(group_list)}},
+      // After the user locks: a SetBlocked that held them has committed.
+      Call{kReadBlocks, {TextArray(blockers), TextArray(blocked)}},
       Call{kReadSent, {TextArray(key_senders), TextArray(key_ids)}},
       Call{kReadCursors, {TextArray(cursor_users), TextArray(cursor_convs)}},
       // Ids for every append; those a duplicate or a refusal leaves
@@ -1118,8 +1172,8 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
   ASSIGN_OR_RETURN(std::vector<Result> read, c.Pipeline(reads));
   AppendSnapshot snapshot;
   if (!targets.empty()) {
-    for (int i = 0; i < read[7].rows(); ++i) {
-      StoredMessage m = ReadMessage(read[7], i, 0);
+    for (int i = 0; i < read[8].rows(); ++i) {
+      StoredMessage m = ReadMessage(read[8], i, 0);
       snapshot.targets[{m.conversation, m.seq}] = std::move(m);
     }
   }
@@ -1137,15 +1191,18 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     }
   }
   for (int i = 0; i < read[4].rows(); ++i) {
+    snapshot.blocks.insert({read[4].Text(i, 0), read[4].Text(i, 1)});
+  }
+  for (int i = 0; i < read[5].rows(); ++i) {
     AppendResult original;
-    original.sender_inbox_seq = read[4].UInt(i, 2);
-    original.message = ReadMessage(read[4], i, 3);
-    snapshot.sent[{read[4].Text(i, 0), read[4].Text(i, 1)}] =
+    original.sender_inbox_seq = read[5].UInt(i, 2);
+    original.message = ReadMessage(read[5], i, 3);
+    snapshot.sent[{read[5].Text(i, 0), read[5].Text(i, 1)}] =
         std::move(original);
   }
   std::map<std::pair<std::string, std::string>, uint64_t> cursors;
-  for (int i = 0; i < read[5].rows(); ++i) {
-    cursors[{read[5].Text(i, 0), read[5].Text(i, 1)}] = read[5].UInt(i, 2);
+  for (int i = 0; i < read[6].rows(); ++i) {
+    cursors[{read[6].Text(i, 0), read[6].Text(i, 1)}] = read[6].UInt(i, 2);
   }
 
   // The rules decide; then the rows of what they store.
@@ -1167,7 +1224,7 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     if (!plan[i].store()) continue;
     const AppendRequest& r = *appends[i];
     AppendResult& a = *plan[i].result;
-    const int64_t id = read[6].Int(static_cast<int>(m_id.size()), 0);
+    const int64_t id = read[7].Int(static_cast<int>(m_id.size()), 0);
     a.message.message_id = absl::StrCat(id);
     m_id.push_back(id);
     m_conv.push_back(r.conversation);
@@ -1630,6 +1687,65 @@ absl::StatusOr<std::vector<std::string>> PgStore::Contacts(
         std::vector<std::string> out;
         for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
         return out;
+      },
+      /*read_only=*/true);
+}
+
+absl::StatusOr<bool> PgStore::SetBlocked(absl::string_view user,
+                                         absl::string_view other, bool blocked,
+                                         size_t max_blocked) {
+  if (user == other) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("user \"", user, "\" cannot block themselves"));
+  }
+  const std::string a(user), b(other);
+  bool changed = false;
+  RETURN_IF_ERROR(InTransaction([&](Connection& c) -> absl::Status {
+    // Appends of the two lock these rows before they read the blocks, so one
+    // that commits after this transaction sees its change.
+    ASSIGN_OR_RETURN(Result found, c.Run(kLockUserPair, {a, b}));
+    std::set<std::string> exists;
+    for (int i = 0; i < found.rows(); ++i) exists.insert(found.Text(i, 0));
+    for (const std::string& id : {a, b}) {
+      if (exists.count(id) == 0) return NotFoundUser(id);
+    }
+    ASSIGN_OR_RETURN(Result r,
+                     c.Run(blocked ? kInsertBlock : kDeleteBlock, {a, b}));
+    changed = r.rows() > 0;
+    if (!blocked || !changed) return absl::OkStatus();
+    ASSIGN_OR_RETURN(Result count, c.Run(kCountBlocks, {a}));
+    const uint64_t n = count.UInt(0, 0);
+    if (n > max_blocked) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("user \"", a, "\" already blocks ", n - 1,
+                       " users; the limit is ", max_blocked));
+    }
+    return absl::OkStatus();
+  }));
+  return changed;
+}
+
+absl::StatusOr<std::vector<std::string>> PgStore::ListBlocked(
+    absl::string_view user) {
+  return WithConnection<absl::StatusOr<std::vector<std::string>>>(
+      [&](Connection& c) -> absl::StatusOr<std::vector<std::string>> {
+        ASSIGN_OR_RETURN(Result found, c.Run(kUserExists, {std::string(user)}));
+        if (found.rows() == 0) return NotFoundUser(user);
+        ASSIGN_OR_RETURN(Result r, c.Run(kListBlocked, {std::string(user)}));
+        std::vector<std::string> out;
+        for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
+        return out;
+      },
+      /*read_only=*/true);
+}
+
+absl::StatusOr<bool> PgStore::BlockedEitherWay(absl::string_view a,
+                                               absl::string_view b) {
+  return WithConnection<absl::StatusOr<bool>>(
+      [&](Connection& c) -> absl::StatusOr<bool> {
+        ASSIGN_OR_RETURN(Result r, c.Run(kBlockedEitherWay,
+                                         {std::string(a), std::string(b)}));
+        return r.rows() > 0;
       },
       /*read_only=*/true);
 }

@@ -10,7 +10,9 @@
 //      conversations), then its users' inbox counters, each set sorted by id
 //      with one statement, so that batches of several replicas always lock
 //      in one global order and cannot deadlock; read its groups' members,
-//      its idempotency keys already stored and its read cursors.
+//      the blocks between the users of its direct messages (after the user
+//      locks, which SetBlocked takes too: a block and an append are
+//      ordered), its idempotency keys already stored and its read cursors.
 //   2. The IM rules (append_rules.h) decide each request; one statement
 //      writes the messages, inbox rows, idempotency keys and both counters;
 //      one raises the read cursors; COMMIT.
@@ -139,6 +141,13 @@ class PgStore final : public Store {
 
   absl::StatusOr<std::vector<std::string>> Contacts(
       absl::string_view user, size_t max_group_members) override;
+  absl::StatusOr<bool> SetBlocked(absl::string_view user,
+                                  absl::string_view other, bool blocked,
+                                  size_t max_blocked) override;
+  absl::StatusOr<std::vector<std::string>> ListBlocked(
+      absl::string_view user) override;
+  absl::StatusOr<bool> BlockedEitherWay(absl::string_view a,
+                                        absl::string_view b) override;
   absl::StatusOr<StoreStats> Stats() override;
   const std::string& Generation() const override { return generation_; }
 

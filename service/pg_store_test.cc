@@ -569,6 +569,47 @@ TEST_F(PgStoreTest, CommitWhoseAnswerIsLostIsNotAckedAndItsRetryIsADuplicate) {
   EXPECT_EQ(*(*store)->InboxHead("u1"), 1u);
 }
 
+// A block committing while an append waits for the users' row locks: the
+// append reads the blocks after it holds the locks, so it sees the block.
+TEST_F(PgStoreTest, AppendWaitingOnABlocksLocksSeesTheBlock) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  // What SetBlocked does, held open.
+  PGconn* blocker = PQconnectdb(url_.c_str());
+  ASSERT_EQ(PQstatus(blocker), CONNECTION_OK);
+  for (const char* sql :
+       {"BEGIN",
+        "SELECT id FROM users WHERE id = 'u0' OR id = 'u1' ORDER BY id FOR "
+        "UPDATE",
+        "INSERT INTO blocks(user_id, blocked) VALUES ('u1', 'u0')"}) {
+    PGresult* r = PQexec(blocker, sql);
+    EXPECT_NE(PQresultStatus(r), PGRES_FATAL_ERROR) << PQerrorMessage(blocker);
+    PQclear(r);
+  }
+  absl::StatusOr<AppendResult> result;
+  absl::Notification done;
+  store->Append(Direct("u0", "u1", "k"), [&](absl::StatusOr<AppendResult> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  // Wait until the writer is blocked on the row locks (an event PostgreSQL
+  // shows, polled).
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (Sql(url_,
+             "SELECT count(*) FROM pg_stat_activity WHERE "
+             "wait_event_type = 'Lock'") != "1") {
+    ASSERT_LT(absl::Now(), deadline) << "the append never waited";
+    ASSERT_FALSE(done.HasBeenNotified()) << result.status();
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  PQclear(PQexec(blocker, "COMMIT"));
+  PQfinish(blocker);
+  done.WaitForNotification();
+  EXPECT_TRUE(IsBlockedError(result.status())) << result.status();
+  EXPECT_EQ(*store->ConversationHead("d:u0:u1"), 0u);
+}
+
 TEST_F(PgStoreTest, ReopenKeepsDataAndGeneration) {
   std::string generation;
   {

@@ -367,6 +367,30 @@ TEST_F(ServerTest, AdminUserCallsReturnPreciseStatuses) {
   }
 }
 
+TEST_F(ServerTest, AdminListBlocksListsAUsersBlocks) {
+  ASSERT_TRUE(*server_->store().SetBlocked("alice", "carol", true, 10));
+  ASSERT_TRUE(*server_->store().SetBlocked("alice", "bob", true, 10));
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::ListBlocksRequest req;
+    req.set_id("alice");
+    v1::ListBlocksResponse resp;
+    ASSERT_TRUE(admin_->ListBlocks(&ctx, req, &resp).ok());
+    EXPECT_THAT(resp.users(), ElementsAre("bob", "carol"));
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::ListBlocksRequest req;
+    req.set_id("nobody");
+    v1::ListBlocksResponse resp;
+    grpc::Status s = admin_->ListBlocks(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(s.error_message(), HasSubstr("nobody"));
+  }
+}
+
 TEST_F(ServerTest, AdminGroupCallsEnforceMembersAndExistence) {
   v1::Group group;
   {

@@ -92,6 +92,12 @@ CREATE TABLE IF NOT EXISTS token_revocations(
   user_id TEXT PRIMARY KEY,
   not_before_us INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks(
+  user_id TEXT NOT NULL,
+  blocked TEXT NOT NULL,
+  PRIMARY KEY(user_id, blocked)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blocks_by_blocked ON blocks(blocked, user_id);
 )sql";
 
 // Columns added after a table's first release (edit and delete, group
@@ -112,6 +118,11 @@ constexpr const char* kIndexes = R"sql(
 CREATE INDEX IF NOT EXISTS messages_edits ON messages(conversation, target_seq)
   WHERE kind = 1;
 )sql";
+
+// The blocks between ?1 and ?2, either way: (blocker, blocked) rows.
+constexpr const char* kBlocksBetweenSql =
+    "SELECT user_id, blocked FROM blocks WHERE (user_id = ?1 AND blocked = "
+    "?2) OR (user_id = ?2 AND blocked = ?1)";
 
 // A user row with its revocation (users LEFT JOIN token_revocations).
 constexpr const char* kGetUserSql =
@@ -481,10 +492,21 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
     }
   } else {
     recipients = DirectPair(r);
+    ASSIGN_OR_RETURN(auto s, c.Prepare(kBlocksBetweenSql));
+    s->Bind(1, r.sender).Bind(2, r.to);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+      snapshot.blocks.insert({s->Text(0), s->Text(1)});
+    }
   }
-  std::vector<std::string> named = {r.sender};
-  if (!r.to_group) named = DirectPair(r);
-  if (!ByOperator(r)) named.push_back(r.sender);
+  // A direct pair holds its sender; an operator is no user.
+  std::vector<std::string> named;
+  if (r.to_group) {
+    if (!ByOperator(r)) named.push_back(r.sender);
+  } else {
+    named = DirectPair(r);
+  }
   named.insert(named.end(), r.group_event.users.begin(),
                r.group_event.users.end());
   // Users a group event adds enter inboxes too.
@@ -1052,6 +1074,7 @@ absl::Status SqliteStore::DeleteUser(absl::string_view id) {
              "DELETE FROM sent WHERE sender = ?1",
              "DELETE FROM read_cursors WHERE user_id = ?1",
              "DELETE FROM token_revocations WHERE user_id = ?1",
+             "DELETE FROM blocks WHERE user_id = ?1 OR blocked = ?1",
          }) {
       ASSIGN_OR_RETURN(auto s, c.Prepare(sql));
       s->Bind(1, user);
@@ -1328,6 +1351,8 @@ absl::StatusOr<std::vector<std::string>> SqliteStore::Contacts(
                 "u.id = c.user_b WHERE c.user_a = ?1 AND c.user_b <> ?1 "
                 "UNION SELECT c.user_a FROM conversations c JOIN users u ON "
                 "u.id = c.user_a WHERE c.user_b = ?1 AND c.user_a <> ?1 "
+                "EXCEPT SELECT blocked FROM blocks WHERE user_id = ?1 "
+                "EXCEPT SELECT user_id FROM blocks WHERE blocked = ?1 "
                 "ORDER BY 1"));
         s->Bind(1, user).Bind(2, static_cast<int64_t>(max_group_members));
         std::vector<std::string> out;
@@ -1349,6 +1374,80 @@ absl::StatusOr<StoreStats> SqliteStore::Stats() {
         RETURN_IF_ERROR(s->Step().status());
         return StoreStats{static_cast<uint64_t>(s->Int(0)),
                           static_cast<uint64_t>(s->Int(1))};
+      });
+}
+
+absl::StatusOr<bool> SqliteStore::SetBlocked(absl::string_view user,
+                                             absl::string_view other,
+                                             bool blocked, size_t max_blocked) {
+  if (user == other) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("user \"", user, "\" cannot block themselves"));
+  }
+  bool changed = false;
+  RETURN_IF_ERROR(WriteAndWait([&, a = std::string(user),
+                                b = std::string(other)](
+                                   Connection& c) -> absl::Status {
+    for (const std::string& id : {a, b}) {
+      ASSIGN_OR_RETURN(bool exists, UserExists(c, id));
+      if (!exists) return NotFoundUser(id);
+    }
+    if (!blocked) {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("DELETE FROM blocks WHERE user_id = "
+                                         "?1 AND blocked = ?2 RETURNING 1"));
+      s->Bind(1, a).Bind(2, b);
+      ASSIGN_OR_RETURN(changed, s->Step());
+      return s->Run();
+    }
+    {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT OR IGNORE INTO blocks("
+                                         "user_id, blocked) VALUES (?1, ?2) "
+                                         "RETURNING 1"));
+      s->Bind(1, a).Bind(2, b);
+      ASSIGN_OR_RETURN(changed, s->Step());
+      RETURN_IF_ERROR(s->Run());
+    }
+    ASSIGN_OR_RETURN(
+        auto count,
+        c.Prepare("SELECT COUNT(*) FROM blocks WHERE user_id = ?1"));
+    count->Bind(1, a);
+    RETURN_IF_ERROR(count->Step().status());
+    const uint64_t n = static_cast<uint64_t>(count->Int(0));
+    if (n > max_blocked) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("user \"", a, "\" already blocks ", n - 1,
+                       " users; the limit is ", max_blocked));
+    }
+    return absl::OkStatus();
+  }));
+  return changed;
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteStore::ListBlocked(
+    absl::string_view user) {
+  return WithReader<absl::StatusOr<std::vector<std::string>>>(
+      [user](Connection& c) -> absl::StatusOr<std::vector<std::string>> {
+        ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
+        if (!exists) return NotFoundUser(user);
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT blocked FROM blocks WHERE "
+                                           "user_id = ?1 ORDER BY blocked"));
+        s->Bind(1, user);
+        std::vector<std::string> out;
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, s->Step());
+          if (!row) return out;
+          out.push_back(s->Text(0));
+        }
+      });
+}
+
+absl::StatusOr<bool> SqliteStore::BlockedEitherWay(absl::string_view a,
+                                                   absl::string_view b) {
+  return WithReader<absl::StatusOr<bool>>(
+      [a, b](Connection& c) -> absl::StatusOr<bool> {
+        ASSIGN_OR_RETURN(auto s, c.Prepare(kBlocksBetweenSql));
+        s->Bind(1, a).Bind(2, b);
+        return s->Step();
       });
 }
 

@@ -173,6 +173,13 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<std::vector<std::string>> Contacts(
       absl::string_view user, size_t max_group_members) override;
+  absl::StatusOr<bool> SetBlocked(absl::string_view user,
+                                  absl::string_view other, bool blocked,
+                                  size_t max_blocked) override;
+  absl::StatusOr<std::vector<std::string>> ListBlocked(
+      absl::string_view user) override;
+  absl::StatusOr<bool> BlockedEitherWay(absl::string_view a,
+                                        absl::string_view b) override;
   absl::StatusOr<StoreStats> Stats() override;
   const std::string& Generation() const override { return generation_; }
 

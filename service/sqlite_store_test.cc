@@ -511,6 +511,36 @@ TEST(SqliteStoreTest, ADatabaseFromBeforeEditsGainsTheColumnsAndKeepsItsData) {
   }
 }
 
+TEST(SqliteStoreTest, DatabaseFromBeforeBlocksOpensKeepsItsDataAndBlocks) {
+  SqliteStoreOptions options;
+  options.path = TempDbPath();
+  {
+    auto store = OpenOrDie(options);
+    ASSERT_TRUE(store->CreateUser({"a", "", absl::Now()}).ok());
+    ASSERT_TRUE(store->CreateUser({"b", "", absl::Now()}).ok());
+    store->Append(Direct("a", "b", "k"),
+                  [](absl::StatusOr<AppendResult> r) { ASSERT_TRUE(r.ok()); });
+    store->Flush();
+  }
+  {
+    // What binaries from before blocking made: no blocks table.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(options.path.c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "DROP TABLE blocks", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto store = OpenOrDie(options);
+  EXPECT_EQ(*store->InboxHead("b"), 1u);
+  EXPECT_TRUE(*store->SetBlocked("b", "a", true, 10));
+  absl::Notification refused;
+  store->Append(Direct("a", "b", "k2"), [&](absl::StatusOr<AppendResult> r) {
+    EXPECT_TRUE(IsBlockedError(r.status())) << r.status();
+    refused.Notify();
+  });
+  refused.WaitForNotification();
+}
+
 TEST(SqliteStoreTest, TheGenerationIsCreatedWithTheDatabaseAndKept) {
   SqliteStoreOptions options;
   options.path = TempDbPath();

@@ -85,6 +85,8 @@ constexpr TableCopy kTables[] = {
      "token_revocations(user_id, not_before_us)",
      "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
      "'token_revocations'"},
+    {"SELECT user_id, blocked FROM blocks", "blocks(user_id, blocked)",
+     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blocks'"},
 };
 
 // Whether the query `sql` returns a row.

@@ -59,7 +59,7 @@ class SqliteToPgTest : public ::testing::Test {
   }
 
   // An SQLite store with users, a group, direct and group messages (one
-  // text with the characters COPY escapes) and a read cursor.
+  // text with the characters COPY escapes), a read cursor and a block.
   void FillSqlite() {
     SqliteStoreOptions options;
     options.path = sqlite_path_;
@@ -73,6 +73,7 @@ class SqliteToPgTest : public ::testing::Test {
                       .ok());
     }
     ASSERT_TRUE(s.RevokeTokens("carol", absl::FromUnixSeconds(9)).ok());
+    ASSERT_TRUE(*s.SetBlocked("bob", "carol", true, 10));
     ASSERT_TRUE(s.CreateGroup({"team",
                                "Team",
                                {"alice", "bob", "carol"},
@@ -129,6 +130,9 @@ TEST_F(SqliteToPgTest, CopiesEverythingAndTheStoreGoesOnWhereItWas) {
   EXPECT_EQ(*pg.ReadCursor("bob", "d:alice:bob"), 1u);
   EXPECT_THAT(*pg.Contacts("alice", 10), ElementsAre("bob", "carol"));
   EXPECT_EQ(pg.Stats()->messages, 3u);
+  EXPECT_THAT(*pg.ListBlocked("bob"), ElementsAre("carol"));
+  EXPECT_TRUE(
+      IsBlockedError(AppendSync(pg, "carol", "bob", false, "k5").status()));
 
   // A retried send is still a duplicate, with its original inbox_seq.
   auto dup = AppendSync(pg, "carol", "alice", false, "k3");

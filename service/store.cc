@@ -4,12 +4,19 @@
 #include <vector>
 
 #include "absl/random/random.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 
 namespace parley::service {
+namespace {
+
+// The payload that marks a BlockedError.
+constexpr absl::string_view kBlockedPayload = "parley.v1/blocked";
+
+}  // namespace
 
 std::string NewStoreGeneration() {
   absl::BitGen bits;
@@ -38,6 +45,16 @@ GroupEvent DecodeGroupEvent(absl::string_view encoded) {
     event.users.emplace_back(parts[i]);
   }
   return event;
+}
+
+absl::Status BlockedError(absl::string_view message) {
+  absl::Status status = absl::PermissionDeniedError(message);
+  status.SetPayload(kBlockedPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsBlockedError(const absl::Status& status) {
+  return status.GetPayload(kBlockedPayload).has_value();
 }
 
 }  // namespace parley::service

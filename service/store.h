@@ -210,6 +210,12 @@ struct StoreStats {
 // A new, random store generation (see Store::Generation): 16 hex digits.
 std::string NewStoreGeneration();
 
+// The refusal of a direct message between two users one of whom blocked the
+// other: PERMISSION_DENIED marked so that IsBlockedError tells it apart
+// (clients get ERROR_CODE_BLOCKED for it).
+absl::Status BlockedError(absl::string_view message);
+bool IsBlockedError(const absl::Status& status);
+
 using AppendCallback = std::function<void(absl::StatusOr<AppendResult>)>;
 // Receives whether the cursor advanced (false: it was already at or past).
 using CursorCallback = std::function<void(absl::StatusOr<bool>)>;
@@ -219,8 +225,9 @@ class Store {
   virtual ~Store() = default;
 
   // Users. CreateUser: ALREADY_EXISTS when taken. DeleteUser also removes the
-  // user's group memberships, inbox, read cursors and idempotency keys; the
-  // messages they sent stay in their conversations.
+  // user's group memberships, inbox, read cursors, idempotency keys and
+  // blocks (theirs and those of them); the messages they sent stay in their
+  // conversations.
   virtual absl::Status CreateUser(const UserRecord& user) = 0;
   virtual absl::StatusOr<UserRecord> GetUser(absl::string_view id) = 0;
   // Users with id > `after_id`, in id order, at most `limit`.
@@ -250,13 +257,15 @@ class Store {
   // Stores a message and enters it into every recipient's inbox: for a direct
   // message the sender and the peer, for a group message the members at
   // commit time (for a group event, the members after the change and those
-  // it removed). Fails with NOT_FOUND (sender, peer or group missing) or
-  // PERMISSION_DENIED (sender not a group member); a failed append stores
-  // nothing. An edit or delete event also changes its target message in the
-  // same transaction (text and edited_at, or a tombstone whose earlier edit
-  // events lose their text too), a group event its group (created, members,
-  // roles, title), and both fail as append_rules.h says. `done`
-  // runs once, after the commit is durable, in commit order.
+  // it removed). Fails with NOT_FOUND (sender, peer or group missing),
+  // PERMISSION_DENIED (sender not a group member) or BlockedError (a direct
+  // message between two users one of whom blocked the other, read in the
+  // append's own transaction); a failed append stores nothing. An edit or
+  // delete event also changes its target message in the same transaction
+  // (text and edited_at, or a tombstone whose earlier edit events lose their
+  // text too), a group event its group (created, members, roles, title), and
+  // both fail as append_rules.h says. `done` runs once, after the commit is
+  // durable, in commit order.
   virtual void Append(AppendRequest request, AppendCallback done) = 0;
 
   // The user's highest inbox_seq (0 when empty). NOT_FOUND for unknown users.
@@ -282,11 +291,27 @@ class Store {
       absl::string_view user, absl::string_view conversation) = 0;
 
   // Users who share a direct conversation, or a group of at most
-  // `max_group_members` members, with `user` (sorted, without `user`): who is
-  // told about the user's presence. (Presence in every large group would cost
-  // members squared frames as they come online.)
+  // `max_group_members` members, with `user` (sorted, without `user`), less
+  // those whom `user` blocked or who blocked `user`: who is told about the
+  // user's presence. (Presence in every large group would cost members
+  // squared frames as they come online.)
   virtual absl::StatusOr<std::vector<std::string>> Contacts(
       absl::string_view user, size_t max_group_members) = 0;
+
+  // Blocking. SetBlocked records that `user` blocks `other` (`blocked`) or no
+  // longer does, and returns whether that changed anything. INVALID_ARGUMENT
+  // when both are the same user, NOT_FOUND naming a missing one,
+  // RESOURCE_EXHAUSTED when `user` would block more than `max_blocked` users.
+  // Ordered with appends: an append that commits after it sees the change.
+  virtual absl::StatusOr<bool> SetBlocked(absl::string_view user,
+                                          absl::string_view other, bool blocked,
+                                          size_t max_blocked) = 0;
+  // The users `user` has blocked, sorted. NOT_FOUND for unknown users.
+  virtual absl::StatusOr<std::vector<std::string>> ListBlocked(
+      absl::string_view user) = 0;
+  // Whether `a` blocked `b` or `b` blocked `a`.
+  virtual absl::StatusOr<bool> BlockedEitherWay(absl::string_view a,
+                                                absl::string_view b) = 0;
 
   virtual absl::StatusOr<StoreStats> Stats() = 0;
 

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -422,6 +423,148 @@ TEST_P(StoreTest, RecreatedUserStartsItsInboxAtOne) {
   EXPECT_EQ(*store_->InboxHead("bob"), 1u);
 }
 
+TEST_P(StoreTest, BlocksAreSetListedAndUnset) {
+  EXPECT_THAT(*store_->ListBlocked("alice"), IsEmpty());
+  EXPECT_TRUE(*store_->SetBlocked("alice", "carol", true, 10));
+  EXPECT_TRUE(*store_->SetBlocked("alice", "bob", true, 10));
+  // Repeating a block changes nothing.
+  EXPECT_FALSE(*store_->SetBlocked("alice", "bob", true, 10));
+  EXPECT_THAT(*store_->ListBlocked("alice"), ElementsAre("bob", "carol"));
+  EXPECT_THAT(*store_->ListBlocked("bob"), IsEmpty());
+  EXPECT_TRUE(*store_->BlockedEitherWay("alice", "bob"));
+  EXPECT_TRUE(*store_->BlockedEitherWay("bob", "alice"));
+  EXPECT_FALSE(*store_->BlockedEitherWay("bob", "carol"));
+  EXPECT_TRUE(*store_->SetBlocked("alice", "bob", false, 10));
+  EXPECT_FALSE(*store_->SetBlocked("alice", "bob", false, 10));
+  EXPECT_THAT(*store_->ListBlocked("alice"), ElementsAre("carol"));
+  EXPECT_FALSE(*store_->BlockedEitherWay("alice", "bob"));
+}
+
+TEST_P(StoreTest, BlockingOneselfOrAnUnknownUserIsRefused) {
+  auto self = store_->SetBlocked("alice", "alice", true, 10);
+  EXPECT_EQ(self.status().code(), absl::StatusCode::kInvalidArgument);
+  auto unknown = store_->SetBlocked("alice", "nobody", true, 10);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(unknown.status().message()),
+              ::testing::HasSubstr("nobody"));
+  EXPECT_EQ(store_->SetBlocked("nobody", "alice", true, 10).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ListBlocked("nobody").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(*store_->ListBlocked("alice"), IsEmpty());
+}
+
+TEST_P(StoreTest, BlockListIsBoundedAtomically) {
+  ASSERT_TRUE(*store_->SetBlocked("alice", "bob", true, 1));
+  auto over = store_->SetBlocked("alice", "carol", true, 1);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(*store_->ListBlocked("alice"), ElementsAre("bob"));
+  // At the limit, repeating a block and unblocking still work.
+  EXPECT_FALSE(*store_->SetBlocked("alice", "bob", true, 1));
+  EXPECT_TRUE(*store_->SetBlocked("alice", "bob", false, 1));
+  EXPECT_TRUE(*store_->SetBlocked("alice", "carol", true, 1));
+}
+
+TEST_P(StoreTest, DirectMessagesAreRefusedBothWaysWhileBlocked) {
+  ASSERT_TRUE(AppendSync("bob", "alice", false, "k1").ok());
+  ASSERT_TRUE(*store_->SetBlocked("alice", "bob", true, 10));
+  auto to_blocker = AppendSync("bob", "alice", false, "k2");
+  EXPECT_TRUE(IsBlockedError(to_blocker.status())) << to_blocker.status();
+  EXPECT_EQ(to_blocker.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(to_blocker.status().message(),
+            "user \"alice\" does not accept your messages");
+  auto from_blocker = AppendSync("alice", "bob", false, "k3");
+  EXPECT_TRUE(IsBlockedError(from_blocker.status())) << from_blocker.status();
+  EXPECT_THAT(std::string(from_blocker.status().message()),
+              ::testing::HasSubstr("you blocked \"bob\""));
+  // Nothing stored, nothing numbered.
+  EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), 1u);
+  EXPECT_EQ(*store_->InboxHead("alice"), 1u);
+  EXPECT_EQ(*store_->InboxHead("bob"), 1u);
+  EXPECT_EQ(store_->Stats()->messages, 1u);
+  // Others, and notes to oneself, are unaffected.
+  EXPECT_TRUE(AppendSync("carol", "bob", false, "k4").ok());
+  EXPECT_TRUE(AppendSync("alice", "alice", false, "k5").ok());
+  // A refused send left no idempotency key: once unblocked, its retry is a
+  // new message.
+  ASSERT_TRUE(*store_->SetBlocked("alice", "bob", false, 10));
+  auto retried = AppendSync("bob", "alice", false, "k2");
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_FALSE(retried->duplicate);
+  EXPECT_EQ(retried->message.seq, 2u);
+}
+
+TEST_P(StoreTest, GroupMessagesIgnoreBlocks) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"g", "", {"alice", "bob"}, absl::Now()}, 10).ok());
+  ASSERT_TRUE(*store_->SetBlocked("alice", "bob", true, 10));
+  auto m = AppendSync("bob", "g", true, "k1");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_THAT(m->recipients, ElementsAre(Field(&InboxEntry::user, "alice"),
+                                         Field(&InboxEntry::user, "bob")));
+}
+
+TEST_P(StoreTest, ContactsExcludeBlockedPairsEitherWay) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"g", "", {"alice", "bob", "carol"}, absl::Now()}, 10)
+          .ok());
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "k1").ok());
+  ASSERT_TRUE(*store_->SetBlocked("bob", "alice", true, 10));
+  EXPECT_THAT(*store_->Contacts("alice", 10), ElementsAre("carol"));
+  EXPECT_THAT(*store_->Contacts("bob", 10), ElementsAre("carol"));
+  EXPECT_THAT(*store_->Contacts("carol", 10), ElementsAre("alice", "bob"));
+  ASSERT_TRUE(*store_->SetBlocked("bob", "alice", false, 10));
+  EXPECT_THAT(*store_->Contacts("alice", 10), ElementsAre("bob", "carol"));
+  EXPECT_THAT(*store_->Contacts("bob", 10), ElementsAre("alice", "carol"));
+}
+
+TEST_P(StoreTest, DeleteUserRemovesBlocksBothWays) {
+  ASSERT_TRUE(*store_->SetBlocked("alice", "bob", true, 10));
+  ASSERT_TRUE(*store_->SetBlocked("carol", "alice", true, 10));
+  ASSERT_TRUE(store_->DeleteUser("alice").ok());
+  EXPECT_THAT(*store_->ListBlocked("carol"), IsEmpty());
+  ASSERT_TRUE(store_->CreateUser({"alice", "", absl::Now()}).ok());
+  EXPECT_THAT(*store_->ListBlocked("alice"), IsEmpty());
+  EXPECT_TRUE(AppendSync("carol", "alice", false, "k1").ok());
+  EXPECT_TRUE(AppendSync("alice", "bob", false, "k2").ok());
+}
+
+TEST_P(StoreTest, NoDirectMessageCommitsAfterTheBlockThatRefusedOne) {
+  // Sends race with the block; in commit order, the accepted ones all come
+  // before the refused ones.
+  absl::Mutex mu;
+  std::vector<absl::StatusCode> outcomes;
+  constexpr int kSends = 200;
+  for (int i = 0; i < kSends; ++i) {
+    if (i == kSends / 2) {
+      ASSERT_TRUE(*store_->SetBlocked("alice", "bob", true, 10));
+    }
+    AppendRequest r;
+    r.sender = "bob";
+    r.to = "alice";
+    r.client_msg_id = "k" + std::to_string(i);
+    r.text = "hi";
+    r.sent_at = absl::FromUnixSeconds(100);
+    r.conversation = "d:alice:bob";
+    store_->Append(r, [&](absl::StatusOr<AppendResult> result) {
+      absl::MutexLock lock(&mu);
+      outcomes.push_back(result.status().code());
+    });
+  }
+  store_->Flush();
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(outcomes.size(), static_cast<size_t>(kSends));
+  const auto first_refused = std::find(outcomes.begin(), outcomes.end(),
+                                       absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(std::count(first_refused, outcomes.end(), absl::StatusCode::kOk),
+            0);
+  EXPECT_GE(std::count(first_refused, outcomes.end(),
+                       absl::StatusCode::kPermissionDenied),
+            kSends / 2);
+  const uint64_t accepted = first_refused - outcomes.begin();
+  EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), accepted);
+}
+
 TEST_P(StoreTest, EditAndDeleteAreEventsNumberedLikeMessages) {
   ASSERT_TRUE(AppendSync("alice", "bob", false, "c1", "first draft").ok());
   auto edit = ChangeSync("alice", "d:alice:bob", 1, "e1", "second draft");
@@ -817,6 +960,21 @@ TEST_P(StoreTest, OperatorGroupEventsNeedNoMembershipAndMakeNoOwner) {
   ASSERT_TRUE(removed.ok()) << removed.status();
   EXPECT_THAT(Inboxes(*removed), ElementsAre("alice:3", "bob:3", "carol:2"));
   EXPECT_THAT(store_->GetGroup("ops")->members, ElementsAre("bob", "carol"));
+}
+
+// An edit or delete in a direct conversation is a message to the peer: a
+// block refuses it as it refuses a send. An operator's delete is no user's.
+TEST_P(StoreTest, BlocksRefuseUsersEditsAndDeletesButNotAnOperators) {
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "c1", "before").ok());
+  ASSERT_TRUE(*store_->SetBlocked("bob", "alice", true, 10));
+  auto edit = ChangeSync("alice", "d:alice:bob", 1, "e1", "after");
+  EXPECT_TRUE(IsBlockedError(edit.status())) << edit.status();
+  auto del = ChangeSync("alice", "d:alice:bob", 1, "x1");
+  EXPECT_TRUE(IsBlockedError(del.status())) << del.status();
+  EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), 1u);
+  auto moderation = ChangeSync("", "d:alice:bob", 1, "moderation:1");
+  ASSERT_TRUE(moderation.ok()) << moderation.status();
+  EXPECT_TRUE(History("d:alice:bob")[0].deleted);
 }
 
 TEST_P(StoreTest, StatsCountUsersAndMessages) {

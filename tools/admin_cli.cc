@@ -82,12 +82,18 @@ constexpr Command kCommands[] = {
      "          --group, added to the group: the service stores messages\n"
      "          only from users\n"
      "--id      idempotency key (client_msg_id); default: generated"},
+    {"delete-message", "CONVERSATION SEQ [--reason R]",
+     "delete any message (moderation)",
+     "No edit window applies. Members see a delete event from \"\" (the\n"
+     "operator) and a tombstone in history; the text is gone.\n"
+     "--reason  why, for the service's log (admin.message_deleted)"},
     {"broadcast", "TEXT", "announce to every live session", ""},
     {"history", "CONVERSATION [--limit N] [--before SEQ]",
      "stored messages (d:a:b or g:group)",
      "The newest page; --before SEQ pages back. Times are UTC (RFC 3339);\n"
      "control characters in the text are escaped (\\n, \\x1b) and a\n"
      "backslash is doubled."},
+    {"blocks", "USER", "the users USER has blocked", ""},
     {"stats", "", "service counters", ""},
     {"backup", "PATH",
      "write a checked copy of the store to\nPATH: absolute, on the service's\n"
@@ -295,6 +301,24 @@ std::string Time(const google::protobuf::Timestamp& t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
                           absl::FromUnixSeconds(t.seconds()),
                           absl::UTCTimeZone());
+}
+
+// The TEXT column of `history`: the text, marked when edited, deleted, or an
+// edit or delete event.
+std::string HistoryText(const v1::Message& m) {
+  switch (m.kind()) {
+    case v1::MESSAGE_KIND_EDIT:
+      return absl::StrCat("[edit of ", m.target_seq(), "] ", m.text());
+    case v1::MESSAGE_KIND_DELETE:
+      return absl::StrCat("[delete of ", m.target_seq(), "]");
+    default:
+      break;
+  }
+  if (m.deleted()) return "[deleted]";
+  if (m.has_edited_at()) {
+    return absl::StrCat(m.text(), " [edited ", Time(m.edited_at()), "]");
+  }
+  return m.text();
 }
 
 // `text` with control characters escaped: a newline in a message would start
@@ -642,6 +666,25 @@ absl::StatusOr<std::string> AdminCli::Run(
                : absl::StrCat("stored ", ack.conversation(), " seq ", ack.seq(),
                               " (message ", ack.message_id(), ")\n");
   }
+  if (c.name == "delete-message") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {"reason"}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 2, 2, c));
+    v1::DeleteMessageRequest req;
+    req.set_conversation(a.positional[0]);
+    uint64_t seq = 0;
+    if (!absl::SimpleAtoi(a.positional[1], &seq) || seq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("SEQ must be a positive whole number, got \"",
+                       a.positional[1], "\""));
+    }
+    req.set_seq(seq);
+    req.set_reason(a.Option("reason"));
+    v1::Ack ack;
+    RETURN_IF_ERROR(call(&Stub::DeleteMessage, req, &ack));
+    return options_.json ? Json(ack)
+                         : absl::StrCat("deleted ", req.conversation(), " seq ",
+                                        seq, " (event seq ", ack.seq(), ")\n");
+  }
   if (c.name == "broadcast") {
     ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
     RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
@@ -675,9 +718,22 @@ absl::StatusOr<std::string> AdminCli::Run(
     std::vector<std::vector<std::string>> rows = {
         {"SEQ", "FROM", "SENT", "TEXT"}};
     for (const v1::Message& m : resp.messages()) {
-      rows.push_back(
-          {absl::StrCat(m.seq()), m.from(), Time(m.sent_at()), m.text()});
+      rows.push_back({absl::StrCat(m.seq()),
+                      m.from().empty() ? "(operator)" : m.from(),
+                      Time(m.sent_at()), HistoryText(m)});
     }
+    return Table(rows);
+  }
+  if (c.name == "blocks") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
+    v1::ListBlocksRequest req;
+    req.set_id(a.positional[0]);
+    v1::ListBlocksResponse resp;
+    RETURN_IF_ERROR(call(&Stub::ListBlocks, req, &resp));
+    if (options_.json) return Json(resp);
+    std::vector<std::vector<std::string>> rows = {{"BLOCKED"}};
+    for (const std::string& u : resp.users()) rows.push_back({u});
     return Table(rows);
   }
   if (c.name == "stats") {

@@ -248,7 +248,9 @@ TEST_F(AdminCliTest, EveryListedCommandIsDispatched) {
                                              {"kick"},
                                              {"send"},
                                              {"broadcast"},
+                                             {"delete-message"},
                                              {"history"},
+                                             {"blocks"},
                                              {"stats"},
                                              {"backup"},
                                              {"health"}}) {
@@ -323,6 +325,88 @@ TEST_F(AdminCliTest, HistoryEscapesControlCharactersAndShowsTheZone) {
                         "one\\ntwo\\r\\x1b[31m \\\\n \\u0085 caf\xc3\xa9\n"));
   // The header and one row: the message's newline started no other line.
   EXPECT_EQ(std::count(out->begin(), out->end(), '\n'), 2);
+}
+
+TEST_F(AdminCliTest, BlocksListsTheUsersBlockedOnePerRow) {
+  v1::ListBlocksRequest want;
+  want.set_id("alice");
+  v1::ListBlocksResponse resp;
+  resp.add_users("bob");
+  resp.add_users("carol");
+  EXPECT_CALL(admin_, ListBlocks(_, EqualsProto(want), _))
+      .WillOnce(DoAll(SetArgPointee<2>(resp), Return(grpc::Status::OK)));
+  absl::StatusOr<std::string> out = Run({"blocks", "alice"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, "BLOCKED\nbob\ncarol\n");
+  // A user is required.
+  EXPECT_EQ(Run({"blocks"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(AdminCliTest, DeleteMessageSendsConversationSeqAndReason) {
+  v1::DeleteMessageRequest want;
+  want.set_conversation("g:team");
+  want.set_seq(12);
+  want.set_reason("spam");
+  v1::Ack ack;
+  ack.set_conversation("g:team");
+  ack.set_seq(40);
+  EXPECT_CALL(admin_, DeleteMessage(_, EqualsProto(want), _))
+      .WillOnce(DoAll(SetArgPointee<2>(ack), Return(grpc::Status::OK)));
+  absl::StatusOr<std::string> out =
+      Run({"delete-message", "g:team", "12", "--reason", "spam"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, "deleted g:team seq 12 (event seq 40)\n");
+}
+
+TEST_F(AdminCliTest, DeleteMessageNeedsAPositiveSeqAndKeepsServerErrors) {
+  EXPECT_CALL(admin_, DeleteMessage(_, _, _))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                    "message 3 of \"g:team\" is already "
+                                    "deleted")));
+  for (const char* seq : {"0", "x", "-1"}) {
+    EXPECT_EQ(Run({"delete-message", "g:team", seq}).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << seq;
+  }
+  EXPECT_EQ(Run({"delete-message", "g:team"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<std::string> out = Run({"delete-message", "g:team", "3"});
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("already deleted"));
+}
+
+TEST_F(AdminCliTest, HistoryMarksEditsTombstonesAndEvents) {
+  v1::GetHistoryResponse resp;
+  v1::Message* edited = resp.add_messages();
+  edited->set_seq(1);
+  edited->set_from("alice");
+  edited->set_text("fixed");
+  edited->mutable_edited_at()->set_seconds(1796409111);
+  v1::Message* gone = resp.add_messages();
+  gone->set_seq(2);
+  gone->set_from("bob");
+  gone->set_deleted(true);
+  v1::Message* edit = resp.add_messages();
+  edit->set_seq(3);
+  edit->set_from("alice");
+  edit->set_kind(v1::MESSAGE_KIND_EDIT);
+  edit->set_target_seq(1);
+  edit->set_text("fixed");
+  v1::Message* del = resp.add_messages();
+  del->set_seq(4);
+  del->set_kind(v1::MESSAGE_KIND_DELETE);
+  del->set_target_seq(2);
+  EXPECT_CALL(admin_, GetHistory(_, _, _))
+      .WillOnce(DoAll(SetArgPointee<2>(resp), Return(grpc::Status::OK)));
+  absl::StatusOr<std::string> out = Run({"history", "d:alice:bob"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out, HasSubstr("fixed [edited 2026-12-04T18:31:51Z]\n"));
+  EXPECT_THAT(*out, HasSubstr("[deleted]\n"));
+  EXPECT_THAT(*out, HasSubstr("[edit of 1] fixed\n"));
+  EXPECT_THAT(*out, HasSubstr("(operator)"));
+  EXPECT_THAT(*out, HasSubstr("[delete of 2]\n"));
 }
 
 TEST_F(AdminCliTest, SendAsSystemCreatesTheUserOnceAndJoinsTheGroup) {

@@ -135,7 +135,8 @@ free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_nats NAME: nats-server with a websocket listener; sets NATS_PID,
+# start_nats NAME [jetstream]: nats-server with a websocket listener, with
+# JetStream's file store in NAME's directory when asked; sets NATS_PID,
 # NATS_ADDR.
 start_nats() {
   local dir="$BENCH_WORK/$1"
@@ -151,6 +152,9 @@ websocket {
   no_tls: true
 }
 CONF
+  if [[ ${2:-} == jetstream ]]; then
+    echo "jetstream { store_dir: \"$dir/js\" }" >>"$dir/nats.conf"
+  fi
   nats-server -c "$dir/nats.conf" 2>"$dir/stderr.log" >&2 &
   NATS_PID=$!
   BENCH_PIDS+=("$NATS_PID")

@@ -430,6 +430,86 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
       "sections).\n")
 
 
+# Parley beside a durable peer, at the maximum and at half of Parley's: run id
+# suffix -> label.
+DURABLE = (
+    ("parley", "Parley, SQLite synchronous=FULL (fsync, then ack: the default)"),
+    ("parley-normal", "Parley, `--sqlite_synchronous=NORMAL` (no fsync per "
+     "commit)"),
+    ("parley-baseline", "Parley baseline binaries (`--baseline`), FULL"),
+    ("jetstream", "NATS JetStream 2.9, file storage (ack before any fsync)"),
+)
+
+
+def server_us(r):
+    """CPU microseconds of the server processes per delivered message."""
+    seconds = sum(float(p.get("cpu_seconds", 0)) for p in r.get("processes", []))
+    return us_per_delivery(r, seconds)
+
+
+def durable_peers(w, work, machine, targets):
+    rows = [(mode, label, id_, load(work, f"pairs_{mode}_{id_}"))
+            for mode in ("max", "half") for id_, label in DURABLE]
+    if not any(r for *_, r in rows):
+        return
+    w("## Against a durable peer: JetStream, and CPU per delivered message\n")
+    w("Same connections, pairs and payloads as above, at the maximum (open "
+      "loop) and at half of Parley's maximum (the same offered rate for "
+      "every row). JetStream: one stream `PARLEY` (file storage, subjects "
+      "`u.<user>`), an ephemeral push consumer per connection filtered on "
+      "its own subject with explicit acks; a send is a publish acked by "
+      "JetStream's PubAck, a delivery is acked back. **What the acks mean "
+      "differs**: nats-server 2.9's file store acks once the message is "
+      "written to the page cache and fsyncs every 2 minutes (2.9 has no "
+      "option to sync before the ack), so a power loss can lose acked "
+      "messages; Parley's default acks after the commit's fsync. The "
+      "`NORMAL` row is Parley without the fsync per commit (WAL; durable "
+      "across a process crash, not a power loss), the like-for-like row. "
+      "*CPU/msg* is microseconds of CPU of all the server's processes "
+      "(from /proc) per delivered message, *loadgen/msg* the generator's.\n")
+    if machine.get("baseline"):
+        w(f"Baseline binaries: `{machine['baseline']}`.\n")
+    w("| Load | Target | delivered msgs/s | acks/s | CPU/msg | loadgen/msg "
+      "| e2e ms p50 / p90 / p99 / p99.9 / max | problems |")
+    w("|---|---|---:|---:|---:|---:|---|---|")
+    for mode, label, _, r in rows:
+        if not r:
+            continue
+        load_name = "maximum" if mode == "max" else "half"
+        lg_us = us_per_delivery(r, float(r["loadgen"]["cpu_seconds"]))
+        w(f"| {load_name} | {label} | {fmt(r['delivered_per_second'])} | "
+          f"{fmt(r['acks_per_second'])} | {server_us(r):.1f} us | "
+          f"{lg_us:.1f} us | {lat(r['end_to_end'])} | {problems(r)} |")
+    w("")
+    got = {(mode, id_): r for mode, _, id_, r in rows if r}
+    js = got.get(("max", "jetstream"))
+    for id_, what, goal in (("parley", "Parley (fsync)", 1.0),
+                            ("parley-normal", "Parley NORMAL", None)):
+        p = got.get(("max", id_))
+        if not (p and js and js["delivered_per_second"]):
+            continue
+        ratio = p["delivered_per_second"] / js["delivered_per_second"]
+        w(f"- **{what} / JetStream: {ratio:.2f}x**" +
+          (f" (target >= {goal:.1f}x)" if goal else ""))
+        if goal:
+            targets.append(("1:1 persisted+acked vs JetStream", f"{ratio:.2f}x",
+                            f">= {goal:.1f}x", ratio >= goal))
+    p_max, p_half = got.get(("max", "parley")), got.get(("half", "parley"))
+    if p_max and p_half:
+        a, b = server_us(p_max), server_us(p_half)
+        w(f"- Parley CPU per message: {a:.1f} us at the maximum, {b:.1f} us "
+          "at half (target: no more at half than at the maximum)")
+        targets.append(("CPU/msg at half <= at max", f"{b:.1f} vs {a:.1f} us",
+                        "<=", b <= a))
+    base = got.get(("max", "parley-baseline"))
+    if p_max and base:
+        a, b = server_us(base), server_us(p_max)
+        w(f"- Against the baseline binaries in this run: CPU per message "
+          f"{b:.1f} us vs {a:.1f} us ({b / a:.2f}x), throughput "
+          f"{p_max['delivered_per_second'] / base['delivered_per_second']:.2f}x")
+    w("")
+
+
 def main():
     work, analysis = sys.argv[1], sys.argv[2]
     previous, previous_targets, previous_when = previous_document(
@@ -496,24 +576,26 @@ def main():
           "counts when the peer connection receives it; Parley's messages are "
           "also stored and acknowledged before they count as acked.\n")
         w("| Target | delivered msgs/s | acks/s | e2e latency ms p50 / p90 / "
-          "p99 / p99.9 / max | server CPU | loadgen CPU | problems |")
-        w("|---|---:|---:|---|---|---:|---|")
+          "p99 / p99.9 / max | server CPU | server CPU/msg | loadgen CPU | "
+          "problems |")
+        w("|---|---:|---:|---|---|---:|---:|---|")
         for t in TARGETS:
             r = maxes[t]
             if not r:
-                w(f"| {NAMES[t]} | not run | | | | | |")
+                w(f"| {NAMES[t]} | not run | | | | | | |")
                 continue
             w(f"| {NAMES[t]} | {fmt(r['delivered_per_second'])} | "
               f"{fmt(r['acks_per_second']) if t == 'parley' else 'n/a'} | "
               f"{lat(r['end_to_end'])} | {server_cpu(r)} | "
+              f"{server_us(r):.1f} us | "
               f"{r['loadgen']['cpu_percent']:.0f}% | {problems(r)} |")
         proto = load(work, "pairs_max_parley-proto")
         if proto:
             w(f"| Parley, binary subprotocol `parley.v1.proto` | "
               f"{fmt(proto['delivered_per_second'])} | "
               f"{fmt(proto['acks_per_second'])} | {lat(proto['end_to_end'])} | "
-              f"{server_cpu(proto)} | {proto['loadgen']['cpu_percent']:.0f}% | "
-              f"{problems(proto)} |")
+              f"{server_cpu(proto)} | {server_us(proto):.1f} us | "
+              f"{proto['loadgen']['cpu_percent']:.0f}% | {problems(proto)} |")
         w("")
         p, a, b = (maxes[t] and maxes[t]["delivered_per_second"] for t in TARGETS)
         if p and a:
@@ -528,6 +610,8 @@ def main():
                             ">= 100%", ratio >= 1.0))
         w("")
 
+    durable_peers(w, work, machine, targets)
+
     # Half rate latency.
     halves = {t: load(work, f"pairs_half_{t}") for t in TARGETS}
     if any(halves.values()):
@@ -538,8 +622,8 @@ def main():
           "connections as above.\n")
         w("| Target | delivered msgs/s | e2e latency ms p50 / p90 / p99 / "
           "p99.9 / max | ack latency ms p50 / p90 / p99 / p99.9 / max | "
-          "server CPU | problems |")
-        w("|---|---:|---|---|---|---|")
+          "server CPU | server CPU/msg | problems |")
+        w("|---|---:|---|---|---|---:|---|")
         for t in TARGETS:
             r = halves[t]
             if not r:
@@ -547,7 +631,7 @@ def main():
             w(f"| {NAMES[t]} | {fmt(r['delivered_per_second'])} | "
               f"{lat(r['end_to_end'])} | "
               f"{lat(r['ack_latency']) if t == 'parley' else 'n/a'} | "
-              f"{server_cpu(r)} | {problems(r)} |")
+              f"{server_cpu(r)} | {server_us(r):.1f} us | {problems(r)} |")
         w("")
         if halves["parley"]:
             p99 = halves["parley"]["end_to_end"]["p99_ms"]

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The standard benchmark suite (issue 7): Parley side by side with the raw
-# websocketpp relay (ws-relay, the transport's ceiling) and nats-server's
-# WebSocket listener, same load generator, same traffic shape, same machine,
-# one run. Writes docs/benchmarks.md (tables, ratios, targets met or missed,
+# websocketpp relay (ws-relay, the transport's ceiling), nats-server's
+# WebSocket listener and, as a durable peer, NATS JetStream's file store
+# (issue 19), same load generator, same traffic shape, same machine, one run. Writes docs/benchmarks.md (tables, ratios, targets met or missed,
 # machine facts, exact commands) from the JSON reports.
 #
 #   tests/bench/run.sh            # the full suite (~17 min on 2 cores)
 #   tests/bench/run.sh --quick    # smaller counts, for a busy machine
 #   options: --bin DIR (use built binaries, skip the -c opt build)
+#            --baseline DIR (another build's bin dir, e.g. of the commit
+#                            before a speed change: its Parley runs the 1:1
+#                            rows beside this one, in the same run)
 #            --out FILE (default docs/benchmarks.md)  --profile (perf)
 #            --only LIST (comma list of: pairs,half,handshake,idle,hold,fanout,
 #                         cluster)
@@ -20,6 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 QUICK=""
 BIN=""
+BASELINE=""
 OUT="$ROOT/docs/benchmarks.md"
 PROFILE=""
 ALL="pairs,half,handshake,idle,hold,fanout,cluster"
@@ -28,6 +32,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) QUICK=1 ;;
     --bin) BIN=$2; shift ;;
+    --baseline) BASELINE=$2; shift ;;
     --out) OUT=$2; shift ;;
     --profile) PROFILE=1 ;;
     --only) ONLY=$2; shift ;;
@@ -50,6 +55,11 @@ for f in service/parley-service gateway/parley-gateway \
   tools/loadgen/parley-loadgen tools/loadgen/ws-relay; do
   [[ -x $BIN/$f ]] || { echo "bench: $BIN/$f is missing" >&2; exit 1; }
 done
+if [[ -n $BASELINE ]]; then
+  for f in service/parley-service gateway/parley-gateway; do
+    [[ -x $BASELINE/$f ]] || { echo "bench: $BASELINE/$f is missing" >&2; exit 1; }
+  done
+fi
 command -v nats-server >/dev/null ||
   { echo "bench: nats-server missing (apt-get install -y nats-server)" >&2; exit 1; }
 
@@ -99,6 +109,8 @@ COMMON=(--warmup=2s --duration="$DURATION" --drain=5s --connect_timeout=120s)
   echo "quick=${QUICK:-0}"
   [[ $ONLY == "$ALL" ]] || echo "only=$ONLY"
   echo "bin=$BIN"
+  [[ -z $BASELINE ]] ||
+    echo "baseline=$BASELINE ($("$BASELINE/service/parley-service" --version 2>&1 | head -1))"
   echo "build=$BUILD_MODE"
 } >"$BENCH_WORK/machine.txt"
 
@@ -126,6 +138,26 @@ parley_up() {
 parley_down() { bench_stop "$GATEWAY_PID"; bench_stop "$SERVICE_PID"; }
 relay_up() { start_relay relay; RELAY=(--target=relay --address="$RELAY_ADDR"); }
 nats_up() { start_nats nats; NATS=(--target=nats --address="$NATS_ADDR"); }
+# JetStream, file storage: a durable peer (see tools/loadgen/protocol.h).
+jetstream_up() {
+  start_nats jetstream jetstream
+  JETSTREAM=(--target=jetstream --address="$NATS_ADDR")
+}
+# Parley from the --baseline binaries.
+parley_baseline_up() {
+  local bin=$BIN
+  BIN=$BASELINE
+  parley_up
+  BIN=$bin
+}
+# Parley with SQLite's synchronous=NORMAL (no fsync per commit): the row like
+# JetStream, whose file store acks before any fsync.
+parley_normal_up() {
+  start_service parley-service --sqlite_synchronous=NORMAL
+  start_gateway parley-gateway "$SERVICE_LINK"
+  PARLEY_NORMAL=(--target=parley --address="$GATEWAY_ADDR" $(parley_flags))
+  PARLEY_WATCH="--watch=gateway:$GATEWAY_PID,service:$SERVICE_PID"
+}
 
 # Rewrites the report from what has run so far, so an interrupted suite still
 # leaves a (partial, and marked so) document.
@@ -179,6 +211,10 @@ if want pairs; then
   lg pairs_max_nats "${NATS[@]}" --connections=$PAIRS --inflight=$INFLIGHT \
     --watch=nats:$NATS_PID "${COMMON[@]}"
   bench_stop "$NATS_PID"
+  jetstream_up
+  lg pairs_max_jetstream "${JETSTREAM[@]}" --connections=$PAIRS \
+    --inflight=$INFLIGHT --watch=jetstream:$NATS_PID "${COMMON[@]}"
+  bench_stop "$NATS_PID"
   parley_up
   if [[ -n $PROFILE ]] && command -v perf >/dev/null; then
     lg pairs_max_parley "${PARLEY[@]}" --connections=$PAIRS \
@@ -200,6 +236,16 @@ if want pairs; then
     $(parley_flags) --connections=$PAIRS --inflight=$INFLIGHT $PARLEY_WATCH \
     "${COMMON[@]}"
   parley_down
+  parley_normal_up
+  lg pairs_max_parley-normal "${PARLEY_NORMAL[@]}" --connections=$PAIRS \
+    --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
+  parley_down
+  if [[ -n $BASELINE ]]; then
+    parley_baseline_up
+    lg pairs_max_parley-baseline "${PARLEY[@]}" --connections=$PAIRS \
+      --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
+    parley_down
+  fi
 fi
 
 write_report
@@ -220,6 +266,20 @@ if want half && [[ -f $BENCH_WORK/pairs_max_parley.json ]]; then
     lg pairs_half_nats "${NATS[@]}" --connections=$PAIRS --rate=$HALF \
       --inflight=1000 --watch=nats:$NATS_PID "${COMMON[@]}"
     bench_stop "$NATS_PID"
+    jetstream_up
+    lg pairs_half_jetstream "${JETSTREAM[@]}" --connections=$PAIRS \
+      --rate=$HALF --inflight=1000 --watch=jetstream:$NATS_PID "${COMMON[@]}"
+    bench_stop "$NATS_PID"
+    parley_normal_up
+    lg pairs_half_parley-normal "${PARLEY_NORMAL[@]}" --connections=$PAIRS \
+      --rate=$HALF --inflight=1000 $PARLEY_WATCH "${COMMON[@]}"
+    parley_down
+    if [[ -n $BASELINE ]]; then
+      parley_baseline_up
+      lg pairs_half_parley-baseline "${PARLEY[@]}" --connections=$PAIRS \
+        --rate=$HALF --inflight=1000 $PARLEY_WATCH "${COMMON[@]}"
+      parley_down
+    fi
   fi
 fi
 

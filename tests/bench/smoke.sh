@@ -118,6 +118,38 @@ case_nats_pairs() {
     $CHECK "$BENCH_WORK/nats_pairs.json" --connections 10 --traffic --watched 1
 }
 
+case_jetstream_pairs() {
+  need_tools || return 1
+  if ! command -v nats-server >/dev/null; then
+    echo "skipped: nats-server is not installed (apt-get install nats-server)"
+    return 77
+  fi
+  start_nats jetstream jetstream || return 1
+  loadgen jetstream_pairs --target=jetstream --address="$NATS_ADDR" \
+    --connections=10 --inflight=4 --watch=jetstream:"$NATS_PID" \
+    "${SHORT[@]}" &&
+    $CHECK "$BENCH_WORK/jetstream_pairs.json" --connections 10 --traffic \
+      --acks --watched 1
+}
+
+# The durable-peer table from the JetStream and Parley runs above.
+case_durable_report() {
+  [[ -f $BENCH_WORK/jetstream_pairs.json && -f $BENCH_WORK/parley_pairs.json ]] ||
+    { echo "skipped: needs jetstream_pairs and parley_pairs"; return 77; }
+  local dir="$BENCH_WORK/durable_report"
+  mkdir -p "$dir"
+  cp "$BENCH_WORK/parley_pairs.json" "$dir/pairs_max_parley.json"
+  cp "$BENCH_WORK/jetstream_pairs.json" "$dir/pairs_max_jetstream.json"
+  printf 'cores=%s\n' "$(nproc)" >"$dir/machine.txt"
+  /usr/bin/python3 "$ROOT/tests/bench/report.py" "$dir" /dev/null \
+    >"$dir/benchmarks.md" || return 1
+  for want in "## Against a durable peer" "NATS JetStream 2.9, file storage" \
+    "Parley (fsync) / JetStream" "fsyncs every 2 minutes"; do
+    grep -qF "$want" "$dir/benchmarks.md" ||
+      { echo "report lacks \"$want\""; return 1; }
+  done
+}
+
 case_parley_pairs() {
   need_parley || return $?
   loadgen parley_pairs --target=parley --address="$GATEWAY_ADDR" $(parley_flags) \
@@ -212,7 +244,9 @@ case_cluster_report() {
 run_case relay_pairs case_relay_pairs
 run_case relay_paced case_relay_paced
 run_case nats_pairs case_nats_pairs
+run_case jetstream_pairs case_jetstream_pairs
 run_case parley_pairs case_parley_pairs
+run_case durable_report case_durable_report
 run_case parley_fanout case_parley_fanout
 run_case parley_churn case_parley_churn
 run_case parley_idle case_parley_idle

@@ -183,3 +183,28 @@ def test_operator_calls_on_either_replica_reach_the_whole_cluster(cluster):
         await a.close()
 
     run(scenario())
+
+
+def test_block_reaches_every_device_across_replicas(cluster):
+    async def scenario():
+        phone = await cluster.client(0, "alice").connect()
+        laptop = await cluster.client(1, "alice").connect()
+        b = await cluster.client(1, "bob").connect()
+        await phone.send({"block": {"user": "bob", "blocked": True}})
+        # The other device, on the other replica, gets the new list too.
+        for device in (phone, laptop):
+            assert (await next_frame(device, "blocked"))["users"] == ["bob"]
+        # A DM refused by replica 2 for a block made through replica 1.
+        await b.send_text("b-1", "alice", "let me in")
+        refused = await b.wait_for(lambda: b.errors, what="the refusal")
+        assert refused[0]["code"] == "ERROR_CODE_BLOCKED"
+        await laptop.send({"block": {"user": "bob", "blocked": False}})
+        for device in (phone, laptop):
+            assert (await next_frame(device, "blocked")).get("users", []) == []
+        await b.send_text("b-2", "alice", "friends again")
+        await phone.wait_for(lambda: phone.applied, what="the DM")
+        assert phone.applied[0]["text"] == "friends again"
+        for c in (phone, laptop, b):
+            await c.close()
+
+    run(scenario())

@@ -76,6 +76,13 @@ def test_operator_commands_against_a_service(tmp_path, procs):
     assert re.fullmatch(r"1 +system +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +"
                         r"line one\\nline two\\x1b\[2J", row), row
 
+    # Blocks (made by clients; tests/e2e/test_blocking.py lists some).
+    done = _parleyctl("blocks", "alice", svc=svc)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "BLOCKED\n"
+    done = _parleyctl("blocks", "nobody", svc=svc)
+    assert done.returncode == 5 and "nobody" in done.stderr, done
+
     done = _parleyctl("token", "alice", "--device", "laptop", svc=svc)
     assert done.returncode == 0, done.stderr
     payload = done.stdout.strip().split(".")[1]

@@ -28,7 +28,7 @@
 #include "tools/loadgen/target_list.h"
 
 ABSL_FLAG(std::string, target, "parley",
-          "Target protocol: parley, parley-proto, relay or nats.");
+          "Target protocol: parley, parley-proto, relay, nats or jetstream.");
 ABSL_FLAG(std::string, address, "127.0.0.1:8080",
           "host:port of the WebSocket endpoint (IPv4 literal), or a comma "
           "list of them: connection i goes to the (i mod N)-th, so the two "

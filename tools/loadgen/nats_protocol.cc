@@ -1,6 +1,14 @@
-// The NATS adapter: the NATS client text protocol carried in WebSocket binary
-// frames (nats-server's websocket listener). A NATS operation may span frames
-// and a frame may hold several, so the session keeps a byte buffer.
+// The NATS adapters: the NATS client text protocol carried in WebSocket
+// binary frames (nats-server's websocket listener). A NATS operation may span
+// frames and a frame may hold several, so a session keeps a byte buffer.
+//
+//   * nats: core NATS, at most once, nothing stored: SUB own subject, a send
+//     is a PUB to the peer's subject, MSG = delivery, no acks.
+//   * jetstream: a durable peer. One file-storage stream "PARLEY" holds the
+//     subjects u.<user> (each user's messages); each connection creates an
+//     ephemeral push consumer with explicit acks filtered on its own subject.
+//     A send is a PUB with a reply subject, acked by JetStream's PubAck once
+//     stored; a delivery is acked back (+ACK) to the consumer.
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -10,30 +18,12 @@
 namespace parley::loadgen {
 namespace {
 
-class NatsSession final : public ProtocolSession {
+// The NATS operations both adapters read, split out of the byte stream.
+class NatsConnection : public ProtocolSession {
  public:
-  explicit NatsSession(const SessionSpec& spec) : spec_(spec) {}
-
   std::string Resource() const override { return "/"; }
   std::string Subprotocol() const override { return ""; }
   WsOpcode DataOpcode() const override { return WsOpcode::kBinary; }
-
-  void OnOpen(SessionEvents& events) override {
-    std::string hello = absl::StrCat(
-        "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":false}\r\n",
-        "SUB ", spec_.self, " 1\r\n");
-    if (!spec_.group_subject.empty()) {
-      absl::StrAppend(&hello, "SUB ", spec_.group_subject, " 2\r\n");
-    }
-    // The PONG to this PING proves the subscriptions are in place.
-    hello += "PING\r\n";
-    events.SendPayload(hello);
-  }
-
-  std::string EncodeSend(absl::string_view, absl::string_view text) override {
-    return absl::StrCat("PUB ", spec_.to, " ", text.size(), "\r\n", text,
-                        "\r\n");
-  }
 
   absl::Status OnFrame(absl::string_view payload,
                        SessionEvents& events) override {
@@ -49,23 +39,22 @@ class NatsSession final : public ProtocolSession {
         std::vector<absl::string_view> parts =
             absl::StrSplit(line, ' ', absl::SkipEmpty());
         size_t n = 0;
-        if (parts.size() < 4 || !absl::SimpleAtoi(parts.back(), &n)) {
+        if (parts.size() < 4 || parts.size() > 5 ||
+            !absl::SimpleAtoi(parts.back(), &n)) {
           status = absl::InvalidArgumentError(
               absl::StrCat("bad NATS MSG line: ", line));
           break;
         }
         if (buffer_.size() < eol + 2 + n + 2) break;  // Payload not here yet.
-        events.OnDelivery(absl::string_view(buffer_.data() + eol + 2, n));
+        status = OnMsg(parts[1], parts[2], parts.size() == 5 ? parts[3] : "",
+                       absl::string_view(buffer_.data() + eol + 2, n), events);
         pos = eol + 2 + n + 2;
         continue;
       }
       if (line == "PING") {
         events.SendPayload("PONG\r\n");
       } else if (line == "PONG") {
-        if (!ready_) {
-          ready_ = true;
-          events.OnReady();
-        }
+        OnPong(events);
       } else if (absl::StartsWith(line, "-ERR")) {
         events.OnError("nats.err", "");
       } else if (!absl::StartsWith(line, "INFO") && line != "+OK") {
@@ -78,9 +67,54 @@ class NatsSession final : public ProtocolSession {
     return status;
   }
 
+ protected:
+  // A message on the session's subscription `sid`.
+  virtual absl::Status OnMsg(absl::string_view subject, absl::string_view sid,
+                             absl::string_view reply, absl::string_view payload,
+                             SessionEvents& events) = 0;
+  virtual void OnPong(SessionEvents& events) = 0;
+
  private:
-  const SessionSpec spec_;
   std::string buffer_;
+};
+
+constexpr absl::string_view kConnect =
+    "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":false}\r\n";
+
+class NatsSession final : public NatsConnection {
+ public:
+  explicit NatsSession(const SessionSpec& spec) : spec_(spec) {}
+
+  void OnOpen(SessionEvents& events) override {
+    std::string hello = absl::StrCat(kConnect, "SUB ", spec_.self, " 1\r\n");
+    if (!spec_.group_subject.empty()) {
+      absl::StrAppend(&hello, "SUB ", spec_.group_subject, " 2\r\n");
+    }
+    // The PONG to this PING proves the subscriptions are in place.
+    hello += "PING\r\n";
+    events.SendPayload(hello);
+  }
+
+  std::string EncodeSend(absl::string_view, absl::string_view text) override {
+    return absl::StrCat("PUB ", spec_.to, " ", text.size(), "\r\n", text,
+                        "\r\n");
+  }
+
+ private:
+  absl::Status OnMsg(absl::string_view, absl::string_view, absl::string_view,
+                     absl::string_view payload,
+                     SessionEvents& events) override {
+    events.OnDelivery(payload);
+    return absl::OkStatus();
+  }
+  void OnPong(SessionEvents& events) override {
+    if (!ready_) {
+      ready_ = true;
+      events.OnReady();
+    }
+  }
+
+  const SessionSpec spec_;
   bool ready_ = false;
 };
 
@@ -95,10 +129,128 @@ class NatsProtocol final : public Protocol {
   }
 };
 
+// The stream every jetstream session asks for; creating it again with the
+// same configuration succeeds, so whichever session comes first creates it.
+constexpr absl::string_view kStreamCreate =
+    "{\"name\":\"PARLEY\",\"subjects\":[\"u.*\"],\"storage\":\"file\","
+    "\"retention\":\"limits\",\"discard\":\"old\",\"num_replicas\":1}";
+
+class JetStreamSession final : public NatsConnection {
+ public:
+  // The subscription to the consumer's deliver subject.
+  static constexpr absl::string_view kConsumerSid = "2";
+
+  explicit JetStreamSession(const SessionSpec& spec)
+      : spec_(spec), inbox_(absl::StrCat("_INBOX.", spec.self)) {}
+
+  void OnOpen(SessionEvents& events) override {
+    events.SendPayload(absl::StrCat(kConnect, "SUB ", inbox_, ".> 1\r\n",
+                                    "SUB d.", spec_.self, " 2\r\n",
+                                    Pub("$JS.API.STREAM.CREATE.PARLEY",
+                                        inbox_ + ".stream", kStreamCreate)));
+  }
+
+  std::string EncodeSend(absl::string_view client_id,
+                         absl::string_view text) override {
+    return Pub(absl::StrCat("u.", spec_.to),
+               absl::StrCat(inbox_, ".ack.", client_id), text);
+  }
+
+ private:
+  static std::string Pub(absl::string_view subject, absl::string_view reply,
+                         absl::string_view payload) {
+    return absl::StrCat("PUB ", subject, " ", reply, reply.empty() ? "" : " ",
+                        payload.size(), "\r\n", payload, "\r\n");
+  }
+
+  // Whether a JetStream API answer or PubAck is an error (it then holds an
+  // "error" object).
+  static bool IsError(absl::string_view payload) {
+    return absl::StrContains(payload, "\"error\"");
+  }
+
+  absl::Status OnMsg(absl::string_view subject, absl::string_view sid,
+                     absl::string_view reply, absl::string_view payload,
+                     SessionEvents& events) override {
+    if (sid == kConsumerSid) {
+      // A stored message pushed by this session's consumer (under its
+      // original subject): ack it.
+      events.OnDelivery(payload);
+      if (!reply.empty()) events.SendPayload(Pub(reply, "", "+ACK"));
+      return absl::OkStatus();
+    }
+    absl::string_view rest = subject;
+    if (!absl::ConsumePrefix(&rest, inbox_) ||
+        !absl::ConsumePrefix(&rest, ".")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("MSG on an unexpected subject: ", subject));
+    }
+    if (absl::ConsumePrefix(&rest, "ack.")) {
+      if (IsError(payload)) {
+        events.OnError("jetstream.puback", rest);
+      } else {
+        events.OnAck(rest);
+      }
+      return absl::OkStatus();
+    }
+    // Creating the stream again with the same configuration succeeds, so an
+    // error here (e.g. 10058, in use with another configuration) is fatal.
+    if (IsError(payload)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("JetStream refused ", rest, " creation: ", payload));
+    }
+    if (rest == "stream") {
+      const std::string config = absl::StrCat(
+          "{\"stream_name\":\"PARLEY\",\"config\":{\"deliver_subject\":\"d.",
+          spec_.self, "\",\"filter_subject\":\"u.", spec_.self,
+          "\",\"ack_policy\":\"explicit\",\"deliver_policy\":\"new\","
+          "\"max_ack_pending\":100000}}");
+      events.SendPayload(
+          Pub("$JS.API.CONSUMER.CREATE.PARLEY", inbox_ + ".consumer", config));
+      return absl::OkStatus();
+    }
+    if (rest == "consumer") {
+      // The PONG to this PING proves the consumer's subscription is live.
+      events.SendPayload("PING\r\n");
+      return absl::OkStatus();
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("MSG on an unexpected subject: ", subject));
+  }
+
+  void OnPong(SessionEvents& events) override {
+    if (!ready_) {
+      ready_ = true;
+      events.OnReady();
+    }
+  }
+
+  const SessionSpec spec_;
+  const std::string inbox_;
+  bool ready_ = false;
+};
+
+class JetStreamProtocol final : public Protocol {
+ public:
+  std::string name() const override { return "jetstream"; }
+  bool has_acks() const override { return true; }
+  // A consumer filters on one subject in nats-server 2.9, so a member would
+  // need a consumer per group: not modelled.
+  bool supports_groups() const override { return false; }
+  std::unique_ptr<ProtocolSession> NewSession(
+      const SessionSpec& spec) const override {
+    return std::make_unique<JetStreamSession>(spec);
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<Protocol> MakeNatsProtocol() {
   return std::make_unique<NatsProtocol>();
+}
+
+std::unique_ptr<Protocol> MakeJetStreamProtocol() {
+  return std::make_unique<JetStreamProtocol>();
 }
 
 }  // namespace parley::loadgen

@@ -12,7 +12,10 @@
 //     the other member of the pair;
 //   * nats   (nats_protocol.cc): NATS text protocol over WebSocket, CONNECT +
 //     SUB own subject + PING, ready on PONG, a send is PUB to the peer's
-//     subject, MSG = delivery; there are no acks.
+//     subject, MSG = delivery; there are no acks;
+//   * jetstream (nats_protocol.cc): the same over nats-server's JetStream, a
+//     durable peer: a send is stored in a file-storage stream and acked by
+//     its PubAck; each connection's consumer pushes its messages and is acked.
 //
 // Threading: a session is used by the one thread that runs its connection.
 #ifndef PARLEY_TOOLS_LOADGEN_PROTOCOL_H_
@@ -81,7 +84,7 @@ class Protocol {
  public:
   virtual ~Protocol() = default;
   virtual std::string name() const = 0;
-  // Whether the target has acks (only Parley does).
+  // Whether the target acks a stored send (Parley, JetStream).
   virtual bool has_acks() const = 0;
   // Whether the target can fan a send out to a group.
   virtual bool supports_groups() const = 0;
@@ -89,13 +92,14 @@ class Protocol {
       const SessionSpec& spec) const = 0;
 };
 
-// "parley" (JSON frames), "parley-proto" (binary protobuf frames), "relay" or
-// "nats"; INVALID_ARGUMENT otherwise.
+// "parley" (JSON frames), "parley-proto" (binary protobuf frames), "relay",
+// "nats" or "jetstream"; INVALID_ARGUMENT otherwise.
 absl::StatusOr<std::unique_ptr<Protocol>> MakeProtocol(absl::string_view name);
 
 std::unique_ptr<Protocol> MakeParleyProtocol(bool binary);
 std::unique_ptr<Protocol> MakeRelayProtocol();
 std::unique_ptr<Protocol> MakeNatsProtocol();
+std::unique_ptr<Protocol> MakeJetStreamProtocol();
 
 }  // namespace parley::loadgen
 

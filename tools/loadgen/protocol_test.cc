@@ -154,14 +154,73 @@ TEST(NatsProtocolTest, ServerErrorsAndGarbageAreReported) {
   EXPECT_FALSE(session->OnFrame("BOGUS\r\n", events).ok());
 }
 
-TEST(MakeProtocolTest, KnowsTheFourTargets) {
-  for (const char* name : {"parley", "parley-proto", "relay", "nats"}) {
+TEST(JetStreamProtocolTest, CreatesStreamThenConsumerThenIsReadyOnPong) {
+  auto session = MakeJetStreamProtocol()->NewSession(Spec());
+  RecordingEvents events;
+  session->OnOpen(events);
+  ASSERT_EQ(events.sent.size(), 1u);
+  EXPECT_THAT(events.sent[0], HasSubstr("SUB _INBOX.alice.> 1\r\n"));
+  EXPECT_THAT(events.sent[0], HasSubstr("SUB d.alice 2\r\n"));
+  EXPECT_THAT(
+      events.sent[0],
+      HasSubstr("PUB $JS.API.STREAM.CREATE.PARLEY _INBOX.alice.stream "));
+  EXPECT_THAT(events.sent[0], HasSubstr("\"storage\":\"file\""));
+  ASSERT_TRUE(
+      session->OnFrame("MSG _INBOX.alice.stream 1 8\r\n{\"ok\":1}\r\n", events)
+          .ok());
+  ASSERT_EQ(events.sent.size(), 2u);
+  EXPECT_THAT(events.sent[1], HasSubstr("PUB $JS.API.CONSUMER.CREATE.PARLEY "
+                                        "_INBOX.alice.consumer "));
+  EXPECT_THAT(events.sent[1], HasSubstr("\"filter_subject\":\"u.alice\""));
+  EXPECT_THAT(events.sent[1], HasSubstr("\"ack_policy\":\"explicit\""));
+  ASSERT_TRUE(
+      session->OnFrame("MSG _INBOX.alice.consumer 1 2\r\n{}\r\n", events).ok());
+  EXPECT_EQ(events.sent.back(), "PING\r\n");
+  EXPECT_TRUE(events.log.empty());
+  ASSERT_TRUE(session->OnFrame("PONG\r\n", events).ok());
+  EXPECT_THAT(events.log, ElementsAre("ready"));
+  EXPECT_EQ(session->EncodeSend("c1", "hello"),
+            "PUB u.bob _INBOX.alice.ack.c1 5\r\nhello\r\n");
+}
+
+TEST(JetStreamProtocolTest, PubAcksAckAndDeliveriesAreAckedBack) {
+  auto session = MakeJetStreamProtocol()->NewSession(Spec());
+  RecordingEvents events;
+  ASSERT_TRUE(
+      session
+          ->OnFrame("MSG _INBOX.alice.ack.c1 1 27\r\n"
+                    "{\"stream\":\"PARLEY\",\"seq\":7}\r\n"
+                    "MSG u.alice 2 $JS.ACK.PARLEY.x.1.7.7.1.0 2\r\nhi\r\n"
+                    "MSG _INBOX.alice.ack.c2 1 17\r\n"
+                    "{\"error\":{\"x\":1}}\r\n",
+                    events)
+          .ok());
+  EXPECT_THAT(events.log, ElementsAre("ack:c1", "delivery:hi",
+                                      "error:jetstream.puback:c2"));
+  EXPECT_THAT(events.sent,
+              ElementsAre("PUB $JS.ACK.PARLEY.x.1.7.7.1.0 4\r\n+ACK\r\n"));
+}
+
+TEST(JetStreamProtocolTest, ARefusedStreamIsFatal) {
+  auto session = MakeJetStreamProtocol()->NewSession(Spec());
+  RecordingEvents events;
+  absl::Status s = session->OnFrame(
+      "MSG _INBOX.alice.stream 1 17\r\n{\"error\":{\"x\":1}}\r\n", events);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("JetStream refused stream"));
+}
+
+TEST(MakeProtocolTest, KnowsTheFiveTargets) {
+  for (const char* name :
+       {"parley", "parley-proto", "relay", "nats", "jetstream"}) {
     absl::StatusOr<std::unique_ptr<Protocol>> p = MakeProtocol(name);
     ASSERT_TRUE(p.ok()) << name;
     EXPECT_EQ((*p)->name(), name);
   }
   EXPECT_FALSE(MakeProtocol("mqtt").ok());
   EXPECT_TRUE((*MakeProtocol("parley"))->has_acks());
+  EXPECT_TRUE((*MakeProtocol("jetstream"))->has_acks());
+  EXPECT_FALSE((*MakeProtocol("nats"))->has_acks());
   EXPECT_FALSE((*MakeProtocol("relay"))->supports_groups());
 }
 
