@@ -29,6 +29,9 @@ v1::Group ToGroup(const GroupRecord& r) {
   g.set_id(r.id);
   g.set_display_name(r.display_name);
   for (const std::string& m : r.members) g.add_members(m);
+  for (const auto& [user, role] : r.roles) {
+    (*g.mutable_roles())[user] = static_cast<v1::GroupRole>(role);
+  }
   *g.mutable_created_at() = ToTimestamp(r.created_at);
   return g;
 }

@@ -129,6 +129,7 @@ def test_members_manage_a_group_and_see_its_events(stack):
         reply = stack.admin.call("AddMembers", group_id=group,
                                  user_ids=["dave"])
         assert list(reply.members) == ["alice", "dave"]
+        assert dict(reply.roles) == {"alice": 2}  # GROUP_ROLE_OWNER
         joined = (await d.wait_for(lambda: events(d, "MEMBERS_ADDED"),
                                    what="dave's added event"))[0]
         assert joined.get("from", "") == ""
