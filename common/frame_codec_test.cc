@@ -35,8 +35,24 @@ std::vector<ClientFrame> ClientSamples() {
       FromText<ClientFrame>(R"(read { conversation: "d:alice:bob" seq: 7 })"),
       FromText<ClientFrame>(R"(typing { to { user: "bob" } })"),
       FromText<ClientFrame>(R"(ping { nonce: "n1" })"),
+      FromText<ClientFrame>(
+          R"(list_conversations { page_token: "MTcwMC9kOmE6Yg" limit: 20 })"),
+      FromText<ClientFrame>(
+          R"(history { conversation: "g:team" before_seq: 120 limit: 50 })"),
       FromText<ClientFrame>(R"(block { user: "bob" blocked: true })"),
       FromText<ClientFrame>(R"(list_blocked { })"),
+      FromText<ClientFrame>(
+          R"(edit { client_msg_id: "e-1" conversation: "d:alice:bob" seq: 4
+                    text: "hello again" })"),
+      FromText<ClientFrame>(
+          R"(delete { client_msg_id: "x-1" conversation: "g:team" seq: 9 })"),
+      FromText<ClientFrame>(
+          R"(create_group { client_msg_id: "g-1" title: "Trip"
+                            members: "bob" })"),
+      FromText<ClientFrame>(
+          R"(update_group { client_msg_id: "u-1" group: "g1"
+                            set_role { user: "bob" role: GROUP_ROLE_OWNER } })"),
+      FromText<ClientFrame>(R"(get_group { group: "g1" })"),
   };
 }
 
@@ -66,7 +82,36 @@ std::vector<ServerFrame> ServerSamples() {
       FromText<ServerFrame>(R"(pong { nonce: "n1" })"),
       FromText<ServerFrame>(R"(announcement { text: "maintenance at 10"
                             sent_at { seconds: 1700000000 } })"),
+      FromText<ServerFrame>(
+          R"(receipt { conversation: "g:team" user: "alice" seq: 3
+             unread: 2 })"),
+      FromText<ServerFrame>(
+          std::string("conversations { conversations { id: \"d:alice:bob\" "
+                      "kind: CONVERSATION_KIND_DIRECT title: \"Bob\" "
+                      "peer: \"bob\" head_seq: 4 last_activity { seconds: "
+                      "1700000000 } last_message {") +
+          kMessage +
+          "} read_seq: 2 unread: 1 peer_read_seq: 3 } "
+          "next_page_token: \"MTcwMC9kOmE6Yg\" }"),
+      FromText<ServerFrame>(std::string("history { conversation: "
+                                        "\"d:alice:bob\" messages {") +
+                            kMessage + "} more: true }"),
       FromText<ServerFrame>(R"(blocked { users: "bob" users: "zed" })"),
+      FromText<ServerFrame>(
+          R"(group { id: "g1" title: "Trip"
+                     members { user: "alice" role: GROUP_ROLE_OWNER } })"),
+      FromText<ServerFrame>(
+          R"(message { inbox_seq: 12 conversation: "g:g1" seq: 2
+                       kind: MESSAGE_KIND_GROUP_EVENT
+                       group_event { type: GROUP_EVENT_TYPE_MEMBERS_ADDED
+                                     actor: "alice" users: "dave" } })"),
+      FromText<ServerFrame>(
+          R"(message { inbox_seq: 11 conversation: "d:alice:bob" seq: 6
+                       from: "alice" kind: MESSAGE_KIND_EDIT target_seq: 4
+                       text: "hello again" })"),
+      FromText<ServerFrame>(
+          R"(message { conversation: "d:alice:bob" seq: 4 deleted: true
+                       edited_at { seconds: 1700000100 } })"),
   };
 }
 

@@ -71,9 +71,36 @@ std::vector<ClientFrame> ClientSamples() {
       FromText<ClientFrame>(R"(typing { })"),
       FromText<ClientFrame>(R"(ping { nonce: "n-1717171717" })"),
       FromText<ClientFrame>(R"(ping { })"),
+      FromText<ClientFrame>(
+          R"(list_conversations { page_token: "MTcwMC9kOmE6Yg" limit: 20 })"),
+      FromText<ClientFrame>(R"(list_conversations { })"),
+      FromText<ClientFrame>(
+          R"(history { conversation: "g:team-7" before_seq: 120 limit: 50 })"),
       FromText<ClientFrame>(R"(block { user: "bob" blocked: true })"),
       FromText<ClientFrame>(R"(block { user: "bob" })"),
       FromText<ClientFrame>(R"(list_blocked { })"),
+      FromText<ClientFrame>(
+          R"(edit { client_msg_id: "e-1" conversation: "d:alice:bob" seq: 4
+                    text: "lunch at 1?" })"),
+      FromText<ClientFrame>(
+          R"(delete { client_msg_id: "x-1" conversation: "g:team-7" seq: 9 })"),
+      FromText<ClientFrame>(R"(delete { })"),
+      FromText<ClientFrame>(
+          R"(create_group { client_msg_id: "g-1" title: "Trip \"26\""
+                            members: "bob" members: "carol" })"),
+      FromText<ClientFrame>(R"(create_group { })"),
+      FromText<ClientFrame>(
+          R"(update_group { client_msg_id: "u-1" group: "g1"
+                            add_members { users: "dave" } })"),
+      FromText<ClientFrame>(
+          R"(update_group { group: "g1" remove_members { } })"),
+      FromText<ClientFrame>(R"(update_group { group: "g1" rename: "Crew" })"),
+      FromText<ClientFrame>(R"(update_group { group: "g1" leave { } })"),
+      FromText<ClientFrame>(
+          R"(update_group { group: "g1"
+                            set_role { user: "bob" role: GROUP_ROLE_ADMIN } })"),
+      FromText<ClientFrame>(R"(update_group { set_role { role: 7 } })"),
+      FromText<ClientFrame>(R"(get_group { group: "g1" })"),
       ClientFrame(),
   };
   ClientFrame tricky;
@@ -112,6 +139,22 @@ std::vector<ServerFrame> ServerSamples() {
       FromText<ServerFrame>(
           R"(receipt { conversation: "g:team-7" user: "bob" seq: 3 })"),
       FromText<ServerFrame>(
+          R"(receipt { conversation: "g:team-7" user: "alice" seq: 3
+             unread: 18446744073709551615 })"),
+      FromText<ServerFrame>(
+          std::string("conversations { conversations { id: \"d:alice:bob\" "
+                      "kind: CONVERSATION_KIND_DIRECT title: \"Bob\" "
+                      "peer: \"bob\" head_seq: 5678 last_activity { seconds: "
+                      "1717171717 nanos: 123000000 } last_message {") +
+          kMessage +
+          "} read_seq: 2 unread: 1 peer_read_seq: 3 } conversations { id: "
+          "\"g:team-7\" kind: CONVERSATION_KIND_GROUP } next_page_token: "
+          "\"MTcwMC9kOmE6Yg\" }"),
+      FromText<ServerFrame>(R"(conversations { })"),
+      FromText<ServerFrame>(std::string("history { conversation: "
+                                        "\"d:alice:bob\" messages {") +
+                            kMessage + "} more: true }"),
+      FromText<ServerFrame>(
           R"(typing { from: "bob" conversation: "d:alice:bob" })"),
       FromText<ServerFrame>(R"(presence { user: "bob" online: true })"),
       FromText<ServerFrame>(R"(presence { user: "bob" online: false })"),
@@ -129,6 +172,22 @@ std::vector<ServerFrame> ServerSamples() {
       FromText<ServerFrame>(R"(announcement { sent_at { } })"),
       FromText<ServerFrame>(R"(blocked { users: "bob" users: "zed" })"),
       FromText<ServerFrame>(R"(blocked { })"),
+      FromText<ServerFrame>(
+          R"(group { id: "g1" title: "Trip" created_at { seconds: 1700000000 }
+                     members { user: "alice" role: GROUP_ROLE_OWNER }
+                     members { user: "bob" } })"),
+      FromText<ServerFrame>(R"(group { })"),
+      FromText<ServerFrame>(
+          R"(message { inbox_seq: 12 conversation: "g:g1" seq: 2
+                       from: "alice" to { group: "g1" }
+                       kind: MESSAGE_KIND_GROUP_EVENT
+                       group_event { type: GROUP_EVENT_TYPE_ROLE_CHANGED
+                                     actor: "alice" users: "bob"
+                                     role: GROUP_ROLE_ADMIN } })"),
+      FromText<ServerFrame>(
+          R"(message { kind: MESSAGE_KIND_GROUP_EVENT
+                       group_event { type: GROUP_EVENT_TYPE_CREATED
+                                     title: "Trip" users: "alice" } })"),
   };
   ServerFrame tricky;
   tricky.mutable_message()->set_text(kTrickyText);

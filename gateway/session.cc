@@ -102,6 +102,11 @@ absl::Status ValidateFrame(const ClientFrame& frame) {
         return absl::InvalidArgumentError("typing.to needs a user or a group");
       }
       return absl::OkStatus();
+    case ClientFrame::kHistory:
+      if (frame.history().conversation().empty()) {
+        return absl::InvalidArgumentError("history.conversation is empty");
+      }
+      return absl::OkStatus();
     default:
       return absl::OkStatus();
   }
@@ -229,10 +234,10 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
     return;
   }
   if (frame.frame_case() == ClientFrame::FRAME_NOT_SET) {
-    SendClientError(
-        parley::v1::ERROR_CODE_INVALID_FRAME,
-        "the frame names no known frame (hello, send, edit, delete, "
-        "sync, read, typing or ping)");
+    SendClientError(parley::v1::ERROR_CODE_INVALID_FRAME,
+                    "the frame names no known frame (hello, send, edit, "
+                    "delete, sync, read, typing, ping, listConversations, "
+                    "history, block or listBlocked)");
     return;
   }
   HandleFrame(std::move(frame));

@@ -572,6 +572,38 @@ TEST_F(SessionTest, AnAckRaisesTheResumePoint) {
   EXPECT_EQ(upstream_.events[0].open().resume_after(), 1u);
 }
 
+TEST_F(SessionTest, ConversationListAndHistoryGoUpstreamAndMoveNoResumePoint) {
+  GoLive(/*head=*/5);
+  session_->OnClientMessage(R"({"listConversations":{"limit":2}})", false);
+  session_->OnClientMessage(
+      R"({"history":{"conversation":"d:alice:bob","beforeSeq":"9"}})", false);
+  session_->OnClientMessage(R"({"history":{"limit":3}})", false);
+  ASSERT_THAT(upstream_.events, SizeIs(3));  // The open and two frames.
+  EXPECT_EQ(upstream_.events[1].frame().frame().list_conversations().limit(),
+            2u);
+  EXPECT_EQ(upstream_.events[2].frame().frame().history().before_seq(), 9u);
+  auto errors = connection_.Frames();
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors.back().error().code(),
+            parley::v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_THAT(errors.back().error().message(), HasSubstr("conversation"));
+
+  // History and list answers carry messages outside the inbox (inbox_seq
+  // 0): they reach the client and leave the resume point where it was.
+  ServerFrame page;
+  page.mutable_history()->set_conversation("d:alice:bob");
+  page.mutable_history()->add_messages()->set_seq(8);
+  ServerFrame list;
+  list.mutable_conversations()->add_conversations()->mutable_last_message();
+  connection_.sent.clear();
+  Deliver(page);
+  Deliver(list);
+  ASSERT_THAT(connection_.Frames(), SizeIs(2));
+  EXPECT_TRUE(connection_.Frames()[0].has_history());
+  EXPECT_TRUE(connection_.Frames()[1].has_conversations());
+  EXPECT_EQ(session_->resume_point(), 5u);
+}
+
 // The stream broke after the service stored a Send and before its Ack
 // arrived: the replay carries the message, and the re-sent Send's answer
 // repeats the Ack. The client gets one Ack and never its own message.

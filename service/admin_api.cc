@@ -414,6 +414,21 @@ absl::StatusOr<v1::GetHistoryResponse> AdminApi::GetHistory(
   return response;
 }
 
+absl::StatusOr<v1::ListConversationsResponse> AdminApi::ListConversations(
+    const v1::ListConversationsRequest& request) {
+  RETURN_IF_ERROR(ValidateId("user id", request.user_id()));
+  ASSIGN_OR_RETURN(ConversationPage page,
+                   store_->ListConversations(
+                       request.user_id(), request.page_token(),
+                       static_cast<int>(PageSize(request.page_size()))));
+  v1::ListConversationsResponse response;
+  for (const ConversationSummary& s : page.conversations) {
+    *response.add_conversations() = ToConversationSummary(s);
+  }
+  response.set_next_page_token(page.next_page_token);
+  return response;
+}
+
 absl::StatusOr<v1::Stats> AdminApi::GetStats(const v1::GetStatsRequest&) {
   ASSIGN_OR_RETURN(StoreStats stored, store_->Stats());
   v1::Stats stats;

@@ -11,8 +11,8 @@
 // nothing.
 //
 // Paging: page tokens are the last id of the previous page (opaque to
-// callers); page_size 0 means `default_page_size`, larger than
-// `max_page_size` is capped.
+// callers; ListConversations' are the store's, see Store::ListConversations);
+// page_size 0 means `default_page_size`, larger than `max_page_size` is capped.
 //
 // Group changes (CreateGroup, AddMembers, RemoveMembers) go through
 // Messaging as an operator's group events: every member sees them in the
@@ -96,6 +96,8 @@ class AdminApi final {
       const v1::DeleteMessageRequest& request);
   absl::StatusOr<v1::GetHistoryResponse> GetHistory(
       const v1::GetHistoryRequest& request);
+  absl::StatusOr<v1::ListConversationsResponse> ListConversations(
+      const v1::ListConversationsRequest& request);
   absl::StatusOr<v1::Stats> GetStats(const v1::GetStatsRequest& request);
   // Blocks while the copy is written and checked (see StoreBackup::Write).
   absl::StatusOr<v1::BackupResponse> Backup(const v1::BackupRequest& request);

@@ -153,6 +153,12 @@ grpc::Status AdminService::GetHistory(grpc::ServerContext* context,
   return Serve("GetHistory", context, *request, response,
                &AdminApi::GetHistory);
 }
+grpc::Status AdminService::ListConversations(
+    grpc::ServerContext* context, const v1::ListConversationsRequest* request,
+    v1::ListConversationsResponse* response) {
+  return Serve("ListConversations", context, *request, response,
+               &AdminApi::ListConversations);
+}
 grpc::Status AdminService::GetStats(grpc::ServerContext* context,
                                     const v1::GetStatsRequest* request,
                                     v1::Stats* response) {

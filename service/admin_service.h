@@ -75,6 +75,9 @@ class AdminService final : public v1::Admin::Service {
   grpc::Status GetHistory(grpc::ServerContext* context,
                           const v1::GetHistoryRequest* request,
                           v1::GetHistoryResponse* response) override;
+  grpc::Status ListConversations(
+      grpc::ServerContext* context, const v1::ListConversationsRequest* request,
+      v1::ListConversationsResponse* response) override;
   grpc::Status GetStats(grpc::ServerContext* context,
                         const v1::GetStatsRequest* request,
                         v1::Stats* response) override;

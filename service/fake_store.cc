@@ -1,6 +1,7 @@
 #include "service/fake_store.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "service/append_rules.h"
@@ -329,6 +330,106 @@ absl::StatusOr<uint64_t> FakeStore::ConversationHead(
   absl::MutexLock lock(&mu_);
   auto it = conversations_.find(conversation);
   return it == conversations_.end() ? 0 : it->second.size();
+}
+
+// Whether `m` counts in `user`'s unread count: a text by someone else, not
+// deleted (see Store::ListConversations).
+static bool CountsAsUnread(const StoredMessage& m, absl::string_view user) {
+  return m.from != user && m.kind == MessageKind::kText && !m.deleted;
+}
+
+absl::StatusOr<ConversationPage> FakeStore::ListConversations(
+    absl::string_view user, absl::string_view page_token, int limit) {
+  if (limit < 1) return absl::InvalidArgumentError("limit must be at least 1");
+  std::optional<ConversationCursor> after;
+  if (!page_token.empty()) {
+    absl::StatusOr<ConversationCursor> cursor =
+        DecodeConversationCursor(page_token);
+    if (!cursor.ok()) return cursor.status();
+    after = *std::move(cursor);
+  }
+  absl::MutexLock lock(&mu_);
+  if (users_.count(user) == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("user \"", user, "\" does not exist"));
+  }
+  const std::string me(user);
+  auto cursor_of = [&](const std::string& u, const std::string& c) {
+    auto it = cursors_.find({u, c});
+    return it == cursors_.end() ? uint64_t{0} : it->second;
+  };
+  std::vector<ConversationSummary> all;
+  for (const auto& [id, indexes] : conversations_) {
+    ConversationSummary s;
+    s.conversation = id;
+    if (id.rfind("g:", 0) == 0) {
+      auto g = groups_.find(absl::string_view(id).substr(2));
+      if (g == groups_.end() || g->second.members.count(me) == 0) continue;
+      s.group = true;
+      s.title = g->second.record.display_name;
+      s.last_activity = g->second.record.created_at;
+    } else {
+      const StoredMessage& first = messages_[indexes.front()];
+      const std::string& a = first.from;
+      const std::string& b = first.to;
+      if (a != me && b != me) continue;
+      s.peer = a == me ? b : a;
+      auto p = users_.find(s.peer);
+      s.title = p == users_.end() || p->second.record.display_name.empty()
+                    ? s.peer
+                    : p->second.record.display_name;
+      s.peer_read_seq = cursor_of(s.peer, id);
+    }
+    s.head_seq = indexes.size();
+    for (auto i = indexes.rbegin(); i != indexes.rend(); ++i) {
+      if (messages_[*i].kind != MessageKind::kText) continue;
+      s.last_message = messages_[*i];
+      s.last_activity = s.last_message->sent_at;
+      break;
+    }
+    s.read_seq = cursor_of(me, id);
+    for (uint64_t seq = s.read_seq + 1; seq <= indexes.size(); ++seq) {
+      if (CountsAsUnread(messages_[indexes[seq - 1]], me)) ++s.unread;
+    }
+    all.push_back(std::move(s));
+  }
+  auto key = [](const ConversationSummary& s) {
+    return std::make_pair(absl::ToUnixMicros(s.last_activity),
+                          absl::string_view(s.conversation));
+  };
+  std::sort(all.begin(), all.end(),
+            [&](const ConversationSummary& x, const ConversationSummary& y) {
+              return key(x) > key(y);
+            });
+  ConversationPage page;
+  for (ConversationSummary& s : all) {
+    if (after.has_value() &&
+        key(s) >= std::make_pair(after->activity_us,
+                                 absl::string_view(after->conversation))) {
+      continue;
+    }
+    if (static_cast<int>(page.conversations.size()) == limit) {
+      const ConversationSummary& last = page.conversations.back();
+      page.next_page_token = EncodeConversationCursor(
+          {absl::ToUnixMicros(last.last_activity), last.conversation});
+      break;
+    }
+    page.conversations.push_back(std::move(s));
+  }
+  return page;
+}
+
+absl::StatusOr<uint64_t> FakeStore::CountUnread(absl::string_view user,
+                                                absl::string_view conversation,
+                                                uint64_t after_seq) {
+  absl::MutexLock lock(&mu_);
+  auto it = conversations_.find(conversation);
+  if (it == conversations_.end()) return 0;
+  uint64_t unread = 0;
+  for (uint64_t seq = after_seq + 1; seq <= it->second.size(); ++seq) {
+    if (CountsAsUnread(messages_[it->second[seq - 1]], user)) ++unread;
+  }
+  return unread;
 }
 
 void FakeStore::AdvanceReadCursor(std::string user, std::string conversation,

@@ -62,6 +62,12 @@ class FakeStore final : public Store {
   absl::StatusOr<uint64_t> ConversationHead(
       absl::string_view conversation) override;
 
+  absl::StatusOr<ConversationPage> ListConversations(
+      absl::string_view user, absl::string_view page_token, int limit) override;
+  absl::StatusOr<uint64_t> CountUnread(absl::string_view user,
+                                       absl::string_view conversation,
+                                       uint64_t after_seq) override;
+
   void AdvanceReadCursor(std::string user, std::string conversation,
                          uint64_t seq, CursorCallback done) override;
   absl::StatusOr<uint64_t> ReadCursor(absl::string_view user,

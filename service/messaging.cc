@@ -57,6 +57,10 @@ absl::string_view FrameKind(const v1::ClientFrame& frame) {
       return "typing";
     case v1::ClientFrame::kPing:
       return "ping";
+    case v1::ClientFrame::kListConversations:
+      return "list_conversations";
+    case v1::ClientFrame::kHistory:
+      return "history";
     case v1::ClientFrame::kEdit:
       return "edit";
     case v1::ClientFrame::kDelete:
@@ -204,6 +208,49 @@ absl::StatusOr<Audience> AudienceOf(Store& store, const std::string& user,
   return absl::InvalidArgumentError("\"to\" names neither a user nor a group");
 }
 
+// OK when `user` may read the history of `conversation` (parsed as `ref`):
+// a direct conversation's two users, a group's current members. Otherwise
+// PERMISSION_DENIED, or NOT_FOUND for a group that does not exist or a direct
+// conversation with a user who does not (and no messages); each names the
+// conversation.
+absl::Status MayReadHistory(Store& store, const std::string& user,
+                            const std::string& conversation,
+                            const ConversationRef& ref) {
+  if (ref.group) {
+    absl::StatusOr<GroupRecord> group = store.GetGroup(ref.group_id);
+    if (absl::IsNotFound(group.status())) {
+      return absl::NotFoundError(absl::StrCat("conversation \"", conversation,
+                                              "\" does not exist (no group \"",
+                                              ref.group_id, "\")"));
+    }
+    if (!group.ok()) return group.status();
+    if (!std::binary_search(group->members.begin(), group->members.end(),
+                            user)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "user \"", user, "\" is not a member of group \"", ref.group_id,
+          "\", so not of conversation \"", conversation, "\""));
+    }
+    return absl::OkStatus();
+  }
+  if (ref.user_a != user && ref.user_b != user) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "user \"", user, "\" is not in conversation \"", conversation, "\""));
+  }
+  // A direct conversation exists once it holds a message; before that, only
+  // while both of its users do.
+  const std::string& peer = ref.user_a == user ? ref.user_b : ref.user_a;
+  absl::StatusOr<UserRecord> found = store.GetUser(peer);
+  if (!absl::IsNotFound(found.status())) return found.status();
+  absl::StatusOr<uint64_t> head = store.ConversationHead(conversation);
+  if (!head.ok()) return head.status();
+  if (*head == 0) {
+    return absl::NotFoundError(absl::StrCat("conversation \"", conversation,
+                                            "\" does not exist (no user \"",
+                                            peer, "\")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
@@ -238,6 +285,24 @@ v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
     }
     event->set_role(static_cast<v1::GroupRole>(m.group_event.role));
   }
+  return out;
+}
+
+v1::ConversationSummary ToConversationSummary(const ConversationSummary& s) {
+  v1::ConversationSummary out;
+  out.set_id(s.conversation);
+  out.set_kind(s.group ? v1::CONVERSATION_KIND_GROUP
+                       : v1::CONVERSATION_KIND_DIRECT);
+  out.set_title(s.title);
+  out.set_peer(s.peer);
+  out.set_head_seq(s.head_seq);
+  *out.mutable_last_activity() = ToTimestamp(s.last_activity);
+  if (s.last_message.has_value()) {
+    *out.mutable_last_message() = ToMessage(*s.last_message, 0);
+  }
+  out.set_read_seq(s.read_seq);
+  out.set_unread(s.unread);
+  out.set_peer_read_seq(s.peer_read_seq);
   return out;
 }
 
@@ -597,6 +662,12 @@ void Messaging::HandleFrame(LinkStream* stream,
     case v1::ClientFrame::kTyping:
       HandleTyping(session_id, *user, frame.typing());
       return;
+    case v1::ClientFrame::kListConversations:
+      HandleListConversations(session_id, *user, frame.list_conversations());
+      return;
+    case v1::ClientFrame::kHistory:
+      HandleHistory(session_id, *user, frame.history());
+      return;
     case v1::ClientFrame::kBlock:
       HandleBlock(session_id, *user, frame.block());
       return;
@@ -635,6 +706,8 @@ bool Messaging::HandlesWithoutBlocking(const v1::SessionFrame& frame) {
     case v1::ClientFrame::kSync:
     case v1::ClientFrame::kRead:
     case v1::ClientFrame::kTyping:
+    case v1::ClientFrame::kListConversations:
+    case v1::ClientFrame::kHistory:
     case v1::ClientFrame::kBlock:
     case v1::ClientFrame::kListBlocked:
     case v1::ClientFrame::kGetGroup:
@@ -1014,10 +1087,18 @@ void Messaging::HandleRead(const std::string& session_id,
                            *head, " of \"", read.conversation(), "\""));
     return;
   }
+  // Counted here, where blocking is allowed, rather than in the callback.
+  absl::StatusOr<uint64_t> unread =
+      store_->CountUnread(user, read.conversation(), read.seq());
+  if (!unread.ok()) {
+    SendError(session_id, ErrorCodeFor(unread.status()),
+              unread.status().message());
+    return;
+  }
   store_->AdvanceReadCursor(
       user, read.conversation(), read.seq(),
       [this, session_id, user, conversation = read.conversation(),
-       seq = read.seq(),
+       seq = read.seq(), unread = *unread,
        others = std::move(audience->others)](absl::StatusOr<bool> advanced) {
         if (!advanced.ok()) {
           SendError(session_id, ErrorCodeFor(advanced.status()),
@@ -1031,7 +1112,73 @@ void Messaging::HandleRead(const std::string& session_id,
         frame.mutable_receipt()->set_user(user);
         frame.mutable_receipt()->set_seq(seq);
         router_->SendToUsers(others, frame);
+        // The reader's other devices learn the read and the count it leaves.
+        frame.mutable_receipt()->set_unread(unread);
+        router_->SendToUser(user, frame, session_id);
       });
+}
+
+void Messaging::HandleListConversations(const std::string& session_id,
+                                        const std::string& user,
+                                        const v1::ListConversations& list) {
+  uint32_t limit =
+      list.limit() == 0 ? options_.default_conversation_page : list.limit();
+  limit = std::min(limit, options_.max_conversation_page);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<ConversationPage> page = store_->ListConversations(
+      user, list.page_token(), static_cast<int>(limit));
+  metrics_->read_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  if (!page.ok()) {
+    SendError(
+        session_id, ErrorCodeFor(page.status()),
+        absl::StrCat("list_conversations failed: ", page.status().message()));
+    return;
+  }
+  v1::ServerFrame frame;
+  v1::Conversations* out = frame.mutable_conversations();
+  for (const ConversationSummary& s : page->conversations) {
+    *out->add_conversations() = ToConversationSummary(s);
+  }
+  out->set_next_page_token(page->next_page_token);
+  router_->SendToSession(session_id, std::move(frame));
+}
+
+void Messaging::HandleHistory(const std::string& session_id,
+                              const std::string& user,
+                              const v1::History& history) {
+  const std::string& conversation = history.conversation();
+  absl::StatusOr<ConversationRef> ref = ParseConversation(conversation);
+  if (!ref.ok()) {
+    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
+              absl::StrCat("history: ", ref.status().message()));
+    return;
+  }
+  absl::Status allowed = MayReadHistory(*store_, user, conversation, *ref);
+  if (!allowed.ok()) {
+    SendError(session_id, ErrorCodeFor(allowed), allowed.message());
+    return;
+  }
+  uint32_t limit =
+      history.limit() == 0 ? options_.default_page_size : history.limit();
+  limit = std::min(limit, options_.max_page_size);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<HistoryPage> page = store_->ReadHistory(
+      conversation, history.before_seq(), static_cast<int>(limit));
+  metrics_->read_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  if (!page.ok()) {
+    SendError(session_id, ErrorCodeFor(page.status()),
+              absl::StrCat("history of \"", conversation,
+                           "\" failed: ", page.status().message()));
+    return;
+  }
+  v1::ServerFrame frame;
+  v1::HistoryPage* out = frame.mutable_history();
+  out->set_conversation(conversation);
+  for (const StoredMessage& m : page->messages) {
+    *out->add_messages() = ToMessage(m, /*inbox_seq=*/0);
+  }
+  out->set_more(page->more);
+  router_->SendToSession(session_id, std::move(frame));
 }
 
 void Messaging::HandleTyping(const std::string& session_id,

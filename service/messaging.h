@@ -24,7 +24,14 @@
 //     roles, for members only.
 //   * Sync: a page of the user's inbox after `after_seq`, with the head.
 //   * Read: the user's read cursor rises (never falls); when it rose, the
-//     other members get a Receipt.
+//     other members get a Receipt, and the user's own other sessions get it
+//     with the conversation's unread count for them (counted as the read is
+//     queued: a message stored while the read commits may be missing from
+//     it or counted twice by a client; ListConversations is exact).
+//   * ListConversations: a page of the user's conversations with unread
+//     counts (Store::ListConversations).
+//   * History: a page of one conversation's messages, for its members only
+//     (a group's current members see its whole history).
 //   * Typing: relayed to the other members' live sessions, never stored;
 //     dropped without an error between two users one of whom blocked the
 //     other (group typing is unaffected).
@@ -102,8 +109,13 @@ struct MessagingOptions {
   // Longest client_msg_id, in bytes.
   size_t max_client_msg_id_bytes = 128;
   // Sync page size when the client asks for 0, and the most it may ask for.
+  // (Also History's.)
   uint32_t default_page_size = 100;
   uint32_t max_page_size = 1000;
+  // ListConversations' page size when the client asks for 0, and the most it
+  // may ask for (each entry counts its unread messages).
+  uint32_t default_conversation_page = 50;
+  uint32_t max_conversation_page = 200;
   // Most messages replayed when a session opens with resume_after; a client
   // further behind sees a gap and syncs (inbox rule 3).
   int max_replay = 1000;
@@ -203,6 +215,11 @@ class Messaging final {
                   const v1::Read& read);
   void HandleTyping(const std::string& session_id, const std::string& user,
                     const v1::Typing& typing);
+  void HandleListConversations(const std::string& session_id,
+                               const std::string& user,
+                               const v1::ListConversations& list);
+  void HandleHistory(const std::string& session_id, const std::string& user,
+                     const v1::History& history);
   void HandleBlock(const std::string& session_id, const std::string& user,
                    const v1::Block& block);
   void HandleListBlocked(const std::string& session_id,
@@ -278,6 +295,9 @@ v1::ErrorCode ErrorCodeFor(const absl::Status& status);
 // A stored message as the client protocol shows it, at `inbox_seq` in the
 // receiving user's inbox (0 where no inbox is meant, as in history).
 v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq);
+
+// A conversation list entry as the client protocol shows it.
+v1::ConversationSummary ToConversationSummary(const ConversationSummary& s);
 
 // The user's inbox messages with after_seq < inbox_seq <= upto_seq, at most
 // `limit`, as the client protocol shows them (a router's catch-up). Blocks

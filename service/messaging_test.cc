@@ -155,6 +155,18 @@ class BlockingCallCounter final : public Store {
     ++calls_;
     return inner_.ConversationHead(conversation);
   }
+  absl::StatusOr<ConversationPage> ListConversations(
+      absl::string_view user, absl::string_view page_token,
+      int limit) override {
+    ++calls_;
+    return inner_.ListConversations(user, page_token, limit);
+  }
+  absl::StatusOr<uint64_t> CountUnread(absl::string_view user,
+                                       absl::string_view conversation,
+                                       uint64_t after_seq) override {
+    ++calls_;
+    return inner_.CountUnread(user, conversation, after_seq);
+  }
   void AdvanceReadCursor(std::string user, std::string conversation,
                          uint64_t seq, CursorCallback done) override {
     inner_.AdvanceReadCursor(std::move(user), std::move(conversation), seq,
@@ -238,6 +250,8 @@ TEST(MessagingHandlesWithoutBlockingTest, ThoseFramesMakeNoBlockingStoreCall) {
   frames["read"].mutable_read()->set_conversation("d:alice:bob");
   frames["read"].mutable_read()->set_seq(1);
   frames["typing"].mutable_typing()->mutable_to()->set_user("bob");
+  frames["list_conversations"].mutable_list_conversations();
+  frames["history"].mutable_history()->set_conversation("d:alice:bob");
   frames["edit"].mutable_edit()->set_client_msg_id("e1");
   frames["edit"].mutable_edit()->set_conversation("d:alice:bob");
   frames["edit"].mutable_edit()->set_seq(1);
@@ -1203,6 +1217,183 @@ TEST_P(MessagingTest, ReadReceiptIsStoredMonotonicAndRelayedToThePeer) {
   auto denied = Only(FramesFor("c1"), v1::ServerFrame::kError);
   ASSERT_EQ(denied.size(), 1u);
   EXPECT_EQ(denied[0].error().code(), v1::ERROR_CODE_PERMISSION_DENIED);
+}
+
+TEST_P(MessagingTest, ReadOnOneDeviceUpdatesTheOtherDevicesUnreadCount) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "", {"alice", "bob", "carol"}, now_}, 10)
+          .ok());
+  Open("a1", "alice");
+  Open("a2", "alice");
+  Open("b1", "bob");
+  Open("c1", "carol");
+  for (const char* id : {"m1", "m2", "m3"}) SendTo("b1", "alice", id);
+  SendTo("a1", "bob", "m4");  // alice's own: never unread for her.
+  SendTo("c1", "team", "g1", "hi", true);
+  Settle();
+  auto read = [&](const std::string& session, const std::string& conversation,
+                  uint64_t seq) {
+    v1::ClientFrame f;
+    f.mutable_read()->set_conversation(conversation);
+    f.mutable_read()->set_seq(seq);
+    Frame(session, f);
+  };
+  read("a1", "d:alice:bob", 2);
+  read("a1", "d:alice:bob", 1);  // Lower: no receipt anywhere.
+  read("a2", "d:alice:bob", 4);
+  read("a1", "g:team", 1);
+
+  // The other device gets the reader's own receipts, with the unread count.
+  auto own = Only(FramesFor("a2"), v1::ServerFrame::kReceipt);
+  ASSERT_EQ(own.size(), 2u);
+  EXPECT_EQ(own[0].receipt().conversation(), "d:alice:bob");
+  EXPECT_EQ(own[0].receipt().user(), "alice");
+  EXPECT_EQ(own[0].receipt().seq(), 2u);
+  EXPECT_EQ(own[0].receipt().unread(), 1u);  // m3; m4 is alice's.
+  EXPECT_EQ(own[1].receipt().conversation(), "g:team");
+  EXPECT_EQ(own[1].receipt().unread(), 0u);
+  // The reading device itself gets nothing; a2's own read went to a1.
+  auto first = Only(FramesFor("a1"), v1::ServerFrame::kReceipt);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].receipt().seq(), 4u);
+  EXPECT_EQ(first[0].receipt().unread(), 0u);
+  // The other members get the receipt without a count.
+  auto peer = Only(FramesFor("b1"), v1::ServerFrame::kReceipt);
+  ASSERT_EQ(peer.size(), 3u);
+  for (const v1::ServerFrame& r : peer) {
+    EXPECT_EQ(r.receipt().user(), "alice");
+    EXPECT_EQ(r.receipt().unread(), 0u);
+  }
+  EXPECT_EQ(Only(FramesFor("c1"), v1::ServerFrame::kReceipt).size(), 1u);
+
+  // The list agrees on every device.
+  v1::ClientFrame list;
+  list.mutable_list_conversations();
+  Frame("a2", list);
+  auto lists = Only(FramesFor("a2"), v1::ServerFrame::kConversations);
+  ASSERT_EQ(lists.size(), 1u);
+  ASSERT_EQ(lists[0].conversations().conversations_size(), 2);
+  for (const auto& c : lists[0].conversations().conversations()) {
+    EXPECT_EQ(c.unread(), 0u) << c.id();
+  }
+}
+
+TEST_P(MessagingTest, ListConversationsAnswersWithPagesAndUnreadCounts) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "Team", {"alice", "carol"}, now_}, 10).ok());
+  Open("a1", "alice");
+  Open("b1", "bob");
+  SendTo("b1", "alice", "m1", "one");
+  now_ += absl::Seconds(1);
+  SendTo("b1", "alice", "m2", "two");
+  Settle();
+  v1::ClientFrame list;
+  list.mutable_list_conversations()->set_limit(1);
+  Frame("a1", list);
+  auto answers = Only(FramesFor("a1"), v1::ServerFrame::kConversations);
+  ASSERT_EQ(answers.size(), 1u);
+  const v1::Conversations& page = answers[0].conversations();
+  ASSERT_EQ(page.conversations_size(), 1);
+  const v1::ConversationSummary& dm = page.conversations(0);
+  EXPECT_EQ(dm.id(), "d:alice:bob");
+  EXPECT_EQ(dm.kind(), v1::CONVERSATION_KIND_DIRECT);
+  EXPECT_EQ(dm.title(), "bob");
+  EXPECT_EQ(dm.peer(), "bob");
+  EXPECT_EQ(dm.head_seq(), 2u);
+  EXPECT_EQ(dm.unread(), 2u);
+  EXPECT_EQ(dm.last_message().text(), "two");
+  EXPECT_EQ(dm.last_message().inbox_seq(), 0u);
+  EXPECT_EQ(dm.last_activity().seconds(), absl::ToUnixSeconds(now_));
+  ASSERT_FALSE(page.next_page_token().empty());
+
+  list.mutable_list_conversations()->set_page_token(page.next_page_token());
+  Frame("a1", list);
+  answers = Only(FramesFor("a1"), v1::ServerFrame::kConversations);
+  ASSERT_EQ(answers.size(), 2u);
+  const v1::Conversations& last = answers[1].conversations();
+  ASSERT_EQ(last.conversations_size(), 1);
+  EXPECT_EQ(last.conversations(0).id(), "g:team");
+  EXPECT_EQ(last.conversations(0).kind(), v1::CONVERSATION_KIND_GROUP);
+  EXPECT_EQ(last.conversations(0).title(), "Team");
+  EXPECT_FALSE(last.conversations(0).has_last_message());
+  EXPECT_TRUE(last.next_page_token().empty());
+
+  list.mutable_list_conversations()->set_page_token("not-a-token");
+  Frame("a1", list);
+  auto errors = Only(FramesFor("a1"), v1::ServerFrame::kError);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].error().code(), v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_THAT(errors[0].error().message(), HasSubstr("page_token"));
+}
+
+TEST_P(MessagingTest, HistoryPagesBackwardsForMembersOnly) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "", {"alice", "bob"}, now_}, 10).ok());
+  Open("a1", "alice");
+  Open("c1", "carol");
+  for (const char* id : {"m1", "m2", "m3"}) SendTo("a1", "bob", id, id);
+  SendTo("a1", "team", "g1", "early", true);
+  Settle();
+  auto history = [&](const std::string& session,
+                     const std::string& conversation, uint64_t before_seq,
+                     uint32_t limit) {
+    v1::ClientFrame f;
+    f.mutable_history()->set_conversation(conversation);
+    f.mutable_history()->set_before_seq(before_seq);
+    f.mutable_history()->set_limit(limit);
+    Frame(session, f);
+  };
+  history("a1", "d:alice:bob", 0, 2);
+  history("a1", "d:alice:bob", 2, 2);
+  auto pages = Only(FramesFor("a1"), v1::ServerFrame::kHistory);
+  ASSERT_EQ(pages.size(), 2u);
+  EXPECT_EQ(pages[0].history().conversation(), "d:alice:bob");
+  ASSERT_EQ(pages[0].history().messages_size(), 2);
+  EXPECT_EQ(pages[0].history().messages(0).text(), "m2");
+  EXPECT_EQ(pages[0].history().messages(1).text(), "m3");
+  EXPECT_EQ(pages[0].history().messages(1).inbox_seq(), 0u);
+  EXPECT_TRUE(pages[0].history().more());
+  ASSERT_EQ(pages[1].history().messages_size(), 1);
+  EXPECT_EQ(pages[1].history().messages(0).seq(), 1u);
+  EXPECT_FALSE(pages[1].history().more());
+
+  struct Refused {
+    std::string conversation;
+    v1::ErrorCode code;
+  } refused[] = {
+      {"d:alice:bob", v1::ERROR_CODE_PERMISSION_DENIED},
+      {"g:team", v1::ERROR_CODE_PERMISSION_DENIED},
+      {"g:nope", v1::ERROR_CODE_NOT_FOUND},
+      {"d:carol:ghost", v1::ERROR_CODE_NOT_FOUND},
+      {"x:team", v1::ERROR_CODE_INVALID_ARGUMENT},
+      {"", v1::ERROR_CODE_INVALID_ARGUMENT},
+  };
+  for (const Refused& r : refused) history("c1", r.conversation, 0, 10);
+  auto errors = Only(FramesFor("c1"), v1::ServerFrame::kError);
+  ASSERT_EQ(errors.size(), std::size(refused));
+  for (size_t i = 0; i < std::size(refused); ++i) {
+    EXPECT_EQ(errors[i].error().code(), refused[i].code)
+        << refused[i].conversation;
+    if (!refused[i].conversation.empty() &&
+        refused[i].code != v1::ERROR_CODE_INVALID_ARGUMENT) {
+      EXPECT_THAT(errors[i].error().message(),
+                  HasSubstr(refused[i].conversation));
+    }
+  }
+  EXPECT_THAT(Only(FramesFor("c1"), v1::ServerFrame::kHistory), IsEmpty());
+
+  // A member added later sees the group's whole history.
+  ASSERT_TRUE(store_->AddMembers("team", {"carol"}, 10).ok());
+  history("c1", "g:team", 0, 0);
+  auto joined = Only(FramesFor("c1"), v1::ServerFrame::kHistory);
+  ASSERT_EQ(joined.size(), 1u);
+  ASSERT_EQ(joined[0].history().messages_size(), 1);
+  EXPECT_EQ(joined[0].history().messages(0).text(), "early");
+  // A removed member no longer does.
+  ASSERT_TRUE(store_->RemoveMembers("team", {"carol"}).ok());
+  history("c1", "g:team", 0, 0);
+  errors = Only(FramesFor("c1"), v1::ServerFrame::kError);
+  EXPECT_EQ(errors.back().error().code(), v1::ERROR_CODE_PERMISSION_DENIED);
 }
 
 TEST_P(MessagingTest, TypingIsRelayedToThePeerAndNotStored) {

@@ -196,8 +196,60 @@ enum Stmt : int {
   kListBlocked,
   kBlockedEitherWay,
   kStats,
+  kListConversations,
+  kCountUnread,
   kStmtCount,
 };
+
+// A page of the user's conversations (ListConversations), as in the SQLite
+// store: $1 the user, then after the position ($2 activity, $3 id), at most
+// $4. Every conversation of the user is ordered by the sent_us of its last
+// message (through messages' (conversation, seq) index), or its group's
+// creation without messages; only the page's rows then get their cursors,
+// unread counts and titles. Columns: id, peer (NULL for groups), head seq,
+// activity, read seq, unread, peer read seq, title, then the last message's
+// (NULL without one).
+constexpr const char* kListConversationsSql = R"sql(
+WITH mine(id, peer, created_us) AS (
+  SELECT id, CASE WHEN user_a = $1 THEN user_b ELSE user_a END, NULL
+    FROM conversations WHERE user_a = $1 OR user_b = $1
+  UNION ALL
+  SELECT 'g:' || g.id, NULL, g.created_us FROM members b
+    JOIN chat_groups g ON g.id = b.group_id WHERE b.user_id = $1
+), heads AS (
+  SELECT id, peer, created_us,
+    (SELECT MAX(seq) FROM messages WHERE conversation = mine.id) AS head,
+    (SELECT seq FROM messages WHERE conversation = mine.id AND kind = 0
+      ORDER BY seq DESC LIMIT 1) AS last_text
+  FROM mine
+), ordered AS (
+  SELECT h.id, h.peer, COALESCE(h.head, 0) AS head,
+    COALESCE(m.sent_us, h.created_us) AS activity, m.id AS last_id
+  FROM heads h
+    LEFT JOIN messages m ON m.conversation = h.id AND m.seq = h.last_text
+), page AS (
+  SELECT * FROM ordered
+  WHERE activity < $2::int8 OR (activity = $2::int8 AND id < $3)
+  ORDER BY activity DESC, id DESC LIMIT $4::int8
+), cursors AS (
+  SELECT p.*, COALESCE((SELECT seq FROM read_cursors WHERE user_id = $1 AND
+    conversation = p.id), 0) AS read_seq FROM page p
+)
+SELECT w.id, w.peer, w.head, w.activity, w.read_seq,
+  (SELECT count(*) FROM messages x WHERE x.conversation = w.id AND
+    x.seq > w.read_seq AND x.sender <> $1 AND x.kind = 0 AND
+    NOT x.deleted),
+  COALESCE((SELECT seq FROM read_cursors WHERE user_id = w.peer AND
+    conversation = w.id), 0),
+  CASE WHEN w.peer IS NULL
+    THEN (SELECT display_name FROM chat_groups WHERE id = substr(w.id, 3))
+    ELSE (SELECT display_name FROM users WHERE id = w.peer) END,
+  m.id, m.conversation, m.seq, m.sender, m.to_group, m.to_id, m.text,
+  m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, m.deleted,
+  m.group_event
+FROM cursors w LEFT JOIN messages m ON m.id = w.last_id
+ORDER BY w.activity DESC, w.id DESC
+)sql";
 
 std::string ReadInboxSql() {
   return absl::StrCat(
@@ -404,6 +456,11 @@ std::string StatementSql(int stmt) {
     case kStats:
       return "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM "
              "messages)";
+    case kListConversations:
+      return kListConversationsSql;
+    case kCountUnread:
+      return "SELECT count(*) FROM messages WHERE conversation = $1 AND seq "
+             "> $2 AND sender <> $3 AND kind = 0 AND NOT deleted";
     case kStmtCount:
       break;
   }
@@ -1642,6 +1699,63 @@ absl::StatusOr<uint64_t> PgStore::ConversationHead(
         ASSIGN_OR_RETURN(Result r,
                          c.Run(kConversationHead, {std::string(conversation)}));
         return r.rows() == 0 ? 0 : r.UInt(0, 0);
+      },
+      /*read_only=*/true);
+}
+
+absl::StatusOr<ConversationPage> PgStore::ListConversations(
+    absl::string_view user, absl::string_view page_token, int limit) {
+  if (limit < 1) return absl::InvalidArgumentError("limit must be at least 1");
+  ConversationCursor after{INT64_MAX, ""};
+  if (!page_token.empty()) {
+    ASSIGN_OR_RETURN(after, DecodeConversationCursor(page_token));
+  }
+  return WithConnection<absl::StatusOr<ConversationPage>>(
+      [&](Connection& c) -> absl::StatusOr<ConversationPage> {
+        ASSIGN_OR_RETURN(Result exists,
+                         c.Run(kUserExists, {std::string(user)}));
+        if (exists.rows() == 0) return NotFoundUser(user);
+        // One more than asked tells whether a next page exists.
+        ASSIGN_OR_RETURN(
+            Result r, c.Run(kListConversations,
+                            {std::string(user), absl::StrCat(after.activity_us),
+                             after.conversation, absl::StrCat(limit + 1)}));
+        ConversationPage page;
+        for (int i = 0; i < r.rows(); ++i) {
+          ConversationSummary& out = page.conversations.emplace_back();
+          out.conversation = r.Text(i, 0);
+          out.group = r.IsNull(i, 1);
+          out.peer = r.Text(i, 1);
+          out.head_seq = r.UInt(i, 2);
+          out.last_activity = absl::FromUnixMicros(r.Int(i, 3));
+          out.read_seq = r.UInt(i, 4);
+          out.unread = r.UInt(i, 5);
+          out.peer_read_seq = r.UInt(i, 6);
+          out.title = r.Text(i, 7);
+          if (!out.group && out.title.empty()) out.title = out.peer;
+          if (!r.IsNull(i, 8)) out.last_message = ReadMessage(r, i, 8);
+        }
+        if (page.conversations.size() > static_cast<size_t>(limit)) {
+          page.conversations.pop_back();
+          const ConversationSummary& last = page.conversations.back();
+          page.next_page_token = EncodeConversationCursor(
+              {absl::ToUnixMicros(last.last_activity), last.conversation});
+        }
+        return page;
+      },
+      /*read_only=*/true);
+}
+
+absl::StatusOr<uint64_t> PgStore::CountUnread(absl::string_view user,
+                                              absl::string_view conversation,
+                                              uint64_t after_seq) {
+  return WithConnection<absl::StatusOr<uint64_t>>(
+      [&](Connection& c) -> absl::StatusOr<uint64_t> {
+        ASSIGN_OR_RETURN(
+            Result r,
+            c.Run(kCountUnread, {std::string(conversation),
+                                 absl::StrCat(after_seq), std::string(user)}));
+        return r.UInt(0, 0);
       },
       /*read_only=*/true);
 }

@@ -603,6 +603,40 @@ TEST_F(ServerTest, SendIsAckedAndDeliveredToTwoDevicesAndIdempotent) {
   EXPECT_EQ(history.messages(1).seq(), 2u);
 }
 
+TEST_F(ServerTest, AdminListsAUsersConversationsWithUnreadCounts) {
+  auto link = Link();
+  ASSERT_TRUE(link->Open("a1", Token("alice")).has_accepted());
+  link->Send("a1", "bob", "c1", "one");
+  link->Send("a1", "bob", "c2", "two");
+  link->WaitForFrames("a1", v1::ServerFrame::kAck, 2);
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::ListConversationsRequest req;
+    req.set_user_id("bob");
+    v1::ListConversationsResponse resp;
+    ASSERT_TRUE(admin_->ListConversations(&ctx, req, &resp).ok());
+    ASSERT_EQ(resp.conversations_size(), 1);
+    EXPECT_EQ(resp.conversations(0).id(), "d:alice:bob");
+    EXPECT_EQ(resp.conversations(0).peer(), "alice");
+    EXPECT_EQ(resp.conversations(0).unread(), 2u);
+    EXPECT_EQ(resp.conversations(0).last_message().text(), "two");
+    EXPECT_TRUE(resp.next_page_token().empty());
+  }
+  for (const auto& [user, code] :
+       std::vector<std::pair<std::string, grpc::StatusCode>>{
+           {"nobody", grpc::StatusCode::NOT_FOUND},
+           {"bad id!", grpc::StatusCode::INVALID_ARGUMENT}}) {
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::ListConversationsRequest req;
+    req.set_user_id(user);
+    v1::ListConversationsResponse resp;
+    EXPECT_EQ(admin_->ListConversations(&ctx, req, &resp).error_code(), code)
+        << user;
+  }
+}
+
 TEST_F(ServerTest, SyncAfterAGapReturnsWhatWasMissed) {
   auto link = Link();
   ASSERT_TRUE(link->Open("a1", Token("alice")).has_accepted());

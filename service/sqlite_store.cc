@@ -133,6 +133,54 @@ constexpr const char* kListUsersSql =
     "LEFT JOIN token_revocations r ON r.user_id = u.id WHERE u.id > ?1 ORDER "
     "BY u.id LIMIT ?2";
 
+// A page of the user's conversations (ListConversations): ?1 the user, then
+// after the position (?2 activity, ?3 id), at most ?4. Every conversation of
+// the user is ordered by the sent_us of its last message (found through
+// messages' (conversation, seq) index), or its group's creation without
+// messages; only the page's rows then get their cursors, unread counts and
+// titles. Columns: id, peer (NULL for groups), head seq, activity, read seq,
+// unread, peer read seq, title, then the last message's (NULL without one).
+constexpr const char* kListConversationsSql = R"sql(
+WITH mine(id, peer, created_us) AS (
+  SELECT id, CASE WHEN user_a = ?1 THEN user_b ELSE user_a END, NULL
+    FROM conversations WHERE user_a = ?1 OR user_b = ?1
+  UNION ALL
+  SELECT 'g:' || g.id, NULL, g.created_us FROM members b
+    JOIN chat_groups g ON g.id = b.group_id WHERE b.user_id = ?1
+), heads AS (
+  SELECT id, peer, created_us,
+    (SELECT MAX(seq) FROM messages WHERE conversation = mine.id) AS head,
+    (SELECT seq FROM messages WHERE conversation = mine.id AND kind = 0
+      ORDER BY seq DESC LIMIT 1) AS last_text
+  FROM mine
+), ordered AS (
+  SELECT h.id, h.peer, COALESCE(h.head, 0) AS head,
+    COALESCE(m.sent_us, h.created_us) AS activity, m.id AS last_id
+  FROM heads h
+    LEFT JOIN messages m ON m.conversation = h.id AND m.seq = h.last_text
+), page AS (
+  SELECT * FROM ordered WHERE activity < ?2 OR (activity = ?2 AND id < ?3)
+  ORDER BY activity DESC, id DESC LIMIT ?4
+), cursors AS (
+  SELECT p.*, COALESCE((SELECT seq FROM read_cursors WHERE user_id = ?1 AND
+    conversation = p.id), 0) AS read_seq FROM page p
+)
+SELECT w.id, w.peer, w.head, w.activity, w.read_seq,
+  (SELECT COUNT(*) FROM messages x WHERE x.conversation = w.id AND
+    x.seq > w.read_seq AND x.sender <> ?1 AND x.kind = 0 AND
+    x.deleted = 0),
+  COALESCE((SELECT seq FROM read_cursors WHERE user_id = w.peer AND
+    conversation = w.id), 0),
+  CASE WHEN w.peer IS NULL
+    THEN (SELECT display_name FROM chat_groups WHERE id = substr(w.id, 3))
+    ELSE (SELECT display_name FROM users WHERE id = w.peer) END,
+  m.id, m.conversation, m.seq, m.sender, m.to_group, m.to_id, m.text,
+  m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, m.deleted,
+  m.group_event
+FROM cursors w LEFT JOIN messages m ON m.id = w.last_id
+ORDER BY w.activity DESC, w.id DESC
+)sql";
+
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
 
@@ -1290,6 +1338,65 @@ absl::StatusOr<uint64_t> SqliteStore::ConversationHead(
                                            "messages WHERE conversation = "
                                            "?1"));
         s->Bind(1, conversation);
+        RETURN_IF_ERROR(s->Step().status());
+        return static_cast<uint64_t>(s->Int(0));
+      });
+}
+
+absl::StatusOr<ConversationPage> SqliteStore::ListConversations(
+    absl::string_view user, absl::string_view page_token, int limit) {
+  if (limit < 1) return absl::InvalidArgumentError("limit must be at least 1");
+  ConversationCursor after{INT64_MAX, ""};
+  if (!page_token.empty()) {
+    ASSIGN_OR_RETURN(after, DecodeConversationCursor(page_token));
+  }
+  return WithReader<absl::StatusOr<ConversationPage>>(
+      [&](Connection& c) -> absl::StatusOr<ConversationPage> {
+        ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
+        if (!exists) return NotFoundUser(user);
+        ASSIGN_OR_RETURN(auto s, c.Prepare(kListConversationsSql));
+        // One more than asked tells whether a next page exists.
+        s->Bind(1, user)
+            .Bind(2, after.activity_us)
+            .Bind(3, after.conversation)
+            .Bind(4, int64_t{limit} + 1);
+        ConversationPage page;
+        for (;;) {
+          ASSIGN_OR_RETURN(bool row, s->Step());
+          if (!row) break;
+          ConversationSummary& out = page.conversations.emplace_back();
+          out.conversation = s->Text(0);
+          out.group = s->IsNull(1);
+          out.peer = s->Text(1);
+          out.head_seq = static_cast<uint64_t>(s->Int(2));
+          out.last_activity = FromMicros(s->Int(3));
+          out.read_seq = static_cast<uint64_t>(s->Int(4));
+          out.unread = static_cast<uint64_t>(s->Int(5));
+          out.peer_read_seq = static_cast<uint64_t>(s->Int(6));
+          out.title = s->Text(7);
+          if (!out.group && out.title.empty()) out.title = out.peer;
+          if (!s->IsNull(8)) out.last_message = ReadMessage(*s, 8);
+        }
+        if (page.conversations.size() > static_cast<size_t>(limit)) {
+          page.conversations.pop_back();
+          const ConversationSummary& last = page.conversations.back();
+          page.next_page_token = EncodeConversationCursor(
+              {ToMicros(last.last_activity), last.conversation});
+        }
+        return page;
+      });
+}
+
+absl::StatusOr<uint64_t> SqliteStore::CountUnread(
+    absl::string_view user, absl::string_view conversation,
+    uint64_t after_seq) {
+  return WithReader<absl::StatusOr<uint64_t>>(
+      [&](Connection& c) -> absl::StatusOr<uint64_t> {
+        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT COUNT(*) FROM messages "
+                                           "WHERE conversation = ?1 AND seq "
+                                           "> ?2 AND sender <> ?3 AND kind = 0 "
+                                           "AND deleted = 0"));
+        s->Bind(1, conversation).BindU(2, after_seq).Bind(3, user);
         RETURN_IF_ERROR(s->Step().status());
         return static_cast<uint64_t>(s->Int(0));
       });

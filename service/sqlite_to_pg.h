@@ -6,12 +6,12 @@
 // transaction, it creates the PostgreSQL schema (PgStore's migrations) and,
 // in ONE PostgreSQL transaction, copies users, groups, members,
 // conversations, messages (their ids kept), inboxes, idempotency keys, read
-// cursors, token revocations and blocks, sets the counters (each conversation's last seq, each user's
-// inbox head, the message id sequence) from the copied rows, and gives the
-// PostgreSQL store the SQLite store's generation: seq, inbox_seq and message
-// ids go on where they were, so the positions clients hold stay valid. A
-// target that already holds users, groups or messages is refused
-// (FAILED_PRECONDITION) and left untouched; a failure leaves the target
+// cursors, token revocations and blocks, sets the counters (each conversation's
+// last seq, each user's inbox head, the message id sequence) from the copied
+// rows, and gives the PostgreSQL store the SQLite store's generation: seq,
+// inbox_seq and message ids go on where they were, so the positions clients
+// hold stay valid. A target that already holds users, groups or messages is
+// refused (FAILED_PRECONDITION) and left untouched; a failure leaves the target
 // without data (the transaction rolls back).
 //
 //   absl::StatusOr<MigrationSummary> done = CopySqliteToPostgres(

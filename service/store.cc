@@ -5,6 +5,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/cord.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -45,6 +46,31 @@ GroupEvent DecodeGroupEvent(absl::string_view encoded) {
     event.users.emplace_back(parts[i]);
   }
   return event;
+}
+
+// The token is "<activity_us>/<conversation>", base64url-encoded: opaque to
+// clients, who have no use for its parts.
+std::string EncodeConversationCursor(const ConversationCursor& cursor) {
+  return absl::WebSafeBase64Escape(
+      absl::StrCat(cursor.activity_us, "/", cursor.conversation));
+}
+
+absl::StatusOr<ConversationCursor> DecodeConversationCursor(
+    absl::string_view page_token) {
+  std::string raw;
+  ConversationCursor cursor;
+  size_t slash = std::string::npos;
+  if (absl::WebSafeBase64Unescape(page_token, &raw)) slash = raw.find('/');
+  if (slash == std::string::npos || slash + 1 == raw.size() ||
+      !absl::SimpleAtoi(absl::string_view(raw).substr(0, slash),
+                        &cursor.activity_us) ||
+      raw.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "page_token is not one this service handed out (pass "
+        "next_page_token as it came)");
+  }
+  cursor.conversation = raw.substr(slash + 1);
+  return cursor;
 }
 
 absl::Status BlockedError(absl::string_view message) {

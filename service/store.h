@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -201,6 +202,54 @@ struct HistoryPage {
   bool more = false;
 };
 
+// One conversation of a user, as ListConversations shows it.
+struct ConversationSummary {
+  // "d:<a>:<b>" or "g:<group>".
+  std::string conversation;
+  bool group = false;
+  // The group's display name; for a direct conversation the peer's (their id
+  // when it is empty or the peer was deleted).
+  std::string title;
+  // Direct conversations: the other user (the user themselves in a
+  // conversation with themselves). Empty for groups.
+  std::string peer;
+  // The highest seq (0: a group without messages).
+  uint64_t head_seq = 0;
+  // The last text message's sent_at, or the group's created_at without one:
+  // what the list is ordered by (an edit or delete does not move it).
+  absl::Time last_activity;
+  // The newest text message (kText, as it is now: edited or a tombstone),
+  // when there is one.
+  std::optional<StoredMessage> last_message;
+  // The user's read cursor, and the unread messages after it: text messages
+  // sent by someone else and not deleted.
+  uint64_t read_seq = 0;
+  uint64_t unread = 0;
+  // Direct conversations: the peer's read cursor.
+  uint64_t peer_read_seq = 0;
+};
+
+// A page of ListConversations.
+struct ConversationPage {
+  // Most recent activity first; ties by conversation id, descending.
+  std::vector<ConversationSummary> conversations;
+  // Where the next page starts (opaque); empty when this is the last.
+  std::string next_page_token;
+};
+
+// Where a conversation stands in ListConversations' order: after the page
+// token's position come the conversations with an earlier activity, or the
+// same activity and a smaller id. Stores encode the last entry of a page
+// with EncodeConversationCursor and decode a page token with
+// DecodeConversationCursor (INVALID_ARGUMENT for a malformed one).
+struct ConversationCursor {
+  int64_t activity_us = 0;
+  std::string conversation;
+};
+std::string EncodeConversationCursor(const ConversationCursor& cursor);
+absl::StatusOr<ConversationCursor> DecodeConversationCursor(
+    absl::string_view page_token);
+
 // Counts for operators.
 struct StoreStats {
   uint64_t users = 0;
@@ -281,6 +330,24 @@ class Store {
   // The conversation's highest seq (0 when it has no messages yet).
   virtual absl::StatusOr<uint64_t> ConversationHead(
       absl::string_view conversation) = 0;
+
+  // The user's conversations (direct ones with at least one message, and
+  // every group they are a member of), most recent activity first, at most
+  // `limit` from `page_token` on (empty: from the most recent); see
+  // ConversationSummary. NOT_FOUND for unknown users, INVALID_ARGUMENT for a
+  // malformed page_token. A page costs one index lookup per conversation of
+  // the user (to order them all), then for each conversation returned its
+  // last message, two read cursors and a count of its unread messages.
+  virtual absl::StatusOr<ConversationPage> ListConversations(
+      absl::string_view user, absl::string_view page_token, int limit) = 0;
+
+  // How many text messages of the conversation with seq > after_seq, not
+  // deleted, were sent by someone other than `user`: the unread count at a
+  // read cursor. Costs
+  // O(that many messages).
+  virtual absl::StatusOr<uint64_t> CountUnread(absl::string_view user,
+                                               absl::string_view conversation,
+                                               uint64_t after_seq) = 0;
 
   // Raises the user's read cursor in a conversation to `seq` (monotonic).
   // `done` runs after commit, in commit order with appends.

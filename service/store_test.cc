@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -76,17 +77,17 @@ class StoreTest : public ::testing::TestWithParam<StoreFactory> {
     }
   }
 
-  absl::StatusOr<AppendResult> AppendSync(const std::string& from,
-                                          const std::string& to, bool group,
-                                          const std::string& client_msg_id,
-                                          const std::string& text = "hi") {
+  absl::StatusOr<AppendResult> AppendSync(
+      const std::string& from, const std::string& to, bool group,
+      const std::string& client_msg_id, const std::string& text = "hi",
+      absl::Time sent_at = absl::FromUnixSeconds(100)) {
     AppendRequest r;
     r.sender = from;
     r.to = to;
     r.to_group = group;
     r.client_msg_id = client_msg_id;
     r.text = text;
-    r.sent_at = absl::FromUnixSeconds(100);
+    r.sent_at = sent_at;
     r.conversation = group
                          ? "g:" + to
                          : "d:" + std::min(from, to) + ":" + std::max(from, to);
@@ -342,6 +343,182 @@ TEST_P(StoreTest, ReadCursorIsMonotonic) {
   EXPECT_TRUE(*advance(4));
   EXPECT_EQ(*store_->ReadCursor("bob", "d:alice:bob"), 4u);
   EXPECT_EQ(*store_->ReadCursor("alice", "d:alice:bob"), 0u);
+}
+
+// alice's conversations with the given ids, in the store's order, page by
+// page of `limit`; every page but the last has a next_page_token.
+std::vector<std::vector<std::string>> ConversationPages(Store& store,
+                                                        const std::string& user,
+                                                        int limit) {
+  std::vector<std::vector<std::string>> pages;
+  std::string token;
+  do {
+    absl::StatusOr<ConversationPage> page =
+        store.ListConversations(user, token, limit);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok() || pages.size() > 10) break;
+    std::vector<std::string>& ids = pages.emplace_back();
+    for (const ConversationSummary& c : page->conversations) {
+      ids.push_back(c.conversation);
+    }
+    token = page->next_page_token;
+  } while (!token.empty());
+  return pages;
+}
+
+TEST_P(StoreTest, ListConversationsOrdersByLastActivityAndPages) {
+  auto at = [](int seconds) { return absl::FromUnixSeconds(seconds); };
+  ASSERT_TRUE(store_->CreateUser({"dave", "Dave D", at(1)}).ok());
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "Team", {"alice", "bob"}, at(50)}, 10).ok());
+  ASSERT_TRUE(
+      store_->CreateGroup({"quiet", "Quiet", {"alice", "carol"}, at(150)}, 10)
+          .ok());
+  ASSERT_TRUE(
+      store_->CreateGroup({"other", "Other", {"bob", "carol"}, at(500)}, 10)
+          .ok());
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "c1", "old", at(100)).ok());
+  ASSERT_TRUE(AppendSync("dave", "alice", false, "c2", "hey", at(120)).ok());
+  ASSERT_TRUE(AppendSync("carol", "alice", false, "c3", "yo", at(200)).ok());
+  ASSERT_TRUE(AppendSync("bob", "team", true, "c4", "all", at(300)).ok());
+  ASSERT_TRUE(AppendSync("bob", "carol", false, "c5", "psst", at(400)).ok());
+
+  // Newest first; a group without messages by its creation; only alice's.
+  EXPECT_THAT(ConversationPages(*store_, "alice", 2),
+              ElementsAre(ElementsAre("g:team", "d:alice:carol"),
+                          ElementsAre("g:quiet", "d:alice:dave"),
+                          ElementsAre("d:alice:bob")));
+  EXPECT_THAT(ConversationPages(*store_, "alice", 5),
+              ElementsAre(ElementsAre("g:team", "d:alice:carol", "g:quiet",
+                                      "d:alice:dave", "d:alice:bob")));
+
+  auto page = store_->ListConversations("alice", "", 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->conversations.size(), 5u);
+  EXPECT_TRUE(page->next_page_token.empty());
+  const ConversationSummary& team = page->conversations[0];
+  EXPECT_TRUE(team.group);
+  EXPECT_EQ(team.title, "Team");
+  EXPECT_EQ(team.peer, "");
+  EXPECT_EQ(team.head_seq, 1u);
+  EXPECT_EQ(team.last_activity, at(300));
+  ASSERT_TRUE(team.last_message.has_value());
+  EXPECT_EQ(team.last_message->text, "all");
+  EXPECT_EQ(team.last_message->from, "bob");
+  const ConversationSummary& carol = page->conversations[1];
+  EXPECT_FALSE(carol.group);
+  EXPECT_EQ(carol.peer, "carol");
+  EXPECT_EQ(carol.title, "carol");  // No display name: the id.
+  EXPECT_EQ(carol.last_message->seq, 1u);
+  const ConversationSummary& quiet = page->conversations[2];
+  EXPECT_EQ(quiet.title, "Quiet");
+  EXPECT_EQ(quiet.head_seq, 0u);
+  EXPECT_EQ(quiet.last_activity, at(150));
+  EXPECT_FALSE(quiet.last_message.has_value());
+  EXPECT_EQ(quiet.unread, 0u);
+  EXPECT_EQ(page->conversations[3].title, "Dave D");
+  EXPECT_EQ(page->conversations[3].peer, "dave");
+
+  // bob sees the team, carol, alice; dave only alice.
+  EXPECT_THAT(ConversationPages(*store_, "bob", 10),
+              ElementsAre(ElementsAre("g:other", "d:bob:carol", "g:team",
+                                      "d:alice:bob")));
+  EXPECT_THAT(ConversationPages(*store_, "dave", 10),
+              ElementsAre(ElementsAre("d:alice:dave")));
+  // A removed member no longer lists the group.
+  ASSERT_TRUE(store_->RemoveMembers("quiet", {"alice"}).ok());
+  EXPECT_THAT(ConversationPages(*store_, "alice", 10),
+              ElementsAre(ElementsAre("g:team", "d:alice:carol", "d:alice:dave",
+                                      "d:alice:bob")));
+}
+
+TEST_P(StoreTest, ListConversationsBreaksActivityTiesByIdAcrossPages) {
+  // Every message at the same time: the order is by id, descending, and a
+  // page boundary inside the tie neither repeats nor skips one.
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "c1").ok());
+  ASSERT_TRUE(AppendSync("alice", "carol", false, "c2").ok());
+  ASSERT_TRUE(AppendSync("alice", "alice", false, "c3").ok());
+  EXPECT_THAT(
+      ConversationPages(*store_, "alice", 1),
+      ElementsAre(ElementsAre("d:alice:carol"), ElementsAre("d:alice:bob"),
+                  ElementsAre("d:alice:alice")));
+  // A conversation with oneself has oneself as its peer.
+  auto page = store_->ListConversations("alice", "", 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->conversations[2].peer, "alice");
+  EXPECT_EQ(page->conversations[2].unread, 0u);
+}
+
+TEST_P(StoreTest, ListConversationsCountsUnreadAndReadPositions) {
+  ASSERT_TRUE(store_
+                  ->CreateGroup(
+                      {"team", "", {"alice", "bob", "carol"}, absl::Now()}, 10)
+                  .ok());
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(
+        AppendSync("bob", "alice", false, "b" + std::to_string(i)).ok());
+  }
+  ASSERT_TRUE(AppendSync("alice", "bob", false, "a4").ok());
+  ASSERT_TRUE(AppendSync("bob", "alice", false, "b5").ok());
+  ASSERT_TRUE(AppendSync("carol", "team", true, "t1").ok());
+  ASSERT_TRUE(AppendSync("carol", "team", true, "t2").ok());
+  auto advance = [&](const std::string& user, const std::string& conversation,
+                     uint64_t seq) {
+    store_->AdvanceReadCursor(
+        user, conversation, seq,
+        [](absl::StatusOr<bool> r) { ASSERT_TRUE(r.ok()); });
+    store_->Flush();
+  };
+  advance("alice", "d:alice:bob", 2);
+  advance("bob", "d:alice:bob", 4);
+  advance("alice", "g:team", 1);
+
+  auto find = [&](const std::string& user, const std::string& id) {
+    auto page = store_->ListConversations(user, "", 10);
+    EXPECT_TRUE(page.ok()) << page.status();
+    for (const ConversationSummary& c : page->conversations) {
+      if (c.conversation == id) return c;
+    }
+    ADD_FAILURE() << id << " is not among " << user << "'s conversations";
+    return ConversationSummary();
+  };
+  const ConversationSummary alice_dm = find("alice", "d:alice:bob");
+  EXPECT_EQ(alice_dm.head_seq, 5u);
+  EXPECT_EQ(alice_dm.read_seq, 2u);
+  EXPECT_EQ(alice_dm.unread, 2u);  // Seqs 3 and 5; 4 is alice's own.
+  EXPECT_EQ(alice_dm.peer_read_seq, 4u);
+  const ConversationSummary bob_dm = find("bob", "d:alice:bob");
+  EXPECT_EQ(bob_dm.read_seq, 4u);
+  EXPECT_EQ(bob_dm.unread, 0u);  // Seq 5 is bob's own.
+  EXPECT_EQ(bob_dm.peer_read_seq, 2u);
+  const ConversationSummary alice_team = find("alice", "g:team");
+  EXPECT_EQ(alice_team.read_seq, 1u);
+  EXPECT_EQ(alice_team.unread, 1u);
+  EXPECT_EQ(alice_team.peer_read_seq, 0u);
+  EXPECT_EQ(alice_team.title, "");
+  EXPECT_EQ(find("bob", "g:team").unread, 2u);
+  EXPECT_EQ(find("carol", "g:team").unread, 0u);
+
+  EXPECT_EQ(*store_->CountUnread("alice", "d:alice:bob", 2), 2u);
+  EXPECT_EQ(*store_->CountUnread("alice", "d:alice:bob", 0), 4u);
+  EXPECT_EQ(*store_->CountUnread("bob", "d:alice:bob", 0), 1u);
+  EXPECT_EQ(*store_->CountUnread("alice", "d:alice:bob", 5), 0u);
+  EXPECT_EQ(*store_->CountUnread("alice", "d:alice:carol", 0), 0u);
+}
+
+TEST_P(StoreTest, ListConversationsRefusesUnknownUsersAndBadTokens) {
+  EXPECT_EQ(store_->ListConversations("nobody", "", 10).status().code(),
+            absl::StatusCode::kNotFound);
+  for (const char* token : {"x", "!!", "bm8tc2xhc2g", "YWJjL2Q"}) {
+    EXPECT_EQ(store_->ListConversations("alice", token, 10).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << token;
+  }
+  // A user in no conversation gets an empty last page.
+  auto empty = store_->ListConversations("carol", "", 10);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_THAT(empty->conversations, IsEmpty());
+  EXPECT_TRUE(empty->next_page_token.empty());
 }
 
 TEST_P(StoreTest, ContactsAreGroupMatesAndDirectPeers) {
@@ -609,6 +786,36 @@ TEST_P(StoreTest, EditAndDeleteAreEventsNumberedLikeMessages) {
   EXPECT_EQ((*inbox)[2].message.target_seq, 1u);
   ExpectNoTextAnywhere(*store_, "d:alice:bob", "draft");
   EXPECT_EQ(*store_->ConversationHead("d:alice:bob"), 3u);
+}
+
+TEST_P(StoreTest, UnreadAndTheListCountOnlyTextsStillThere) {
+  ASSERT_TRUE(
+      AppendSync("bob", "alice", false, "b1", "one", absl::FromUnixSeconds(100))
+          .ok());
+  ASSERT_TRUE(
+      AppendSync("bob", "alice", false, "b2", "two", absl::FromUnixSeconds(110))
+          .ok());
+  // An edit event is no unread message and does not move the conversation.
+  ASSERT_TRUE(ChangeSync("bob", "d:alice:bob", 1, "e1", "one!", 200).ok());
+  auto page = store_->ListConversations("alice", "", 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->conversations.size(), 1u);
+  EXPECT_EQ(page->conversations[0].head_seq, 3u);
+  EXPECT_EQ(page->conversations[0].unread, 2u);
+  EXPECT_EQ(page->conversations[0].last_activity, absl::FromUnixSeconds(110));
+  ASSERT_TRUE(page->conversations[0].last_message.has_value());
+  EXPECT_EQ(page->conversations[0].last_message->seq, 2u);
+  EXPECT_EQ(page->conversations[0].last_message->text, "two");
+  // A deleted message is no longer unread; the list shows its tombstone.
+  ASSERT_TRUE(ChangeSync("bob", "d:alice:bob", 2, "x2", "", 210).ok());
+  page = store_->ListConversations("alice", "", 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->conversations[0].unread, 1u);
+  ASSERT_TRUE(page->conversations[0].last_message.has_value());
+  EXPECT_TRUE(page->conversations[0].last_message->deleted);
+  EXPECT_EQ(page->conversations[0].last_message->text, "");
+  EXPECT_EQ(*store_->CountUnread("alice", "d:alice:bob", 0), 1u);
+  EXPECT_EQ(*store_->CountUnread("bob", "d:alice:bob", 0), 0u);
 }
 
 TEST_P(StoreTest, GroupEditReachesTheMembersAtCommitTime) {

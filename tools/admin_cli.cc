@@ -93,6 +93,12 @@ constexpr Command kCommands[] = {
      "The newest page; --before SEQ pages back. Times are UTC (RFC 3339);\n"
      "control characters in the text are escaped (\\n, \\x1b) and a\n"
      "backslash is doubled."},
+    {"conversations", "USER [--limit N]",
+     "a user's conversations, newest first,\nwith unread counts",
+     "Every page (at most N conversations with --limit), as the user's\n"
+     "clients list them: UNREAD counts messages after the user's read\n"
+     "position sent by others; PEER READ is the other user's read position\n"
+     "in a direct conversation. Times are UTC (RFC 3339)."},
     {"blocks", "USER", "the users USER has blocked", ""},
     {"stats", "", "service counters", ""},
     {"backup", "PATH",
@@ -721,6 +727,45 @@ absl::StatusOr<std::string> AdminCli::Run(
       rows.push_back({absl::StrCat(m.seq()),
                       m.from().empty() ? "(operator)" : m.from(),
                       Time(m.sent_at()), HistoryText(m)});
+    }
+    return Table(rows);
+  }
+  if (c.name == "conversations") {
+    ASSIGN_OR_RETURN(Args a, ParseArgs(words, first, {"limit"}, {}));
+    RETURN_IF_ERROR(WantPositional(a, 1, 1, c));
+    uint32_t limit = 0;
+    if (!a.Option("limit").empty()) {
+      ASSIGN_OR_RETURN(limit, ParseCount(a.Option("limit"), "--limit"));
+    }
+    v1::ListConversationsRequest req;
+    req.set_user_id(a.positional[0]);
+    v1::ListConversationsResponse all;
+    do {
+      if (limit != 0) {
+        req.set_page_size(limit -
+                          static_cast<uint32_t>(all.conversations_size()));
+      }
+      v1::ListConversationsResponse page;
+      RETURN_IF_ERROR(call(&Stub::ListConversations, req, &page));
+      all.mutable_conversations()->MergeFrom(page.conversations());
+      req.set_page_token(page.next_page_token());
+    } while (!req.page_token().empty() &&
+             (limit == 0 ||
+              static_cast<uint32_t>(all.conversations_size()) < limit));
+    if (options_.json) return Json(all);
+    std::vector<std::vector<std::string>> rows = {
+        {"CONVERSATION", "TITLE", "UNREAD", "READ", "HEAD", "PEER READ",
+         "LAST ACTIVITY", "LAST MESSAGE"}};
+    for (const v1::ConversationSummary& s : all.conversations()) {
+      const bool direct = s.kind() == v1::CONVERSATION_KIND_DIRECT;
+      rows.push_back({s.id(), s.title(), absl::StrCat(s.unread()),
+                      absl::StrCat(s.read_seq()), absl::StrCat(s.head_seq()),
+                      direct ? absl::StrCat(s.peer_read_seq()) : "-",
+                      Time(s.last_activity()),
+                      s.has_last_message()
+                          ? absl::StrCat(s.last_message().from(), ": ",
+                                         s.last_message().text())
+                          : "-"});
     }
     return Table(rows);
   }

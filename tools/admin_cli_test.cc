@@ -248,6 +248,7 @@ TEST_F(AdminCliTest, EveryListedCommandIsDispatched) {
                                              {"kick"},
                                              {"send"},
                                              {"broadcast"},
+                                             {"conversations"},
                                              {"delete-message"},
                                              {"history"},
                                              {"blocks"},
@@ -325,6 +326,64 @@ TEST_F(AdminCliTest, HistoryEscapesControlCharactersAndShowsTheZone) {
                         "one\\ntwo\\r\\x1b[31m \\\\n \\u0085 caf\xc3\xa9\n"));
   // The header and one row: the message's newline started no other line.
   EXPECT_EQ(std::count(out->begin(), out->end(), '\n'), 2);
+}
+
+TEST_F(AdminCliTest, ConversationsListsEveryPageWithUnreadCounts) {
+  v1::ListConversationsRequest first;
+  first.set_user_id("alice");
+  v1::ListConversationsResponse page1;
+  v1::ConversationSummary* dm = page1.add_conversations();
+  dm->set_id("d:alice:bob");
+  dm->set_kind(v1::CONVERSATION_KIND_DIRECT);
+  dm->set_title("Bob");
+  dm->set_peer("bob");
+  dm->set_head_seq(5);
+  dm->set_read_seq(2);
+  dm->set_unread(3);
+  dm->set_peer_read_seq(4);
+  dm->mutable_last_activity()->set_seconds(1796409111);
+  dm->mutable_last_message()->set_from("bob");
+  dm->mutable_last_message()->set_text("see you\nlater");
+  page1.set_next_page_token("t1");
+  v1::ListConversationsRequest second = first;
+  second.set_page_token("t1");
+  v1::ListConversationsResponse page2;
+  v1::ConversationSummary* group = page2.add_conversations();
+  group->set_id("g:team");
+  group->set_kind(v1::CONVERSATION_KIND_GROUP);
+  group->set_title("Team");
+  group->mutable_last_activity()->set_seconds(1796400000);
+  ::testing::InSequence in_order;
+  EXPECT_CALL(admin_, ListConversations(_, EqualsProto(first), _))
+      .WillOnce(DoAll(SetArgPointee<2>(page1), Return(grpc::Status::OK)));
+  EXPECT_CALL(admin_, ListConversations(_, EqualsProto(second), _))
+      .WillOnce(DoAll(SetArgPointee<2>(page2), Return(grpc::Status::OK)));
+  absl::StatusOr<std::string> out = Run({"conversations", "alice"});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out,
+            "CONVERSATION  TITLE  UNREAD  READ  HEAD  PEER READ  LAST ACTIVITY "
+            "        LAST MESSAGE\n"
+            "d:alice:bob   Bob    3       2     5     4          "
+            "2026-12-04T18:31:51Z  bob: see you\\nlater\n"
+            "g:team        Team   0       0     0     -          "
+            "2026-12-04T16:00:00Z  -\n");
+}
+
+TEST_F(AdminCliTest, ConversationsLimitStopsPaging) {
+  v1::ListConversationsRequest want;
+  want.set_user_id("alice");
+  want.set_page_size(1);
+  v1::ListConversationsResponse page;
+  page.add_conversations()->set_id("g:team");
+  page.set_next_page_token("more");
+  EXPECT_CALL(admin_, ListConversations(_, EqualsProto(want), _))
+      .WillOnce(DoAll(SetArgPointee<2>(page), Return(grpc::Status::OK)));
+  absl::StatusOr<std::string> out =
+      Run({"conversations", "alice", "--limit", "1"}, /*json=*/true);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out, HasSubstr("\"g:team\""));
+  EXPECT_EQ(Run({"conversations"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(AdminCliTest, BlocksListsTheUsersBlockedOnePerRow) {

@@ -208,3 +208,39 @@ def test_block_reaches_every_device_across_replicas(cluster):
             await c.close()
 
     run(scenario())
+
+
+def test_own_read_and_conversation_list_cross_replicas(cluster):
+    """alice's phone is served by replica 1, her laptop by replica 2: a read
+    on the phone reaches the laptop over NATS with the unread count, and both
+    replicas list the same counts from PostgreSQL."""
+    async def scenario():
+        phone = await cluster.client(0, "alice").connect()
+        laptop = await cluster.client(1, "alice").connect()
+        b = await cluster.client(1, "bob").connect()
+        for i in (1, 2, 3):
+            await b.send_text(f"b-{i}", "alice", f"m{i}")
+        for device in (phone, laptop):
+            await device.wait_for(lambda d=device: len(d.applied) == 3,
+                                  what="bob's messages")
+        await phone.send({"read": {"conversation": "d:alice:bob",
+                                   "seq": "1"}})
+        own = await next_frame(laptop, "receipt")
+        assert (own["user"], own["seq"], own["unread"]) == ("alice", "1", "2")
+        peer = await next_frame(b, "receipt")
+        assert (peer["user"], peer["seq"]) == ("alice", "1")
+        assert "unread" not in peer
+        for device in (phone, laptop):
+            await device.send({"listConversations": {}})
+            page = await next_frame(device, "conversations")
+            dm = page["conversations"][0]
+            assert (dm["id"], dm["unread"], dm["readSeq"]) == (
+                "d:alice:bob", "2", "1")
+            await device.send({"history": {"conversation": "d:alice:bob",
+                                           "limit": 2}})
+            history = await next_frame(device, "history")
+            assert [m["text"] for m in history["messages"]] == ["m2", "m3"]
+        for client in (phone, laptop, b):
+            await client.close()
+
+    run(scenario())
