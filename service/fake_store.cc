@@ -503,9 +503,7 @@ absl::StatusOr<bool> FakeStore::SetBlocked(absl::string_view user,
   size_t count = 0;
   for (auto i = first; i != blocks_.end() && i->first == user; ++i) ++count;
   if (count >= max_blocked) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("user \"", user, "\" already blocks ", count,
-                     " users; the limit is ", max_blocked));
+    return TooManyBlocksError(user, count, max_blocked);
   }
   blocks_.insert(key);
   return true;

@@ -251,6 +251,14 @@ absl::Status MayReadHistory(Store& store, const std::string& user,
   return absl::OkStatus();
 }
 
+// The BlockList frame of `users` (set even when empty).
+v1::ServerFrame BlockListFrame(std::vector<std::string> users) {
+  v1::ServerFrame frame;
+  v1::BlockList* blocked = frame.mutable_blocked();
+  for (std::string& u : users) blocked->add_users(std::move(u));
+  return frame;
+}
+
 }  // namespace
 
 v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
@@ -1237,9 +1245,7 @@ void Messaging::HandleBlock(const std::string& session_id,
     SendError(session_id, ErrorCodeFor(list.status()), list.status().message());
     return;
   }
-  v1::ServerFrame frame;
-  v1::BlockList* blocked = frame.mutable_blocked();  // Set even when empty.
-  for (std::string& u : *list) blocked->add_users(std::move(u));
+  v1::ServerFrame frame = BlockListFrame(*std::move(list));
   if (!*changed) {
     router_->SendToSession(session_id, std::move(frame));
     return;
@@ -1278,9 +1284,7 @@ void Messaging::HandleListBlocked(const std::string& session_id,
     SendError(session_id, ErrorCodeFor(list.status()), list.status().message());
     return;
   }
-  v1::ServerFrame frame;
-  v1::BlockList* blocked = frame.mutable_blocked();  // Set even when empty.
-  for (std::string& u : *list) blocked->add_users(std::move(u));
+  v1::ServerFrame frame = BlockListFrame(*std::move(list));
   router_->SendToSession(session_id, std::move(frame));
 }
 

@@ -1830,9 +1830,7 @@ absl::StatusOr<bool> PgStore::SetBlocked(absl::string_view user,
     ASSIGN_OR_RETURN(Result count, c.Run(kCountBlocks, {a}));
     const uint64_t n = count.UInt(0, 0);
     if (n > max_blocked) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("user \"", a, "\" already blocks ", n - 1,
-                       " users; the limit is ", max_blocked));
+      return TooManyBlocksError(a, n - 1, max_blocked);
     }
     return absl::OkStatus();
   }));

@@ -1521,9 +1521,7 @@ absl::StatusOr<bool> SqliteStore::SetBlocked(absl::string_view user,
     RETURN_IF_ERROR(count->Step().status());
     const uint64_t n = static_cast<uint64_t>(count->Int(0));
     if (n > max_blocked) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("user \"", a, "\" already blocks ", n - 1,
-                       " users; the limit is ", max_blocked));
+      return TooManyBlocksError(a, n - 1, max_blocked);
     }
     return absl::OkStatus();
   }));

@@ -83,4 +83,11 @@ bool IsBlockedError(const absl::Status& status) {
   return status.GetPayload(kBlockedPayload).has_value();
 }
 
+absl::Status TooManyBlocksError(absl::string_view user, uint64_t blocks,
+                                size_t max_blocked) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("user \"", user, "\" already blocks ", blocks,
+                   " users; the limit is ", max_blocked));
+}
+
 }  // namespace parley::service

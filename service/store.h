@@ -265,6 +265,11 @@ std::string NewStoreGeneration();
 absl::Status BlockedError(absl::string_view message);
 bool IsBlockedError(const absl::Status& status);
 
+// SetBlocked's refusal of one more block for a user who already blocks
+// `blocks` users, the limit being `max_blocked`.
+absl::Status TooManyBlocksError(absl::string_view user, uint64_t blocks,
+                                size_t max_blocked);
+
 using AppendCallback = std::function<void(absl::StatusOr<AppendResult>)>;
 // Receives whether the cursor advanced (false: it was already at or past).
 using CursorCallback = std::function<void(absl::StatusOr<bool>)>;

@@ -1,21 +1,24 @@
 // app.js: Parley's browser chat page (web/index.html), on top of parley.js.
 //
 // What the page keeps, and where it comes from:
-//   * messages: applied live by parley.js's inbox rule ("message" events),
-//     plus history, which is the user's own inbox paged backwards with sync
-//     (the protocol has no other history call, so history holds what reached
-//     this user, across all conversations, and older conversations appear as
-//     their pages are loaded);
+//   * the conversation list: the server's (listConversations, paged, asked
+//     again after every (re)connect), with its unread counts and read
+//     positions, which are the same on every device; kept current live: a
+//     new message bumps its conversation to the top and counts as unread
+//     unless the conversation is open, a read on another device of this
+//     user arrives as a receipt carrying the new unread count;
+//   * messages: each conversation's history from the server (history, paged
+//     backwards by seq as the person scrolls up), plus what parley.js applies
+//     live by the inbox rule ("message", "edit" and "delete" events);
 //   * own sends: shown at once as "pending" (parley.js keeps them in its
 //     outbox across reconnects and reloads), "sent" on ack (stored),
 //     "delivered" once the recipient has had a live session since (presence:
 //     the service pushes every stored message to every live session), "read"
-//     on a receipt;
-//   * read positions (own and others'), per conversation, kept in
-//     localStorage so unread counts and read marks survive a reload.
+//     once the peer's read position covers it;
+//   * the blocked users (listBlocked, and the server's pushes after a change).
 // Messages are keyed by (sender's clientMsgId) for own sends and by
-// messageId otherwise, so a message that arrives live, in a sync, in history
-// and as an ack is one message on screen, ordered by its conversation seq.
+// messageId otherwise, so a message that arrives live, in history and as an
+// ack is one message on screen, ordered by its conversation seq.
 
 import { connect, conversationOf, recipientOf, tokenDevice, tokenSubject } from './parley.js';
 
@@ -24,11 +27,8 @@ const TOKEN_KEY = 'parley.app:token';
 const DEVICE_KEY = 'parley.app:device';
 const TYPING_SHOWN_MS = 5000;
 const TYPING_SEND_EVERY_MS = 3000;
-const HISTORY_PAGE = 100;
-// One "load older" gathers this many messages of the open conversation, or
-// reads this many inbox pages, whichever comes first.
-const OLDER_WANTED = 20;
-const OLDER_MAX_PAGES = 5;
+const HISTORY_PAGE = 50;
+const LIST_PAGE = 50;
 
 /** @type {import('./parley.js').ParleyClient|null} */
 let client = null;
@@ -39,12 +39,17 @@ const conversations = new Map();
 const ownSends = new Map();
 /** user -> online */
 const presence = new Map();
+/** Users this user blocks. */
+let blocked = new Set();
 let activeId = null;
-let historyDone = false;
-let loadingOlder = false;
+/** The conversation list's next page ('' when there is none). */
+let listToken = '';
+let listPages = 0;
+let listLoading = false;
+/** The own message being edited in the composer: {conversation, key}. */
+let editing = null;
 let lastTypingSent = 0;
 let renderQueued = false;
-let saveQueued = false;
 let scrollIntent = 'auto';
 
 /**
@@ -56,11 +61,11 @@ let scrollIntent = 'auto';
  * @property {string} from
  * @property {string} text
  * @property {string} sentAt
+ * @property {string} editedAt "" if never edited.
+ * @property {boolean} deleted A tombstone.
  * @property {number} createdAt
  * @property {'pending'|'stored'|'failed'} status
  * @property {string} [error]
- * @property {boolean} history Loaded as history (older than this page's
- *     start), not applied live.
  */
 
 /**
@@ -69,62 +74,24 @@ let scrollIntent = 'auto';
  * @property {import('./parley.js').Recipient} to
  * @property {string} title
  * @property {Map<string, Record>} records
- * @property {number} readSeq Up to where this user has read.
- * @property {boolean} readKnown Whether readSeq is this device's knowledge
- *     (saved, or read here). The protocol cannot tell a new device what was
- *     read elsewhere, so there history counts as read, not as unread.
+ * @property {number} headSeq The highest seq known (from the list or live).
+ * @property {number} readSeq Up to where this user has read (the server's).
+ * @property {number} unread The server's unread count, kept current live.
  * @property {Map<string, number>} peerReads Up to where others have read.
  * @property {number} deliveredSeq Own messages up to here were delivered.
  * @property {Map<string, number>} typing user -> until when (ms).
  * @property {number} lastAt Last activity, for ordering the list.
  * @property {string} preview
+ * @property {number} previewSeq The seq the preview shows.
+ * @property {boolean} historyLoaded Whether its newest page was loaded.
+ * @property {number} historyBefore The lowest seq history returned (the
+ *     next page is below it; edit and delete events count, though not shown).
+ * @property {boolean} historyMore Whether older messages are on the server.
+ * @property {boolean} historyLoading
+ * @property {string} refusal Why the last send was refused (blocked), or "".
  */
 
 // ------------------------------------------------------------- state
-
-function storageKey() {
-  return `parley.app:${me}:state`;
-}
-
-function loadSaved() {
-  try {
-    const saved = JSON.parse(localStorage.getItem(storageKey()) || '{}');
-    for (const c of saved.conversations || []) {
-      const conv = conversationFor(c.id);
-      if (!conv) continue;
-      conv.readSeq = Math.max(conv.readSeq, Number(c.readSeq) || 0);
-      conv.readKnown = c.readKnown !== false;
-      conv.deliveredSeq = Math.max(conv.deliveredSeq, Number(c.deliveredSeq) || 0);
-      for (const [u, s] of Object.entries(c.peerReads || {})) conv.peerReads.set(u, Number(s) || 0);
-      conv.lastAt = Math.max(conv.lastAt, Number(c.lastAt) || 0);
-      conv.preview = conv.preview || String(c.preview || '');
-    }
-  } catch {
-    // Nothing usable saved.
-  }
-}
-
-function save() {
-  if (saveQueued || !me) return;
-  saveQueued = true;
-  setTimeout(() => {
-    saveQueued = false;
-    const list = [...conversations.values()].map((c) => ({
-      id: c.id,
-      readSeq: c.readSeq,
-      readKnown: c.readKnown,
-      deliveredSeq: c.deliveredSeq,
-      peerReads: Object.fromEntries(c.peerReads),
-      lastAt: c.lastAt,
-      preview: c.preview,
-    }));
-    try {
-      localStorage.setItem(storageKey(), JSON.stringify({ conversations: list }));
-    } catch {
-      // Storage full or disabled: the page still works, unsaved.
-    }
-  }, 0);
-}
 
 /**
  * The conversation with this id, created on first use.
@@ -142,13 +109,20 @@ function conversationFor(id, to) {
     to: recipient,
     title: recipient.group ? `#${recipient.group}` : recipient.user,
     records: new Map(),
+    headSeq: 0,
     readSeq: 0,
-    readKnown: false,
+    unread: 0,
     peerReads: new Map(),
     deliveredSeq: 0,
     typing: new Map(),
     lastAt: 0,
     preview: '',
+    previewSeq: 0,
+    historyLoaded: false,
+    historyBefore: 0,
+    historyMore: true,
+    historyLoading: false,
+    refusal: '',
   };
   conversations.set(id, conv);
   return conv;
@@ -163,20 +137,50 @@ function keyOf(m) {
   return m.from === me && m.clientMsgId ? `c:${m.clientMsgId}` : `m:${m.messageId}`;
 }
 
+function previewText(conv, rec) {
+  const who = rec.from === me ? 'You: ' : conv.to.group ? `${rec.from}: ` : '';
+  return `${who}${rec.deleted ? 'Message deleted' : rec.text}`;
+}
+
+/** Makes `rec` the list's preview and activity if it is the newest. */
 function touch(conv, rec) {
   const at = Date.parse(rec.sentAt) || rec.createdAt || 0;
-  if (at >= conv.lastAt) {
-    conv.lastAt = at;
-    conv.preview = `${rec.from === me ? 'You: ' : conv.to.group ? `${rec.from}: ` : ''}${rec.text}`;
+  if (at >= conv.lastAt || (rec.seq && rec.seq >= conv.previewSeq)) {
+    conv.lastAt = Math.max(conv.lastAt, at);
+    conv.preview = previewText(conv, rec);
+    conv.previewSeq = rec.seq;
   }
 }
 
-/** Adds a stored message (live, synced or from history); idempotent. */
-function addMessage(m, { history = false } = {}) {
-  const conv = conversationFor(m.conversation, recipientOfMessage(m));
+/** Takes a conversation list entry from the server. */
+function addSummary(s) {
+  const recipient = s.kind === 'group' ? { group: s.id.slice(2) } : { user: s.peer || recipientOf(me, s.id)?.user || '' };
+  const conv = conversationFor(s.id, recipient);
   if (!conv) return;
+  // The group's or the peer's display name.
+  if (s.title && s.title !== (conv.to.group || conv.to.user)) conv.title = s.title;
+  conv.headSeq = Math.max(conv.headSeq, s.headSeq);
+  conv.readSeq = s.readSeq;
+  conv.unread = s.unread;
+  if (conv.to.user && s.peerReadSeq) {
+    conv.peerReads.set(conv.to.user, Math.max(conv.peerReads.get(conv.to.user) || 0, s.peerReadSeq));
+  }
+  conv.lastAt = Math.max(conv.lastAt, Date.parse(s.lastActivity) || 0);
+  if (s.lastMessage && s.lastMessage.seq >= conv.previewSeq) {
+    const m = s.lastMessage;
+    conv.preview = previewText(conv, { from: m.from, text: m.text, deleted: m.deleted });
+    conv.previewSeq = m.seq;
+  }
+}
+
+/** Adds a stored text message (live or from history); idempotent. */
+function addMessage(m, { live = false } = {}) {
+  const conv = conversationFor(m.conversation, recipientOfMessage(m));
+  if (!conv) return null;
   const key = keyOf(m);
-  const rec = conv.records.get(key) || { key, createdAt: Date.now(), history };
+  // One message per seq, whichever way it came (history may not carry the
+  // clientMsgId an own send is keyed by).
+  const rec = conv.records.get(key) || (m.seq && recordAt(conv, m.seq)) || { key, createdAt: Date.now() };
   Object.assign(rec, {
     clientMsgId: m.clientMsgId,
     messageId: m.messageId,
@@ -184,16 +188,44 @@ function addMessage(m, { history = false } = {}) {
     from: m.from,
     text: m.text,
     sentAt: m.sentAt,
+    editedAt: m.editedAt,
+    deleted: m.deleted,
     status: 'stored',
   });
-  conv.records.set(key, rec);
+  conv.records.set(rec.key, rec);
+  if (live && m.seq > conv.headSeq) {
+    // New since the list was read: it counts, once.
+    conv.headSeq = m.seq;
+    if (m.from !== me && m.seq > conv.readSeq) conv.unread += 1;
+  }
   if (m.from !== me) conv.typing.delete(m.from);
   touch(conv, rec);
   if (m.from === me && conv.to.user && presence.get(conv.to.user)) {
     conv.deliveredSeq = Math.max(conv.deliveredSeq, m.seq);
   }
   scheduleRender();
-  save();
+  return conv;
+}
+
+function recordAt(conv, seq) {
+  for (const r of conv.records.values()) if (r.seq === seq) return r;
+  return null;
+}
+
+/** An edit or a delete (a message of that kind) changes its target. */
+function applyChange(m) {
+  const conv = conversations.get(m.conversation);
+  if (!conv) return;
+  if (m.seq > conv.headSeq) conv.headSeq = m.seq;
+  const rec = recordAt(conv, m.targetSeq);
+  if (rec) {
+    if (m.kind === 'delete') Object.assign(rec, { deleted: true, text: '' });
+    else if (!rec.deleted) Object.assign(rec, { text: m.text, editedAt: m.sentAt });
+  }
+  if (conv.previewSeq === m.targetSeq) {
+    conv.preview = previewText(conv, rec || { from: m.from, text: m.text, deleted: m.kind === 'delete' });
+  }
+  scheduleRender();
 }
 
 /** The state shown on an own message. */
@@ -209,16 +241,8 @@ function readersOf(conv, rec) {
   return [...conv.peerReads].filter(([u, s]) => u !== me && s >= rec.seq).map(([u]) => u);
 }
 
-function unreadCount(conv) {
-  let n = 0;
-  for (const r of conv.records.values()) {
-    if (r.from !== me && r.seq > conv.readSeq && (conv.readKnown || !r.history)) n += 1;
-  }
-  return n;
-}
-
 function maxSeq(conv) {
-  let s = 0;
+  let s = conv.headSeq;
   for (const r of conv.records.values()) s = Math.max(s, r.seq);
   return s;
 }
@@ -226,14 +250,17 @@ function maxSeq(conv) {
 /** Marks the open conversation read when the person can see it. */
 function markRead() {
   const conv = activeId && conversations.get(activeId);
-  if (!conv || document.visibilityState !== 'visible' || !client) return;
-  if (unreadCount(conv) === 0) return;
+  if (!conv || document.visibilityState !== 'visible' || !client || !conv.historyLoaded) return;
   const seq = maxSeq(conv);
-  conv.readSeq = seq;
-  conv.readKnown = true;
-  client.read(conv.id, seq);
-  save();
+  if (conv.unread === 0 && seq <= conv.readSeq) return;
+  conv.readSeq = Math.max(conv.readSeq, seq);
+  conv.unread = 0;
+  client.read(conv.id, conv.readSeq);
   scheduleRender();
+}
+
+function isBlocked(conv) {
+  return Boolean(conv && conv.to.user && blocked.has(conv.to.user));
 }
 
 // ------------------------------------------------------------- client
@@ -244,7 +271,6 @@ function wsUrl() {
 
 function start(token, device) {
   me = tokenSubject(token) || '';
-  if (me) loadSaved();
   client = connect(wsUrl(), { token, device: device || tokenDevice(token) || 'browser' });
   showApp();
 
@@ -254,13 +280,16 @@ function start(token, device) {
   client.on('state', onState);
   client.on('welcome', onWelcome);
   client.on('message', (m) => {
-    addMessage(m);
-    if (m.conversation === activeId && m.from !== me) markRead();
+    if (m.kind !== 'text') return; // kinds this page does not show
+    const conv = addMessage(m, { live: true });
+    if (conv && conv.id === activeId && m.from !== me) markRead();
   });
+  client.on('edit', applyChange);
+  client.on('delete', applyChange);
   client.on('ack', (a) => {
     const convId = ownSends.get(a.clientMsgId);
     let conv = convId && conversations.get(convId);
-    let rec = conv && conv.records.get(`c:${a.clientMsgId}`);
+    const rec = conv && conv.records.get(`c:${a.clientMsgId}`);
     if (!rec) return;
     if (a.conversation && a.conversation !== conv.id) {
       // The service names the conversation; follow it.
@@ -270,29 +299,37 @@ function start(token, device) {
       ownSends.set(a.clientMsgId, conv.id);
     }
     Object.assign(rec, { messageId: a.messageId, seq: a.seq, sentAt: a.sentAt, status: 'stored' });
+    conv.headSeq = Math.max(conv.headSeq, a.seq);
+    conv.refusal = '';
     if (conv.to.user && presence.get(conv.to.user)) conv.deliveredSeq = Math.max(conv.deliveredSeq, a.seq);
     touch(conv, rec);
     scheduleRender();
-    save();
   });
   client.on('sendFailed', (f) => {
     const conv = conversations.get(ownSends.get(f.clientMsgId));
     const rec = conv && conv.records.get(`c:${f.clientMsgId}`);
     if (rec) Object.assign(rec, { status: 'failed', error: humanError(f.code, f.message) });
+    if (rec && conv.preview === previewText(conv, rec)) conv.preview = `⚠ Not sent: ${rec.text}`;
+    if (conv && f.code === 'ERROR_CODE_BLOCKED') conv.refusal = f.message || 'This user does not accept your messages.';
     scheduleRender();
   });
   client.on('receipt', (r) => {
     const conv = conversationFor(r.conversation);
     if (!conv) return;
     if (r.user === me) {
-      conv.readSeq = Math.max(conv.readSeq, r.seq); // read on another device
-      conv.readKnown = true;
+      // Read on another device: the server says what is left unread.
+      conv.readSeq = Math.max(conv.readSeq, r.seq);
+      if (r.unread !== null) conv.unread = r.unread;
     } else {
       conv.peerReads.set(r.user, Math.max(conv.peerReads.get(r.user) || 0, r.seq));
       conv.deliveredSeq = Math.max(conv.deliveredSeq, r.seq);
     }
     scheduleRender();
-    save();
+  });
+  client.on('blocked', (b) => {
+    blocked = new Set(b.users);
+    for (const conv of conversations.values()) if (!isBlocked(conv) && conv.refusal && !conv.to.group) conv.refusal = '';
+    scheduleRender();
   });
   client.on('typing', (t) => {
     if (t.from === me) return;
@@ -311,7 +348,6 @@ function start(token, device) {
           if (r.from === me && r.status === 'stored') conv.deliveredSeq = Math.max(conv.deliveredSeq, r.seq);
         }
       }
-      save();
     }
     scheduleRender();
   });
@@ -322,13 +358,10 @@ function start(token, device) {
   client.on('error', (e) => flash(humanError(e.code, e.message)));
   client.on('reset', () => {
     // What this page holds counts in the old data's seqs: start over from the
-    // server's replay.
+    // server (the welcome that follows lists the conversations again).
     conversations.clear();
-    try {
-      localStorage.removeItem(storageKey());
-    } catch {
-      // Nothing saved.
-    }
+    ownSends.clear();
+    editing = null;
     scheduleRender();
     flash("The server's data was restored from a backup; reloading your messages from the server.");
   });
@@ -344,26 +377,93 @@ function addPending(clientMsgId, to, text, createdAt) {
   if (!conv) return;
   const key = `c:${clientMsgId}`;
   if (!conv.records.has(key)) {
-    conv.records.set(key, { key, clientMsgId, messageId: '', seq: 0, from: me, text, sentAt: '', createdAt, status: 'pending' });
+    conv.records.set(key, {
+      key, clientMsgId, messageId: '', seq: 0, from: me, text, sentAt: '', editedAt: '', deleted: false, createdAt, status: 'pending',
+    });
   }
   ownSends.set(clientMsgId, conv.id);
   touch(conv, conv.records.get(key));
   scheduleRender();
 }
 
-let firstWelcome = true;
 function onWelcome(w) {
-  if (w.userId && w.userId !== me) {
-    me = w.userId;
-    loadSaved();
-  }
+  if (w.userId) me = w.userId;
   $('me').textContent = me;
-  if (firstWelcome) {
-    firstWelcome = false;
-    // The most recent page of the inbox fills the conversation list.
-    loadOlder(HISTORY_PAGE, 1);
-  }
+  // The server's list and positions, fresh after every (re)connect: reads
+  // made elsewhere meanwhile are in it.
+  loadConversations(true);
+  const c = client;
+  client.listBlocked().then(
+    (users) => {
+      if (c !== client) return;
+      blocked = new Set(users);
+      scheduleRender();
+    },
+    () => {},
+  );
+  const conv = activeId && conversations.get(activeId);
+  if (conv && !conv.historyLoaded) loadHistory(conv);
   markRead();
+}
+
+/** Loads the first page of the conversation list (`first`) or the next one. */
+async function loadConversations(first = false) {
+  if (!client || (!first && (listLoading || !listToken))) return;
+  const c = client;
+  listLoading = true;
+  scheduleRender();
+  try {
+    const page = await c.listConversations({ pageToken: first ? '' : listToken, limit: LIST_PAGE });
+    if (c !== client) return;
+    for (const s of page.conversations) addSummary(s);
+    // A refreshed first page keeps the place of pages loaded after it.
+    if (!first || listPages <= 1) listToken = page.nextPageToken;
+    listPages = first ? Math.max(listPages, 1) : listPages + 1;
+    markRead();
+  } catch (e) {
+    if (c === client && e.code !== 'STOPPED' && e.code !== 'CLOSED') flash(`Could not load your conversations: ${e.message}`);
+  } finally {
+    if (c === client) {
+      listLoading = false;
+      scheduleRender();
+    }
+  }
+}
+
+/** Loads the conversation's newest page of history, or the page before what is loaded. */
+async function loadHistory(conv) {
+  if (!client || conv.historyLoading || (conv.historyLoaded && !conv.historyMore)) return;
+  const c = client;
+  const beforeSeq = conv.historyLoaded ? conv.historyBefore : 0;
+  conv.historyLoading = true;
+  scheduleRender();
+  try {
+    const page = await c.history(conv.id, { beforeSeq, limit: HISTORY_PAGE });
+    if (c !== client) return;
+    for (const m of page.messages) if (m.kind === 'text') addMessage(m);
+    if (page.messages.length > 0) conv.historyBefore = page.messages[0].seq;
+    conv.historyMore = page.more && page.messages.length > 0;
+    conv.historyLoaded = true;
+    if (beforeSeq) scrollIntent = 'keep';
+  } catch (e) {
+    if (c !== client) return;
+    if (e.code === 'ERROR_CODE_NOT_FOUND') {
+      // A conversation with no message yet.
+      conv.historyLoaded = true;
+      conv.historyMore = false;
+    } else if (e.code !== 'STOPPED' && e.code !== 'CLOSED') {
+      // What arrives live still shows (and is marked read); "Load older"
+      // asks again.
+      conv.historyLoaded = true;
+      flash(`Could not load messages: ${reasonOf(e)}`);
+    }
+  } finally {
+    if (c === client) {
+      conv.historyLoading = false;
+      markRead();
+      scheduleRender();
+    }
+  }
 }
 
 function onState(s) {
@@ -409,9 +509,16 @@ function humanError(code, message) {
     ERROR_CODE_PERMISSION_DENIED: 'Not allowed',
     ERROR_CODE_INVALID_ARGUMENT: 'Invalid message',
     ERROR_CODE_TOO_LARGE: 'Message too long',
+    ERROR_CODE_BLOCKED: 'Blocked',
+    ERROR_CODE_FAILED_PRECONDITION: 'Not possible now',
   };
   const head = names[code] || code.replace(/^ERROR_CODE_/, '').toLowerCase().replace(/_/g, ' ');
   return message ? `${head}: ${message}` : head;
+}
+
+/** The server's reason of a ParleyError, without the code in front. */
+function reasonOf(e) {
+  return humanError(e.code || 'ERROR', String(e.message || '').replace(/^[A-Z_]+: /, ''));
 }
 
 /** Shows a short-lived notice (one at a time: a new one replaces the old). */
@@ -423,41 +530,6 @@ function flash(text) {
   el.textContent = text;
   document.body.appendChild(el);
   setTimeout(() => el.remove(), 6000);
-}
-
-/**
- * Loads older inbox pages: until the open conversation gained `wanted`
- * messages, `maxPages` pages were read, or the inbox start is reached.
- */
-async function loadOlder(wanted = OLDER_WANTED, maxPages = OLDER_MAX_PAGES) {
-  if (loadingOlder || historyDone || !client) return;
-  loadingOlder = true;
-  scheduleRender();
-  const target = activeId;
-  const c = client;
-  try {
-    let gained = 0;
-    for (let page = 0; page < maxPages && gained < wanted; page++) {
-      const { messages, done } = await c.loadOlder(HISTORY_PAGE);
-      if (c !== client) return; // signed out meanwhile
-      for (const m of messages) {
-        addMessage(m, { history: true });
-        if (m.conversation === target) gained += 1;
-      }
-      if (done) {
-        historyDone = true;
-        break;
-      }
-    }
-  } catch (e) {
-    if (c === client) flash(`Could not load older messages: ${e.message}`);
-  } finally {
-    if (c === client) {
-      loadingOlder = false;
-      scrollIntent = 'keep';
-      scheduleRender();
-    }
-  }
 }
 
 // ------------------------------------------------------------- views
@@ -485,24 +557,27 @@ function signOut(error) {
   conversations.clear();
   ownSends.clear();
   presence.clear();
+  blocked = new Set();
   activeId = null;
-  historyDone = false;
-  loadingOlder = false;
-  firstWelcome = true;
+  listToken = '';
+  listPages = 0;
+  listLoading = false;
+  editing = null;
   me = '';
   document.body.classList.remove('chat-open');
   showSignIn(error);
 }
 
 function setActive(id) {
+  if (editing && editing.conversation !== id) stopEditing();
   activeId = id;
   document.body.classList.toggle('chat-open', Boolean(id));
   scrollIntent = 'bottom';
   scheduleRender();
   if (!id) return;
-  markRead();
   const conv = conversations.get(id);
-  if (conv && conv.records.size < OLDER_WANTED && !historyDone) loadOlder();
+  if (conv && !conv.historyLoaded) loadHistory(conv);
+  markRead();
   $('composer-input').focus();
 }
 
@@ -532,10 +607,27 @@ function presenceOf(conv) {
 function formatTime(sentAt) {
   const d = new Date(sentAt);
   if (Number.isNaN(d.getTime())) return '';
-  const sameDay = d.toDateString() === new Date().toDateString();
-  return sameDay
-    ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
-    : d.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+/** The local calendar day of a record ("" while pending: today). */
+function dayOf(rec) {
+  const d = new Date(rec.sentAt || rec.createdAt || Date.now());
+  return Number.isNaN(d.getTime()) ? '' : `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+function dayLabel(rec) {
+  const d = new Date(rec.sentAt || rec.createdAt || Date.now());
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (d.toDateString() === today.toDateString()) return 'Today';
+  if (d.toDateString() === yesterday.toDateString()) return 'Yesterday';
+  return d.toLocaleDateString([], {
+    weekday: 'long',
+    month: 'long',
+    day: 'numeric',
+    year: d.getFullYear() === today.getFullYear() ? undefined : 'numeric',
+  });
 }
 
 function render() {
@@ -547,7 +639,7 @@ function render() {
 function renderList() {
   const ul = $('conversations');
   let total = 0;
-  for (const conv of conversations.values()) total += unreadCount(conv);
+  for (const conv of conversations.values()) total += conv.unread;
   document.title = total ? `(${total}) Parley` : 'Parley';
   const focused = document.activeElement?.dataset?.conversation;
   const sorted = [...conversations.values()].sort((a, b) => b.lastAt - a.lastAt || a.title.localeCompare(b.title));
@@ -558,7 +650,7 @@ function renderList() {
       b.type = 'button';
       b.className = 'conversation';
       b.dataset.conversation = conv.id;
-      const unread = unreadCount(conv);
+      const unread = conv.unread;
       b.dataset.unread = String(unread);
       if (conv.id === activeId) b.setAttribute('aria-current', 'true');
       const online = presenceOf(conv);
@@ -571,21 +663,25 @@ function renderList() {
       const preview = document.createElement('span');
       preview.className = 'preview';
       const typing = typingText(conv);
-      preview.textContent = typing || conv.preview;
+      preview.textContent = typing || (isBlocked(conv) ? 'Blocked' : conv.preview);
       preview.classList.toggle('typing', Boolean(typing));
       const badge = document.createElement('span');
       badge.className = 'badge';
       badge.dataset.testid = 'unread';
       badge.textContent = unread > 99 ? '99+' : String(unread);
       badge.hidden = unread === 0;
-      b.setAttribute('aria-label', `${conv.title}${unread ? `, ${unread} unread` : ''}`);
+      b.setAttribute('aria-label', `${conv.title}${unread ? `, ${unread} unread` : ''}${isBlocked(conv) ? ', blocked' : ''}`);
       b.append(dot, title, badge, preview);
       b.addEventListener('click', () => setActive(conv.id));
       li.append(b);
       return li;
     }),
   );
-  $('no-conversations').hidden = conversations.size > 0;
+  $('no-conversations').hidden = conversations.size > 0 || listLoading;
+  const more = $('more-conversations');
+  more.hidden = !listToken;
+  more.disabled = listLoading;
+  more.textContent = listLoading ? 'Loading…' : 'More conversations';
   if (focused) ul.querySelector(`[data-conversation="${CSS.escape(focused)}"]`)?.focus();
 }
 
@@ -602,8 +698,26 @@ function renderChat() {
   dot.className = `dot${online ? ' online' : ''}`;
   const typing = typingText(conv);
   const sub = $('chat-subtitle');
-  sub.textContent = typing || (online === null ? (conv.to.group ? 'group' : '') : online ? 'online' : 'offline');
+  const youBlocked = isBlocked(conv);
+  sub.textContent =
+    typing || (youBlocked ? 'blocked' : online === null ? (conv.to.group ? 'group' : '') : online ? 'online' : 'offline');
   sub.classList.toggle('typing', Boolean(typing));
+
+  const blockButton = $('block-toggle');
+  blockButton.hidden = !conv.to.user;
+  blockButton.textContent = youBlocked ? 'Unblock' : 'Block';
+  blockButton.setAttribute('aria-pressed', String(youBlocked));
+  blockButton.title = youBlocked ? `Unblock ${conv.to.user}` : `Block ${conv.to.user}: no direct messages, presence or typing either way`;
+
+  const notice = $('chat-notice');
+  notice.textContent = youBlocked
+    ? `You blocked ${conv.to.user}. Neither of you can send the other direct messages; unblock to talk again.`
+    : conv.refusal
+      ? `Not sent: ${conv.refusal}`
+      : '';
+  notice.hidden = !notice.textContent;
+  $('composer-input').disabled = youBlocked;
+  $('send-button').disabled = youBlocked;
 
   const box = $('messages');
   const fromBottom = box.scrollHeight - box.scrollTop;
@@ -618,17 +732,34 @@ function renderChat() {
   });
   const list = $('message-list');
   const existing = new Map([...list.children].map((li) => [li.dataset.key, li]));
-  const items = records.map((rec) => {
+  const items = [];
+  let day = null;
+  for (const rec of records) {
+    const d = dayOf(rec);
+    if (d !== day) {
+      day = d;
+      const key = `day:${d}`;
+      const sep = existing.get(key) || document.createElement('li');
+      sep.dataset.key = key;
+      sep.className = 'day';
+      sep.setAttribute('role', 'separator');
+      sep.textContent = dayLabel(rec);
+      items.push(sep);
+    }
     const li = existing.get(rec.key) || createMessageItem(rec);
     updateMessageItem(li, conv, rec);
-    return li;
-  });
+    items.push(li);
+  }
   list.replaceChildren(...items);
 
-  $('load-older').hidden = historyDone;
-  $('load-older').disabled = loadingOlder;
-  $('load-older').textContent = loadingOlder ? 'Loading…' : 'Load older messages';
-  $('history-end').hidden = !historyDone;
+  const done = conv.historyLoaded && !conv.historyMore;
+  $('load-older').hidden = done;
+  $('load-older').disabled = conv.historyLoading;
+  $('load-older').textContent = conv.historyLoading ? 'Loading…' : 'Load older messages';
+  $('history-end').hidden = !done;
+
+  const editBar = $('editing');
+  editBar.hidden = !(editing && editing.conversation === conv.id);
 
   if (scrollIntent === 'keep') box.scrollTop = box.scrollHeight - fromBottom;
   else if (scrollIntent === 'bottom' || atBottom) box.scrollTop = box.scrollHeight;
@@ -645,7 +776,24 @@ function createMessageItem(rec) {
   text.className = 'text';
   const meta = document.createElement('span');
   meta.className = 'meta';
-  li.append(from, text, meta);
+  const actions = document.createElement('span');
+  actions.className = 'actions';
+  if (rec.from === me) {
+    const edit = document.createElement('button');
+    edit.type = 'button';
+    edit.className = 'link';
+    edit.dataset.action = 'edit';
+    edit.textContent = 'Edit';
+    edit.addEventListener('click', () => startEditing(rec.key));
+    const del = document.createElement('button');
+    del.type = 'button';
+    del.className = 'link';
+    del.dataset.action = 'delete';
+    del.textContent = 'Delete';
+    del.addEventListener('click', () => deleteOwn(rec.key));
+    actions.append(edit, del);
+  }
+  li.append(from, text, meta, actions);
   return li;
 }
 
@@ -662,15 +810,86 @@ function updateMessageItem(li, conv, rec) {
   const state = displayState(conv, rec);
   li.dataset.state = state;
   li.dataset.seq = String(rec.seq);
-  const [from, text, meta] = li.children;
+  li.dataset.deleted = String(Boolean(rec.deleted));
+  li.dataset.edited = String(Boolean(rec.editedAt) && !rec.deleted);
+  const [from, text, meta, actions] = li.children;
   from.textContent = conv.to.group && rec.from !== me ? rec.from : '';
   from.hidden = !from.textContent;
-  if (text.textContent !== rec.text) text.textContent = rec.text;
+  const shownText = rec.deleted ? 'Message deleted' : rec.text;
+  if (text.textContent !== shownText) text.textContent = shownText;
+  text.classList.toggle('tombstone', Boolean(rec.deleted));
   let label = STATE_LABEL[state];
   if (state === 'read' && conv.to.group) label = `✓✓ Read by ${readersOf(conv, rec).join(', ')}`;
   if (state === 'failed' && rec.error) label += ` (${rec.error})`;
-  const time = formatTime(rec.sentAt);
-  meta.textContent = [time, label].filter(Boolean).join(' · ');
+  const edited = rec.editedAt && !rec.deleted ? 'edited' : '';
+  meta.textContent = [formatTime(rec.sentAt), edited, label].filter(Boolean).join(' · ');
+  if (edited) meta.title = `Edited ${new Date(rec.editedAt).toLocaleString()}`;
+  actions.hidden = !(rec.from === me && rec.status === 'stored' && rec.seq > 0 && !rec.deleted);
+  for (const b of actions.children) b.setAttribute('aria-label', `${b.textContent} message: ${rec.text.slice(0, 40)}`);
+}
+
+// ------------------------------------------------------------- editing
+
+function recordByKey(convId, key) {
+  const conv = conversations.get(convId);
+  return conv ? conv.records.get(key) : null;
+}
+
+function startEditing(key) {
+  const rec = recordByKey(activeId, key);
+  if (!rec || rec.deleted) return;
+  editing = { conversation: activeId, key };
+  const input = $('composer-input');
+  input.value = rec.text;
+  autosize(input);
+  input.focus();
+  scheduleRender();
+}
+
+function stopEditing() {
+  editing = null;
+  const input = $('composer-input');
+  input.value = '';
+  autosize(input);
+  scheduleRender();
+}
+
+async function saveEdit(text) {
+  const { conversation, key } = editing;
+  const rec = recordByKey(conversation, key);
+  stopEditing();
+  if (!rec || !client || text === rec.text) return;
+  try {
+    // The "edit" event that follows the ack changes what is shown.
+    await client.edit(conversation, rec.seq, text);
+  } catch (e) {
+    flash(`Could not edit the message: ${reasonOf(e)}`);
+  }
+}
+
+async function deleteOwn(key) {
+  const convId = activeId;
+  const rec = recordByKey(convId, key);
+  if (!rec || !client) return;
+  if (!window.confirm('Delete this message for everyone?')) return;
+  try {
+    await client.deleteMessage(convId, rec.seq);
+  } catch (e) {
+    flash(`Could not delete the message: ${reasonOf(e)}`);
+  }
+}
+
+async function toggleBlock() {
+  const conv = activeId && conversations.get(activeId);
+  if (!conv || !conv.to.user || !client) return;
+  const block = !isBlocked(conv);
+  try {
+    blocked = new Set(await client.block(conv.to.user, block));
+    conv.refusal = '';
+    scheduleRender();
+  } catch (e) {
+    flash(`Could not ${block ? 'block' : 'unblock'} ${conv.to.user}: ${reasonOf(e)}`);
+  }
 }
 
 // ------------------------------------------------------------- input
@@ -687,6 +906,11 @@ function sendComposer() {
   const input = $('composer-input');
   const text = input.value;
   if (!conv || !client || text.trim() === '') return;
+  if (editing && editing.conversation === conv.id) {
+    saveEdit(text);
+    return;
+  }
+  if (isBlocked(conv)) return;
   const p = client.send(conv.to, text);
   addPending(p.clientMsgId, conv.to, text, Date.now());
   input.value = '';
@@ -738,22 +962,41 @@ function wire() {
   input.addEventListener('input', () => {
     autosize(input);
     const conv = activeId && conversations.get(activeId);
-    if (conv && client && input.value && Date.now() - lastTypingSent > TYPING_SEND_EVERY_MS) {
+    if (conv && client && !editing && input.value && Date.now() - lastTypingSent > TYPING_SEND_EVERY_MS) {
       lastTypingSent = Date.now();
       client.typing(conv.to);
     }
   });
+  $('edit-cancel').addEventListener('click', () => {
+    stopEditing();
+    input.focus();
+  });
+  $('block-toggle').addEventListener('click', toggleBlock);
   $('back').addEventListener('click', () => setActive(null));
   document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && activeId && document.body.classList.contains('chat-open')) {
+    if (e.key !== 'Escape') return;
+    if (editing) {
+      stopEditing();
+      return;
+    }
+    if (activeId && document.body.classList.contains('chat-open')) {
       const id = activeId;
       setActive(null);
       document.querySelector(`[data-conversation="${CSS.escape(id)}"]`)?.focus();
     }
   });
-  $('load-older').addEventListener('click', () => loadOlder());
+  const olderOfActive = () => {
+    const conv = activeId && conversations.get(activeId);
+    if (conv && conv.historyLoaded) loadHistory(conv);
+  };
+  $('load-older').addEventListener('click', olderOfActive);
   $('messages').addEventListener('scroll', () => {
-    if ($('messages').scrollTop < 40 && !loadingOlder && !historyDone) loadOlder();
+    if ($('messages').scrollTop < 40) olderOfActive();
+  });
+  $('more-conversations').addEventListener('click', () => loadConversations());
+  $('conversations').addEventListener('scroll', () => {
+    const ul = $('conversations');
+    if (ul.scrollHeight - ul.scrollTop - ul.clientHeight < 40) loadConversations();
   });
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState !== 'visible' || !client) return;

@@ -123,6 +123,30 @@ export const DEFAULTS = Object.freeze({
  * @property {string} text
  * @property {string} sentAt RFC 3339.
  * @property {string} clientMsgId The sender's id for the send ("" if none).
+ * @property {string} kind "text", "edit" (changes the message `targetSeq`
+ *     of its conversation to `text`), "delete" (makes it a tombstone), or
+ *     the enum name of a kind this version does not know.
+ * @property {number} targetSeq For "edit" and "delete": the seq changed.
+ * @property {string} editedAt RFC 3339 when the text was last edited ("" if
+ *     never; history serves the current text).
+ * @property {boolean} deleted A tombstone: deleted, its text is "".
+ */
+
+/**
+ * One entry of the conversation list, normalized.
+ * @typedef {object} ConversationSummary
+ * @property {string} id "d:<a>:<b>" or "g:<group>".
+ * @property {'direct'|'group'} kind
+ * @property {string} title The group's title or the peer's id.
+ * @property {string} peer For a direct conversation: the other user.
+ * @property {number} headSeq The conversation's highest seq.
+ * @property {string} lastActivity RFC 3339.
+ * @property {Message|null} lastMessage
+ * @property {number} readSeq Up to where this user has read.
+ * @property {number} unread Messages from others after readSeq (the
+ *     server's count, the same on every device).
+ * @property {number} peerReadSeq For a direct conversation: up to where the
+ *     peer has read.
  */
 
 /**
@@ -233,6 +257,55 @@ export function normalizeMessage(m) {
     text: m.text || '',
     sentAt: m.sentAt || '',
     clientMsgId: m.clientMsgId || '',
+    kind: messageKind(m.kind),
+    targetSeq: toSeq(m.targetSeq),
+    editedAt: m.editedAt || '',
+    deleted: Boolean(m.deleted),
+  };
+}
+
+/**
+ * The short name of a MessageKind of the JSON mapping (an enum name, its
+ * number, or absent for TEXT).
+ * @param {unknown} kind
+ * @returns {string}
+ */
+export function messageKind(kind) {
+  switch (kind) {
+    case undefined:
+    case null:
+    case 0:
+    case 'MESSAGE_KIND_TEXT':
+      return 'text';
+    case 1:
+    case 'MESSAGE_KIND_EDIT':
+      return 'edit';
+    case 2:
+    case 'MESSAGE_KIND_DELETE':
+      return 'delete';
+    default:
+      return String(kind);
+  }
+}
+
+/**
+ * Normalizes a conversation list entry.
+ * @param {any} c The JSON object.
+ * @returns {ConversationSummary}
+ */
+export function normalizeSummary(c) {
+  const id = c.id || '';
+  return {
+    id,
+    kind: id.startsWith('g:') ? 'group' : 'direct',
+    title: c.title || '',
+    peer: c.peer || '',
+    headSeq: toSeq(c.headSeq),
+    lastActivity: c.lastActivity || '',
+    lastMessage: c.lastMessage ? normalizeMessage(c.lastMessage) : null,
+    readSeq: toSeq(c.readSeq),
+    unread: toSeq(c.unread),
+    peerReadSeq: toSeq(c.peerReadSeq),
   };
 }
 
@@ -534,9 +607,21 @@ function defaultStorage(name) {
  *   - "welcome"      {sessionId, userId, inboxSeq, heartbeatMs};
  *   - "message"      {@link Message}: applied by the inbox rule, so each
  *                    message once and in inboxSeq order (own sends included);
+ *                    kind "text" (or a kind this version does not know);
+ *   - "edit"         {@link Message} of kind "edit", in the same order: the
+ *                    message `targetSeq` of `conversation` now reads `text`,
+ *                    edited at `sentAt` (own edits included);
+ *   - "delete"       {@link Message} of kind "delete": the message
+ *                    `targetSeq` of `conversation` is deleted (a tombstone);
  *   - "ack"          {@link Ack}: a pending send is stored;
  *   - "sendFailed"   {clientMsgId, code, message}: refused for good;
- *   - "receipt"      {conversation, user, seq};
+ *   - "receipt"      {conversation, user, seq, unread}: `user` read up to
+ *                    `seq`; when `user` is this user (a read on another of
+ *                    their devices) `unread` is the conversation's unread
+ *                    count after it, else null;
+ *   - "blocked"      {users}: the users this user blocks, sent after a
+ *                    change from any of their devices (and in answer to
+ *                    block and listBlocked);
  *   - "typing"       {from, conversation};
  *   - "presence"     {user, online};
  *   - "announcement" {text, sentAt};
@@ -605,6 +690,8 @@ export class ParleyClient {
     /** @private */ this.pingNonce = 0;
     /** @private */ this.pongWaiters = new Map();
     /** @private History waiting for the first welcome (it starts there). */ this.historyWaiters = [];
+    /** @private Requests answered by a frame without an id, one in flight at a time. */ this.queries = [];
+    /** @private Edits and deletes not acked yet, by clientMsgId. */ this.changes = new Map();
 
     const sub = tokenSubject(o.token || '');
     if (sub) this.useStorageFor(sub);
@@ -740,6 +827,100 @@ export class ParleyClient {
    */
   sync(request = {}) {
     return this.enqueueSync(request.afterSeq || 0, request.limit || 0);
+  }
+
+  /**
+   * Asks for one page of this user's conversations, the most recently active
+   * first, with the server's read positions and unread counts. Waits for the
+   * connection if it is down.
+   * @param {{pageToken?: string, limit?: number}} [request] `pageToken` is
+   *     the previous page's `nextPageToken` ("" or absent: the first page).
+   * @returns {Promise<{conversations: ConversationSummary[], nextPageToken: string}>}
+   *     `nextPageToken` is "" on the last page; rejects with a
+   *     {@link ParleyError} when the server refuses the request.
+   */
+  listConversations(request = {}) {
+    const frame = {};
+    if (request.pageToken) frame.pageToken = request.pageToken;
+    if (request.limit) frame.limit = request.limit;
+    return this.query({ listConversations: frame }, 'conversations').then((c) => ({
+      conversations: (c.conversations || []).map(normalizeSummary),
+      nextPageToken: c.nextPageToken || '',
+    }));
+  }
+
+  /**
+   * Asks for one page of a conversation's history, newest last: the
+   * messages with seq < `beforeSeq` (absent or 0: up to the newest), as they
+   * read now (edited text with `editedAt`, tombstones with `deleted`). The
+   * answer does not pass through the inbox rule. Waits for the connection
+   * if it is down.
+   * @param {string} conversation
+   * @param {{beforeSeq?: number, limit?: number}} [request]
+   * @returns {Promise<{conversation: string, messages: Message[], more: boolean}>}
+   *     `more`: older messages exist; rejects with a {@link ParleyError}
+   *     (e.g. ERROR_CODE_PERMISSION_DENIED for a non-member).
+   */
+  history(conversation, request = {}) {
+    if (typeof conversation !== 'string' || conversation === '') {
+      throw new TypeError('history: `conversation` must be a conversation id');
+    }
+    const frame = { conversation };
+    if (request.beforeSeq) frame.beforeSeq = String(request.beforeSeq);
+    if (request.limit) frame.limit = request.limit;
+    return this.query({ history: frame }, 'history', (h) => (h.conversation || '') === conversation).then((h) => ({
+      conversation,
+      messages: (h.messages || []).map(normalizeMessage),
+      more: Boolean(h.more),
+    }));
+  }
+
+  /**
+   * Changes the text of one of this user's messages. Like a send it is kept
+   * until acked and goes out again, with the same clientMsgId, after a
+   * reconnect (not across reloads). The edit comes back as an "edit" event.
+   * @param {string} conversation
+   * @param {number} seq The message's seq in the conversation.
+   * @param {string} text The new text.
+   * @param {{clientMsgId?: string}} [options]
+   * @returns {Promise<Ack> & {clientMsgId: string}} Resolves when stored;
+   *     rejects with a {@link ParleyError}, e.g. ERROR_CODE_FAILED_PRECONDITION
+   *     when the edit window has passed or the message is deleted.
+   */
+  edit(conversation, seq, text, options = {}) {
+    if (typeof text !== 'string' || text === '') throw new TypeError('edit: `text` must be a non-empty string');
+    return this.change('edit', conversation, seq, { text }, options);
+  }
+
+  /**
+   * Deletes one of this user's messages (everyone then sees a tombstone).
+   * Kept until acked like {@link ParleyClient#edit}; comes back as a
+   * "delete" event.
+   * @param {string} conversation
+   * @param {number} seq
+   * @param {{clientMsgId?: string}} [options]
+   * @returns {Promise<Ack> & {clientMsgId: string}}
+   */
+  deleteMessage(conversation, seq, options = {}) {
+    return this.change('delete', conversation, seq, {}, options);
+  }
+
+  /**
+   * Blocks (or, with `blocked` false, unblocks) a user: direct messages
+   * between the two are refused with ERROR_CODE_BLOCKED either way, and
+   * neither sees the other's presence or typing.
+   * @param {string} user
+   * @param {boolean} [blocked]
+   * @returns {Promise<string[]>} The users blocked now.
+   */
+  block(user, blocked = true) {
+    if (typeof user !== 'string' || user === '') throw new TypeError('block: `user` must be a user id');
+    return this.query({ block: { user, blocked: Boolean(blocked) } }, 'blocked').then((b) => b.users);
+  }
+
+  /** @returns {Promise<string[]>} The users this user blocks. */
+  listBlocked() {
+    return this.query({ listBlocked: {} }, 'blocked').then((b) => b.users);
   }
 
   /**
@@ -954,8 +1135,9 @@ export class ParleyClient {
     this.ws = null;
     this.live = false;
     this.generation += 1;
-    for (const s of this.syncQueue) {
+    for (const s of [...this.syncQueue, ...this.queries]) {
       if (s.timer !== undefined) this.timers.clear(s.timer);
+      s.timer = undefined;
       s.sent = false;
     }
     if (ws) {
@@ -970,9 +1152,10 @@ export class ParleyClient {
 
   /** @private Rejects every sync and history request still waiting. */
   failSyncs(error) {
-    const queue = [...this.syncQueue, ...this.historyWaiters];
+    const queue = [...this.syncQueue, ...this.historyWaiters, ...this.queries];
     this.syncQueue = [];
     this.historyWaiters = [];
+    this.queries = [];
     for (const s of queue) s.reject(error);
   }
 
@@ -1048,9 +1231,18 @@ export class ParleyClient {
     else if (frame.synced) this.onSynced(frame.synced);
     else if (frame.error) this.onError(frame.error);
     else if (frame.pong) this.onPong(frame.pong);
-    else if (frame.receipt) {
+    else if (frame.conversations) this.answerQuery('conversations', frame.conversations);
+    else if (frame.history) this.answerQuery('history', frame.history);
+    else if (frame.blocked) {
+      const blocked = { users: (frame.blocked.users || []).map(String) };
+      this.answerQuery('blocked', blocked);
+      this.emit('blocked', blocked);
+    } else if (frame.receipt) {
       const r = frame.receipt;
-      this.emit('receipt', { conversation: r.conversation || '', user: r.user || '', seq: toSeq(r.seq) });
+      const user = r.user || '';
+      // The JSON mapping omits a 0: on the reader's own sessions absent is 0.
+      const unread = user === this.userId ? toSeq(r.unread) : null;
+      this.emit('receipt', { conversation: r.conversation || '', user, seq: toSeq(r.seq), unread });
     } else if (frame.typing) {
       this.emit('typing', { from: frame.typing.from || '', conversation: frame.typing.conversation || '' });
     } else if (frame.presence) {
@@ -1111,7 +1303,9 @@ export class ParleyClient {
     for (const e of this.outbox.list()) {
       this.transmit({ send: { clientMsgId: e.clientMsgId, to: e.to, text: e.text } });
     }
+    for (const c of this.changes.values()) this.transmit(c.frame);
     this.flushReads();
+    this.pumpQueries();
     for (const [nonce] of this.pongWaiters) this.transmit({ ping: { nonce } });
     this.pumpSync();
     if (this.head > this.inbox.last) {
@@ -1140,12 +1334,20 @@ export class ParleyClient {
     if (messages.length === 0) return;
     this.persistLast();
     if (this.inbox.last > this.head) this.head = this.inbox.last;
-    for (const m of messages) this.emit('message', m);
+    for (const m of messages) {
+      if (m.kind === 'edit') this.emit('edit', m);
+      else if (m.kind === 'delete') this.emit('delete', m);
+      else this.emit('message', m);
+    }
   }
 
   /** @private A message of ours that is stored settles its pending send. */
   settleOwn(m) {
-    if (!m.clientMsgId || m.from !== this.userId || !this.outbox.has(m.clientMsgId)) return;
+    if (!m.clientMsgId || m.from !== this.userId) return;
+    const change = this.changes.get(m.clientMsgId);
+    // Applied by the caller, by the inbox rule like any message.
+    if (change) this.settleChange(change, { ...normalizeAck(m), inboxSeq: m.inboxSeq });
+    if (!this.outbox.has(m.clientMsgId)) return;
     this.settleAck({
       clientMsgId: m.clientMsgId,
       messageId: m.messageId,
@@ -1183,6 +1385,31 @@ export class ParleyClient {
 
   /** @private */
   onAck(ack) {
+    const change = this.changes.get(ack.clientMsgId);
+    if (change) {
+      this.settleChange(change, ack);
+      if (ack.inboxSeq === 0) return;
+      // Our edit or delete is in our own inbox at ack.inboxSeq, like a send.
+      this.apply(
+        this.inbox.offer({
+          inboxSeq: ack.inboxSeq,
+          messageId: ack.messageId,
+          conversation: ack.conversation,
+          seq: ack.seq,
+          from: this.userId,
+          to: recipientOf(this.userId, ack.conversation) || { user: '' },
+          text: change.frame[change.kind].text || '',
+          sentAt: ack.sentAt,
+          clientMsgId: ack.clientMsgId,
+          kind: change.kind,
+          targetSeq: change.seq,
+          editedAt: '',
+          deleted: false,
+        }),
+      );
+      if (this.inbox.hasGap) this.scheduleCatchUpCheck();
+      return;
+    }
     const entry = this.settleAck(ack);
     // A repeat ack (the send went out twice around a reconnect): done already.
     if (!entry || ack.inboxSeq === 0) return;
@@ -1275,6 +1502,11 @@ export class ParleyClient {
     const code = e.code || 'ERROR_CODE_UNSPECIFIED';
     const message = e.message || '';
     const id = e.clientMsgId || '';
+    if (id && this.changes.has(id)) {
+      this.changeRefused(this.changes.get(id), code, message);
+      return;
+    }
+    if (!id && this.queryRefused(code, message)) return;
     if (!id || !this.outbox.has(id)) {
       this.emit('error', { code, message });
       return;
@@ -1308,6 +1540,130 @@ export class ParleyClient {
     this.deferreds.delete(id);
     this.emit('sendFailed', { clientMsgId: id, code, message });
     if (d) d.reject(new ParleyError(code, message));
+  }
+
+  /**
+   * @private Sends `frame` (one in flight at a time, like sync: the answers
+   * carry no request id) and resolves with the body of the `answer` frame
+   * that `matches`. Re-sent after a reconnect; an unanswered one drops the
+   * socket.
+   */
+  query(frame, answer, matches = () => true) {
+    return new Promise((resolve, reject) => {
+      this.queries.push({ frame, answer, matches, resolve, reject, sent: false, attempts: 0 });
+      this.pumpQueries();
+    });
+  }
+
+  /** @private */
+  pumpQueries() {
+    const head = this.queries[0];
+    if (!head || head.sent || !this.live) return;
+    if (!this.transmit(head.frame)) return;
+    head.sent = true;
+    const gen = this.generation;
+    const what = Object.keys(head.frame)[0];
+    head.timer = this.timers.set(() => this.dropped(gen, 1006, `no answer to ${what}`), this.opts.syncTimeoutMs);
+  }
+
+  /** @private Resolves the query in flight if `body` answers it. */
+  answerQuery(answer, body) {
+    const head = this.queries[0];
+    if (!head || !head.sent || head.answer !== answer || !head.matches(body)) return;
+    this.queries.shift();
+    this.timers.clear(head.timer);
+    head.resolve(body);
+    this.pumpQueries();
+  }
+
+  /**
+   * @private An error frame without a clientMsgId while a query is in
+   * flight refuses that query: retried later if retryable, else rejected.
+   * @returns {boolean} Whether a query took it.
+   */
+  queryRefused(code, message) {
+    const head = this.queries[0];
+    if (!head || !head.sent || head.timer === undefined) return false;
+    this.timers.clear(head.timer);
+    if (RETRYABLE_ERRORS.includes(code)) {
+      const gen = this.generation;
+      head.attempts += 1;
+      // Stays sent (nothing else goes out meanwhile) until the retry.
+      head.timer = undefined;
+      this.timers.set(() => {
+        if (gen !== this.generation || this.queries[0] !== head) return;
+        head.sent = false;
+        this.pumpQueries();
+      }, this.retryDelay(head.attempts - 1));
+      return true;
+    }
+    this.queries.shift();
+    head.reject(new ParleyError(code, message));
+    this.pumpQueries();
+    return true;
+  }
+
+  /** @private */
+  retryDelay(attempt) {
+    return backoffDelay(
+      attempt,
+      { baseMs: this.opts.backoffBaseMs, maxMs: this.opts.backoffMaxMs, jitter: this.opts.backoffJitter },
+      this.random,
+    );
+  }
+
+  /** @private Queues an edit or a delete (kind) of conversation's seq. */
+  change(kind, conversation, seq, extra, options) {
+    if (typeof conversation !== 'string' || conversation === '') {
+      throw new TypeError(`${kind}: \`conversation\` must be a conversation id`);
+    }
+    if (!Number.isSafeInteger(seq) || seq <= 0) throw new TypeError(`${kind}: \`seq\` must be a positive integer`);
+    const clientMsgId = options.clientMsgId || newClientMsgId();
+    const existing = this.changes.get(clientMsgId);
+    if (existing) return existing.promise;
+    const c = { kind, seq, clientMsgId, attempts: 0 };
+    c.frame = { [kind]: { clientMsgId, conversation, seq: String(seq), ...extra } };
+    c.promise = new Promise((resolve, reject) => {
+      c.resolve = resolve;
+      c.reject = reject;
+    });
+    c.promise.clientMsgId = clientMsgId;
+    c.promise.catch(() => {});
+    this.changes.set(clientMsgId, c);
+    if (this.live) this.transmit(c.frame);
+    return c.promise;
+  }
+
+  /** @private */
+  settleChange(c, ack) {
+    this.changes.delete(c.clientMsgId);
+    const h = this.resendTimers.get(c.clientMsgId);
+    if (h !== undefined) {
+      this.timers.clear(h);
+      this.resendTimers.delete(c.clientMsgId);
+    }
+    c.resolve(ack);
+  }
+
+  /** @private */
+  changeRefused(c, code, message) {
+    if (!RETRYABLE_ERRORS.includes(code)) {
+      this.changes.delete(c.clientMsgId);
+      c.reject(new ParleyError(code, message));
+      return;
+    }
+    c.attempts += 1;
+    const gen = this.generation;
+    const old = this.resendTimers.get(c.clientMsgId);
+    if (old !== undefined) this.timers.clear(old);
+    this.resendTimers.set(
+      c.clientMsgId,
+      this.timers.set(() => {
+        this.resendTimers.delete(c.clientMsgId);
+        // On a new socket the welcome has resent it already.
+        if (gen === this.generation && this.changes.has(c.clientMsgId)) this.transmit(c.frame);
+      }, this.retryDelay(c.attempts - 1)),
+    );
   }
 
   /** @private */

@@ -15,7 +15,9 @@ import {
   closePolicy,
   conversationOf,
   directConversation,
+  messageKind,
   normalizeMessage,
+  normalizeSummary,
   recipientOf,
   toSeq,
   tokenDevice,
@@ -145,7 +147,10 @@ function setup({ storage = memory(), outboxStorage = memory(), user = 'alice', r
     now: clock.now,
     random,
   });
-  const seen = { message: [], ack: [], state: [], stopped: [], sendFailed: [], error: [], receipt: [], reset: [] };
+  const seen = {
+    message: [], ack: [], state: [], stopped: [], sendFailed: [], error: [], receipt: [], reset: [],
+    edit: [], delete: [], blocked: [],
+  };
   for (const k of Object.keys(seen)) client.on(k, (p) => seen[k].push(p));
   return { client, clock, seen, storage, outboxStorage };
 }
@@ -183,7 +188,39 @@ describe('toSeq and the JSON mapping', () => {
       text: 't',
       sentAt: '',
       clientMsgId: '',
+      kind: 'text',
+      targetSeq: 0,
+      editedAt: '',
+      deleted: false,
     });
+  });
+
+  it('normalizes message kinds, edits, tombstones and conversation summaries', () => {
+    assert.equal(messageKind(undefined), 'text');
+    assert.equal(messageKind('MESSAGE_KIND_EDIT'), 'edit');
+    assert.equal(messageKind(2), 'delete');
+    assert.equal(messageKind('MESSAGE_KIND_MEMBER_ADDED'), 'MESSAGE_KIND_MEMBER_ADDED');
+    const edit = normalizeMessage(msg(4, { kind: 'MESSAGE_KIND_EDIT', targetSeq: '2', text: 'fixed' }));
+    assert.deepEqual([edit.kind, edit.targetSeq, edit.text], ['edit', 2, 'fixed']);
+    const tomb = normalizeMessage(msg(2, { text: undefined, deleted: true, editedAt: '2026-12-05T10:00:00Z' }));
+    assert.deepEqual([tomb.kind, tomb.deleted, tomb.text, tomb.editedAt], ['text', true, '', '2026-12-05T10:00:00Z']);
+    assert.deepEqual(
+      normalizeSummary({ id: 'd:alice:bob', title: 'bob', peer: 'bob', headSeq: '9', readSeq: '7', unread: '2', peerReadSeq: '9', lastActivity: 't', lastMessage: msg(9) }),
+      {
+        id: 'd:alice:bob',
+        kind: 'direct',
+        title: 'bob',
+        peer: 'bob',
+        headSeq: 9,
+        lastActivity: 't',
+        lastMessage: normalizeMessage(msg(9)),
+        readSeq: 7,
+        unread: 2,
+        peerReadSeq: 9,
+      },
+    );
+    const group = normalizeSummary({ id: 'g:team', title: 'team' });
+    assert.deepEqual([group.kind, group.unread, group.lastMessage], ['group', 0, null]);
   });
 
   it('names conversations like the service does', () => {
@@ -664,5 +701,166 @@ describe('ParleyClient', () => {
     const r = await page;
     assert.deepEqual(r.messages.map((m) => m.inboxSeq), [1, 2]);
     assert.equal(r.more, true);
+  });
+});
+
+describe('ParleyClient: conversation list, history, edit and delete, blocking', () => {
+  it('lists conversations page by page; the answers go one request at a time', async () => {
+    const { client } = setup();
+    const ws = FakeSocket.last();
+    const first = client.listConversations({ limit: 2 });
+    const second = client.listConversations({ pageToken: 'p2', limit: 2 });
+    welcome(ws, 0);
+    assert.deepEqual(ws.frames('listConversations'), [{ limit: 2 }], 'sent after welcome, one in flight');
+    ws.deliver({ conversations: { conversations: [{ id: 'g:team', unread: '3' }, { id: 'd:alice:bob', peer: 'bob' }], nextPageToken: 'p2' } });
+    const a = await first;
+    assert.deepEqual(a.conversations.map((c) => [c.id, c.kind, c.unread]), [['g:team', 'group', 3], ['d:alice:bob', 'direct', 0]]);
+    assert.equal(a.nextPageToken, 'p2');
+    assert.deepEqual(ws.frames('listConversations')[1], { pageToken: 'p2', limit: 2 });
+    ws.deliver({ conversations: {} });
+    assert.deepEqual(await second, { conversations: [], nextPageToken: '' });
+  });
+
+  it('loads a conversation\'s history by beforeSeq, matching the answer by conversation', async () => {
+    const { client } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    const page = client.history('d:alice:bob', { beforeSeq: 51, limit: 50 });
+    assert.deepEqual(ws.frames('history'), [{ conversation: 'd:alice:bob', beforeSeq: '51', limit: 50 }]);
+    ws.deliver({ history: { conversation: 'g:other', messages: [msg(1)] } });
+    ws.deliver({ history: { conversation: 'd:alice:bob', messages: [msg(49, { seq: '1' }), msg(50, { seq: '2', deleted: true, text: '' })], more: true } });
+    const r = await page;
+    assert.deepEqual(r.messages.map((m) => [m.seq, m.deleted]), [[1, false], [2, true]]);
+    assert.equal(r.more, true);
+    assert.equal(client.lastInboxSeq, 0, 'history does not move the inbox position');
+    assert.throws(() => client.history(''), TypeError);
+  });
+
+  it('rejects a refused request with the code and goes on with the next one', async () => {
+    const { client, seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    const denied = client.history('g:secret');
+    const list = client.listConversations();
+    ws.deliver({ error: { code: 'ERROR_CODE_PERMISSION_DENIED', message: 'not a member of g:secret' } });
+    await assert.rejects(denied, (e) => e instanceof ParleyError && e.code === 'ERROR_CODE_PERMISSION_DENIED' && /g:secret/.test(e.message));
+    assert.equal(seen.error.length, 0, 'taken by the request, not an error event');
+    assert.equal(ws.frames('listConversations').length, 1);
+    ws.deliver({ conversations: { conversations: [] } });
+    await list;
+    ws.deliver({ error: { code: 'ERROR_CODE_INVALID_ARGUMENT', message: 'stray' } });
+    assert.deepEqual(seen.error.map((e) => e.code), ['ERROR_CODE_INVALID_ARGUMENT'], 'no request in flight: an event');
+  });
+
+  it('retries a request refused with a retryable error, and re-sends one unanswered across a reconnect', async () => {
+    const { client, clock } = setup();
+    let ws = FakeSocket.last();
+    welcome(ws, 0);
+    const list = client.listConversations();
+    ws.takeSent();
+    ws.deliver({ error: { code: 'ERROR_CODE_RATE_LIMITED', message: 'slow down' } });
+    assert.deepEqual(ws.takeSent(), []);
+    clock.advance(1_000);
+    assert.deepEqual(ws.frames('listConversations'), [{}]);
+    ws.serverClose(1006);
+    clock.advance(10_000);
+    ws = FakeSocket.last();
+    welcome(ws, 0);
+    assert.deepEqual(ws.frames('listConversations'), [{}]);
+    ws.deliver({ conversations: { conversations: [{ id: 'g:team' }] } });
+    assert.equal((await list).conversations.length, 1);
+  });
+
+  it('edits and deletes: sent with a clientMsgId, resolved by the ack, applied by the inbox rule as events', async () => {
+    const { client, seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 5);
+    ws.takeSent();
+    const edit = client.edit('d:alice:bob', 3, 'fixed', { clientMsgId: 'e1' });
+    assert.equal(edit.clientMsgId, 'e1');
+    assert.deepEqual(ws.takeSent(), [{ edit: { clientMsgId: 'e1', conversation: 'd:alice:bob', seq: '3', text: 'fixed' } }]);
+    ws.deliver({ ack: { clientMsgId: 'e1', messageId: 'm6', conversation: 'd:alice:bob', seq: '4', inboxSeq: '6', sentAt: 't6' } });
+    assert.equal((await edit).seq, 4);
+    assert.deepEqual(seen.edit.map((m) => [m.inboxSeq, m.conversation, m.targetSeq, m.text, m.from]), [[6, 'd:alice:bob', 3, 'fixed', 'alice']]);
+    assert.equal(seen.ack.length, 0, 'no ack event: that is for sends');
+    // bob deletes his message 2 (live); an echo of our edit is a duplicate.
+    ws.deliver({ message: msg(6, { kind: 'MESSAGE_KIND_EDIT', targetSeq: '3', from: 'alice', clientMsgId: 'e1' }) });
+    ws.deliver({ message: msg(7, { kind: 'MESSAGE_KIND_DELETE', targetSeq: '2', seq: '5', text: '' }) });
+    assert.deepEqual(seen.delete.map((m) => [m.inboxSeq, m.targetSeq, m.from]), [[7, 2, 'bob']]);
+    assert.equal(seen.message.length, 0, 'edits and deletes are not message events');
+    assert.equal(seen.edit.length, 1);
+    const del = client.deleteMessage('d:alice:bob', 1, { clientMsgId: 'd1' });
+    assert.deepEqual(ws.takeSent().pop(), { delete: { clientMsgId: 'd1', conversation: 'd:alice:bob', seq: '1' } });
+    ws.deliver({ ack: { clientMsgId: 'd1', messageId: 'm8', conversation: 'd:alice:bob', seq: '6', inboxSeq: '8' } });
+    await del;
+    assert.deepEqual(seen.delete.map((m) => m.targetSeq), [2, 1]);
+    assert.throws(() => client.edit('d:alice:bob', 0, 'x'), TypeError);
+    assert.throws(() => client.edit('d:alice:bob', 1, ''), TypeError);
+  });
+
+  it('rejects an edit refused for good with its code, retries a retryable one, resends after a reconnect', async () => {
+    const { client, clock, seen } = setup();
+    let ws = FakeSocket.last();
+    welcome(ws, 0);
+    const late = client.edit('d:alice:bob', 1, 'too late', { clientMsgId: 'e1' });
+    const busy = client.deleteMessage('d:alice:bob', 2, { clientMsgId: 'd2' });
+    ws.takeSent();
+    ws.deliver({ error: { code: 'ERROR_CODE_FAILED_PRECONDITION', message: 'the edit window has passed', clientMsgId: 'e1' } });
+    await assert.rejects(late, (e) => e instanceof ParleyError && e.code === 'ERROR_CODE_FAILED_PRECONDITION');
+    ws.deliver({ error: { code: 'ERROR_CODE_UNAVAILABLE', message: 'later', clientMsgId: 'd2' } });
+    clock.advance(1_000);
+    assert.deepEqual(ws.takeSent(), [{ delete: { clientMsgId: 'd2', conversation: 'd:alice:bob', seq: '2' } }]);
+    ws.serverClose(1006);
+    clock.advance(10_000);
+    ws = FakeSocket.last();
+    welcome(ws, 0);
+    assert.deepEqual(ws.frames('delete'), [{ clientMsgId: 'd2', conversation: 'd:alice:bob', seq: '2' }]);
+    // Stored before the drop: the replay shows it, which settles it.
+    ws.deliver({ message: msg(1, { from: 'alice', kind: 'MESSAGE_KIND_DELETE', targetSeq: '2', clientMsgId: 'd2', text: '' }) });
+    assert.equal((await busy).inboxSeq, 1);
+    assert.deepEqual(seen.delete.map((m) => m.targetSeq), [2]);
+    assert.equal(seen.error.length, 0);
+  });
+
+  it('blocks and unblocks, lists blocked users, and reports pushed changes', async () => {
+    const { client, seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    ws.takeSent();
+    const blocked = client.block('bob');
+    assert.deepEqual(ws.takeSent(), [{ block: { user: 'bob', blocked: true } }]);
+    ws.deliver({ blocked: { users: ['bob'] } });
+    assert.deepEqual(await blocked, ['bob']);
+    // A change from another device of alice's.
+    ws.deliver({ blocked: { users: ['bob', 'carol'] } });
+    const unblocked = client.block('bob', false);
+    assert.deepEqual(ws.takeSent(), [{ block: { user: 'bob', blocked: false } }]);
+    ws.deliver({ blocked: {} });
+    assert.deepEqual(await unblocked, []);
+    const list = client.listBlocked();
+    assert.deepEqual(ws.takeSent(), [{ listBlocked: {} }]);
+    ws.deliver({ blocked: { users: ['carol'] } });
+    assert.deepEqual(await list, ['carol']);
+    assert.deepEqual(seen.blocked.map((b) => b.users), [['bob'], ['bob', 'carol'], [], ['carol']]);
+    assert.throws(() => client.block(''), TypeError);
+  });
+
+  it('gives a receipt from this user\'s other device its unread count (0 when the JSON omits it)', () => {
+    const { seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    ws.deliver({ receipt: { conversation: 'd:alice:bob', user: 'alice', seq: '4', unread: '2' } });
+    ws.deliver({ receipt: { conversation: 'd:alice:bob', user: 'alice', seq: '6' } });
+    ws.deliver({ receipt: { conversation: 'd:alice:bob', user: 'bob', seq: '6' } });
+    assert.deepEqual(seen.receipt.map((r) => [r.user, r.seq, r.unread]), [['alice', 4, 2], ['alice', 6, 0], ['bob', 6, null]]);
+  });
+
+  it('rejects requests still waiting when the client stops', async () => {
+    const { client } = setup();
+    const list = client.listConversations();
+    const blocked = client.listBlocked();
+    FakeSocket.last().serverClose(4001, 'bad token');
+    await assert.rejects(list, (e) => e.code === 'STOPPED');
+    await assert.rejects(blocked, (e) => e.code === 'STOPPED');
   });
 });

@@ -5,6 +5,13 @@
 // then the gateway is restarted, and separately the service is killed and
 // restarted on the same data dir and link address, and both pages recover
 // with every message shown exactly once, in the same order on both sides.
+// Then the features of the server's conversation list and history: a second
+// device of alice shows the same unread counts, reading there clears them on
+// the first; scrolling up loads a conversation's older history; alice edits
+// and deletes her messages (bob sees "edited" and a tombstone, also after a
+// reload); bob blocks alice and her DM is refused, shown as such; messages
+// dated two days back (in the stopped service's SQLite file) get day
+// separators, and editing one of them is refused (the edit window).
 //
 //   PARLEY_BIN_DIR   where service/, gateway/, tools/ binaries are
 //                    (default <repo>/bazel-bin)
@@ -65,6 +72,8 @@ let shot = 0;
 
 const DM = 'd:alice:bob';
 const TEAM = 'g:team';
+const CAROL = 'd:alice:carol';
+const HISTORY_TOTAL = 130;
 // What each side must end up showing in d:alice:bob, in conversation order;
 // entries that were sent concurrently are sets (either order is right).
 const dmExpected = [];
@@ -99,7 +108,7 @@ async function screenshotAll(label) {
 // ------------------------------------------------------------ page helpers
 
 async function openPage(name, viewport) {
-  const context = await browser.newContext({ viewport });
+  const context = await browser.newContext({ viewport, locale: 'en-US' });
   const page = await context.newPage();
   const consoleLog = path.join(ARTIFACTS, `browser-console-${name}.log`);
   page.on('console', (m) => appendFileSync(consoleLog, `[${m.type()}] ${m.text()}\n`));
@@ -159,9 +168,12 @@ function waitMessage(page, text, states, timeout = WAIT_MS) {
   );
 }
 
-/** The open conversation as [{text, seq, state}], in display order. */
+/**
+ * The open conversation as [{text, seq, state}], in display order (sends
+ * refused for good left out: they are only on the sender's page).
+ */
 function shown(page) {
-  return page.$$eval('#message-list .message', (lis) =>
+  return page.$$eval('#message-list .message:not([data-state=failed])', (lis) =>
     lis.map((li) => ({ text: li.querySelector('.text').textContent, seq: Number(li.dataset.seq), state: li.dataset.state })),
   );
 }
@@ -186,7 +198,9 @@ async function assertDmOnBothSides(timeout = RECOVER_MS) {
     const { page } = people[name];
     await page.waitForFunction(
       (want) => {
-        const got = [...document.querySelectorAll('#message-list .message')].map((li) => li.querySelector('.text').textContent);
+        const got = [...document.querySelectorAll('#message-list .message:not([data-state=failed])')].map(
+          (li) => li.querySelector('.text').textContent,
+        );
         return got.length === want.length && [...got].sort().join('\n') === [...want].sort().join('\n');
       },
       texts,
@@ -199,7 +213,9 @@ async function assertDmOnBothSides(timeout = RECOVER_MS) {
   const a = await shown(people.alice.page);
   const b = await shown(people.bob.page);
   assert.deepEqual(a.map((m) => m.text), b.map((m) => m.text), 'both sides show the same order');
-  assert.deepEqual(a.map((m) => m.seq), a.map((_, i) => i + 1), 'conversation seqs 1..N, no gaps or repeats');
+  // Edits and deletes take seqs of their own: increasing, not gapless.
+  assert.ok(a.every((m, i) => m.seq > 0 && (i === 0 || m.seq > a[i - 1].seq)), `conversation seqs increase: ${JSON.stringify(a.map((m) => m.seq))}`);
+  assert.deepEqual(a.map((m) => m.seq), b.map((m) => m.seq), 'both sides show the same seqs');
   // The fixed parts of the order.
   let i = 0;
   for (const e of dmExpected) {
@@ -351,12 +367,12 @@ describe('browser client against the real binaries', () => {
     await screenshotAll('service-recovered');
   });
 
-  step('bob reloads: history comes back from the inbox, each message once', async () => {
+  step('bob reloads: the list and history come back from the server, each message once', async () => {
     const { page: alice } = people.alice;
     const { page: bob } = people.bob;
     await bob.reload();
     await waitConnected(bob);
-    // Read positions survive the reload: nothing shows as unread.
+    // Read positions are the server's: nothing shows as unread.
     await waitUnread(bob, DM, 0);
     await openConversation(bob, DM);
     await assertDmOnBothSides(WAIT_MS);
@@ -379,40 +395,142 @@ describe('browser client against the real binaries', () => {
     }
   }, { critical: false });
 
-  step('on a new device, scrolling up (Home key) loads older history page by page', async () => {
-    // 130 messages from carol: more than one page of alice's inbox.
-    const total = 130;
-    for (let i = 1; i <= total; i++) {
+  step('a second device of alice shows the server\'s list and unread counts; reading there clears them on the first', async () => {
+    // 130 messages from carol: more than one page of history.
+    for (let i = 1; i <= HISTORY_TOTAL; i++) {
       await stack.ctl(service, 'send', '--from', 'carol', '--to', 'alice', '--id', `history-${i}`, `History ${i}`);
     }
     // alice's open page gets them live.
-    await waitUnread(people.alice.page, 'd:alice:carol', total);
-    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
-    try {
-      const page = await context.newPage();
-      await page.goto(`http://${gateway.address}/?token=${encodeURIComponent(people.alice.token)}&device=alice-second`);
-      await waitConnected(page);
-      await openConversation(page, 'd:alice:carol');
-      await page.waitForSelector('#message-list .message', { timeout: WAIT_MS });
-      const first = await shown(page);
-      assert.ok(first.length < total, `the first page is not the whole history (${first.length} of ${total})`);
-      assert.equal(first[first.length - 1].text, `History ${total}`);
-      await page.focus('#messages');
-      while ((await shown(page)).length < total) {
-        const before = (await shown(page)).length;
-        await page.keyboard.press('Home');
-        await page.waitForFunction((n) => document.querySelectorAll('#message-list .message').length > n, before, { timeout: WAIT_MS });
-      }
-      const all = await shown(page);
-      assert.deepEqual(all.map((m) => m.text), Array.from({ length: total }, (_, i) => `History ${i + 1}`));
-      assert.deepEqual(all.map((m) => m.seq), Array.from({ length: total }, (_, i) => i + 1));
-      await page.waitForSelector('#history-end:not([hidden])', { timeout: WAIT_MS });
-      // What was read before this device existed is not news here.
-      await waitUnread(page, DM, 0);
-      await page.screenshot({ path: path.join(ARTIFACTS, `browser-${String(++shot).padStart(2, '0')}-history-alice-second-device.png`) });
-    } finally {
-      await context.close();
+    const { page: alice } = people.alice;
+    await waitUnread(alice, CAROL, HISTORY_TOTAL);
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 }, locale: 'en-US' });
+    const page = await context.newPage();
+    people.alice2 = { context, page, token: people.alice.token };
+    await page.goto(`http://${gateway.address}/?token=${encodeURIComponent(people.alice.token)}&device=alice-second`);
+    await waitConnected(page);
+    // The same counts on a device that saw none of it arrive.
+    await waitUnread(page, CAROL, HISTORY_TOTAL);
+    await waitUnread(page, DM, 0);
+    await waitUnread(page, TEAM, 0);
+    // Ordered by last activity: carol's conversation is the most recent.
+    const order = await page.$$eval('#conversations button[data-conversation]', (bs) => bs.map((b) => b.dataset.conversation));
+    assert.equal(order[0], CAROL, `most recent first: ${JSON.stringify(order)}`);
+    await screenshotAll('two-devices-unread');
+    // Reading on the second device clears the first device's badge live.
+    await openConversation(page, CAROL);
+    await waitUnread(page, CAROL, 0);
+    await waitUnread(alice, CAROL, 0);
+    await screenshotAll('read-on-one-device-clears-the-other');
+    // A new message counts on both, and bumps its conversation to the top.
+    await stack.ctl(service, 'send', '--from', 'bob', '--group', 'team', '--id', 'bump-1', 'Team, bumped.');
+    await waitUnread(page, TEAM, 1);
+    await waitUnread(alice, TEAM, 1);
+    await page.waitForFunction(
+      (id) => document.querySelector('#conversations button[data-conversation]')?.dataset.conversation === id,
+      TEAM,
+      { timeout: WAIT_MS },
+    );
+    await openConversation(alice, TEAM);
+    await waitUnread(page, TEAM, 0);
+    await openConversation(alice, DM);
+  }, { critical: false });
+
+  step('scrolling up (Home key) loads a conversation\'s older history page by page', async () => {
+    const page = people.alice2?.page;
+    assert.ok(page, 'the second device is open');
+    await openConversation(page, CAROL);
+    await page.waitForSelector('#message-list .message', { timeout: WAIT_MS });
+    const first = await shown(page);
+    assert.ok(first.length < HISTORY_TOTAL, `the first page is not the whole history (${first.length} of ${HISTORY_TOTAL})`);
+    assert.equal(first[first.length - 1].text, `History ${HISTORY_TOTAL}`);
+    await page.focus('#messages');
+    while ((await shown(page)).length < HISTORY_TOTAL) {
+      const before = (await shown(page)).length;
+      await page.keyboard.press('Home');
+      await page.waitForFunction((n) => document.querySelectorAll('#message-list .message').length > n, before, { timeout: WAIT_MS });
     }
+    const all = await shown(page);
+    assert.deepEqual(all.map((m) => m.text), Array.from({ length: HISTORY_TOTAL }, (_, i) => `History ${i + 1}`));
+    assert.deepEqual(all.map((m) => m.seq), Array.from({ length: HISTORY_TOTAL }, (_, i) => i + 1));
+    await page.waitForSelector('#history-end:not([hidden])', { timeout: WAIT_MS });
+    await page.screenshot({ path: path.join(ARTIFACTS, `browser-${String(++shot).padStart(2, '0')}-history-alice-second-device.png`) });
+    await people.alice2.context.close();
+    delete people.alice2;
+  }, { critical: false });
+
+  step('alice edits her message: both sides show the new text, marked edited', async () => {
+    const { page: alice } = people.alice;
+    const { page: bob } = people.bob;
+    await openConversation(alice, DM);
+    await openConversation(bob, DM);
+    await send(alice, 'Alice, with a tpyo.');
+    dmExpected.push('Alice, with a tpyo.');
+    await waitMessage(bob, 'Alice, with a tpyo.', ['received']);
+    const mine = alice.locator('#message-list .message.mine', { hasText: 'Alice, with a tpyo.' });
+    await mine.hover();
+    await mine.locator('button[data-action=edit]').click();
+    await alice.waitForSelector('[data-testid=editing]:not([hidden])', { timeout: WAIT_MS });
+    assert.equal(await alice.inputValue('[data-testid=composer]'), 'Alice, with a tpyo.');
+    await alice.fill('[data-testid=composer]', 'Alice, with the typo fixed.');
+    await alice.press('[data-testid=composer]', 'Enter');
+    for (const page of [alice, bob]) {
+      await page.waitForSelector('#message-list .message[data-edited=true] .text:text-is("Alice, with the typo fixed.")', { timeout: WAIT_MS });
+      assert.match(await page.textContent('#message-list .message[data-edited=true] .meta'), /edited/);
+    }
+    // Only now: if the edit failed, later steps still know what is shown.
+    dmExpected[dmExpected.length - 1] = 'Alice, with the typo fixed.';
+    await assertDmOnBothSides(WAIT_MS);
+    await screenshotAll('edited');
+  }, { critical: false });
+
+  step('alice deletes her message: both sides show a tombstone, and a reload does not bring the text back', async () => {
+    const { page: alice } = people.alice;
+    const { page: bob } = people.bob;
+    await send(alice, 'Alice, to be deleted.');
+    dmExpected.push('Alice, to be deleted.');
+    await waitMessage(bob, 'Alice, to be deleted.', ['received']);
+    alice.once('dialog', (d) => d.accept());
+    const mine = alice.locator('#message-list .message.mine', { hasText: 'Alice, to be deleted.' });
+    await mine.hover();
+    await mine.locator('button[data-action=delete]').click();
+    for (const page of [alice, bob]) {
+      await page.waitForSelector('#message-list .message[data-deleted=true] .text.tombstone:text-is("Message deleted")', { timeout: WAIT_MS });
+    }
+    dmExpected[dmExpected.length - 1] = 'Message deleted';
+    assert.equal(await alice.locator('#message-list .message[data-deleted=true] button[data-action=edit]').isVisible(), false, 'a tombstone has no actions');
+    await assertDmOnBothSides(WAIT_MS);
+    await screenshotAll('deleted');
+    await bob.reload();
+    await waitConnected(bob);
+    await openConversation(bob, DM);
+    await assertDmOnBothSides(WAIT_MS);
+    assert.ok(!(await bob.content()).includes('Alice, to be deleted.'), 'history serves the tombstone, not the text');
+    assert.equal(await bob.locator('#message-list .message[data-edited=true] .text').textContent(), 'Alice, with the typo fixed.');
+  }, { critical: false });
+
+  step('bob blocks alice: her DM is refused and says so; unblocking lets it through', async () => {
+    const { page: alice } = people.alice;
+    const { page: bob } = people.bob;
+    await openConversation(bob, DM);
+    await bob.click('[data-testid=block-toggle]');
+    await bob.waitForSelector('[data-testid=block-toggle][aria-pressed=true]', { timeout: WAIT_MS });
+    await bob.waitForSelector('[data-testid=chat-notice]:not([hidden])', { timeout: WAIT_MS });
+    assert.match(await bob.textContent('[data-testid=chat-notice]'), /You blocked alice/);
+    assert.equal(await bob.isDisabled('[data-testid=composer]'), true, 'no composing to a blocked user');
+    await send(alice, 'Alice, while blocked.');
+    await waitMessage(alice, 'Alice, while blocked.', ['failed']);
+    assert.match(await alice.textContent('#message-list .message[data-state=failed] .meta'), /Not sent.*Blocked/);
+    await alice.waitForSelector('[data-testid=chat-notice]:not([hidden])', { timeout: WAIT_MS });
+    assert.match(await alice.textContent('[data-testid=chat-notice]'), /Not sent/);
+    await screenshotAll('blocked');
+    await bob.click('[data-testid=block-toggle]');
+    await bob.waitForSelector('[data-testid=block-toggle][aria-pressed=false]', { timeout: WAIT_MS });
+    await bob.waitForSelector('[data-testid=chat-notice]', { state: 'hidden', timeout: WAIT_MS });
+    await send(alice, 'Alice, after the unblock.');
+    dmExpected.push('Alice, after the unblock.');
+    await waitMessage(bob, 'Alice, after the unblock.', ['received']);
+    assert.equal(await bob.locator('#message-list .text:text-is("Alice, while blocked.")').count(), 0, 'the refused message was never delivered');
+    await assertDmOnBothSides(WAIT_MS);
   }, { critical: false });
 
   step('a bad token is refused with the reason, and the page asks to sign in', async () => {
@@ -441,5 +559,61 @@ describe('browser client against the real binaries', () => {
     await waitMessage(bob, 'Alice, after the kick.', ['received']);
     await assertDmOnBothSides(WAIT_MS);
     await screenshotAll('final');
+  }, { critical: false });
+
+  step('messages of different days get day separators; one older than the edit window cannot be edited, and the page says why', async () => {
+    const { page: alice } = people.alice;
+    const link = service.linkAddress;
+    await stack.ctl(service, 'users', 'create', 'dave');
+    await stack.ctl(service, 'send', '--from', 'dave', '--to', 'alice', '--id', 'old-1', 'Dave, two days ago.');
+    await stack.ctl(service, 'send', '--from', 'dave', '--to', 'alice', '--id', 'old-2', 'Dave, also two days ago.');
+    await stack.ctl(service, 'send', '--from', 'alice', '--to', 'dave', '--id', 'old-3', 'Alice, two days ago.');
+    await stack.ctl(service, 'send', '--from', 'dave', '--to', 'alice', '--id', 'new-1', 'Dave, today.');
+    await service.stop('SIGTERM');
+    // Two days: past the service's default edit window of 48 hours.
+    await stack.backdate('d:alice:dave', [1, 2, 3], 2.1);
+    service = await stack.startService({ linkAddress: link });
+    // The page reconnects and lists its conversations again.
+    await waitConnected(alice, RECOVER_MS);
+    await waitUnread(alice, 'd:alice:dave', 3);
+    await openConversation(alice, 'd:alice:dave');
+    // As the page writes a day that is neither today nor yesterday (en-US).
+    const day = new Date(Date.now() - 2.1 * 86400000);
+    const twoDaysAgo = day.toLocaleDateString('en-US', {
+      weekday: 'long',
+      month: 'long',
+      day: 'numeric',
+      year: day.getFullYear() === new Date().getFullYear() ? undefined : 'numeric',
+    });
+    const want = [`day:${twoDaysAgo}`, 'Dave, two days ago.', 'Dave, also two days ago.', 'Alice, two days ago.', 'day:Today', 'Dave, today.'];
+    // The messages arrived live (dated today) before they were dated back:
+    // the history the page loads on opening the conversation has their dates.
+    const rows = () =>
+      alice.$$eval('#message-list > li', (lis) =>
+        lis.map((li) => (li.classList.contains('day') ? `day:${li.textContent}` : li.querySelector('.text').textContent)),
+      );
+    await alice
+      .waitForFunction(
+        (w) =>
+          JSON.stringify(
+            [...document.querySelectorAll('#message-list > li')].map((li) =>
+              li.classList.contains('day') ? `day:${li.textContent}` : li.querySelector('.text').textContent,
+            ),
+          ) === JSON.stringify(w),
+        want,
+        { timeout: WAIT_MS, polling: 100 },
+      )
+      .catch(async () => assert.deepEqual(await rows(), want));
+    await screenshotAll('day-separators');
+    const old = alice.locator('#message-list .message.mine', { hasText: 'Alice, two days ago.' });
+    await old.hover();
+    await old.locator('button[data-action=edit]').click();
+    await alice.fill('[data-testid=composer]', 'Alice, too late to edit.');
+    await alice.press('[data-testid=composer]', 'Enter');
+    await alice.waitForSelector('.toast[role=alert]:text("Could not edit the message")', { timeout: WAIT_MS });
+    assert.match(await alice.textContent('.toast'), /edit window/);
+    assert.equal(await old.locator('.text').textContent(), 'Alice, two days ago.', 'the text is unchanged');
+    assert.equal(await old.getAttribute('data-edited'), 'false');
+    await screenshotAll('edit-window-passed');
   }, { critical: false });
 });

@@ -249,6 +249,36 @@ export class Stack {
   }
 
   /**
+   * Dates messages of a conversation back in the SQLite store of a stopped
+   * service: the protocol and the admin API have no way to store a message
+   * with a past time, and a page's day separators need messages of other
+   * days. Changes only the messages' send time (sent_us).
+   * @param {string} conversation
+   * @param {number[]} seqs
+   * @param {number} days
+   * @returns {Promise<void>}
+   */
+  backdate(conversation, seqs, days) {
+    const db = path.join(this.dataDir, 'parley.db');
+    const script = [
+      'import sqlite3, sys',
+      'db = sqlite3.connect(sys.argv[1])',
+      'seqs = [int(s) for s in sys.argv[3].split(",")]',
+      'n = db.execute("UPDATE messages SET sent_us = sent_us - ? WHERE conversation = ? AND seq IN (%s)" % ",".join("?" * len(seqs)),',
+      '               [int(float(sys.argv[4]) * 86400e6), sys.argv[2], *seqs]).rowcount',
+      'db.commit()',
+      'sys.exit(0 if n == len(seqs) else f"dated {n} of {len(seqs)} messages back")',
+    ].join('\n');
+    const args = ['-c', script, db, conversation, seqs.join(','), String(days)];
+    return new Promise((resolve, reject) => {
+      execFile('/usr/bin/python3', args, { timeout: 30000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`backdating ${conversation} ${seqs} in ${db} failed: ${stderr || err.message}`));
+        else resolve();
+      });
+    });
+  }
+
+  /**
    * SIGKILLs every process still running, by PID, synchronously: for when
    * the test itself is being killed and cannot wait.
    */
