@@ -46,6 +46,13 @@ std::vector<ClientFrame> ClientSamples() {
                     text: "hello again" })"),
       FromText<ClientFrame>(
           R"(delete { client_msg_id: "x-1" conversation: "g:team" seq: 9 })"),
+      FromText<ClientFrame>(
+          R"(create_group { client_msg_id: "g-1" title: "Trip"
+                            members: "bob" })"),
+      FromText<ClientFrame>(
+          R"(update_group { client_msg_id: "u-1" group: "g1"
+                            set_role { user: "bob" role: GROUP_ROLE_OWNER } })"),
+      FromText<ClientFrame>(R"(get_group { group: "g1" })"),
   };
 }
 
@@ -90,6 +97,14 @@ std::vector<ServerFrame> ServerSamples() {
                                         "\"d:alice:bob\" messages {") +
                             kMessage + "} more: true }"),
       FromText<ServerFrame>(R"(blocked { users: "bob" users: "zed" })"),
+      FromText<ServerFrame>(
+          R"(group { id: "g1" title: "Trip"
+                     members { user: "alice" role: GROUP_ROLE_OWNER } })"),
+      FromText<ServerFrame>(
+          R"(message { inbox_seq: 12 conversation: "g:g1" seq: 2
+                       kind: MESSAGE_KIND_GROUP_EVENT
+                       group_event { type: GROUP_EVENT_TYPE_MEMBERS_ADDED
+                                     actor: "alice" users: "dave" } })"),
       FromText<ServerFrame>(
           R"(message { inbox_seq: 11 conversation: "d:alice:bob" seq: 6
                        from: "alice" kind: MESSAGE_KIND_EDIT target_seq: 4

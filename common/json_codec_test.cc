@@ -85,6 +85,22 @@ std::vector<ClientFrame> ClientSamples() {
       FromText<ClientFrame>(
           R"(delete { client_msg_id: "x-1" conversation: "g:team-7" seq: 9 })"),
       FromText<ClientFrame>(R"(delete { })"),
+      FromText<ClientFrame>(
+          R"(create_group { client_msg_id: "g-1" title: "Trip \"26\""
+                            members: "bob" members: "carol" })"),
+      FromText<ClientFrame>(R"(create_group { })"),
+      FromText<ClientFrame>(
+          R"(update_group { client_msg_id: "u-1" group: "g1"
+                            add_members { users: "dave" } })"),
+      FromText<ClientFrame>(
+          R"(update_group { group: "g1" remove_members { } })"),
+      FromText<ClientFrame>(R"(update_group { group: "g1" rename: "Crew" })"),
+      FromText<ClientFrame>(R"(update_group { group: "g1" leave { } })"),
+      FromText<ClientFrame>(
+          R"(update_group { group: "g1"
+                            set_role { user: "bob" role: GROUP_ROLE_ADMIN } })"),
+      FromText<ClientFrame>(R"(update_group { set_role { role: 7 } })"),
+      FromText<ClientFrame>(R"(get_group { group: "g1" })"),
       ClientFrame(),
   };
   ClientFrame tricky;
@@ -156,6 +172,22 @@ std::vector<ServerFrame> ServerSamples() {
       FromText<ServerFrame>(R"(announcement { sent_at { } })"),
       FromText<ServerFrame>(R"(blocked { users: "bob" users: "zed" })"),
       FromText<ServerFrame>(R"(blocked { })"),
+      FromText<ServerFrame>(
+          R"(group { id: "g1" title: "Trip" created_at { seconds: 1700000000 }
+                     members { user: "alice" role: GROUP_ROLE_OWNER }
+                     members { user: "bob" } })"),
+      FromText<ServerFrame>(R"(group { })"),
+      FromText<ServerFrame>(
+          R"(message { inbox_seq: 12 conversation: "g:g1" seq: 2
+                       from: "alice" to { group: "g1" }
+                       kind: MESSAGE_KIND_GROUP_EVENT
+                       group_event { type: GROUP_EVENT_TYPE_ROLE_CHANGED
+                                     actor: "alice" users: "bob"
+                                     role: GROUP_ROLE_ADMIN } })"),
+      FromText<ServerFrame>(
+          R"(message { kind: MESSAGE_KIND_GROUP_EVENT
+                       group_event { type: GROUP_EVENT_TYPE_CREATED
+                                     title: "Trip" users: "alice" } })"),
   };
   ServerFrame tricky;
   tricky.mutable_message()->set_text(kTrickyText);

@@ -16,7 +16,8 @@ using parley::v1::ServerFrame;
 constexpr size_t kMaxClientMsgIdBytes = 128;
 
 // The client_msg_id of a frame the service answers with an Ack (send, edit,
-// delete), which the session tracks until answered; "" for other kinds.
+// delete, create_group, update_group), which the session tracks until
+// answered; "" for other kinds.
 const std::string& TrackedClientMsgId(const ClientFrame& frame) {
   switch (frame.frame_case()) {
     case ClientFrame::kSend:
@@ -25,6 +26,10 @@ const std::string& TrackedClientMsgId(const ClientFrame& frame) {
       return frame.edit().client_msg_id();
     case ClientFrame::kDelete:
       return frame.delete_().client_msg_id();
+    case ClientFrame::kCreateGroup:
+      return frame.create_group().client_msg_id();
+    case ClientFrame::kUpdateGroup:
+      return frame.update_group().client_msg_id();
     default:
       return parley::v1::Send::default_instance().client_msg_id();
   }
@@ -69,6 +74,20 @@ absl::Status ValidateFrame(const ClientFrame& frame) {
       }
       if (edit && frame.edit().text().empty()) {
         return absl::InvalidArgumentError("edit.text is empty");
+      }
+      return absl::OkStatus();
+    }
+    case ClientFrame::kCreateGroup:
+    case ClientFrame::kUpdateGroup: {
+      const bool create = frame.has_create_group();
+      const absl::string_view kind = create ? "createGroup" : "updateGroup";
+      const std::string& id = TrackedClientMsgId(frame);
+      if (id.empty() || id.size() > kMaxClientMsgIdBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(kind, ".clientMsgId must be 1 to 128 bytes"));
+      }
+      if (!create && frame.update_group().group().empty()) {
+        return absl::InvalidArgumentError("updateGroup.group is empty");
       }
       return absl::OkStatus();
     }

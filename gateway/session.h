@@ -27,8 +27,9 @@
 //   * app-level ping -> pong;
 //   * while the link is down, frames wait in a bounded per-session buffer
 //     that also draws on the gateway-wide HeldBudget (either full: a
-//     retryable BACKPRESSURE error); Sends, Edits and Deletes (the frames
-//     the service answers with an Ack, all called "Sends" below) stay
+//     retryable BACKPRESSURE error); Sends, Edits, Deletes, CreateGroups
+//     and UpdateGroups (the frames the service answers with an Ack, all
+//     called "Sends" below) stay
 //     tracked until their Ack or Error and are re-sent after a reconnect, after
 //     the re-announcement, which carries resume_after = the session's resume
 //     point (below);

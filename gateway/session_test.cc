@@ -861,6 +861,66 @@ TEST_F(SessionTest, RepeatedClientMsgIdIsForwardedButTrackedOnce) {
 // Edit and Delete are answered with an Ack like a Send: tracked until then,
 // so the Ack reaches the client (an untracked Ack would be dropped), and
 // re-sent after a reconnect.
+// CreateGroup and UpdateGroup are answered with an Ack like a Send: tracked
+// until then, so the Ack reaches the client, and re-sent after a reconnect;
+// GetGroup's answer passes untracked.
+TEST_F(SessionTest, GroupChangesAreTrackedAndTheirAcksReachTheClient) {
+  GoLive(/*head=*/10);
+  session_->OnClientMessage(
+      R"({"createGroup":{"clientMsgId":"g1","title":"Team","members":["bob"]}})",
+      false);
+  session_->OnClientMessage(
+      R"({"updateGroup":{"clientMsgId":"u1","group":"gx","rename":"Crew"}})",
+      false);
+  session_->OnClientMessage(R"({"getGroup":{"group":"gx"}})", false);
+  EXPECT_EQ(session_->unacked_sends(), 2u);
+  ASSERT_THAT(upstream_.events, SizeIs(4));
+  EXPECT_EQ(upstream_.events[1].frame().frame().create_group().title(), "Team");
+  EXPECT_EQ(upstream_.events[2].frame().frame().update_group().rename(),
+            "Crew");
+
+  Deliver(AckFor("g1", 11));
+  ASSERT_TRUE(connection_.Last().has_ack());
+  EXPECT_EQ(connection_.Last().ack().client_msg_id(), "g1");
+  EXPECT_EQ(session_->unacked_sends(), 1u);
+  // The link breaks before the update's Ack: it is re-sent.
+  upstream_.events.clear();
+  session_->OnLinkDown(1);
+  upstream_.generation = 2;
+  session_->OnLinkUp(2);
+  ASSERT_THAT(upstream_.events, SizeIs(2));
+  EXPECT_EQ(upstream_.events[1].frame().frame().update_group().client_msg_id(),
+            "u1");
+  Deliver(AckFor("u1", 12));
+  ASSERT_TRUE(connection_.Last().has_ack());
+  EXPECT_EQ(connection_.Last().ack().client_msg_id(), "u1");
+  EXPECT_EQ(session_->unacked_sends(), 0u);
+
+  ServerFrame info;
+  info.mutable_group()->set_id("gx");
+  Deliver(info);
+  ASSERT_TRUE(connection_.Last().has_group());
+  EXPECT_EQ(connection_.Last().group().id(), "gx");
+}
+
+TEST_F(SessionTest, GroupChangesWithoutAKeyOrGroupAreRefusedAtTheGateway) {
+  GoLive();
+  session_->OnClientMessage(R"({"createGroup":{"title":"Team"}})", false);
+  ASSERT_TRUE(connection_.Last().has_error());
+  EXPECT_EQ(connection_.Last().error().code(),
+            parley::v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_THAT(connection_.Last().error().message(),
+              HasSubstr("createGroup.clientMsgId"));
+  session_->OnClientMessage(
+      R"({"updateGroup":{"clientMsgId":"u1","leave":{}}})", false);
+  ASSERT_TRUE(connection_.Last().has_error());
+  EXPECT_THAT(connection_.Last().error().message(),
+              HasSubstr("updateGroup.group is empty"));
+  EXPECT_EQ(connection_.Last().error().client_msg_id(), "u1");
+  EXPECT_THAT(upstream_.events, SizeIs(1));  // The open only.
+  EXPECT_EQ(session_->unacked_sends(), 0u);
+}
+
 TEST_F(SessionTest, EditAndDeleteAreTrackedAndTheirAcksReachTheClient) {
   GoLive(/*head=*/10);
   session_->OnClientMessage(

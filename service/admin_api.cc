@@ -29,6 +29,9 @@ v1::Group ToGroup(const GroupRecord& r) {
   g.set_id(r.id);
   g.set_display_name(r.display_name);
   for (const std::string& m : r.members) g.add_members(m);
+  for (const auto& [user, role] : r.roles) {
+    (*g.mutable_roles())[user] = static_cast<v1::GroupRole>(role);
+  }
   *g.mutable_created_at() = ToTimestamp(r.created_at);
   return g;
 }
@@ -164,6 +167,24 @@ absl::StatusOr<v1::IssueTokenResponse> AdminApi::IssueToken(
   return response;
 }
 
+absl::StatusOr<v1::Group> AdminApi::ChangeGroup(const std::string& group,
+                                                GroupEvent change,
+                                                const std::string& title) {
+  absl::Notification done;
+  absl::StatusOr<v1::Ack> ack;
+  messaging_->ChangeGroupAsOperator(
+      absl::StrCat("admin-group-", absl::ToUnixNanos(absl::Now()), "-",
+                   generated_ids_.fetch_add(1)),
+      group, std::move(change), title, [&](absl::StatusOr<v1::Ack> a) {
+        ack = std::move(a);
+        done.Notify();
+      });
+  done.WaitForNotification();
+  if (!ack.ok()) return ack.status();
+  ASSIGN_OR_RETURN(GroupRecord stored, store_->GetGroup(group));
+  return ToGroup(stored);
+}
+
 absl::StatusOr<v1::Group> AdminApi::CreateGroup(
     const v1::CreateGroupRequest& request) {
   RETURN_IF_ERROR(ValidateId("group id", request.id()));
@@ -174,16 +195,14 @@ absl::StatusOr<v1::Group> AdminApi::CreateGroup(
                      options_.max_display_name_bytes, " bytes"));
   }
   RETURN_IF_ERROR(ValidateMembers(request.members()));
-  GroupRecord record;
-  record.id = request.id();
-  record.display_name = request.display_name();
-  record.members.assign(request.members().begin(), request.members().end());
-  record.created_at = absl::FromUnixMicros(absl::ToUnixMicros(clock_()));
-  RETURN_IF_ERROR(store_->CreateGroup(record, options_.max_group_members));
+  GroupEvent change;
+  change.type = GroupEventType::kCreated;
+  change.users.assign(request.members().begin(), request.members().end());
+  ASSIGN_OR_RETURN(v1::Group group, ChangeGroup(request.id(), std::move(change),
+                                                request.display_name()));
   LogInfo("admin.group_created",
-          {{"group", record.id}, {"members", record.members.size()}});
-  ASSIGN_OR_RETURN(GroupRecord stored, store_->GetGroup(record.id));
-  return ToGroup(stored);
+          {{"group", group.id()}, {"members", group.members_size()}});
+  return group;
 }
 
 absl::StatusOr<v1::Group> AdminApi::AddMembers(
@@ -193,12 +212,17 @@ absl::StatusOr<v1::Group> AdminApi::AddMembers(
     return absl::InvalidArgumentError("user_ids is empty");
   }
   RETURN_IF_ERROR(ValidateMembers(request.user_ids()));
-  ASSIGN_OR_RETURN(
-      GroupRecord group,
-      store_->AddMembers(request.group_id(),
-                         {request.user_ids().begin(), request.user_ids().end()},
-                         options_.max_group_members));
-  return ToGroup(group);
+  ASSIGN_OR_RETURN(GroupRecord group, store_->GetGroup(request.group_id()));
+  // Adding members who are in already is no change, and no event.
+  GroupEvent change;
+  change.type = GroupEventType::kMembersAdded;
+  for (const std::string& user : request.user_ids()) {
+    if (!std::binary_search(group.members.begin(), group.members.end(), user)) {
+      change.users.push_back(user);
+    }
+  }
+  if (change.users.empty()) return ToGroup(group);
+  return ChangeGroup(request.group_id(), std::move(change), "");
 }
 
 absl::StatusOr<v1::Group> AdminApi::RemoveMembers(
@@ -208,11 +232,17 @@ absl::StatusOr<v1::Group> AdminApi::RemoveMembers(
     return absl::InvalidArgumentError("user_ids is empty");
   }
   RETURN_IF_ERROR(ValidateMembers(request.user_ids()));
-  ASSIGN_OR_RETURN(
-      GroupRecord group,
-      store_->RemoveMembers(request.group_id(), {request.user_ids().begin(),
-                                                 request.user_ids().end()}));
-  return ToGroup(group);
+  ASSIGN_OR_RETURN(GroupRecord group, store_->GetGroup(request.group_id()));
+  // Removing users who are not members is no change, and no event.
+  GroupEvent change;
+  change.type = GroupEventType::kMembersRemoved;
+  for (const std::string& user : request.user_ids()) {
+    if (std::binary_search(group.members.begin(), group.members.end(), user)) {
+      change.users.push_back(user);
+    }
+  }
+  if (change.users.empty()) return ToGroup(group);
+  return ChangeGroup(request.group_id(), std::move(change), "");
 }
 
 absl::StatusOr<v1::Group> AdminApi::GetGroup(

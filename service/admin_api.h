@@ -14,8 +14,14 @@
 // callers; ListConversations' are the store's, see Store::ListConversations);
 // page_size 0 means `default_page_size`, larger than `max_page_size` is capped.
 //
-// Threading: thread-safe. Calls block on the Store (SendMessage until the
-// message is durable): run them on gRPC's sync-server threads or a worker.
+// Group changes (CreateGroup, AddMembers, RemoveMembers) go through
+// Messaging as an operator's group events: every member sees them in the
+// conversation. Adding members already in, or removing users not in, changes
+// nothing and stores no event.
+//
+// Threading: thread-safe. Calls block on the Store (SendMessage and group
+// changes until durable): run them on gRPC's sync-server threads or a
+// worker.
 #ifndef PARLEY_SERVICE_ADMIN_API_H_
 #define PARLEY_SERVICE_ADMIN_API_H_
 
@@ -44,8 +50,6 @@ struct AdminOptions {
   // Token lifetime when IssueToken asks for 0, and the longest allowed.
   absl::Duration default_token_ttl = absl::Hours(24);
   absl::Duration max_token_ttl = absl::Hours(24 * 365);
-  // Most members in one group.
-  size_t max_group_members = 1000;
   // List page sizes (users, groups, history).
   uint32_t default_page_size = 100;
   uint32_t max_page_size = 1000;
@@ -102,6 +106,11 @@ class AdminApi final {
 
  private:
   uint32_t PageSize(uint32_t requested) const;
+  // Changes the group as an operator (a group event, see
+  // Messaging::ChangeGroupAsOperator) and returns it as it is then.
+  absl::StatusOr<v1::Group> ChangeGroup(const std::string& group,
+                                        GroupEvent change,
+                                        const std::string& title);
   absl::Status ValidateMembers(
       const google::protobuf::RepeatedPtrField<std::string>& ids) const;
 

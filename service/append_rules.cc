@@ -1,6 +1,7 @@
 #include "service/append_rules.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -13,16 +14,19 @@ absl::Status NotFoundUser(absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("user \"", id, "\" does not exist"));
 }
 
+// What a message of `kind` is, with its article.
 absl::string_view KindName(MessageKind kind) {
   switch (kind) {
     case MessageKind::kText:
-      return "text message";
+      return "a text message";
     case MessageKind::kEdit:
-      return "edit";
+      return "an edit event";
     case MessageKind::kDelete:
-      return "delete";
+      return "a delete event";
+    case MessageKind::kGroupEvent:
+      return "a group event";
   }
-  return "message";
+  return "a message";
 }
 
 // Rule 4 for an edit or delete event `r`: its target, or why it may not
@@ -48,7 +52,7 @@ absl::StatusOr<StoredMessage*> CheckTarget(const AppendRequest& r,
   }
   if (target.kind != MessageKind::kText) {
     return absl::FailedPreconditionError(absl::StrCat(
-        what, " is an ", KindName(target.kind), " event, not a text message"));
+        what, " is ", KindName(target.kind), ", not a text message"));
   }
   if (target.deleted) {
     return absl::FailedPreconditionError(
@@ -61,6 +65,209 @@ absl::StatusOr<StoredMessage*> CheckTarget(const AppendRequest& r,
         r.kind == MessageKind::kEdit ? "edited" : "deleted"));
   }
   return &target;
+}
+
+absl::string_view RoleName(GroupRole role) {
+  switch (role) {
+    case GroupRole::kMember:
+      return "a member";
+    case GroupRole::kAdmin:
+      return "an admin";
+    case GroupRole::kOwner:
+      return "the owner";
+  }
+  return "unknown";
+}
+
+// A group event's outcome (rule 4b).
+struct GroupChange {
+  // The group's members after it.
+  MemberRoles members;
+  // The event as stored: the users it really changed.
+  GroupEvent event;
+  // Who it removed (or who left).
+  std::vector<std::string> removed;
+  // The member rows it changes: role, or nullopt when removed.
+  std::map<std::string, std::optional<GroupRole>> writes;
+};
+
+// Rule 4b: what the group event `r` changes, or why it may not.
+absl::StatusOr<GroupChange> PlanGroupChange(const AppendRequest& r,
+                                            const AppendSnapshot& snapshot) {
+  const std::string group = absl::StrCat("group \"", r.to, "\"");
+  const bool op = ByOperator(r);
+  const GroupEventType type = r.group_event.type;
+  const std::set<std::string> named(r.group_event.users.begin(),
+                                    r.group_event.users.end());
+  GroupChange c;
+  c.event.type = type;
+  auto must_exist = [&](const std::string& user) {
+    return snapshot.users.count(user) > 0 ? absl::OkStatus()
+                                          : NotFoundUser(user);
+  };
+  auto within_limit = [&](size_t n) {
+    if (n <= r.max_group_members) return absl::OkStatus();
+    return absl::ResourceExhaustedError(absl::StrCat(group, " would have ", n,
+                                                     " members; the limit is ",
+                                                     r.max_group_members));
+  };
+  auto group_it = snapshot.groups.find(r.to);
+  if (type == GroupEventType::kCreated) {
+    if (group_it != snapshot.groups.end()) {
+      return absl::AlreadyExistsError(absl::StrCat(group, " already exists"));
+    }
+    std::set<std::string> members = named;
+    if (!op) members.insert(r.sender);
+    for (const std::string& user : members) {
+      absl::Status exists = must_exist(user);
+      if (!exists.ok()) return exists;
+    }
+    absl::Status limit = within_limit(members.size());
+    if (!limit.ok()) return limit;
+    for (const std::string& user : members) {
+      const GroupRole role =
+          !op && user == r.sender ? GroupRole::kOwner : GroupRole::kMember;
+      c.members[user] = role;
+      c.writes[user] = role;
+      c.event.users.push_back(user);
+    }
+    return c;
+  }
+  if (group_it == snapshot.groups.end()) {
+    return absl::NotFoundError(absl::StrCat(group, " does not exist"));
+  }
+  c.members = group_it->second;
+  GroupRole actor = GroupRole::kOwner;
+  if (!op) {
+    auto me = c.members.find(r.sender);
+    if (me == c.members.end()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("user \"", r.sender, "\" is not a member of ", group));
+    }
+    actor = me->second;
+  }
+  auto at_least_admin = [&](absl::string_view what) {
+    if (op || actor != GroupRole::kMember) return absl::OkStatus();
+    return absl::PermissionDeniedError(
+        absl::StrCat("only the owner and admins of ", group, " may ", what,
+                     "; \"", r.sender, "\" is a member"));
+  };
+  switch (type) {
+    case GroupEventType::kMembersAdded: {
+      absl::Status allowed = at_least_admin("add members");
+      if (!allowed.ok()) return allowed;
+      for (const std::string& user : named) {
+        absl::Status exists = must_exist(user);
+        if (!exists.ok()) return exists;
+        if (c.members.count(user) > 0) continue;
+        c.members[user] = GroupRole::kMember;
+        c.writes[user] = GroupRole::kMember;
+        c.event.users.push_back(user);
+      }
+      if (c.event.users.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("every user named is already a member of ", group));
+      }
+      absl::Status limit = within_limit(c.members.size());
+      if (!limit.ok()) return limit;
+      return c;
+    }
+    case GroupEventType::kMembersRemoved: {
+      absl::Status allowed = at_least_admin("remove members");
+      if (!allowed.ok()) return allowed;
+      for (const std::string& user : named) {
+        auto it = c.members.find(user);
+        if (it == c.members.end()) continue;
+        if (!op && user == r.sender) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("\"", user, "\" cannot remove themself from ", group,
+                           ": leave it instead"));
+        }
+        if (!op && (it->second == GroupRole::kOwner ||
+                    (actor == GroupRole::kAdmin &&
+                     it->second != GroupRole::kMember))) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "\"", r.sender, "\" (", RoleName(actor), ") may not remove \"",
+              user, "\" (", RoleName(it->second), ") from ", group));
+        }
+        c.members.erase(it);
+        c.writes[user] = std::nullopt;
+        c.removed.push_back(user);
+        c.event.users.push_back(user);
+      }
+      if (c.event.users.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("no user named is a member of ", group));
+      }
+      return c;
+    }
+    case GroupEventType::kMemberLeft:
+      if (op) {
+        return absl::InvalidArgumentError(
+            "an operator is no member and cannot leave; remove members "
+            "instead");
+      }
+      if (actor == GroupRole::kOwner && c.members.size() > 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("\"", r.sender, "\" owns ", group,
+                         ": make another member the owner before leaving"));
+      }
+      c.members.erase(r.sender);
+      c.writes[r.sender] = std::nullopt;
+      c.removed.push_back(r.sender);
+      c.event.users.push_back(r.sender);
+      return c;
+    case GroupEventType::kRenamed: {
+      absl::Status allowed = at_least_admin("rename it");
+      if (!allowed.ok()) return allowed;
+      if (r.text.empty()) {
+        return absl::InvalidArgumentError("a group's title may not be empty");
+      }
+      return c;
+    }
+    case GroupEventType::kRoleChanged: {
+      if (!op && actor != GroupRole::kOwner) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("only the owner of ", group, " may change roles; \"",
+                         r.sender, "\" is ", RoleName(actor)));
+      }
+      if (named.size() != 1) {
+        return absl::InvalidArgumentError("a role change names one user");
+      }
+      const std::string& user = *named.begin();
+      auto it = c.members.find(user);
+      if (it == c.members.end()) {
+        return absl::NotFoundError(
+            absl::StrCat("user \"", user, "\" is not a member of ", group));
+      }
+      if (!op && user == r.sender) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the owner cannot change their own role: make another member "
+            "the owner instead"));
+      }
+      const GroupRole role = r.group_event.role;
+      if (it->second == role) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "\"", user, "\" is already ", RoleName(role), " of ", group));
+      }
+      if (role == GroupRole::kOwner) {
+        for (auto& [member, member_role] : c.members) {
+          if (member_role != GroupRole::kOwner) continue;
+          member_role = GroupRole::kAdmin;
+          c.writes[member] = GroupRole::kAdmin;
+        }
+      }
+      it->second = role;
+      c.writes[user] = role;
+      c.event.users.push_back(user);
+      c.event.role = role;
+      return c;
+    }
+    case GroupEventType::kCreated:
+    case GroupEventType::kNone:
+      break;
+  }
+  return absl::InvalidArgumentError("the group event names no known change");
 }
 
 }  // namespace
@@ -89,7 +296,7 @@ std::vector<PlannedAppend> PlanAppends(
   // is a target for the events after it.
   std::set<std::pair<std::string, uint64_t>> wanted;
   for (const AppendRequest* r : batch) {
-    if (r->kind != MessageKind::kText) {
+    if (r->kind == MessageKind::kEdit || r->kind == MessageKind::kDelete) {
       wanted.insert({r->conversation, r->target_seq});
     }
   }
@@ -117,17 +324,29 @@ std::vector<PlannedAppend> PlanAppends(
       continue;
     }
     std::vector<std::string> recipients;
-    if (r.to_group) {
+    std::optional<GroupChange> change;
+    if (r.kind == MessageKind::kGroupEvent) {
+      absl::StatusOr<GroupChange> planned_change = PlanGroupChange(r, snapshot);
+      if (!planned_change.ok()) {
+        p.result = planned_change.status();
+        continue;
+      }
+      change = *std::move(planned_change);
+      for (const auto& [user, role] : change->members) {
+        recipients.push_back(user);
+      }
+      recipients.insert(recipients.end(), change->removed.begin(),
+                        change->removed.end());
+      std::sort(recipients.begin(), recipients.end());
+    } else if (r.to_group) {
       auto group = snapshot.groups.find(r.to);
       if (group == snapshot.groups.end()) {
         p.result = absl::NotFoundError(
             absl::StrCat("group \"", r.to, "\" does not exist"));
         continue;
       }
-      recipients = group->second;
-      std::sort(recipients.begin(), recipients.end());
-      if (!ByOperator(r) &&
-          !std::binary_search(recipients.begin(), recipients.end(), r.sender)) {
+      for (const auto& [user, role] : group->second) recipients.push_back(user);
+      if (!ByOperator(r) && group->second.count(r.sender) == 0) {
         p.result = absl::PermissionDeniedError(absl::StrCat(
             "user \"", r.sender, "\" is not a member of group \"", r.to, "\""));
         continue;
@@ -156,7 +375,7 @@ std::vector<PlannedAppend> PlanAppends(
       recipients = DirectPair(r);
     }
     StoredMessage* target = nullptr;
-    if (r.kind != MessageKind::kText) {
+    if (r.kind == MessageKind::kEdit || r.kind == MessageKind::kDelete) {
       absl::StatusOr<StoredMessage*> checked = CheckTarget(r, snapshot);
       if (!checked.ok()) {
         p.result = checked.status();
@@ -189,6 +408,22 @@ std::vector<PlannedAppend> PlanAppends(
       snapshot.changed_targets.insert({r.conversation, r.target_seq});
     } else if (wanted.count({m.conversation, m.seq}) > 0) {
       snapshot.targets[{m.conversation, m.seq}] = m;
+    }
+    if (change.has_value()) {
+      const GroupEventType type = change->event.type;
+      if (type != GroupEventType::kCreated &&
+          type != GroupEventType::kRenamed) {
+        m.text.clear();
+      }
+      GroupWrite& write = snapshot.group_writes[r.to];
+      if (type == GroupEventType::kCreated) {
+        write.created = true;
+        write.created_at = r.sent_at;
+      }
+      if (!m.text.empty()) write.title = m.text;
+      for (auto& [user, role] : change->writes) write.members[user] = role;
+      snapshot.groups[r.to] = std::move(change->members);
+      m.group_event = std::move(change->event);
     }
     for (const std::string& user : recipients) {
       const uint64_t inbox_seq = ++snapshot.inbox_heads[user];

@@ -30,6 +30,28 @@
 //      changes the target: an edit its text and edited_at, a delete makes
 //      it a tombstone (empty text, deleted) and empties the text of its
 //      earlier edit events, which the store does.
+//   4b. A group event (kind kGroupEvent, to_group) changes its group; the
+//      sender must exist and, but for kCreated, be a member
+//      (PERMISSION_DENIED; an operator need not be and may do everything):
+//      * kCreated: the group must not exist (ALREADY_EXISTS); the users
+//        named and the sender (its owner; an operator's group has none) must
+//        exist (NOT_FOUND) and be at most max_group_members
+//        (RESOURCE_EXHAUSTED).
+//      * kMembersAdded: by the owner or an admin (PERMISSION_DENIED); the
+//        users must exist (NOT_FOUND); those already members are skipped,
+//        none left is FAILED_PRECONDITION; at most max_group_members after.
+//      * kMembersRemoved: the owner removes anyone but themself, an admin
+//        plain members (PERMISSION_DENIED); non-members are skipped, none
+//        left is FAILED_PRECONDITION.
+//      * kMemberLeft: any member but the owner while others remain
+//        (FAILED_PRECONDITION: pass ownership first); not an operator.
+//      * kRenamed: by the owner or an admin.
+//      * kRoleChanged: by the owner, of one other member, to a role they do
+//        not have (FAILED_PRECONDITION); to kOwner passes the ownership, the
+//        previous owner becoming an admin.
+//      It enters the inboxes of the members after the change and of those
+//      it removed; the event names the users it really changed (kCreated:
+//      all members). The store writes `group_writes`.
 //   5. It takes the conversation's next seq and each recipient's next
 //      inbox_seq: two appends of one batch to one conversation or user get
 //      consecutive numbers, in batch order.
@@ -39,6 +61,7 @@
 //   std::vector<PlannedAppend> plan = PlanAppends(batch, snapshot);
 //   WriteRows(txn, plan);  // sets message_id of every stored result
 //   WriteTargets(txn, snapshot);  // the targets in `changed_targets`
+//   WriteGroups(txn, snapshot);   // `group_writes`
 //   ResolveDuplicates(plan);
 //
 // Threading: plain functions over values.
@@ -47,6 +70,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -57,16 +81,31 @@
 
 namespace parley::service {
 
+// A group's members and their roles.
+using MemberRoles = std::map<std::string, GroupRole>;
+
+// How a batch's group events change one group's rows, in their final state.
+struct GroupWrite {
+  // The group is new: insert its row (title, created_at).
+  bool created = false;
+  absl::Time created_at;
+  // The title, when created or renamed.
+  std::optional<std::string> title;
+  // The members whose row changes: their role now, or nullopt once removed.
+  std::map<std::string, std::optional<GroupRole>> members;
+};
+
 // What a store's transaction read for a batch of appends.
 struct AppendSnapshot {
   // (sender, client_msg_id) -> the original's result, as stored: `message`
   // and `sender_inbox_seq` set.
   std::map<std::pair<std::string, std::string>, AppendResult> sent;
   // Which of the users the batch names (senders, direct peers, members of
-  // its groups) exist.
+  // its groups, users its group events name) exist.
   std::set<std::string> users;
-  // The batch's groups that exist, with their members (any order).
-  std::map<std::string, std::vector<std::string>> groups;
+  // The batch's groups that exist, with their members' roles. PlanAppends
+  // changes them as its group events do.
+  std::map<std::string, MemberRoles> groups;
   // The blocks between the two users of each of the batch's direct
   // messages, as (blocker, blocked).
   std::set<std::pair<std::string, std::string>> blocks;
@@ -83,6 +122,9 @@ struct AppendSnapshot {
   // events).
   std::map<std::pair<std::string, uint64_t>, StoredMessage> targets;
   std::set<std::pair<std::string, uint64_t>> changed_targets;
+  // What the batch's group events change, by group: the store writes each.
+  // (The inbox heads of the users they add must be in `inbox_heads`.)
+  std::map<std::string, GroupWrite> group_writes;
 };
 
 // What to do with one request.

@@ -45,6 +45,17 @@ AppendRequest Change(const std::string& from, const std::string& to,
   return r;
 }
 
+AppendRequest GroupEventOf(const std::string& from, const std::string& group,
+                           const std::string& key, GroupEventType type,
+                           std::vector<std::string> users = {}) {
+  AppendRequest r = ToGroup(from, group, key);
+  r.kind = MessageKind::kGroupEvent;
+  r.group_event.type = type;
+  r.group_event.users = std::move(users);
+  r.max_group_members = 10;
+  return r;
+}
+
 std::vector<PlannedAppend> Plan(const std::vector<AppendRequest>& requests,
                                 AppendSnapshot& snapshot) {
   std::vector<const AppendRequest*> batch;
@@ -76,7 +87,7 @@ TEST(AppendRulesTest, BlockRefusesDirectMessagesBothWaysButNotGroups) {
   AppendSnapshot s;
   s.users = {"alice", "bob", "carol"};
   s.blocks = {{"alice", "bob"}};
-  s.groups["g"] = {"alice", "bob"};
+  s.groups["g"] = {{"alice", GroupRole::kMember}, {"bob", GroupRole::kMember}};
   auto plan = Plan({Direct("bob", "alice", "k1"), Direct("alice", "bob", "k2"),
                     ToGroup("bob", "g", "k3"), Direct("bob", "carol", "k4")},
                    s);
@@ -128,7 +139,8 @@ TEST(AppendRulesTest, StoredKeyAnswersWithTheOriginal) {
 TEST(AppendRulesTest, RefusedRequestsNumberNothing) {
   AppendSnapshot s;
   s.users = {"alice", "bob", "carol"};
-  s.groups["team"] = {"bob", "alice"};
+  s.groups["team"] = {{"bob", GroupRole::kMember},
+                      {"alice", GroupRole::kMember}};
   auto plan =
       Plan({ToGroup("carol", "team", "k1"), ToGroup("alice", "nogroup", "k2"),
             Direct("ghost", "alice", "k3"), Direct("alice", "nobody", "k4"),
@@ -220,6 +232,96 @@ TEST(AppendRulesTest, TheWindowCountsFromTheTargetsSendingToTheEvent) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(plan[1].result.status().message()),
               ::testing::HasSubstr("1m39s"));
+}
+
+// A batch's group events change the group for the appends after them: who
+// may send, who gets what, and the rows the store writes (final state).
+TEST(AppendRulesTest, GroupEventsOfOneBatchApplyInOrder) {
+  using T = GroupEventType;
+  AppendSnapshot s;
+  s.users = {"alice", "bob", "carol"};
+  AppendRequest rename = GroupEventOf("alice", "g", "k4", T::kRenamed);
+  rename.text = "New";
+  AppendRequest create = GroupEventOf("alice", "g", "k1", T::kCreated, {"bob"});
+  create.text = "Old";
+  create.sent_at = absl::FromUnixSeconds(5);
+  auto plan =
+      Plan({ToGroup("carol", "g", "k0"), create,
+            GroupEventOf("bob", "g", "k2", T::kMembersAdded, {"carol"}),
+            GroupEventOf("alice", "g", "k3", T::kMembersAdded, {"carol"}),
+            ToGroup("carol", "g", "k5"), rename,
+            GroupEventOf("alice", "g", "k6", T::kMembersRemoved, {"carol"}),
+            ToGroup("carol", "g", "k7")},
+           s);
+  EXPECT_EQ(plan[0].result.status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(plan[1].store());
+  EXPECT_EQ(plan[1].result->message.seq, 1u);
+  EXPECT_EQ(plan[2].result.status().code(),
+            absl::StatusCode::kPermissionDenied);  // bob is a plain member.
+  ASSERT_TRUE(plan[3].store());
+  ASSERT_TRUE(plan[4].store());  // carol is in now.
+  EXPECT_EQ(plan[4].result->message.seq, 3u);
+  ASSERT_TRUE(plan[6].store());
+  EXPECT_THAT(plan[6].result->recipients,
+              ElementsAre(Field(&InboxEntry::user, "alice"),
+                          Field(&InboxEntry::user, "bob"),
+                          Field(&InboxEntry::user, "carol")));
+  EXPECT_EQ(plan[7].result.status().code(),
+            absl::StatusCode::kPermissionDenied);
+  ASSERT_EQ(s.group_writes.count("g"), 1u);
+  const GroupWrite& w = s.group_writes["g"];
+  EXPECT_TRUE(w.created);
+  EXPECT_EQ(w.created_at, absl::FromUnixSeconds(5));
+  EXPECT_EQ(w.title, "New");
+  EXPECT_EQ(w.members.at("alice"), GroupRole::kOwner);
+  EXPECT_EQ(w.members.at("bob"), GroupRole::kMember);
+  EXPECT_EQ(w.members.at("carol"), std::nullopt);
+  EXPECT_EQ(s.inbox_heads["carol"], 4u);
+}
+
+TEST(AppendRulesTest, PassingOwnershipMakesTheOldOwnerAnAdmin) {
+  AppendSnapshot s;
+  s.users = {"alice", "bob"};
+  s.groups["g"] = {{"alice", GroupRole::kOwner}, {"bob", GroupRole::kMember}};
+  AppendRequest pass =
+      GroupEventOf("alice", "g", "k1", GroupEventType::kRoleChanged, {"bob"});
+  pass.group_event.role = GroupRole::kOwner;
+  auto plan = Plan({pass, GroupEventOf("alice", "g", "k2",
+                                       GroupEventType::kRoleChanged, {"bob"})},
+                   s);
+  ASSERT_TRUE(plan[0].store());
+  EXPECT_EQ(plan[0].result->message.group_event.role, GroupRole::kOwner);
+  // alice is no owner any more: she may not change roles.
+  EXPECT_EQ(plan[1].result.status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(s.groups["g"], (MemberRoles{{"alice", GroupRole::kAdmin},
+                                        {"bob", GroupRole::kOwner}}));
+  EXPECT_EQ(s.group_writes["g"].members.size(), 2u);
+}
+
+TEST(AppendRulesTest, RefusalsOfGroupEventsNameTheProblem) {
+  using T = GroupEventType;
+  AppendSnapshot s;
+  s.users = {"alice", "bob", "carol"};
+  s.groups["g"] = {{"alice", GroupRole::kOwner},
+                   {"bob", GroupRole::kAdmin},
+                   {"carol", GroupRole::kMember}};
+  auto plan =
+      Plan({GroupEventOf("bob", "g", "k1", T::kMembersRemoved, {"alice"}),
+            GroupEventOf("alice", "g", "k2", T::kMemberLeft),
+            GroupEventOf("alice", "g", "k3", T::kMembersRemoved, {"alice"}),
+            GroupEventOf("", "g", "k4", T::kMemberLeft),
+            GroupEventOf("carol", "g", "k5", T::kNone)},
+           s);
+  EXPECT_THAT(plan[0].result.status().message(),
+              ::testing::HasSubstr("may not remove \"alice\" (the owner)"));
+  EXPECT_THAT(plan[1].result.status().message(),
+              ::testing::HasSubstr("make another member the owner"));
+  EXPECT_EQ(plan[2].result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(plan[3].result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(plan[4].result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.group_writes, IsEmpty());
+  EXPECT_THAT(s.conversation_heads, IsEmpty());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "service/append_rules.h"
+#include "service/conversation.h"
 
 namespace parley::service {
 
@@ -77,7 +78,10 @@ absl::Status FakeStore::DeleteUser(absl::string_view id) {
 
 GroupRecord FakeStore::ToRecord(const Group& group) const {
   GroupRecord record = group.record;
-  record.members.assign(group.members.begin(), group.members.end());
+  for (const auto& [user, role] : group.members) {
+    record.members.push_back(user);
+    if (role != GroupRole::kMember) record.roles[user] = role;
+  }
   return record;
 }
 
@@ -103,7 +107,8 @@ absl::Status FakeStore::CreateGroup(const GroupRecord& group,
   Group& g = groups_[group.id];
   g.record = group;
   g.record.members.clear();
-  g.members = std::move(members);
+  g.record.roles.clear();
+  for (const std::string& m : members) g.members[m] = GroupRole::kMember;
   conversations_[absl::StrCat("g:", group.id)];
   return absl::OkStatus();
 }
@@ -138,13 +143,13 @@ absl::StatusOr<GroupRecord> FakeStore::AddMembers(
     return absl::NotFoundError(
         absl::StrCat("group \"", group_id, "\" does not exist"));
   }
-  std::set<std::string> members = it->second.members;
+  std::map<std::string, GroupRole> members = it->second.members;
   for (const std::string& u : user_ids) {
     if (users_.count(u) == 0) {
       return absl::NotFoundError(
           absl::StrCat("user \"", u, "\" does not exist"));
     }
-    members.insert(u);
+    members.emplace(u, GroupRole::kMember);
   }
   if (members.size() > max_members) {
     return absl::ResourceExhaustedError(
@@ -181,6 +186,8 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
   // A direct pair holds its sender; an operator is no user.
   std::vector<std::string> named = {request.sender};
   if (!request.to_group) named = DirectPair(request);
+  named.insert(named.end(), request.group_event.users.begin(),
+               request.group_event.users.end());
   for (const std::string& user : named) {
     auto it = users_.find(user);
     if (it == users_.end()) continue;
@@ -189,9 +196,8 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
   }
   if (request.to_group) {
     if (auto g = groups_.find(request.to); g != groups_.end()) {
-      std::vector<std::string>& members = snapshot.groups[request.to];
-      members.assign(g->second.members.begin(), g->second.members.end());
-      for (const std::string& m : members) {
+      snapshot.groups[request.to] = g->second.members;
+      for (const auto& [m, role] : g->second.members) {
         if (auto u = users_.find(m); u != users_.end()) {
           snapshot.inbox_heads[m] = u->second.inbox.size();
         }
@@ -215,6 +221,22 @@ absl::StatusOr<AppendResult> FakeStore::AppendLocked(
   }
   std::vector<PlannedAppend> plan = PlanAppends({&request}, snapshot);
   if (!plan[0].store()) return std::move(plan[0].result);
+  for (const auto& [id, write] : snapshot.group_writes) {
+    Group& group = groups_[id];
+    if (write.created) {
+      group.record = {id, write.title.value_or(""), {}, write.created_at};
+      conversations_[GroupConversation(id)];
+    } else if (write.title.has_value()) {
+      group.record.display_name = *write.title;
+    }
+    for (const auto& [user, role] : write.members) {
+      if (role.has_value()) {
+        group.members[user] = *role;
+      } else {
+        group.members.erase(user);
+      }
+    }
+  }
   for (const auto& key : snapshot.changed_targets) {
     const std::vector<size_t>& conversation = conversations_[key.first];
     const StoredMessage& changed = snapshot.targets[key];
@@ -443,7 +465,7 @@ absl::StatusOr<std::vector<std::string>> FakeStore::Contacts(
   for (const auto& [id, group] : groups_) {
     if (group.members.count(me) == 0) continue;
     if (group.members.size() > max_group_members) continue;
-    out.insert(group.members.begin(), group.members.end());
+    for (const auto& [member, role] : group.members) out.insert(member);
   }
   auto peers = direct_peers_.find(user);
   if (peers != direct_peers_.end()) {

@@ -94,8 +94,8 @@ class FakeStore final : public Store {
     std::vector<size_t> inbox;  // Indexes into messages_; inbox_seq - 1.
   };
   struct Group {
-    GroupRecord record;  // `members` unused; see members below.
-    std::set<std::string> members;
+    GroupRecord record;  // `members` and `roles` unused; see members below.
+    std::map<std::string, GroupRole> members;
   };
 
   absl::StatusOr<AppendResult> AppendLocked(const AppendRequest& request)

@@ -122,7 +122,8 @@ ABSL_FLAG(absl::Duration, edit_window, absl::Hours(48),
           "message (a duration; 0 = no limit). Operators' deletes "
           "(DeleteMessage) have none. Default 48h.");
 ABSL_FLAG(uint32_t, max_group_members, 1000,
-          "Most members in one group. Default 1000.");
+          "Most members in one group, whether clients or the admin API "
+          "change it. Default 1000.");
 ABSL_FLAG(uint32_t, default_page_size, 100,
           "Page size (messages, users, groups) when a request asks for 0. "
           "Default 100.");
@@ -224,7 +225,7 @@ absl::StatusOr<parley::service::ServerOptions> OptionsFromFlags() {
       absl::GetFlag(FLAGS_presence_max_group_members);
   o.admin.default_token_ttl = absl::GetFlag(FLAGS_token_ttl);
   o.admin.max_token_ttl = absl::GetFlag(FLAGS_max_token_ttl);
-  o.admin.max_group_members = absl::GetFlag(FLAGS_max_group_members);
+  o.messaging.max_group_members = absl::GetFlag(FLAGS_max_group_members);
   o.admin.default_page_size = o.messaging.default_page_size;
   o.admin.max_page_size = o.messaging.max_page_size;
   o.admin.max_text_bytes = o.messaging.max_text_bytes;

@@ -4,7 +4,9 @@
 #include <optional>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/jwt.h"
 #include "common/log.h"
 #include "service/conversation.h"
@@ -67,6 +69,12 @@ absl::string_view FrameKind(const v1::ClientFrame& frame) {
       return "block";
     case v1::ClientFrame::kListBlocked:
       return "list_blocked";
+    case v1::ClientFrame::kCreateGroup:
+      return "create_group";
+    case v1::ClientFrame::kUpdateGroup:
+      return "update_group";
+    case v1::ClientFrame::kGetGroup:
+      return "get_group";
     case v1::ClientFrame::FRAME_NOT_SET:
       break;
   }
@@ -82,9 +90,79 @@ const std::string& AckedClientMsgId(const v1::ClientFrame& frame) {
       return frame.edit().client_msg_id();
     case v1::ClientFrame::kDelete:
       return frame.delete_().client_msg_id();
+    case v1::ClientFrame::kCreateGroup:
+      return frame.create_group().client_msg_id();
+    case v1::ClientFrame::kUpdateGroup:
+      return frame.update_group().client_msg_id();
     default:
       return v1::Send::default_instance().client_msg_id();
   }
+}
+
+// A new group's id: "g" and 16 random hex digits.
+std::string NewGroupId() {
+  absl::BitGen bits;
+  return absl::StrFormat("g%016x", absl::Uniform<uint64_t>(bits));
+}
+
+// The change an UpdateGroup asks for, in an AppendRequest's group_event and
+// text (a new title); INVALID_ARGUMENT when it names none.
+absl::StatusOr<AppendRequest> GroupChangeOf(const v1::UpdateGroup& update) {
+  AppendRequest out;
+  GroupEvent& change = out.group_event;
+  switch (update.change_case()) {
+    case v1::UpdateGroup::kAddMembers:
+      change.type = GroupEventType::kMembersAdded;
+      change.users.assign(update.add_members().users().begin(),
+                          update.add_members().users().end());
+      return out;
+    case v1::UpdateGroup::kRemoveMembers:
+      change.type = GroupEventType::kMembersRemoved;
+      change.users.assign(update.remove_members().users().begin(),
+                          update.remove_members().users().end());
+      return out;
+    case v1::UpdateGroup::kRename:
+      change.type = GroupEventType::kRenamed;
+      out.text = update.rename();
+      return out;
+    case v1::UpdateGroup::kLeave:
+      change.type = GroupEventType::kMemberLeft;
+      return out;
+    case v1::UpdateGroup::kSetRole: {
+      const v1::GroupRole role = update.set_role().role();
+      if (role != v1::GROUP_ROLE_MEMBER && role != v1::GROUP_ROLE_ADMIN &&
+          role != v1::GROUP_ROLE_OWNER) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("updateGroup.setRole.role ", static_cast<int>(role),
+                         " is no GroupRole"));
+      }
+      change.type = GroupEventType::kRoleChanged;
+      change.users = {update.set_role().user()};
+      change.role = static_cast<GroupRole>(role);
+      return out;
+    }
+    case v1::UpdateGroup::CHANGE_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      "updateGroup names no change (addMembers, removeMembers, rename, leave "
+      "or setRole)");
+}
+
+v1::GroupInfo ToGroupInfo(const GroupRecord& g) {
+  v1::GroupInfo out;
+  out.set_id(g.id);
+  out.set_title(g.display_name);
+  for (const std::string& user : g.members) {
+    v1::GroupMember* member = out.add_members();
+    member->set_user(user);
+    auto role = g.roles.find(user);
+    if (role != g.roles.end()) {
+      member->set_role(static_cast<v1::GroupRole>(role->second));
+    }
+  }
+  *out.mutable_created_at() = ToTimestamp(g.created_at);
+  return out;
 }
 
 // The recipient's conversation and the users (besides `user`) in it, checking
@@ -204,6 +282,17 @@ v1::Message ToMessage(const StoredMessage& m, uint64_t inbox_seq) {
     *out.mutable_edited_at() = ToTimestamp(m.edited_at);
   }
   out.set_deleted(m.deleted);
+  if (m.kind == MessageKind::kGroupEvent) {
+    v1::GroupEvent* event = out.mutable_group_event();
+    event->set_type(static_cast<v1::GroupEventType>(m.group_event.type));
+    event->set_actor(m.from);
+    for (const std::string& user : m.group_event.users) event->add_users(user);
+    if (m.group_event.type == GroupEventType::kCreated ||
+        m.group_event.type == GroupEventType::kRenamed) {
+      event->set_title(m.text);
+    }
+    event->set_role(static_cast<v1::GroupRole>(m.group_event.role));
+  }
   return out;
 }
 
@@ -546,6 +635,32 @@ void Messaging::HandleFrame(LinkStream* stream,
           del.client_msg_id());
       return;
     }
+    case v1::ClientFrame::kCreateGroup: {
+      const v1::CreateGroup& create = frame.create_group();
+      GroupEvent change;
+      change.type = GroupEventType::kCreated;
+      change.users.assign(create.members().begin(), create.members().end());
+      AppendAndAck(
+          session_id,
+          PrepareGroupChange(*user, create.client_msg_id(), NewGroupId(),
+                             std::move(change), create.title()),
+          create.client_msg_id());
+      return;
+    }
+    case v1::ClientFrame::kUpdateGroup: {
+      const v1::UpdateGroup& update = frame.update_group();
+      absl::StatusOr<AppendRequest> request = GroupChangeOf(update);
+      if (request.ok()) {
+        request =
+            PrepareGroupChange(*user, update.client_msg_id(), update.group(),
+                               std::move(request->group_event), request->text);
+      }
+      AppendAndAck(session_id, std::move(request), update.client_msg_id());
+      return;
+    }
+    case v1::ClientFrame::kGetGroup:
+      HandleGetGroup(session_id, *user, frame.get_group());
+      return;
     case v1::ClientFrame::kSync:
       HandleSync(session_id, *user, frame.sync());
       return;
@@ -590,6 +705,8 @@ bool Messaging::HandlesWithoutBlocking(const v1::SessionFrame& frame) {
     case v1::ClientFrame::kSend:
     case v1::ClientFrame::kEdit:
     case v1::ClientFrame::kDelete:
+    case v1::ClientFrame::kCreateGroup:
+    case v1::ClientFrame::kUpdateGroup:
     case v1::ClientFrame::kPing:
     case v1::ClientFrame::kHello:
     case v1::ClientFrame::FRAME_NOT_SET:
@@ -601,6 +718,7 @@ bool Messaging::HandlesWithoutBlocking(const v1::SessionFrame& frame) {
     case v1::ClientFrame::kHistory:
     case v1::ClientFrame::kBlock:
     case v1::ClientFrame::kListBlocked:
+    case v1::ClientFrame::kGetGroup:
       return false;
   }
   return false;
@@ -708,6 +826,103 @@ absl::StatusOr<AppendRequest> Messaging::PrepareChange(
         "user \"", sender, "\" is not in conversation \"", conversation, "\""));
   }
   return request;
+}
+
+absl::StatusOr<AppendRequest> Messaging::PrepareGroupChange(
+    const std::string& sender, const std::string& client_msg_id,
+    const std::string& group, GroupEvent change, const std::string& title) {
+  const absl::string_view frame =
+      change.type == GroupEventType::kCreated ? "createGroup" : "updateGroup";
+  // An operator's key is the service's own (ChangeGroupAsOperator).
+  if (client_msg_id.empty() ||
+      (!sender.empty() &&
+       client_msg_id.size() > options_.max_client_msg_id_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(frame, ".clientMsgId must be 1 to ",
+                     options_.max_client_msg_id_bytes, " bytes"));
+  }
+  absl::Status valid = ValidateId(absl::StrCat(frame, ".group"), group);
+  if (!valid.ok()) return valid;
+  if (change.users.size() > options_.max_group_members) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        frame, " names ", change.users.size(), " users; a group has at most ",
+        options_.max_group_members, " members"));
+  }
+  for (const std::string& user : change.users) {
+    valid = ValidateId(absl::StrCat(frame, " user id"), user);
+    if (!valid.ok()) return valid;
+  }
+  if (change.type == GroupEventType::kCreated ||
+      change.type == GroupEventType::kRenamed) {
+    // An operator's group may be untitled, as the admin API always allowed.
+    if (title.empty() &&
+        (!sender.empty() || change.type == GroupEventType::kRenamed)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(frame, ": the title is empty"));
+    }
+    if (title.size() > options_.max_group_title_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          frame, ": the title is ", title.size(), " bytes; the limit is ",
+          options_.max_group_title_bytes));
+    }
+    if (!IsValidUtf8(title)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(frame, ": the title is not valid UTF-8"));
+    }
+  }
+  AppendRequest request;
+  request.sender = sender;
+  request.client_msg_id = client_msg_id;
+  request.conversation = GroupConversation(group);
+  request.to_group = true;
+  request.to = group;
+  request.text = title;
+  request.sent_at = clock_();
+  request.kind = MessageKind::kGroupEvent;
+  request.group_event = std::move(change);
+  request.max_group_members = options_.max_group_members;
+  return request;
+}
+
+void Messaging::HandleGetGroup(const std::string& session_id,
+                               const std::string& user,
+                               const v1::GetGroup& get) {
+  absl::Status valid = ValidateId("getGroup.group", get.group());
+  absl::StatusOr<GroupRecord> group =
+      valid.ok() ? store_->GetGroup(get.group()) : valid;
+  if (group.ok() &&
+      !std::binary_search(group->members.begin(), group->members.end(), user)) {
+    group = absl::PermissionDeniedError(absl::StrCat(
+        "user \"", user, "\" is not a member of group \"", get.group(), "\""));
+  }
+  if (!group.ok()) {
+    SendError(session_id, ErrorCodeFor(group.status()),
+              group.status().message());
+    return;
+  }
+  v1::ServerFrame frame;
+  *frame.mutable_group() = ToGroupInfo(*group);
+  router_->SendToSession(session_id, std::move(frame));
+}
+
+void Messaging::ChangeGroupAsOperator(
+    const std::string& client_msg_id, const std::string& group,
+    GroupEvent change, const std::string& title,
+    std::function<void(absl::StatusOr<v1::Ack>)> done) {
+  absl::StatusOr<AppendRequest> request =
+      PrepareGroupChange("", client_msg_id, group, std::move(change), title);
+  if (!request.ok()) {
+    done(request.status());
+    return;
+  }
+  store_->Append(*std::move(request), [this, done = std::move(done)](
+                                          absl::StatusOr<AppendResult> result) {
+    if (!result.ok()) {
+      done(result.status());
+      return;
+    }
+    done(Deliver(*result, ""));
+  });
 }
 
 v1::Ack Messaging::Deliver(const AppendResult& result,

@@ -17,6 +17,11 @@
 //     user, for a direct one), then appended as an edit or delete event
 //     (append_rules.h checks the target); delivered and acknowledged like a
 //     Send. The offline webhook is told of text messages only.
+//   * CreateGroup, UpdateGroup: validated, then appended as a group event
+//     (append_rules.h checks the roles and applies the change atomically
+//     with the event); delivered to the members after the change and those
+//     it removed, and acknowledged like a Send. GetGroup: the group with its
+//     roles, for members only.
 //   * Sync: a page of the user's inbox after `after_seq`, with the head.
 //   * Read: the user's read cursor rises (never falls); when it rose, the
 //     other members get a Receipt, and the user's own other sessions get it
@@ -96,6 +101,11 @@ struct MessagingOptions {
   // How long after sending a user may edit or delete a message; zero: no
   // limit.
   absl::Duration edit_window = absl::Hours(48);
+  // Most members in one group (CreateGroup, UpdateGroup; the admin API's
+  // group calls too).
+  size_t max_group_members = 1000;
+  // Longest group title, in bytes of UTF-8.
+  size_t max_group_title_bytes = 128;
   // Longest client_msg_id, in bytes.
   size_t max_client_msg_id_bytes = 128;
   // Sync page size when the client asks for 0, and the most it may ask for.
@@ -168,6 +178,19 @@ class Messaging final {
   void DeleteAsOperator(const std::string& conversation, uint64_t seq,
                         std::function<void(absl::StatusOr<v1::Ack>)> done);
 
+  // Changes `group` as an operator (the admin API's CreateGroup, AddMembers,
+  // RemoveMembers): a group event with an empty `from` in the inboxes of the
+  // members after the change and of those it removed, delivered live.
+  // `client_msg_id` must be new for each call; `title` is a created
+  // group's. `done` runs once, with the event's Ack (inbox_seq 0) or an
+  // error status (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+  // RESOURCE_EXHAUSTED, FAILED_PRECONDITION: nothing to change,
+  // UNAVAILABLE). Never blocks.
+  void ChangeGroupAsOperator(const std::string& client_msg_id,
+                             const std::string& group, GroupEvent change,
+                             const std::string& title,
+                             std::function<void(absl::StatusOr<v1::Ack>)> done);
+
   // Tells the contacts of `users` that they went offline (after an operator
   // closed their sessions). Blocks on a Store read.
   void AnnounceOffline(const std::vector<std::string>& users);
@@ -217,6 +240,14 @@ class Messaging final {
                                               const std::string& conversation,
                                               uint64_t seq,
                                               const std::string& text);
+  // Validates a group change of `sender` (empty: an operator) and builds its
+  // AppendRequest: `title` is a created group's or the new one.
+  absl::StatusOr<AppendRequest> PrepareGroupChange(
+      const std::string& sender, const std::string& client_msg_id,
+      const std::string& group, GroupEvent change, const std::string& title);
+  // Answers GetGroup with the group, to members only.
+  void HandleGetGroup(const std::string& session_id, const std::string& user,
+                      const v1::GetGroup& get);
   // After a durable append: delivers to every recipient's sessions except
   // `origin_session` (which gets the Ack instead) and returns the Ack.
   v1::Ack Deliver(const AppendResult& result,

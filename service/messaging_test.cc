@@ -47,6 +47,26 @@ std::vector<uint64_t> InboxSeqs(const std::vector<v1::ServerFrame>& frames) {
   return out;
 }
 
+v1::ClientFrame CreateGroupFrame(const std::string& key,
+                                 const std::string& title,
+                                 std::vector<std::string> members) {
+  v1::ClientFrame frame;
+  frame.mutable_create_group()->set_client_msg_id(key);
+  frame.mutable_create_group()->set_title(title);
+  for (const std::string& m : members) {
+    frame.mutable_create_group()->add_members(m);
+  }
+  return frame;
+}
+
+v1::ClientFrame UpdateGroupFrame(const std::string& key,
+                                 const std::string& group) {
+  v1::ClientFrame frame;
+  frame.mutable_update_group()->set_client_msg_id(key);
+  frame.mutable_update_group()->set_group(group);
+  return frame;
+}
+
 std::vector<v1::ServerFrame> Only(const std::vector<v1::ServerFrame>& frames,
                                   v1::ServerFrame::FrameCase kind) {
   std::vector<v1::ServerFrame> out;
@@ -241,6 +261,10 @@ TEST(MessagingHandlesWithoutBlockingTest, ThoseFramesMakeNoBlockingStoreCall) {
   frames["delete"].mutable_delete_()->set_seq(1);
   frames["block"].mutable_block()->set_user("bob");
   frames["list_blocked"].mutable_list_blocked();
+  frames["create group"] = CreateGroupFrame("g1", "Team", {"bob"});
+  frames["update group"] = UpdateGroupFrame("g2", "nogroup");
+  frames["update group"].mutable_update_group()->mutable_leave();
+  frames["get group"].mutable_get_group()->set_group("nogroup");
   int quick = 0;
   for (const auto& [name, frame] : frames) {
     v1::SessionFrame session_frame;
@@ -252,13 +276,13 @@ TEST(MessagingHandlesWithoutBlockingTest, ThoseFramesMakeNoBlockingStoreCall) {
     messaging.HandleFrame(&gw, session_frame);
     EXPECT_EQ(store.blocking_calls(), before) << name;
   }
-  EXPECT_EQ(quick, 7);
+  EXPECT_EQ(quick, 9);
   v1::SessionFrame send;
   *send.mutable_frame() = frames["send"];
   EXPECT_TRUE(Messaging::HandlesWithoutBlocking(send));
-  // The Send was stored and acked (the delete and the edit, before it in map
-  // order, found no message).
-  EXPECT_EQ(*store.InboxHead("bob"), 1u);
+  // The group was created and the Send stored (the delete and the edit,
+  // before it in map order, found no message).
+  EXPECT_EQ(*store.InboxHead("bob"), 2u);
 }
 
 class MessagingTest : public ::testing::TestWithParam<StoreFactory> {
@@ -648,6 +672,218 @@ TEST_P(MessagingTest, RefusedEditsAndDeletesAreErrorsNamingTheProblem) {
   ASSERT_TRUE(frames.back().has_error());
   EXPECT_EQ(frames.back().error().code(), v1::ERROR_CODE_FAILED_PRECONDITION);
   EXPECT_THAT(frames.back().error().message(), HasSubstr("edit window (48h)"));
+}
+
+TEST_P(MessagingTest, GroupChangesAreAckedAndDeliveredAsEvents) {
+  Open("a1", "alice");
+  Open("b1", "bob");
+  Open("c1", "carol");
+  Frame("a1", CreateGroupFrame("k1", "Team", {"bob"}));
+  Frame("a1", CreateGroupFrame("k1", "Team", {"bob"}));  // A retry.
+  auto acks = Only(FramesFor("a1"), v1::ServerFrame::kAck);
+  ASSERT_EQ(acks.size(), 2u);
+  const std::string conversation = acks[0].ack().conversation();
+  ASSERT_EQ(conversation.rfind("g:g", 0), 0u) << conversation;
+  const std::string group = conversation.substr(2);
+  EXPECT_EQ(acks[0].ack().seq(), 1u);
+  EXPECT_EQ(acks[0].ack().inbox_seq(), 1u);
+  EXPECT_EQ(acks[1].ack().conversation(), conversation);
+  EXPECT_EQ(acks[1].ack().message_id(), acks[0].ack().message_id());
+
+  auto created = Only(FramesFor("b1"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(created.size(), 1u);
+  const v1::Message& event = created[0].message();
+  EXPECT_EQ(event.kind(), v1::MESSAGE_KIND_GROUP_EVENT);
+  EXPECT_EQ(event.to().group(), group);
+  EXPECT_EQ(event.group_event().type(), v1::GROUP_EVENT_TYPE_CREATED);
+  EXPECT_EQ(event.group_event().actor(), "alice");
+  EXPECT_EQ(event.group_event().title(), "Team");
+  EXPECT_THAT(event.group_event().users(), ElementsAre("alice", "bob"));
+  EXPECT_THAT(Only(FramesFor("c1"), v1::ServerFrame::kMessage), IsEmpty());
+
+  v1::ClientFrame add = UpdateGroupFrame("k2", group);
+  add.mutable_update_group()->mutable_add_members()->add_users("carol");
+  Frame("a1", add);
+  SendTo("c1", group, "c-1", "hello", true);  // carol is in at once.
+  v1::ClientFrame remove = UpdateGroupFrame("k3", group);
+  remove.mutable_update_group()->mutable_remove_members()->add_users("bob");
+  Frame("a1", remove);
+  v1::ClientFrame rename = UpdateGroupFrame("k4", group);
+  rename.mutable_update_group()->set_rename("Crew");
+  Frame("a1", rename);
+  EXPECT_THAT(Only(FramesFor("a1"), v1::ServerFrame::kError), IsEmpty());
+  EXPECT_EQ(Only(FramesFor("a1"), v1::ServerFrame::kAck).size(), 5u);
+  EXPECT_EQ(Only(FramesFor("c1"), v1::ServerFrame::kAck).size(), 1u);
+
+  // bob got the add, carol's message and his removal, then nothing.
+  auto bob = Only(FramesFor("b1"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(bob.size(), 4u);
+  EXPECT_EQ(bob[1].message().group_event().type(),
+            v1::GROUP_EVENT_TYPE_MEMBERS_ADDED);
+  EXPECT_THAT(bob[1].message().group_event().users(), ElementsAre("carol"));
+  EXPECT_EQ(bob[2].message().text(), "hello");
+  EXPECT_EQ(bob[3].message().group_event().type(),
+            v1::GROUP_EVENT_TYPE_MEMBERS_REMOVED);
+  EXPECT_THAT(bob[3].message().group_event().users(), ElementsAre("bob"));
+  auto carol = Only(FramesFor("c1"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(carol.size(), 3u);  // Added, bob removed, renamed.
+  EXPECT_EQ(carol[2].message().group_event().type(),
+            v1::GROUP_EVENT_TYPE_RENAMED);
+  EXPECT_EQ(carol[2].message().group_event().title(), "Crew");
+  EXPECT_EQ(carol[2].message().text(), "Crew");
+
+  // GetGroup: members with roles, for members only.
+  v1::ClientFrame get;
+  get.mutable_get_group()->set_group(group);
+  Frame("c1", get);
+  auto infos = Only(FramesFor("c1"), v1::ServerFrame::kGroup);
+  ASSERT_EQ(infos.size(), 1u);
+  EXPECT_EQ(infos[0].group().id(), group);
+  EXPECT_EQ(infos[0].group().title(), "Crew");
+  ASSERT_EQ(infos[0].group().members_size(), 2);
+  EXPECT_EQ(infos[0].group().members(0).user(), "alice");
+  EXPECT_EQ(infos[0].group().members(0).role(), v1::GROUP_ROLE_OWNER);
+  EXPECT_EQ(infos[0].group().members(1).user(), "carol");
+  EXPECT_EQ(infos[0].group().members(1).role(), v1::GROUP_ROLE_MEMBER);
+  Frame("b1", get);
+  auto errors = Only(FramesFor("b1"), v1::ServerFrame::kError);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].error().code(), v1::ERROR_CODE_PERMISSION_DENIED);
+}
+
+TEST_P(MessagingTest, RefusedGroupChangesAreErrorsNamingTheProblem) {
+  ASSERT_TRUE(
+      store_->CreateGroup({"team", "", {"alice", "bob"}, now_}, 10).ok());
+  Open("a1", "alice");
+  Frame("a1", CreateGroupFrame("k1", "Mine", {"bob"}));
+  auto acks = Only(FramesFor("a1"), v1::ServerFrame::kAck);
+  ASSERT_EQ(acks.size(), 1u);
+  const std::string group = acks[0].ack().conversation().substr(2);
+  Open("b1", "bob");
+  Open("c1", "carol");
+  struct Case {
+    std::string session;
+    v1::ClientFrame frame;
+    v1::ErrorCode code;
+    std::string named;
+  };
+  auto update = [&](const std::string& key, const std::string& id) {
+    return UpdateGroupFrame(key, id);
+  };
+  std::vector<Case> cases;
+  {
+    v1::ClientFrame f = update("b-1", group);
+    f.mutable_update_group()->mutable_add_members()->add_users("carol");
+    cases.push_back({"b1", f, v1::ERROR_CODE_PERMISSION_DENIED,
+                     "only the owner and admins"});
+  }
+  {
+    v1::ClientFrame f = update("c-1", group);
+    f.mutable_update_group()->mutable_leave();
+    cases.push_back(
+        {"c1", f, v1::ERROR_CODE_PERMISSION_DENIED, "not a member"});
+  }
+  {
+    v1::ClientFrame f = update("a-1", group);
+    f.mutable_update_group()->mutable_leave();
+    cases.push_back({"a1", f, v1::ERROR_CODE_FAILED_PRECONDITION,
+                     "make another member the owner"});
+  }
+  {
+    v1::ClientFrame f = update("a-2", group);
+    f.mutable_update_group()->mutable_add_members()->add_users("nobody");
+    cases.push_back({"a1", f, v1::ERROR_CODE_NOT_FOUND, "nobody"});
+  }
+  {
+    v1::ClientFrame f = update("a-3", "nogroup");
+    f.mutable_update_group()->set_rename("x");
+    cases.push_back({"a1", f, v1::ERROR_CODE_NOT_FOUND, "nogroup"});
+  }
+  {
+    // The admin API's group has no owner: a member may not manage it.
+    v1::ClientFrame f = update("a-4", "team");
+    f.mutable_update_group()->set_rename("x");
+    cases.push_back({"a1", f, v1::ERROR_CODE_PERMISSION_DENIED, "team"});
+  }
+  cases.push_back({"a1", update("a-5", group), v1::ERROR_CODE_INVALID_ARGUMENT,
+                   "names no change"});
+  {
+    v1::ClientFrame f = update("a-6", group);
+    f.mutable_update_group()->set_rename("");
+    cases.push_back(
+        {"a1", f, v1::ERROR_CODE_INVALID_ARGUMENT, "title is empty"});
+  }
+  {
+    v1::ClientFrame f = update("a-7", group);
+    f.mutable_update_group()->mutable_set_role()->set_user("bob");
+    f.mutable_update_group()->mutable_set_role()->set_role(
+        static_cast<v1::GroupRole>(9));
+    cases.push_back({"a1", f, v1::ERROR_CODE_INVALID_ARGUMENT, "GroupRole"});
+  }
+  cases.push_back({"a1", CreateGroupFrame("a-8", "", {"bob"}),
+                   v1::ERROR_CODE_INVALID_ARGUMENT, "title is empty"});
+  cases.push_back({"a1", CreateGroupFrame("a-9", std::string(129, 't'), {}),
+                   v1::ERROR_CODE_TOO_LARGE, "129 bytes"});
+  cases.push_back({"a1", CreateGroupFrame("a-10", "T", {"bad id"}),
+                   v1::ERROR_CODE_INVALID_ARGUMENT, "bad id"});
+  cases.push_back({"a1", CreateGroupFrame("", "T", {}),
+                   v1::ERROR_CODE_INVALID_ARGUMENT, "clientMsgId"});
+  const uint64_t alice = *store_->InboxHead("alice");
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.frame.ShortDebugString());
+    const size_t before = FramesFor(c.session).size();
+    Frame(c.session, c.frame);
+    std::vector<v1::ServerFrame> frames = FramesFor(c.session);
+    ASSERT_EQ(frames.size(), before + 1);
+    ASSERT_TRUE(frames.back().has_error()) << frames.back().DebugString();
+    EXPECT_EQ(frames.back().error().code(), c.code);
+    EXPECT_THAT(frames.back().error().message(), HasSubstr(c.named));
+    EXPECT_EQ(frames.back().error().client_msg_id(),
+              c.frame.has_create_group()
+                  ? c.frame.create_group().client_msg_id()
+                  : c.frame.update_group().client_msg_id());
+  }
+  EXPECT_EQ(*store_->InboxHead("alice"), alice);
+  EXPECT_EQ(*store_->ConversationHead("g:" + group), 1u);
+}
+
+TEST_P(MessagingTest, OperatorGroupChangesReachEveryMember) {
+  Open("a1", "alice");
+  Open("c1", "carol");
+  auto change = [&](const std::string& key, GroupEventType type,
+                    std::vector<std::string> users) {
+    GroupEvent event;
+    event.type = type;
+    event.users = std::move(users);
+    absl::StatusOr<v1::Ack> ack;
+    absl::Notification done;
+    messaging_->ChangeGroupAsOperator(key, "ops", event, "Ops",
+                                      [&](absl::StatusOr<v1::Ack> a) {
+                                        ack = std::move(a);
+                                        done.Notify();
+                                      });
+    Settle();
+    done.WaitForNotification();
+    return ack;
+  };
+  auto created = change("o1", GroupEventType::kCreated, {"alice", "bob"});
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->conversation(), "g:ops");
+  EXPECT_EQ(created->inbox_seq(), 0u);
+  ASSERT_TRUE(change("o2", GroupEventType::kMembersAdded, {"carol"}).ok());
+  ASSERT_TRUE(change("o3", GroupEventType::kMembersRemoved, {"alice"}).ok());
+  auto alice = Only(FramesFor("a1"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(alice.size(), 3u);
+  EXPECT_EQ(alice[0].message().group_event().actor(), "");
+  EXPECT_EQ(alice[0].message().from(), "");
+  EXPECT_EQ(alice[2].message().group_event().type(),
+            v1::GROUP_EVENT_TYPE_MEMBERS_REMOVED);
+  auto carol = Only(FramesFor("c1"), v1::ServerFrame::kMessage);
+  ASSERT_EQ(carol.size(), 2u);
+  EXPECT_EQ(carol[0].message().group_event().type(),
+            v1::GROUP_EVENT_TYPE_MEMBERS_ADDED);
+  EXPECT_EQ(change("o4", GroupEventType::kCreated, {"bob"}).status().code(),
+            absl::StatusCode::kAlreadyExists);
 }
 
 TEST_P(MessagingTest, AnOperatorDeletesAnyMessageForEveryMember) {

@@ -118,6 +118,12 @@ ALTER TABLE messages ADD COLUMN kind smallint NOT NULL DEFAULT 0,
 CREATE INDEX messages_edits ON messages(conversation, target_seq)
   WHERE kind = 1;
 )sql",
+    // 5: user-managed groups: a member's role (0 member, 1 admin, 2 owner)
+    // and a group event's change (store.h's EncodeGroupEvent).
+    R"sql(
+ALTER TABLE members ADD COLUMN role smallint NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN group_event text;
+)sql",
 };
 
 // The advisory lock key under which replicas migrate one at a time.
@@ -126,7 +132,7 @@ constexpr int64_t kMigrationLock = 0x7061726c6579;  // "parley"
 constexpr const char* kMessageColumns =
     "m.id, m.conversation, m.seq, m.sender, m.to_group, m.to_id, m.text, "
     "m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
-    "m.deleted";
+    "m.deleted, m.group_event";
 
 // The prepared statements, by index.
 enum Stmt : int {
@@ -150,6 +156,13 @@ enum Stmt : int {
   kReadTargets,
   kUpdateTargets,
   kScrubEdits,
+  // Group events: the groups they create, rename and change the members of,
+  // in round trip 2.
+  kInsertGroups,
+  kInsertGroupConversations,
+  kRenameGroups,
+  kUpsertMembers,
+  kRemoveMembers,
   // Admin writes.
   kInsertUser,
   kLockUserGroups,
@@ -232,7 +245,8 @@ SELECT w.id, w.peer, w.head, w.activity, w.read_seq,
     THEN (SELECT display_name FROM chat_groups WHERE id = substr(w.id, 3))
     ELSE (SELECT display_name FROM users WHERE id = w.peer) END,
   m.id, m.conversation, m.seq, m.sender, m.to_group, m.to_id, m.text,
-  m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, m.deleted
+  m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, m.deleted,
+  m.group_event
 FROM cursors w LEFT JOIN messages m ON m.id = w.last_id
 ORDER BY w.activity DESC, w.id DESC
 )sql";
@@ -264,8 +278,8 @@ std::string StatementSql(int stmt) {
              "OR id IN (SELECT user_id FROM members WHERE group_id = "
              "ANY($2::text[])) ORDER BY id FOR UPDATE";
     case kReadGroups:
-      return "SELECT g.id, m.user_id FROM chat_groups g LEFT JOIN members m "
-             "ON m.group_id = g.id WHERE g.id = ANY($1::text[])";
+      return "SELECT g.id, m.user_id, m.role FROM chat_groups g LEFT JOIN "
+             "members m ON m.group_id = g.id WHERE g.id = ANY($1::text[])";
     case kReadBlocks:
       return "SELECT b.user_id, b.blocked FROM unnest($1::text[], "
              "$2::text[]) AS k(a, b) JOIN blocks b ON b.user_id = k.a AND "
@@ -287,10 +301,10 @@ std::string StatementSql(int stmt) {
     // statement guesses 10 rows per unnest() and joins them badly.
     case kInsertMessages:
       return "INSERT INTO messages(id, conversation, seq, sender, to_group, "
-             "to_id, text, sent_us, client_msg_id, kind, target_seq) SELECT "
-             "* FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], "
-             "$5::bool[], $6::text[], $7::text[], $8::int8[], $9::text[], "
-             "$10::int2[], $11::int8[])";
+             "to_id, text, sent_us, client_msg_id, kind, target_seq, "
+             "group_event) SELECT * FROM unnest($1::int8[], $2::text[], "
+             "$3::int8[], $4::text[], $5::bool[], $6::text[], $7::text[], "
+             "$8::int8[], $9::text[], $10::int2[], $11::int8[], $12::text[])";
     case kInsertInbox:
       return "INSERT INTO inbox(user_id, inbox_seq, message_id) SELECT * "
              "FROM unnest($1::text[], $2::int8[], $3::int8[])";
@@ -323,6 +337,23 @@ std::string StatementSql(int stmt) {
       return "UPDATE messages SET text = '' FROM unnest($1::text[], "
              "$2::int8[]) AS u(c, s) WHERE messages.conversation = u.c AND "
              "messages.target_seq = u.s AND messages.kind = 1";
+    case kInsertGroups:
+      return "INSERT INTO chat_groups(id, display_name, created_us) SELECT * "
+             "FROM unnest($1::text[], $2::text[], $3::int8[])";
+    case kInsertGroupConversations:
+      return "INSERT INTO conversations(id) SELECT * FROM unnest($1::text[]) "
+             "ON CONFLICT DO NOTHING";
+    case kRenameGroups:
+      return "UPDATE chat_groups SET display_name = u.t FROM "
+             "unnest($1::text[], $2::text[]) AS u(id, t) WHERE chat_groups.id "
+             "= u.id";
+    case kUpsertMembers:
+      return "INSERT INTO members(group_id, user_id, role) SELECT * FROM "
+             "unnest($1::text[], $2::text[], $3::int2[]) ON CONFLICT "
+             "(group_id, user_id) DO UPDATE SET role = excluded.role";
+    case kRemoveMembers:
+      return "DELETE FROM members USING unnest($1::text[], $2::text[]) AS "
+             "u(g, m) WHERE members.group_id = u.g AND members.user_id = u.m";
     case kInsertUser:
       return "INSERT INTO users(id, display_name, created_us) VALUES ($1, $2, "
              "$3) ON CONFLICT DO NOTHING RETURNING id";
@@ -389,7 +420,7 @@ std::string StatementSql(int stmt) {
       return "SELECT id, display_name, created_us FROM chat_groups WHERE id "
              "= $1";
     case kGroupMembers:
-      return "SELECT user_id FROM members WHERE group_id = $1 ORDER BY "
+      return "SELECT user_id, role FROM members WHERE group_id = $1 ORDER BY "
              "user_id";
     case kListGroupIds:
       return "SELECT id FROM chat_groups WHERE id > $1 ORDER BY id LIMIT $2";
@@ -557,6 +588,9 @@ StoredMessage ReadMessage(const Result& r, int row, int first) {
     m.edited_at = absl::FromUnixMicros(r.Int(row, first + 11));
   }
   m.deleted = r.Bool(row, first + 12);
+  if (!r.IsNull(row, first + 13)) {
+    m.group_event = DecodeGroupEvent(r.Text(row, first + 13));
+  }
   return m;
 }
 
@@ -893,8 +927,63 @@ absl::StatusOr<GroupRecord> LoadGroup(Connection& c, const std::string& id) {
   GroupRecord out{
       g.Text(0, 0), g.Text(0, 1), {}, absl::FromUnixMicros(g.Int(0, 2))};
   ASSIGN_OR_RETURN(Result m, c.Run(kGroupMembers, {id}));
-  for (int i = 0; i < m.rows(); ++i) out.members.push_back(m.Text(i, 0));
+  for (int i = 0; i < m.rows(); ++i) {
+    out.members.push_back(m.Text(i, 0));
+    const auto role = static_cast<GroupRole>(m.Int(i, 1));
+    if (role != GroupRole::kMember) out.roles[m.Text(i, 0)] = role;
+  }
   return out;
+}
+
+// The writes of the groups a batch's group events changed
+// (append_rules.h's group_writes).
+void AppendGroupWrites(const AppendSnapshot& snapshot,
+                       std::vector<Call>& writes) {
+  if (snapshot.group_writes.empty()) return;
+  std::vector<std::string> new_ids, new_titles, new_conversations, renamed,
+      titles, up_groups, up_users, out_groups, out_users;
+  std::vector<int64_t> new_created, up_roles;
+  for (const auto& [id, write] : snapshot.group_writes) {
+    if (write.created) {
+      new_ids.push_back(id);
+      new_titles.push_back(write.title.value_or(""));
+      new_created.push_back(absl::ToUnixMicros(write.created_at));
+      new_conversations.push_back(absl::StrCat("g:", id));
+    } else if (write.title.has_value()) {
+      renamed.push_back(id);
+      titles.push_back(*write.title);
+    }
+    for (const auto& [user, role] : write.members) {
+      if (role.has_value()) {
+        up_groups.push_back(id);
+        up_users.push_back(user);
+        up_roles.push_back(static_cast<int64_t>(*role));
+      } else {
+        out_groups.push_back(id);
+        out_users.push_back(user);
+      }
+    }
+  }
+  if (!new_ids.empty()) {
+    writes.push_back(Call{
+        kInsertGroups,
+        {TextArray(new_ids), TextArray(new_titles), IntArray(new_created)}});
+    writes.push_back(
+        Call{kInsertGroupConversations, {TextArray(new_conversations)}});
+  }
+  if (!renamed.empty()) {
+    writes.push_back(
+        Call{kRenameGroups, {TextArray(renamed), TextArray(titles)}});
+  }
+  if (!out_users.empty()) {
+    writes.push_back(
+        Call{kRemoveMembers, {TextArray(out_groups), TextArray(out_users)}});
+  }
+  if (!up_users.empty()) {
+    writes.push_back(
+        Call{kUpsertMembers,
+             {TextArray(up_groups), TextArray(up_users), IntArray(up_roles)}});
+  }
 }
 
 }  // namespace
@@ -1065,9 +1154,10 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     append_ops.push_back(&op);
     if (!ByOperator(r)) users.insert(r.sender);
     keys.insert({r.sender, r.client_msg_id});
-    if (r.kind != MessageKind::kText) {
+    if (r.kind == MessageKind::kEdit || r.kind == MessageKind::kDelete) {
       targets.insert({r.conversation, r.target_seq});
     }
+    users.insert(r.group_event.users.begin(), r.group_event.users.end());
     if (r.to_group) {
       groups.insert(r.to);
       conversations[r.conversation] = {std::nullopt, std::nullopt, r.to};
@@ -1152,8 +1242,10 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     snapshot.inbox_heads[read[2].Text(i, 0)] = read[2].UInt(i, 1);
   }
   for (int i = 0; i < read[3].rows(); ++i) {
-    std::vector<std::string>& members = snapshot.groups[read[3].Text(i, 0)];
-    if (!read[3].IsNull(i, 1)) members.push_back(read[3].Text(i, 1));
+    MemberRoles& members = snapshot.groups[read[3].Text(i, 0)];
+    if (!read[3].IsNull(i, 1)) {
+      members[read[3].Text(i, 1)] = static_cast<GroupRole>(read[3].Int(i, 2));
+    }
   }
   for (int i = 0; i < read[4].rows(); ++i) {
     snapshot.blocks.insert({read[4].Text(i, 0), read[4].Text(i, 1)});
@@ -1173,6 +1265,7 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
   // The rules decide; then the rows of what they store.
   std::vector<PlannedAppend> plan = PlanAppends(appends, snapshot);
   std::vector<std::string> m_conv, m_sender, m_to, m_text, m_key;
+  std::vector<std::optional<std::string>> m_event;
   std::vector<int64_t> m_id, m_sent, m_kind;
   std::vector<uint64_t> m_seq, m_target;
   std::vector<bool> m_group;
@@ -1201,6 +1294,10 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     m_key.push_back(r.client_msg_id);
     m_kind.push_back(static_cast<int64_t>(a.message.kind));
     m_target.push_back(a.message.target_seq);
+    m_event.push_back(a.message.kind == MessageKind::kGroupEvent
+                          ? std::optional<std::string>(
+                                EncodeGroupEvent(a.message.group_event))
+                          : std::nullopt);
     for (const InboxEntry& e : a.recipients) {
       i_user.push_back(e.user);
       i_seq.push_back(e.inbox_seq);
@@ -1233,6 +1330,8 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
 
   // Round trip 2: write and commit.
   std::vector<Call> writes;
+  // The groups first: a new group's conversation row is advanced below.
+  AppendGroupWrites(snapshot, writes);
   if (!m_id.empty()) {
     std::vector<std::string> c_ids, u_ids;
     std::vector<uint64_t> c_heads, u_heads;
@@ -1249,7 +1348,7 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
              {IntArray(m_id), TextArray(m_conv), IntArray(m_seq),
               TextArray(m_sender), BoolArray(m_group), TextArray(m_to),
               TextArray(m_text), IntArray(m_sent), TextArray(m_key),
-              IntArray(m_kind), IntArray(m_target)}});
+              IntArray(m_kind), IntArray(m_target), TextArray(m_event)}});
     writes.push_back(Call{
         kInsertInbox, {TextArray(i_user), IntArray(i_seq), IntArray(i_msg)}});
     writes.push_back(Call{kInsertSent,

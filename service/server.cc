@@ -96,7 +96,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
     return absl::InvalidArgumentError("--worker_threads must be at least 1");
   }
   if (o.max_sessions_per_user < 1 || o.messaging.max_text_bytes < 1 ||
-      o.admin.max_group_members < 1 || o.messaging.max_page_size < 1 ||
+      o.messaging.max_group_members < 1 || o.messaging.max_page_size < 1 ||
       o.messaging.default_page_size < 1 ||
       o.messaging.default_page_size > o.messaging.max_page_size) {
     return absl::InvalidArgumentError(

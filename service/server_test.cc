@@ -196,7 +196,7 @@ class ServerTest : public ::testing::Test {
     options.token_secret = kSecret;
     options.admin_key = kAdminKey;
     options.max_sessions_per_user = 3;
-    options.admin.max_group_members = 3;
+    options.messaging.max_group_members = 3;
     options.admin.max_page_size = 2;
     options.messaging.max_page_size = 2;
     options.messaging.default_page_size = 2;
@@ -449,6 +449,36 @@ TEST_F(ServerTest, AdminGroupCallsEnforceMembersAndExistence) {
     ASSERT_EQ(resp.groups_size(), 1);
     EXPECT_EQ(resp.groups(0).display_name(), "Team");
   }
+  {
+    // Adding a member again changes nothing and stores no event.
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    v1::AddMembersRequest req;
+    req.set_group_id("team");
+    req.add_user_ids("carol");
+    ASSERT_TRUE(admin_->AddMembers(&ctx, req, &group).ok());
+    EXPECT_THAT(group.members(), ElementsAre("alice", "carol"));
+  }
+  // Each change is an operator's group event in the conversation.
+  grpc::ClientContext ctx;
+  Authorize(ctx);
+  v1::GetHistoryRequest req;
+  req.set_conversation("g:team");
+  v1::GetHistoryResponse history;
+  ASSERT_TRUE(admin_->GetHistory(&ctx, req, &history).ok());
+  ASSERT_EQ(history.messages_size(), 3);
+  std::vector<v1::GroupEventType> types;
+  for (const v1::Message& m : history.messages()) {
+    EXPECT_EQ(m.kind(), v1::MESSAGE_KIND_GROUP_EVENT);
+    EXPECT_EQ(m.from(), "");
+    EXPECT_EQ(m.group_event().actor(), "");
+    types.push_back(m.group_event().type());
+  }
+  EXPECT_THAT(types, ElementsAre(v1::GROUP_EVENT_TYPE_CREATED,
+                                 v1::GROUP_EVENT_TYPE_MEMBERS_ADDED,
+                                 v1::GROUP_EVENT_TYPE_MEMBERS_REMOVED));
+  EXPECT_EQ(history.messages(0).group_event().title(), "Team");
+  EXPECT_THAT(history.messages(2).group_event().users(), ElementsAre("bob"));
 }
 
 TEST_F(ServerTest, IssuedTokenOpensASessionAndUnknownUsersGetNone) {

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "service/append_rules.h"
+#include "service/conversation.h"
 #include "service/sqlite_status.h"
 #include "service/wal_write_vfs.h"
 
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS chat_groups(
 CREATE TABLE IF NOT EXISTS members(
   group_id TEXT NOT NULL,
   user_id TEXT NOT NULL,
+  role INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(group_id, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id, group_id);
@@ -60,6 +62,7 @@ CREATE TABLE IF NOT EXISTS messages(
   target_seq INTEGER NOT NULL DEFAULT 0,
   edited_us INTEGER,
   deleted INTEGER NOT NULL DEFAULT 0,
+  group_event TEXT,
   UNIQUE(conversation, seq)
 );
 CREATE TABLE IF NOT EXISTS inbox(
@@ -97,13 +100,16 @@ CREATE TABLE IF NOT EXISTS blocks(
 CREATE INDEX IF NOT EXISTS blocks_by_blocked ON blocks(blocked, user_id);
 )sql";
 
-// Columns added to `messages` after its first release (edit and delete), for
-// databases created before them: added when missing, in this order.
-constexpr const char* kAddedMessageColumns[][2] = {
-    {"kind", "INTEGER NOT NULL DEFAULT 0"},
-    {"target_seq", "INTEGER NOT NULL DEFAULT 0"},
-    {"edited_us", "INTEGER"},
-    {"deleted", "INTEGER NOT NULL DEFAULT 0"},
+// Columns added after a table's first release (edit and delete, group
+// roles and events), for databases created before them: added when missing,
+// in this order.
+constexpr const char* kAddedColumns[][3] = {
+    {"messages", "kind", "INTEGER NOT NULL DEFAULT 0"},
+    {"messages", "target_seq", "INTEGER NOT NULL DEFAULT 0"},
+    {"messages", "edited_us", "INTEGER"},
+    {"messages", "deleted", "INTEGER NOT NULL DEFAULT 0"},
+    {"messages", "group_event", "TEXT"},
+    {"members", "role", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 // Indexes over the added columns, created once they exist: a delete finds
@@ -169,7 +175,8 @@ SELECT w.id, w.peer, w.head, w.activity, w.read_seq,
     THEN (SELECT display_name FROM chat_groups WHERE id = substr(w.id, 3))
     ELSE (SELECT display_name FROM users WHERE id = w.peer) END,
   m.id, m.conversation, m.seq, m.sender, m.to_group, m.to_id, m.text,
-  m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, m.deleted
+  m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, m.deleted,
+  m.group_event
 FROM cursors w LEFT JOIN messages m ON m.id = w.last_id
 ORDER BY w.activity DESC, w.id DESC
 )sql";
@@ -391,6 +398,8 @@ StoredMessage ReadMessage(const Stmt& s, int first) {
   m.target_seq = static_cast<uint64_t>(s.Int(first + 10));
   if (!s.IsNull(first + 11)) m.edited_at = FromMicros(s.Int(first + 11));
   m.deleted = s.Int(first + 12) != 0;
+  if (!s.IsNull(first + 13))
+    m.group_event = DecodeGroupEvent(s.Text(first + 13));
   return m;
 }
 
@@ -413,16 +422,15 @@ absl::StatusOr<bool> GroupExists(Connection& c, absl::string_view id) {
   return s->Step();
 }
 
-absl::StatusOr<std::vector<std::string>> GroupMembers(Connection& c,
-                                                      absl::string_view id) {
-  ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT user_id FROM members WHERE "
-                                     "group_id = ?1 ORDER BY user_id"));
+absl::StatusOr<MemberRoles> GroupMembers(Connection& c, absl::string_view id) {
+  ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT user_id, role FROM members "
+                                     "WHERE group_id = ?1 ORDER BY user_id"));
   s->Bind(1, id);
-  std::vector<std::string> out;
+  MemberRoles out;
   for (;;) {
     ASSIGN_OR_RETURN(bool row, s->Step());
     if (!row) break;
-    out.push_back(s->Text(0));
+    out.emplace(s->Text(0), static_cast<GroupRole>(s->Int(1)));
   }
   return out;
 }
@@ -440,7 +448,11 @@ absl::StatusOr<GroupRecord> LoadGroup(Connection& c, absl::string_view id) {
     g.display_name = s->Text(1);
     g.created_at = FromMicros(s->Int(2));
   }
-  ASSIGN_OR_RETURN(g.members, GroupMembers(c, id));
+  ASSIGN_OR_RETURN(MemberRoles members, GroupMembers(c, id));
+  for (const auto& [user, role] : members) {
+    g.members.push_back(user);
+    if (role != GroupRole::kMember) g.roles[user] = role;
+  }
   return g;
 }
 
@@ -502,12 +514,13 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
   AppendSnapshot snapshot;
   {
     ASSIGN_OR_RETURN(
-        auto s, c.Prepare("SELECT s.inbox_seq, m.id, m.conversation, m.seq, "
-                          "m.sender, m.to_group, m.to_id, m.text, m.sent_us, "
-                          "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
-                          "m.deleted FROM sent s JOIN messages m ON "
-                          "m.id = s.message_id WHERE s.sender = ?1 AND "
-                          "s.client_msg_id = ?2"));
+        auto s,
+        c.Prepare("SELECT s.inbox_seq, m.id, m.conversation, m.seq, "
+                  "m.sender, m.to_group, m.to_id, m.text, m.sent_us, "
+                  "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
+                  "m.deleted, m.group_event FROM sent s JOIN messages m ON "
+                  "m.id = s.message_id WHERE s.sender = ?1 AND "
+                  "s.client_msg_id = ?2"));
     s->Bind(1, r.sender).Bind(2, r.client_msg_id);
     ASSIGN_OR_RETURN(bool row, s->Step());
     if (row) {
@@ -521,8 +534,9 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
   if (r.to_group) {
     ASSIGN_OR_RETURN(bool group_exists, GroupExists(c, r.to));
     if (group_exists) {
-      ASSIGN_OR_RETURN(recipients, GroupMembers(c, r.to));
-      snapshot.groups[r.to] = recipients;
+      ASSIGN_OR_RETURN(MemberRoles members, GroupMembers(c, r.to));
+      for (const auto& [user, role] : members) recipients.push_back(user);
+      snapshot.groups[r.to] = std::move(members);
     }
   } else {
     recipients = DirectPair(r);
@@ -541,23 +555,34 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
   } else {
     named = DirectPair(r);
   }
+  named.insert(named.end(), r.group_event.users.begin(),
+               r.group_event.users.end());
+  // Users a group event adds enter inboxes too.
+  recipients.insert(recipients.end(), r.group_event.users.begin(),
+                    r.group_event.users.end());
+  if (r.kind == MessageKind::kGroupEvent && !ByOperator(r)) {
+    recipients.push_back(r.sender);
+  }
   for (const std::string& user : named) {
     ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
     if (exists) snapshot.users.insert(user);
   }
-  if (r.kind != MessageKind::kText) {
-    ASSIGN_OR_RETURN(auto s,
-                     c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
-                               "m.to_group, m.to_id, m.text, m.sent_us, "
-                               "m.client_msg_id, m.kind, m.target_seq, "
-                               "m.edited_us, m.deleted FROM messages m WHERE "
-                               "m.conversation = ?1 AND m.seq = ?2"));
+  if (r.kind == MessageKind::kEdit || r.kind == MessageKind::kDelete) {
+    ASSIGN_OR_RETURN(
+        auto s,
+        c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
+                  "m.to_group, m.to_id, m.text, m.sent_us, "
+                  "m.client_msg_id, m.kind, m.target_seq, "
+                  "m.edited_us, m.deleted, m.group_event FROM messages m "
+                  "WHERE "
+                  "m.conversation = ?1 AND m.seq = ?2"));
     s->Bind(1, r.conversation).BindU(2, r.target_seq);
     ASSIGN_OR_RETURN(bool row, s->Step());
     if (row)
       snapshot.targets[{r.conversation, r.target_seq}] = ReadMessage(*s, 0);
   }
   for (const std::string& user : recipients) {
+    if (snapshot.inbox_heads.count(user) > 0) continue;
     ASSIGN_OR_RETURN(snapshot.inbox_heads[user], InboxHead(c, user));
   }
   ASSIGN_OR_RETURN(snapshot.conversation_heads[r.conversation],
@@ -593,6 +618,44 @@ absl::Status WriteTargets(Connection& c, const AppendSnapshot& snapshot) {
   return absl::OkStatus();
 }
 
+// Writes the groups that group events changed (append_rules.h).
+absl::Status WriteGroups(Connection& c, const AppendSnapshot& snapshot) {
+  for (const auto& [id, write] : snapshot.group_writes) {
+    if (write.created) {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO chat_groups(id, "
+                                         "display_name, created_us) VALUES "
+                                         "(?1, ?2, ?3)"));
+      s->Bind(1, id)
+          .Bind(2, write.title.value_or(""))
+          .Bind(3, ToMicros(write.created_at));
+      RETURN_IF_ERROR(s->Run());
+      ASSIGN_OR_RETURN(auto conversation,
+                       c.Prepare("INSERT OR IGNORE INTO conversations(id) "
+                                 "VALUES (?1)"));
+      RETURN_IF_ERROR(conversation->Bind(1, GroupConversation(id)).Run());
+    } else if (write.title.has_value()) {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("UPDATE chat_groups SET "
+                                         "display_name = ?2 WHERE id = ?1"));
+      RETURN_IF_ERROR(s->Bind(1, id).Bind(2, *write.title).Run());
+    }
+    for (const auto& [user, role] : write.members) {
+      if (role.has_value()) {
+        ASSIGN_OR_RETURN(auto s,
+                         c.Prepare("INSERT INTO members(group_id, user_id, "
+                                   "role) VALUES (?1, ?2, ?3) ON CONFLICT "
+                                   "DO UPDATE SET role = excluded.role"));
+        s->Bind(1, id).Bind(2, user).Bind(3, static_cast<int64_t>(*role));
+        RETURN_IF_ERROR(s->Run());
+      } else {
+        ASSIGN_OR_RETURN(auto s, c.Prepare("DELETE FROM members WHERE "
+                                           "group_id = ?1 AND user_id = ?2"));
+        RETURN_IF_ERROR(s->Bind(1, id).Bind(2, user).Run());
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
                                  AppendResult* result) {
   ASSIGN_OR_RETURN(AppendSnapshot snapshot, ReadSnapshot(c, r));
@@ -616,8 +679,8 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
     ASSIGN_OR_RETURN(
         auto s, c.Prepare("INSERT INTO messages(conversation, seq, sender, "
                           "to_group, to_id, text, sent_us, client_msg_id, "
-                          "kind, target_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-                          "?7, ?8, ?9, ?10)"));
+                          "kind, target_seq, group_event) VALUES (?1, ?2, ?3, "
+                          "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
     s->Bind(1, r.conversation)
         .BindU(2, m.seq)
         .Bind(3, r.sender)
@@ -628,6 +691,9 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
         .Bind(8, r.client_msg_id)
         .Bind(9, static_cast<int64_t>(m.kind))
         .BindU(10, m.target_seq);
+    if (m.kind == MessageKind::kGroupEvent) {
+      s->Bind(11, EncodeGroupEvent(m.group_event));
+    }
     RETURN_IF_ERROR(s->Run());
     rowid = c.last_insert_rowid();
     m.message_id = absl::StrCat(rowid);
@@ -649,6 +715,7 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
     RETURN_IF_ERROR(s->Run());
   }
   RETURN_IF_ERROR(WriteTargets(c, snapshot));
+  RETURN_IF_ERROR(WriteGroups(c, snapshot));
   // Written: the writer's memory moves on with the rows.
   c.conversation_heads()[r.conversation] = m.seq;
   for (const InboxEntry& entry : result->recipients) {
@@ -658,24 +725,26 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
 }
 
 // Brings a database made by an older parley-service to this schema: adds
-// the messages columns it lacks (existing rows take their defaults: text
-// messages, never edited or deleted), then the indexes over them.
+// the columns it lacks (existing rows take their defaults: text messages,
+// never edited or deleted; plain members), then the indexes over them.
 absl::Status MigrateSchema(Connection& c) {
-  std::set<std::string> columns;
-  {
+  std::set<std::pair<std::string, std::string>> columns;
+  for (const char* table : {"messages", "members"}) {
     ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT name FROM "
-                                       "pragma_table_info('messages')"));
+                                       "pragma_table_info(?1)"));
+    s->Bind(1, table);
     for (;;) {
       ASSIGN_OR_RETURN(bool row, s->Step());
       if (!row) break;
-      columns.insert(s->Text(0));
+      columns.insert({table, s->Text(0)});
     }
   }
-  for (const auto& [name, type] : kAddedMessageColumns) {
-    if (columns.count(name) > 0) continue;
+  for (const auto& [table, name, type] : kAddedColumns) {
+    if (columns.count({table, name}) > 0) continue;
     RETURN_IF_ERROR(c.Exec(
-        absl::StrCat("ALTER TABLE messages ADD COLUMN ", name, " ", type)));
-    LogInfo("store.sqlite_schema_migrated", {{"added_column", name}});
+        absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", name, " ", type)));
+    LogInfo("store.sqlite_schema_migrated",
+            {{"table", table}, {"added_column", name}});
   }
   return c.Exec(kIndexes);
 }
@@ -1212,7 +1281,8 @@ absl::StatusOr<std::vector<InboxMessage>> SqliteStore::ReadInbox(
             c.Prepare("SELECT i.inbox_seq, m.id, m.conversation, m.seq, "
                       "m.sender, m.to_group, m.to_id, m.text, m.sent_us, "
                       "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
-                      "m.deleted FROM inbox i JOIN messages m ON m.id = "
+                      "m.deleted, m.group_event FROM inbox i JOIN messages m "
+                      "ON m.id = "
                       "i.message_id WHERE i.user_id = ?1 AND i.inbox_seq > ?2 "
                       "AND i.inbox_seq <= ?3 ORDER BY i.inbox_seq LIMIT ?4"));
         s->Bind(1, user)
@@ -1237,7 +1307,8 @@ absl::StatusOr<HistoryPage> SqliteStore::ReadHistory(
             c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
                       "m.to_group, m.to_id, m.text, m.sent_us, "
                       "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
-                      "m.deleted FROM messages m WHERE m.conversation = "
+                      "m.deleted, m.group_event FROM messages m WHERE "
+                      "m.conversation = "
                       "?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"));
         // One more than asked tells whether older messages exist.
         s->Bind(1, conversation)

@@ -24,6 +24,9 @@
 namespace parley::service {
 namespace {
 
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
 std::string TempDbPath() {
   std::string pattern = ::testing::TempDir() + "/sqlite_store_test.XXXXXX";
   EXPECT_NE(mkdtemp(pattern.data()), nullptr);
@@ -351,8 +354,9 @@ TEST(SqliteStoreTest, CommittedDataSurvivesReopen) {
 }
 
 // The schema parley-service wrote before edit and delete (its messages
-// table without kind, target_seq, edited_us, deleted), as a database file of
-// that release holds it.
+// table without kind, target_seq, edited_us, deleted) and group roles (its
+// members without role, messages without group_event), as a database file
+// of that release holds it.
 constexpr const char* kSchemaBeforeEdits = R"sql(
 CREATE TABLE IF NOT EXISTS users(
   id TEXT PRIMARY KEY,
@@ -424,6 +428,9 @@ INSERT INTO messages(id, conversation, seq, sender, to_group, to_id, text,
 INSERT INTO inbox VALUES ('a', 1, 1), ('b', 1, 1), ('a', 2, 2), ('b', 2, 2);
 INSERT INTO sent VALUES ('a', 'k1', 1, 1), ('b', 'k2', 2, 2);
 INSERT INTO meta VALUES ('generation', '00000000000000aa');
+INSERT INTO chat_groups VALUES ('team', 'Team', 9);
+INSERT INTO members VALUES ('team', 'a'), ('team', 'b');
+INSERT INTO conversations VALUES ('g:team', NULL, NULL);
 )sql";
 
 TEST(SqliteStoreTest, ADatabaseFromBeforeEditsGainsTheColumnsAndKeepsItsData) {
@@ -444,12 +451,42 @@ TEST(SqliteStoreTest, ADatabaseFromBeforeEditsGainsTheColumnsAndKeepsItsData) {
     EXPECT_EQ(store->Generation(), "00000000000000aa");
     auto inbox = store->ReadInbox("b", 0, 0, 10);
     ASSERT_TRUE(inbox.ok()) << inbox.status();
-    ASSERT_EQ(inbox->size(), open == 0 ? 2u : 3u);
+    ASSERT_EQ(inbox->size(), open == 0 ? 2u : 4u);
     const StoredMessage& first = (*inbox)[0].message;
     EXPECT_EQ(first.message_id, "1");
     EXPECT_EQ(first.kind, MessageKind::kText);
     EXPECT_EQ(first.target_seq, 0u);
     EXPECT_FALSE(first.deleted);
+    auto team = store->GetGroup("team");
+    ASSERT_TRUE(team.ok()) << team.status();
+    EXPECT_THAT(team->members, ElementsAre("a", "b"));
+    if (open == 0) {
+      EXPECT_THAT(team->roles, IsEmpty());  // Old members are plain ones.
+      // An operator makes "a" its owner: a group event with its change.
+      AppendRequest owner;
+      owner.to = "team";
+      owner.to_group = true;
+      owner.conversation = "g:team";
+      owner.client_msg_id = "o1";
+      owner.kind = MessageKind::kGroupEvent;
+      owner.group_event.type = GroupEventType::kRoleChanged;
+      owner.group_event.users = {"a"};
+      owner.group_event.role = GroupRole::kOwner;
+      absl::Notification owned;
+      store->Append(owner, [&](absl::StatusOr<AppendResult> r) {
+        EXPECT_TRUE(r.ok()) << r.status();
+        owned.Notify();
+      });
+      owned.WaitForNotification();
+    } else {
+      EXPECT_EQ(team->roles.at("a"), GroupRole::kOwner);
+      auto events = store->ReadHistory("g:team", 0, 10);
+      ASSERT_TRUE(events.ok()) << events.status();
+      ASSERT_EQ(events->messages.size(), 1u);
+      EXPECT_EQ(events->messages[0].group_event.type,
+                GroupEventType::kRoleChanged);
+      EXPECT_THAT(events->messages[0].group_event.users, ElementsAre("a"));
+    }
     if (open == 0) {
       EXPECT_EQ(first.text, "old text");
       EXPECT_EQ(first.edited_at, absl::InfinitePast());
@@ -462,14 +499,14 @@ TEST(SqliteStoreTest, ADatabaseFromBeforeEditsGainsTheColumnsAndKeepsItsData) {
       store->Append(edit, [&](absl::StatusOr<AppendResult> r) {
         ASSERT_TRUE(r.ok()) << r.status();
         EXPECT_EQ(r->message.seq, 3u);
-        EXPECT_EQ(r->sender_inbox_seq, 3u);
+        EXPECT_EQ(r->sender_inbox_seq, 4u);  // After the group event.
         done.Notify();
       });
       done.WaitForNotification();
     } else {
       EXPECT_EQ(first.text, "new text");
       EXPECT_EQ(first.edited_at, absl::FromUnixSeconds(1000));
-      EXPECT_EQ(*store->InboxHead("b"), 3u);
+      EXPECT_EQ(*store->InboxHead("b"), 4u);
     }
   }
 }

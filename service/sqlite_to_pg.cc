@@ -29,6 +29,10 @@ struct TableCopy {
 // Whether the messages table has the columns of edit and delete.
 #define PARLEY_HAS_EDITS \
   "SELECT 1 FROM pragma_table_info('messages') WHERE name = 'kind'"
+// Whether the store has the columns of user-managed groups (a member's role,
+// a group event's change).
+#define PARLEY_HAS_GROUPS \
+  "SELECT 1 FROM pragma_table_info('members') WHERE name = 'role'"
 
 constexpr TableCopy kTables[] = {
     {"SELECT u.id, u.display_name, u.created_us, IFNULL((SELECT "
@@ -36,7 +40,11 @@ constexpr TableCopy kTables[] = {
      "users(id, display_name, created_us, inbox_head)"},
     {"SELECT id, display_name, created_us FROM chat_groups",
      "chat_groups(id, display_name, created_us)"},
-    {"SELECT group_id, user_id FROM members", "members(group_id, user_id)"},
+    {"SELECT group_id, user_id, role FROM members",
+     "members(group_id, user_id, role)", PARLEY_HAS_GROUPS},
+    // A store from before groups had roles: every member a plain one.
+    {"SELECT group_id, user_id FROM members", "members(group_id, user_id)",
+     "SELECT 1 WHERE NOT EXISTS (" PARLEY_HAS_GROUPS ")"},
     // Every conversation with its highest seq; one without a row of its own
     // (none is expected) still gets its counter.
     {"SELECT c.id, c.user_a, c.user_b, IFNULL((SELECT MAX(seq) FROM "
@@ -47,10 +55,20 @@ constexpr TableCopy kTables[] = {
      "conversations(id, user_a, user_b, last_seq)"},
     {"SELECT id, conversation, seq, sender, CASE WHEN to_group THEN 't' ELSE "
      "'f' END, to_id, text, sent_us, client_msg_id, kind, target_seq, "
+     "edited_us, CASE WHEN deleted THEN 't' ELSE 'f' END, group_event FROM "
+     "messages",
+     "messages(id, conversation, seq, sender, to_group, to_id, text, "
+     "sent_us, client_msg_id, kind, target_seq, edited_us, deleted, "
+     "group_event)",
+     PARLEY_HAS_GROUPS},
+    // A store from before groups had events.
+    {"SELECT id, conversation, seq, sender, CASE WHEN to_group THEN 't' ELSE "
+     "'f' END, to_id, text, sent_us, client_msg_id, kind, target_seq, "
      "edited_us, CASE WHEN deleted THEN 't' ELSE 'f' END FROM messages",
      "messages(id, conversation, seq, sender, to_group, to_id, text, "
      "sent_us, client_msg_id, kind, target_seq, edited_us, deleted)",
-     PARLEY_HAS_EDITS},
+     "SELECT 1 WHERE NOT EXISTS (" PARLEY_HAS_GROUPS
+     ") AND EXISTS (" PARLEY_HAS_EDITS ")"},
     // A store from before edit and delete: every message a text message.
     {"SELECT id, conversation, seq, sender, CASE WHEN to_group THEN 't' ELSE "
      "'f' END, to_id, text, sent_us, client_msg_id FROM messages",
@@ -293,8 +311,8 @@ absl::StatusOr<MigrationSummary> CopySqliteToPostgres(
     }
     summary.users = counts[0];
     summary.groups = counts[1];
-    summary.messages = counts[4] + counts[5];
-    summary.inbox_entries = counts[6];
+    summary.messages = counts[5] + counts[6] + counts[7];
+    summary.inbox_entries = counts[8];
     RETURN_IF_ERROR(
         pg.Exec("SELECT setval('messages_id_seq', GREATEST((SELECT max(id) "
                 "FROM messages), 1), (SELECT count(*) > 0 FROM messages))")

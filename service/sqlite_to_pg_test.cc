@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -197,6 +198,66 @@ TEST_F(SqliteToPgTest, EditedAndDeletedMessagesKeepTheirStateAndEvents) {
   EXPECT_EQ(history->messages[2].target_seq, 1u);
   EXPECT_EQ(history->messages[3].kind, MessageKind::kDelete);
   EXPECT_FALSE(history->messages[3].deleted);
+}
+
+TEST_F(SqliteToPgTest, GroupRolesAndEventsAreCopied) {
+  {
+    SqliteStoreOptions options;
+    options.path = sqlite_path_;
+    auto store = SqliteStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Store& s = **store;
+    for (const char* id : {"alice", "bob"}) {
+      ASSERT_TRUE(s.CreateUser({id, "", absl::FromUnixSeconds(7)}).ok());
+    }
+    for (auto [type, key] : {std::pair<GroupEventType, const char*>{
+                                 GroupEventType::kCreated, "k1"},
+                             {GroupEventType::kRoleChanged, "k2"}}) {
+      AppendRequest r;
+      r.sender = "alice";
+      r.to = "g1";
+      r.to_group = true;
+      r.conversation = "g:g1";
+      r.client_msg_id = key;
+      r.kind = MessageKind::kGroupEvent;
+      r.text = "Team";
+      r.sent_at = absl::FromUnixSeconds(150);
+      r.group_event.type = type;
+      r.group_event.users = {"bob"};
+      r.group_event.role = GroupRole::kAdmin;
+      r.max_group_members = 10;
+      absl::Notification done;
+      s.Append(r, [&](absl::StatusOr<AppendResult> result) {
+        EXPECT_TRUE(result.ok()) << result.status();
+        done.Notify();
+      });
+      done.WaitForNotification();
+    }
+  }
+  auto summary = CopySqliteToPostgres(sqlite_path_, url_);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->messages, 2u);
+  PgStoreOptions options;
+  options.url = url_;
+  auto pg = PgStore::Open(options);
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  auto group = (*pg)->GetGroup("g1");
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_EQ(group->display_name, "Team");
+  EXPECT_EQ(group->roles,
+            (std::map<std::string, GroupRole>{{"alice", GroupRole::kOwner},
+                                              {"bob", GroupRole::kAdmin}}));
+  auto history = (*pg)->ReadHistory("g:g1", 0, 10);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->messages.size(), 2u);
+  EXPECT_EQ(history->messages[0].kind, MessageKind::kGroupEvent);
+  EXPECT_THAT(history->messages[0].group_event.users,
+              ElementsAre("alice", "bob"));
+  EXPECT_EQ(history->messages[1].group_event.type,
+            GroupEventType::kRoleChanged);
+  EXPECT_EQ(history->messages[1].group_event.role, GroupRole::kAdmin);
+  // The group conversation's counter is copied too.
+  EXPECT_EQ(*(*pg)->ConversationHead("g:g1"), 2u);
 }
 
 TEST_F(SqliteToPgTest, NonEmptyTargetIsRefusedAndLeftAlone) {

@@ -1,6 +1,7 @@
 #include "service/store.h"
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/cord.h"
@@ -8,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 namespace parley::service {
 namespace {
@@ -20,6 +22,30 @@ constexpr absl::string_view kBlockedPayload = "parley.v1/blocked";
 std::string NewStoreGeneration() {
   absl::BitGen bits;
   return absl::StrFormat("%016x", absl::Uniform<uint64_t>(bits));
+}
+
+std::string EncodeGroupEvent(const GroupEvent& event) {
+  std::string out = absl::StrCat(static_cast<int>(event.type), " ",
+                                 static_cast<int>(event.role));
+  for (const std::string& user : event.users) absl::StrAppend(&out, " ", user);
+  return out;
+}
+
+GroupEvent DecodeGroupEvent(absl::string_view encoded) {
+  GroupEvent event;
+  std::vector<absl::string_view> parts =
+      absl::StrSplit(encoded, ' ', absl::SkipEmpty());
+  int value = 0;
+  if (parts.size() >= 1 && absl::SimpleAtoi(parts[0], &value)) {
+    event.type = static_cast<GroupEventType>(value);
+  }
+  if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &value)) {
+    event.role = static_cast<GroupRole>(value);
+  }
+  for (size_t i = 2; i < parts.size(); ++i) {
+    event.users.emplace_back(parts[i]);
+  }
+  return event;
 }
 
 // The token is "<activity_us>/<conversation>", base64url-encoded: opaque to

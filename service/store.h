@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,18 +55,60 @@ struct UserRecord {
   absl::Time tokens_not_before = absl::InfinitePast();
 };
 
+// A member's role in a group (client.proto's GroupRole, same values): the
+// owner may do everything, admins add and remove plain members and rename,
+// members may send and leave.
+enum class GroupRole : int { kMember = 0, kAdmin = 1, kOwner = 2 };
+
 // A group and its members (sorted).
 struct GroupRecord {
   std::string id;
   std::string display_name;
   std::vector<std::string> members;
   absl::Time created_at;
+  // The members whose role is not kMember (a group made by an operator may
+  // have no owner).
+  std::map<std::string, GroupRole> roles = {};
 };
 
-// What a stored message is: a text, or an event that changes the text
-// message at `target_seq` of the same conversation (client.proto's
-// MessageKind, same values).
-enum class MessageKind : int { kText = 0, kEdit = 1, kDelete = 2 };
+// What a stored message is: a text, an event that changes the text message
+// at `target_seq` of the same conversation, or a change of its group's
+// membership (client.proto's MessageKind, same values).
+enum class MessageKind : int {
+  kText = 0,
+  kEdit = 1,
+  kDelete = 2,
+  kGroupEvent = 3
+};
+
+// What a group event changed (client.proto's GroupEventType, same values).
+enum class GroupEventType : int {
+  kNone = 0,
+  kCreated = 1,
+  kMembersAdded = 2,
+  kMembersRemoved = 3,
+  kMemberLeft = 4,
+  kRenamed = 5,
+  kRoleChanged = 6,
+};
+
+// A group event's change; its actor is the message's `from` (empty: an
+// operator) and a new title (kCreated, kRenamed) its `text`.
+struct GroupEvent {
+  GroupEventType type = GroupEventType::kNone;
+  // kCreated: every member; kMembersAdded/kMembersRemoved: those added or
+  // removed; kMemberLeft: who left; kRoleChanged: whose role changed.
+  // Sorted.
+  std::vector<std::string> users;
+  // kRoleChanged: the new role (kOwner: ownership passed to `users`, and the
+  // previous owner became an admin).
+  GroupRole role = GroupRole::kMember;
+};
+
+// GroupEvent as the SQL stores keep it in one text column: "<type> <role>
+// <user>..." (user ids hold no spaces); Decode is lenient with damage.
+std::string EncodeGroupEvent(const GroupEvent& event);
+GroupEvent DecodeGroupEvent(absl::string_view encoded);
 
 // A stored message as its conversation holds it.
 struct StoredMessage {
@@ -93,6 +136,8 @@ struct StoredMessage {
   // whether it was deleted.
   absl::Time edited_at = absl::InfinitePast();
   bool deleted = false;
+  // A group event (kind kGroupEvent): its change.
+  GroupEvent group_event = {};
 };
 
 // A message as one user's inbox holds it.
@@ -101,8 +146,8 @@ struct InboxMessage {
   StoredMessage message;
 };
 
-// What Append() stores: a text message, or an edit or delete event (see
-// append_rules.h for their rules).
+// What Append() stores: a text message, an edit or delete event, or a group
+// event that changes a group (see append_rules.h for their rules).
 struct AppendRequest {
   // The sending user; empty for an operator's delete (moderation: any
   // message, no window; the event's `from` is empty).
@@ -124,6 +169,12 @@ struct AppendRequest {
   // An event of a user: how long after the target was sent (until
   // `sent_at`) its sender may still change it.
   absl::Duration edit_window = absl::InfiniteDuration();
+  // kGroupEvent (to_group, `to` the group): the change, its users named as
+  // the sender asked (kCreated: the members besides the sender; kMemberLeft:
+  // none) and, for kCreated and kRenamed, the title in `text`.
+  GroupEvent group_event = {};
+  // kGroupEvent: the most members the group may have after the change.
+  size_t max_group_members = 0;
 };
 
 // One inbox a message entered.
@@ -259,14 +310,16 @@ class Store {
 
   // Stores a message and enters it into every recipient's inbox: for a direct
   // message the sender and the peer, for a group message the members at
-  // commit time. Fails with NOT_FOUND (sender, peer or group missing),
+  // commit time (for a group event, the members after the change and those
+  // it removed). Fails with NOT_FOUND (sender, peer or group missing),
   // PERMISSION_DENIED (sender not a group member) or BlockedError (a direct
   // message between two users one of whom blocked the other, read in the
   // append's own transaction); a failed append stores nothing. An edit or
   // delete event also changes its target message in the same transaction
   // (text and edited_at, or a tombstone whose earlier edit events lose their
-  // text too), and fails as append_rules.h says. `done` runs once, after the
-  // commit is durable, in commit order.
+  // text too), a group event its group (created, members, roles, title), and
+  // both fail as append_rules.h says. `done` runs once, after the commit is
+  // durable, in commit order.
   virtual void Append(AppendRequest request, AppendCallback done) = 0;
 
   // The user's highest inbox_seq (0 when empty). NOT_FOUND for unknown users.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -125,6 +126,35 @@ class StoreTest : public ::testing::TestWithParam<StoreFactory> {
       const std::string b = conversation.substr(colon + 1);
       r.to = a == sender ? b : a;
     }
+    absl::StatusOr<AppendResult> out;
+    absl::Notification done;
+    store_->Append(r, [&](absl::StatusOr<AppendResult> result) {
+      out = std::move(result);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return out;
+  }
+
+  // A group event of `sender` (empty: an operator) on `group`.
+  absl::StatusOr<AppendResult> GroupSync(
+      const std::string& sender, const std::string& group, GroupEventType type,
+      std::vector<std::string> users, const std::string& client_msg_id,
+      const std::string& title = "", GroupRole role = GroupRole::kMember,
+      size_t limit = 10) {
+    AppendRequest r;
+    r.sender = sender;
+    r.client_msg_id = client_msg_id;
+    r.conversation = "g:" + group;
+    r.to_group = true;
+    r.to = group;
+    r.kind = MessageKind::kGroupEvent;
+    r.text = title;
+    r.sent_at = absl::FromUnixSeconds(300);
+    r.group_event.type = type;
+    r.group_event.users = std::move(users);
+    r.group_event.role = role;
+    r.max_group_members = limit;
     absl::StatusOr<AppendResult> out;
     absl::Notification done;
     store_->Append(r, [&](absl::StatusOr<AppendResult> result) {
@@ -916,6 +946,227 @@ TEST_P(StoreTest, AnOperatorDeletesAnyMessageWithoutAWindow) {
               ElementsAre(Field(&InboxEntry::user, "alice"),
                           Field(&InboxEntry::user, "carol")));
   EXPECT_TRUE(History("g:team")[0].deleted);
+}
+
+// The recipients of an append, as "user:inbox_seq".
+std::vector<std::string> Inboxes(const AppendResult& result) {
+  std::vector<std::string> out;
+  for (const InboxEntry& e : result.recipients) {
+    out.push_back(e.user + ":" + std::to_string(e.inbox_seq));
+  }
+  return out;
+}
+
+TEST_P(StoreTest, GroupEventsChangeTheGroupAndAreNumberedLikeMessages) {
+  using T = GroupEventType;
+  auto created = GroupSync("alice", "g1", T::kCreated, {"bob"}, "k1", "Team");
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->message.seq, 1u);
+  EXPECT_EQ(created->message.kind, MessageKind::kGroupEvent);
+  EXPECT_EQ(created->message.text, "Team");
+  EXPECT_THAT(created->message.group_event.users, ElementsAre("alice", "bob"));
+  EXPECT_THAT(Inboxes(*created), ElementsAre("alice:1", "bob:1"));
+  EXPECT_EQ(created->sender_inbox_seq, 1u);
+  auto group = store_->GetGroup("g1");
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_EQ(group->display_name, "Team");
+  EXPECT_EQ(group->created_at, absl::FromUnixSeconds(300));
+  EXPECT_THAT(group->members, ElementsAre("alice", "bob"));
+  EXPECT_EQ(group->roles,
+            (std::map<std::string, GroupRole>{{"alice", GroupRole::kOwner}}));
+
+  auto added =
+      GroupSync("alice", "g1", T::kMembersAdded, {"carol", "bob"}, "k2");
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->message.seq, 2u);
+  EXPECT_THAT(added->message.group_event.users, ElementsAre("carol"));
+  EXPECT_THAT(Inboxes(*added), ElementsAre("alice:2", "bob:2", "carol:1"));
+  // The new member sends at once.
+  ASSERT_TRUE(AppendSync("carol", "g1", true, "c1").ok());
+
+  auto promoted = GroupSync("alice", "g1", T::kRoleChanged, {"bob"}, "k3", "",
+                            GroupRole::kAdmin);
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  EXPECT_EQ(promoted->message.group_event.role, GroupRole::kAdmin);
+  auto renamed = GroupSync("bob", "g1", T::kRenamed, {}, "k4", "Crew");
+  ASSERT_TRUE(renamed.ok()) << renamed.status();
+  EXPECT_EQ(store_->GetGroup("g1")->display_name, "Crew");
+
+  // The removed member gets the event, and nothing after it.
+  auto removed = GroupSync("bob", "g1", T::kMembersRemoved, {"carol"}, "k5");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->message.seq, 6u);
+  EXPECT_THAT(Inboxes(*removed), ElementsAre("alice:6", "bob:6", "carol:5"));
+  auto left = GroupSync("bob", "g1", T::kMemberLeft, {}, "k6");
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_THAT(left->message.group_event.users, ElementsAre("bob"));
+  EXPECT_THAT(Inboxes(*left), ElementsAre("alice:7", "bob:7"));
+  group = store_->GetGroup("g1");
+  ASSERT_TRUE(group.ok());
+  EXPECT_THAT(group->members, ElementsAre("alice"));
+  EXPECT_EQ(AppendSync("carol", "g1", true, "c2").status().code(),
+            absl::StatusCode::kPermissionDenied);
+
+  // History and inboxes serve the events as stored.
+  std::vector<StoredMessage> history = History("g:g1");
+  ASSERT_EQ(history.size(), 7u);
+  std::vector<T> types;
+  for (const StoredMessage& m : history) types.push_back(m.group_event.type);
+  EXPECT_THAT(types, ElementsAre(T::kCreated, T::kMembersAdded, T::kNone,
+                                 T::kRoleChanged, T::kRenamed,
+                                 T::kMembersRemoved, T::kMemberLeft));
+  EXPECT_EQ(history[3].group_event.role, GroupRole::kAdmin);
+  EXPECT_EQ(history[4].text, "Crew");
+  EXPECT_EQ(history[4].from, "bob");
+  auto inbox = store_->ReadInbox("carol", 0, 0, 10);
+  ASSERT_TRUE(inbox.ok());
+  ASSERT_EQ(inbox->size(), 5u);
+  EXPECT_EQ((*inbox)[4].message.group_event.type, T::kMembersRemoved);
+  EXPECT_THAT((*inbox)[4].message.group_event.users, ElementsAre("carol"));
+}
+
+TEST_P(StoreTest, RefusedGroupEventsStoreNothing) {
+  using T = GroupEventType;
+  ASSERT_TRUE(store_->CreateUser({"dave", "", absl::FromUnixSeconds(1)}).ok());
+  ASSERT_TRUE(
+      GroupSync("alice", "g1", T::kCreated, {"bob", "carol"}, "k1", "Team")
+          .ok());
+  ASSERT_TRUE(GroupSync("alice", "g1", T::kRoleChanged, {"bob"}, "k2", "",
+                        GroupRole::kAdmin)
+                  .ok());
+  struct Case {
+    absl::StatusOr<AppendResult> result;
+    absl::StatusCode code;
+  };
+  const std::vector<Case> cases = {
+      // A plain member may neither add, remove nor rename.
+      {GroupSync("carol", "g1", T::kMembersAdded, {"dave"}, "x1"),
+       absl::StatusCode::kPermissionDenied},
+      {GroupSync("carol", "g1", T::kMembersRemoved, {"bob"}, "x2"),
+       absl::StatusCode::kPermissionDenied},
+      {GroupSync("carol", "g1", T::kRenamed, {}, "x3", "Mine"),
+       absl::StatusCode::kPermissionDenied},
+      // An admin removes plain members only, and sets no roles.
+      {GroupSync("bob", "g1", T::kMembersRemoved, {"alice"}, "x4"),
+       absl::StatusCode::kPermissionDenied},
+      {GroupSync("bob", "g1", T::kRoleChanged, {"carol"}, "x5", "",
+                 GroupRole::kAdmin),
+       absl::StatusCode::kPermissionDenied},
+      // Not a member.
+      {GroupSync("dave", "g1", T::kMemberLeft, {}, "x6"),
+       absl::StatusCode::kPermissionDenied},
+      // The owner leaves only after passing the ownership on.
+      {GroupSync("alice", "g1", T::kMemberLeft, {}, "x7"),
+       absl::StatusCode::kFailedPrecondition},
+      // Nothing to change.
+      {GroupSync("alice", "g1", T::kMembersAdded, {"bob"}, "x8"),
+       absl::StatusCode::kFailedPrecondition},
+      {GroupSync("alice", "g1", T::kMembersRemoved, {"dave"}, "x9"),
+       absl::StatusCode::kFailedPrecondition},
+      {GroupSync("alice", "g1", T::kRoleChanged, {"bob"}, "x10", "",
+                 GroupRole::kAdmin),
+       absl::StatusCode::kFailedPrecondition},
+      // Unknown users and groups, a taken id.
+      {GroupSync("alice", "g1", T::kMembersAdded, {"nobody"}, "x11"),
+       absl::StatusCode::kNotFound},
+      {GroupSync("alice", "nogroup", T::kMembersAdded, {"dave"}, "x12"),
+       absl::StatusCode::kNotFound},
+      {GroupSync("alice", "g2", T::kCreated, {"nobody"}, "x13", "New"),
+       absl::StatusCode::kNotFound},
+      {GroupSync("bob", "g1", T::kCreated, {}, "x14", "Again"),
+       absl::StatusCode::kAlreadyExists},
+      // Over the limit.
+      {GroupSync("alice", "g1", T::kMembersAdded, {"dave"}, "x15", "",
+                 GroupRole::kMember, /*limit=*/3),
+       absl::StatusCode::kResourceExhausted},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(cases[i].result.status().code(), cases[i].code)
+        << "case " << i << ": " << cases[i].result.status();
+  }
+  EXPECT_EQ(*store_->ConversationHead("g:g1"), 2u);
+  for (const char* user : {"alice", "bob", "carol"}) {
+    EXPECT_EQ(*store_->InboxHead(user), 2u) << user;
+  }
+  EXPECT_EQ(*store_->InboxHead("dave"), 0u);
+  EXPECT_EQ(store_->GetGroup("g2").status().code(),
+            absl::StatusCode::kNotFound);
+  auto group = store_->GetGroup("g1");
+  ASSERT_TRUE(group.ok());
+  EXPECT_THAT(group->members, ElementsAre("alice", "bob", "carol"));
+  EXPECT_EQ(group->display_name, "Team");
+  // Refused keys stay free.
+  EXPECT_TRUE(GroupSync("alice", "g1", T::kMembersAdded, {"dave"}, "x1").ok());
+}
+
+TEST_P(StoreTest, OwnershipPassesOnAndThenTheOldOwnerMayLeave) {
+  using T = GroupEventType;
+  ASSERT_TRUE(GroupSync("alice", "g1", T::kCreated, {"bob"}, "k1", "T").ok());
+  auto passed = GroupSync("alice", "g1", T::kRoleChanged, {"bob"}, "k2", "",
+                          GroupRole::kOwner);
+  ASSERT_TRUE(passed.ok()) << passed.status();
+  auto group = store_->GetGroup("g1");
+  ASSERT_TRUE(group.ok());
+  EXPECT_EQ(group->roles,
+            (std::map<std::string, GroupRole>{{"alice", GroupRole::kAdmin},
+                                              {"bob", GroupRole::kOwner}}));
+  ASSERT_TRUE(GroupSync("alice", "g1", T::kMemberLeft, {}, "k3").ok());
+  // The last member, the owner, may leave too.
+  ASSERT_TRUE(GroupSync("bob", "g1", T::kMemberLeft, {}, "k4").ok());
+  EXPECT_THAT(store_->GetGroup("g1")->members, IsEmpty());
+}
+
+TEST_P(StoreTest, GroupSizeLimitHoldsForGroupEventsAtomically) {
+  using T = GroupEventType;
+  EXPECT_EQ(GroupSync("alice", "g1", T::kCreated, {"bob", "carol"}, "k1", "T",
+                      GroupRole::kMember, /*limit=*/2)
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->GetGroup("g1").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(*store_->InboxHead("bob"), 0u);
+  ASSERT_TRUE(GroupSync("alice", "g1", T::kCreated, {"bob"}, "k2", "T",
+                        GroupRole::kMember, 2)
+                  .ok());
+  EXPECT_EQ(GroupSync("alice", "g1", T::kMembersAdded, {"carol"}, "k3", "",
+                      GroupRole::kMember, 2)
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(store_->GetGroup("g1")->members, ElementsAre("alice", "bob"));
+  EXPECT_EQ(*store_->ConversationHead("g:g1"), 1u);
+  EXPECT_EQ(*store_->InboxHead("carol"), 0u);
+}
+
+TEST_P(StoreTest, RepeatedCreateAnswersTheFirstGroup) {
+  using T = GroupEventType;
+  auto first = GroupSync("alice", "g1", T::kCreated, {"bob"}, "k1", "T");
+  ASSERT_TRUE(first.ok()) << first.status();
+  // The retry names a new id, as a client's retry would get one.
+  auto again = GroupSync("alice", "g2", T::kCreated, {"bob"}, "k1", "T");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->message.conversation, "g:g1");
+  EXPECT_EQ(again->message.message_id, first->message.message_id);
+  EXPECT_EQ(again->sender_inbox_seq, 1u);
+  EXPECT_EQ(store_->GetGroup("g2").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, OperatorGroupEventsNeedNoMembershipAndMakeNoOwner) {
+  using T = GroupEventType;
+  auto created = GroupSync("", "ops", T::kCreated, {"bob", "alice"}, "o1", "");
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->message.from, "");
+  EXPECT_THAT(Inboxes(*created), ElementsAre("alice:1", "bob:1"));
+  EXPECT_EQ(created->sender_inbox_seq, 0u);
+  EXPECT_THAT(store_->GetGroup("ops")->roles, IsEmpty());
+  ASSERT_TRUE(GroupSync("", "ops", T::kMembersAdded, {"carol"}, "o2").ok());
+  auto removed = GroupSync("", "ops", T::kMembersRemoved, {"alice"}, "o3");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_THAT(Inboxes(*removed), ElementsAre("alice:3", "bob:3", "carol:2"));
+  EXPECT_THAT(store_->GetGroup("ops")->members, ElementsAre("bob", "carol"));
 }
 
 // An edit or delete in a direct conversation is a message to the peer: a
