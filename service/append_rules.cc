@@ -14,18 +14,19 @@ absl::Status NotFoundUser(absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("user \"", id, "\" does not exist"));
 }
 
+// What a message of `kind` is, with its article.
 absl::string_view KindName(MessageKind kind) {
   switch (kind) {
     case MessageKind::kText:
-      return "text message";
+      return "a text message";
     case MessageKind::kEdit:
-      return "edit";
+      return "an edit event";
     case MessageKind::kDelete:
-      return "delete";
+      return "a delete event";
     case MessageKind::kGroupEvent:
-      return "group";
+      return "a group event";
   }
-  return "message";
+  return "a message";
 }
 
 // Rule 4 for an edit or delete event `r`: its target, or why it may not
@@ -51,7 +52,7 @@ absl::StatusOr<StoredMessage*> CheckTarget(const AppendRequest& r,
   }
   if (target.kind != MessageKind::kText) {
     return absl::FailedPreconditionError(absl::StrCat(
-        what, " is an ", KindName(target.kind), " event, not a text message"));
+        what, " is ", KindName(target.kind), ", not a text message"));
   }
   if (target.deleted) {
     return absl::FailedPreconditionError(

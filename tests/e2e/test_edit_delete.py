@@ -146,6 +146,7 @@ def test_an_edit_shows_in_history_with_its_time(stack):
 
 def test_operator_deletes_any_message_for_every_member(stack):
     alice, bob, carol = (stack.user(u) for u in ("alice", "bob", "carol"))
+    # The group's creation is its first message (seq 1); the spam is seq 2.
     stack.admin.call("CreateGroup", id="team", members=[alice, bob, carol])
     gw = stack.gateway.address
 
@@ -160,8 +161,8 @@ def test_operator_deletes_any_message_for_every_member(stack):
         # The admin call blocks: run it off the event loop.
         ack = await asyncio.get_running_loop().run_in_executor(
             None, lambda: stack.admin.call(
-                "DeleteMessage", conversation="g:team", seq=1, reason="spam"))
-        assert ack.seq == 2 and ack.inbox_seq == 0
+                "DeleteMessage", conversation="g:team", seq=2, reason="spam"))
+        assert ack.seq == 3 and ack.inbox_seq == 0
         for c in (a, b):
             await c.wait_for(
                 lambda c=c: any(kind(m) == "MESSAGE_KIND_DELETE"
@@ -170,7 +171,7 @@ def test_operator_deletes_any_message_for_every_member(stack):
             delete = [m for m in c.applied
                       if kind(m) == "MESSAGE_KIND_DELETE"][0]
             assert "from" not in delete  # The operator's: an empty sender.
-            assert delete["targetSeq"] == "1"
+            assert delete["targetSeq"] == "2"
             assert delete["to"] == {"group": "team"}
         await a.close()
         await b.close()
@@ -178,20 +179,21 @@ def test_operator_deletes_any_message_for_every_member(stack):
         # carol, offline throughout, learns it on her first sync.
         c = await Client(gw, stack.token(carol), inbox_seq=0,
                          name="carol").connect()
-        await c.wait_for(lambda: len(c.applied) >= 2, what="carol's replay")
-        assert c.applied[0]["deleted"] is True
-        assert kind(c.applied[1]) == "MESSAGE_KIND_DELETE"
+        await c.wait_for(lambda: len(c.applied) >= 3, what="carol's replay")
+        assert kind(c.applied[0]) == "MESSAGE_KIND_GROUP_EVENT"
+        assert c.applied[1]["deleted"] is True
+        assert kind(c.applied[2]) == "MESSAGE_KIND_DELETE"
         await c.close()
 
     run(scenario())
     history = stack.admin.call("GetHistory", conversation="g:team")
-    assert history.messages[0].deleted
-    assert history.messages[1].kind == stack.admin.pb.client.MESSAGE_KIND_DELETE
+    assert history.messages[1].deleted
+    assert history.messages[2].kind == stack.admin.pb.client.MESSAGE_KIND_DELETE
     assert "pills" not in str(history)
 
     # Again: the first delete's answer. Nothing to delete: NOT_FOUND.
-    again = stack.admin.call("DeleteMessage", conversation="g:team", seq=1)
-    assert again.message_id == history.messages[1].message_id
+    again = stack.admin.call("DeleteMessage", conversation="g:team", seq=2)
+    assert again.message_id == history.messages[2].message_id
     with pytest.raises(grpc.RpcError) as refused:
         stack.admin.call("DeleteMessage", conversation="g:team", seq=9)
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND

@@ -296,14 +296,15 @@ def test_full_disk_refuses_sends_retryably_loses_no_ack_and_recovers(
     cleared, = _events(svc, "store.disk_full_cleared")
     assert cleared["path"] == str(data_dir / "parley.db")
 
-    # Nothing acknowledged is lost and no refused send was stored (the one
-    # more is the admin send after the recovery); sent again with its
-    # client_msg_id, each refused one is stored now, once.
+    # Nothing acknowledged is lost and no refused send was stored (the two
+    # more are the group's creation event and the admin send after the
+    # recovery); sent again with its client_msg_id, each refused one is
+    # stored now, once.
     _check_every_ack_is_stored(svc, pb, admin, sender)
-    assert admin.call("GetStats").stored_messages == len(sender.acks()) + 1
+    assert admin.call("GetStats").stored_messages == len(sender.acks()) + 2
     answers = sender.exchange(list(sender.errors()))
     assert all(kind == "ack" for kind, _ in answers), answers
-    assert admin.call("GetStats").stored_messages == len(sender.sent) + 1
+    assert admin.call("GetStats").stored_messages == len(sender.sent) + 2
     _check_every_ack_is_stored(svc, pb, admin, sender)
 
     link.close()
