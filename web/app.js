@@ -270,7 +270,9 @@ function eventText(ev) {
   switch (ev.type) {
     case 'created': {
       const others = ev.users.filter((u) => u !== ev.actor);
-      return `${actor} created the group “${ev.title}”${others.length ? ` with ${namesOf(others)}` : ''}`;
+      // An operator's group may have no title.
+      const title = ev.title ? ` “${ev.title}”` : '';
+      return `${actor} created the group${title}${others.length ? ` with ${namesOf(others)}` : ''}`;
     }
     case 'membersAdded':
       return `${actor} added ${namesOf(ev.users)}`;
@@ -312,7 +314,7 @@ function applyGroupEvent(m) {
   const conv = addEventRecord(m);
   if (!conv) return;
   const ev = m.groupEvent;
-  if (ev.type === 'created' || ev.type === 'renamed') conv.title = ev.title;
+  if ((ev.type === 'created' || ev.type === 'renamed') && ev.title) conv.title = ev.title;
   const members = conv.group && conv.group.members;
   if (members) {
     if (ev.type === 'created') {

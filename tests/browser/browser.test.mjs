@@ -408,6 +408,8 @@ describe('browser client against the real binaries', () => {
     await openConversation(bob, TEAM);
     const team = await shown(bob);
     assert.deepEqual(team.map((m) => m.text), ['Hello team!']);
+    // The operator's creation of the group, from its history.
+    await waitEvent(bob, 'An operator created the group with alice, you and carol');
     await openConversation(bob, DM);
     await screenshotAll('after-reload');
   });
