@@ -330,7 +330,13 @@ function applyGroupEvent(m) {
     }
   }
   const concernsMe = ev.users.includes(me);
-  if (concernsMe && (ev.type === 'created' || ev.type === 'membersAdded')) conv.left = '';
+  if (concernsMe && (ev.type === 'created' || ev.type === 'membersAdded') && conv.left) {
+    // Back in: the server serves the group's history again.
+    conv.left = '';
+    conv.historyLoaded = false;
+    conv.historyMore = true;
+    if (conv.id === activeId) loadHistory(conv);
+  }
   if (concernsMe && ev.type === 'membersRemoved') conv.left = `${capitalized(nameOf(ev.actor) || 'an operator')} removed you from this group.`;
   if (concernsMe && ev.type === 'memberLeft') conv.left = 'You left this group.';
   if (conv.left) {
@@ -1211,7 +1217,8 @@ function parseUsers(text) {
 
 async function createGroup() {
   const title = $('newgroup-title').value.trim();
-  const members = parseUsers($('newgroup-members').value);
+  // The creator is always a member.
+  const members = parseUsers($('newgroup-members').value).filter((u) => u !== me);
   const error = $('newgroup-error');
   if (!title || !client) return;
   const button = $('newgroup-create');
@@ -1364,6 +1371,12 @@ function wire() {
     if (e.key !== 'Escape') return;
     if (editing) {
       stopEditing();
+      return;
+    }
+    if (groupPanelOpen && activeId) {
+      groupPanelOpen = false;
+      scheduleRender();
+      $('group-toggle').focus();
       return;
     }
     if (activeId && document.body.classList.contains('chat-open')) {

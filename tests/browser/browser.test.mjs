@@ -14,8 +14,9 @@
 // separators, and editing one of them is refused (the edit window). Last,
 // groups managed from the page: alice creates one with bob, adds carol (who
 // gets it with its history), bob as a plain member is refused adding
-// someone, alice renames it and makes carol an admin, bob leaves, and alice
-// removes carol, whose page marks the group as left.
+// someone, alice renames it and makes carol an admin (and, its owner, may
+// not leave), bob leaves, and alice removes carol, whose page marks the
+// group as left.
 //
 //   PARLEY_BIN_DIR   where service/, gateway/, tools/ binaries are
 //                    (default <repo>/bazel-bin)
@@ -723,6 +724,12 @@ describe('browser client against the real binaries', () => {
     await carol.waitForSelector('[data-testid=chat-subtitle]:text-is("3 members: alice (owner), carol (admin), bob")', { timeout: WAIT_MS });
     await openGroupPanel(carol);
     assert.equal(await carol.locator('[data-testid=group-rename-form]').isVisible(), true, 'an admin may rename');
+    // The owner may not leave while others are in it: refused, and said why.
+    alice.once('dialog', (d) => d.accept());
+    await alice.click('[data-testid=group-leave]');
+    await alice.waitForSelector('[data-testid=group-error]:not([hidden])', { timeout: WAIT_MS });
+    assert.match(await alice.textContent('[data-testid=group-error]'), /Could not leave the group: Not possible now: .*make another member the owner/);
+    assert.equal(await alice.isDisabled('[data-testid=composer]'), false, 'still in the group');
     await screenshotAll('group-renamed');
   });
 
