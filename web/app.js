@@ -337,7 +337,7 @@ function applyGroupEvent(m) {
     conv.historyMore = true;
     if (conv.id === activeId) loadHistory(conv);
   }
-  if (concernsMe && ev.type === 'membersRemoved') conv.left = `${capitalized(nameOf(ev.actor) || 'an operator')} removed you from this group.`;
+  if (concernsMe && ev.type === 'membersRemoved') conv.left = `${ev.actor || 'An operator'} removed you from this group.`;
   if (concernsMe && ev.type === 'memberLeft') conv.left = 'You left this group.';
   if (conv.left) {
     conv.group = null;
