@@ -15,7 +15,11 @@
 //     "delivered" once the recipient has had a live session since (presence:
 //     the service pushes every stored message to every live session), "read"
 //     once the peer's read position covers it;
-//   * the blocked users (listBlocked, and the server's pushes after a change).
+//   * the blocked users (listBlocked, and the server's pushes after a change);
+//   * groups: each group's members and roles from getGroup (asked when the
+//     group is opened and again after each of its events), and its events
+//     ("groupEvent", and in history) shown as centered lines; an event that
+//     removes this user marks the group as left (no more sending).
 // Messages are keyed by (sender's clientMsgId) for own sends and by
 // messageId otherwise, so a message that arrives live, in history and as an
 // ack is one message on screen, ordered by its conversation seq.
@@ -48,6 +52,10 @@ let listPages = 0;
 let listLoading = false;
 /** The own message being edited in the composer: {conversation, key}. */
 let editing = null;
+/** Whether the open group's member panel is shown. */
+let groupPanelOpen = false;
+/** The group panel's signature when its member list was last built. */
+let groupPanelSig = '';
 let lastTypingSent = 0;
 let renderQueued = false;
 let scrollIntent = 'auto';
@@ -89,6 +97,13 @@ let scrollIntent = 'auto';
  * @property {boolean} historyMore Whether older messages are on the server.
  * @property {boolean} historyLoading
  * @property {string} refusal Why the last send was refused (blocked), or "".
+ * @property {{members: Map<string, string>}|null} group A group's members
+ *     and their roles ("owner", "admin", "member"), once getGroup answered.
+ * @property {boolean} groupLoading
+ * @property {boolean} groupStale Ask getGroup again when the answer is in.
+ * @property {string} left Why this user may no longer use the group ("" if
+ *     they may).
+ * @property {string} groupError The last refused group change, or "".
  */
 
 // ------------------------------------------------------------- state
@@ -123,6 +138,11 @@ function conversationFor(id, to) {
     historyMore: true,
     historyLoading: false,
     refusal: '',
+    group: null,
+    groupLoading: false,
+    groupStale: false,
+    left: '',
+    groupError: '',
   };
   conversations.set(id, conv);
   return conv;
@@ -228,6 +248,151 @@ function applyChange(m) {
   scheduleRender();
 }
 
+/** A user as an event line names them. */
+function nameOf(user) {
+  return user === me ? 'you' : user;
+}
+
+/** Starts a sentence: "you" becomes "You"; user ids stay as they are. */
+function capitalized(text) {
+  return text.startsWith('you') ? `Y${text.slice(1)}` : text;
+}
+
+/** "bob", "bob and carol", "bob, carol and dave". */
+function namesOf(users) {
+  const names = users.map(nameOf);
+  return names.length <= 1 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+}
+
+/** What a group event says, as a line of the conversation. */
+function eventText(ev) {
+  const actor = ev.actor ? capitalized(nameOf(ev.actor)) : 'An operator';
+  switch (ev.type) {
+    case 'created': {
+      const others = ev.users.filter((u) => u !== ev.actor);
+      // An operator's group may have no title.
+      const title = ev.title ? ` “${ev.title}”` : '';
+      return `${actor} created the group${title}${others.length ? ` with ${namesOf(others)}` : ''}`;
+    }
+    case 'membersAdded':
+      return `${actor} added ${namesOf(ev.users)}`;
+    case 'membersRemoved':
+      return `${actor} removed ${namesOf(ev.users)}`;
+    case 'memberLeft':
+      return `${capitalized(namesOf(ev.users))} left`;
+    case 'renamed':
+      return `${actor} renamed the group to “${ev.title}”`;
+    case 'roleChanged': {
+      const who = namesOf(ev.users);
+      if (ev.role === 'owner') return `${actor} made ${who} the owner`;
+      if (ev.role === 'admin') return `${actor} made ${who} an admin`;
+      return `${actor} removed ${who} as admin`;
+    }
+    default:
+      return 'The group changed';
+  }
+}
+
+/** Adds a group event as a line of its conversation (live or history); idempotent. */
+function addEventRecord(m) {
+  const conv = conversationFor(m.conversation, { group: m.conversation.slice(2) });
+  if (!conv || !m.groupEvent) return null;
+  const key = `e:${m.messageId || m.seq}`;
+  if (!conv.records.has(key)) {
+    conv.records.set(key, {
+      key, kind: 'event', clientMsgId: '', messageId: m.messageId, seq: m.seq, from: m.from, text: eventText(m.groupEvent),
+      sentAt: m.sentAt, editedAt: '', deleted: false, createdAt: Date.now(), status: 'stored',
+    });
+  }
+  conv.headSeq = Math.max(conv.headSeq, m.seq);
+  scheduleRender();
+  return conv;
+}
+
+/** A live group event: its line, and what it changes in the group. */
+function applyGroupEvent(m) {
+  const conv = addEventRecord(m);
+  if (!conv) return;
+  const ev = m.groupEvent;
+  if ((ev.type === 'created' || ev.type === 'renamed') && ev.title) conv.title = ev.title;
+  const members = conv.group && conv.group.members;
+  if (members) {
+    if (ev.type === 'created') {
+      members.clear();
+      for (const u of ev.users) members.set(u, u === ev.actor ? 'owner' : 'member');
+    } else if (ev.type === 'membersAdded') {
+      for (const u of ev.users) if (!members.has(u)) members.set(u, 'member');
+    } else if (ev.type === 'membersRemoved' || ev.type === 'memberLeft') {
+      for (const u of ev.users) members.delete(u);
+    } else if (ev.type === 'roleChanged') {
+      for (const u of ev.users) members.set(u, ev.role);
+      if (ev.role === 'owner' && ev.actor) members.set(ev.actor, 'admin');
+    }
+  }
+  const concernsMe = ev.users.includes(me);
+  if (concernsMe && (ev.type === 'created' || ev.type === 'membersAdded') && conv.left) {
+    // Back in: the server serves the group's history again.
+    conv.left = '';
+    conv.historyLoaded = false;
+    conv.historyMore = true;
+    if (conv.id === activeId) loadHistory(conv);
+  }
+  if (concernsMe && ev.type === 'membersRemoved') conv.left = `${ev.actor || 'An operator'} removed you from this group.`;
+  if (concernsMe && ev.type === 'memberLeft') conv.left = 'You left this group.';
+  if (conv.left) {
+    conv.group = null;
+    if (editing && editing.conversation === conv.id) stopEditing();
+  }
+  conv.preview = conv.records.get(`e:${m.messageId || m.seq}`).text;
+  conv.previewSeq = m.seq;
+  conv.lastAt = Math.max(conv.lastAt, Date.parse(m.sentAt) || Date.now());
+  // Members and roles as the server has them now (the event says what
+  // changed; getGroup says what is).
+  if (!conv.left) loadGroup(conv);
+  scheduleRender();
+}
+
+/** Asks the server for a group's members and roles (one request at a time per group). */
+async function loadGroup(conv) {
+  if (!client || !conv.to.group) return;
+  if (conv.groupLoading) {
+    conv.groupStale = true;
+    return;
+  }
+  const c = client;
+  conv.groupLoading = true;
+  try {
+    const info = await c.getGroup(conv.to.group);
+    if (c !== client) return;
+    conv.group = { members: new Map(info.members.map((m) => [m.user, m.role])) };
+    if (info.title) conv.title = info.title;
+    conv.left = '';
+  } catch (e) {
+    if (c !== client) return;
+    if (e.code === 'ERROR_CODE_PERMISSION_DENIED') {
+      conv.group = null;
+      conv.left = conv.left || 'You are not a member of this group.';
+    } else if (e.code === 'ERROR_CODE_NOT_FOUND') {
+      conv.group = null;
+      conv.left = 'There is no such group.';
+    }
+  } finally {
+    if (c === client) {
+      conv.groupLoading = false;
+      if (conv.groupStale) {
+        conv.groupStale = false;
+        loadGroup(conv);
+      }
+      scheduleRender();
+    }
+  }
+}
+
+/** This user's role in a group ("" if unknown or not a member). */
+function myRole(conv) {
+  return (conv.group && conv.group.members.get(me)) || '';
+}
+
 /** The state shown on an own message. */
 function displayState(conv, rec) {
   if (rec.from !== me) return 'received';
@@ -286,6 +451,7 @@ function start(token, device) {
   });
   client.on('edit', applyChange);
   client.on('delete', applyChange);
+  client.on('groupEvent', applyGroupEvent);
   client.on('ack', (a) => {
     const convId = ownSends.get(a.clientMsgId);
     let conv = convId && conversations.get(convId);
@@ -403,6 +569,7 @@ function onWelcome(w) {
   );
   const conv = activeId && conversations.get(activeId);
   if (conv && !conv.historyLoaded) loadHistory(conv);
+  if (conv && conv.to.group && !conv.left) loadGroup(conv);
   markRead();
 }
 
@@ -433,6 +600,12 @@ async function loadConversations(first = false) {
 /** Loads the conversation's newest page of history, or the page before what is loaded. */
 async function loadHistory(conv) {
   if (!client || conv.historyLoading || (conv.historyLoaded && !conv.historyMore)) return;
+  if (conv.left) {
+    // The server serves a group's history to its members only.
+    conv.historyLoaded = true;
+    conv.historyMore = false;
+    return;
+  }
   const c = client;
   const beforeSeq = conv.historyLoaded ? conv.historyBefore : 0;
   conv.historyLoading = true;
@@ -440,7 +613,10 @@ async function loadHistory(conv) {
   try {
     const page = await c.history(conv.id, { beforeSeq, limit: HISTORY_PAGE });
     if (c !== client) return;
-    for (const m of page.messages) if (m.kind === 'text') addMessage(m);
+    for (const m of page.messages) {
+      if (m.kind === 'text') addMessage(m);
+      else if (m.kind === 'groupEvent') addEventRecord(m);
+    }
     if (page.messages.length > 0) conv.historyBefore = page.messages[0].seq;
     conv.historyMore = page.more && page.messages.length > 0;
     conv.historyLoaded = true;
@@ -451,6 +627,11 @@ async function loadHistory(conv) {
       // A conversation with no message yet.
       conv.historyLoaded = true;
       conv.historyMore = false;
+    } else if (e.code === 'ERROR_CODE_PERMISSION_DENIED' && conv.to.group) {
+      // Not (or no longer) a member: getGroup says so in the header.
+      conv.historyLoaded = true;
+      conv.historyMore = false;
+      loadGroup(conv);
     } else if (e.code !== 'STOPPED' && e.code !== 'CLOSED') {
       // What arrives live still shows (and is marked read); "Load older"
       // asks again.
@@ -507,8 +688,8 @@ function humanError(code, message) {
   const names = {
     ERROR_CODE_NOT_FOUND: 'No such user or group',
     ERROR_CODE_PERMISSION_DENIED: 'Not allowed',
-    ERROR_CODE_INVALID_ARGUMENT: 'Invalid message',
-    ERROR_CODE_TOO_LARGE: 'Message too long',
+    ERROR_CODE_INVALID_ARGUMENT: 'Invalid request',
+    ERROR_CODE_TOO_LARGE: 'Too large',
     ERROR_CODE_BLOCKED: 'Blocked',
     ERROR_CODE_FAILED_PRECONDITION: 'Not possible now',
   };
@@ -563,6 +744,7 @@ function signOut(error) {
   listPages = 0;
   listLoading = false;
   editing = null;
+  groupPanelOpen = false;
   me = '';
   document.body.classList.remove('chat-open');
   showSignIn(error);
@@ -570,6 +752,7 @@ function signOut(error) {
 
 function setActive(id) {
   if (editing && editing.conversation !== id) stopEditing();
+  if (id !== activeId) groupPanelOpen = false;
   activeId = id;
   document.body.classList.toggle('chat-open', Boolean(id));
   scrollIntent = 'bottom';
@@ -577,6 +760,7 @@ function setActive(id) {
   if (!id) return;
   const conv = conversations.get(id);
   if (conv && !conv.historyLoaded) loadHistory(conv);
+  if (conv && conv.to.group && !conv.left) loadGroup(conv);
   markRead();
   $('composer-input').focus();
 }
@@ -652,6 +836,7 @@ function renderList() {
       b.dataset.conversation = conv.id;
       const unread = conv.unread;
       b.dataset.unread = String(unread);
+      b.dataset.left = String(Boolean(conv.left));
       if (conv.id === activeId) b.setAttribute('aria-current', 'true');
       const online = presenceOf(conv);
       const dot = document.createElement('span');
@@ -670,7 +855,10 @@ function renderList() {
       badge.dataset.testid = 'unread';
       badge.textContent = unread > 99 ? '99+' : String(unread);
       badge.hidden = unread === 0;
-      b.setAttribute('aria-label', `${conv.title}${unread ? `, ${unread} unread` : ''}${isBlocked(conv) ? ', blocked' : ''}`);
+      b.setAttribute(
+        'aria-label',
+        `${conv.title}${unread ? `, ${unread} unread` : ''}${isBlocked(conv) ? ', blocked' : ''}${conv.left ? ', left' : ''}`,
+      );
       b.append(dot, title, badge, preview);
       b.addEventListener('click', () => setActive(conv.id));
       li.append(b);
@@ -700,7 +888,16 @@ function renderChat() {
   const sub = $('chat-subtitle');
   const youBlocked = isBlocked(conv);
   sub.textContent =
-    typing || (youBlocked ? 'blocked' : online === null ? (conv.to.group ? 'group' : '') : online ? 'online' : 'offline');
+    typing ||
+    (conv.to.group
+      ? groupSubtitle(conv)
+      : youBlocked
+        ? 'blocked'
+        : online === null
+          ? ''
+          : online
+            ? 'online'
+            : 'offline');
   sub.classList.toggle('typing', Boolean(typing));
 
   const blockButton = $('block-toggle');
@@ -712,12 +909,15 @@ function renderChat() {
   const notice = $('chat-notice');
   notice.textContent = youBlocked
     ? `You blocked ${conv.to.user}. Neither of you can send the other direct messages; unblock to talk again.`
-    : conv.refusal
-      ? `Not sent: ${conv.refusal}`
-      : '';
+    : conv.left
+      ? `${conv.left} You can no longer send or read new messages here.`
+      : conv.refusal
+        ? `Not sent: ${conv.refusal}`
+        : '';
   notice.hidden = !notice.textContent;
-  $('composer-input').disabled = youBlocked;
-  $('send-button').disabled = youBlocked;
+  $('composer-input').disabled = youBlocked || Boolean(conv.left);
+  $('send-button').disabled = youBlocked || Boolean(conv.left);
+  renderGroupPanel(conv);
 
   const box = $('messages');
   const fromBottom = box.scrollHeight - box.scrollTop;
@@ -745,6 +945,16 @@ function renderChat() {
       sep.setAttribute('role', 'separator');
       sep.textContent = dayLabel(rec);
       items.push(sep);
+    }
+    if (rec.kind === 'event') {
+      const li = existing.get(rec.key) || document.createElement('li');
+      li.dataset.key = rec.key;
+      li.dataset.seq = String(rec.seq);
+      li.className = 'event';
+      li.dataset.testid = 'group-event';
+      li.textContent = rec.text;
+      items.push(li);
+      continue;
     }
     const li = existing.get(rec.key) || createMessageItem(rec);
     updateMessageItem(li, conv, rec);
@@ -892,6 +1102,154 @@ async function toggleBlock() {
   }
 }
 
+// ------------------------------------------------------------- groups
+
+const ROLE_ORDER = { owner: 0, admin: 1, member: 2 };
+
+/** The group's members, the owner first, then admins, then by id. */
+function sortedMembers(conv) {
+  return [...conv.group.members].sort(([a, ra], [b, rb]) => (ROLE_ORDER[ra] ?? 3) - (ROLE_ORDER[rb] ?? 3) || a.localeCompare(b));
+}
+
+function groupSubtitle(conv) {
+  if (conv.left) return 'left';
+  if (!conv.group) return 'group';
+  const members = sortedMembers(conv).map(([u, role]) => (role === 'member' ? u : `${u} (${role})`));
+  return `${members.length} member${members.length === 1 ? '' : 's'}: ${members.join(', ')}`;
+}
+
+/** The member panel of the open group: members with roles and what this user may do. */
+function renderGroupPanel(conv) {
+  const toggle = $('group-toggle');
+  const panel = $('group-panel');
+  const usable = Boolean(conv.to.group && !conv.left);
+  toggle.hidden = !usable;
+  toggle.setAttribute('aria-expanded', String(usable && groupPanelOpen));
+  panel.hidden = !(usable && groupPanelOpen);
+  if (panel.hidden) return;
+  const role = myRole(conv);
+  const error = $('group-error');
+  error.textContent = conv.groupError;
+  error.hidden = !conv.groupError;
+  // Adding is offered to every member: the server decides (and says why not).
+  $('group-rename-form').hidden = !(role === 'owner' || role === 'admin');
+  const members = conv.group ? sortedMembers(conv) : [];
+  const sig = JSON.stringify([conv.id, me, members]);
+  if (sig === groupPanelSig) return;
+  groupPanelSig = sig;
+  const ul = $('group-members');
+  if (!conv.group) {
+    const li = document.createElement('li');
+    li.className = 'muted';
+    li.textContent = 'Loading members…';
+    ul.replaceChildren(li);
+    return;
+  }
+  ul.replaceChildren(
+    ...members.map(([user, memberRole]) => {
+      const li = document.createElement('li');
+      li.dataset.user = user;
+      li.dataset.role = memberRole;
+      const name = document.createElement('span');
+      name.className = 'name';
+      name.textContent = user === me ? `${user} (you)` : user;
+      li.append(name);
+      if (memberRole !== 'member') {
+        const badge = document.createElement('span');
+        badge.className = 'role';
+        badge.textContent = memberRole;
+        li.append(badge);
+      }
+      const action = (label, testid, fn) => {
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'link';
+        b.dataset.action = testid;
+        b.textContent = label;
+        b.setAttribute('aria-label', `${label}: ${user}`);
+        b.addEventListener('click', fn);
+        li.append(b);
+      };
+      if (user !== me && role === 'owner') {
+        if (memberRole === 'member') {
+          action('Make admin', 'make-admin', () => groupChange({ setRole: { user, role: 'admin' } }, `make ${user} an admin`));
+        } else if (memberRole === 'admin') {
+          action('Remove admin', 'remove-admin', () => groupChange({ setRole: { user, role: 'member' } }, `remove ${user} as admin`));
+        }
+        action('Make owner', 'make-owner', () => {
+          if (window.confirm(`Make ${user} the owner? You will be an admin.`)) {
+            groupChange({ setRole: { user, role: 'owner' } }, `make ${user} the owner`);
+          }
+        });
+      }
+      if (user !== me && (role === 'owner' || (role === 'admin' && memberRole === 'member'))) {
+        action('Remove', 'remove', () => {
+          if (window.confirm(`Remove ${user} from the group?`)) groupChange({ removeMembers: [user] }, `remove ${user}`);
+        });
+      }
+      return li;
+    }),
+  );
+}
+
+/** Sends a change of the open group; a refusal shows in its panel. */
+async function groupChange(change, what) {
+  const conv = activeId && conversations.get(activeId);
+  if (!conv || !conv.to.group || !client) return false;
+  conv.groupError = '';
+  scheduleRender();
+  try {
+    // The event that follows the ack shows the change.
+    await client.updateGroup(conv.to.group, change);
+    return true;
+  } catch (e) {
+    conv.groupError = `Could not ${what}: ${reasonOf(e)}`;
+    groupPanelOpen = true;
+    scheduleRender();
+    return false;
+  }
+}
+
+/** User ids typed as "bob, carol" (or with spaces, or @bob). */
+function parseUsers(text) {
+  return [...new Set(text.split(/[\s,]+/).map((u) => u.replace(/^@/, '')).filter(Boolean))];
+}
+
+async function createGroup() {
+  const title = $('newgroup-title').value.trim();
+  // The creator is always a member.
+  const members = parseUsers($('newgroup-members').value).filter((u) => u !== me);
+  const error = $('newgroup-error');
+  if (!title || !client) return;
+  const button = $('newgroup-create');
+  button.disabled = true;
+  button.textContent = 'Creating…';
+  error.hidden = true;
+  try {
+    const ack = await client.createGroup(title, members);
+    const conv = conversationFor(ack.conversation, { group: ack.group });
+    conv.title = title;
+    conv.lastAt = Math.max(conv.lastAt, Date.parse(ack.sentAt) || Date.now());
+    $('newgroup-title').value = '';
+    $('newgroup-members').value = '';
+    showNewGroup(false);
+    setActive(conv.id);
+  } catch (e) {
+    error.textContent = `Could not create the group: ${reasonOf(e)}`;
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+    button.textContent = 'Create group';
+  }
+}
+
+function showNewGroup(show) {
+  $('newgroup-form').hidden = !show;
+  $('newgroup-toggle').setAttribute('aria-expanded', String(show));
+  if (show) $('newgroup-title').focus();
+  else $('newgroup-error').hidden = true;
+}
+
 // ------------------------------------------------------------- input
 
 function parseRecipient(text) {
@@ -972,11 +1330,53 @@ function wire() {
     input.focus();
   });
   $('block-toggle').addEventListener('click', toggleBlock);
+  $('newgroup-toggle').addEventListener('click', () => showNewGroup($('newgroup-form').hidden));
+  $('newgroup-cancel').addEventListener('click', () => showNewGroup(false));
+  $('newgroup-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    createGroup();
+  });
+  $('group-toggle').addEventListener('click', () => {
+    groupPanelOpen = !groupPanelOpen;
+    const conv = activeId && conversations.get(activeId);
+    if (groupPanelOpen && conv) {
+      conv.groupError = '';
+      $('group-rename-input').value = conv.title;
+      loadGroup(conv);
+    }
+    scheduleRender();
+  });
+  $('group-add-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const users = parseUsers($('group-add-input').value);
+    if (users.length === 0) return;
+    if (await groupChange({ addMembers: users }, `add ${users.join(', ')}`)) $('group-add-input').value = '';
+  });
+  $('group-rename-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const title = $('group-rename-input').value.trim();
+    if (title) groupChange({ rename: title }, 'rename the group');
+  });
+  $('group-leave').addEventListener('click', async () => {
+    const conv = activeId && conversations.get(activeId);
+    if (!conv || !window.confirm(`Leave “${conv.title}”? You will no longer get its messages.`)) return;
+    if (await groupChange({ leave: true }, 'leave the group')) {
+      conv.left = conv.left || 'You left this group.';
+      groupPanelOpen = false;
+      scheduleRender();
+    }
+  });
   $('back').addEventListener('click', () => setActive(null));
   document.addEventListener('keydown', (e) => {
     if (e.key !== 'Escape') return;
     if (editing) {
       stopEditing();
+      return;
+    }
+    if (groupPanelOpen && activeId) {
+      groupPanelOpen = false;
+      scheduleRender();
+      $('group-toggle').focus();
       return;
     }
     if (activeId && document.body.classList.contains('chat-open')) {

@@ -124,12 +124,47 @@ export const DEFAULTS = Object.freeze({
  * @property {string} sentAt RFC 3339.
  * @property {string} clientMsgId The sender's id for the send ("" if none).
  * @property {string} kind "text", "edit" (changes the message `targetSeq`
- *     of its conversation to `text`), "delete" (makes it a tombstone), or
- *     the enum name of a kind this version does not know.
+ *     of its conversation to `text`), "delete" (makes it a tombstone),
+ *     "groupEvent" (a change of the group, see `groupEvent`), or the enum
+ *     name of a kind this version does not know.
  * @property {number} targetSeq For "edit" and "delete": the seq changed.
  * @property {string} editedAt RFC 3339 when the text was last edited ("" if
  *     never; history serves the current text).
  * @property {boolean} deleted A tombstone: deleted, its text is "".
+ * @property {GroupEvent|null} groupEvent For kind "groupEvent": what changed.
+ */
+
+/**
+ * A change of a group (a message of kind "groupEvent"), normalized.
+ * @typedef {object} GroupEvent
+ * @property {string} type "created", "membersAdded", "membersRemoved",
+ *     "memberLeft", "renamed", "roleChanged", or the enum name of a type
+ *     this version does not know.
+ * @property {string} actor Who made it ("" for an operator).
+ * @property {string[]} users The users it concerns (created: every member;
+ *     added, removed, left, role changed: those), sorted.
+ * @property {string} title For "created" and "renamed": the title.
+ * @property {GroupRoleName} role For "roleChanged": the new role.
+ */
+
+/**
+ * A member's role in a group: "member", "admin" or "owner".
+ * @typedef {string} GroupRoleName
+ */
+
+/**
+ * A group as getGroup answers it.
+ * @typedef {object} GroupInfo
+ * @property {string} id The group id (its conversation is "g:<id>").
+ * @property {string} title
+ * @property {Array<{user: string, role: GroupRoleName}>} members Sorted by user.
+ * @property {string} createdAt RFC 3339.
+ */
+
+/**
+ * One change of {@link ParleyClient#updateGroup}: exactly one key.
+ * @typedef {{addMembers: string[]}|{removeMembers: string[]}|{rename: string}|
+ *     {leave: true}|{setRole: {user: string, role: GroupRoleName}}} GroupChange
  */
 
 /**
@@ -261,6 +296,61 @@ export function normalizeMessage(m) {
     targetSeq: toSeq(m.targetSeq),
     editedAt: m.editedAt || '',
     deleted: Boolean(m.deleted),
+    groupEvent: m.groupEvent ? normalizeGroupEvent(m.groupEvent) : null,
+  };
+}
+
+const GROUP_EVENT_TYPES = Object.freeze({
+  GROUP_EVENT_TYPE_CREATED: 'created',
+  GROUP_EVENT_TYPE_MEMBERS_ADDED: 'membersAdded',
+  GROUP_EVENT_TYPE_MEMBERS_REMOVED: 'membersRemoved',
+  GROUP_EVENT_TYPE_MEMBER_LEFT: 'memberLeft',
+  GROUP_EVENT_TYPE_RENAMED: 'renamed',
+  GROUP_EVENT_TYPE_ROLE_CHANGED: 'roleChanged',
+});
+
+const GROUP_ROLES = Object.freeze(['GROUP_ROLE_MEMBER', 'GROUP_ROLE_ADMIN', 'GROUP_ROLE_OWNER']);
+
+/**
+ * The short name of a GroupRole of the JSON mapping (an enum name, its
+ * number, or absent for MEMBER): "member", "admin" or "owner".
+ * @param {unknown} role
+ * @returns {GroupRoleName}
+ */
+export function groupRole(role) {
+  if (role === undefined || role === null) return 'member';
+  const name = typeof role === 'number' ? GROUP_ROLES[role] : role;
+  return GROUP_ROLES.includes(name) ? name.slice('GROUP_ROLE_'.length).toLowerCase() : String(role);
+}
+
+/**
+ * Normalizes a message's `groupEvent`.
+ * @param {any} e The JSON object.
+ * @returns {GroupEvent}
+ */
+export function normalizeGroupEvent(e) {
+  const names = Object.keys(GROUP_EVENT_TYPES);
+  const type = typeof e.type === 'number' ? names[e.type - 1] || String(e.type) : e.type || '';
+  return {
+    type: GROUP_EVENT_TYPES[type] || type,
+    actor: e.actor || '',
+    users: (e.users || []).map(String),
+    title: e.title || '',
+    role: groupRole(e.role),
+  };
+}
+
+/**
+ * Normalizes a `group` frame's body (the answer to getGroup).
+ * @param {any} g The JSON object.
+ * @returns {GroupInfo}
+ */
+export function normalizeGroup(g) {
+  return {
+    id: g.id || '',
+    title: g.title || '',
+    members: (g.members || []).map((m) => ({ user: m.user || '', role: groupRole(m.role) })),
+    createdAt: g.createdAt || '',
   };
 }
 
@@ -283,6 +373,9 @@ export function messageKind(kind) {
     case 2:
     case 'MESSAGE_KIND_DELETE':
       return 'delete';
+    case 3:
+    case 'MESSAGE_KIND_GROUP_EVENT':
+      return 'groupEvent';
     default:
       return String(kind);
   }
@@ -562,6 +655,20 @@ export function tokenDevice(token) {
 }
 
 /**
+ * The user ids of a group request: non-empty strings, without repeats.
+ * @param {string} what The request, for the error.
+ * @param {unknown} users
+ * @param {boolean} mayBeEmpty
+ * @returns {string[]}
+ */
+function userList(what, users, mayBeEmpty) {
+  if (!Array.isArray(users) || users.some((u) => typeof u !== 'string' || u === '') || (!mayBeEmpty && users.length === 0)) {
+    throw new TypeError(`${what}: members must be ${mayBeEmpty ? 'a list' : 'a non-empty list'} of user ids`);
+  }
+  return [...new Set(users)];
+}
+
+/**
  * A fresh clientMsgId (a random UUID where the platform has one).
  * @returns {string}
  */
@@ -613,6 +720,10 @@ function defaultStorage(name) {
  *                    edited at `sentAt` (own edits included);
  *   - "delete"       {@link Message} of kind "delete": the message
  *                    `targetSeq` of `conversation` is deleted (a tombstone);
+ *   - "groupEvent"   {@link Message} of kind "groupEvent", in the same order:
+ *                    `groupEvent` says how the group of `conversation`
+ *                    changed (own changes included: they are fetched from
+ *                    the server right after their ack);
  *   - "ack"          {@link Ack}: a pending send is stored;
  *   - "sendFailed"   {clientMsgId, code, message}: refused for good;
  *   - "receipt"      {conversation, user, seq, unread}: `user` read up to
@@ -691,7 +802,7 @@ export class ParleyClient {
     /** @private */ this.pongWaiters = new Map();
     /** @private History waiting for the first welcome (it starts there). */ this.historyWaiters = [];
     /** @private Requests answered by a frame without an id, one in flight at a time. */ this.queries = [];
-    /** @private Edits and deletes not acked yet, by clientMsgId. */ this.changes = new Map();
+    /** @private Edits, deletes and group changes not acked yet, by clientMsgId. */ this.changes = new Map();
 
     const sub = tokenSubject(o.token || '');
     if (sub) this.useStorageFor(sub);
@@ -921,6 +1032,88 @@ export class ParleyClient {
   /** @returns {Promise<string[]>} The users this user blocks. */
   listBlocked() {
     return this.query({ listBlocked: {} }, 'blocked').then((b) => b.users);
+  }
+
+  /**
+   * Creates a group with this user as its owner. Kept until acked like
+   * {@link ParleyClient#edit} (a repeat answers with the same group); every
+   * member, this user included, then gets its "created" event.
+   * @param {string} title 1..128 bytes.
+   * @param {string[]} [members] The other members' user ids.
+   * @param {{clientMsgId?: string}} [options]
+   * @returns {Promise<Ack & {group: string}> & {clientMsgId: string}} The
+   *     ack names the group's conversation; `group` is its id. Rejects with
+   *     a {@link ParleyError}, e.g. ERROR_CODE_NOT_FOUND for a member that
+   *     does not exist.
+   */
+  createGroup(title, members = [], options = {}) {
+    if (typeof title !== 'string' || title.trim() === '') throw new TypeError('createGroup: `title` must be a non-empty string');
+    const users = userList('createGroup', members, true);
+    const p = this.track('createGroup', { title, members: users }, options);
+    const withGroup = p.then((ack) => ({ ...ack, group: ack.conversation.replace(/^g:/, '') }));
+    withGroup.clientMsgId = p.clientMsgId;
+    withGroup.catch(() => {});
+    return withGroup;
+  }
+
+  /**
+   * Changes a group this user is a member of: add or remove members,
+   * rename it, leave it, or set a member's role (who may do what:
+   * docs/protocol.md). Kept until acked like {@link ParleyClient#edit};
+   * everyone concerned then gets its "groupEvent".
+   * @param {string} group The group id (a conversation id "g:<id>" works too).
+   * @param {GroupChange} change
+   * @param {{clientMsgId?: string}} [options]
+   * @returns {Promise<Ack> & {clientMsgId: string}} Rejects with a
+   *     {@link ParleyError}: ERROR_CODE_PERMISSION_DENIED when this user's
+   *     role does not allow it, ERROR_CODE_FAILED_PRECONDITION when nothing
+   *     would change or the owner leaves while others remain, ...
+   */
+  updateGroup(group, change, options = {}) {
+    const id = typeof group === 'string' ? group.replace(/^g:/, '') : '';
+    if (id === '') throw new TypeError('updateGroup: `group` must be a group id');
+    const keys = change && typeof change === 'object' ? Object.keys(change) : [];
+    if (keys.length !== 1) throw new TypeError('updateGroup: `change` must have exactly one key');
+    const [key] = keys;
+    const value = change[key];
+    let body;
+    switch (key) {
+      case 'addMembers':
+      case 'removeMembers':
+        body = { [key]: { users: userList(`updateGroup ${key}`, value, false) } };
+        break;
+      case 'rename':
+        if (typeof value !== 'string' || value.trim() === '') throw new TypeError('updateGroup: `rename` must be a non-empty string');
+        body = { rename: value };
+        break;
+      case 'leave':
+        body = { leave: {} };
+        break;
+      case 'setRole': {
+        const role = value && typeof value.role === 'string' ? value.role.replace(/^GROUP_ROLE_/i, '').toUpperCase() : '';
+        if (!value || typeof value.user !== 'string' || value.user === '' || !GROUP_ROLES.includes(`GROUP_ROLE_${role}`)) {
+          throw new TypeError('updateGroup: `setRole` needs a user and a role ("member", "admin" or "owner")');
+        }
+        body = { setRole: { user: value.user, role: `GROUP_ROLE_${role}` } };
+        break;
+      }
+      default:
+        throw new TypeError(`updateGroup: unknown change ${JSON.stringify(key)}`);
+    }
+    return this.track('updateGroup', { group: id, ...body }, options);
+  }
+
+  /**
+   * Asks for a group's title, members and roles, as they are now. Waits for
+   * the connection if it is down.
+   * @param {string} group The group id (or its conversation id "g:<id>").
+   * @returns {Promise<GroupInfo>} Rejects with a {@link ParleyError}:
+   *     ERROR_CODE_PERMISSION_DENIED for a non-member, NOT_FOUND.
+   */
+  getGroup(group) {
+    const id = typeof group === 'string' ? group.replace(/^g:/, '') : '';
+    if (id === '') throw new TypeError('getGroup: `group` must be a group id');
+    return this.query({ getGroup: { group: id } }, 'group', (g) => (g.id || '') === id).then(normalizeGroup);
   }
 
   /**
@@ -1233,6 +1426,7 @@ export class ParleyClient {
     else if (frame.pong) this.onPong(frame.pong);
     else if (frame.conversations) this.answerQuery('conversations', frame.conversations);
     else if (frame.history) this.answerQuery('history', frame.history);
+    else if (frame.group) this.answerQuery('group', frame.group);
     else if (frame.blocked) {
       const blocked = { users: (frame.blocked.users || []).map(String) };
       this.answerQuery('blocked', blocked);
@@ -1337,6 +1531,7 @@ export class ParleyClient {
     for (const m of messages) {
       if (m.kind === 'edit') this.emit('edit', m);
       else if (m.kind === 'delete') this.emit('delete', m);
+      else if (m.kind === 'groupEvent') this.emit('groupEvent', m);
       else this.emit('message', m);
     }
   }
@@ -1389,6 +1584,14 @@ export class ParleyClient {
     if (change) {
       this.settleChange(change, ack);
       if (ack.inboxSeq === 0) return;
+      if (change.kind === 'createGroup' || change.kind === 'updateGroup') {
+        // The event is in our own inbox at ack.inboxSeq, but what it says
+        // (who was added, skipping members already in) is the server's:
+        // fetch it by the inbox rule.
+        if (ack.inboxSeq > this.head) this.head = ack.inboxSeq;
+        if (ack.inboxSeq > this.inbox.last) this.catchUp();
+        return;
+      }
       // Our edit or delete is in our own inbox at ack.inboxSeq, like a send.
       this.apply(
         this.inbox.offer({
@@ -1618,11 +1821,19 @@ export class ParleyClient {
       throw new TypeError(`${kind}: \`conversation\` must be a conversation id`);
     }
     if (!Number.isSafeInteger(seq) || seq <= 0) throw new TypeError(`${kind}: \`seq\` must be a positive integer`);
+    return this.track(kind, { conversation, seq: String(seq), ...extra }, options, seq);
+  }
+
+  /**
+   * @private Sends the frame `kind` with `body` and a clientMsgId, kept
+   * until its ack (resent after a reconnect) or its refusal.
+   */
+  track(kind, body, options, seq = 0) {
     const clientMsgId = options.clientMsgId || newClientMsgId();
     const existing = this.changes.get(clientMsgId);
     if (existing) return existing.promise;
     const c = { kind, seq, clientMsgId, attempts: 0 };
-    c.frame = { [kind]: { clientMsgId, conversation, seq: String(seq), ...extra } };
+    c.frame = { [kind]: { clientMsgId, ...body } };
     c.promise = new Promise((resolve, reject) => {
       c.resolve = resolve;
       c.reject = reject;

@@ -15,7 +15,9 @@ import {
   closePolicy,
   conversationOf,
   directConversation,
+  groupRole,
   messageKind,
+  normalizeGroup,
   normalizeMessage,
   normalizeSummary,
   recipientOf,
@@ -149,7 +151,7 @@ function setup({ storage = memory(), outboxStorage = memory(), user = 'alice', r
   });
   const seen = {
     message: [], ack: [], state: [], stopped: [], sendFailed: [], error: [], receipt: [], reset: [],
-    edit: [], delete: [], blocked: [],
+    edit: [], delete: [], blocked: [], groupEvent: [],
   };
   for (const k of Object.keys(seen)) client.on(k, (p) => seen[k].push(p));
   return { client, clock, seen, storage, outboxStorage };
@@ -192,6 +194,7 @@ describe('toSeq and the JSON mapping', () => {
       targetSeq: 0,
       editedAt: '',
       deleted: false,
+      groupEvent: null,
     });
   });
 
@@ -862,5 +865,127 @@ describe('ParleyClient: conversation list, history, edit and delete, blocking', 
     FakeSocket.last().serverClose(4001, 'bad token');
     await assert.rejects(list, (e) => e.code === 'STOPPED');
     await assert.rejects(blocked, (e) => e.code === 'STOPPED');
+  });
+});
+
+describe('ParleyClient: groups', () => {
+  const event = (inboxSeq, seq, groupEvent, extra = {}) =>
+    msg(inboxSeq, {
+      conversation: 'g:g1',
+      seq: String(seq),
+      to: { group: 'g1' },
+      text: undefined,
+      kind: 'MESSAGE_KIND_GROUP_EVENT',
+      groupEvent,
+      ...extra,
+    });
+
+  it('normalizes group events, roles and groups of the JSON mapping', () => {
+    assert.equal(messageKind('MESSAGE_KIND_GROUP_EVENT'), 'groupEvent');
+    assert.equal(messageKind(3), 'groupEvent');
+    assert.deepEqual([groupRole(undefined), groupRole('GROUP_ROLE_ADMIN'), groupRole(2)], ['member', 'admin', 'owner']);
+    const m = normalizeMessage(event(4, 2, { type: 'GROUP_EVENT_TYPE_ROLE_CHANGED', actor: 'alice', users: ['bob'], role: 'GROUP_ROLE_ADMIN' }));
+    assert.deepEqual([m.kind, m.groupEvent], ['groupEvent', { type: 'roleChanged', actor: 'alice', users: ['bob'], title: '', role: 'admin' }]);
+    // An operator's change has no actor; JSON omits it, and the role MEMBER.
+    const op = normalizeMessage(event(5, 3, { type: 'GROUP_EVENT_TYPE_MEMBERS_ADDED', users: ['dave'] }, { from: undefined }));
+    assert.deepEqual([op.from, op.groupEvent.actor, op.groupEvent.type, op.groupEvent.role], ['', '', 'membersAdded', 'member']);
+    assert.deepEqual(
+      normalizeGroup({ id: 'g1', title: 'Trip', members: [{ user: 'alice', role: 'GROUP_ROLE_OWNER' }, { user: 'bob' }] }),
+      { id: 'g1', title: 'Trip', members: [{ user: 'alice', role: 'owner' }, { user: 'bob', role: 'member' }], createdAt: '' },
+    );
+  });
+
+  it('creates a group: resolved by the ack, its own created event fetched by the inbox rule', async () => {
+    const { client, seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 5);
+    ws.takeSent();
+    const created = client.createGroup('Trip', ['bob', 'bob', 'carol'], { clientMsgId: 'cg1' });
+    assert.equal(created.clientMsgId, 'cg1');
+    assert.deepEqual(ws.takeSent(), [{ createGroup: { clientMsgId: 'cg1', title: 'Trip', members: ['bob', 'carol'] } }]);
+    ws.deliver({ ack: { clientMsgId: 'cg1', messageId: 'm6', conversation: 'g:g1', seq: '1', inboxSeq: '6', sentAt: 't6' } });
+    const ack = await created;
+    assert.deepEqual([ack.group, ack.conversation, ack.seq], ['g1', 'g:g1', 1]);
+    // The event itself (what the server stored) comes from a sync.
+    assert.deepEqual(ws.takeSent(), [{ sync: { afterSeq: '5', limit: 200 } }]);
+    const createdEvent = event(6, 1, { type: 'GROUP_EVENT_TYPE_CREATED', actor: 'alice', users: ['alice', 'bob', 'carol'], title: 'Trip' }, {
+      from: 'alice',
+      text: 'Trip',
+      clientMsgId: 'cg1',
+    });
+    ws.deliver({ synced: { messages: [createdEvent], inboxSeq: '6' } });
+    assert.deepEqual(seen.groupEvent.map((m) => [m.inboxSeq, m.conversation, m.groupEvent.type, m.groupEvent.users.join()]), [
+      [6, 'g:g1', 'created', 'alice,bob,carol'],
+    ]);
+    assert.equal(seen.message.length, 0, 'group events are not message events');
+    assert.equal(client.lastInboxSeq, 6);
+    // Others' changes arrive live, in order with the other messages.
+    ws.deliver({ message: event(7, 2, { type: 'GROUP_EVENT_TYPE_MEMBER_LEFT', actor: 'bob', users: ['bob'] }) });
+    ws.deliver({ message: msg(8, { conversation: 'g:g1', to: { group: 'g1' }, from: 'carol' }) });
+    assert.deepEqual(seen.groupEvent.map((m) => m.groupEvent.type), ['created', 'memberLeft']);
+    assert.equal(seen.message.length, 1);
+    assert.throws(() => client.createGroup('', []), TypeError);
+    assert.throws(() => client.createGroup('x', ['']), TypeError);
+  });
+
+  it('sends each kind of change, and rejects a refused one with its code', async () => {
+    const { client, seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    ws.takeSent();
+    const changes = [
+      [{ addMembers: ['carol'] }, { addMembers: { users: ['carol'] } }],
+      [{ removeMembers: ['bob'] }, { removeMembers: { users: ['bob'] } }],
+      [{ rename: 'Trip 2026' }, { rename: 'Trip 2026' }],
+      [{ leave: true }, { leave: {} }],
+      [{ setRole: { user: 'bob', role: 'admin' } }, { setRole: { user: 'bob', role: 'GROUP_ROLE_ADMIN' } }],
+    ];
+    const sent = [];
+    for (const [i, [change, frame]] of changes.entries()) {
+      sent.push(client.updateGroup('g:g1', change, { clientMsgId: `u${i}` }));
+      assert.deepEqual(ws.takeSent(), [{ updateGroup: { clientMsgId: `u${i}`, group: 'g1', ...frame } }]);
+    }
+    ws.deliver({ error: { code: 'ERROR_CODE_PERMISSION_DENIED', message: 'only the owner and admins may add members', clientMsgId: 'u0' } });
+    await assert.rejects(sent[0], (e) =>
+      e instanceof ParleyError && e.code === 'ERROR_CODE_PERMISSION_DENIED' && /owner and admins/.test(e.message));
+    assert.equal(seen.error.length, 0, 'taken by the change, not an error event');
+    assert.throws(() => client.updateGroup('g1', {}), TypeError);
+    assert.throws(() => client.updateGroup('g1', { rename: 'a', leave: true }), TypeError);
+    assert.throws(() => client.updateGroup('g1', { addMembers: [] }), TypeError);
+    assert.throws(() => client.updateGroup('g1', { setRole: { user: 'bob', role: 'king' } }), TypeError);
+    assert.throws(() => client.updateGroup('', { leave: true }), TypeError);
+  });
+
+  it('resends an unacked change after a reconnect; the replay of its event settles it', async () => {
+    const { client, clock, seen } = setup();
+    let ws = FakeSocket.last();
+    welcome(ws, 3);
+    const rename = client.updateGroup('g1', { rename: 'New' }, { clientMsgId: 'r1' });
+    ws.serverClose(1006);
+    clock.advance(10_000);
+    ws = FakeSocket.last();
+    welcome(ws, 4);
+    assert.deepEqual(ws.frames('updateGroup'), [{ clientMsgId: 'r1', group: 'g1', rename: 'New' }]);
+    ws.deliver({ message: event(4, 3, { type: 'GROUP_EVENT_TYPE_RENAMED', actor: 'alice', title: 'New' }, { from: 'alice', clientMsgId: 'r1', text: 'New' }) });
+    assert.equal((await rename).inboxSeq, 4);
+    assert.deepEqual(seen.groupEvent.map((m) => m.groupEvent.title), ['New']);
+    // The repeat's ack (the original one) applies nothing twice.
+    ws.deliver({ ack: { clientMsgId: 'r1', messageId: 'm4', conversation: 'g:g1', seq: '3', inboxSeq: '4' } });
+    assert.deepEqual(ws.frames('sync'), []);
+    assert.equal(seen.groupEvent.length, 1);
+  });
+
+  it('reads a group with getGroup, matched by id; a refusal rejects it', async () => {
+    const { client } = setup();
+    const ws = FakeSocket.last();
+    const info = client.getGroup('g:g1');
+    welcome(ws, 0);
+    assert.deepEqual(ws.frames('getGroup'), [{ group: 'g1' }]);
+    ws.deliver({ group: { id: 'g1', title: 'Trip', members: [{ user: 'alice', role: 'GROUP_ROLE_OWNER' }, { user: 'bob', role: 'GROUP_ROLE_ADMIN' }], createdAt: 't' } });
+    assert.deepEqual(await info, { id: 'g1', title: 'Trip', members: [{ user: 'alice', role: 'owner' }, { user: 'bob', role: 'admin' }], createdAt: 't' });
+    const denied = client.getGroup('g2');
+    ws.deliver({ error: { code: 'ERROR_CODE_PERMISSION_DENIED', message: 'user "alice" is not a member of group "g2"' } });
+    await assert.rejects(denied, (e) => e.code === 'ERROR_CODE_PERMISSION_DENIED');
+    assert.throws(() => client.getGroup(''), TypeError);
   });
 });

@@ -11,7 +11,12 @@
 // and deletes her messages (bob sees "edited" and a tombstone, also after a
 // reload); bob blocks alice and her DM is refused, shown as such; messages
 // dated two days back (in the stopped service's SQLite file) get day
-// separators, and editing one of them is refused (the edit window).
+// separators, and editing one of them is refused (the edit window). Last,
+// groups managed from the page: alice creates one with bob, adds carol (who
+// gets it with its history), bob as a plain member is refused adding
+// someone, alice renames it and makes carol an admin (and, its owner, may
+// not leave), bob leaves, and alice removes carol, whose page marks the
+// group as left.
 //
 //   PARLEY_BIN_DIR   where service/, gateway/, tools/ binaries are
 //                    (default <repo>/bazel-bin)
@@ -181,6 +186,26 @@ function shown(page) {
 function waitUnread(page, id, n) {
   // Attached, not visible: at phone width the list hides behind the chat.
   return page.waitForSelector(`button[data-conversation="${id}"][data-unread="${n}"]`, { state: 'attached', timeout: WAIT_MS });
+}
+
+/** Waits until the open conversation shows the group event line `text`. */
+function waitEvent(page, text) {
+  return page
+    .waitForFunction(
+      (t) => [...document.querySelectorAll('#message-list li.event')].filter((li) => li.textContent === t).length === 1,
+      text,
+      { timeout: WAIT_MS, polling: 100 },
+    )
+    .catch(async (e) => {
+      const lines = await page.$$eval('#message-list li.event', (lis) => lis.map((li) => li.textContent));
+      throw new Error(`no event line ${JSON.stringify(text)}; the lines: ${JSON.stringify(lines)}\n${e.message}`);
+    });
+}
+
+/** Opens the open group's member panel unless it is open. */
+async function openGroupPanel(page) {
+  if (await page.locator('[data-testid=group-panel]').isHidden()) await page.click('[data-testid=group-toggle]');
+  await page.waitForSelector('[data-testid=group-members] li[data-user]', { timeout: WAIT_MS });
 }
 
 /** All expected texts of d:alice:bob, flattened. */
@@ -384,6 +409,8 @@ describe('browser client against the real binaries', () => {
     await openConversation(bob, TEAM);
     const team = await shown(bob);
     assert.deepEqual(team.map((m) => m.text), ['Hello team!']);
+    // The operator's creation of the group, from its history.
+    await waitEvent(bob, 'An operator created the group with alice, you and carol');
     await openConversation(bob, DM);
     await screenshotAll('after-reload');
   });
@@ -616,4 +643,123 @@ describe('browser client against the real binaries', () => {
     assert.equal(await old.getAttribute('data-edited'), 'false');
     await screenshotAll('edit-window-passed');
   }, { critical: false });
+
+  // The group alice creates from the page ("g:<id the service picked>").
+  let trip = '';
+
+  step('alice creates a group with bob from the page: both list it and see its creation', async () => {
+    const { page: alice } = people.alice;
+    const { page: bob } = people.bob;
+    await stack.ctl(service, 'users', 'create', 'erin');
+    people.carol = { token: (await stack.ctl(service, 'token', 'carol', '--ttl', '1h')).trim() };
+    const carol = await openPage('carol', { width: 1000, height: 700 });
+    await alice.click('[data-testid=newgroup-toggle]');
+    await alice.fill('[data-testid=newgroup-title]', 'Trip');
+    await alice.fill('[data-testid=newgroup-members]', 'bob');
+    await alice.click('[data-testid=newgroup-create]');
+    await alice.waitForFunction(() => /^g:g/.test(document.querySelector('#chat').dataset.conversation || ''), null, { timeout: WAIT_MS });
+    trip = await alice.getAttribute('#chat', 'data-conversation');
+    await waitEvent(alice, 'You created the group “Trip” with bob');
+    await alice.waitForSelector('[data-testid=chat-title]:text-is("Trip")', { timeout: WAIT_MS });
+    await alice.waitForSelector('[data-testid=chat-subtitle]:text-is("2 members: alice (owner), bob")', { timeout: WAIT_MS });
+    await bob.waitForSelector(`button[data-conversation="${trip}"] .title:text-is("Trip")`, { state: 'attached', timeout: WAIT_MS });
+    await openConversation(bob, trip);
+    await waitEvent(bob, 'alice created the group “Trip” with you');
+    assert.equal(await carol.locator(`button[data-conversation="${trip}"]`).count(), 0, 'carol is not in it');
+    await screenshotAll('group-created');
+  });
+
+  step('alice adds carol: carol\'s page lists the group and shows the event and the group\'s history', async () => {
+    const { page: alice } = people.alice;
+    const { page: bob } = people.bob;
+    const { page: carol } = people.carol;
+    await openGroupPanel(alice);
+    // The owner may change roles and remove members.
+    await alice.waitForSelector('[data-testid=group-members] li[data-user=bob] button[data-action=make-admin]', { timeout: WAIT_MS });
+    await alice.fill('[data-testid=group-add-input]', 'carol');
+    await alice.click('[data-testid=group-add]');
+    await waitEvent(alice, 'You added carol');
+    await alice.waitForSelector('[data-testid=group-members] li[data-user=carol]', { timeout: WAIT_MS });
+    await waitEvent(bob, 'alice added carol');
+    await carol.waitForSelector(`button[data-conversation="${trip}"] .title:text-is("Trip")`, { state: 'attached', timeout: WAIT_MS });
+    await openConversation(carol, trip);
+    await waitEvent(carol, 'alice added you');
+    await waitEvent(carol, 'alice created the group “Trip” with bob');
+    await screenshotAll('group-member-added');
+  });
+
+  step('bob, a plain member, is refused adding someone, and the page says why', async () => {
+    const { page: alice } = people.alice;
+    const { page: bob } = people.bob;
+    await openGroupPanel(bob);
+    assert.equal(await bob.locator('[data-testid=group-rename-form]').isVisible(), false, 'no renaming for a plain member');
+    assert.equal(await bob.locator('[data-testid=group-members] button').count(), 0, 'no member actions for a plain member');
+    await bob.fill('[data-testid=group-add-input]', 'erin');
+    await bob.click('[data-testid=group-add]');
+    await bob.waitForSelector('[data-testid=group-error]:not([hidden])', { timeout: WAIT_MS });
+    assert.match(await bob.textContent('[data-testid=group-error]'), /Could not add erin: Not allowed: .*owner and admins/);
+    await screenshotAll('group-add-refused');
+    // Nothing was stored: the next event everyone sees is alice's.
+    assert.equal(await alice.locator('#message-list li.event', { hasText: 'erin' }).count(), 0);
+  });
+
+  step('alice renames the group and makes carol an admin: everyone sees it', async () => {
+    const { page: alice } = people.alice;
+    const { page: bob } = people.bob;
+    const { page: carol } = people.carol;
+    await alice.fill('[data-testid=group-rename-input]', 'Trip 2026');
+    await alice.click('[data-testid=group-rename]');
+    for (const [page, line] of [
+      [alice, 'You renamed the group to “Trip 2026”'],
+      [bob, 'alice renamed the group to “Trip 2026”'],
+      [carol, 'alice renamed the group to “Trip 2026”'],
+    ]) {
+      await waitEvent(page, line);
+      await page.waitForSelector('[data-testid=chat-title]:text-is("Trip 2026")', { timeout: WAIT_MS });
+      await page.waitForSelector(`button[data-conversation="${trip}"] .title:text-is("Trip 2026")`, { state: 'attached', timeout: WAIT_MS });
+    }
+    await alice.click('[data-testid=group-members] li[data-user=carol] button[data-action=make-admin]');
+    await waitEvent(carol, 'alice made you an admin');
+    await waitEvent(bob, 'alice made carol an admin');
+    await carol.waitForSelector('[data-testid=chat-subtitle]:text-is("3 members: alice (owner), carol (admin), bob")', { timeout: WAIT_MS });
+    await openGroupPanel(carol);
+    assert.equal(await carol.locator('[data-testid=group-rename-form]').isVisible(), true, 'an admin may rename');
+    // The owner may not leave while others are in it: refused, and said why.
+    alice.once('dialog', (d) => d.accept());
+    await alice.click('[data-testid=group-leave]');
+    await alice.waitForSelector('[data-testid=group-error]:not([hidden])', { timeout: WAIT_MS });
+    assert.match(await alice.textContent('[data-testid=group-error]'), /Could not leave the group: Not possible now: .*make another member the owner/);
+    assert.equal(await alice.isDisabled('[data-testid=composer]'), false, 'still in the group');
+    await screenshotAll('group-renamed');
+  });
+
+  step('bob leaves: alice sees "bob left", bob\'s page marks the group as left', async () => {
+    const { page: alice } = people.alice;
+    const { page: bob } = people.bob;
+    await openGroupPanel(bob);
+    bob.once('dialog', (d) => d.accept());
+    await bob.click('[data-testid=group-leave]');
+    await waitEvent(alice, 'bob left');
+    await waitEvent(bob, 'You left');
+    await bob.waitForSelector('[data-testid=chat-notice]:text("You left this group")', { timeout: WAIT_MS });
+    assert.equal(await bob.isDisabled('[data-testid=composer]'), true, 'no sending to a group one left');
+    await bob.waitForSelector(`button[data-conversation="${trip}"][data-left=true]`, { state: 'attached', timeout: WAIT_MS });
+    await alice.waitForSelector('[data-testid=chat-subtitle]:text-is("2 members: alice (owner), carol (admin)")', { timeout: WAIT_MS });
+    await alice.waitForFunction(() => !document.querySelector('[data-testid=group-members] li[data-user=bob]'), null, { timeout: WAIT_MS });
+    await screenshotAll('group-bob-left');
+  });
+
+  step('alice removes carol: carol sees the removal and the group marked as left', async () => {
+    const { page: alice } = people.alice;
+    const { page: carol } = people.carol;
+    await openGroupPanel(alice);
+    alice.once('dialog', (d) => d.accept());
+    await alice.click('[data-testid=group-members] li[data-user=carol] button[data-action=remove]');
+    await waitEvent(alice, 'You removed carol');
+    await waitEvent(carol, 'alice removed you');
+    await carol.waitForSelector('[data-testid=chat-notice]:text("alice removed you from this group")', { timeout: WAIT_MS });
+    await carol.waitForSelector(`button[data-conversation="${trip}"][data-left=true]`, { state: 'attached', timeout: WAIT_MS });
+    assert.equal(await carol.isDisabled('[data-testid=composer]'), true);
+    await screenshotAll('group-carol-removed');
+  });
 });
