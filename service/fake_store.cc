@@ -354,10 +354,11 @@ absl::StatusOr<ConversationPage> FakeStore::ListConversations(
         absl::StrCat("user \"", user, "\" does not exist"));
   }
   const std::string me(user);
-  auto cursor_of = [&](const std::string& u, const std::string& c) {
-    auto it = cursors_.find({u, c});
-    return it == cursors_.end() ? uint64_t{0} : it->second;
-  };
+  auto cursor_of = [&](const std::string& u, const std::string& c)
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                         auto it = cursors_.find({u, c});
+                         return it == cursors_.end() ? uint64_t{0} : it->second;
+                       };
   std::vector<ConversationSummary> all;
   for (const auto& [id, indexes] : conversations_) {
     ConversationSummary s;
