@@ -1254,7 +1254,10 @@ void Messaging::HandleBlock(const Origin& origin, const std::string& user,
   LogDebug(
       "user.block",
       {{"user", user}, {"other", other}, {"blocked", block.blocked() ? 1 : 0}});
-  router_->SendToUser(user, frame);
+  // The other sessions of the user get the list as news; this one as the
+  // answer to its request.
+  router_->SendToUser(user, frame, origin.session_id);
+  Reply(origin, std::move(frame));
   if (block.blocked()) {
     if (were_contacts) ShowPresenceBetween(user, other, false);
     return;
