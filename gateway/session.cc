@@ -14,6 +14,7 @@ using parley::v1::ErrorCode;
 using parley::v1::ServerFrame;
 
 constexpr size_t kMaxClientMsgIdBytes = 128;
+constexpr size_t kMaxRequestIdBytes = 64;
 
 // The client_msg_id of a frame the service answers with an Ack (send, edit,
 // delete, create_group, update_group), which the session tracks until
@@ -38,6 +39,9 @@ const std::string& TrackedClientMsgId(const ClientFrame& frame) {
 // Checks the fields the gateway needs before forwarding; the service checks
 // the rest (membership, text limits, ...).
 absl::Status ValidateFrame(const ClientFrame& frame) {
+  if (frame.request_id().size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError("requestId must be at most 64 bytes");
+  }
   switch (frame.frame_case()) {
     case ClientFrame::kSend: {
       const auto& send = frame.send();
@@ -217,7 +221,7 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
                     absl::StrCat("too many frames: the limit is ",
                                  options_.rate_limit_per_second,
                                  " per second; slow down and retry"),
-                    TrackedClientMsgId(frame));
+                    TrackedClientMsgId(frame), frame.request_id());
     return;
   }
   if (!bytes_rate_.TryTake(clock_(), static_cast<double>(payload.size()))) {
@@ -226,7 +230,7 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
                     absl::StrCat("too many bytes: the limit is ",
                                  options_.rate_limit_bytes_per_second,
                                  " bytes per second; slow down and retry"),
-                    TrackedClientMsgId(frame));
+                    TrackedClientMsgId(frame), frame.request_id());
     return;
   }
   if (!decoded.ok()) {
@@ -237,7 +241,8 @@ void Session::OnClientMessage(absl::string_view payload, bool binary) {
     SendClientError(parley::v1::ERROR_CODE_INVALID_FRAME,
                     "the frame names no known frame (hello, send, edit, "
                     "delete, sync, read, typing, ping, listConversations, "
-                    "history, block or listBlocked)");
+                    "history, block or listBlocked)",
+                    "", frame.request_id());
     return;
   }
   HandleFrame(std::move(frame));
@@ -247,13 +252,15 @@ void Session::HandleFrame(ClientFrame frame) {
   if (frame.has_ping()) {
     ServerFrame pong;
     pong.mutable_pong()->set_nonce(frame.ping().nonce());
+    pong.set_request_id(frame.request_id());
     SendFrame(pong);
     return;
   }
   if (frame.has_hello()) {
     if (state_ != State::kAwaitingAuth) {
       SendClientError(parley::v1::ERROR_CODE_INVALID_ARGUMENT,
-                      "already authenticated: hello may only be sent once");
+                      "already authenticated: hello may only be sent once", "",
+                      frame.request_id());
       return;
     }
     if (frame.hello().token().empty()) {
@@ -269,13 +276,14 @@ void Session::HandleFrame(ClientFrame frame) {
   }
   if (state_ == State::kAwaitingAuth) {
     SendClientError(parley::v1::ERROR_CODE_UNAUTHENTICATED,
-                    "not authenticated: send hello with a token first");
+                    "not authenticated: send hello with a token first", "",
+                    frame.request_id());
     return;
   }
   absl::Status valid = ValidateFrame(frame);
   if (!valid.ok()) {
     SendClientError(parley::v1::ERROR_CODE_INVALID_ARGUMENT, valid.message(),
-                    TrackedClientMsgId(frame));
+                    TrackedClientMsgId(frame), frame.request_id());
     return;
   }
   Forward(frame);
@@ -316,18 +324,20 @@ size_t Session::HeldFrames() const {
 }
 
 bool Session::Hold(size_t bytes, absl::string_view session_full,
-                   absl::string_view client_msg_id) {
+                   absl::string_view client_msg_id,
+                   absl::string_view request_id) {
   if (HeldFrames() >= options_.max_buffered_frames ||
       held_bytes_ + bytes > options_.max_buffered_bytes) {
     if (observer_.refused) observer_.refused("backpressure");
-    SendError(parley::v1::ERROR_CODE_BACKPRESSURE, session_full, client_msg_id);
+    SendError(parley::v1::ERROR_CODE_BACKPRESSURE, session_full, client_msg_id,
+              request_id);
     return false;
   }
   if (held_budget_ != nullptr && !held_budget_->TryReserve(bytes)) {
     if (observer_.refused) observer_.refused("backpressure");
     SendError(parley::v1::ERROR_CODE_BACKPRESSURE,
               "the gateway holds all it may for the service; retry later",
-              client_msg_id);
+              client_msg_id, request_id);
     return false;
   }
   held_bytes_ += bytes;
@@ -349,7 +359,8 @@ void Session::Forward(const ClientFrame& frame) {
       return;
     }
     const size_t bytes = frame.ByteSizeLong();
-    if (!Hold(bytes, "too many sends awaiting the service; retry later", id)) {
+    if (!Hold(bytes, "too many sends awaiting the service; retry later", id,
+              frame.request_id())) {
       return;
     }
     auto it =
@@ -368,7 +379,8 @@ void Session::Forward(const ClientFrame& frame) {
     if (!Hold(frame.ByteSizeLong(),
               link_ok_ ? "too many requests awaiting the service; retry later"
                        : "the service is unreachable and this session's "
-                         "buffer is full; retry later")) {
+                         "buffer is full; retry later",
+              "", frame.request_id())) {
       return;
     }
     if (link_ok_ && WriteUpstream(frame)) {
@@ -381,7 +393,8 @@ void Session::Forward(const ClientFrame& frame) {
   if (link_ok_ && WriteUpstream(frame)) return;
   if (!Hold(frame.ByteSizeLong(),
             "the service is unreachable and this session's buffer is full; "
-            "retry later")) {
+            "retry later",
+            "", frame.request_id())) {
     return;
   }
   pending_.push_back(frame);
@@ -644,22 +657,25 @@ void Session::SendEncoded(const std::string& encoded) {
 }
 
 void Session::SendError(ErrorCode code, absl::string_view message,
-                        absl::string_view client_msg_id) {
+                        absl::string_view client_msg_id,
+                        absl::string_view request_id) {
   ServerFrame frame;
   frame.mutable_error()->set_code(code);
   frame.mutable_error()->set_message(std::string(message));
   frame.mutable_error()->set_client_msg_id(std::string(client_msg_id));
+  frame.set_request_id(std::string(request_id));
   SendFrame(frame);
 }
 
 void Session::SendClientError(ErrorCode code, absl::string_view message,
-                              absl::string_view client_msg_id) {
+                              absl::string_view client_msg_id,
+                              absl::string_view request_id) {
   if (!error_budget_.TryTake(clock_())) {
     Close(kClosePolicyViolation,
           "policy violation: too many invalid or excess frames");
     return;
   }
-  SendError(code, message, client_msg_id);
+  SendError(code, message, client_msg_id, request_id);
 }
 
 void Session::Close(uint16_t code, absl::string_view reason) {

@@ -264,19 +264,23 @@ class Session final {
   size_t HeldFrames() const;
   // Holds `bytes` more if they fit this session's limits and the gateway's
   // budget; otherwise sends a BACKPRESSURE error (`session_full` when this
-  // session's limits are the reason) and returns false.
+  // session's limits are the reason) and returns false. The error names the
+  // refused frame's client_msg_id and request_id.
   bool Hold(size_t bytes, absl::string_view session_full,
-            absl::string_view client_msg_id = "");
+            absl::string_view client_msg_id, absl::string_view request_id);
   // Lets go of `bytes` held.
   void Unhold(size_t bytes);
 
   void SendFrame(const parley::v1::ServerFrame& frame);
   void SendEncoded(const std::string& encoded);
   // Sends an error frame charged to the client's error budget.
+  // `client_msg_id` and `request_id` are the refused frame's.
   void SendClientError(parley::v1::ErrorCode code, absl::string_view message,
-                       absl::string_view client_msg_id = "");
+                       absl::string_view client_msg_id = "",
+                       absl::string_view request_id = "");
   void SendError(parley::v1::ErrorCode code, absl::string_view message,
-                 absl::string_view client_msg_id = "");
+                 absl::string_view client_msg_id = "",
+                 absl::string_view request_id = "");
   void Close(uint16_t code, absl::string_view reason);
   // Takes note of a frame for this session before it goes to the client:
   // settles Sends, raises the resume point. `inbox_seq` as for OnDelivery.

@@ -264,6 +264,48 @@ TEST_F(SessionTest, AppPingIsAnsweredWithPongEvenBeforeAuth) {
   EXPECT_TRUE(upstream_.events.empty());
 }
 
+TEST_F(SessionTest, ErrorsAndPongsTheGatewayAnswersCarryTheRequestId) {
+  session_->Start({});
+  session_->OnClientMessage(R"({"ping":{"nonce":"n1"},"requestId":"r1"})",
+                            false);
+  session_->OnClientMessage(R"({"listBlocked":{},"requestId":"r2"})", false);
+  const auto before = connection_.Frames();
+  ASSERT_THAT(before, SizeIs(2));
+  EXPECT_EQ(before[0].pong().nonce(), "n1");
+  EXPECT_EQ(before[0].request_id(), "r1");
+  EXPECT_EQ(before[1].error().code(), parley::v1::ERROR_CODE_UNAUTHENTICATED);
+  EXPECT_EQ(before[1].request_id(), "r2");
+  GoLive();
+  connection_.sent.clear();
+  session_->OnClientMessage(R"({"history":{},"requestId":"r3"})", false);
+  session_->OnClientMessage(absl::StrCat(R"({"listBlocked":{},"requestId":")",
+                                         std::string(65, 'x'), R"("})"),
+                            false);
+  session_->OnClientMessage(R"({"listBlocked":{},"requestId":"r5"})", false);
+  const auto frames = connection_.Frames();
+  ASSERT_THAT(frames, SizeIs(2));
+  EXPECT_EQ(frames[0].error().code(), parley::v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_EQ(frames[0].request_id(), "r3");
+  EXPECT_EQ(frames[1].error().code(), parley::v1::ERROR_CODE_INVALID_ARGUMENT);
+  EXPECT_THAT(frames[1].error().message(), HasSubstr("requestId"));
+  // The valid one goes upstream with its request_id for the service to echo.
+  EXPECT_EQ(upstream_.events.back().frame().frame().request_id(), "r5");
+}
+
+TEST_F(SessionTest, ABackpressureErrorCarriesTheRequestId) {
+  SessionOptions options;
+  options.max_buffered_frames = 1;
+  Reset(options);
+  GoLive();
+  upstream_.up = false;
+  session_->OnLinkDown(1);
+  session_->OnClientMessage(R"({"listBlocked":{},"requestId":"a"})", false);
+  session_->OnClientMessage(R"({"listBlocked":{},"requestId":"b"})", false);
+  EXPECT_EQ(connection_.Last().error().code(),
+            parley::v1::ERROR_CODE_BACKPRESSURE);
+  EXPECT_EQ(connection_.Last().request_id(), "b");
+}
+
 TEST_F(SessionTest, ProtoSubprotocolUsesBinaryFrames) {
   Reset(SessionOptions{}, Encoding::kBinary);
   ClientFrame ping;

@@ -586,7 +586,7 @@ void Messaging::SendPresenceSnapshot(const std::string& session_id,
   }
 }
 
-void Messaging::SendError(const std::string& session_id, v1::ErrorCode code,
+void Messaging::SendError(const Origin& to, v1::ErrorCode code,
                           absl::string_view message,
                           absl::string_view client_msg_id) {
   metrics_->Errors(code).Increment();
@@ -594,13 +594,19 @@ void Messaging::SendError(const std::string& session_id, v1::ErrorCode code,
   frame.mutable_error()->set_code(code);
   frame.mutable_error()->set_message(std::string(message));
   frame.mutable_error()->set_client_msg_id(std::string(client_msg_id));
-  router_->SendToSession(session_id, std::move(frame));
+  Reply(to, std::move(frame));
+}
+
+void Messaging::Reply(const Origin& to, v1::ServerFrame frame) {
+  frame.set_request_id(to.request_id);
+  router_->SendToSession(to.session_id, std::move(frame));
 }
 
 void Messaging::HandleFrame(LinkStream* stream,
                             const v1::SessionFrame& session_frame) {
   const std::string& session_id = session_frame.session_id();
   const v1::ClientFrame& frame = session_frame.frame();
+  const Origin origin{session_id, frame.request_id()};
   metrics_->Frames(FrameKind(frame)).Increment();
   std::optional<std::string> user = router_->UserOf(stream, session_id);
   if (!user.has_value()) {
@@ -615,12 +621,12 @@ void Messaging::HandleFrame(LinkStream* stream,
   }
   switch (frame.frame_case()) {
     case v1::ClientFrame::kSend:
-      HandleSend(session_id, *user, frame.send());
+      HandleSend(origin, *user, frame.send());
       return;
     case v1::ClientFrame::kEdit: {
       const v1::Edit& edit = frame.edit();
       AppendAndAck(
-          session_id,
+          origin,
           PrepareChange(*user, MessageKind::kEdit, edit.client_msg_id(),
                         edit.conversation(), edit.seq(), edit.text()),
           edit.client_msg_id());
@@ -629,7 +635,7 @@ void Messaging::HandleFrame(LinkStream* stream,
     case v1::ClientFrame::kDelete: {
       const v1::Delete& del = frame.delete_();
       AppendAndAck(
-          session_id,
+          origin,
           PrepareChange(*user, MessageKind::kDelete, del.client_msg_id(),
                         del.conversation(), del.seq(), ""),
           del.client_msg_id());
@@ -641,7 +647,7 @@ void Messaging::HandleFrame(LinkStream* stream,
       change.type = GroupEventType::kCreated;
       change.users.assign(create.members().begin(), create.members().end());
       AppendAndAck(
-          session_id,
+          origin,
           PrepareGroupChange(*user, create.client_msg_id(), NewGroupId(),
                              std::move(change), create.title()),
           create.client_msg_id());
@@ -655,48 +661,48 @@ void Messaging::HandleFrame(LinkStream* stream,
             PrepareGroupChange(*user, update.client_msg_id(), update.group(),
                                std::move(request->group_event), request->text);
       }
-      AppendAndAck(session_id, std::move(request), update.client_msg_id());
+      AppendAndAck(origin, std::move(request), update.client_msg_id());
       return;
     }
     case v1::ClientFrame::kGetGroup:
-      HandleGetGroup(session_id, *user, frame.get_group());
+      HandleGetGroup(origin, *user, frame.get_group());
       return;
     case v1::ClientFrame::kSync:
-      HandleSync(session_id, *user, frame.sync());
+      HandleSync(origin, *user, frame.sync());
       return;
     case v1::ClientFrame::kRead:
-      HandleRead(session_id, *user, frame.read());
+      HandleRead(origin, *user, frame.read());
       return;
     case v1::ClientFrame::kTyping:
-      HandleTyping(session_id, *user, frame.typing());
+      HandleTyping(origin, *user, frame.typing());
       return;
     case v1::ClientFrame::kListConversations:
-      HandleListConversations(session_id, *user, frame.list_conversations());
+      HandleListConversations(origin, *user, frame.list_conversations());
       return;
     case v1::ClientFrame::kHistory:
-      HandleHistory(session_id, *user, frame.history());
+      HandleHistory(origin, *user, frame.history());
       return;
     case v1::ClientFrame::kBlock:
-      HandleBlock(session_id, *user, frame.block());
+      HandleBlock(origin, *user, frame.block());
       return;
     case v1::ClientFrame::kListBlocked:
-      HandleListBlocked(session_id, *user);
+      HandleListBlocked(origin, *user);
       return;
     case v1::ClientFrame::kPing: {
       v1::ServerFrame pong;
       pong.mutable_pong()->set_nonce(frame.ping().nonce());
-      router_->SendToSession(session_id, std::move(pong));
+      Reply(origin, std::move(pong));
       return;
     }
     case v1::ClientFrame::kHello:
-      SendError(session_id, v1::ERROR_CODE_INVALID_FRAME,
+      SendError(origin, v1::ERROR_CODE_INVALID_FRAME,
                 "the session is already authenticated; hello is only the "
                 "first frame");
       return;
     case v1::ClientFrame::FRAME_NOT_SET:
       break;
   }
-  SendError(session_id, v1::ERROR_CODE_INVALID_FRAME,
+  SendError(origin, v1::ERROR_CODE_INVALID_FRAME,
             "the frame names no known kind");
 }
 
@@ -884,8 +890,7 @@ absl::StatusOr<AppendRequest> Messaging::PrepareGroupChange(
   return request;
 }
 
-void Messaging::HandleGetGroup(const std::string& session_id,
-                               const std::string& user,
+void Messaging::HandleGetGroup(const Origin& origin, const std::string& user,
                                const v1::GetGroup& get) {
   absl::Status valid = ValidateId("getGroup.group", get.group());
   absl::StatusOr<GroupRecord> group =
@@ -896,13 +901,12 @@ void Messaging::HandleGetGroup(const std::string& session_id,
         "user \"", user, "\" is not a member of group \"", get.group(), "\""));
   }
   if (!group.ok()) {
-    SendError(session_id, ErrorCodeFor(group.status()),
-              group.status().message());
+    SendError(origin, ErrorCodeFor(group.status()), group.status().message());
     return;
   }
   v1::ServerFrame frame;
   *frame.mutable_group() = ToGroupInfo(*group);
-  router_->SendToSession(session_id, std::move(frame));
+  Reply(origin, std::move(frame));
 }
 
 void Messaging::ChangeGroupAsOperator(
@@ -948,35 +952,36 @@ v1::Ack Messaging::Deliver(const AppendResult& result,
   return ToAck(result);
 }
 
-void Messaging::HandleSend(const std::string& session_id,
-                           const std::string& user, const v1::Send& send) {
-  AppendAndAck(session_id, PrepareSend(user, send), send.client_msg_id());
+void Messaging::HandleSend(const Origin& origin, const std::string& user,
+                           const v1::Send& send) {
+  AppendAndAck(origin, PrepareSend(user, send), send.client_msg_id());
 }
 
-void Messaging::AppendAndAck(const std::string& session_id,
+void Messaging::AppendAndAck(const Origin& origin,
                              absl::StatusOr<AppendRequest> request,
                              const std::string& client_msg_id) {
   if (!request.ok()) {
-    SendError(session_id, ErrorCodeFor(request.status()),
+    SendError(origin, ErrorCodeFor(request.status()),
               request.status().message(), client_msg_id);
     return;
   }
   metrics_->sends.Increment();
   const absl::Time start = absl::Now();
-  store_->Append(*std::move(request), [this, session_id, start, client_msg_id](
+  store_->Append(*std::move(request), [this, origin, start, client_msg_id](
                                           absl::StatusOr<AppendResult> result) {
     metrics_->append_seconds.Observe(
         absl::ToDoubleSeconds(absl::Now() - start));
     if (!result.ok()) {
-      SendError(session_id, ErrorCodeFor(result.status()),
+      SendError(origin, ErrorCodeFor(result.status()),
                 result.status().message(), client_msg_id);
       return;
     }
-    v1::Ack ack = Deliver(*result, session_id);
+    v1::Ack ack = Deliver(*result, origin.session_id);
     const uint64_t inbox_seq = ack.inbox_seq();
     v1::ServerFrame frame;
     *frame.mutable_ack() = std::move(ack);
-    router_->SendToSession(session_id, std::move(frame), inbox_seq);
+    frame.set_request_id(origin.request_id);
+    router_->SendToSession(origin.session_id, std::move(frame), inbox_seq);
   });
 }
 
@@ -1028,8 +1033,8 @@ void Messaging::DeleteAsOperator(
   });
 }
 
-void Messaging::HandleSync(const std::string& session_id,
-                           const std::string& user, const v1::Sync& sync) {
+void Messaging::HandleSync(const Origin& origin, const std::string& user,
+                           const v1::Sync& sync) {
   metrics_->sync_calls.Increment();
   uint32_t limit =
       sync.limit() == 0 ? options_.default_page_size : sync.limit();
@@ -1042,7 +1047,7 @@ void Messaging::HandleSync(const std::string& session_id,
                 : head.status();
   metrics_->read_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
   if (!page.ok()) {
-    SendError(session_id, ErrorCodeFor(page.status()),
+    SendError(origin, ErrorCodeFor(page.status()),
               absl::StrCat("sync failed: ", page.status().message()));
     return;
   }
@@ -1054,19 +1059,18 @@ void Messaging::HandleSync(const std::string& session_id,
   for (const InboxMessage& m : *page) {
     *synced->add_messages() = ToMessage(m.message, m.inbox_seq);
   }
-  router_->SendToSession(session_id, std::move(frame));
+  Reply(origin, std::move(frame));
 }
 
-void Messaging::HandleRead(const std::string& session_id,
-                           const std::string& user, const v1::Read& read) {
+void Messaging::HandleRead(const Origin& origin, const std::string& user,
+                           const v1::Read& read) {
   absl::StatusOr<ConversationRef> ref = ParseConversation(read.conversation());
   if (!ref.ok()) {
-    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
-              ref.status().message());
+    SendError(origin, v1::ERROR_CODE_INVALID_ARGUMENT, ref.status().message());
     return;
   }
   if (read.seq() == 0) {
-    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
+    SendError(origin, v1::ERROR_CODE_INVALID_ARGUMENT,
               "read seq must be at least 1");
     return;
   }
@@ -1076,7 +1080,7 @@ void Messaging::HandleRead(const std::string& session_id,
   } else if (ref->user_a == user || ref->user_b == user) {
     to.set_user(ref->user_a == user ? ref->user_b : ref->user_a);
   } else {
-    SendError(session_id, v1::ERROR_CODE_PERMISSION_DENIED,
+    SendError(origin, v1::ERROR_CODE_PERMISSION_DENIED,
               absl::StrCat("user \"", user, "\" is not in conversation \"",
                            read.conversation(), "\""));
     return;
@@ -1086,11 +1090,11 @@ void Messaging::HandleRead(const std::string& session_id,
       audience.ok() ? store_->ConversationHead(read.conversation())
                     : audience.status();
   if (!head.ok()) {
-    SendError(session_id, ErrorCodeFor(head.status()), head.status().message());
+    SendError(origin, ErrorCodeFor(head.status()), head.status().message());
     return;
   }
   if (read.seq() > *head) {
-    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
+    SendError(origin, v1::ERROR_CODE_INVALID_ARGUMENT,
               absl::StrCat("read seq ", read.seq(), " is beyond the last seq ",
                            *head, " of \"", read.conversation(), "\""));
     return;
@@ -1099,17 +1103,16 @@ void Messaging::HandleRead(const std::string& session_id,
   absl::StatusOr<uint64_t> unread =
       store_->CountUnread(user, read.conversation(), read.seq());
   if (!unread.ok()) {
-    SendError(session_id, ErrorCodeFor(unread.status()),
-              unread.status().message());
+    SendError(origin, ErrorCodeFor(unread.status()), unread.status().message());
     return;
   }
   store_->AdvanceReadCursor(
       user, read.conversation(), read.seq(),
-      [this, session_id, user, conversation = read.conversation(),
-       seq = read.seq(), unread = *unread,
+      [this, origin, user, conversation = read.conversation(), seq = read.seq(),
+       unread = *unread,
        others = std::move(audience->others)](absl::StatusOr<bool> advanced) {
         if (!advanced.ok()) {
-          SendError(session_id, ErrorCodeFor(advanced.status()),
+          SendError(origin, ErrorCodeFor(advanced.status()),
                     advanced.status().message());
           return;
         }
@@ -1122,11 +1125,11 @@ void Messaging::HandleRead(const std::string& session_id,
         router_->SendToUsers(others, frame);
         // The reader's other devices learn the read and the count it leaves.
         frame.mutable_receipt()->set_unread(unread);
-        router_->SendToUser(user, frame, session_id);
+        router_->SendToUser(user, frame, origin.session_id);
       });
 }
 
-void Messaging::HandleListConversations(const std::string& session_id,
+void Messaging::HandleListConversations(const Origin& origin,
                                         const std::string& user,
                                         const v1::ListConversations& list) {
   uint32_t limit =
@@ -1138,7 +1141,7 @@ void Messaging::HandleListConversations(const std::string& session_id,
   metrics_->read_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
   if (!page.ok()) {
     SendError(
-        session_id, ErrorCodeFor(page.status()),
+        origin, ErrorCodeFor(page.status()),
         absl::StrCat("list_conversations failed: ", page.status().message()));
     return;
   }
@@ -1148,22 +1151,21 @@ void Messaging::HandleListConversations(const std::string& session_id,
     *out->add_conversations() = ToConversationSummary(s);
   }
   out->set_next_page_token(page->next_page_token);
-  router_->SendToSession(session_id, std::move(frame));
+  Reply(origin, std::move(frame));
 }
 
-void Messaging::HandleHistory(const std::string& session_id,
-                              const std::string& user,
+void Messaging::HandleHistory(const Origin& origin, const std::string& user,
                               const v1::History& history) {
   const std::string& conversation = history.conversation();
   absl::StatusOr<ConversationRef> ref = ParseConversation(conversation);
   if (!ref.ok()) {
-    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
+    SendError(origin, v1::ERROR_CODE_INVALID_ARGUMENT,
               absl::StrCat("history: ", ref.status().message()));
     return;
   }
   absl::Status allowed = MayReadHistory(*store_, user, conversation, *ref);
   if (!allowed.ok()) {
-    SendError(session_id, ErrorCodeFor(allowed), allowed.message());
+    SendError(origin, ErrorCodeFor(allowed), allowed.message());
     return;
   }
   uint32_t limit =
@@ -1174,7 +1176,7 @@ void Messaging::HandleHistory(const std::string& session_id,
       conversation, history.before_seq(), static_cast<int>(limit));
   metrics_->read_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
   if (!page.ok()) {
-    SendError(session_id, ErrorCodeFor(page.status()),
+    SendError(origin, ErrorCodeFor(page.status()),
               absl::StrCat("history of \"", conversation,
                            "\" failed: ", page.status().message()));
     return;
@@ -1186,15 +1188,14 @@ void Messaging::HandleHistory(const std::string& session_id,
     *out->add_messages() = ToMessage(m, /*inbox_seq=*/0);
   }
   out->set_more(page->more);
-  router_->SendToSession(session_id, std::move(frame));
+  Reply(origin, std::move(frame));
 }
 
-void Messaging::HandleTyping(const std::string& session_id,
-                             const std::string& user,
+void Messaging::HandleTyping(const Origin& origin, const std::string& user,
                              const v1::Typing& typing) {
   absl::StatusOr<Audience> audience = AudienceOf(*store_, user, typing.to());
   if (!audience.ok()) {
-    SendError(session_id, ErrorCodeFor(audience.status()),
+    SendError(origin, ErrorCodeFor(audience.status()),
               audience.status().message());
     return;
   }
@@ -1202,7 +1203,7 @@ void Messaging::HandleTyping(const std::string& session_id,
     absl::StatusOr<bool> blocked =
         store_->BlockedEitherWay(user, typing.to().user());
     if (!blocked.ok()) {
-      SendError(session_id, ErrorCodeFor(blocked.status()),
+      SendError(origin, ErrorCodeFor(blocked.status()),
                 blocked.status().message());
       return;
     }
@@ -1217,15 +1218,15 @@ void Messaging::HandleTyping(const std::string& session_id,
   router_->SendToUsers(audience->others, frame);
 }
 
-void Messaging::HandleBlock(const std::string& session_id,
-                            const std::string& user, const v1::Block& block) {
+void Messaging::HandleBlock(const Origin& origin, const std::string& user,
+                            const v1::Block& block) {
   const std::string& other = block.user();
   if (absl::Status valid = ValidateId("block user id", other); !valid.ok()) {
-    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT, valid.message());
+    SendError(origin, v1::ERROR_CODE_INVALID_ARGUMENT, valid.message());
     return;
   }
   if (other == user) {
-    SendError(session_id, v1::ERROR_CODE_INVALID_ARGUMENT,
+    SendError(origin, v1::ERROR_CODE_INVALID_ARGUMENT,
               "a user cannot block themselves");
     return;
   }
@@ -1242,18 +1243,21 @@ void Messaging::HandleBlock(const std::string& session_id,
   absl::StatusOr<std::vector<std::string>> list =
       changed.ok() ? store_->ListBlocked(user) : changed.status();
   if (!list.ok()) {
-    SendError(session_id, ErrorCodeFor(list.status()), list.status().message());
+    SendError(origin, ErrorCodeFor(list.status()), list.status().message());
     return;
   }
   v1::ServerFrame frame = BlockListFrame(*std::move(list));
   if (!*changed) {
-    router_->SendToSession(session_id, std::move(frame));
+    Reply(origin, std::move(frame));
     return;
   }
   LogDebug(
       "user.block",
       {{"user", user}, {"other", other}, {"blocked", block.blocked() ? 1 : 0}});
-  router_->SendToUser(user, frame);
+  // The other sessions of the user get the list as news; this one as the
+  // answer to its request.
+  router_->SendToUser(user, frame, origin.session_id);
+  Reply(origin, std::move(frame));
   if (block.blocked()) {
     if (were_contacts) ShowPresenceBetween(user, other, false);
     return;
@@ -1277,15 +1281,15 @@ void Messaging::ShowPresenceBetween(const std::string& a, const std::string& b,
   }
 }
 
-void Messaging::HandleListBlocked(const std::string& session_id,
+void Messaging::HandleListBlocked(const Origin& origin,
                                   const std::string& user) {
   absl::StatusOr<std::vector<std::string>> list = store_->ListBlocked(user);
   if (!list.ok()) {
-    SendError(session_id, ErrorCodeFor(list.status()), list.status().message());
+    SendError(origin, ErrorCodeFor(list.status()), list.status().message());
     return;
   }
   v1::ServerFrame frame = BlockListFrame(*std::move(list));
-  router_->SendToSession(session_id, std::move(frame));
+  Reply(origin, std::move(frame));
 }
 
 void Messaging::CountStored(int64_t n) {

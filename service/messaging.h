@@ -129,6 +129,13 @@ struct MessagingOptions {
   size_t max_blocked_users = 10000;
 };
 
+// Where a client request came from: its session, and the request_id
+// (client.proto) that every frame answering it carries back.
+struct Origin {
+  std::string session_id;
+  std::string request_id;
+};
+
 class Messaging final {
  public:
   using Clock = std::function<absl::Time()>;
@@ -202,28 +209,25 @@ class Messaging final {
   double MessagesPerSecond();
 
  private:
-  void HandleSend(const std::string& session_id, const std::string& user,
+  void HandleSend(const Origin& origin, const std::string& user,
                   const v1::Send& send);
   // Appends a validated request (or sends its error) and answers the
   // session with the Ack.
-  void AppendAndAck(const std::string& session_id,
-                    absl::StatusOr<AppendRequest> request,
+  void AppendAndAck(const Origin& origin, absl::StatusOr<AppendRequest> request,
                     const std::string& client_msg_id);
-  void HandleSync(const std::string& session_id, const std::string& user,
+  void HandleSync(const Origin& origin, const std::string& user,
                   const v1::Sync& sync);
-  void HandleRead(const std::string& session_id, const std::string& user,
+  void HandleRead(const Origin& origin, const std::string& user,
                   const v1::Read& read);
-  void HandleTyping(const std::string& session_id, const std::string& user,
+  void HandleTyping(const Origin& origin, const std::string& user,
                     const v1::Typing& typing);
-  void HandleListConversations(const std::string& session_id,
-                               const std::string& user,
+  void HandleListConversations(const Origin& origin, const std::string& user,
                                const v1::ListConversations& list);
-  void HandleHistory(const std::string& session_id, const std::string& user,
+  void HandleHistory(const Origin& origin, const std::string& user,
                      const v1::History& history);
-  void HandleBlock(const std::string& session_id, const std::string& user,
+  void HandleBlock(const Origin& origin, const std::string& user,
                    const v1::Block& block);
-  void HandleListBlocked(const std::string& session_id,
-                         const std::string& user);
+  void HandleListBlocked(const Origin& origin, const std::string& user);
   // Tells each of two users whether the other, when online, is online: after
   // a block (false) or an unblock (true) between them.
   void ShowPresenceBetween(const std::string& a, const std::string& b,
@@ -246,7 +250,7 @@ class Messaging final {
       const std::string& sender, const std::string& client_msg_id,
       const std::string& group, GroupEvent change, const std::string& title);
   // Answers GetGroup with the group, to members only.
-  void HandleGetGroup(const std::string& session_id, const std::string& user,
+  void HandleGetGroup(const Origin& origin, const std::string& user,
                       const v1::GetGroup& get);
   // After a durable append: delivers to every recipient's sessions except
   // `origin_session` (which gets the Ack instead) and returns the Ack.
@@ -263,7 +267,9 @@ class Messaging final {
   void Reject(LinkStream* stream, const std::string& session_id,
               v1::RejectReason reason, absl::string_view message,
               bool registered);
-  void SendError(const std::string& session_id, v1::ErrorCode code,
+  // Answers the request `to` came with: `frame` carries its request_id.
+  void Reply(const Origin& to, v1::ServerFrame frame);
+  void SendError(const Origin& to, v1::ErrorCode code,
                  absl::string_view message,
                  absl::string_view client_msg_id = "");
   void CountStored(int64_t n);

@@ -1680,6 +1680,49 @@ TEST_P(MessagingTest, PingIsAnsweredAndHelloIsAnInvalidFrame) {
   EXPECT_EQ(frames[2].error().code(), v1::ERROR_CODE_INVALID_FRAME);
 }
 
+TEST_P(MessagingTest, EveryAnswerCarriesItsRequestsRequestId) {
+  Open("a1", "alice");
+  Open("b1", "bob");
+  auto with_id = [](v1::ClientFrame frame, const std::string& id) {
+    frame.set_request_id(id);
+    return frame;
+  };
+  v1::ClientFrame ping;
+  ping.mutable_ping()->set_nonce("n1");
+  Frame("a1", with_id(ping, "r-ping"));
+  v1::ClientFrame list;
+  list.mutable_list_blocked();
+  Frame("a1", with_id(list, "r-list"));
+  v1::ClientFrame history;
+  history.mutable_history()->set_conversation("d:bob:carol");
+  Frame("a1", with_id(history, "r-history"));
+  v1::ClientFrame send;
+  send.mutable_send()->set_client_msg_id("c1");
+  send.mutable_send()->mutable_to()->set_user("bob");
+  send.mutable_send()->set_text("hi");
+  Frame("a1", with_id(send, "r-send"));
+  send.mutable_send()->mutable_to()->set_user("nobody");
+  send.mutable_send()->set_client_msg_id("c2");
+  Frame("a1", with_id(send, "r-refused"));
+  std::vector<v1::ServerFrame> frames = FramesFor("a1");
+  ASSERT_EQ(frames.size(), 5u);
+  EXPECT_EQ(frames[0].pong().nonce(), "n1");
+  EXPECT_EQ(frames[0].request_id(), "r-ping");
+  EXPECT_TRUE(frames[1].has_blocked());
+  EXPECT_EQ(frames[1].request_id(), "r-list");
+  EXPECT_EQ(frames[2].error().code(), v1::ERROR_CODE_PERMISSION_DENIED);
+  EXPECT_EQ(frames[2].request_id(), "r-history");
+  std::map<std::string, v1::ServerFrame> by_id;
+  for (int i = 3; i < 5; ++i) by_id[frames[i].request_id()] = frames[i];
+  EXPECT_EQ(by_id["r-send"].ack().client_msg_id(), "c1");
+  EXPECT_EQ(by_id["r-refused"].error().code(), v1::ERROR_CODE_NOT_FOUND);
+  // What answers no request of bob's carries no request_id.
+  std::vector<v1::ServerFrame> bob = FramesFor("b1");
+  auto messages = Only(bob, v1::ServerFrame::kMessage);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].request_id(), "");
+}
+
 TEST_P(MessagingTest, SendAsDeliversLikeAClientSend) {
   Open("b1", "bob");
   Open("a1", "alice");

@@ -801,7 +801,8 @@ export class ParleyClient {
     /** @private */ this.pingNonce = 0;
     /** @private */ this.pongWaiters = new Map();
     /** @private History waiting for the first welcome (it starts there). */ this.historyWaiters = [];
-    /** @private Requests answered by a frame without an id, one in flight at a time. */ this.queries = [];
+    /** @private Requests answered by a frame of their kind, one in flight at a time (errors name their requestId). */ this.queries = [];
+    /** @private Numbers the queries' requestIds. */ this.requestCount = 0;
     /** @private Edits, deletes and group changes not acked yet, by clientMsgId. */ this.changes = new Map();
 
     const sub = tokenSubject(o.token || '');
@@ -1422,7 +1423,7 @@ export class ParleyClient {
     else if (frame.message) this.onMessage(normalizeMessage(frame.message));
     else if (frame.ack) this.onAck(normalizeAck(frame.ack));
     else if (frame.synced) this.onSynced(frame.synced);
-    else if (frame.error) this.onError(frame.error);
+    else if (frame.error) this.onError(frame.error, frame.requestId);
     else if (frame.pong) this.onPong(frame.pong);
     else if (frame.conversations) this.answerQuery('conversations', frame.conversations);
     else if (frame.history) this.answerQuery('history', frame.history);
@@ -1701,7 +1702,7 @@ export class ParleyClient {
   }
 
   /** @private */
-  onError(e) {
+  onError(e, requestId = '') {
     const code = e.code || 'ERROR_CODE_UNSPECIFIED';
     const message = e.message || '';
     const id = e.clientMsgId || '';
@@ -1709,7 +1710,7 @@ export class ParleyClient {
       this.changeRefused(this.changes.get(id), code, message);
       return;
     }
-    if (!id && this.queryRefused(code, message)) return;
+    if (!id && this.queryRefused(code, message, requestId)) return;
     if (!id || !this.outbox.has(id)) {
       this.emit('error', { code, message });
       return;
@@ -1746,14 +1747,16 @@ export class ParleyClient {
   }
 
   /**
-   * @private Sends `frame` (one in flight at a time, like sync: the answers
-   * carry no request id) and resolves with the body of the `answer` frame
+   * @private Sends `frame` with a requestId (one in flight at a time, like
+   * sync) and resolves with the body of the `answer` frame
    * that `matches`. Re-sent after a reconnect; an unanswered one drops the
    * socket.
    */
   query(frame, answer, matches = () => true) {
     return new Promise((resolve, reject) => {
-      this.queries.push({ frame, answer, matches, resolve, reject, sent: false, attempts: 0 });
+      const requestId = `q${++this.requestCount}`;
+      frame = { ...frame, requestId };
+      this.queries.push({ frame, requestId, answer, matches, resolve, reject, sent: false, attempts: 0 });
       this.pumpQueries();
     });
   }
@@ -1780,13 +1783,15 @@ export class ParleyClient {
   }
 
   /**
-   * @private An error frame without a clientMsgId while a query is in
-   * flight refuses that query: retried later if retryable, else rejected.
+   * @private An error frame naming the requestId of the query in flight (or
+   * naming none, from a service older than request ids) refuses that query:
+   * retried later if retryable, else rejected.
    * @returns {boolean} Whether a query took it.
    */
-  queryRefused(code, message) {
+  queryRefused(code, message, requestId) {
     const head = this.queries[0];
     if (!head || !head.sent || head.timer === undefined) return false;
+    if (requestId && requestId !== head.requestId) return false;
     this.timers.clear(head.timer);
     if (RETRYABLE_ERRORS.includes(code)) {
       const gen = this.generation;

@@ -831,17 +831,17 @@ describe('ParleyClient: conversation list, history, edit and delete, blocking', 
     welcome(ws, 0);
     ws.takeSent();
     const blocked = client.block('bob');
-    assert.deepEqual(ws.takeSent(), [{ block: { user: 'bob', blocked: true } }]);
+    assert.deepEqual(ws.takeSent(), [{ block: { user: 'bob', blocked: true }, requestId: 'q1' }]);
     ws.deliver({ blocked: { users: ['bob'] } });
     assert.deepEqual(await blocked, ['bob']);
     // A change from another device of alice's.
     ws.deliver({ blocked: { users: ['bob', 'carol'] } });
     const unblocked = client.block('bob', false);
-    assert.deepEqual(ws.takeSent(), [{ block: { user: 'bob', blocked: false } }]);
+    assert.deepEqual(ws.takeSent(), [{ block: { user: 'bob', blocked: false }, requestId: 'q2' }]);
     ws.deliver({ blocked: {} });
     assert.deepEqual(await unblocked, []);
     const list = client.listBlocked();
-    assert.deepEqual(ws.takeSent(), [{ listBlocked: {} }]);
+    assert.deepEqual(ws.takeSent(), [{ listBlocked: {}, requestId: 'q3' }]);
     ws.deliver({ blocked: { users: ['carol'] } });
     assert.deepEqual(await list, ['carol']);
     assert.deepEqual(seen.blocked.map((b) => b.users), [['bob'], ['bob', 'carol'], [], ['carol']]);
@@ -856,6 +856,21 @@ describe('ParleyClient: conversation list, history, edit and delete, blocking', 
     ws.deliver({ receipt: { conversation: 'd:alice:bob', user: 'alice', seq: '6' } });
     ws.deliver({ receipt: { conversation: 'd:alice:bob', user: 'bob', seq: '6' } });
     assert.deepEqual(seen.receipt.map((r) => [r.user, r.seq, r.unread]), [['alice', 4, 2], ['alice', 6, 0], ['bob', 6, null]]);
+  });
+
+  it('takes only the error that names its requestId as its refusal', async () => {
+    const { client, seen } = setup();
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    ws.takeSent();
+    const history = client.history('g:team');
+    const [sent] = ws.takeSent();
+    assert.equal(sent.requestId, 'q1');
+    // Another request's error (a read's, say) is not this query's refusal.
+    ws.deliver({ error: { code: 'ERROR_CODE_NOT_FOUND', message: 'other' }, requestId: 'x9' });
+    assert.deepEqual(seen.error.map((e) => e.message), ['other']);
+    ws.deliver({ error: { code: 'ERROR_CODE_PERMISSION_DENIED', message: 'not a member' }, requestId: 'q1' });
+    await assert.rejects(history, (e) => e.code === 'ERROR_CODE_PERMISSION_DENIED');
   });
 
   it('rejects requests still waiting when the client stops', async () => {

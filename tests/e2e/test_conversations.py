@@ -144,3 +144,29 @@ def test_unread_counts_agree_on_every_device_and_history_pages(stack):
     assert [c.id for c in listed.conversations] == ["d:alice:bob", "g:team"]
     assert listed.conversations[0].unread == 0
     assert listed.conversations[0].read_seq == 3
+
+
+def test_answers_and_refusals_carry_the_request_id(stack):
+    """Several requests in flight at once: each answer, and each refusal by
+    the service or the gateway, names the requestId it answers."""
+    for user in ("alice", "bob"):
+        stack.user(user)
+    stack.admin.call("CreateGroup", id="team", display_name="Team",
+                     members=["bob"])
+
+    async def scenario():
+        a = await Client(stack.gateway.address, stack.token("alice"),
+                         name="alice").connect()
+        await a.send({"listConversations": {}, "requestId": "r-list"})
+        await a.send({"history": {"conversation": "g:team"},
+                      "requestId": "r-denied"})
+        await a.send({"history": {}, "requestId": "r-invalid"})
+        listed = await next_frame(a, "conversations")
+        assert listed.get("conversations", []) == []
+        await a.wait_for(lambda: len(a.error_frames) == 2, what="2 refusals")
+        by_id = {f["requestId"]: f["error"]["code"] for f in a.error_frames}
+        assert by_id == {"r-denied": "ERROR_CODE_PERMISSION_DENIED",
+                         "r-invalid": "ERROR_CODE_INVALID_ARGUMENT"}
+        await a.close()
+
+    run(scenario())

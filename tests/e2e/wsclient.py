@@ -46,6 +46,8 @@ class Client:
         self.echoes = []            # Own sends that came back as `message`.
         self.acks = {}              # clientMsgId -> ack
         self.errors = []
+        # The whole frames of `errors` (with their requestId).
+        self.error_frames = []
         self.closed = None          # (code, reason) once the socket closed.
         self._reader = None
         self._changed = asyncio.Event()
@@ -105,6 +107,7 @@ class Client:
                 await self._apply_held()
         elif "error" in frame:
             self.errors.append(frame["error"])
+            self.error_frames.append(frame)
         else:
             await self.frames.put(frame)
 
