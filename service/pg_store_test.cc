@@ -571,43 +571,163 @@ TEST_F(PgStoreTest, CommitWhoseAnswerIsLostIsNotAckedAndItsRetryIsADuplicate) {
 
 // A block committing while an append waits for the users' row locks: the
 // append reads the blocks after it holds the locks, so it sees the block.
+// Another writer's transaction (what a replica's batch or SetBlocked does),
+// held open on its own connection until Commit().
+class OpenTransaction {
+ public:
+  OpenTransaction(const std::string& url,
+                  std::initializer_list<const char*> statements)
+      : conn_(PQconnectdb(url.c_str())) {
+    EXPECT_EQ(PQstatus(conn_), CONNECTION_OK);
+    Run("BEGIN");
+    for (const char* sql : statements) Run(sql);
+  }
+  ~OpenTransaction() { PQfinish(conn_); }
+  void Commit() { Run("COMMIT"); }
+
+ private:
+  void Run(const char* sql) {
+    PGresult* r = PQexec(conn_, sql);
+    EXPECT_NE(PQresultStatus(r), PGRES_FATAL_ERROR) << PQerrorMessage(conn_);
+    PQclear(r);
+  }
+  PGconn* conn_;
+};
+
+// An append in flight, its result once done.
+struct PendingAppend {
+  PendingAppend(Store& store, AppendRequest r) {
+    store.Append(std::move(r), [this](absl::StatusOr<AppendResult> out) {
+      result = std::move(out);
+      done.Notify();
+    });
+  }
+  absl::StatusOr<AppendResult> result;
+  absl::Notification done;
+};
+
+// Waits until one backend waits for a row lock (an event PostgreSQL shows,
+// polled); fails if `pending` finished first.
+void AwaitLockWait(const std::string& url, const PendingAppend& pending) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (Sql(url,
+             "SELECT count(*) FROM pg_stat_activity WHERE "
+             "wait_event_type = 'Lock'") != "1") {
+    ASSERT_LT(absl::Now(), deadline) << "the append never waited";
+    ASSERT_FALSE(pending.done.HasBeenNotified()) << pending.result.status();
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
 TEST_F(PgStoreTest, AppendWaitingOnABlocksLocksSeesTheBlock) {
   ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
   std::unique_ptr<PgStore> store = Open();
   ASSERT_NE(store, nullptr);
   // What SetBlocked does, held open.
-  PGconn* blocker = PQconnectdb(url_.c_str());
-  ASSERT_EQ(PQstatus(blocker), CONNECTION_OK);
-  for (const char* sql :
-       {"BEGIN",
-        "SELECT id FROM users WHERE id = 'u0' OR id = 'u1' ORDER BY id FOR "
-        "UPDATE",
-        "INSERT INTO blocks(user_id, blocked) VALUES ('u1', 'u0')"}) {
-    PGresult* r = PQexec(blocker, sql);
-    EXPECT_NE(PQresultStatus(r), PGRES_FATAL_ERROR) << PQerrorMessage(blocker);
-    PQclear(r);
-  }
-  absl::StatusOr<AppendResult> result;
-  absl::Notification done;
-  store->Append(Direct("u0", "u1", "k"), [&](absl::StatusOr<AppendResult> r) {
-    result = std::move(r);
-    done.Notify();
-  });
-  // Wait until the writer is blocked on the row locks (an event PostgreSQL
-  // shows, polled).
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (Sql(url_,
-             "SELECT count(*) FROM pg_stat_activity WHERE "
-             "wait_event_type = 'Lock'") != "1") {
-    ASSERT_LT(absl::Now(), deadline) << "the append never waited";
-    ASSERT_FALSE(done.HasBeenNotified()) << result.status();
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  PQclear(PQexec(blocker, "COMMIT"));
-  PQfinish(blocker);
-  done.WaitForNotification();
-  EXPECT_TRUE(IsBlockedError(result.status())) << result.status();
+  OpenTransaction blocker(
+      url_, {"SELECT id FROM users WHERE id = 'u0' OR id = 'u1' ORDER BY id "
+             "FOR UPDATE",
+             "INSERT INTO blocks(user_id, blocked) VALUES ('u1', 'u0')"});
+  PendingAppend append(*store, Direct("u0", "u1", "k"));
+  ASSERT_NO_FATAL_FAILURE(AwaitLockWait(url_, append));
+  blocker.Commit();
+  append.done.WaitForNotification();
+  EXPECT_TRUE(IsBlockedError(append.result.status())) << append.result.status();
   EXPECT_EQ(*store->ConversationHead("d:u0:u1"), 0u);
+}
+
+// The batch reads what its rules need before it locks the counters, so it
+// waits for another replica's batch on the same counters only for its last
+// round trip; the numbers it then takes start from the heads that batch
+// left, not from those it read.
+TEST_F(PgStoreTest,
+       AppendReadsBeforeWaitingForCountersAndNumbersFromTheirHeads) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(AppendSync(*store, Direct("u0", "u1", "first")).ok());
+  // The append runs on a second replica: its connection's first nextval()
+  // moves the id sequence (a connection takes ids in chunks).
+  std::unique_ptr<PgStore> replica = Open();
+  ASSERT_NE(replica, nullptr);
+  const std::string ids_before =
+      Sql(url_, "SELECT last_value FROM messages_id_seq");
+  // Another replica's batch: three more messages of the conversation, into
+  // both inboxes (only the counters: the rows do not matter here).
+  OpenTransaction other(
+      url_,
+      {"SELECT id FROM conversations WHERE id = 'd:u0:u1' FOR UPDATE",
+       "SELECT id FROM users WHERE id = 'u0' OR id = 'u1' ORDER BY id FOR "
+       "UPDATE",
+       "UPDATE conversations SET last_seq = last_seq + 3 WHERE id = 'd:u0:u1'",
+       "UPDATE users SET inbox_head = inbox_head + 3 WHERE id IN ('u0', "
+       "'u1')"});
+  PendingAppend append(*replica, Direct("u1", "u0", "second"));
+  ASSERT_NO_FATAL_FAILURE(AwaitLockWait(url_, append));
+  // Round trip 1 ran (its message id is allocated) while the counters were
+  // locked.
+  EXPECT_NE(Sql(url_, "SELECT last_value FROM messages_id_seq"), ids_before);
+  other.Commit();
+  append.done.WaitForNotification();
+  ASSERT_TRUE(append.result.ok()) << append.result.status();
+  EXPECT_EQ(append.result->message.seq, 5u);
+  EXPECT_EQ(append.result->sender_inbox_seq, 5u);
+  ASSERT_EQ(append.result->recipients.size(), 2u);
+  for (const InboxEntry& e : append.result->recipients) {
+    EXPECT_EQ(e.inbox_seq, 5u) << e.user;
+  }
+  auto history = store->ReadHistory("d:u0:u1", 0, 10);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->messages.size(), 2u);
+  EXPECT_EQ(history->messages[1].seq, 5u);
+  EXPECT_EQ(*store->ConversationHead("d:u0:u1"), 5u);
+  for (const char* user : {"u0", "u1"}) {
+    EXPECT_EQ(*store->InboxHead(user), 5u) << user;
+    auto inbox = store->ReadInbox(user, 0, 0, 10);
+    ASSERT_TRUE(inbox.ok()) << inbox.status();
+    ASSERT_EQ(inbox->size(), 2u) << user;
+    EXPECT_EQ((*inbox)[1].inbox_seq, 5u) << user;
+  }
+  // A retry of the same send is answered with what was stored.
+  auto again = AppendSync(*store, Direct("u1", "u0", "second"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->message.seq, 5u);
+  EXPECT_EQ(again->sender_inbox_seq, 5u);
+}
+
+// An edit's rules read its target: when another replica appended to the
+// conversation meanwhile (perhaps deleting the target), the batch runs again,
+// reading under the locks, and the edit applies to the target as it is then.
+TEST_F(PgStoreTest, EditWhoseConversationMovedWhileItWaitedRunsAgain) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(AppendSync(*store, Direct("u0", "u1", "first")).ok());
+  // Another replica's delete of the message: a tombstone and a new head.
+  OpenTransaction other(
+      url_,
+      {"SELECT id FROM conversations WHERE id = 'd:u0:u1' FOR UPDATE",
+       "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = 'd:u0:u1'",
+       "UPDATE messages SET text = '', deleted = true WHERE conversation = "
+       "'d:u0:u1' AND seq = 1"});
+  AppendRequest edit = Direct("u0", "u1", "edit");
+  edit.kind = MessageKind::kEdit;
+  edit.target_seq = 1;
+  edit.text = "changed";
+  PendingAppend append(*store, edit);
+  ASSERT_NO_FATAL_FAILURE(AwaitLockWait(url_, append));
+  other.Commit();
+  append.done.WaitForNotification();
+  EXPECT_EQ(append.result.status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << append.result.status();
+  auto history = store->ReadHistory("d:u0:u1", 0, 10);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->messages.size(), 1u);
+  EXPECT_TRUE(history->messages[0].deleted);
+  EXPECT_EQ(history->messages[0].text, "");
+  EXPECT_EQ(*store->ConversationHead("d:u0:u1"), 2u);
 }
 
 TEST_F(PgStoreTest, ReopenKeepsDataAndGeneration) {

@@ -226,7 +226,7 @@ def commit_table(w, work, runs):
     w("")
 
 
-def pg_waits_table(w, work, run_id):
+def pg_waits_table(w, work, run_id, window="1:1 cluster window"):
     """What PostgreSQL's busy backends were doing, sampled in the window."""
     path = os.path.join(work, run_id + ".pgwaits")
     if not os.path.exists(path):
@@ -239,7 +239,7 @@ def pg_waits_table(w, work, run_id):
     total = sum(counts.values())
     if not total:
         return
-    w("### What PostgreSQL's backends were doing (1:1 cluster window)\n")
+    w(f"### What PostgreSQL's backends were doing ({window})\n")
     w("`pg_stat_activity` sampled every ~0.1 s from one extra session: "
       "state and wait event of every backend of the database that was not "
       "idle outside a transaction. `idle in transaction ClientRead` is a "
@@ -257,6 +257,7 @@ def pg_waits_table(w, work, run_id):
 def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
                work):
     cl_pairs1 = load(work, "pairs_max_cluster1")
+    cl_base = load(work, "pairs_max_cluster-baseline")
     w("## Scaled out: 2 gateways x 2 replicas on PostgreSQL\n")
     w("The cluster of docs/scaling.md on this one machine: "
       f"{machine.get('postgres') or 'PostgreSQL'} (`fsync=on`, "
@@ -290,6 +291,8 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
 
     row("1:1 pairs, one box (SQLite)", one_pairs)
     row("1:1 pairs, cluster (PostgreSQL)", cl_pairs)
+    if cl_base:
+        row("1:1 pairs, cluster, baseline binaries", cl_base)
     if cl_pairs1:
         row("1:1 pairs, 2 gateways x 1 replica (PostgreSQL)", cl_pairs1)
     row("fan-out, one box (SQLite)", one_fan)
@@ -304,6 +307,11 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
           f"**{'met' if met else 'NOT met'}**.")
         targets.append(("scaled-out 1:1 persisted+acked throughput vs one "
                         "box (SQLite)", f"{ratio:.2f}x", ">= 1x", met))
+    if cl_base and cl_pairs and cl_base["delivered_per_second"]:
+        ratio = (cl_pairs["delivered_per_second"] /
+                 cl_base["delivered_per_second"])
+        w(f"- 1:1 cluster, these binaries / the baseline binaries "
+          f"(`--baseline`, same run): {ratio:.2f}x.")
     if one_pairs and cl_pairs1 and one_pairs["delivered_per_second"]:
         ratio = (cl_pairs1["delivered_per_second"] /
                  one_pairs["delivered_per_second"])
@@ -322,6 +330,7 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
       "core. A 1:1 message is delivered once, a fan-out message once per "
       "member: the fan-out figures are per delivery.\n")
     runs = [("1:1 one box", one_pairs), ("1:1 cluster", cl_pairs),
+            ("1:1 cluster, baseline", cl_base),
             ("1:1, 1 replica", cl_pairs1), ("fan-out one box", one_fan),
             ("fan-out cluster", cl_fan)]
     runs = [(n, r) for n, r in runs if r]
@@ -350,9 +359,13 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
     w("")
     commit_table(w, work, [("1:1 one box", "pairs_max_parley"),
                            ("1:1 cluster", "pairs_max_cluster"),
+                           ("1:1 cluster, baseline",
+                            "pairs_max_cluster-baseline"),
                            ("1:1, 1 replica", "pairs_max_cluster1"),
                            ("fan-out cluster", "fanout_cluster")])
     pg_waits_table(w, work, "pairs_max_cluster")
+    pg_waits_table(w, work, "pairs_max_cluster-baseline",
+                   "1:1 cluster window, baseline binaries")
 
     if not cl_pairs:
         return
@@ -406,12 +419,11 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
         w(f"- **But today a second replica does not add commit throughput**: "
           f"{locked / len(lines):.0%} of the sampled states of PostgreSQL's "
           "busy backends were row-lock waits (table above): a batch holds "
-          "its recipients' inbox counters (`users.inbox_head`) from its "
-          "first round trip to COMMIT, and when the pairs span replicas the "
-          "replicas' batches share users, so they commit one after the "
-          f"other{other}. Until batches of different replicas stop sharing "
-          "counter rows, the replica figure above is CPU headroom, not "
-          "throughput.")
+          "its conversations' and recipients' counters from its last round "
+          "trip's first statement to COMMIT (its writes and the fsync), and "
+          "when the pairs span replicas the replicas' batches share them, "
+          f"so those parts commit one after the other{other}. While they "
+          "do, the replica figure above is CPU headroom, not throughput.")
     caps = [1e6 / g, 1e6 / rep] + ([1e6 / pg] if pg else [])
     cap = min(caps)
     w(f"- So, counting CPU only, each gateway + replica added with a core "

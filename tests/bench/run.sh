@@ -369,20 +369,28 @@ if want cluster; then
   else
     # pairs_max_cluster1: the same 1:1 run on one replica behind the two
     # gateways, to tell the second replica's cost from PostgreSQL's.
-    for run in pairs_max_cluster fanout_cluster pairs_max_cluster1; do
+    # pairs_max_cluster-baseline: the 2 x 2 run on the --baseline binaries.
+    runs=(pairs_max_cluster)
+    [[ -z $BASELINE ]] || runs+=(pairs_max_cluster-baseline)
+    runs+=(fanout_cluster pairs_max_cluster1)
+    for run in "${runs[@]}"; do
+      bin=$BIN
+      [[ $run != *-baseline ]] || BIN=$BASELINE
       if [[ $run == pairs_max_cluster1 ]]; then start_cluster 1 2
       else start_cluster 2 2; fi
+      BIN=$bin
       CLUSTER=(--target=parley --address="$CLUSTER_GATEWAYS" $(parley_flags)
         --watch="$CLUSTER_WATCH" --watch_tree="$CLUSTER_WATCH_TREE")
       case $run in
-        pairs_max_cluster)
+        pairs_max_cluster | pairs_max_cluster-baseline)
           lg "$run" "${CLUSTER[@]}" --connections=$PAIRS --inflight=$INFLIGHT \
             "${COMMON[@]}" &
           LGPID=$!
           # Past user setup and warm-up (~3 s), for most of the window.
           sample_pg_waits "$PG_URL" 4 6 "$BENCH_WORK/$run.pgwaits" &
           SAMPLER=$!
-          if [[ -n $PROFILE ]] && command -v perf >/dev/null; then
+          if [[ -n $PROFILE && $run == pairs_max_cluster ]] &&
+            command -v perf >/dev/null; then
             profile "$(IFS=,; echo "${CLUSTER_PIDS[*]}")" \
               "$BENCH_WORK/profile_cluster.txt"
           fi

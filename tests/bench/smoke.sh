@@ -229,13 +229,17 @@ case_cluster_report() {
   cp "$BENCH_WORK/parley_fanout.json" "$dir/fanout_parley.json"
   cp "$BENCH_WORK/cluster_pairs.json" "$dir/pairs_max_cluster.json"
   cp "$BENCH_WORK/cluster_fanout.json" "$dir/fanout_cluster.json"
+  # As --baseline gives it: the same shape on other binaries.
+  cp "$BENCH_WORK/cluster_pairs.json" "$dir/pairs_max_cluster-baseline.json"
   printf 'cores=%s\npostgres=%s\n' "$(nproc)" \
     "$("$PG_BIN/postgres" --version)" >"$dir/machine.txt"
   /usr/bin/python3 "$ROOT/tests/bench/report.py" "$dir" /dev/null \
     >"$dir/benchmarks.md" || return 1
   for want in "## Scaled out" "cluster / one box" "| replica |" \
     "| PostgreSQL (postmaster and backends) |" "| nats-server (bus) |" \
-    "Each added gateway" "Each added replica"; do
+    "Each added gateway" "Each added replica" \
+    "| 1:1 pairs, cluster, baseline binaries |" \
+    "these binaries / the baseline binaries"; do
     grep -qF "$want" "$dir/benchmarks.md" ||
       { echo "report lacks \"$want\""; return 1; }
   done
