@@ -913,20 +913,9 @@ void Messaging::ChangeGroupAsOperator(
     const std::string& client_msg_id, const std::string& group,
     GroupEvent change, const std::string& title,
     std::function<void(absl::StatusOr<v1::Ack>)> done) {
-  absl::StatusOr<AppendRequest> request =
-      PrepareGroupChange("", client_msg_id, group, std::move(change), title);
-  if (!request.ok()) {
-    done(request.status());
-    return;
-  }
-  store_->Append(*std::move(request), [this, done = std::move(done)](
-                                          absl::StatusOr<AppendResult> result) {
-    if (!result.ok()) {
-      done(result.status());
-      return;
-    }
-    done(Deliver(*result, ""));
-  });
+  AppendForAdmin(
+      PrepareGroupChange("", client_msg_id, group, std::move(change), title),
+      std::move(done));
 }
 
 v1::Ack Messaging::Deliver(const AppendResult& result,
@@ -992,7 +981,12 @@ void Messaging::SendAs(const std::string& sender, const v1::Send& send,
     done(valid);
     return;
   }
-  absl::StatusOr<AppendRequest> request = PrepareSend(sender, send);
+  AppendForAdmin(PrepareSend(sender, send), std::move(done));
+}
+
+void Messaging::AppendForAdmin(
+    absl::StatusOr<AppendRequest> request,
+    std::function<void(absl::StatusOr<v1::Ack>)> done) {
   if (!request.ok()) {
     done(request.status());
     return;
@@ -1015,22 +1009,11 @@ void Messaging::DeleteAsOperator(
     const std::string& conversation, uint64_t seq,
     std::function<void(absl::StatusOr<v1::Ack>)> done) {
   // One key per message: a retried moderation delete is a duplicate.
-  absl::StatusOr<AppendRequest> request =
+  AppendForAdmin(
       PrepareChange("", MessageKind::kDelete,
                     absl::StrCat("moderation:", conversation, ":", seq),
-                    conversation, seq, "");
-  if (!request.ok()) {
-    done(request.status());
-    return;
-  }
-  store_->Append(*std::move(request), [this, done = std::move(done)](
-                                          absl::StatusOr<AppendResult> result) {
-    if (!result.ok()) {
-      done(result.status());
-      return;
-    }
-    done(Deliver(*result, ""));
-  });
+                    conversation, seq, ""),
+      std::move(done));
 }
 
 void Messaging::HandleSync(const Origin& origin, const std::string& user,

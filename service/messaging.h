@@ -215,6 +215,11 @@ class Messaging final {
   // session with the Ack.
   void AppendAndAck(const Origin& origin, absl::StatusOr<AppendRequest> request,
                     const std::string& client_msg_id);
+  // The admin API's appends (SendAs, DeleteAsOperator,
+  // ChangeGroupAsOperator): appends a prepared request and delivers it,
+  // `done` getting the Ack or the error.
+  void AppendForAdmin(absl::StatusOr<AppendRequest> request,
+                      std::function<void(absl::StatusOr<v1::Ack>)> done);
   void HandleSync(const Origin& origin, const std::string& user,
                   const v1::Sync& sync);
   void HandleRead(const Origin& origin, const std::string& user,

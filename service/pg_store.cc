@@ -124,21 +124,6 @@ CREATE INDEX messages_edits ON messages(conversation, target_seq)
 ALTER TABLE members ADD COLUMN role smallint NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN group_event text;
 )sql",
-    // 6: the writer's check, under its locks, that nothing its rules read
-    // before taking them has changed since (kCheckBatch): false fails the
-    // transaction as a serialization failure, which the writer retries.
-    R"sql(
-CREATE FUNCTION parley_unchanged(ok boolean) RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-  IF NOT ok THEN
-    RAISE EXCEPTION 'what the batch read changed before it took its locks'
-      USING ERRCODE = 'serialization_failure';
-  END IF;
-  RETURN true;
-END
-$$;
-)sql",
 };
 
 // The advisory lock key under which replicas migrate one at a time.
@@ -151,9 +136,7 @@ constexpr const char* kMessageColumns =
 
 // The prepared statements, by index.
 enum Stmt : int {
-  // The writer's batch, round trip 1 (and the locks of round trip 2).
-  kReadConversations,
-  kReadUsers,
+  // The writer's batch, round trip 1.
   kLockConversations,
   kLockUsers,
   kReadGroups,
@@ -162,7 +145,6 @@ enum Stmt : int {
   kReadCursors,
   kAllocateMessageIds,
   // Round trip 2.
-  kCheckBatch,
   kInsertMessages,
   kInsertInbox,
   kInsertSent,
@@ -279,13 +261,6 @@ std::string ReadInboxSql() {
 
 std::string StatementSql(int stmt) {
   switch (static_cast<Stmt>(stmt)) {
-    case kReadConversations:
-      return "SELECT id, last_seq FROM conversations WHERE id = "
-             "ANY($1::text[])";
-    case kReadUsers:
-      return "SELECT id, inbox_head FROM users WHERE id = ANY($1::text[]) "
-             "OR id IN (SELECT user_id FROM members WHERE group_id = "
-             "ANY($2::text[]))";
     case kLockConversations:
       // Inserts the direct conversations met for the first time (only
       // between existing users) and locks every counter row, in id order.
@@ -322,69 +297,27 @@ std::string StatementSql(int stmt) {
     case kAllocateMessageIds:
       return "SELECT nextval('messages_id_seq') FROM generate_series(1, "
              "$1::int)";
-    // Under the batch's locks, what its rules read in round trip 1 is still
-    // so (else parley_unchanged fails the transaction, to run again): the
-    // heads of the conversations whose events read targets or groups
-    // ($1, $2; a missing row is 0), that its users exist ($3), its blocks
-    // ($4 blocker, $5 blocked, $6 whether), its groups' members and roles
-    // ($7, $8, $9; $10 the groups, $11 their member count) and its read
-    // cursors ($12 user, $13 conversation, $14 seq, a missing row 0).
-    case kCheckBatch:
-      return "SELECT parley_unchanged("
-             "NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::int8[]) AS "
-             "k(c, h) WHERE coalesce((SELECT last_seq FROM conversations "
-             "WHERE id = k.c), 0) <> k.h) "
-             "AND (SELECT count(*) FROM users WHERE id = ANY($3::text[])) = "
-             "cardinality($3::text[]) "
-             "AND NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[], "
-             "$6::bool[]) AS k(a, b, x) WHERE EXISTS (SELECT 1 FROM blocks "
-             "WHERE user_id = k.a AND blocked = k.b) <> k.x) "
-             "AND NOT EXISTS (SELECT 1 FROM unnest($7::text[], $8::text[], "
-             "$9::int2[]) AS k(g, u, r) WHERE (SELECT role FROM members "
-             "WHERE group_id = k.g AND user_id = k.u) IS DISTINCT FROM k.r) "
-             "AND (SELECT count(*) FROM members WHERE group_id = "
-             "ANY($10::text[])) = $11::int8 "
-             "AND (SELECT count(*) FROM chat_groups WHERE id = "
-             "ANY($10::text[])) = cardinality($10::text[]) "
-             "AND NOT EXISTS (SELECT 1 FROM unnest($12::text[], $13::text[], "
-             "$14::int8[]) AS k(u, c, s) WHERE coalesce((SELECT seq FROM "
-             "read_cursors WHERE user_id = k.u AND conversation = k.c), 0) "
-             "<> k.s))";
-    // Inserts from arrays without joins (the planner of a prepared
-    // statement guesses 10 rows per unnest() and joins them badly); a
-    // counter is looked up by key. The rules numbered from the heads read in
-    // round trip 1 (`base`); another replica may have advanced a head since,
-    // so each number moves up by what its head has (the rows are locked).
+    // Plain inserts from arrays, without joins: the planner of a prepared
+    // statement guesses 10 rows per unnest() and joins them badly.
     case kInsertMessages:
       return "INSERT INTO messages(id, conversation, seq, sender, to_group, "
              "to_id, text, sent_us, client_msg_id, kind, target_seq, "
-             "group_event) SELECT u.id, u.c, u.s + coalesce((SELECT last_seq "
-             "FROM conversations WHERE id = u.c), 0) - u.base, u.sender, "
-             "u.g, u.to_id, u.t, u.sent, u.k, u.kind, u.target, u.ev FROM "
-             "unnest($1::int8[], $2::text[], $3::int8[], $4::text[], "
-             "$5::bool[], $6::text[], $7::text[], $8::int8[], $9::text[], "
-             "$10::int2[], $11::int8[], $12::text[], $13::int8[]) AS u(id, c, "
-             "s, sender, g, to_id, t, sent, k, kind, target, ev, base)";
+             "group_event) SELECT * FROM unnest($1::int8[], $2::text[], "
+             "$3::int8[], $4::text[], $5::bool[], $6::text[], $7::text[], "
+             "$8::int8[], $9::text[], $10::int2[], $11::int8[], $12::text[])";
     case kInsertInbox:
-      return "INSERT INTO inbox(user_id, inbox_seq, message_id) SELECT u.u, "
-             "u.s + (SELECT inbox_head FROM users WHERE id = u.u) - u.base, "
-             "u.m FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) "
-             "AS u(u, s, m, base)";
-    // An operator's message has no inbox_seq of its sender (0).
+      return "INSERT INTO inbox(user_id, inbox_seq, message_id) SELECT * "
+             "FROM unnest($1::text[], $2::int8[], $3::int8[])";
     case kInsertSent:
       return "INSERT INTO sent(sender, client_msg_id, message_id, inbox_seq) "
-             "SELECT u.s, u.k, u.m, CASE WHEN u.i = 0 THEN 0 ELSE u.i + "
-             "(SELECT inbox_head FROM users WHERE id = u.s) - u.base END FROM "
-             "unnest($1::text[], $2::text[], $3::int8[], $4::int8[], "
-             "$5::int8[]) AS u(s, k, m, i, base)";
+             "SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], "
+             "$4::int8[])";
     case kAdvanceConversations:
-      return "UPDATE conversations SET last_seq = last_seq + u.d FROM "
-             "unnest($1::text[], $2::int8[]) AS u(id, d) WHERE "
-             "conversations.id = u.id";
+      return "UPDATE conversations SET last_seq = u.v FROM unnest($1::text[], "
+             "$2::int8[]) AS u(id, v) WHERE conversations.id = u.id";
     case kAdvanceInboxHeads:
-      return "UPDATE users SET inbox_head = inbox_head + u.d FROM "
-             "unnest($1::text[], $2::int8[]) AS u(id, d) WHERE users.id = "
-             "u.id";
+      return "UPDATE users SET inbox_head = u.v FROM unnest($1::text[], "
+             "$2::int8[]) AS u(id, v) WHERE users.id = u.id";
     case kWriteCursors:
       return "INSERT INTO read_cursors(user_id, conversation, seq) SELECT * "
              "FROM unnest($1::text[], $2::text[], $3::int8[]) ON CONFLICT "
@@ -1174,7 +1107,7 @@ std::vector<absl::Status> PgStore::CommitBatch(std::vector<WriteOp>& batch) {
 absl::Status PgStore::RunBatch(const std::vector<WriteOp*>& ops) {
   for (int attempt = 1;; ++attempt) {
     RETURN_IF_ERROR(EnsureWriter());
-    absl::Status status = TryBatch(ops, /*lock_first=*/attempt > 1);
+    absl::Status status = TryBatch(ops);
     if (writer_conn_->broken()) {
       WriterLost(status);
     } else if (writer_conn_->in_transaction()) {
@@ -1191,8 +1124,7 @@ absl::Status PgStore::RunBatch(const std::vector<WriteOp*>& ops) {
   }
 }
 
-absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
-                               bool lock_first) {
+absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
   Connection& c = *writer_conn_;
   std::vector<const AppendRequest*> appends;
   std::vector<WriteOp*> append_ops;
@@ -1209,9 +1141,6 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
   std::set<std::pair<std::string, uint64_t>> targets;
   // (blocker, blocked) pairs that would refuse a direct append.
   std::set<std::pair<std::string, std::string>> block_keys;
-  // The conversations of edit, delete and group events: their rules read
-  // targets and groups that only appends to the same conversation change.
-  std::set<std::string> strict;
   for (WriteOp* op_ptr : batch) {
     WriteOp& op = *op_ptr;
     if (op.cursor) {
@@ -1228,7 +1157,6 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
     if (r.kind == MessageKind::kEdit || r.kind == MessageKind::kDelete) {
       targets.insert({r.conversation, r.target_seq});
     }
-    if (r.kind != MessageKind::kText) strict.insert(r.conversation);
     users.insert(r.group_event.users.begin(), r.group_event.users.end());
     if (r.to_group) {
       groups.insert(r.to);
@@ -1275,112 +1203,63 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
     target_seqs.push_back(seq);
   }
 
-  // Round trip 1: read what the rules need. Normally without locks, so
-  // that another replica's batch on the same counters commits meanwhile;
-  // after a conflict (lock_first) inside the transaction, locking the
-  // counters in the global order first, as round trip 2 does.
-  const std::string user_list =
-      TextArray(std::vector<std::string>(users.begin(), users.end()));
-  std::vector<Call> reads;
-  if (lock_first) {
-    reads = {Call{-1, {}, "BEGIN"},
-             Call{kLockConversations,
-                  {TextArray(conv_ids), TextArray(conv_a), TextArray(conv_b),
-                   TextArray(conv_g)}},
-             Call{kLockUsers, {user_list, TextArray(group_list)}}};
-  } else {
-    reads = {Call{kReadConversations, {TextArray(conv_ids)}},
-             Call{kReadUsers, {user_list, TextArray(group_list)}}};
-  }
-  const size_t first = reads.size() - 2;
-  reads.insert(
-      reads.end(),
-      {
-          Call{kReadGroups, {TextArray(group_list)}},
-          Call{kReadBlocks, {TextArray(blockers), TextArray(blocked)}},
-          Call{kReadSent, {TextArray(key_senders), TextArray(key_ids)}},
-          Call{kReadCursors,
-               {TextArray(cursor_users), TextArray(cursor_convs)}},
-          // Ids for every append; those a duplicate or a refusal leaves
-          // unused are gaps, as message ids may have.
-          Call{kAllocateMessageIds, {absl::StrCat(appends.size())}},
-      });
+  // Round trip 1: lock the counters in the global order, read the rest.
+  std::vector<Call> reads = {
+      Call{-1, {}, "BEGIN"},
+      Call{kLockConversations,
+           {TextArray(conv_ids), TextArray(conv_a), TextArray(conv_b),
+            TextArray(conv_g)}},
+      Call{kLockUsers,
+           {TextArray(std::vector<std::string>(users.begin(), users.end())),
+            TextArray(group_list)}},
+      Call{kReadGroups, {TextArray(group_list)}},
+      // After the user locks: a SetBlocked that held them has committed.
+      Call{kReadBlocks, {TextArray(blockers), TextArray(blocked)}},
+      Call{kReadSent, {TextArray(key_senders), TextArray(key_ids)}},
+      Call{kReadCursors, {TextArray(cursor_users), TextArray(cursor_convs)}},
+      // Ids for every append; those a duplicate or a refusal leaves
+      // unused are gaps, as message ids may have.
+      Call{kAllocateMessageIds, {absl::StrCat(appends.size())}},
+  };
   // Only a batch with edit or delete events reads their targets.
   if (!targets.empty()) {
     reads.push_back(
         Call{kReadTargets, {TextArray(target_convs), IntArray(target_seqs)}});
   }
-  ASSIGN_OR_RETURN(std::vector<Result> all_reads, c.Pipeline(reads));
-  const Result* read = &all_reads[first];
+  ASSIGN_OR_RETURN(std::vector<Result> read, c.Pipeline(reads));
   AppendSnapshot snapshot;
   if (!targets.empty()) {
-    for (int i = 0; i < read[7].rows(); ++i) {
-      StoredMessage m = ReadMessage(read[7], i, 0);
+    for (int i = 0; i < read[8].rows(); ++i) {
+      StoredMessage m = ReadMessage(read[8], i, 0);
       snapshot.targets[{m.conversation, m.seq}] = std::move(m);
     }
   }
-  for (int i = 0; i < read[0].rows(); ++i) {
-    snapshot.conversation_heads[read[0].Text(i, 0)] = read[0].UInt(i, 1);
-  }
   for (int i = 0; i < read[1].rows(); ++i) {
-    snapshot.users.insert(read[1].Text(i, 0));
-    snapshot.inbox_heads[read[1].Text(i, 0)] = read[1].UInt(i, 1);
+    snapshot.conversation_heads[read[1].Text(i, 0)] = read[1].UInt(i, 1);
   }
   for (int i = 0; i < read[2].rows(); ++i) {
-    MemberRoles& members = snapshot.groups[read[2].Text(i, 0)];
-    if (!read[2].IsNull(i, 1)) {
-      members[read[2].Text(i, 1)] = static_cast<GroupRole>(read[2].Int(i, 2));
-    }
+    snapshot.users.insert(read[2].Text(i, 0));
+    snapshot.inbox_heads[read[2].Text(i, 0)] = read[2].UInt(i, 1);
   }
   for (int i = 0; i < read[3].rows(); ++i) {
-    snapshot.blocks.insert({read[3].Text(i, 0), read[3].Text(i, 1)});
+    MemberRoles& members = snapshot.groups[read[3].Text(i, 0)];
+    if (!read[3].IsNull(i, 1)) {
+      members[read[3].Text(i, 1)] = static_cast<GroupRole>(read[3].Int(i, 2));
+    }
   }
   for (int i = 0; i < read[4].rows(); ++i) {
+    snapshot.blocks.insert({read[4].Text(i, 0), read[4].Text(i, 1)});
+  }
+  for (int i = 0; i < read[5].rows(); ++i) {
     AppendResult original;
-    original.sender_inbox_seq = read[4].UInt(i, 2);
-    original.message = ReadMessage(read[4], i, 3);
-    snapshot.sent[{read[4].Text(i, 0), read[4].Text(i, 1)}] =
+    original.sender_inbox_seq = read[5].UInt(i, 2);
+    original.message = ReadMessage(read[5], i, 3);
+    snapshot.sent[{read[5].Text(i, 0), read[5].Text(i, 1)}] =
         std::move(original);
   }
   std::map<std::pair<std::string, std::string>, uint64_t> cursors;
-  for (int i = 0; i < read[5].rows(); ++i) {
-    cursors[{read[5].Text(i, 0), read[5].Text(i, 1)}] = read[5].UInt(i, 2);
-  }
-  const Result& ids = read[6];
-
-  // What round trip 2 checks under its locks, as read (before the rules
-  // change the snapshot), and the heads the rules number from.
-  const std::map<std::string, uint64_t> conv_base = snapshot.conversation_heads;
-  const std::map<std::string, uint64_t> inbox_base = snapshot.inbox_heads;
-  auto base_of = [](const std::map<std::string, uint64_t>& heads,
-                    const std::string& id) -> uint64_t {
-    auto it = heads.find(id);
-    return it == heads.end() ? 0 : it->second;
-  };
-  std::vector<std::string> strict_ids(strict.begin(), strict.end());
-  std::vector<uint64_t> strict_heads;
-  for (const std::string& id : strict_ids) {
-    strict_heads.push_back(base_of(conv_base, id));
-  }
-  const std::vector<std::string> known_users(snapshot.users.begin(),
-                                             snapshot.users.end());
-  std::vector<bool> block_set;
-  for (const auto& key : block_keys) {
-    block_set.push_back(snapshot.blocks.count(key) > 0);
-  }
-  std::vector<std::string> known_groups, member_groups, member_users;
-  std::vector<int64_t> member_roles;
-  for (const auto& [id, members] : snapshot.groups) {
-    known_groups.push_back(id);
-    for (const auto& [user, role] : members) {
-      member_groups.push_back(id);
-      member_users.push_back(user);
-      member_roles.push_back(static_cast<int64_t>(role));
-    }
-  }
-  std::vector<uint64_t> cursor_seqs;
-  for (const auto& key : cursor_keys) {
-    cursor_seqs.push_back(cursors.count(key) ? cursors.at(key) : 0);
+  for (int i = 0; i < read[6].rows(); ++i) {
+    cursors[{read[6].Text(i, 0), read[6].Text(i, 1)}] = read[6].UInt(i, 2);
   }
 
   // The rules decide; then the rows of what they store.
@@ -1388,24 +1267,25 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
   std::vector<std::string> m_conv, m_sender, m_to, m_text, m_key;
   std::vector<std::optional<std::string>> m_event;
   std::vector<int64_t> m_id, m_sent, m_kind;
-  std::vector<uint64_t> m_seq, m_target, m_base;
+  std::vector<uint64_t> m_seq, m_target;
   std::vector<bool> m_group;
   std::vector<std::string> i_user;
-  std::vector<uint64_t> i_seq, i_base;
+  std::vector<uint64_t> i_seq;
   std::vector<int64_t> i_msg;
   std::vector<std::string> s_sender, s_key;
   std::vector<int64_t> s_msg;
-  std::vector<uint64_t> s_inbox, s_base;
+  std::vector<uint64_t> s_inbox;
+  std::map<std::string, uint64_t> conv_heads;
+  std::map<std::string, uint64_t> inbox_heads;
   for (size_t i = 0; i < plan.size(); ++i) {
     if (!plan[i].store()) continue;
     const AppendRequest& r = *appends[i];
     AppendResult& a = *plan[i].result;
-    const int64_t id = ids.Int(static_cast<int>(m_id.size()), 0);
+    const int64_t id = read[7].Int(static_cast<int>(m_id.size()), 0);
     a.message.message_id = absl::StrCat(id);
     m_id.push_back(id);
     m_conv.push_back(r.conversation);
     m_seq.push_back(a.message.seq);
-    m_base.push_back(base_of(conv_base, r.conversation));
     m_sender.push_back(r.sender);
     m_group.push_back(a.message.to_group);
     m_to.push_back(a.message.to);
@@ -1421,15 +1301,18 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
     for (const InboxEntry& e : a.recipients) {
       i_user.push_back(e.user);
       i_seq.push_back(e.inbox_seq);
-      i_base.push_back(base_of(inbox_base, e.user));
       i_msg.push_back(id);
+      uint64_t& head = inbox_heads[e.user];
+      head = std::max(head, e.inbox_seq);
     }
     s_sender.push_back(r.sender);
     s_key.push_back(r.client_msg_id);
     s_msg.push_back(id);
     s_inbox.push_back(a.sender_inbox_seq);
-    s_base.push_back(base_of(inbox_base, r.sender));
+    uint64_t& head = conv_heads[r.conversation];
+    head = std::max(head, a.message.seq);
   }
+  ResolveDuplicates(plan);
   std::map<std::pair<std::string, std::string>, uint64_t> cursor_writes;
   for (WriteOp* op : cursor_ops) {
     if (snapshot.users.count(op->user) == 0) {
@@ -1445,62 +1328,40 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
     }
   }
 
-  // Round trip 2: lock the counters in the global order (conversations,
-  // then users, each sorted), check what the rules read, write, commit.
-  // The locks are held from here to COMMIT only.
+  // Round trip 2: write and commit.
   std::vector<Call> writes;
-  if (!lock_first) writes.push_back(Call{-1, {}, "BEGIN"});
-  const size_t locks = writes.size();
-  writes.push_back(Call{kLockConversations,
-                        {TextArray(conv_ids), TextArray(conv_a),
-                         TextArray(conv_b), TextArray(conv_g)}});
-  writes.push_back(Call{kLockUsers, {TextArray(known_users), "{}"}});
-  writes.push_back(Call{
-      kCheckBatch,
-      {TextArray(strict_ids), IntArray(strict_heads), TextArray(known_users),
-       TextArray(blockers), TextArray(blocked), BoolArray(block_set),
-       TextArray(member_groups), TextArray(member_users),
-       IntArray(member_roles), TextArray(known_groups),
-       absl::StrCat(member_users.size()), TextArray(cursor_users),
-       TextArray(cursor_convs), IntArray(cursor_seqs)}});
   // The groups first: a new group's conversation row is advanced below.
   AppendGroupWrites(snapshot, writes);
   if (!m_id.empty()) {
     std::vector<std::string> c_ids, u_ids;
-    std::vector<uint64_t> c_steps, u_steps;
-    for (const auto& [id, head] : snapshot.conversation_heads) {
-      if (head == base_of(conv_base, id)) continue;
+    std::vector<uint64_t> c_heads, u_heads;
+    for (const auto& [id, head] : conv_heads) {
       c_ids.push_back(id);
-      c_steps.push_back(head - base_of(conv_base, id));
+      c_heads.push_back(head);
     }
-    for (const auto& [id, head] : snapshot.inbox_heads) {
-      if (head == base_of(inbox_base, id)) continue;
+    for (const auto& [id, head] : inbox_heads) {
       u_ids.push_back(id);
-      u_steps.push_back(head - base_of(inbox_base, id));
+      u_heads.push_back(head);
     }
     writes.push_back(
         Call{kInsertMessages,
              {IntArray(m_id), TextArray(m_conv), IntArray(m_seq),
               TextArray(m_sender), BoolArray(m_group), TextArray(m_to),
               TextArray(m_text), IntArray(m_sent), TextArray(m_key),
-              IntArray(m_kind), IntArray(m_target), TextArray(m_event),
-              IntArray(m_base)}});
-    writes.push_back(Call{kInsertInbox,
-                          {TextArray(i_user), IntArray(i_seq), IntArray(i_msg),
-                           IntArray(i_base)}});
+              IntArray(m_kind), IntArray(m_target), TextArray(m_event)}});
+    writes.push_back(Call{
+        kInsertInbox, {TextArray(i_user), IntArray(i_seq), IntArray(i_msg)}});
+    writes.push_back(Call{kInsertSent,
+                          {TextArray(s_sender), TextArray(s_key),
+                           IntArray(s_msg), IntArray(s_inbox)}});
     writes.push_back(
-        Call{kInsertSent,
-             {TextArray(s_sender), TextArray(s_key), IntArray(s_msg),
-              IntArray(s_inbox), IntArray(s_base)}});
+        Call{kAdvanceConversations, {TextArray(c_ids), IntArray(c_heads)}});
     writes.push_back(
-        Call{kAdvanceConversations, {TextArray(c_ids), IntArray(c_steps)}});
-    writes.push_back(
-        Call{kAdvanceInboxHeads, {TextArray(u_ids), IntArray(u_steps)}});
+        Call{kAdvanceInboxHeads, {TextArray(u_ids), IntArray(u_heads)}});
   }
   if (!snapshot.changed_targets.empty()) {
     // Each changed target once, in its final state (after every event of
     // the batch), after the inserts: a target may be a message of the batch.
-    // (Its conversation is strict: its seqs are as the rules numbered them.)
     std::vector<std::string> t_conv, t_text, d_conv;
     std::vector<std::optional<std::string>> t_edited;
     std::vector<uint64_t> t_seq, d_seq;
@@ -1541,31 +1402,9 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
              {TextArray(w_user), TextArray(w_conv), IntArray(w_seq)}});
   }
   writes.push_back(Call{-1, {}, "COMMIT"});
-  ASSIGN_OR_RETURN(std::vector<Result> written, c.Pipeline(writes));
+  RETURN_IF_ERROR(c.Pipeline(writes).status());
 
-  // Committed. Each number moves up by what its head had moved since round
-  // trip 1, as the inserts did (the locks returned the heads).
-  std::map<std::string, uint64_t> conv_shift, inbox_shift;
-  for (int i = 0; i < written[locks].rows(); ++i) {
-    const std::string id = written[locks].Text(i, 0);
-    conv_shift[id] = written[locks].UInt(i, 1) - base_of(conv_base, id);
-  }
-  for (int i = 0; i < written[locks + 1].rows(); ++i) {
-    const std::string id = written[locks + 1].Text(i, 0);
-    inbox_shift[id] = written[locks + 1].UInt(i, 1) - base_of(inbox_base, id);
-  }
-  for (size_t i = 0; i < plan.size(); ++i) {
-    if (!plan[i].store()) continue;
-    AppendResult& a = *plan[i].result;
-    a.message.seq += base_of(conv_shift, a.message.conversation);
-    for (InboxEntry& e : a.recipients) {
-      e.inbox_seq += base_of(inbox_shift, e.user);
-    }
-    if (a.sender_inbox_seq != 0) {
-      a.sender_inbox_seq += base_of(inbox_shift, appends[i]->sender);
-    }
-  }
-  ResolveDuplicates(plan);
+  // Committed: hand out the results.
   for (size_t i = 0; i < plan.size(); ++i) {
     if (plan[i].result.ok()) {
       append_ops[i]->out->append = std::move(*plan[i].result);

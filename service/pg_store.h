@@ -174,12 +174,8 @@ class PgStore final : public Store {
   // each operation's outcome when it commits.
   absl::Status RunBatch(const std::vector<WriteOp*>& ops);
   // One attempt at `ops`; ABORTED when it should run again, UNAVAILABLE
-  // when the connection was lost. Reads what the rules need, then locks the
-  // counters, checks that what was read still holds, writes and commits:
-  // the counters stay locked for the last round trip only. `lock_first`
-  // (an attempt after a conflict) locks them before reading instead, so
-  // that the check cannot fail again.
-  absl::Status TryBatch(const std::vector<WriteOp*>& ops, bool lock_first);
+  // when the connection was lost.
+  absl::Status TryBatch(const std::vector<WriteOp*>& ops);
   // Runs `fn` on a pooled connection, reconnected if it was lost; a
   // `read_only` `fn` runs again once on a new connection if the pooled one
   // turns out to be lost (the server restarted since its last use).

@@ -636,70 +636,10 @@ TEST_F(PgStoreTest, AppendWaitingOnABlocksLocksSeesTheBlock) {
   EXPECT_EQ(*store->ConversationHead("d:u0:u1"), 0u);
 }
 
-// The batch reads what its rules need before it locks the counters, so it
-// waits for another replica's batch on the same counters only for its last
-// round trip; the numbers it then takes start from the heads that batch
-// left, not from those it read.
-TEST_F(PgStoreTest,
-       AppendReadsBeforeWaitingForCountersAndNumbersFromTheirHeads) {
-  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
-  std::unique_ptr<PgStore> store = Open();
-  ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(AppendSync(*store, Direct("u0", "u1", "first")).ok());
-  // The append runs on a second replica: its connection's first nextval()
-  // moves the id sequence (a connection takes ids in chunks).
-  std::unique_ptr<PgStore> replica = Open();
-  ASSERT_NE(replica, nullptr);
-  const std::string ids_before =
-      Sql(url_, "SELECT last_value FROM messages_id_seq");
-  // Another replica's batch: three more messages of the conversation, into
-  // both inboxes (only the counters: the rows do not matter here).
-  OpenTransaction other(
-      url_,
-      {"SELECT id FROM conversations WHERE id = 'd:u0:u1' FOR UPDATE",
-       "SELECT id FROM users WHERE id = 'u0' OR id = 'u1' ORDER BY id FOR "
-       "UPDATE",
-       "UPDATE conversations SET last_seq = last_seq + 3 WHERE id = 'd:u0:u1'",
-       "UPDATE users SET inbox_head = inbox_head + 3 WHERE id IN ('u0', "
-       "'u1')"});
-  PendingAppend append(*replica, Direct("u1", "u0", "second"));
-  ASSERT_NO_FATAL_FAILURE(AwaitLockWait(url_, append));
-  // Round trip 1 ran (its message id is allocated) while the counters were
-  // locked.
-  EXPECT_NE(Sql(url_, "SELECT last_value FROM messages_id_seq"), ids_before);
-  other.Commit();
-  append.done.WaitForNotification();
-  ASSERT_TRUE(append.result.ok()) << append.result.status();
-  EXPECT_EQ(append.result->message.seq, 5u);
-  EXPECT_EQ(append.result->sender_inbox_seq, 5u);
-  ASSERT_EQ(append.result->recipients.size(), 2u);
-  for (const InboxEntry& e : append.result->recipients) {
-    EXPECT_EQ(e.inbox_seq, 5u) << e.user;
-  }
-  auto history = store->ReadHistory("d:u0:u1", 0, 10);
-  ASSERT_TRUE(history.ok()) << history.status();
-  ASSERT_EQ(history->messages.size(), 2u);
-  EXPECT_EQ(history->messages[1].seq, 5u);
-  EXPECT_EQ(*store->ConversationHead("d:u0:u1"), 5u);
-  for (const char* user : {"u0", "u1"}) {
-    EXPECT_EQ(*store->InboxHead(user), 5u) << user;
-    auto inbox = store->ReadInbox(user, 0, 0, 10);
-    ASSERT_TRUE(inbox.ok()) << inbox.status();
-    ASSERT_EQ(inbox->size(), 2u) << user;
-    EXPECT_EQ((*inbox)[1].inbox_seq, 5u) << user;
-  }
-  // A retry of the same send is answered with what was stored.
-  auto again = AppendSync(*store, Direct("u1", "u0", "second"));
-  ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_TRUE(again->duplicate);
-  EXPECT_EQ(again->message.seq, 5u);
-  EXPECT_EQ(again->sender_inbox_seq, 5u);
-}
-
-// An edit's rules read its target: when another replica appended to the
-// conversation meanwhile (perhaps deleting the target), the batch runs again,
-// reading under the locks, and the edit applies to the target as it is then.
-TEST_F(PgStoreTest, EditWhoseConversationMovedWhileItWaitedRunsAgain) {
+// An edit waiting for another replica's batch that deleted its target is
+// refused, not applied to the tombstone: its rules read the target as that
+// batch left it.
+TEST_F(PgStoreTest, EditWaitingForAReplicaThatDeletedItsTargetIsRefused) {
   ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
   std::unique_ptr<PgStore> store = Open();
   ASSERT_NE(store, nullptr);

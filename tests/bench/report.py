@@ -419,11 +419,12 @@ def scaled_out(w, targets, one_pairs, cl_pairs, one_fan, cl_fan, machine,
         w(f"- **But today a second replica does not add commit throughput**: "
           f"{locked / len(lines):.0%} of the sampled states of PostgreSQL's "
           "busy backends were row-lock waits (table above): a batch holds "
-          "its conversations' and recipients' counters from its last round "
-          "trip's first statement to COMMIT (its writes and the fsync), and "
-          "when the pairs span replicas the replicas' batches share them, "
-          f"so those parts commit one after the other{other}. While they "
-          "do, the replica figure above is CPU headroom, not throughput.")
+          "its recipients' inbox counters (`users.inbox_head`) from its "
+          "first round trip to COMMIT, and when the pairs span replicas the "
+          "replicas' batches share users, so they commit one after the "
+          f"other{other}. Until batches of different replicas stop sharing "
+          "counter rows, the replica figure above is CPU headroom, not "
+          "throughput.")
     caps = [1e6 / g, 1e6 / rep] + ([1e6 / pg] if pg else [])
     cap = min(caps)
     w(f"- So, counting CPU only, each gateway + replica added with a core "
