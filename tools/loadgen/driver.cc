@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
@@ -227,7 +228,13 @@ class Driver {
   }
 
   void FrameError(Conn* c, const absl::Status& status) {
-    ++errors_[absl::StrCat("bad_frame: ", status.message().substr(0, 60))];
+    // The report keys errors by their first 60 characters; the first of
+    // each key goes to stderr whole.
+    if (++errors_[absl::StrCat("bad_frame: ",
+                               status.message().substr(0, 60))] == 1) {
+      std::fprintf(stderr, "parley-loadgen: bad frame: %s\n",
+                   std::string(status.message()).c_str());
+    }
     if (std::shared_ptr<WsClient> ws = c->ws_; ws != nullptr) ws->Abort();
   }
 

@@ -194,19 +194,21 @@ class JetStreamSession final : public NatsConnection {
       return absl::OkStatus();
     }
     // Creating the stream again with the same configuration succeeds, so an
-    // error here (e.g. 10058, in use with another configuration) is fatal.
+    // error there (e.g. 10058, in use with another configuration) is fatal.
+    // A consumer's creation is asked again a few times: on a busy machine
+    // (a bench run's load average reached 7) nats-server 2.9 refused a few
+    // of 200 at once.
     if (IsError(payload)) {
+      if (rest == "consumer" && consumer_attempts_ < kConsumerAttempts) {
+        events.OnError("jetstream.consumer_create_retried", "");
+        CreateConsumer(events);
+        return absl::OkStatus();
+      }
       return absl::FailedPreconditionError(
           absl::StrCat("JetStream refused ", rest, " creation: ", payload));
     }
     if (rest == "stream") {
-      const std::string config = absl::StrCat(
-          "{\"stream_name\":\"PARLEY\",\"config\":{\"deliver_subject\":\"d.",
-          spec_.self, "\",\"filter_subject\":\"u.", spec_.self,
-          "\",\"ack_policy\":\"explicit\",\"deliver_policy\":\"new\","
-          "\"max_ack_pending\":100000}}");
-      events.SendPayload(
-          Pub("$JS.API.CONSUMER.CREATE.PARLEY", inbox_ + ".consumer", config));
+      CreateConsumer(events);
       return absl::OkStatus();
     }
     if (rest == "consumer") {
@@ -225,9 +227,23 @@ class JetStreamSession final : public NatsConnection {
     }
   }
 
+  static constexpr int kConsumerAttempts = 5;
+
+  void CreateConsumer(SessionEvents& events) {
+    ++consumer_attempts_;
+    const std::string config = absl::StrCat(
+        "{\"stream_name\":\"PARLEY\",\"config\":{\"deliver_subject\":\"d.",
+        spec_.self, "\",\"filter_subject\":\"u.", spec_.self,
+        "\",\"ack_policy\":\"explicit\",\"deliver_policy\":\"new\","
+        "\"max_ack_pending\":100000}}");
+    events.SendPayload(
+        Pub("$JS.API.CONSUMER.CREATE.PARLEY", inbox_ + ".consumer", config));
+  }
+
   const SessionSpec spec_;
   const std::string inbox_;
   bool ready_ = false;
+  int consumer_attempts_ = 0;
 };
 
 class JetStreamProtocol final : public Protocol {

@@ -210,6 +210,27 @@ TEST(JetStreamProtocolTest, ARefusedStreamIsFatal) {
   EXPECT_THAT(s.message(), HasSubstr("JetStream refused stream"));
 }
 
+TEST(JetStreamProtocolTest, ARefusedConsumerIsAskedForAgainAFewTimes) {
+  auto session = MakeJetStreamProtocol()->NewSession(Spec());
+  RecordingEvents events;
+  ASSERT_TRUE(
+      session->OnFrame("MSG _INBOX.alice.stream 1 8\r\n{\"ok\":1}\r\n", events)
+          .ok());
+  const std::string refusal =
+      "MSG _INBOX.alice.consumer 1 17\r\n{\"error\":{\"x\":1}}\r\n";
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(session->OnFrame(refusal, events).ok()) << i;
+    EXPECT_THAT(events.sent.back(),
+                HasSubstr("PUB $JS.API.CONSUMER.CREATE.PARLEY "));
+  }
+  EXPECT_EQ(events.sent.size(), 5u);
+  EXPECT_EQ(events.log.size(), 4u);
+  EXPECT_EQ(events.log[0], "error:jetstream.consumer_create_retried:");
+  absl::Status s = session->OnFrame(refusal, events);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("JetStream refused consumer"));
+}
+
 TEST(MakeProtocolTest, KnowsTheFiveTargets) {
   for (const char* name :
        {"parley", "parley-proto", "relay", "nats", "jetstream"}) {
