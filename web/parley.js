@@ -20,7 +20,11 @@
 //   * sends: every send gets a clientMsgId and stays in a pending outbox
 //     (persisted per tab in sessionStorage) until its ack; after a reconnect
 //     every pending send goes out again with the same clientMsgId, which the
-//     service answers with the original ack and stores nothing new;
+//     service answers with the original ack and stores nothing new; edits,
+//     deletes and group changes are kept and resent the same way. When a
+//     new token names another user, the previous user's pending sends and
+//     changes stay in storage for that user and leave the client (never
+//     sent as the new user);
 //   * reconnecting with jittered exponential backoff, except on the close
 //     codes that say not to (4001, 4029, 4003 "no-reconnect:", and the
 //     "fix the client" codes), which stop the client and say why;
@@ -310,6 +314,8 @@ const GROUP_EVENT_TYPES = Object.freeze({
 });
 
 const GROUP_ROLES = Object.freeze(['GROUP_ROLE_MEMBER', 'GROUP_ROLE_ADMIN', 'GROUP_ROLE_OWNER']);
+// The frames kept until acked besides sends (ParleyClient#track).
+const CHANGE_KINDS = Object.freeze(['edit', 'delete', 'createGroup', 'updateGroup']);
 
 /**
  * The short name of a GroupRole of the JSON mapping (an enum name, its
@@ -989,8 +995,9 @@ export class ParleyClient {
 
   /**
    * Changes the text of one of this user's messages. Like a send it is kept
-   * until acked and goes out again, with the same clientMsgId, after a
-   * reconnect (not across reloads). The edit comes back as an "edit" event.
+   * until acked (in the outbox storage too) and goes out again, with the
+   * same clientMsgId, after a reconnect or a reload of the page. The edit
+   * comes back as an "edit" event.
    * @param {string} conversation
    * @param {number} seq The message's seq in the conversation.
    * @param {string} text The new text.
@@ -1201,8 +1208,12 @@ export class ParleyClient {
     return `${this.opts.storagePrefix}:${this.storageUser}:${what}`;
   }
 
-  /** @private Switches storage to `user`: loads their `last` and outbox. */
+  /**
+   * @private Switches storage to `user`: loads their `last`, outbox and
+   * pending changes.
+   */
   useStorageFor(user) {
+    if (this.storageUser && this.storageUser !== user) this.dropPendingOf(this.storageUser);
     this.storageUser = user;
     let stored = null;
     try {
@@ -1225,6 +1236,13 @@ export class ParleyClient {
     }
     for (const e of this.outbox.list()) this.deferredFor(e.clientMsgId);
     this.persistOutbox();
+    try {
+      const list = JSON.parse(this.outboxStorage.getItem(this.key('changes')) || '[]');
+      if (Array.isArray(list)) for (const e of list) this.restoreChange(e);
+    } catch {
+      // Unreadable storage: nothing to restore.
+    }
+    this.persistChanges();
   }
 
   /**
@@ -1846,13 +1864,66 @@ export class ParleyClient {
     c.promise.clientMsgId = clientMsgId;
     c.promise.catch(() => {});
     this.changes.set(clientMsgId, c);
+    this.persistChanges();
     if (this.live) this.transmit(c.frame);
     return c.promise;
+  }
+
+  /**
+   * @private Keeps a change restored from storage (after a reload): it goes
+   * out again on the next welcome, and its ack or its event settles it.
+   */
+  restoreChange(e) {
+    if (!e || typeof e.clientMsgId !== 'string' || !e.clientMsgId || this.changes.has(e.clientMsgId)) return;
+    const kind = String(e.kind);
+    if (!CHANGE_KINDS.includes(kind) || !e.frame || typeof e.frame[kind] !== 'object' || e.frame[kind] === null) return;
+    if (e.frame[kind].clientMsgId !== e.clientMsgId) return;
+    const c = { kind, seq: Number(e.seq) || 0, clientMsgId: e.clientMsgId, attempts: 0, frame: { [kind]: e.frame[kind] } };
+    c.promise = new Promise((resolve, reject) => {
+      c.resolve = resolve;
+      c.reject = reject;
+    });
+    c.promise.clientMsgId = c.clientMsgId;
+    c.promise.catch(() => {});
+    this.changes.set(c.clientMsgId, c);
+  }
+
+  /** @private Stores the pending changes beside the outbox. */
+  persistChanges() {
+    if (!this.storageUser) return;
+    try {
+      const k = this.key('changes');
+      if (this.changes.size === 0) this.outboxStorage.removeItem(k);
+      else {
+        const list = [...this.changes.values()].map(({ kind, seq, clientMsgId, frame }) => ({ kind, seq, clientMsgId, frame }));
+        this.outboxStorage.setItem(k, JSON.stringify(list));
+      }
+    } catch {
+      // Quota or disabled storage: the changes live in memory only.
+    }
+  }
+
+  /**
+   * @private The client now speaks for another user: the previous user's
+   * pending sends and changes stay in storage under that user (they go out
+   * when a client for that user opens again) and leave this client, their
+   * promises rejected with "USER_CHANGED"; never sent as the new user.
+   */
+  dropPendingOf(previous) {
+    const why = new ParleyError('USER_CHANGED', `kept for ${previous}; it goes out when a client for ${previous} opens again`);
+    for (const h of this.resendTimers.values()) this.timers.clear(h);
+    this.resendTimers.clear();
+    for (const d of this.deferreds.values()) d.reject(why);
+    this.deferreds.clear();
+    for (const c of this.changes.values()) c.reject(why);
+    this.changes.clear();
+    this.outbox = new Outbox();
   }
 
   /** @private */
   settleChange(c, ack) {
     this.changes.delete(c.clientMsgId);
+    this.persistChanges();
     const h = this.resendTimers.get(c.clientMsgId);
     if (h !== undefined) {
       this.timers.clear(h);
@@ -1865,6 +1936,7 @@ export class ParleyClient {
   changeRefused(c, code, message) {
     if (!RETRYABLE_ERRORS.includes(code)) {
       this.changes.delete(c.clientMsgId);
+      this.persistChanges();
       c.reject(new ParleyError(code, message));
       return;
     }

@@ -883,6 +883,86 @@ describe('ParleyClient: conversation list, history, edit and delete, blocking', 
   });
 });
 
+describe('ParleyClient: pending changes across reloads and users', () => {
+  it('a reloaded tab resends its pending edits, deletes and group changes; their acks or events settle them', () => {
+    const outboxStorage = memory();
+    const storage = memory();
+    const first = setup({ storage, outboxStorage });
+    welcome(FakeSocket.last(), 5);
+    first.client.edit('d:alice:bob', 3, 'fixed', { clientMsgId: 'e1' });
+    first.client.createGroup('Team', ['bob'], { clientMsgId: 'g1' });
+    first.client.deleteMessage('d:alice:bob', 2, { clientMsgId: 'd1' });
+    assert.ok(outboxStorage.getItem('parley.v1:alice:changes').includes('e1'));
+    // The page goes away before any ack.
+    const second = setup({ storage, outboxStorage });
+    const ws = FakeSocket.last();
+    welcome(ws, 5);
+    assert.deepEqual(
+      ws.sent.filter((f) => !('hello' in f) && !('sync' in f) && !('ping' in f)),
+      [
+        { edit: { clientMsgId: 'e1', conversation: 'd:alice:bob', seq: '3', text: 'fixed' } },
+        { createGroup: { clientMsgId: 'g1', title: 'Team', members: ['bob'] } },
+        { delete: { clientMsgId: 'd1', conversation: 'd:alice:bob', seq: '2' } },
+      ],
+    );
+    ws.deliver({ ack: { clientMsgId: 'e1', messageId: 'm6', conversation: 'd:alice:bob', seq: '4', inboxSeq: '6' } });
+    assert.deepEqual(second.seen.edit.map((m) => [m.inboxSeq, m.targetSeq, m.text]), [[6, 3, 'fixed']]);
+    // The delete was stored before the reload: its event settles it.
+    ws.deliver({ message: msg(7, { kind: 'MESSAGE_KIND_DELETE', targetSeq: '2', seq: '5', text: '', from: 'alice', clientMsgId: 'd1' }) });
+    assert.deepEqual(second.seen.delete.map((m) => m.targetSeq), [2]);
+    assert.ok(!outboxStorage.getItem('parley.v1:alice:changes').includes('d1'));
+    ws.deliver({ ack: { clientMsgId: 'g1', messageId: 'm8', conversation: 'g:g1', seq: '1', inboxSeq: '0' } });
+    assert.equal(outboxStorage.getItem('parley.v1:alice:changes'), null);
+    // Nothing goes out again on the next connection.
+    ws.serverClose(1001, 'draining');
+    second.clock.advance(10_000);
+    const next = FakeSocket.last();
+    welcome(next, 7);
+    assert.deepEqual(next.frames('edit').concat(next.frames('delete'), next.frames('createGroup')), []);
+  });
+
+  it('ignores stored changes it cannot read', () => {
+    const outboxStorage = memory();
+    outboxStorage.setItem('parley.v1:alice:changes', JSON.stringify([
+      null, { kind: 'send', clientMsgId: 'x', frame: { send: { clientMsgId: 'x' } } },
+      { kind: 'edit', clientMsgId: 'y', frame: { edit: { clientMsgId: 'other' } } }, 'garbage',
+    ]));
+    setup({ outboxStorage });
+    const ws = FakeSocket.last();
+    welcome(ws, 0);
+    assert.deepEqual(ws.sent.filter((f) => !('hello' in f) && !('ping' in f)), []);
+    assert.equal(outboxStorage.getItem('parley.v1:alice:changes'), null);
+    outboxStorage.setItem('parley.v1:alice:changes', '{not json');
+    setup({ outboxStorage });
+    welcome(FakeSocket.last(), 0);
+  });
+
+  it('a token for another user keeps the previous user\'s pending sends and changes for that user, never sent as the new one', async () => {
+    const outboxStorage = memory();
+    const storage = memory();
+    const { client } = setup({ storage, outboxStorage });
+    FakeSocket.last().open();
+    // Not welcomed yet: both stay pending.
+    const sent = client.send({ user: 'bob' }, 'from alice', { clientMsgId: 's1' });
+    const edited = client.edit('d:alice:bob', 1, 'alice edits', { clientMsgId: 'e1' });
+    client.open({ token: token('carol') });
+    await assert.rejects(sent, (e) => e instanceof ParleyError && e.code === 'USER_CHANGED');
+    await assert.rejects(edited, (e) => e instanceof ParleyError && e.code === 'USER_CHANGED');
+    const ws = FakeSocket.last();
+    welcome(ws, 0, 'carol');
+    assert.deepEqual(ws.frames('send').concat(ws.frames('edit')), []);
+    assert.deepEqual(client.pending(), []);
+    assert.equal(outboxStorage.getItem('parley.v1:carol:outbox'), null);
+    assert.equal(outboxStorage.getItem('parley.v1:carol:changes'), null);
+    // Alice's next client sends them.
+    setup({ storage, outboxStorage });
+    const again = FakeSocket.last();
+    welcome(again, 0);
+    assert.deepEqual(again.frames('send').map((f) => f.clientMsgId), ['s1']);
+    assert.deepEqual(again.frames('edit').map((f) => f.clientMsgId), ['e1']);
+  });
+});
+
 describe('ParleyClient: groups', () => {
   const event = (inboxSeq, seq, groupEvent, extra = {}) =>
     msg(inboxSeq, {
