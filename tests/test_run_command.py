@@ -153,10 +153,15 @@ def test_run_command_builds_optimized_binaries_unless_asked_otherwise(
     env = dict(os.environ, PARLEY_STATE_DIR=str(tmp_path / "state"))
     env.pop("PARLEY_BUILD_MODE", None)
     run = RunCommand(env)
+    code = None
     try:
         run.wait_for("parley: building (-c opt", 120)
     finally:
-        run.interrupt()
+        code = run.interrupt()
+    # A Ctrl-C during the build ends run.sh, even when Bazel completes the
+    # build instead of cancelling it: nothing is started.
+    assert code != 0, run.out
+    assert "Parley is running" not in run.out, run.out
     bad = subprocess.run([os.path.join(harness.REPO, "tools", "run.sh")],
                          env=dict(env, PARLEY_BUILD_MODE="fast"),
                          capture_output=True, text=True, timeout=120)

@@ -21,6 +21,11 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 STATE=${PARLEY_STATE_DIR:-$ROOT/.parley}
 
+# A Ctrl-C or SIGTERM before the processes start (during the build) ends
+# run.sh once the command in progress returns: Bazel finishes or cancels
+# its build and exits normally, and without a trap bash would go on.
+trap 'echo "parley: interrupted" >&2; exit 130' INT TERM
+
 tools/deps.sh build
 
 MODE=${PARLEY_BUILD_MODE:-opt}
@@ -118,6 +123,11 @@ supervise_service() {
   done
 }
 
+# The service and the gateway get process groups of their own (job control),
+# so a Ctrl-C, which the terminal sends to run.sh's group, reaches run.sh
+# alone and its `stop` ends them: were they to see it too, one could exit
+# before run.sh runs its trap, and run.sh would report it as a crash.
+set -m
 from=$(log_start "$STATE/service.log")
 supervise_service &
 pids+=($!)
@@ -128,6 +138,7 @@ from=$(log_start "$STATE/gateway.log")
   --metrics_address="$PARLEY_GATEWAY_METRICS_ADDRESS" \
   --web_root="$ROOT/web" 2>>"$STATE/gateway.log" &
 pids+=($!)
+set +m
 wait_ready "$STATE/gateway.log" gateway.ready "${pids[1]}" "$from"
 
 ctl() { "$BIN/tools/parleyctl" "$@"; }

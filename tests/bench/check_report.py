@@ -35,7 +35,11 @@ def main():
     check(r["connections_ready"] >= args.connections,
           f"connections_ready {r['connections_ready']} < {args.connections}")
     check(num("handshakes_per_second") > 0, "no handshakes per second")
-    check(not r.get("errors"), f"errors: {r.get('errors')}")
+    # A creation the generator asked for again ("..._retried") is counted in
+    # the report but is not a failure; anything else is.
+    errors = {k: v for k, v in (r.get("errors") or {}).items()
+              if not k.endswith("_retried")}
+    check(not errors, f"errors: {errors}")
     check(not r.get("closes"), f"unexpected closes: {r.get('closes')}")
 
     def latency_sane(name):

@@ -144,10 +144,10 @@ class JetStreamSession final : public NatsConnection {
       : spec_(spec), inbox_(absl::StrCat("_INBOX.", spec.self)) {}
 
   void OnOpen(SessionEvents& events) override {
+    ++stream_attempts_;
     events.SendPayload(absl::StrCat(kConnect, "SUB ", inbox_, ".> 1\r\n",
                                     "SUB d.", spec_.self, " 2\r\n",
-                                    Pub("$JS.API.STREAM.CREATE.PARLEY",
-                                        inbox_ + ".stream", kStreamCreate)));
+                                    StreamCreate()));
   }
 
   std::string EncodeSend(absl::string_view client_id,
@@ -193,13 +193,20 @@ class JetStreamSession final : public NatsConnection {
       }
       return absl::OkStatus();
     }
-    // Creating the stream again with the same configuration succeeds, so an
-    // error there (e.g. 10058, in use with another configuration) is fatal.
-    // A consumer's creation is asked again a few times: on a busy machine
-    // (a bench run's load average reached 7) nats-server 2.9 refused a few
-    // of 200 at once.
+    // Creating the stream again with the same configuration succeeds, and a
+    // consumer may be asked for again, so a refusal of either is retried a
+    // few times before it is fatal: nats-server 2.9 refuses some of many
+    // creations at once (on a busy machine a few consumers of 200; and when
+    // sessions create the same stream at the same moment, some get "subjects
+    // overlap with an existing stream", err_code 10065, from the one being
+    // created).
     if (IsError(payload)) {
-      if (rest == "consumer" && consumer_attempts_ < kConsumerAttempts) {
+      if (rest == "stream" && stream_attempts_ < kCreateAttempts) {
+        events.OnError("jetstream.stream_create_retried", "");
+        CreateStream(events);
+        return absl::OkStatus();
+      }
+      if (rest == "consumer" && consumer_attempts_ < kCreateAttempts) {
         events.OnError("jetstream.consumer_create_retried", "");
         CreateConsumer(events);
         return absl::OkStatus();
@@ -227,7 +234,17 @@ class JetStreamSession final : public NatsConnection {
     }
   }
 
-  static constexpr int kConsumerAttempts = 5;
+  static constexpr int kCreateAttempts = 5;
+
+  std::string StreamCreate() const {
+    return Pub("$JS.API.STREAM.CREATE.PARLEY", inbox_ + ".stream",
+               kStreamCreate);
+  }
+
+  void CreateStream(SessionEvents& events) {
+    ++stream_attempts_;
+    events.SendPayload(StreamCreate());
+  }
 
   void CreateConsumer(SessionEvents& events) {
     ++consumer_attempts_;
@@ -243,6 +260,7 @@ class JetStreamSession final : public NatsConnection {
   const SessionSpec spec_;
   const std::string inbox_;
   bool ready_ = false;
+  int stream_attempts_ = 0;
   int consumer_attempts_ = 0;
 };
 
