@@ -15,6 +15,12 @@ import threading
 import harness
 
 
+def _default_sigint():
+    """Ctrl-C as in a terminal: a suite started in the background (nohup,
+    `cmd &` in a script) inherits SIGINT ignored, which no shell can trap."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class RunCommand:
     """tools/run.sh in its own process group, its output read line by line."""
 
@@ -22,7 +28,7 @@ class RunCommand:
         self.proc = subprocess.Popen(
             [os.path.join(harness.REPO, "tools", "run.sh")], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_default_sigint)
         self.lines = []
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
