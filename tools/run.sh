@@ -4,8 +4,9 @@
 # parley-gateway on localhost, creates the demo users alice and bob and the
 # group "team" (once: a re-run finds them), and prints the browser URLs.
 # When parley-service dies, it is started again while the gateway keeps the
-# browsers connected: the demo of Parley's headline. Ctrl-C (or SIGTERM)
-# stops both processes cleanly. Logs are appended to, run after run.
+# browsers connected: the demo of Parley's headline. Ctrl-C (or SIGTERM,
+# or a hangup) stops both processes cleanly. Logs are appended to, run
+# after run.
 #
 #   PARLEY_STATE_DIR   the state directory (default .parley in the checkout)
 #   PARLEY_BUILD_MODE  Bazel's compilation mode: opt (default), fastbuild, dbg
@@ -21,10 +22,10 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 STATE=${PARLEY_STATE_DIR:-$ROOT/.parley}
 
-# A Ctrl-C or SIGTERM before the processes start (during the build) ends
+# A Ctrl-C, SIGTERM or hangup before the processes start (during the build) ends
 # run.sh once the command in progress returns: Bazel finishes or cancels
 # its build and exits normally, and without a trap bash would go on.
-trap 'echo "parley: interrupted" >&2; exit 130' INT TERM
+trap 'echo "parley: interrupted" >&2; exit 130' INT TERM HUP
 
 tools/deps.sh build
 
@@ -73,12 +74,12 @@ pids=()
 stopping=
 stop() {
   stopping=1
-  trap - INT TERM EXIT
+  trap - INT TERM HUP EXIT
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "parley: stopped"
 }
-trap stop INT TERM EXIT
+trap stop INT TERM HUP EXIT
 
 # Waits until LOG has a line with event=EVENT after byte FROM, or the
 # process PID exits.
