@@ -65,10 +65,15 @@ CREATE TABLE IF NOT EXISTS messages(
   group_event TEXT,
   UNIQUE(conversation, seq)
 );
+-- A user's inbox as runs (sqlite_store.h): the row at inbox_seq i names the
+-- message at seq s of a conversation and stands for the messages s, s+1, ...
+-- of that conversation at i, i+1, ...: `span` of them, or with span 0 (open)
+-- as many as the conversation has, up to the user's next row.
 CREATE TABLE IF NOT EXISTS inbox(
   user_id TEXT NOT NULL,
   inbox_seq INTEGER NOT NULL,
   message_id INTEGER NOT NULL,
+  span INTEGER NOT NULL DEFAULT 1,
   PRIMARY KEY(user_id, inbox_seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sent(
@@ -110,13 +115,27 @@ constexpr const char* kAddedColumns[][3] = {
     {"messages", "deleted", "INTEGER NOT NULL DEFAULT 0"},
     {"messages", "group_event", "TEXT"},
     {"members", "role", "INTEGER NOT NULL DEFAULT 0"},
+    {"inbox", "span", "INTEGER NOT NULL DEFAULT 1"},
 };
 
 // Indexes over the added columns, created once they exist: a delete finds
 // the edit events of its target (kind 1) to empty their text.
+// inbox_entries: every inbox, one row per message (the runs expanded), for
+// operators' queries and the copy to PostgreSQL; the service itself reads
+// the runs (ReadInbox).
 constexpr const char* kIndexes = R"sql(
 CREATE INDEX IF NOT EXISTS messages_edits ON messages(conversation, target_seq)
   WHERE kind = 1;
+CREATE VIEW IF NOT EXISTS inbox_entries(user_id, inbox_seq, message_id) AS
+SELECT r.user_id, r.inbox_seq + (e.seq - r.seq), e.id FROM (
+  SELECT i.user_id, i.inbox_seq, i.span, m.conversation, m.seq,
+    LEAD(i.inbox_seq) OVER (PARTITION BY i.user_id ORDER BY i.inbox_seq)
+      AS next_inbox_seq
+  FROM inbox i JOIN messages m ON m.id = i.message_id) r
+JOIN messages e ON e.conversation = r.conversation AND e.seq >= r.seq
+  AND (r.span = 0 OR e.seq - r.seq < r.span)
+  AND (r.next_inbox_seq IS NULL OR
+       e.seq - r.seq < r.next_inbox_seq - r.inbox_seq);
 )sql";
 
 // The blocks between ?1 and ?2, either way: (blocker, blocked) rows.
@@ -303,18 +322,28 @@ class SqliteStore::Connection {
   sqlite3* db() const { return db_; }
   int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
 
-  // The writer's memory of the highest inbox_seq per user and seq per
+  // Where a user's inbox ends: its highest inbox_seq and, when the user's
+  // last row is an open run, that run (the next message of its conversation
+  // at the next inbox_seq extends it without a write).
+  struct InboxTail {
+    uint64_t head = 0;
+    std::string run_conversation;  // Empty: no open run ends the inbox.
+    uint64_t run_inbox_seq = 0;    // The run's row: its inbox_seq and seq.
+    uint64_t run_seq = 0;
+  };
+
+  // The writer's memory of each user's inbox tail and the highest seq per
   // conversation, so that an append need not look them up (see Head).
   // Valid only while it matches the database as the writer's transaction
   // sees it: ForgetCounters() after anything is rolled back.
-  std::unordered_map<std::string, uint64_t>& inbox_heads() {
-    return inbox_heads_;
+  std::unordered_map<std::string, InboxTail>& inbox_tails() {
+    return inbox_tails_;
   }
   std::unordered_map<std::string, uint64_t>& conversation_heads() {
     return conversation_heads_;
   }
   void ForgetCounters() {
-    inbox_heads_.clear();
+    inbox_tails_.clear();
     conversation_heads_.clear();
   }
 
@@ -374,7 +403,7 @@ class SqliteStore::Connection {
 
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
-  std::unordered_map<std::string, uint64_t> inbox_heads_;
+  std::unordered_map<std::string, InboxTail> inbox_tails_;
   std::unordered_map<std::string, uint64_t> conversation_heads_;
 };
 
@@ -502,10 +531,71 @@ absl::StatusOr<uint64_t> Head(Connection& c,
   return it->second;
 }
 
+using InboxTail = Connection::InboxTail;
+
+// The end of the user's inbox as the database holds it (sqlite_store.h):
+// their last row and, if it is an open run, its conversation's head.
+absl::StatusOr<InboxTail> QueryTail(Connection& c, const std::string& user) {
+  ASSIGN_OR_RETURN(
+      auto s, c.Prepare("SELECT i.inbox_seq, i.span, m.conversation, m.seq, "
+                        "(SELECT MAX(seq) FROM messages WHERE conversation = "
+                        "m.conversation) FROM inbox i JOIN messages m ON m.id "
+                        "= i.message_id WHERE i.user_id = ?1 ORDER BY "
+                        "i.inbox_seq DESC LIMIT 1"));
+  s->Bind(1, user);
+  ASSIGN_OR_RETURN(bool row, s->Step());
+  InboxTail tail;
+  if (!row) return tail;
+  const auto inbox_seq = static_cast<uint64_t>(s->Int(0));
+  const auto span = static_cast<uint64_t>(s->Int(1));
+  const auto seq = static_cast<uint64_t>(s->Int(3));
+  if (span > 0) {
+    tail.head = inbox_seq + span - 1;
+    return tail;
+  }
+  tail.head = inbox_seq + (static_cast<uint64_t>(s->Int(4)) - seq);
+  tail.run_conversation = s->Text(2);
+  tail.run_inbox_seq = inbox_seq;
+  tail.run_seq = seq;
+  return tail;
+}
+
+// The user's inbox tail as the writer's transaction sees it, remembered.
+// The pointer is valid until the next call.
+absl::StatusOr<InboxTail*> WriterTail(Connection& c, const std::string& user) {
+  auto& tails = c.inbox_tails();
+  auto it = tails.find(user);
+  if (it == tails.end()) {
+    ASSIGN_OR_RETURN(InboxTail tail, QueryTail(c, user));
+    if (tails.size() >= kMaxCachedCounters) tails.clear();
+    it = tails.emplace(user, std::move(tail)).first;
+  }
+  return &it->second;
+}
+
 absl::StatusOr<uint64_t> InboxHead(Connection& c, const std::string& user) {
-  return Head(c, c.inbox_heads(),
-              "SELECT IFNULL(MAX(inbox_seq), 0) FROM inbox WHERE user_id = ?1",
-              user);
+  ASSIGN_OR_RETURN(InboxTail * tail, WriterTail(c, user));
+  return tail->head;
+}
+
+// Ends the user's open run in `conversation`, if their inbox ends with one,
+// at the conversation's head: they leave it, and its later messages are not
+// theirs.
+absl::Status CloseRun(Connection& c, const std::string& user,
+                      const std::string& conversation) {
+  ASSIGN_OR_RETURN(InboxTail * tail, WriterTail(c, user));
+  if (tail->run_conversation != conversation) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto s, c.Prepare("UPDATE inbox SET span = (SELECT "
+                                     "MAX(seq) FROM messages WHERE "
+                                     "conversation = ?3) - ?4 + 1 WHERE "
+                                     "user_id = ?1 AND inbox_seq = ?2"));
+  s->Bind(1, user)
+      .BindU(2, tail->run_inbox_seq)
+      .Bind(3, conversation)
+      .BindU(4, tail->run_seq);
+  RETURN_IF_ERROR(s->Run());
+  tail->run_conversation.clear();
+  return absl::OkStatus();
 }
 
 // Reads what the append rules need for `r` (append_rules.h).
@@ -650,6 +740,7 @@ absl::Status WriteGroups(Connection& c, const AppendSnapshot& snapshot) {
         ASSIGN_OR_RETURN(auto s, c.Prepare("DELETE FROM members WHERE "
                                            "group_id = ?1 AND user_id = ?2"));
         RETURN_IF_ERROR(s->Bind(1, id).Bind(2, user).Run());
+        RETURN_IF_ERROR(CloseRun(c, user, GroupConversation(id)));
       }
     }
   }
@@ -698,11 +789,24 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
     rowid = c.last_insert_rowid();
     m.message_id = absl::StrCat(rowid);
   }
+  // A recipient whose inbox ends with an open run of this conversation, at
+  // the message before this one, has it already; anyone else gets a row.
   for (const InboxEntry& entry : result->recipients) {
-    ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO inbox(user_id, inbox_seq, "
-                                       "message_id) VALUES (?1, ?2, ?3)"));
-    s->Bind(1, entry.user).BindU(2, entry.inbox_seq).Bind(3, rowid);
-    RETURN_IF_ERROR(s->Run());
+    ASSIGN_OR_RETURN(InboxTail * tail, WriterTail(c, entry.user));
+    const bool extends =
+        tail->run_conversation == m.conversation &&
+        entry.inbox_seq - tail->run_inbox_seq == m.seq - tail->run_seq;
+    if (!extends) {
+      ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO inbox(user_id, "
+                                         "inbox_seq, message_id, span) "
+                                         "VALUES (?1, ?2, ?3, 0)"));
+      s->Bind(1, entry.user).BindU(2, entry.inbox_seq).Bind(3, rowid);
+      RETURN_IF_ERROR(s->Run());
+      tail->run_conversation = m.conversation;
+      tail->run_inbox_seq = entry.inbox_seq;
+      tail->run_seq = m.seq;
+    }
+    tail->head = entry.inbox_seq;
   }
   {
     ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO sent(sender, "
@@ -718,9 +822,6 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
   RETURN_IF_ERROR(WriteGroups(c, snapshot));
   // Written: the writer's memory moves on with the rows.
   c.conversation_heads()[r.conversation] = m.seq;
-  for (const InboxEntry& entry : result->recipients) {
-    c.inbox_heads()[entry.user] = entry.inbox_seq;
-  }
   return absl::OkStatus();
 }
 
@@ -729,7 +830,7 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
 // never edited or deleted; plain members), then the indexes over them.
 absl::Status MigrateSchema(Connection& c) {
   std::set<std::pair<std::string, std::string>> columns;
-  for (const char* table : {"messages", "members"}) {
+  for (const char* table : {"messages", "members", "inbox"}) {
     ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT name FROM "
                                        "pragma_table_info(?1)"));
     s->Bind(1, table);
@@ -1128,7 +1229,7 @@ absl::Status SqliteStore::DeleteUser(absl::string_view id) {
       s->Bind(1, user);
       RETURN_IF_ERROR(s->Run());
     }
-    c.inbox_heads().erase(user);  // A user of the same id starts over.
+    c.inbox_tails().erase(user);  // A user of the same id starts over.
     return absl::OkStatus();
   });
 }
@@ -1233,6 +1334,7 @@ absl::StatusOr<GroupRecord> SqliteStore::RemoveMembers(
                                              "group_id = ?1 AND user_id = ?2"));
           s->Bind(1, id).Bind(2, u);
           RETURN_IF_ERROR(s->Run());
+          RETURN_IF_ERROR(CloseRun(c, u, GroupConversation(id)));
         }
         ASSIGN_OR_RETURN(out, LoadGroup(c, id));
         return absl::OkStatus();
@@ -1258,15 +1360,11 @@ void SqliteStore::Append(AppendRequest request, AppendCallback done) {
 
 absl::StatusOr<uint64_t> SqliteStore::InboxHead(absl::string_view user) {
   return WithReader<absl::StatusOr<uint64_t>>(
-      [user](Connection& c) -> absl::StatusOr<uint64_t> {
-        ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT (SELECT IFNULL(MAX("
-                                           "inbox_seq), 0) FROM inbox WHERE "
-                                           "user_id = ?1) FROM users WHERE "
-                                           "id = ?1"));
-        s->Bind(1, user);
-        ASSIGN_OR_RETURN(bool row, s->Step());
-        if (!row) return NotFoundUser(user);
-        return static_cast<uint64_t>(s->Int(0));
+      [user = std::string(user)](Connection& c) -> absl::StatusOr<uint64_t> {
+        ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
+        if (!exists) return NotFoundUser(user);
+        ASSIGN_OR_RETURN(InboxTail tail, QueryTail(c, user));
+        return tail.head;
       });
 }
 
@@ -1276,25 +1374,63 @@ absl::StatusOr<std::vector<InboxMessage>> SqliteStore::ReadInbox(
       [&](Connection& c) -> absl::StatusOr<std::vector<InboxMessage>> {
         ASSIGN_OR_RETURN(bool exists, UserExists(c, user));
         if (!exists) return NotFoundUser(user);
-        ASSIGN_OR_RETURN(
-            auto s,
-            c.Prepare("SELECT i.inbox_seq, m.id, m.conversation, m.seq, "
-                      "m.sender, m.to_group, m.to_id, m.text, m.sent_us, "
-                      "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
-                      "m.deleted, m.group_event FROM inbox i JOIN messages m "
-                      "ON m.id = "
-                      "i.message_id WHERE i.user_id = ?1 AND i.inbox_seq > ?2 "
-                      "AND i.inbox_seq <= ?3 ORDER BY i.inbox_seq LIMIT ?4"));
-        s->Bind(1, user)
-            .BindU(2, after_seq)
-            .Bind(3, upto_seq == 0 ? INT64_MAX : static_cast<int64_t>(upto_seq))
-            .Bind(4, int64_t{limit});
         std::vector<InboxMessage> out;
-        for (;;) {
-          ASSIGN_OR_RETURN(bool row, s->Step());
-          if (!row) return out;
-          out.push_back({static_cast<uint64_t>(s->Int(0)), ReadMessage(*s, 1)});
+        if (limit <= 0) return out;
+        const uint64_t last = upto_seq == 0 ? UINT64_MAX : upto_seq;
+        if (after_seq >= last) return out;
+        // The runs from the one holding after_seq + 1 on, each bounded by
+        // its span and by the next run's start.
+        ASSIGN_OR_RETURN(
+            auto runs,
+            c.Prepare("SELECT i.inbox_seq, i.span, m.conversation, m.seq FROM "
+                      "inbox i JOIN messages m ON m.id = i.message_id WHERE "
+                      "i.user_id = ?1 AND i.inbox_seq >= IFNULL((SELECT "
+                      "MAX(inbox_seq) FROM inbox WHERE user_id = ?1 AND "
+                      "inbox_seq <= ?2), 0) ORDER BY i.inbox_seq"));
+        runs->Bind(1, user).BindU(2, after_seq + 1);
+        ASSIGN_OR_RETURN(bool more, runs->Step());
+        while (more) {
+          const auto inbox_seq = static_cast<uint64_t>(runs->Int(0));
+          const auto span = static_cast<uint64_t>(runs->Int(1));
+          const std::string conversation = runs->Text(2);
+          const auto seq = static_cast<uint64_t>(runs->Int(3));
+          if (inbox_seq > last) break;
+          ASSIGN_OR_RETURN(more, runs->Step());
+          uint64_t count = span > 0 ? span : UINT64_MAX;
+          if (more) {
+            count = std::min(count,
+                             static_cast<uint64_t>(runs->Int(0)) - inbox_seq);
+          }
+          const uint64_t from = std::max(inbox_seq, after_seq + 1);
+          const uint64_t to = std::min(
+              last, count == UINT64_MAX ? UINT64_MAX : inbox_seq + count - 1);
+          if (from > to) continue;
+          ASSIGN_OR_RETURN(
+              auto s,
+              c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
+                        "m.to_group, m.to_id, m.text, m.sent_us, "
+                        "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
+                        "m.deleted, m.group_event FROM messages m WHERE "
+                        "m.conversation = ?1 AND m.seq >= ?2 AND m.seq <= ?3 "
+                        "ORDER BY m.seq LIMIT ?4"));
+          const uint64_t to_seq =
+              to == UINT64_MAX
+                  ? static_cast<uint64_t>(INT64_MAX)
+                  : std::min<uint64_t>(seq + (to - inbox_seq), INT64_MAX);
+          s->Bind(1, conversation)
+              .BindU(2, seq + (from - inbox_seq))
+              .BindU(3, to_seq)
+              .Bind(4, static_cast<int64_t>(limit - out.size()));
+          for (;;) {
+            ASSIGN_OR_RETURN(bool row, s->Step());
+            if (!row) break;
+            StoredMessage message = ReadMessage(*s, 0);
+            const uint64_t at = inbox_seq + (message.seq - seq);
+            out.push_back({at, std::move(message)});
+          }
+          if (out.size() >= static_cast<size_t>(limit)) break;
         }
+        return out;
       });
 }
 

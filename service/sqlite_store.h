@@ -26,6 +26,19 @@
 // never pauses would prevent; so past four times the threshold the writer runs
 // one checkpoint itself between two transactions (one checkpoint at a time).
 //
+// Inboxes are stored as runs, not as a row per message and recipient: a row
+// (user, inbox_seq i, message at seq s of conversation c, span) stands for
+// the messages s, s+1, ... of c at inbox_seq i, i+1, ...; span 0 (open) means
+// as many as c has, up to the user's next row. A user gets a new row only
+// when their inbox moves to another conversation (or they join one); every
+// further message of the same conversation extends the open run without a
+// write. So a group message costs one message row, not one row per member,
+// and a run of direct messages between two users costs no inbox rows after
+// the first. A run is closed (its span set) when its user leaves the group,
+// since the group's later messages are not theirs. The writer keeps each
+// recent recipient's last row in memory (InboxTail); the view
+// `inbox_entries` lists the inboxes one row per message, for operators.
+//
 // Reads: a small pool of read connections with prepared statements; in WAL
 // mode they never wait for the writer.
 //

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "service/data_dir_lock.h"
@@ -34,10 +35,21 @@ struct TableCopy {
 #define PARLEY_HAS_GROUPS \
   "SELECT 1 FROM pragma_table_info('members') WHERE name = 'role'"
 
+// Whether the store keeps its inboxes as runs (sqlite_store.h): then the
+// view inbox_entries lists them one row per message, as PostgreSQL keeps them.
+#define PARLEY_HAS_RUNS \
+  "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = 'inbox_entries'"
+
 constexpr TableCopy kTables[] = {
+    {"SELECT u.id, u.display_name, u.created_us, IFNULL(h.head, 0) FROM users "
+     "u LEFT JOIN (SELECT user_id, MAX(inbox_seq) AS head FROM inbox_entries "
+     "GROUP BY user_id) h ON h.user_id = u.id",
+     "users(id, display_name, created_us, inbox_head)", PARLEY_HAS_RUNS},
+    // A store from before runs: a row per inbox entry.
     {"SELECT u.id, u.display_name, u.created_us, IFNULL((SELECT "
      "MAX(inbox_seq) FROM inbox i WHERE i.user_id = u.id), 0) FROM users u",
-     "users(id, display_name, created_us, inbox_head)"},
+     "users(id, display_name, created_us, inbox_head)",
+     "SELECT 1 WHERE NOT EXISTS (" PARLEY_HAS_RUNS ")"},
     {"SELECT id, display_name, created_us FROM chat_groups",
      "chat_groups(id, display_name, created_us)"},
     {"SELECT group_id, user_id, role FROM members",
@@ -75,8 +87,11 @@ constexpr TableCopy kTables[] = {
      "messages(id, conversation, seq, sender, to_group, to_id, text, "
      "sent_us, client_msg_id)",
      "SELECT 1 WHERE NOT EXISTS (" PARLEY_HAS_EDITS ")"},
+    {"SELECT user_id, inbox_seq, message_id FROM inbox_entries",
+     "inbox(user_id, inbox_seq, message_id)", PARLEY_HAS_RUNS},
     {"SELECT user_id, inbox_seq, message_id FROM inbox",
-     "inbox(user_id, inbox_seq, message_id)"},
+     "inbox(user_id, inbox_seq, message_id)",
+     "SELECT 1 WHERE NOT EXISTS (" PARLEY_HAS_RUNS ")"},
     {"SELECT sender, client_msg_id, message_id, inbox_seq FROM sent",
      "sent(sender, client_msg_id, message_id, inbox_seq)"},
     {"SELECT user_id, conversation, seq FROM read_cursors",
@@ -301,18 +316,17 @@ absl::StatusOr<MigrationSummary> CopySqliteToPostgres(
           "the PostgreSQL database already holds users, groups or messages; "
           "migrate into an empty one");
     }
-    uint64_t counts[std::size(kTables)] = {};
-    for (size_t i = 0; i < std::size(kTables); ++i) {
-      if (kTables[i].only_if != nullptr &&
-          !HasRow(db.get(), kTables[i].only_if)) {
+    for (const TableCopy& table : kTables) {
+      if (table.only_if != nullptr && !HasRow(db.get(), table.only_if)) {
         continue;
       }
-      ASSIGN_OR_RETURN(counts[i], pg.Copy(db.get(), kTables[i]));
+      ASSIGN_OR_RETURN(uint64_t rows, pg.Copy(db.get(), table));
+      const absl::string_view target = table.copy;
+      if (absl::StartsWith(target, "users(")) summary.users += rows;
+      if (absl::StartsWith(target, "chat_groups(")) summary.groups += rows;
+      if (absl::StartsWith(target, "messages(")) summary.messages += rows;
+      if (absl::StartsWith(target, "inbox(")) summary.inbox_entries += rows;
     }
-    summary.users = counts[0];
-    summary.groups = counts[1];
-    summary.messages = counts[5] + counts[6] + counts[7];
-    summary.inbox_entries = counts[8];
     RETURN_IF_ERROR(
         pg.Exec("SELECT setval('messages_id_seq', GREATEST((SELECT max(id) "
                 "FROM messages), 1), (SELECT count(*) > 0 FROM messages))")

@@ -6,7 +6,9 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -258,6 +260,70 @@ TEST_F(SqliteToPgTest, GroupRolesAndEventsAreCopied) {
   EXPECT_EQ(history->messages[1].group_event.role, GroupRole::kAdmin);
   // The group conversation's counter is copied too.
   EXPECT_EQ(*(*pg)->ConversationHead("g:g1"), 2u);
+}
+
+// SQLite keeps inboxes as runs (sqlite_store.h), PostgreSQL a row per
+// message: the copy expands them, and each inbox reads the same in both.
+TEST_F(SqliteToPgTest, InboxRunsAreCopiedAsARowPerMessage) {
+  const std::vector<std::string> users = {"alice", "bob", "carol"};
+  std::map<std::string,
+           std::vector<std::tuple<uint64_t, std::string, uint64_t>>>
+      want;
+  {
+    SqliteStoreOptions options;
+    options.path = sqlite_path_;
+    auto store = SqliteStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Store& s = **store;
+    for (const std::string& id : users) {
+      ASSERT_TRUE(s.CreateUser({id, "", absl::FromUnixSeconds(7)}).ok());
+    }
+    ASSERT_TRUE(
+        s.CreateGroup({"team", "Team", users, absl::FromUnixSeconds(8)}, 10)
+            .ok());
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(
+          AppendSync(s, "bob", "team", true, absl::StrCat("g", i)).ok());
+    }
+    ASSERT_TRUE(AppendSync(s, "alice", "bob", false, "d1").ok());
+    ASSERT_TRUE(s.RemoveMembers("team", {"carol"}).ok());
+    for (int i = 4; i < 7; ++i) {
+      ASSERT_TRUE(
+          AppendSync(s, "bob", "team", true, absl::StrCat("g", i)).ok());
+    }
+    for (const std::string& id : users) {
+      auto inbox = s.ReadInbox(id, 0, 0, 100);
+      ASSERT_TRUE(inbox.ok()) << inbox.status();
+      for (const InboxMessage& m : *inbox) {
+        want[id].emplace_back(m.inbox_seq, m.message.conversation,
+                              m.message.seq);
+      }
+    }
+  }
+  ASSERT_EQ(want["alice"].size(), 8u);
+  ASSERT_EQ(want["carol"].size(), 4u);
+  auto summary = CopySqliteToPostgres(sqlite_path_, url_);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->inbox_entries, 8u + 8u + 4u);
+  PgStoreOptions options;
+  options.url = url_;
+  auto pg = PgStore::Open(options);
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  for (const std::string& id : users) {
+    SCOPED_TRACE(id);
+    std::vector<std::tuple<uint64_t, std::string, uint64_t>> got;
+    auto inbox = (*pg)->ReadInbox(id, 0, 0, 100);
+    ASSERT_TRUE(inbox.ok()) << inbox.status();
+    for (const InboxMessage& m : *inbox) {
+      got.emplace_back(m.inbox_seq, m.message.conversation, m.message.seq);
+    }
+    EXPECT_EQ(got, want[id]);
+    EXPECT_EQ(*(*pg)->InboxHead(id), want[id].size());
+  }
+  // Each inbox goes on after its last entry.
+  auto next = AppendSync(**pg, "bob", "team", true, "g7");
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->sender_inbox_seq, 9u);
 }
 
 TEST_F(SqliteToPgTest, NonEmptyTargetIsRefusedAndLeftAlone) {
