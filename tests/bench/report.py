@@ -800,7 +800,21 @@ def main():
             w(f"| {NAMES[t]} | {r['group_size']} | {fmt(sends)} | "
               f"{fmt(r['delivered_per_second'])} | {lat(r['end_to_end'])} | "
               f"{server_cpu(r)} | {problems(r)} |")
+        fan_base = load(work, "fanout_parley-baseline")
+        if fan_base:
+            r = fan_base
+            sends = int(r["sent"]) / r["duration_seconds"] \
+                if r["duration_seconds"] else 0
+            w(f"| Parley baseline binaries (`--baseline`) | {r['group_size']} "
+              f"| {fmt(sends)} | {fmt(r['delivered_per_second'])} | "
+              f"{lat(r['end_to_end'])} | {server_cpu(r)} | {problems(r)} |")
         w("")
+        if fan["parley"] and fan_base and fan_base["delivered_per_second"]:
+            w(f"- Fan-out, these binaries / the baseline binaries (same run): "
+              f"{fan['parley']['delivered_per_second'] / fan_base['delivered_per_second']:.2f}x "
+              f"deliveries/s; server CPU per delivery "
+              f"{server_us(fan['parley']):.1f} against "
+              f"{server_us(fan_base):.1f} us.\n")
         if fan["parley"]:
             d = fan["parley"]["delivered_per_second"]
             targets.append((f"fan-out deliveries/s "

@@ -9,8 +9,9 @@
 #   tests/bench/run.sh --quick    # smaller counts, for a busy machine
 #   options: --bin DIR (use built binaries, skip the -c opt build)
 #            --baseline DIR (another build's bin dir, e.g. of the commit
-#                            before a speed change: its Parley runs the 1:1
-#                            rows beside this one, in the same run)
+#                            before a speed change: its Parley runs the 1:1,
+#                            fan-out and cluster rows beside this one, in the
+#                            same run)
 #            --out FILE (default docs/benchmarks.md)  --profile (perf)
 #            --only LIST (comma list of: pairs,half,handshake,idle,hold,fanout,
 #                         cluster)
@@ -347,6 +348,12 @@ if want fanout; then
   lg fanout_parley "${PARLEY[@]}" --workload=fanout --connections=$FANOUT \
     --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
   parley_down
+  if [[ -n $BASELINE ]]; then
+    parley_baseline_up
+    lg fanout_parley-baseline "${PARLEY[@]}" --workload=fanout \
+      --connections=$FANOUT --inflight=$INFLIGHT $PARLEY_WATCH "${COMMON[@]}"
+    parley_down
+  fi
   nats_up
   lg fanout_nats "${NATS[@]}" --workload=fanout --connections=$FANOUT \
     --inflight=$INFLIGHT --watch=nats:$NATS_PID "${COMMON[@]}"

@@ -231,6 +231,7 @@ case_cluster_report() {
   cp "$BENCH_WORK/cluster_fanout.json" "$dir/fanout_cluster.json"
   # As --baseline gives it: the same shape on other binaries.
   cp "$BENCH_WORK/cluster_pairs.json" "$dir/pairs_max_cluster-baseline.json"
+  cp "$BENCH_WORK/parley_fanout.json" "$dir/fanout_parley-baseline.json"
   printf 'cores=%s\npostgres=%s\n' "$(nproc)" \
     "$("$PG_BIN/postgres" --version)" >"$dir/machine.txt"
   /usr/bin/python3 "$ROOT/tests/bench/report.py" "$dir" /dev/null \
@@ -239,7 +240,9 @@ case_cluster_report() {
     "| PostgreSQL (postmaster and backends) |" "| nats-server (bus) |" \
     "Each added gateway" "Each added replica" \
     "| 1:1 pairs, cluster, baseline binaries |" \
-    "these binaries / the baseline binaries"; do
+    "these binaries / the baseline binaries" \
+    "| Parley baseline binaries (\`--baseline\`) |" \
+    "Fan-out, these binaries / the baseline binaries"; do
     grep -qF "$want" "$dir/benchmarks.md" ||
       { echo "report lacks \"$want\""; return 1; }
   done
