@@ -170,6 +170,34 @@ TEST(SqliteInboxRunsTest, LeavingAGroupEndsTheRunAtTheEventThatRemovedThem) {
   EXPECT_EQ((*c)[2].message.seq, 5u);
 }
 
+// A release before runs would take each run for one message: the database
+// says which schema it has, and a newer one than this release's is refused.
+TEST(SqliteInboxRunsTest, ADatabaseOfANewerSchemaIsRefusedNamingBoth) {
+  const std::string path = TempDbPath();
+  OpenOrDie(path).reset();
+  EXPECT_EQ(QueryInt(path,
+                     "SELECT value FROM meta WHERE key = "
+                     "'schema_version'"),
+            2);
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "UPDATE meta SET value = '3' WHERE key = "
+                           "'schema_version'",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  SqliteStoreOptions options;
+  options.path = path;
+  auto refused = SqliteStore::Open(options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(),
+              ::testing::HasSubstr("newer parley-service (schema version 3; "
+                                   "this release knows up to 2)"));
+}
+
 // What a user's inbox holds, comparably across stores (message ids differ).
 std::vector<std::string> Describe(const std::vector<InboxMessage>& inbox) {
   std::vector<std::string> out;

@@ -825,10 +825,29 @@ absl::Status AppendInTransaction(Connection& c, const AppendRequest& r,
   return absl::OkStatus();
 }
 
+// The schema's version, kept in meta as 'schema_version' (databases from
+// before it was kept have none: version 1). 2: inboxes as runs, which a
+// release before it would misread (it would take each run for one message).
+constexpr int64_t kSchemaVersion = 2;
+
 // Brings a database made by an older parley-service to this schema: adds
 // the columns it lacks (existing rows take their defaults: text messages,
-// never edited or deleted; plain members), then the indexes over them.
+// never edited or deleted; plain members; an inbox row per message), then
+// the indexes over them. Refuses a database a newer release has written.
 absl::Status MigrateSchema(Connection& c) {
+  {
+    ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT CAST(value AS INTEGER) FROM "
+                                       "meta WHERE key = 'schema_version'"));
+    ASSIGN_OR_RETURN(bool row, s->Step());
+    if (row && s->Int(0) > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the database was written by a newer parley-service (schema "
+          "version ",
+          s->Int(0), "; this release knows up to ", kSchemaVersion,
+          "): run that release, or restore a backup taken before the "
+          "upgrade"));
+    }
+  }
   std::set<std::pair<std::string, std::string>> columns;
   for (const char* table : {"messages", "members", "inbox"}) {
     ASSIGN_OR_RETURN(auto s, c.Prepare("SELECT name FROM "
@@ -847,7 +866,11 @@ absl::Status MigrateSchema(Connection& c) {
     LogInfo("store.sqlite_schema_migrated",
             {{"table", table}, {"added_column", name}});
   }
-  return c.Exec(kIndexes);
+  RETURN_IF_ERROR(c.Exec(kIndexes));
+  ASSIGN_OR_RETURN(auto s, c.Prepare("INSERT INTO meta(key, value) VALUES "
+                                     "('schema_version', ?1) ON CONFLICT DO "
+                                     "UPDATE SET value = excluded.value"));
+  return s->Bind(1, absl::StrCat(kSchemaVersion)).Run();
 }
 
 // The database's generation; `fresh` is stored first if it has none (a new
