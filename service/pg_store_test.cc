@@ -28,6 +28,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/testing/append_sync.h"
 #include "service/testing/postgres_server.h"
 
 namespace parley::service {
@@ -60,16 +61,7 @@ AppendRequest ToGroup(const std::string& from, const std::string& group,
   return r;
 }
 
-absl::StatusOr<AppendResult> AppendSync(Store& store, AppendRequest r) {
-  absl::StatusOr<AppendResult> out;
-  absl::Notification done;
-  store.Append(std::move(r), [&](absl::StatusOr<AppendResult> result) {
-    out = std::move(result);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return out;
-}
+using testing::AppendSync;
 
 // Runs one SQL command on `url`; its first value, or "error: ...".
 std::string Sql(const std::string& url, const std::string& sql) {

@@ -19,6 +19,7 @@
 #include "service/conversation.h"
 #include "service/fake_store.h"
 #include "service/sqlite_store.h"
+#include "service/testing/append_sync.h"
 
 namespace parley::service {
 namespace {
@@ -82,16 +83,7 @@ AppendRequest Members(const std::string& group, GroupEventType type,
   return r;
 }
 
-absl::StatusOr<AppendResult> AppendSync(Store& store, AppendRequest r) {
-  absl::StatusOr<AppendResult> out;
-  absl::Notification done;
-  store.Append(std::move(r), [&](absl::StatusOr<AppendResult> result) {
-    out = std::move(result);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return out;
-}
+using testing::AppendSync;
 
 TEST(SqliteInboxRunsTest, AGroupMessageAddsNoRowPerMemberAfterTheFirst) {
   const std::string path = TempDbPath();

@@ -412,6 +412,12 @@ namespace {
 using Connection = SqliteStore::Connection;
 using Stmt = SqliteStore::Connection::Stmt;
 
+// The columns ReadMessage reads, in its order, of `messages m`.
+#define PARLEY_MESSAGE_COLUMNS                                           \
+  "m.id, m.conversation, m.seq, m.sender, m.to_group, m.to_id, m.text, " \
+  "m.sent_us, m.client_msg_id, m.kind, m.target_seq, m.edited_us, "      \
+  "m.deleted, m.group_event"
+
 StoredMessage ReadMessage(const Stmt& s, int first) {
   StoredMessage m;
   m.message_id = absl::StrCat(s.Int(first));
@@ -603,14 +609,11 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
                                             const AppendRequest& r) {
   AppendSnapshot snapshot;
   {
-    ASSIGN_OR_RETURN(
-        auto s,
-        c.Prepare("SELECT s.inbox_seq, m.id, m.conversation, m.seq, "
-                  "m.sender, m.to_group, m.to_id, m.text, m.sent_us, "
-                  "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
-                  "m.deleted, m.group_event FROM sent s JOIN messages m ON "
-                  "m.id = s.message_id WHERE s.sender = ?1 AND "
-                  "s.client_msg_id = ?2"));
+    ASSIGN_OR_RETURN(auto s,
+                     c.Prepare("SELECT s.inbox_seq, " PARLEY_MESSAGE_COLUMNS
+                               " FROM sent s JOIN messages m ON "
+                               "m.id = s.message_id WHERE s.sender = ?1 AND "
+                               "s.client_msg_id = ?2"));
     s->Bind(1, r.sender).Bind(2, r.client_msg_id);
     ASSIGN_OR_RETURN(bool row, s->Step());
     if (row) {
@@ -660,12 +663,9 @@ absl::StatusOr<AppendSnapshot> ReadSnapshot(Connection& c,
   if (r.kind == MessageKind::kEdit || r.kind == MessageKind::kDelete) {
     ASSIGN_OR_RETURN(
         auto s,
-        c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
-                  "m.to_group, m.to_id, m.text, m.sent_us, "
-                  "m.client_msg_id, m.kind, m.target_seq, "
-                  "m.edited_us, m.deleted, m.group_event FROM messages m "
-                  "WHERE "
-                  "m.conversation = ?1 AND m.seq = ?2"));
+        c.Prepare("SELECT " PARLEY_MESSAGE_COLUMNS
+                  " FROM messages m WHERE m.conversation = ?1 AND m.seq = "
+                  "?2"));
     s->Bind(1, r.conversation).BindU(2, r.target_seq);
     ASSIGN_OR_RETURN(bool row, s->Step());
     if (row)
@@ -1430,12 +1430,10 @@ absl::StatusOr<std::vector<InboxMessage>> SqliteStore::ReadInbox(
           if (from > to) continue;
           ASSIGN_OR_RETURN(
               auto s,
-              c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
-                        "m.to_group, m.to_id, m.text, m.sent_us, "
-                        "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
-                        "m.deleted, m.group_event FROM messages m WHERE "
-                        "m.conversation = ?1 AND m.seq >= ?2 AND m.seq <= ?3 "
-                        "ORDER BY m.seq LIMIT ?4"));
+              c.Prepare("SELECT " PARLEY_MESSAGE_COLUMNS
+                        " FROM messages m WHERE m.conversation = ?1 AND "
+                        "m.seq >= ?2 AND m.seq <= ?3 ORDER BY m.seq LIMIT "
+                        "?4"));
           const uint64_t to_seq =
               to == UINT64_MAX
                   ? static_cast<uint64_t>(INT64_MAX)
@@ -1463,12 +1461,9 @@ absl::StatusOr<HistoryPage> SqliteStore::ReadHistory(
       [&](Connection& c) -> absl::StatusOr<HistoryPage> {
         ASSIGN_OR_RETURN(
             auto s,
-            c.Prepare("SELECT m.id, m.conversation, m.seq, m.sender, "
-                      "m.to_group, m.to_id, m.text, m.sent_us, "
-                      "m.client_msg_id, m.kind, m.target_seq, m.edited_us, "
-                      "m.deleted, m.group_event FROM messages m WHERE "
-                      "m.conversation = "
-                      "?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"));
+            c.Prepare("SELECT " PARLEY_MESSAGE_COLUMNS
+                      " FROM messages m WHERE m.conversation = ?1 AND m.seq "
+                      "< ?2 ORDER BY m.seq DESC LIMIT ?3"));
         // One more than asked tells whether older messages exist.
         s->Bind(1, conversation)
             .Bind(2, before_seq == 0 ? INT64_MAX
