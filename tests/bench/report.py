@@ -791,23 +791,17 @@ def main():
         w("| Target | group size | sends/s | deliveries/s | e2e latency ms "
           "p50 / p90 / p99 / p99.9 / max | server CPU | problems |")
         w("|---|---:|---:|---:|---|---|---|")
-        for t in TARGETS:
-            r = fan[t]
+        fan_base = load(work, "fanout_parley-baseline")
+        rows = [(NAMES[t], fan[t]) for t in TARGETS]
+        rows.append(("Parley baseline binaries (`--baseline`)", fan_base))
+        for label, r in rows:
             if not r:
                 continue
             sends = int(r["sent"]) / r["duration_seconds"] \
                 if r["duration_seconds"] else 0
-            w(f"| {NAMES[t]} | {r['group_size']} | {fmt(sends)} | "
+            w(f"| {label} | {r['group_size']} | {fmt(sends)} | "
               f"{fmt(r['delivered_per_second'])} | {lat(r['end_to_end'])} | "
               f"{server_cpu(r)} | {problems(r)} |")
-        fan_base = load(work, "fanout_parley-baseline")
-        if fan_base:
-            r = fan_base
-            sends = int(r["sent"]) / r["duration_seconds"] \
-                if r["duration_seconds"] else 0
-            w(f"| Parley baseline binaries (`--baseline`) | {r['group_size']} "
-              f"| {fmt(sends)} | {fmt(r['delivered_per_second'])} | "
-              f"{lat(r['end_to_end'])} | {server_cpu(r)} | {problems(r)} |")
         w("")
         if fan["parley"] and fan_base and fan_base["delivered_per_second"]:
             w(f"- Fan-out, these binaries / the baseline binaries (same run): "
