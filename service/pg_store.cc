@@ -124,6 +124,15 @@ CREATE INDEX messages_edits ON messages(conversation, target_seq)
 ALTER TABLE members ADD COLUMN role smallint NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN group_event text;
 )sql",
+    // 6: each writer's last committed transaction: what it learns, after
+    // losing its connection during a COMMIT, whether that COMMIT took effect
+    // from (PgStore::ResolveInDoubt).
+    R"sql(
+CREATE TABLE writer_commits(
+  writer text COLLATE "C" PRIMARY KEY,
+  xact xid8 NOT NULL
+);
+)sql",
 };
 
 // The advisory lock key under which replicas migrate one at a time.
@@ -151,6 +160,7 @@ enum Stmt : int {
   kAdvanceConversations,
   kAdvanceInboxHeads,
   kWriteCursors,
+  kMarkCommit,
   // Edit and delete events: read their targets in round trip 1, change them
   // in round trip 2.
   kReadTargets,
@@ -198,6 +208,7 @@ enum Stmt : int {
   kStats,
   kListConversations,
   kCountUnread,
+  kReadCommitMark,
   kStmtCount,
 };
 
@@ -323,6 +334,10 @@ std::string StatementSql(int stmt) {
              "FROM unnest($1::text[], $2::text[], $3::int8[]) ON CONFLICT "
              "(user_id, conversation) DO UPDATE SET seq = "
              "GREATEST(read_cursors.seq, excluded.seq)";
+    case kMarkCommit:
+      return "INSERT INTO writer_commits(writer, xact) VALUES ($1, "
+             "pg_current_xact_id()) ON CONFLICT (writer) DO UPDATE SET xact = "
+             "excluded.xact";
     case kReadTargets:
       return absl::StrCat(
           "SELECT ", kMessageColumns,
@@ -461,6 +476,8 @@ std::string StatementSql(int stmt) {
     case kCountUnread:
       return "SELECT count(*) FROM messages WHERE conversation = $1 AND seq "
              "> $2 AND sender <> $3 AND kind = 0 AND NOT deleted";
+    case kReadCommitMark:
+      return "SELECT xact::text FROM writer_commits WHERE writer = $1";
     case kStmtCount:
       break;
   }
@@ -668,6 +685,8 @@ class PgStore::Connection {
 
   // The connection is lost (or in a state no statement can follow).
   bool broken() const { return poisoned_ || PQstatus(conn_) != CONNECTION_OK; }
+  // The server process serving this connection.
+  int backend_pid() const { return PQbackendPID(conn_); }
   bool in_transaction() const {
     return PQtransactionStatus(conn_) != PQTRANS_IDLE;
   }
@@ -989,7 +1008,9 @@ void AppendGroupWrites(const AppendSnapshot& snapshot,
 }  // namespace
 
 PgStore::PgStore(PgStoreOptions options)
-    : options_(std::move(options)), writer_backoff_(options_.reconnect_min) {}
+    : options_(std::move(options)),
+      writer_id_(NewStoreGeneration()),
+      writer_backoff_(options_.reconnect_min) {}
 
 int PgStore::LatestSchemaVersion() { return std::size(kMigrations); }
 
@@ -1019,7 +1040,14 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Open(PgStoreOptions options) {
   return store;
 }
 
-PgStore::~PgStore() { pipeline_.reset(); }
+PgStore::~PgStore() {
+  pipeline_.reset();
+  // Its mark is of no use to anyone now (a writer killed leaves its row).
+  if (writer_conn_ != nullptr && !writer_conn_->broken()) {
+    (void)writer_conn_->Exec(absl::StrCat(
+        "DELETE FROM writer_commits WHERE writer = '", writer_id_, "'"));
+  }
+}
 
 void PgStore::Flush() { pipeline_->Flush(); }
 
@@ -1107,9 +1135,12 @@ std::vector<absl::Status> PgStore::CommitBatch(std::vector<WriteOp>& batch) {
 absl::Status PgStore::RunBatch(const std::vector<WriteOp*>& ops) {
   for (int attempt = 1;; ++attempt) {
     RETURN_IF_ERROR(EnsureWriter());
-    absl::Status status = TryBatch(ops);
+    SentCommit sent;
+    absl::Status status = TryBatch(ops, &sent);
     if (writer_conn_->broken()) {
       WriterLost(status);
+      // The COMMIT may have reached the server before the connection went.
+      if (sent.xact_id != 0) return ResolveInDoubt(sent, status);
     } else if (writer_conn_->in_transaction()) {
       (void)writer_conn_->Exec("ROLLBACK");
     }
@@ -1124,7 +1155,74 @@ absl::Status PgStore::RunBatch(const std::vector<WriteOp*>& ops) {
   }
 }
 
-absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
+absl::Status PgStore::ResolveInDoubt(const SentCommit& sent,
+                                     const absl::Status& lost) {
+  LogWarn("store.pg_commit_in_doubt", {{"server", server_},
+                                       {"transaction", sent.xact_id},
+                                       {"reason", lost.message()}});
+  const absl::Time deadline = absl::Now() + options_.commit_in_doubt_timeout;
+  const std::string xact = absl::StrCat(sent.xact_id);
+  const std::string status_sql =
+      absl::StrCat("SELECT pg_xact_status('", xact, "'::xid8)");
+  // pg_stat_activity shows the 32-bit xid; with the pid, it cannot name
+  // another transaction.
+  const std::string end_sql = absl::StrCat(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ",
+      sent.backend_pid, " AND backend_xid::text = '",
+      sent.xact_id & 0xffffffffu, "'");
+  std::string reason(lost.message());
+  for (;;) {
+    absl::Duration wait = options_.reconnect_min;
+    absl::Status status = EnsureWriter();
+    if (status.ok()) {
+      absl::StatusOr<Result> r =
+          writer_conn_->Run(Call{-1, {}, status_sql.c_str()});
+      if (r.ok() && !r->IsNull(0, 0) && r->Text(0, 0) == "in progress") {
+        // Its backend has not noticed that its client is gone (or is still
+        // committing): ended, the transaction aborts unless it committed.
+        reason = "the transaction was still open";
+        r = writer_conn_->Run(Call{-1, {}, end_sql.c_str()});
+      } else if (r.ok()) {
+        // It has ended. Whether it committed is in the writer's mark: after
+        // a crash, a transaction that never reached the WAL leaves its id to
+        // another one, whose status pg_xact_status() would give.
+        r = writer_conn_->Run(kReadCommitMark, {writer_id_});
+        if (r.ok()) {
+          const bool committed = r->rows() == 1 && r->Text(0, 0) == xact;
+          LogInfo("store.pg_commit_resolved",
+                  {{"server", server_},
+                   {"transaction", sent.xact_id},
+                   {"committed", committed ? "yes" : "no"}});
+          return committed ? absl::OkStatus() : lost;
+        }
+      }
+      if (!r.ok()) {
+        reason = std::string(r.status().message());
+        // The server answers, but not this: asking again will not help.
+        if (!writer_conn_->broken()) break;
+        WriterLost(r.status());
+      }
+    } else {
+      reason = std::string(status.message());
+      wait = writer_retry_at_ - absl::Now();
+    }
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) break;
+    absl::SleepFor(std::min(wait, left));
+  }
+  LogWarn(
+      "store.pg_commit_unknown",
+      {{"server", server_}, {"transaction", sent.xact_id}, {"reason", reason}});
+  return absl::UnavailableError(
+      absl::StrCat("lost the connection to PostgreSQL at ", server_,
+                   " during a commit and could not learn within ",
+                   absl::FormatDuration(options_.commit_in_doubt_timeout),
+                   " whether it was stored (", reason,
+                   "); retry with the same client_msg_id"));
+}
+
+absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
+                               SentCommit* sent) {
   Connection& c = *writer_conn_;
   std::vector<const AppendRequest*> appends;
   std::vector<WriteOp*> append_ops;
@@ -1226,7 +1324,11 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
     reads.push_back(
         Call{kReadTargets, {TextArray(target_convs), IntArray(target_seqs)}});
   }
+  // Last: the transaction's id, to learn its fate if the COMMIT's answer
+  // is lost.
+  reads.push_back(Call{-1, {}, "SELECT pg_current_xact_id()"});
   ASSIGN_OR_RETURN(std::vector<Result> read, c.Pipeline(reads));
+  const uint64_t xact_id = read.back().UInt(0, 0);
   AppendSnapshot snapshot;
   if (!targets.empty()) {
     for (int i = 0; i < read[8].rows(); ++i) {
@@ -1401,10 +1503,11 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
         Call{kWriteCursors,
              {TextArray(w_user), TextArray(w_conv), IntArray(w_seq)}});
   }
+  writes.push_back(Call{kMarkCommit, {writer_id_}});
   writes.push_back(Call{-1, {}, "COMMIT"});
-  RETURN_IF_ERROR(c.Pipeline(writes).status());
 
-  // Committed: hand out the results.
+  // The outcomes, which hold once the COMMIT does (the caller reports the
+  // batch's failure otherwise).
   for (size_t i = 0; i < plan.size(); ++i) {
     if (plan[i].result.ok()) {
       append_ops[i]->out->append = std::move(*plan[i].result);
@@ -1413,7 +1516,8 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch) {
       append_ops[i]->out->status = plan[i].result.status();
     }
   }
-  return absl::OkStatus();
+  *sent = SentCommit{xact_id, c.backend_pid()};
+  return c.Pipeline(writes).status();
 }
 
 template <typename T>

@@ -12,10 +12,12 @@
 //      in one global order and cannot deadlock; read its groups' members,
 //      the blocks between the users of its direct messages (after the user
 //      locks, which SetBlocked takes too: a block and an append are
-//      ordered), its idempotency keys already stored and its read cursors.
+//      ordered), its idempotency keys already stored, its read cursors and
+//      its transaction id.
 //   2. The IM rules (append_rules.h) decide each request; one statement
 //      writes the messages, inbox rows, idempotency keys and both counters;
-//      one raises the read cursors; COMMIT.
+//      one raises the read cursors; one records the transaction id in the
+//      writer's row of writer_commits; COMMIT.
 // seq and inbox_seq come from counter rows updated in the transaction
 // (`conversations.last_seq`, `users.inbox_head`), so they are gapless across
 // replicas; PostgreSQL sequences are not, and number only message ids.
@@ -28,10 +30,16 @@
 // Admin writes (users, groups) and reads run on a small pool of connections.
 //
 // PostgreSQL unreachable (restarting): writes in flight and queued fail with
-// UNAVAILABLE (retryable), as do reads; a COMMIT whose answer was lost is
-// never acknowledged (a retried send is then answered from its idempotency
-// key with the original inbox_seq). Each connection reconnects by itself,
-// the writer with a growing backoff; `store.pg_connection_lost` and
+// UNAVAILABLE (retryable), as do reads. A COMMIT whose answer was lost is
+// in doubt: the writer, once reconnected, waits for the transaction to end
+// (pg_xact_status(), ending the old backend if it still holds it open),
+// then reads its row in writer_commits: if the batch committed, its
+// callbacks run as for any commit; if not, it fails. Only a server away
+// longer than commit_in_doubt_timeout leaves the outcome unknown
+// (UNAVAILABLE saying so; a retried send is then answered from its
+// idempotency key with the original inbox_seq if it had committed). Each
+// connection reconnects by itself, the writer with a growing backoff;
+// `store.pg_connection_lost` and
 // `store.pg_reconnected` name the server and the reason.
 //
 // The schema is the store's own: Open() creates it and applies the
@@ -79,6 +87,9 @@ struct PgStoreOptions {
   // The writer's reconnect backoff grows from the first to the second.
   absl::Duration reconnect_min = absl::Milliseconds(50);
   absl::Duration reconnect_max = absl::Seconds(2);
+  // How long the writer tries to learn whether a batch whose COMMIT answer
+  // was lost committed (the queued writes wait meanwhile).
+  absl::Duration commit_in_doubt_timeout = absl::Seconds(10);
   // Called on the writer thread after every batch, before its callbacks,
   // with its operations and how long it took (for metrics).
   std::function<void(size_t operations, absl::Duration latency)> on_commit;
@@ -173,9 +184,23 @@ class PgStore final : public Store {
   // failure or concurrent insert of a key (up to max_attempts), setting
   // each operation's outcome when it commits.
   absl::Status RunBatch(const std::vector<WriteOp*>& ops);
+  // The transaction a batch's COMMIT was sent for: its id (xid8, with the
+  // epoch) and the server process running it.
+  struct SentCommit {
+    uint64_t xact_id = 0;
+    int backend_pid = 0;
+  };
   // One attempt at `ops`; ABORTED when it should run again, UNAVAILABLE
-  // when the connection was lost.
-  absl::Status TryBatch(const std::vector<WriteOp*>& ops);
+  // when the connection was lost. Each operation's outcome is set before
+  // the COMMIT is sent, and holds only if the transaction commits; `sent`
+  // names it then (xact_id stays 0 when it failed before).
+  absl::Status TryBatch(const std::vector<WriteOp*>& ops, SentCommit* sent);
+  // After the writer lost its connection with `sent`'s COMMIT on its way
+  // (`lost`): reconnects, waits for the transaction to end and reads the
+  // writer's mark, until commit_in_doubt_timeout.
+  // OK if it committed, `lost` if it aborted, UNAVAILABLE saying the
+  // outcome is unknown otherwise.
+  absl::Status ResolveInDoubt(const SentCommit& sent, const absl::Status& lost);
   // Runs `fn` on a pooled connection, reconnected if it was lost; a
   // `read_only` `fn` runs again once on a new connection if the pooled one
   // turns out to be lost (the server restarted since its last use).
@@ -189,6 +214,9 @@ class PgStore final : public Store {
   const PgStoreOptions options_;
   std::string server_;      // "host:port", for logs and errors.
   std::string generation_;  // Set by Open.
+  // This store's row in writer_commits, which every batch sets to its
+  // transaction id: random, so that replicas never share one.
+  const std::string writer_id_;
 
   // Writer thread only: its connection (null while lost), why it was lost,
   // since when, and when to try again.

@@ -79,14 +79,19 @@ std::string Sql(const std::string& url, const std::string& sql) {
   return out;
 }
 
-// A TCP proxy in front of PostgreSQL that, once armed, lets the first
-// COMMIT through to the server and then cuts the connection before the
-// server's answer reaches the client: a commit whose outcome the client
-// cannot know.
-class CommitAnswerDroppingProxy {
+// A TCP proxy in front of PostgreSQL that, once armed, loses the first
+// COMMIT it sees in one of two ways: kAnswer lets it through to the server
+// and cuts the connection before the server's answer reaches the client (it
+// committed); kCommit cuts the client off without passing it on, and keeps
+// the server's side open, so the transaction stays open on a backend that
+// does not know its client is gone. Either way the client cannot know the
+// outcome. Once Refuse() is called it cuts every new connection at once.
+class CommitLosingProxy {
  public:
-  explicit CommitAnswerDroppingProxy(int server_port)
-      : server_port_(server_port) {
+  enum class Lose { kAnswer, kCommit };
+
+  CommitLosingProxy(int server_port, Lose lose)
+      : server_port_(server_port), lose_(lose) {
     listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -101,11 +106,12 @@ class CommitAnswerDroppingProxy {
     acceptor_ = std::thread([this] { Accept(); });
   }
 
-  ~CommitAnswerDroppingProxy() {
+  ~CommitLosingProxy() {
     char byte = 0;
     (void)write(stop_[1], &byte, 1);
     acceptor_.join();
     for (std::thread& t : relays_) t.join();
+    for (int fd : kept_) close(fd);
     close(listen_fd_);
     close(stop_[0]);
     close(stop_[1]);
@@ -113,6 +119,7 @@ class CommitAnswerDroppingProxy {
 
   int port() const { return port_; }
   void Arm() { armed_ = true; }
+  void Refuse(bool refuse) { refuse_ = refuse; }
   bool dropped() const { return dropped_; }
 
  private:
@@ -123,6 +130,10 @@ class CommitAnswerDroppingProxy {
       if (fds[1].revents != 0) return;
       const int client = accept(listen_fd_, nullptr, nullptr);
       if (client < 0) return;
+      if (refuse_) {
+        close(client);
+        continue;
+      }
       const int server = socket(AF_INET, SOCK_STREAM, 0);
       sockaddr_in addr{};
       addr.sin_family = AF_INET;
@@ -141,6 +152,7 @@ class CommitAnswerDroppingProxy {
   // Copies bytes both ways until either side closes (or the stop pipe).
   void Relay(int client, int server) {
     bool cut_after_answer = false;
+    bool keep_server = false;
     char buf[65536];
     for (;;) {
       pollfd fds[3] = {
@@ -152,8 +164,12 @@ class CommitAnswerDroppingProxy {
         if (armed_ && !dropped_ &&
             absl::string_view(buf, n).find("COMMIT") !=
                 absl::string_view::npos) {
-          cut_after_answer = true;
           dropped_ = true;
+          if (lose_ == Lose::kCommit) {
+            keep_server = true;
+            break;
+          }
+          cut_after_answer = true;
         }
         if (write(server, buf, n) != n) break;
       }
@@ -167,17 +183,26 @@ class CommitAnswerDroppingProxy {
       }
     }
     close(client);
-    close(server);
+    if (keep_server) {
+      absl::MutexLock lock(&mu_);
+      kept_.push_back(server);
+    } else {
+      close(server);
+    }
   }
 
   const int server_port_;
+  const Lose lose_;
   int listen_fd_ = -1;
   int port_ = 0;
   int stop_[2] = {-1, -1};
   std::atomic<bool> armed_{false};
   std::atomic<bool> dropped_{false};
+  std::atomic<bool> refuse_{false};
   std::thread acceptor_;
   std::vector<std::thread> relays_;  // Acceptor thread only, then joined.
+  absl::Mutex mu_;
+  std::vector<int> kept_ ABSL_GUARDED_BY(mu_);
 };
 
 class PgStoreTest : public ::testing::Test {
@@ -529,36 +554,149 @@ TEST_F(PgStoreTest, EditsAndDeletesOfOneBatchLeaveTheTargetAsTheLastLeftIt) {
             "0");
 }
 
-TEST_F(PgStoreTest, CommitWhoseAnswerIsLostIsNotAckedAndItsRetryIsADuplicate) {
-  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
-  CommitAnswerDroppingProxy proxy(server_->port());
+// A store on `proxy` that learns a lost commit's fate within `in_doubt`.
+std::unique_ptr<PgStore> OpenThrough(const CommitLosingProxy& proxy,
+                                     absl::Duration in_doubt) {
   PgStoreOptions options;
   options.url =
       absl::StrCat("postgres://parley@127.0.0.1:", proxy.port(), "/parley");
   options.reconnect_min = absl::Milliseconds(10);
+  options.reconnect_max = absl::Milliseconds(50);
+  options.commit_in_doubt_timeout = in_doubt;
   auto store = PgStore::Open(options);
-  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? std::move(store).value() : nullptr;
+}
 
-  proxy.Arm();
-  auto lost = AppendSync(**store, Direct("u0", "u1", "k"));
-  ASSERT_TRUE(proxy.dropped());
-  EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable)
-      << lost.status();
-  // It did commit: the server got the COMMIT.
-  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
-
-  // The gateway's retry: answered from the idempotency key, acked once with
-  // the original inbox_seq.
+// The gateway's retry of a send whose outcome it was not told: answered
+// from the idempotency key if it was stored.
+absl::StatusOr<AppendResult> RetryUntilAnswered(Store& store,
+                                                const AppendRequest& request) {
   absl::StatusOr<AppendResult> retry;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   do {
-    retry = AppendSync(**store, Direct("u0", "u1", "k"));
+    retry = AppendSync(store, request);
   } while (absl::IsUnavailable(retry.status()) && absl::Now() < deadline);
+  return retry;
+}
+
+TEST_F(PgStoreTest, CommitWhoseAnswerIsLostIsAckedOnceItsStatusIsLearned) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kAnswer);
+  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Seconds(30));
+  ASSERT_NE(store, nullptr);
+
+  proxy.Arm();
+  auto lost = AppendSync(*store, Direct("u0", "u1", "k"));
+  ASSERT_TRUE(proxy.dropped());
+  // It committed: acked as any commit, with the message's numbers.
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  EXPECT_FALSE(lost->duplicate);
+  EXPECT_EQ(lost->sender_inbox_seq, 1u);
+  EXPECT_EQ(lost->message.seq, 1u);
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
+
+  auto again = AppendSync(*store, Direct("u0", "u1", "k"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->message.message_id, lost->message.message_id);
+  EXPECT_EQ(*store->InboxHead("u1"), 1u);
+}
+
+TEST_F(PgStoreTest, CommitThatNeverArrivedEndsItsTransactionAndFails) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kCommit);
+  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Seconds(30));
+  ASSERT_NE(store, nullptr);
+
+  proxy.Arm();
+  auto lost = AppendSync(*store, Direct("u0", "u1", "k"));
+  ASSERT_TRUE(proxy.dropped());
+  // Its backend still held the transaction (and the users' locks) open: the
+  // writer ended it, so the answer is certain and the next write can lock.
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable)
+      << lost.status();
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "0");
+
+  auto retry = RetryUntilAnswered(*store, Direct("u0", "u1", "k"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_FALSE(retry->duplicate);
+  EXPECT_EQ(retry->sender_inbox_seq, 1u);
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
+}
+
+TEST_F(PgStoreTest, CommitWhoseStatusCannotBeLearnedFailsSayingSo) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kAnswer);
+  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Milliseconds(300));
+  ASSERT_NE(store, nullptr);
+
+  proxy.Arm();
+  proxy.Refuse(true);  // PostgreSQL unreachable from the store from now on.
+  auto lost = AppendSync(*store, Direct("u0", "u1", "k"));
+  ASSERT_TRUE(proxy.dropped());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(lost.status().message(),
+              HasSubstr("could not learn within 300ms whether it was stored"));
+  EXPECT_THAT(lost.status().message(), HasSubstr("same client_msg_id"));
+
+  // It did commit: the retry is answered from the idempotency key, acked
+  // once with the original inbox_seq.
+  proxy.Refuse(false);
+  auto retry = RetryUntilAnswered(*store, Direct("u0", "u1", "k"));
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_TRUE(retry->duplicate);
   EXPECT_EQ(retry->sender_inbox_seq, 1u);
   EXPECT_EQ(retry->message.seq, 1u);
-  EXPECT_EQ(*(*store)->InboxHead("u1"), 1u);
+  EXPECT_EQ(*store->InboxHead("u1"), 1u);
+}
+
+TEST_F(PgStoreTest, CommitLostInACrashIsNotTakenForTheTransactionReusingItsId) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  // The WAL writer idle: the batch's first round trip stays in the WAL
+  // buffers, and the crash loses its transaction id with it.
+  ASSERT_EQ(Sql(url_, "ALTER SYSTEM SET wal_writer_delay = '10s'"), "");
+  ASSERT_EQ(Sql(url_, "SELECT pg_reload_conf()"), "t");
+  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kCommit);
+  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Seconds(30));
+  ASSERT_NE(store, nullptr);
+
+  proxy.Arm();
+  proxy.Refuse(true);  // The writer cannot come back before the crash.
+  absl::StatusOr<AppendResult> lost;
+  std::thread send([&] { lost = AppendSync(*store, Direct("u0", "u1", "k")); });
+  std::string xact;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (xact.empty() && absl::Now() < deadline) {
+    xact = Sql(url_,
+               "SELECT backend_xid FROM pg_stat_activity WHERE backend_xid IS "
+               "NOT NULL AND pid <> pg_backend_pid()");
+  }
+  ASSERT_TRUE(proxy.dropped());
+  ASSERT_FALSE(xact.empty());
+  ASSERT_TRUE(server_->Crash().ok());
+  ASSERT_TRUE(server_->Restart().ok());
+  // Other transactions take the lost one's id, and commit.
+  uint64_t reused = 0;
+  ASSERT_LE(std::stoull(Sql(url_, "SELECT pg_current_xact_id()")),
+            std::stoull(xact))
+      << "the crash kept the transaction's id";
+  while (reused < std::stoull(xact)) {
+    reused = std::stoull(Sql(url_, "SELECT pg_current_xact_id()"));
+  }
+  ASSERT_EQ(Sql(url_, "SELECT pg_xact_status('" + xact + "'::xid8)"),
+            "committed");
+
+  proxy.Refuse(false);
+  send.join();
+  // The writer's mark says the batch did not commit: never acked.
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable)
+      << lost.status();
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "0");
+  auto retry = RetryUntilAnswered(*store, Direct("u0", "u1", "k"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_FALSE(retry->duplicate);
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
 }
 
 // A block committing while an append waits for the users' row locks: the

@@ -181,9 +181,13 @@ absl::Status PostgresServer::Launch() {
   }
 }
 
-absl::Status PostgresServer::Stop() {
+absl::Status PostgresServer::Stop() { return Signal(SIGINT); }
+
+absl::Status PostgresServer::Crash() { return Signal(SIGQUIT); }
+
+absl::Status PostgresServer::Signal(int signal) {
   if (pid_ <= 0) return absl::OkStatus();
-  if (kill(pid_, SIGINT) != 0) {
+  if (kill(pid_, signal) != 0) {
     return absl::InternalError(
         absl::StrCat("kill ", pid_, ": ", std::strerror(errno)));
   }

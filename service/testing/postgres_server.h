@@ -10,9 +10,10 @@
 // it. The server listens on 127.0.0.1 at a port found free at start, with
 // unix sockets off and fsync on (the durability the store promises is
 // PostgreSQL's own), and is ready when a libpq PQping says so. Stop() sends
-// SIGINT (fast shutdown) and waits for the PID; Start() again reuses the
-// data directory and the port, so a test can restart the server under an
-// open store. The destructor stops the server and removes the directory.
+// SIGINT (fast shutdown) and waits for the PID, Crash() SIGQUIT; Restart()
+// reuses the data directory and the port, so a test can restart the server
+// under an open store. The destructor stops the server and removes the
+// directory.
 //
 // If PostgreSQL is not installed Start() fails, saying how to install it:
 // the tests that need it fail rather than skip.
@@ -48,6 +49,9 @@ class PostgresServer {
 
   // Fast shutdown (SIGINT) and waits for the server to exit.
   absl::Status Stop();
+  // Immediate shutdown (SIGQUIT): as a crash, without a checkpoint, so the
+  // next start recovers from the WAL. Waits for the server to exit.
+  absl::Status Crash();
   // Starts the stopped server again on the same data directory and port.
   absl::Status Restart();
 
@@ -65,6 +69,8 @@ class PostgresServer {
   PostgresServer(std::string dir, int port)
       : dir_(std::move(dir)), port_(port) {}
 
+  // Sends `signal` to postgres and waits for it to exit.
+  absl::Status Signal(int signal);
   // Starts postgres on the existing data directory and waits until ready.
   absl::Status Launch();
 
