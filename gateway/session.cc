@@ -569,8 +569,11 @@ bool Session::NoteDelivered(const ServerFrame& frame, uint64_t inbox_seq) {
       resume_point_ = std::max(resume_point_, frame.ack().inbox_seq());
       break;
     case ServerFrame::kError:
-      if (!frame.error().client_msg_id().empty()) {
-        SettleSend(frame.error().client_msg_id());
+      // Likewise an Error for a send already answered: its re-sent copy
+      // failed after the first was stored and acked.
+      if (!frame.error().client_msg_id().empty() &&
+          !SettleSend(frame.error().client_msg_id())) {
+        return false;
       }
       break;
     case ServerFrame::kMessage:

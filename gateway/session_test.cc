@@ -693,6 +693,38 @@ TEST_F(SessionTest, ReplayedOwnUnackedSendReachesTheClientAsItsAckOnce) {
   EXPECT_TRUE(connection_.Last().has_message());
 }
 
+// A send re-sent after a reconnect was stored by its first attempt (its
+// Ack arrives), and the re-sent copy fails (a replica that lost its store
+// connection): the client, already told it was stored, is not told it
+// failed.
+TEST_F(SessionTest, AnErrorForASendAlreadyAckedIsDropped) {
+  GoLive(/*head=*/10);
+  session_->OnClientMessage(SendJson("c1"), false);
+  session_->OnLinkDown(1);
+  upstream_.generation = 2;
+  session_->OnLinkUp(2);
+  connection_.sent.clear();
+
+  Deliver(AckFor("c1", 11));
+  ServerFrame failed;
+  failed.mutable_error()->set_code(parley::v1::ERROR_CODE_UNAVAILABLE);
+  failed.mutable_error()->set_message("lost the connection to PostgreSQL");
+  failed.mutable_error()->set_client_msg_id("c1");
+  Deliver(failed);
+
+  ASSERT_THAT(connection_.sent, SizeIs(1));
+  EXPECT_TRUE(connection_.Last().has_ack());
+  EXPECT_EQ(session_->unacked_sends(), 0u);
+
+  // An error for a send in flight reaches the client.
+  session_->OnClientMessage(SendJson("c2"), false);
+  failed.mutable_error()->set_client_msg_id("c2");
+  Deliver(failed);
+  ASSERT_THAT(connection_.sent, SizeIs(2));
+  EXPECT_EQ(connection_.Last().error().client_msg_id(), "c2");
+  EXPECT_EQ(session_->unacked_sends(), 0u);
+}
+
 TEST_F(SessionTest, TheStoreGenerationGoesFromHelloToWelcomeAndReannounces) {
   session_->Start({});
   session_->OnClientMessage(
