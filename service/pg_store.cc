@@ -1133,7 +1133,9 @@ std::vector<absl::Status> PgStore::CommitBatch(std::vector<WriteOp>& batch) {
 }
 
 absl::Status PgStore::RunBatch(const std::vector<WriteOp*>& ops) {
+  bool reconnected = false;
   for (int attempt = 1;; ++attempt) {
+    const bool fresh = writer_conn_ == nullptr;
     RETURN_IF_ERROR(EnsureWriter());
     SentCommit sent;
     absl::Status status = TryBatch(ops, &sent);
@@ -1141,6 +1143,14 @@ absl::Status PgStore::RunBatch(const std::vector<WriteOp*>& ops) {
       WriterLost(status);
       // The COMMIT may have reached the server before the connection went.
       if (sent.xact_id != 0) return ResolveInDoubt(sent, status);
+      // Nothing committed. A connection opened before this batch may have
+      // been closed while it sat idle (the server restarted since): the
+      // batch runs once more on a new one, as reads do.
+      if (!fresh && !reconnected) {
+        reconnected = true;
+        --attempt;
+        continue;
+      }
     } else if (writer_conn_->in_transaction()) {
       (void)writer_conn_->Exec("ROLLBACK");
     }

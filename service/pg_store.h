@@ -30,7 +30,9 @@
 // Admin writes (users, groups) and reads run on a small pool of connections.
 //
 // PostgreSQL unreachable (restarting): writes in flight and queued fail with
-// UNAVAILABLE (retryable), as do reads. A COMMIT whose answer was lost is
+// UNAVAILABLE (retryable), as do reads; a batch or read that finds its
+// connection closed since its last use (a restart while it was idle) runs
+// again once on a new one. A COMMIT whose answer was lost is
 // in doubt: the writer, once reconnected, waits for the transaction to end
 // (pg_xact_status(), ending the old backend if it still holds it open),
 // then reads its row in writer_commits: if the batch committed, its

@@ -471,6 +471,22 @@ TEST_F(PgStoreTest, PostgresRestartFailsWritesUnavailableThenRecovers) {
   EXPECT_EQ(dup->sender_inbox_seq, before->sender_inbox_seq);
 }
 
+TEST_F(PgStoreTest, FirstWriteAfterARestartWhileIdleSucceeds) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  std::unique_ptr<PgStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(AppendSync(*store, Direct("u0", "u1", "before")).ok());
+
+  // Restarted while the writer had nothing to write: its connection is
+  // closed, which it learns only from the next batch.
+  ASSERT_TRUE(server_->Stop().ok());
+  ASSERT_TRUE(server_->Restart().ok());
+  auto after = AppendSync(*store, Direct("u0", "u1", "after"));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->message.seq, 2u);
+  EXPECT_EQ(*store->InboxHead("u1"), 2u);
+}
+
 TEST_F(PgStoreTest, WriteTheServerRefusesFailsAloneNotItsBatch) {
   ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
   std::unique_ptr<PgStore> store = Open();
