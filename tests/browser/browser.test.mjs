@@ -471,8 +471,9 @@ describe('browser client against the real binaries', () => {
     assert.ok(first.length < HISTORY_TOTAL, `the first page is not the whole history (${first.length} of ${HISTORY_TOTAL})`);
     assert.equal(first[first.length - 1].text, `History ${HISTORY_TOTAL}`);
     await page.focus('#messages');
-    while ((await shown(page)).length < HISTORY_TOTAL) {
-      const before = (await shown(page)).length;
+    // One count per turn: a page still on its way when the loop checked
+    // may land before Home is pressed, and then there is nothing to wait for.
+    for (let before = (await shown(page)).length; before < HISTORY_TOTAL; before = (await shown(page)).length) {
       await page.keyboard.press('Home');
       await page.waitForFunction((n) => document.querySelectorAll('#message-list .message').length > n, before, { timeout: WAIT_MS });
     }
