@@ -124,9 +124,9 @@ CREATE INDEX messages_edits ON messages(conversation, target_seq)
 ALTER TABLE members ADD COLUMN role smallint NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN group_event text;
 )sql",
-    // 6: each writer's last committed transaction: what it learns, after
-    // losing its connection during a COMMIT, whether that COMMIT took effect
-    // from (PgStore::ResolveInDoubt).
+    // 6: each writer's last committed transaction id, from which a writer
+    // that lost its connection during a COMMIT learns whether it took effect
+    // (PgStore::ResolveInDoubt).
     R"sql(
 CREATE TABLE writer_commits(
   writer text COLLATE "C" PRIMARY KEY,
@@ -209,6 +209,7 @@ enum Stmt : int {
   kListConversations,
   kCountUnread,
   kReadCommitMark,
+  kEndOtherBackends,
   kStmtCount,
 };
 
@@ -478,6 +479,9 @@ std::string StatementSql(int stmt) {
              "> $2 AND sender <> $3 AND kind = 0 AND NOT deleted";
     case kReadCommitMark:
       return "SELECT xact::text FROM writer_commits WHERE writer = $1";
+    case kEndOtherBackends:
+      return "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+             "WHERE application_name = $1 AND pid <> pg_backend_pid()";
     case kStmtCount:
       break;
   }
@@ -638,23 +642,30 @@ UserRecord ReadUser(const Result& r, int i) {
 
 class PgStore::Connection {
  public:
-  // Connects (statements are prepared on first use). UNAVAILABLE naming the
-  // server when it cannot be reached.
+  // Connects (statements are prepared on first use), as `application_name`
+  // if not empty. UNAVAILABLE naming the server when it cannot be reached.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
-      const std::string& url, const std::string& server) {
+      const std::string& url, const std::string& server,
+      const std::string& application_name = "") {
     // Defaults first: the URL's own parameters, expanded after them, win.
     // Without them a server that vanished without closing its sockets
     // would hang a connect for the kernel's minutes and a query forever.
-    const char* keywords[] = {"connect_timeout",
-                              "keepalives_idle",
-                              "keepalives_interval",
-                              "keepalives_count",
-                              "tcp_user_timeout",
-                              "fallback_application_name",
-                              "dbname",
-                              nullptr};
-    const char* values[] = {
-        "5", "10", "5", "3", "30000", "parley-service", url.c_str(), nullptr};
+    // An application_name after the URL wins over the URL's.
+    const char* keywords[] = {
+        "connect_timeout",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "fallback_application_name",
+        "dbname",
+        application_name.empty() ? nullptr : "application_name",
+        nullptr};
+    const char* values[] = {"5",         "10",
+                            "5",         "3",
+                            "30000",     "parley-service",
+                            url.c_str(), application_name.c_str(),
+                            nullptr};
     auto conn = std::unique_ptr<Connection>(new Connection(
         PQconnectdbParams(keywords, values, /*expand_dbname=*/1)));
     conn->server_ = server;
@@ -685,8 +696,6 @@ class PgStore::Connection {
 
   // The connection is lost (or in a state no statement can follow).
   bool broken() const { return poisoned_ || PQstatus(conn_) != CONNECTION_OK; }
-  // The server process serving this connection.
-  int backend_pid() const { return PQbackendPID(conn_); }
   bool in_transaction() const {
     return PQtransactionStatus(conn_) != PQTRANS_IDLE;
   }
@@ -1023,8 +1032,9 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Open(PgStoreOptions options) {
   auto store = std::unique_ptr<PgStore>(new PgStore(std::move(options)));
   const PgStoreOptions& o = store->options_;
   store->server_ = ServerName(o.url);
-  ASSIGN_OR_RETURN(store->writer_conn_,
-                   Connection::Open(o.url, store->server_));
+  ASSIGN_OR_RETURN(
+      store->writer_conn_,
+      Connection::Open(o.url, store->server_, store->WriterApplicationName()));
   ASSIGN_OR_RETURN(store->generation_,
                    Migrate(*store->writer_conn_, NewStoreGeneration()));
   for (int i = 0; i < o.read_connections; ++i) {
@@ -1062,7 +1072,24 @@ absl::Status PgStore::EnsureWriter() {
                      writer_lost_reason_, "); reconnecting"));
   }
   absl::StatusOr<std::unique_ptr<Connection>> conn =
-      Connection::Open(options_.url, server_);
+      Connection::Open(options_.url, server_, WriterApplicationName());
+  if (conn.ok()) {
+    // A backend of the lost connection may not have noticed that its client
+    // is gone (a network cut, not a restart) and still hold a transaction
+    // open, with its row locks: ended, it aborts that transaction unless it
+    // was committing.
+    absl::StatusOr<Result> ended =
+        (*conn)->Run(kEndOtherBackends, {WriterApplicationName()});
+    if (ended.ok() && ended->Int(0, 0) > 0) {
+      LogWarn("store.pg_writer_backend_ended",
+              {{"server", server_}, {"backends", ended->Int(0, 0)}});
+    } else if (!ended.ok() && (*conn)->broken()) {
+      conn = ended.status();
+    } else if (!ended.ok()) {
+      LogWarn("store.pg_writer_backend_not_ended",
+              {{"server", server_}, {"reason", ended.status().message()}});
+    }
+  }
   if (!conn.ok()) {
     writer_lost_reason_ = std::string(conn.status().message());
     writer_retry_at_ = now + writer_backoff_;
@@ -1076,6 +1103,10 @@ absl::Status PgStore::EnsureWriter() {
            {"connection", "writer"},
            {"after_ms", absl::ToInt64Milliseconds(now - writer_lost_at_)}});
   return absl::OkStatus();
+}
+
+std::string PgStore::WriterApplicationName() const {
+  return absl::StrCat("parley-service writer ", writer_id_);
 }
 
 void PgStore::WriterLost(const absl::Status& why) {
@@ -1137,12 +1168,12 @@ absl::Status PgStore::RunBatch(const std::vector<WriteOp*>& ops) {
   for (int attempt = 1;; ++attempt) {
     const bool fresh = writer_conn_ == nullptr;
     RETURN_IF_ERROR(EnsureWriter());
-    SentCommit sent;
-    absl::Status status = TryBatch(ops, &sent);
+    uint64_t sent_xact = 0;
+    absl::Status status = TryBatch(ops, &sent_xact);
     if (writer_conn_->broken()) {
       WriterLost(status);
       // The COMMIT may have reached the server before the connection went.
-      if (sent.xact_id != 0) return ResolveInDoubt(sent, status);
+      if (sent_xact != 0) return ResolveInDoubt(sent_xact, status);
       // Nothing committed. A connection opened before this batch may have
       // been closed while it sat idle (the server restarted since): the
       // batch runs once more on a new one, as reads do.
@@ -1165,21 +1196,15 @@ absl::Status PgStore::RunBatch(const std::vector<WriteOp*>& ops) {
   }
 }
 
-absl::Status PgStore::ResolveInDoubt(const SentCommit& sent,
+absl::Status PgStore::ResolveInDoubt(uint64_t sent_xact,
                                      const absl::Status& lost) {
   LogWarn("store.pg_commit_in_doubt", {{"server", server_},
-                                       {"transaction", sent.xact_id},
+                                       {"transaction", sent_xact},
                                        {"reason", lost.message()}});
   const absl::Time deadline = absl::Now() + options_.commit_in_doubt_timeout;
-  const std::string xact = absl::StrCat(sent.xact_id);
+  const std::string xact = absl::StrCat(sent_xact);
   const std::string status_sql =
       absl::StrCat("SELECT pg_xact_status('", xact, "'::xid8)");
-  // pg_stat_activity shows the 32-bit xid; with the pid, it cannot name
-  // another transaction.
-  const std::string end_sql = absl::StrCat(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ",
-      sent.backend_pid, " AND backend_xid::text = '",
-      sent.xact_id & 0xffffffffu, "'");
   std::string reason(lost.message());
   for (;;) {
     absl::Duration wait = options_.reconnect_min;
@@ -1188,10 +1213,8 @@ absl::Status PgStore::ResolveInDoubt(const SentCommit& sent,
       absl::StatusOr<Result> r =
           writer_conn_->Run(Call{-1, {}, status_sql.c_str()});
       if (r.ok() && !r->IsNull(0, 0) && r->Text(0, 0) == "in progress") {
-        // Its backend has not noticed that its client is gone (or is still
-        // committing): ended, the transaction aborts unless it committed.
+        // Its backend, ended by the reconnect, has not exited yet.
         reason = "the transaction was still open";
-        r = writer_conn_->Run(Call{-1, {}, end_sql.c_str()});
       } else if (r.ok()) {
         // It has ended. Whether it committed is in the writer's mark: after
         // a crash, a transaction that never reached the WAL leaves its id to
@@ -1201,7 +1224,7 @@ absl::Status PgStore::ResolveInDoubt(const SentCommit& sent,
           const bool committed = r->rows() == 1 && r->Text(0, 0) == xact;
           LogInfo("store.pg_commit_resolved",
                   {{"server", server_},
-                   {"transaction", sent.xact_id},
+                   {"transaction", sent_xact},
                    {"committed", committed ? "yes" : "no"}});
           return committed ? absl::OkStatus() : lost;
         }
@@ -1222,7 +1245,7 @@ absl::Status PgStore::ResolveInDoubt(const SentCommit& sent,
   }
   LogWarn(
       "store.pg_commit_unknown",
-      {{"server", server_}, {"transaction", sent.xact_id}, {"reason", reason}});
+      {{"server", server_}, {"transaction", sent_xact}, {"reason", reason}});
   return absl::UnavailableError(
       absl::StrCat("lost the connection to PostgreSQL at ", server_,
                    " during a commit and could not learn within ",
@@ -1232,7 +1255,7 @@ absl::Status PgStore::ResolveInDoubt(const SentCommit& sent,
 }
 
 absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
-                               SentCommit* sent) {
+                               uint64_t* sent_xact) {
   Connection& c = *writer_conn_;
   std::vector<const AppendRequest*> appends;
   std::vector<WriteOp*> append_ops;
@@ -1526,7 +1549,7 @@ absl::Status PgStore::TryBatch(const std::vector<WriteOp*>& batch,
       append_ops[i]->out->status = plan[i].result.status();
     }
   }
-  *sent = SentCommit{xact_id, c.backend_pid()};
+  *sent_xact = xact_id;
   return c.Pipeline(writes).status();
 }
 

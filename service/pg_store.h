@@ -32,17 +32,19 @@
 // PostgreSQL unreachable (restarting): writes in flight and queued fail with
 // UNAVAILABLE (retryable), as do reads; a batch or read that finds its
 // connection closed since its last use (a restart while it was idle) runs
-// again once on a new one. A COMMIT whose answer was lost is
-// in doubt: the writer, once reconnected, waits for the transaction to end
-// (pg_xact_status(), ending the old backend if it still holds it open),
-// then reads its row in writer_commits: if the batch committed, its
-// callbacks run as for any commit; if not, it fails. Only a server away
-// longer than commit_in_doubt_timeout leaves the outcome unknown
-// (UNAVAILABLE saying so; a retried send is then answered from its
+// again once on a new one. The writer's connections are named (its
+// application_name, "parley-service writer <random id>"): on reconnecting,
+// the writer ends its earlier backends, which a network cut can leave
+// holding a transaction and its row locks open. A COMMIT whose answer was
+// lost is in doubt: the writer, once reconnected, waits for the transaction
+// to end (pg_xact_status()), then reads its row in writer_commits: if the
+// batch committed, its callbacks run as for any commit; if not, it fails.
+// Only a server away longer than commit_in_doubt_timeout leaves the outcome
+// unknown (UNAVAILABLE saying so; a retried send is then answered from its
 // idempotency key with the original inbox_seq if it had committed). Each
 // connection reconnects by itself, the writer with a growing backoff;
-// `store.pg_connection_lost` and
-// `store.pg_reconnected` name the server and the reason.
+// `store.pg_connection_lost` and `store.pg_reconnected` name the server and
+// the reason.
 //
 // The schema is the store's own: Open() creates it and applies the
 // migrations this binary knows, in order, each in a transaction, under an
@@ -176,8 +178,9 @@ class PgStore final : public Store {
  private:
   explicit PgStore(PgStoreOptions options);
 
-  // The writer's connection, reconnected (with backoff) if it was lost;
-  // UNAVAILABLE while PostgreSQL cannot be reached.
+  // The writer's connection, reconnected (with backoff) if it was lost,
+  // ending the lost connection's backend; UNAVAILABLE while PostgreSQL
+  // cannot be reached.
   absl::Status EnsureWriter();
   // Logs the loss of the writer's connection and drops it.
   void WriterLost(const absl::Status& why);
@@ -186,23 +189,21 @@ class PgStore final : public Store {
   // failure or concurrent insert of a key (up to max_attempts), setting
   // each operation's outcome when it commits.
   absl::Status RunBatch(const std::vector<WriteOp*>& ops);
-  // The transaction a batch's COMMIT was sent for: its id (xid8, with the
-  // epoch) and the server process running it.
-  struct SentCommit {
-    uint64_t xact_id = 0;
-    int backend_pid = 0;
-  };
   // One attempt at `ops`; ABORTED when it should run again, UNAVAILABLE
   // when the connection was lost. Each operation's outcome is set before
-  // the COMMIT is sent, and holds only if the transaction commits; `sent`
-  // names it then (xact_id stays 0 when it failed before).
-  absl::Status TryBatch(const std::vector<WriteOp*>& ops, SentCommit* sent);
-  // After the writer lost its connection with `sent`'s COMMIT on its way
-  // (`lost`): reconnects, waits for the transaction to end and reads the
-  // writer's mark, until commit_in_doubt_timeout.
-  // OK if it committed, `lost` if it aborted, UNAVAILABLE saying the
-  // outcome is unknown otherwise.
-  absl::Status ResolveInDoubt(const SentCommit& sent, const absl::Status& lost);
+  // the COMMIT is sent, and holds only if the transaction commits;
+  // `sent_xact` is then its transaction id (xid8, with the epoch), and stays
+  // 0 when the attempt failed before.
+  absl::Status TryBatch(const std::vector<WriteOp*>& ops, uint64_t* sent_xact);
+  // After the writer lost its connection with the COMMIT of transaction
+  // `sent_xact` on its way (`lost`): reconnects, waits for the transaction
+  // to end and reads the writer's mark, until commit_in_doubt_timeout. OK if
+  // it committed, `lost` if not, UNAVAILABLE saying the outcome is unknown
+  // otherwise.
+  absl::Status ResolveInDoubt(uint64_t sent_xact, const absl::Status& lost);
+  // The application_name of the writer's connections, which names them
+  // among the server's backends.
+  std::string WriterApplicationName() const;
   // Runs `fn` on a pooled connection, reconnected if it was lost; a
   // `read_only` `fn` runs again once on a new connection if the pooled one
   // turns out to be lost (the server restarted since its last use).

@@ -85,10 +85,13 @@ std::string Sql(const std::string& url, const std::string& sql) {
 // committed); kCommit cuts the client off without passing it on, and keeps
 // the server's side open, so the transaction stays open on a backend that
 // does not know its client is gone. Either way the client cannot know the
-// outcome. Once Refuse() is called it cuts every new connection at once.
+// outcome. kLocks loses the answer to a batch's first round trip instead
+// (which asks for pg_current_xact_id()), keeping the server's side open: the
+// backend holds the batch's row locks. Once Refuse() is called it cuts
+// every new connection at once.
 class CommitLosingProxy {
  public:
-  enum class Lose { kAnswer, kCommit };
+  enum class Lose { kAnswer, kCommit, kLocks };
 
   CommitLosingProxy(int server_port, Lose lose)
       : server_port_(server_port), lose_(lose) {
@@ -161,8 +164,10 @@ class CommitLosingProxy {
       if (fds[0].revents != 0) {
         const ssize_t n = read(client, buf, sizeof(buf));
         if (n <= 0) break;
+        const char* trigger =
+            lose_ == Lose::kLocks ? "pg_current_xact_id" : "COMMIT";
         if (armed_ && !dropped_ &&
-            absl::string_view(buf, n).find("COMMIT") !=
+            absl::string_view(buf, n).find(trigger) !=
                 absl::string_view::npos) {
           dropped_ = true;
           if (lose_ == Lose::kCommit) {
@@ -170,6 +175,7 @@ class CommitLosingProxy {
             break;
           }
           cut_after_answer = true;
+          keep_server = lose_ == Lose::kLocks;
         }
         if (write(server, buf, n) != n) break;
       }
@@ -667,6 +673,25 @@ TEST_F(PgStoreTest, CommitWhoseStatusCannotBeLearnedFailsSayingSo) {
   EXPECT_EQ(*store->InboxHead("u1"), 1u);
 }
 
+TEST_F(PgStoreTest, BackendLeftHoldingTheBatchsLocksIsEndedOnReconnect) {
+  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kLocks);
+  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Seconds(30));
+  ASSERT_NE(store, nullptr);
+
+  // The first round trip's answer is lost while its backend holds u0's and
+  // u1's row locks and waits for a client that is gone. The batch runs
+  // again on a new connection, which could not take the locks (and no
+  // write to u0 or u1 could, from any replica) had the reconnect not ended
+  // that backend.
+  proxy.Arm();
+  auto sent = AppendSync(*store, Direct("u0", "u1", "k"));
+  ASSERT_TRUE(proxy.dropped());
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(sent->message.seq, 1u);
+  EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
+}
+
 TEST_F(PgStoreTest, CommitLostInACrashIsNotTakenForTheTransactionReusingItsId) {
   ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
   // The WAL writer idle: the batch's first round trip stays in the WAL
@@ -681,6 +706,16 @@ TEST_F(PgStoreTest, CommitLostInACrashIsNotTakenForTheTransactionReusingItsId) {
   proxy.Refuse(true);  // The writer cannot come back before the crash.
   absl::StatusOr<AppendResult> lost;
   std::thread send([&] { lost = AppendSync(*store, Direct("u0", "u1", "k")); });
+  // Joined on every way out (the writer gives up after 30 s without a
+  // server).
+  struct Join {
+    CommitLosingProxy& proxy;
+    std::thread& thread;
+    ~Join() {
+      proxy.Refuse(false);
+      if (thread.joinable()) thread.join();
+    }
+  } join{proxy, send};
   std::string xact;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (xact.empty() && absl::Now() < deadline) {
