@@ -576,19 +576,34 @@ TEST_F(PgStoreTest, EditsAndDeletesOfOneBatchLeaveTheTargetAsTheLastLeftIt) {
             "0");
 }
 
-// A store on `proxy` that learns a lost commit's fate within `in_doubt`.
-std::unique_ptr<PgStore> OpenThrough(const CommitLosingProxy& proxy,
+// Users and g:team created as in PgStoreTest, and a store reaching
+// PostgreSQL through proxy_, which loses what `lose` names once the store's
+// next batch runs: the store's view of a COMMIT whose outcome it may not know.
+class PgStoreInDoubtTest : public PgStoreTest {
+ protected:
+  // The store learns a lost commit's fate within `in_doubt`; null (with the
+  // failure reported) if it could not be opened.
+  std::unique_ptr<PgStore> OpenArmed(CommitLosingProxy::Lose lose,
                                      absl::Duration in_doubt) {
-  PgStoreOptions options;
-  options.url =
-      absl::StrCat("postgres://parley@127.0.0.1:", proxy.port(), "/parley");
-  options.reconnect_min = absl::Milliseconds(10);
-  options.reconnect_max = absl::Milliseconds(50);
-  options.commit_in_doubt_timeout = in_doubt;
-  auto store = PgStore::Open(options);
-  EXPECT_TRUE(store.ok()) << store.status();
-  return store.ok() ? std::move(store).value() : nullptr;
-}
+    CreateUsersAndGroup();
+    if (HasFatalFailure()) return nullptr;
+    proxy_ = std::make_unique<CommitLosingProxy>(server_->port(), lose);
+    PgStoreOptions options;
+    options.url =
+        absl::StrCat("postgres://parley@127.0.0.1:", proxy_->port(), "/parley");
+    options.reconnect_min = absl::Milliseconds(10);
+    options.reconnect_max = absl::Milliseconds(50);
+    options.commit_in_doubt_timeout = in_doubt;
+    auto store = PgStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return nullptr;
+    proxy_->Arm();
+    return std::move(store).value();
+  }
+
+  // Outlives the tests' stores, which close their connections through it.
+  std::unique_ptr<CommitLosingProxy> proxy_;
+};
 
 // The gateway's retry of a send whose outcome it was not told: answered
 // from the idempotency key if it was stored.
@@ -602,15 +617,13 @@ absl::StatusOr<AppendResult> RetryUntilAnswered(Store& store,
   return retry;
 }
 
-TEST_F(PgStoreTest, CommitWhoseAnswerIsLostIsAckedOnceItsStatusIsLearned) {
-  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
-  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kAnswer);
-  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Seconds(30));
+TEST_F(PgStoreInDoubtTest,
+       CommitWhoseAnswerIsLostIsAckedOnceItsStatusIsLearned) {
+  std::unique_ptr<PgStore> store =
+      OpenArmed(CommitLosingProxy::Lose::kAnswer, absl::Seconds(30));
   ASSERT_NE(store, nullptr);
-
-  proxy.Arm();
   auto lost = AppendSync(*store, Direct("u0", "u1", "k"));
-  ASSERT_TRUE(proxy.dropped());
+  ASSERT_TRUE(proxy_->dropped());
   // It committed: acked as any commit, with the message's numbers.
   ASSERT_TRUE(lost.ok()) << lost.status();
   EXPECT_FALSE(lost->duplicate);
@@ -625,15 +638,12 @@ TEST_F(PgStoreTest, CommitWhoseAnswerIsLostIsAckedOnceItsStatusIsLearned) {
   EXPECT_EQ(*store->InboxHead("u1"), 1u);
 }
 
-TEST_F(PgStoreTest, CommitThatNeverArrivedEndsItsTransactionAndFails) {
-  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
-  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kCommit);
-  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Seconds(30));
+TEST_F(PgStoreInDoubtTest, CommitThatNeverArrivedEndsItsTransactionAndFails) {
+  std::unique_ptr<PgStore> store =
+      OpenArmed(CommitLosingProxy::Lose::kCommit, absl::Seconds(30));
   ASSERT_NE(store, nullptr);
-
-  proxy.Arm();
   auto lost = AppendSync(*store, Direct("u0", "u1", "k"));
-  ASSERT_TRUE(proxy.dropped());
+  ASSERT_TRUE(proxy_->dropped());
   // Its backend still held the transaction (and the users' locks) open: the
   // writer ended it, so the answer is certain and the next write can lock.
   EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable)
@@ -647,16 +657,13 @@ TEST_F(PgStoreTest, CommitThatNeverArrivedEndsItsTransactionAndFails) {
   EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
 }
 
-TEST_F(PgStoreTest, CommitWhoseStatusCannotBeLearnedFailsSayingSo) {
-  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
-  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kAnswer);
-  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Milliseconds(300));
+TEST_F(PgStoreInDoubtTest, CommitWhoseStatusCannotBeLearnedFailsSayingSo) {
+  std::unique_ptr<PgStore> store =
+      OpenArmed(CommitLosingProxy::Lose::kAnswer, absl::Milliseconds(300));
   ASSERT_NE(store, nullptr);
-
-  proxy.Arm();
-  proxy.Refuse(true);  // PostgreSQL unreachable from the store from now on.
+  proxy_->Refuse(true);  // PostgreSQL unreachable from the store from now on.
   auto lost = AppendSync(*store, Direct("u0", "u1", "k"));
-  ASSERT_TRUE(proxy.dropped());
+  ASSERT_TRUE(proxy_->dropped());
   EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(lost.status().message(),
               HasSubstr("could not learn within 300ms whether it was stored"));
@@ -664,7 +671,7 @@ TEST_F(PgStoreTest, CommitWhoseStatusCannotBeLearnedFailsSayingSo) {
 
   // It did commit: the retry is answered from the idempotency key, acked
   // once with the original inbox_seq.
-  proxy.Refuse(false);
+  proxy_->Refuse(false);
   auto retry = RetryUntilAnswered(*store, Direct("u0", "u1", "k"));
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_TRUE(retry->duplicate);
@@ -673,37 +680,33 @@ TEST_F(PgStoreTest, CommitWhoseStatusCannotBeLearnedFailsSayingSo) {
   EXPECT_EQ(*store->InboxHead("u1"), 1u);
 }
 
-TEST_F(PgStoreTest, BackendLeftHoldingTheBatchsLocksIsEndedOnReconnect) {
-  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
-  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kLocks);
-  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Seconds(30));
-  ASSERT_NE(store, nullptr);
-
+TEST_F(PgStoreInDoubtTest, BackendLeftHoldingTheBatchsLocksIsEndedOnReconnect) {
   // The first round trip's answer is lost while its backend holds u0's and
   // u1's row locks and waits for a client that is gone. The batch runs
   // again on a new connection, which could not take the locks (and no
   // write to u0 or u1 could, from any replica) had the reconnect not ended
   // that backend.
-  proxy.Arm();
+  std::unique_ptr<PgStore> store =
+      OpenArmed(CommitLosingProxy::Lose::kLocks, absl::Seconds(30));
+  ASSERT_NE(store, nullptr);
   auto sent = AppendSync(*store, Direct("u0", "u1", "k"));
-  ASSERT_TRUE(proxy.dropped());
+  ASSERT_TRUE(proxy_->dropped());
   ASSERT_TRUE(sent.ok()) << sent.status();
   EXPECT_EQ(sent->message.seq, 1u);
   EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
 }
 
-TEST_F(PgStoreTest, CommitLostInACrashIsNotTakenForTheTransactionReusingItsId) {
-  ASSERT_NO_FATAL_FAILURE(CreateUsersAndGroup());
+TEST_F(PgStoreInDoubtTest,
+       CommitLostInACrashIsNotTakenForTheTransactionReusingItsId) {
   // The WAL writer idle: the batch's first round trip stays in the WAL
   // buffers, and the crash loses its transaction id with it.
   ASSERT_EQ(Sql(url_, "ALTER SYSTEM SET wal_writer_delay = '10s'"), "");
   ASSERT_EQ(Sql(url_, "SELECT pg_reload_conf()"), "t");
-  CommitLosingProxy proxy(server_->port(), CommitLosingProxy::Lose::kCommit);
-  std::unique_ptr<PgStore> store = OpenThrough(proxy, absl::Seconds(30));
-  ASSERT_NE(store, nullptr);
 
-  proxy.Arm();
-  proxy.Refuse(true);  // The writer cannot come back before the crash.
+  std::unique_ptr<PgStore> store =
+      OpenArmed(CommitLosingProxy::Lose::kCommit, absl::Seconds(30));
+  ASSERT_NE(store, nullptr);
+  proxy_->Refuse(true);  // The writer cannot come back before the crash.
   absl::StatusOr<AppendResult> lost;
   std::thread send([&] { lost = AppendSync(*store, Direct("u0", "u1", "k")); });
   // Joined on every way out (the writer gives up after 30 s without a
@@ -715,7 +718,7 @@ TEST_F(PgStoreTest, CommitLostInACrashIsNotTakenForTheTransactionReusingItsId) {
       proxy.Refuse(false);
       if (thread.joinable()) thread.join();
     }
-  } join{proxy, send};
+  } join{*proxy_, send};
   std::string xact;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (xact.empty() && absl::Now() < deadline) {
@@ -723,7 +726,7 @@ TEST_F(PgStoreTest, CommitLostInACrashIsNotTakenForTheTransactionReusingItsId) {
                "SELECT backend_xid FROM pg_stat_activity WHERE backend_xid IS "
                "NOT NULL AND pid <> pg_backend_pid()");
   }
-  ASSERT_TRUE(proxy.dropped());
+  ASSERT_TRUE(proxy_->dropped());
   ASSERT_FALSE(xact.empty());
   ASSERT_TRUE(server_->Crash().ok());
   ASSERT_TRUE(server_->Restart().ok());
@@ -738,7 +741,7 @@ TEST_F(PgStoreTest, CommitLostInACrashIsNotTakenForTheTransactionReusingItsId) {
   ASSERT_EQ(Sql(url_, "SELECT pg_xact_status('" + xact + "'::xid8)"),
             "committed");
 
-  proxy.Refuse(false);
+  proxy_->Refuse(false);
   send.join();
   // The writer's mark says the batch did not commit: never acked.
   EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable)
