@@ -147,12 +147,12 @@ uint16_t CloseCodeForReject(parley::v1::RejectReason reason) {
 
 const std::string& OutboundFrame::Encoded(Encoding encoding) const {
   if (encoding == Encoding::kJson) {
-    std::call_once(json_once_,
-                   [this] { json_ = EncodeFrame(Encoding::kJson, frame_); });
+    absl::call_once(json_once_,
+                    [this] { json_ = EncodeFrame(Encoding::kJson, frame_); });
     return json_;
   }
-  std::call_once(binary_once_,
-                 [this] { binary_ = EncodeFrame(Encoding::kBinary, frame_); });
+  absl::call_once(binary_once_,
+                  [this] { binary_ = EncodeFrame(Encoding::kBinary, frame_); });
   return binary_;
 }
 
