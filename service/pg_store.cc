@@ -642,11 +642,13 @@ UserRecord ReadUser(const Result& r, int i) {
 
 class PgStore::Connection {
  public:
-  // Connects (statements are prepared on first use), as `application_name`
-  // if not empty. UNAVAILABLE naming the server when it cannot be reached.
+  // Connects to options.url (statements are prepared on first use), as
+  // `application_name` if not empty. UNAVAILABLE naming the server when it
+  // cannot be reached.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
-      const std::string& url, const std::string& server,
+      const PgStoreOptions& options, const std::string& server,
       const std::string& application_name = "") {
+    const std::string& url = options.url;
     // Defaults first: the URL's own parameters, expanded after them, win.
     // Without them a server that vanished without closing its sockets
     // would hang a connect for the kernel's minutes and a query forever.
@@ -684,8 +686,12 @@ class PgStore::Connection {
         },
         nullptr);
     // Acks wait for the commit's WAL flush, whatever the server's default.
-    RETURN_IF_ERROR(conn->Exec(
-        "SET synchronous_commit = on; SET client_encoding = 'UTF8'"));
+    // A backend left inside a transaction by a client it cannot see gone
+    // ends itself (PgStoreOptions::idle_in_transaction_timeout).
+    RETURN_IF_ERROR(conn->Exec(absl::StrCat(
+        "SET synchronous_commit = on; SET client_encoding = 'UTF8'; "
+        "SET idle_in_transaction_session_timeout = ",
+        absl::ToInt64Milliseconds(options.idle_in_transaction_timeout))));
     return conn;
   }
 
@@ -1029,17 +1035,21 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Open(PgStoreOptions options) {
     return absl::InvalidArgumentError(
         "max_batch, read_connections and max_attempts must be at least 1");
   }
+  if (options.idle_in_transaction_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "idle_in_transaction_timeout must not be negative");
+  }
   auto store = std::unique_ptr<PgStore>(new PgStore(std::move(options)));
   const PgStoreOptions& o = store->options_;
   store->server_ = ServerName(o.url);
   ASSIGN_OR_RETURN(
       store->writer_conn_,
-      Connection::Open(o.url, store->server_, store->WriterApplicationName()));
+      Connection::Open(o, store->server_, store->WriterApplicationName()));
   ASSIGN_OR_RETURN(store->generation_,
                    Migrate(*store->writer_conn_, NewStoreGeneration()));
   for (int i = 0; i < o.read_connections; ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
-                     Connection::Open(o.url, store->server_));
+                     Connection::Open(o, store->server_));
     absl::MutexLock lock(&store->pool_mu_);
     store->idle_.push_back(std::move(conn));
   }
@@ -1072,7 +1082,7 @@ absl::Status PgStore::EnsureWriter() {
                      writer_lost_reason_, "); reconnecting"));
   }
   absl::StatusOr<std::unique_ptr<Connection>> conn =
-      Connection::Open(options_.url, server_, WriterApplicationName());
+      Connection::Open(options_, server_, WriterApplicationName());
   if (conn.ok()) {
     // A backend of the lost connection may not have noticed that its client
     // is gone (a network cut, not a restart) and still hold a transaction
@@ -1579,7 +1589,7 @@ T PgStore::WithConnection(const std::function<T(Connection&)>& fn,
         conn.reset();
       }
       absl::StatusOr<std::unique_ptr<Connection>> opened =
-          Connection::Open(options_.url, server_);
+          Connection::Open(options_, server_);
       if (!opened.ok()) {
         give_back();  // Empty: the next use tries again.
         return T(opened.status());

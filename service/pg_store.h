@@ -35,7 +35,10 @@
 // again once on a new one. The writer's connections are named (its
 // application_name, "parley-service writer <random id>"): on reconnecting,
 // the writer ends its earlier backends, which a network cut can leave
-// holding a transaction and its row locks open. A COMMIT whose answer was
+// holding a transaction and its row locks open; any connection's backend
+// (admin writes run on the pool) that waits inside a transaction for its
+// client longer than idle_in_transaction_timeout is ended by the server
+// itself. A COMMIT whose answer was
 // lost is in doubt: the writer, once reconnected, waits for the transaction
 // to end (pg_xact_status()), then reads its row in writer_commits: if the
 // batch committed, its callbacks run as for any commit; if not, it fails.
@@ -94,6 +97,14 @@ struct PgStoreOptions {
   // How long the writer tries to learn whether a batch whose COMMIT answer
   // was lost committed (the queued writes wait meanwhile).
   absl::Duration commit_in_doubt_timeout = absl::Seconds(10);
+  // PostgreSQL ends a backend of this store's that has waited inside a
+  // transaction for its client longer than this
+  // (idle_in_transaction_session_timeout; 0 never). A network cut can leave
+  // a backend whose client is gone holding a transaction open, and with it
+  // row locks that every replica's writes to those users and groups wait
+  // for, until the server's TCP keepalive notices (hours by default). The
+  // store's own transactions never wait on the store for so long.
+  absl::Duration idle_in_transaction_timeout = absl::Seconds(10);
   // Called on the writer thread after every batch, before its callbacks,
   // with its operations and how long it took (for metrics).
   std::function<void(size_t operations, absl::Duration latency)> on_commit;

@@ -85,16 +85,20 @@ std::string Sql(const std::string& url, const std::string& sql) {
 // committed); kCommit cuts the client off without passing it on, and keeps
 // the server's side open, so the transaction stays open on a backend that
 // does not know its client is gone. Either way the client cannot know the
-// outcome. kLocks loses the answer to a batch's first round trip instead
-// (which asks for pg_current_xact_id()), keeping the server's side open: the
-// backend holds the batch's row locks. Once Refuse() is called it cuts
+// outcome. kLocks loses the answer to the first statement that contains
+// `locks_trigger` instead (by default a batch's first round trip, which
+// asks for pg_current_xact_id()), keeping the server's side open: the
+// backend holds the transaction's row locks. Once Refuse() is called it cuts
 // every new connection at once.
 class CommitLosingProxy {
  public:
   enum class Lose { kAnswer, kCommit, kLocks };
 
-  CommitLosingProxy(int server_port, Lose lose)
-      : server_port_(server_port), lose_(lose) {
+  CommitLosingProxy(int server_port, Lose lose,
+                    std::string locks_trigger = "pg_current_xact_id")
+      : server_port_(server_port),
+        lose_(lose),
+        trigger_(lose == Lose::kLocks ? std::move(locks_trigger) : "COMMIT") {
     listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -164,10 +168,8 @@ class CommitLosingProxy {
       if (fds[0].revents != 0) {
         const ssize_t n = read(client, buf, sizeof(buf));
         if (n <= 0) break;
-        const char* trigger =
-            lose_ == Lose::kLocks ? "pg_current_xact_id" : "COMMIT";
         if (armed_ && !dropped_ &&
-            absl::string_view(buf, n).find(trigger) !=
+            absl::string_view(buf, n).find(trigger_) !=
                 absl::string_view::npos) {
           dropped_ = true;
           if (lose_ == Lose::kCommit) {
@@ -199,6 +201,7 @@ class CommitLosingProxy {
 
   const int server_port_;
   const Lose lose_;
+  const std::string trigger_;
   int listen_fd_ = -1;
   int port_ = 0;
   int stop_[2] = {-1, -1};
@@ -581,19 +584,25 @@ TEST_F(PgStoreTest, EditsAndDeletesOfOneBatchLeaveTheTargetAsTheLastLeftIt) {
 // next batch runs: the store's view of a COMMIT whose outcome it may not know.
 class PgStoreInDoubtTest : public PgStoreTest {
  protected:
-  // The store learns a lost commit's fate within `in_doubt`; null (with the
+  // The store learns a lost commit's fate within `in_doubt`, and its
+  // backends end themselves after `idle_in_transaction` (by default never,
+  // so that the store alone must end a backend left behind); null (with the
   // failure reported) if it could not be opened.
-  std::unique_ptr<PgStore> OpenArmed(CommitLosingProxy::Lose lose,
-                                     absl::Duration in_doubt) {
+  std::unique_ptr<PgStore> OpenArmed(
+      CommitLosingProxy::Lose lose, absl::Duration in_doubt,
+      absl::Duration idle_in_transaction = absl::ZeroDuration(),
+      std::string locks_trigger = "pg_current_xact_id") {
     CreateUsersAndGroup();
     if (HasFatalFailure()) return nullptr;
-    proxy_ = std::make_unique<CommitLosingProxy>(server_->port(), lose);
+    proxy_ = std::make_unique<CommitLosingProxy>(server_->port(), lose,
+                                                 std::move(locks_trigger));
     PgStoreOptions options;
     options.url =
         absl::StrCat("postgres://parley@127.0.0.1:", proxy_->port(), "/parley");
     options.reconnect_min = absl::Milliseconds(10);
     options.reconnect_max = absl::Milliseconds(50);
     options.commit_in_doubt_timeout = in_doubt;
+    options.idle_in_transaction_timeout = idle_in_transaction;
     auto store = PgStore::Open(options);
     EXPECT_TRUE(store.ok()) << store.status();
     if (!store.ok()) return nullptr;
@@ -694,6 +703,27 @@ TEST_F(PgStoreInDoubtTest, BackendLeftHoldingTheBatchsLocksIsEndedOnReconnect) {
   ASSERT_TRUE(sent.ok()) << sent.status();
   EXPECT_EQ(sent->message.seq, 1u);
   EXPECT_EQ(Sql(url_, "SELECT count(*) FROM messages"), "1");
+}
+
+TEST_F(PgStoreInDoubtTest, AdminTransactionCutOffLetsGoOfItsLocks) {
+  // DeleteUser's connection is cut once its transaction has locked g:team's
+  // counter and u2's row; the backend, not told, waits for the next
+  // statement. Every write to u2 or g:team, from any replica, would wait
+  // for it had the server not ended it after idle_in_transaction.
+  std::unique_ptr<PgStore> store =
+      OpenArmed(CommitLosingProxy::Lose::kLocks, absl::Seconds(30),
+                absl::Seconds(1), "FROM users WHERE id = $1 FOR UPDATE");
+  ASSERT_NE(store, nullptr);
+  absl::Status deleted = store->DeleteUser("u2");
+  ASSERT_TRUE(proxy_->dropped());
+  EXPECT_EQ(deleted.code(), absl::StatusCode::kUnavailable) << deleted;
+
+  auto sent = AppendSync(*store, Direct("u2", "u0", "k"));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  auto group = AppendSync(*store, ToGroup("u0", "team", "g"));
+  ASSERT_TRUE(group.ok()) << group.status();
+  // The cut transaction rolled back: u2 is still there.
+  EXPECT_TRUE(store->GetUser("u2").ok());
 }
 
 TEST_F(PgStoreInDoubtTest,
@@ -903,6 +933,20 @@ TEST_F(PgStoreTest, UnreachableServerIsUnavailableNamingIt) {
   EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(store.status().message()),
               HasSubstr(absl::StrCat("127.0.0.1:", server_->port())));
+}
+
+TEST_F(PgStoreTest, OptionsOutOfRangeAreRefused) {
+  PgStoreOptions options;
+  options.url = url_;
+  options.idle_in_transaction_timeout = absl::Seconds(-1);
+  auto store = PgStore::Open(options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(store.status().message()),
+              HasSubstr("idle_in_transaction_timeout"));
+  options.idle_in_transaction_timeout = absl::ZeroDuration();
+  options.read_connections = 0;
+  EXPECT_EQ(PgStore::Open(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
