@@ -236,6 +236,13 @@ absl::StatusOr<asio::ip::tcp::endpoint> ParseListenAddress(
   return asio::ip::tcp::endpoint(ip, static_cast<uint16_t>(port));
 }
 
+// The heartbeat ticks this many times per ping interval, pinging one slice
+// of the connections each time: one tick a second at the default 25 s, and
+// never ticks shorter than 10 ms.
+int HeartbeatSlices(std::chrono::milliseconds interval) {
+  return static_cast<int>(std::clamp<int64_t>(interval.count() / 10, 1, 25));
+}
+
 }  // namespace
 
 // What WsServer forwards to: one ServerImpl per websocketpp config.
@@ -373,6 +380,9 @@ class WsConnection final
   // is sent: websocketpp restarts the pong timer on every ping, so pinging
   // again would postpone the timeout forever.
   bool awaiting_pong_ = false;
+  // The heartbeat tick that pings it (of HeartbeatSlices()); set before the
+  // connection is listed, then read only.
+  int heartbeat_slice_ = 0;
   uint16_t close_code_ = 0;  // What this side closed with, if it did.
   TimerPtr auth_timer_;
 
@@ -508,7 +518,11 @@ class ServerImpl final : public WsServerImpl {
   void OnPongTimeout(Hdl hdl);
   void OnHttp(Hdl hdl);
   // One timer for every connection's heartbeat (a timer per connection
-  // would cost ~0.5 KiB each): each tick pings every open connection.
+  // would cost ~0.5 KiB each). It ticks HeartbeatSlices() times per ping
+  // interval, and each tick pings the open connections of one slice (dealt
+  // round-robin as they open): every connection is pinged once per
+  // interval, and a gateway holding many does not post all their pings,
+  // and allocate their frames, in the same instant.
   void ArmHeartbeat();
   // wss: a context with --tls_cert and --tls_key, the files' identity, and
   // the periodic check that swaps in a renewed pair.
@@ -554,6 +568,9 @@ class ServerImpl final : public WsServerImpl {
   // Connections past validation, keyed by the websocketpp connection.
   std::unordered_map<const void*, std::shared_ptr<Conn>> connections_
       ABSL_GUARDED_BY(mu_);
+  uint64_t next_heartbeat_slice_ ABSL_GUARDED_BY(mu_) = 0;
+  // The heartbeat's ticks so far; its timer's handler only.
+  uint64_t heartbeat_ticks_ = 0;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 
   Gauge& open_gauge_;
@@ -798,6 +815,8 @@ bool ServerImpl<Config>::OnValidate(Hdl hdl) {
              "too many connections\n");
       return;
     }
+    conn->heartbeat_slice_ = static_cast<int>(
+        next_heartbeat_slice_++ % HeartbeatSlices(options_.ping_interval));
     connections_[con.get()] = std::move(conn);
     accepted = true;
   });
@@ -950,17 +969,21 @@ void ServerImpl<Config>::ArmTlsReload() {
 
 template <typename Config>
 void ServerImpl<Config>::ArmHeartbeat() {
-  heartbeat_->expires_after(options_.ping_interval);
-  heartbeat_->async_wait([this](const asio::error_code& ec) {
+  const int slices = HeartbeatSlices(options_.ping_interval);
+  heartbeat_->expires_after(options_.ping_interval / slices);
+  heartbeat_->async_wait([this, slices](const asio::error_code& ec) {
     if (ec || draining_.load()) return;
     NoThrow("heartbeat", "", [&] {
-      std::vector<std::shared_ptr<Conn>> all;
+      const int slice = static_cast<int>(heartbeat_ticks_++ % slices);
+      std::vector<std::shared_ptr<Conn>> due;
       {
         absl::MutexLock lock(&mu_);
-        all.reserve(connections_.size());
-        for (auto& [key, conn] : connections_) all.push_back(conn);
+        due.reserve(connections_.size() / slices + 1);
+        for (auto& [key, conn] : connections_) {
+          if (conn->heartbeat_slice_ == slice) due.push_back(conn);
+        }
       }
-      for (auto& conn : all) conn->PostPing();
+      for (auto& conn : due) conn->PostPing();
       ArmHeartbeat();
     });
   });

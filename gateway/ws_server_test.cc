@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -408,6 +409,40 @@ TEST_F(WsServerTest, ServerPingsAndDropsAPeerThatNeverPongs) {
     EXPECT_EQ(Decode(*frame).pong().nonce(), "ok");
     break;
   }
+}
+
+TEST_F(WsServerTest, HeartbeatSpreadsItsPingsOverTheInterval) {
+  // 25 ticks of 80 ms per interval. Connections opened together fall in
+  // consecutive slices, so their pings come a tick or more apart, not in
+  // one burst at the same tick.
+  options_.ping_interval = std::chrono::milliseconds(2000);
+  options_.pong_timeout = std::chrono::milliseconds(10000);
+  StartServer();
+  constexpr int kClients = 4;
+  RawWsClient clients[kClients];
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_NO_FATAL_FAILURE(OpenLive(clients[i], absl::StrCat("c", i)));
+  }
+  absl::Time pinged[kClients];
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kClients; ++i) {
+    pinged[i] = absl::InfinitePast();
+    readers.emplace_back([&clients, &pinged, i] {
+      const absl::Time until = absl::Now() + absl::Seconds(10);
+      while (true) {
+        auto frame = clients[i].ReadFrame(until - absl::Now());
+        if (!frame.ok()) return;
+        if (frame->opcode == 0x9) {
+          pinged[i] = absl::Now();
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& reader : readers) reader.join();
+  for (absl::Time at : pinged) ASSERT_NE(at, absl::InfinitePast());
+  const auto [first, last] = std::minmax_element(pinged, pinged + kClients);
+  EXPECT_GE(*last - *first, absl::Milliseconds(160));
 }
 
 TEST_F(WsServerTest, SlowConsumerIsClosed1013AndOutputStops) {
