@@ -150,6 +150,26 @@ case_durable_report() {
   done
 }
 
+# A run of other sections (--only) carries the durable report's sections
+# over, each once and marked so.
+case_partial_report() {
+  local previous="$BENCH_WORK/durable_report/benchmarks.md"
+  [[ -f $previous ]] || { echo "skipped: needs durable_report"; return 77; }
+  local dir="$BENCH_WORK/partial_report"
+  mkdir -p "$dir"
+  printf 'cores=%s\nonly=idle\n' "$(nproc)" >"$dir/machine.txt"
+  /usr/bin/python3 "$ROOT/tests/bench/report.py" "$dir" /dev/null \
+    "$previous" >"$dir/benchmarks.md" || return 1
+  local want
+  for want in "## 1:1 pairs, open loop (maximum throughput)" \
+    "## Against a durable peer: JetStream, and CPU per delivered message"; do
+    [[ $(grep -cxF "$want" "$dir/benchmarks.md") == 1 ]] ||
+      { echo "report does not carry \"$want\" over once"; return 1; }
+    grep -A2 -xF "$want" "$dir/benchmarks.md" | grep -qF "Not rerun by this run" ||
+      { echo "\"$want\" is not marked as carried over"; return 1; }
+  done
+}
+
 case_parley_pairs() {
   need_parley || return $?
   loadgen parley_pairs --target=parley --address="$GATEWAY_ADDR" $(parley_flags) \
@@ -254,6 +274,7 @@ run_case nats_pairs case_nats_pairs
 run_case jetstream_pairs case_jetstream_pairs
 run_case parley_pairs case_parley_pairs
 run_case durable_report case_durable_report
+run_case partial_report case_partial_report
 run_case parley_fanout case_parley_fanout
 run_case parley_churn case_parley_churn
 run_case parley_idle case_parley_idle
