@@ -346,17 +346,56 @@ class WsConnection final
     });
   }
 
-  // Pings the peer unless a ping is still unanswered. Thread-safe: runs on
-  // the strand.
-  void PostPing() {
-    asio::post(*strand_, [self = this->shared_from_this()] {
+  // Pings the peer unless a ping is still unanswered, and expects its pong
+  // within `pong_timeout`. Thread-safe: runs on the strand.
+  void PostPing(std::chrono::milliseconds pong_timeout) {
+    asio::post(*strand_, [self = this->shared_from_this(), pong_timeout] {
       if (self->session_ == nullptr || self->closed_ || self->awaiting_pong_) {
         return;
       }
       websocketpp::lib::error_code ec;
       self->con_->ping("", ec);
-      self->awaiting_pong_ = !ec;
+      if (ec) return;
+      self->awaiting_pong_ = true;
+      self->pong_due_ns_.store(
+          SteadyNanos(std::chrono::steady_clock::now() + pong_timeout),
+          std::memory_order_relaxed);
     });
+  }
+
+  // The peer's pong came back. On the strand.
+  void OnPong() {
+    awaiting_pong_ = false;
+    pong_due_ns_.store(0, std::memory_order_relaxed);
+  }
+
+  // True, once per ping, when that ping's pong is due by `now_ns` and has
+  // not come; the caller then calls PostPongTimeout(). Any thread.
+  bool TakeOverduePong(int64_t now_ns) {
+    int64_t due = pong_due_ns_.load(std::memory_order_relaxed);
+    return due != 0 && due <= now_ns &&
+           pong_due_ns_.compare_exchange_strong(due, 0,
+                                                std::memory_order_relaxed);
+  }
+
+  // Closes the session (1001, "pong timeout") unless the pong came back in
+  // the meantime. Thread-safe: runs on the strand.
+  void PostPongTimeout() {
+    asio::post(*strand_, [self = this->shared_from_this()] {
+      if (self->session_ == nullptr || self->closed_ || !self->awaiting_pong_) {
+        return;
+      }
+      NoThrow("pong_timeout", self->peer_, [&] {
+        LogInfo("gateway.pong_timeout", {{"peer", self->peer_}});
+        self->session_->Shutdown(kCloseGoingAway, "pong timeout");
+      });
+    });
+  }
+
+  static int64_t SteadyNanos(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               t.time_since_epoch())
+        .count();
   }
 
   // Frees the auth timer once the session is live (it would only fire to do
@@ -377,8 +416,7 @@ class WsConnection final
   std::unique_ptr<Session> session_;
   bool closed_ = false;
   // A ping is out and its pong has not come back. While it is, no new ping
-  // is sent: websocketpp restarts the pong timer on every ping, so pinging
-  // again would postpone the timeout forever.
+  // is sent.
   bool awaiting_pong_ = false;
   // The heartbeat tick that pings it (of HeartbeatSlices()); set before the
   // connection is listed, then read only.
@@ -391,6 +429,10 @@ class WsConnection final
   const Encoding encoding_;
   const std::string peer_;
   const std::shared_ptr<asio::io_context::strand> strand_;
+  // When the outstanding ping's pong is due (steady clock, ns), or 0. The
+  // heartbeat checks it on every tick: one timer for all connections, where
+  // websocketpp's pong timeout would keep a timer per connection alive.
+  std::atomic<int64_t> pong_due_ns_{0};
   Counter& frames_out_;
   Counter& bytes_out_;
 };
@@ -515,14 +557,15 @@ class ServerImpl final : public WsServerImpl {
   void OnMessage(Hdl hdl, typename Endpoint::message_ptr msg);
   void OnClose(Hdl hdl);
   void OnFail(Hdl hdl);
-  void OnPongTimeout(Hdl hdl);
   void OnHttp(Hdl hdl);
   // One timer for every connection's heartbeat (a timer per connection
   // would cost ~0.5 KiB each). It ticks HeartbeatSlices() times per ping
   // interval, and each tick pings the open connections of one slice (dealt
   // round-robin as they open): every connection is pinged once per
   // interval, and a gateway holding many does not post all their pings,
-  // and allocate their frames, in the same instant.
+  // and allocate their frames, in the same instant. Each tick also closes
+  // the connections whose pong is overdue: a peer that stops answering is
+  // closed between pong_timeout and pong_timeout plus a tick after its ping.
   void ArmHeartbeat();
   // wss: a context with --tls_cert and --tls_key, the files' identity, and
   // the periodic check that swaps in a renewed pair.
@@ -665,7 +708,6 @@ absl::StatusOr<std::string> ServerImpl<Config>::Start() {
   }
   endpoint_.set_open_handshake_timeout(options_.handshake_timeout.count());
   endpoint_.set_close_handshake_timeout(options_.close_timeout.count());
-  endpoint_.set_pong_timeout(options_.pong_timeout.count());
   endpoint_.set_max_message_size(options_.max_message_bytes);
   endpoint_.set_max_http_body_size(64 * 1024);
   endpoint_.set_listen_backlog(options_.listen_backlog);
@@ -681,12 +723,10 @@ absl::StatusOr<std::string> ServerImpl<Config>::Start() {
       [this](Hdl h, typename Endpoint::message_ptr m) { OnMessage(h, m); });
   endpoint_.set_close_handler([this](Hdl h) { OnClose(h); });
   endpoint_.set_fail_handler([this](Hdl h) { OnFail(h); });
-  endpoint_.set_pong_timeout_handler(
-      [this](Hdl h, std::string) { OnPongTimeout(h); });
   endpoint_.set_http_handler([this](Hdl h) { OnHttp(h); });
   endpoint_.set_pong_handler([this](Hdl h, std::string) {
     Guard(h, "pong", [&] {
-      if (auto conn = Find(h)) conn->awaiting_pong_ = false;
+      if (auto conn = Find(h)) conn->OnPong();
     });
   });
 
@@ -975,15 +1015,19 @@ void ServerImpl<Config>::ArmHeartbeat() {
     if (ec || draining_.load()) return;
     NoThrow("heartbeat", "", [&] {
       const int slice = static_cast<int>(heartbeat_ticks_++ % slices);
-      std::vector<std::shared_ptr<Conn>> due;
+      const int64_t now_ns =
+          Conn::SteadyNanos(std::chrono::steady_clock::now());
+      std::vector<std::shared_ptr<Conn>> due, overdue;
       {
         absl::MutexLock lock(&mu_);
         due.reserve(connections_.size() / slices + 1);
         for (auto& [key, conn] : connections_) {
           if (conn->heartbeat_slice_ == slice) due.push_back(conn);
+          if (conn->TakeOverduePong(now_ns)) overdue.push_back(conn);
         }
       }
-      for (auto& conn : due) conn->PostPing();
+      for (auto& conn : overdue) conn->PostPongTimeout();
+      for (auto& conn : due) conn->PostPing(options_.pong_timeout);
       ArmHeartbeat();
     });
   });
@@ -1059,16 +1103,6 @@ void ServerImpl<Config>::OnFail(Hdl hdl) {
     Handshakes(timeout ? "timeout" : "error").Increment();
     LogInfo("gateway.handshake_failed",
             {{"peer", con->get_remote_endpoint()}, {"error", ec.message()}});
-  });
-}
-
-template <typename Config>
-void ServerImpl<Config>::OnPongTimeout(Hdl hdl) {
-  Guard(hdl, "pong_timeout", [&] {
-    std::shared_ptr<Conn> conn = Find(hdl);
-    if (conn == nullptr || conn->session_ == nullptr) return;
-    LogInfo("gateway.pong_timeout", {{"peer", conn->peer()}});
-    conn->session_->Shutdown(kCloseGoingAway, "pong timeout");
   });
 }
 
