@@ -380,12 +380,14 @@ class WsConnection final
 
   // Closes the session (1001, "pong timeout") unless the pong came back in
   // the meantime. Thread-safe: runs on the strand.
-  void PostPongTimeout() {
-    asio::post(*strand_, [self = this->shared_from_this()] {
+  // Counts the close in `timeouts`.
+  void PostPongTimeout(Counter& timeouts) {
+    asio::post(*strand_, [self = this->shared_from_this(), &timeouts] {
       if (self->session_ == nullptr || self->closed_ || !self->awaiting_pong_) {
         return;
       }
       NoThrow("pong_timeout", self->peer_, [&] {
+        timeouts.Increment();
         LogInfo("gateway.pong_timeout", {{"peer", self->peer_}});
         self->session_->Shutdown(kCloseGoingAway, "pong timeout");
       });
@@ -475,6 +477,10 @@ class ServerImpl final : public WsServerImpl {
             "parley_gateway_slow_consumer_closes_total",
             "Sessions closed 1013 because their client did not read what was "
             "sent to it (--send_buffer_cap_bytes).")),
+        pong_timeouts_(registry.GetCounter(
+            "parley_gateway_pong_timeouts_total",
+            "Connections closed 1001 because their peer did not answer a "
+            "WebSocket ping within --pong_timeout.")),
         held_budget_(
             std::make_shared<HeldBudget>(options_.max_held_bytes_total)) {
     registry.AddCallbackGauge(
@@ -627,6 +633,7 @@ class ServerImpl final : public WsServerImpl {
   Counter& refused_rate_;
   Counter& refused_backpressure_;
   Counter& slow_consumer_closes_;
+  Counter& pong_timeouts_;
   // Shared with the metrics callback, which may outlive the server.
   const std::shared_ptr<HeldBudget> held_budget_;
 };
@@ -1026,7 +1033,7 @@ void ServerImpl<Config>::ArmHeartbeat() {
           if (conn->TakeOverduePong(now_ns)) overdue.push_back(conn);
         }
       }
-      for (auto& conn : overdue) conn->PostPongTimeout();
+      for (auto& conn : overdue) conn->PostPongTimeout(pong_timeouts_);
       for (auto& conn : due) conn->PostPing(options_.pong_timeout);
       ArmHeartbeat();
     });

@@ -408,6 +408,7 @@ TEST_F(WsServerTest, ServerPingsAndDropsAPeerThatNeverPongs) {
   ASSERT_NE(closed, absl::InfinitePast());
   EXPECT_EQ(close_reason, "pong timeout");
   EXPECT_GE(closed - pinged, absl::Milliseconds(140));
+  EXPECT_EQ(Counter("parley_gateway_pong_timeouts_total"), 1u);
   ASSERT_TRUE(polite.SendText(R"({"ping":{"nonce":"ok"}})").ok());
   while (true) {
     auto frame = polite.ReadFrame();

@@ -53,5 +53,6 @@ def test_both_metrics_say_the_build_the_start_time_and_count_from_zero(
     gateway_text = _metrics(gateway.metrics_address)
     for series in ('parley_gateway_frames_refused_total{reason="rate_limit"} 0',
                    'parley_gateway_frames_refused_total{reason="backpressure"}'
-                   ' 0', "parley_gateway_slow_consumer_closes_total 0"):
+                   ' 0', "parley_gateway_slow_consumer_closes_total 0",
+                   "parley_gateway_pong_timeouts_total 0"):
         assert series in gateway_text, series
