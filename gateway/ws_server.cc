@@ -378,9 +378,8 @@ class WsConnection final
                                                 std::memory_order_relaxed);
   }
 
-  // Closes the session (1001, "pong timeout") unless the pong came back in
-  // the meantime. Thread-safe: runs on the strand.
-  // Counts the close in `timeouts`.
+  // Closes the session (1001, "pong timeout"), counted in `timeouts`, unless
+  // the pong came back in the meantime. Thread-safe: runs on the strand.
   void PostPongTimeout(Counter& timeouts) {
     asio::post(*strand_, [self = this->shared_from_this(), &timeouts] {
       if (self->session_ == nullptr || self->closed_ || !self->awaiting_pong_) {
