@@ -77,8 +77,9 @@ ABSL_FLAG(int64_t, max_held_bytes_total, 256 << 20,
 ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(25),
           "WebSocket ping interval (duration). Default 25s.");
 ABSL_FLAG(absl::Duration, pong_timeout, absl::Seconds(10),
-          "Time a pong may take before the connection is dropped "
-          "(duration). Default 10s.");
+          "Time a pong may take before the connection is closed 1001 "
+          "(duration; checked on each heartbeat tick, a 25th of "
+          "--ping_interval). Default 10s.");
 ABSL_FLAG(int32_t, io_threads, 0,
           "I/O threads (count); 0 means one per core. Default 0.");
 ABSL_FLAG(int32_t, listen_backlog, 1024,
