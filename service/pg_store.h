@@ -38,10 +38,10 @@
 // holding a transaction and its row locks open; any connection's backend
 // (admin writes run on the pool) that waits inside a transaction for its
 // client longer than idle_in_transaction_timeout is ended by the server
-// itself. A COMMIT whose answer was
-// lost is in doubt: the writer, once reconnected, waits for the transaction
-// to end (pg_xact_status()), then reads its row in writer_commits: if the
-// batch committed, its callbacks run as for any commit; if not, it fails.
+// itself. A COMMIT whose answer was lost is in doubt: the writer, once
+// reconnected, waits for the transaction to end (pg_xact_status()), then
+// reads its row in writer_commits: if the batch committed, its callbacks
+// run as for any commit; if not, it fails.
 // Only a server away longer than commit_in_doubt_timeout leaves the outcome
 // unknown (UNAVAILABLE saying so; a retried send is then answered from its
 // idempotency key with the original inbox_seq if it had committed). Each
